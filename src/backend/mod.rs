@@ -1,0 +1,332 @@
+//! Backend links: a few multiplexed, pipelined connections per Redis node, shared by
+//! every client.
+//!
+//! Mechanism only. A [`Node`] owns `connections_per_node` link tasks; a client always uses
+//! the same link of a node (`client_id % n`), so its requests to that node execute in the
+//! order it sent them. Each link task owns its socket and its in-flight FIFO outright:
+//! the writer side coalesces every queued request into one buffer (one syscall for many
+//! requests), the reader side frames replies with [`scan_reply`] and hands each back as a
+//! zero-copy slice of the read buffer. Nothing here is locked per request.
+//!
+//! Policy (what a MOVED means, whether to retry) belongs to the session: a link only
+//! reports what happened to each request ([`LinkError`]) and asks the cluster for a
+//! topology refresh when its connection fails.
+
+use crate::protocol::scan::scan_reply;
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// What happened to a request that got no reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// Never written to the node (it could not be reached): safe to retry.
+    NotSent(String),
+    /// Written, then the connection was lost: it may or may not have run.
+    Lost(String),
+    /// Written, and the node did not answer within the request timeout.
+    TimedOut(String),
+}
+
+/// The reply to one request: the raw reply bytes, or why there is none.
+pub type ReplyResult = Result<Bytes, LinkError>;
+
+/// One request for a link: bytes already in RESP, forwarded as they are.
+pub struct Job {
+    pub bytes: Bytes,
+    /// Send `ASKING` right before it on the same connection (an ASK redirection).
+    pub asking: bool,
+    pub reply: oneshot::Sender<ReplyResult>,
+}
+
+/// How links connect and how long they wait.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Send `READONLY` after connecting (links to replicas).
+    pub readonly: bool,
+}
+
+/// A Redis node as respgate reaches it.
+pub struct Node {
+    addr: Arc<str>,
+    links: Box<[mpsc::UnboundedSender<Job>]>,
+}
+
+impl Node {
+    /// Starts `links` link tasks for `addr` (they connect on first use). `on_failure` is
+    /// notified whenever a connection to this node fails, so the topology is refreshed.
+    pub fn spawn(addr: &str, links: usize, opts: LinkOptions, on_failure: Arc<Notify>) -> Node {
+        let addr: Arc<str> = Arc::from(addr);
+        let opts = Arc::new(opts);
+        let links = (0..links.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(run_link(addr.clone(), opts.clone(), rx, on_failure.clone()));
+                tx
+            })
+            .collect();
+        Node { addr, links }
+    }
+
+    /// `host:port` of the node.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Queues `job` on the link that serves `client_id`. If the link task is gone the job
+    /// is answered at once with [`LinkError::NotSent`].
+    pub fn send(&self, client_id: u64, job: Job) {
+        let link = &self.links[(client_id % self.links.len() as u64) as usize];
+        if let Err(mpsc::error::SendError(job)) = link.send(job) {
+            let _ = job.reply.send(Err(LinkError::NotSent(format!(
+                "{} link closed",
+                self.addr
+            ))));
+        }
+    }
+}
+
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// Stop taking new jobs while this much is waiting to be written.
+const WRITE_HIGH_WATER: usize = 1 << 20;
+const READ_CHUNK: usize = 64 * 1024;
+
+enum Inflight {
+    Client(oneshot::Sender<ReplyResult>),
+    /// The `+OK` of an `ASKING` we sent: swallowed.
+    Asking,
+}
+
+async fn run_link(
+    addr: Arc<str>,
+    opts: Arc<LinkOptions>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    on_failure: Arc<Notify>,
+) {
+    // Connect lazily: a dead node costs nothing until a request wants it, and then each
+    // attempt is paid by the requests that wanted it (they get NotSent and retry with
+    // backoff in the session), so there is no reconnect loop spinning on its own.
+    while let Some(first) = rx.recv().await {
+        let stream = match connect(&addr, &opts).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(node = %addr, error = %e, "backend connect failed");
+                metrics::counter!("respgate_backend_connect_failures_total").increment(1);
+                on_failure.notify_one();
+                let why = format!("{addr} unreachable: {e}");
+                fail_queued(first, &mut rx, &why);
+                continue;
+            }
+        };
+        match serve(stream, first, &mut rx, &addr, &opts).await {
+            Ok(()) => return, // every handle dropped and every reply delivered
+            Err(e) => {
+                tracing::warn!(node = %addr, error = %e, "backend connection lost");
+                metrics::counter!("respgate_backend_connection_losses_total").increment(1);
+                on_failure.notify_one();
+            }
+        }
+    }
+}
+
+fn fail_queued(first: Job, rx: &mut mpsc::UnboundedReceiver<Job>, why: &str) {
+    let _ = first.reply.send(Err(LinkError::NotSent(why.to_string())));
+    while let Ok(job) = rx.try_recv() {
+        let _ = job.reply.send(Err(LinkError::NotSent(why.to_string())));
+    }
+}
+
+async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<TcpStream> {
+    let mut stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    let mut hello = BytesMut::new();
+    let mut expected = 0;
+    if let Some(password) = &opts.password {
+        let auth = match &opts.username {
+            Some(user) => crate::protocol::reply::command(["AUTH", user.as_str(), password]),
+            None => crate::protocol::reply::command(["AUTH", password.as_str()]),
+        };
+        hello.extend_from_slice(&auth);
+        expected += 1;
+    }
+    if opts.readonly {
+        hello.extend_from_slice(b"*1\r\n$8\r\nREADONLY\r\n");
+        expected += 1;
+    }
+    if expected > 0 {
+        tokio::time::timeout(opts.connect_timeout, async {
+            stream.write_all(&hello).await?;
+            let mut buf = BytesMut::with_capacity(256);
+            let mut seen = 0;
+            while seen < expected {
+                if stream.read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::Error::other("closed during handshake"));
+                }
+                while let Ok(Some(len)) = scan_reply(&buf) {
+                    let reply = buf.split_to(len);
+                    if reply.first() == Some(&b'-') {
+                        let text = String::from_utf8_lossy(&reply[1..len - 2]).into_owned();
+                        return Err(std::io::Error::other(format!("handshake refused: {text}")));
+                    }
+                    seen += 1;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"))??;
+    }
+    Ok(stream)
+}
+
+/// Runs one connection until it fails (`Err`) or every handle is dropped and the last
+/// reply delivered (`Ok`). On failure every request it held is answered with an error.
+async fn serve(
+    mut stream: TcpStream,
+    first: Job,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    addr: &str,
+    opts: &LinkOptions,
+) -> std::io::Result<()> {
+    let (mut rd, mut wr) = stream.split();
+    let mut inflight: VecDeque<(Inflight, Instant)> = VecDeque::with_capacity(256);
+    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut batch: Vec<Job> = Vec::with_capacity(128);
+    let mut open = true;
+    let now = Instant::now();
+    let watchdog = tokio::time::sleep(opts.request_timeout);
+    tokio::pin!(watchdog);
+    enqueue(first, &mut wbuf, &mut inflight, now);
+
+    let result: std::io::Result<()> = loop {
+        if !open && inflight.is_empty() && wbuf.is_empty() {
+            break Ok(());
+        }
+        tokio::select! {
+            biased;
+            read = rd.read_buf(&mut rbuf) => {
+                match read {
+                    Ok(0) => break Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed by the node")),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+                if let Err(e) = deliver(&mut rbuf, &mut inflight) {
+                    break Err(e);
+                }
+                if rbuf.capacity() - rbuf.len() < 4096 {
+                    rbuf.reserve(READ_CHUNK);
+                }
+            }
+            n = rx.recv_many(&mut batch, 128), if open && wbuf.len() < WRITE_HIGH_WATER => {
+                if n == 0 {
+                    open = false;
+                    continue;
+                }
+                let now = Instant::now();
+                if inflight.is_empty() && watchdog.deadline() <= now.into() {
+                    watchdog.as_mut().reset((now + opts.request_timeout).into());
+                }
+                for job in batch.drain(..) {
+                    enqueue(job, &mut wbuf, &mut inflight, now);
+                }
+            }
+            written = wr.write(&wbuf), if !wbuf.is_empty() => {
+                match written {
+                    Ok(0) => break Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "node stopped reading")),
+                    Ok(n) => { let _ = wbuf.split_to(n); }
+                    Err(e) => break Err(e),
+                }
+            }
+            _ = &mut watchdog, if !inflight.is_empty() => {
+                let oldest = inflight.front().map(|(_, t)| *t).unwrap_or_else(Instant::now);
+                let due = oldest + opts.request_timeout;
+                if due <= Instant::now() {
+                    let why = format!("{addr} did not answer within {} ms", opts.request_timeout.as_millis());
+                    for (entry, _) in inflight.drain(..) {
+                        if let Inflight::Client(tx) = entry {
+                            let _ = tx.send(Err(LinkError::TimedOut(why.clone())));
+                        }
+                    }
+                    break Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why));
+                }
+                watchdog.as_mut().reset(due.into());
+            }
+        }
+    };
+    if let Err(e) = &result {
+        let why = format!("connection to {addr} lost with the command in flight ({e})");
+        for (entry, _) in inflight.drain(..) {
+            if let Inflight::Client(tx) = entry {
+                let _ = tx.send(Err(LinkError::Lost(why.clone())));
+            }
+        }
+        // Jobs still queued were never written: they may be retried elsewhere.
+        while let Ok(job) = rx.try_recv() {
+            let _ = job
+                .reply
+                .send(Err(LinkError::NotSent(format!("{addr}: {e}"))));
+        }
+    }
+    result
+}
+
+#[inline]
+fn enqueue(
+    job: Job,
+    wbuf: &mut BytesMut,
+    inflight: &mut VecDeque<(Inflight, Instant)>,
+    now: Instant,
+) {
+    if job.asking {
+        wbuf.extend_from_slice(ASKING);
+        inflight.push_back((Inflight::Asking, now));
+    }
+    wbuf.extend_from_slice(&job.bytes);
+    inflight.push_back((Inflight::Client(job.reply), now));
+}
+
+/// Hands every complete reply in `rbuf` to the request it answers, in FIFO order.
+fn deliver(
+    rbuf: &mut BytesMut,
+    inflight: &mut VecDeque<(Inflight, Instant)>,
+) -> std::io::Result<()> {
+    loop {
+        match scan_reply(rbuf) {
+            Ok(Some(len)) => {
+                let reply = rbuf.split_to(len).freeze();
+                match inflight.pop_front() {
+                    Some((Inflight::Client(tx), _)) => {
+                        // A dropped receiver (client gone) is fine: the reply is discarded
+                        // and FIFO matching stays intact.
+                        let _ = tx.send(Ok(reply));
+                    }
+                    Some((Inflight::Asking, _)) => {}
+                    None => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "reply with no request waiting for it",
+                        ))
+                    }
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(()) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "node sent bytes that are not RESP",
+                ))
+            }
+        }
+    }
+}

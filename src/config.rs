@@ -1,0 +1,322 @@
+//! Configuration: the TOML file, its defaults, and validation with precise messages.
+//!
+//! Everything an operator can set lives here, with the default an operator would expect
+//! from Redis where Redis has one. `config/production.example.toml` documents each
+//! option; keep the two in step. Loading never panics: every problem becomes a
+//! [`ConfigError`] naming the file, the key path and what is wrong.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// The client-facing side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the plain-TCP listener.
+    pub listen: String,
+    /// Connections beyond this get `-ERR max number of clients reached` and are closed.
+    pub max_clients: usize,
+    /// Largest single argument (Redis's `proto-max-bulk-len`).
+    pub max_bulk_bytes: usize,
+    /// Largest whole request; checked from the headers, before the payload is buffered.
+    pub max_request_bytes: usize,
+    /// Replies a client may have outstanding; past it respgate stops reading that
+    /// client's requests until replies drain (back-pressure, not an error).
+    pub max_pending_replies: usize,
+    /// Close clients idle this long (0 = never, like Redis's `timeout 0`).
+    pub idle_timeout_secs: u64,
+    /// A client that does not read its replies for this long is disconnected.
+    pub output_stall_timeout_secs: u64,
+    /// On SIGTERM / Ctrl-C, how long in-flight replies may take before connections close.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:6380".into(),
+            max_clients: 10_000,
+            max_bulk_bytes: 512 * 1024 * 1024,
+            max_request_bytes: 512 * 1024 * 1024,
+            max_pending_replies: 1024,
+            idle_timeout_secs: 0,
+            output_stall_timeout_secs: 60,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// The Redis Cluster behind respgate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `host:port` of nodes to discover the cluster from; any may be down.
+    pub seeds: Vec<String>,
+    /// Multiplexed connections per backend node, shared by all clients.
+    pub connections_per_node: usize,
+    pub connect_timeout_ms: u64,
+    /// A backend that has not answered its oldest request for this long is considered
+    /// hung: the link is closed and the requests on it fail with an error.
+    pub request_timeout_ms: u64,
+    /// TRYAGAIN / CLUSTERDOWN / unreachable node: retried with backoff until this
+    /// deadline (from the request's arrival), then the client gets the error.
+    pub retry_deadline_ms: u64,
+    /// MOVED / ASK redirections followed for one request before giving up.
+    pub max_redirects: u32,
+    /// Periodic topology refresh.
+    pub refresh_interval_ms: u64,
+    /// Refreshes triggered by MOVED or connection loss are at most this frequent.
+    pub refresh_min_interval_ms: u64,
+    /// Upstream `AUTH` user (omit for the `default` user).
+    pub username: Option<String>,
+    /// Upstream `AUTH` password. Prefer `password_env`.
+    pub password: Option<String>,
+    /// Name of an environment variable that holds the upstream password.
+    pub password_env: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            seeds: vec!["127.0.0.1:7000".into()],
+            connections_per_node: 2,
+            connect_timeout_ms: 1000,
+            request_timeout_ms: 5000,
+            retry_deadline_ms: 3000,
+            max_redirects: 5,
+            refresh_interval_ms: 10_000,
+            refresh_min_interval_ms: 100,
+            username: None,
+            password: None,
+            password_env: None,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `respgate=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration problem, phrased for the operator who has to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+            file: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Parse {
+                file: path.to_owned(),
+                message: format!("{key}: {}", inner.message().trim()),
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            file: path.to_owned(),
+            key: key.to_string(),
+            message,
+        };
+        let s = &self.server;
+        if s.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad(
+                "server.listen",
+                format!("{:?} is not an address like \"127.0.0.1:6380\"", s.listen),
+            ));
+        }
+        for (key, v) in [
+            ("server.max_clients", s.max_clients),
+            ("server.max_bulk_bytes", s.max_bulk_bytes),
+            ("server.max_request_bytes", s.max_request_bytes),
+            ("server.max_pending_replies", s.max_pending_replies),
+            (
+                "cluster.connections_per_node",
+                self.cluster.connections_per_node,
+            ),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be at least 1".into()));
+            }
+        }
+        if s.max_request_bytes > u32::MAX as usize - 1 {
+            return Err(bad(
+                "server.max_request_bytes",
+                format!("must be below 4 GiB, got {}", s.max_request_bytes),
+            ));
+        }
+        let c = &self.cluster;
+        if c.seeds.is_empty() {
+            return Err(bad(
+                "cluster.seeds",
+                "list at least one node, e.g. [\"10.0.0.1:6379\"]".into(),
+            ));
+        }
+        for (i, seed) in c.seeds.iter().enumerate() {
+            if split_host_port(seed).is_none() {
+                return Err(bad(
+                    &format!("cluster.seeds[{i}]"),
+                    format!("{seed:?} is not host:port"),
+                ));
+            }
+        }
+        if c.password.is_some() && c.password_env.is_some() {
+            return Err(bad(
+                "cluster.password",
+                "set either password or password_env, not both".into(),
+            ));
+        }
+        if let Some(var) = &c.password_env {
+            if std::env::var_os(var).is_none() {
+                return Err(bad(
+                    "cluster.password_env",
+                    format!("environment variable {var} is not set"),
+                ));
+            }
+        }
+        if c.request_timeout_ms == 0 || c.connect_timeout_ms == 0 {
+            return Err(bad(
+                "cluster.request_timeout_ms",
+                "timeouts must be above 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ClusterConfig {
+    /// The upstream password, from the file or the environment.
+    pub fn upstream_password(&self) -> Option<String> {
+        match &self.password_env {
+            Some(var) => std::env::var(var).ok(),
+            None => self.password.clone(),
+        }
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn retry_deadline(&self) -> Duration {
+        Duration::from_millis(self.retry_deadline_ms)
+    }
+}
+
+/// Splits `host:port` (IPv6 as `[::1]:6379`).
+pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then_some((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:6380");
+        assert_eq!(c.cluster.connections_per_node, 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_path() {
+        let e = parse("[server]\nlisen = \"x\"\n").unwrap_err();
+        assert!(e.starts_with("t.toml: server"), "{e}");
+        assert!(e.contains("unknown field `lisen`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_are_named_with_their_path() {
+        let e = parse("[cluster]\nconnections_per_node = \"two\"\n").unwrap_err();
+        assert!(e.contains("cluster.connections_per_node"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_explained() {
+        let e = parse("[server]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            "t.toml: server.listen: \"nowhere\" is not an address like \"127.0.0.1:6380\""
+        );
+        let e = parse("[cluster]\nseeds = [\"a:1\", \"b\"]\n").unwrap_err();
+        assert_eq!(e, "t.toml: cluster.seeds[1]: \"b\" is not host:port");
+    }
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        for f in ["config/respgate.toml", "config/production.example.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            let text = std::fs::read_to_string(&path).unwrap();
+            // The production example reads its password from the environment.
+            std::env::set_var("RESPGATE_UPSTREAM_PASSWORD", "x");
+            Config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

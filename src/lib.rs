@@ -1,0 +1,14 @@
+//! respgate: a cluster-aware Redis proxy. See docs/ARCHITECTURE.md for the map.
+//!
+//! Data path: [`server`] accepts a client, a [`session`] frames its requests
+//! ([`protocol`]), finds their keys ([`commands`]) and their slot's node ([`cluster`]),
+//! and queues them on that node's shared [`backend`] link; replies come back as slices of
+//! the backend's read buffer and are written to the client in request order.
+pub mod backend;
+pub mod cluster;
+pub mod commands;
+pub mod config;
+pub mod devcluster;
+pub mod protocol;
+pub mod server;
+pub mod session;

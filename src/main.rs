@@ -1,0 +1,174 @@
+//! The `respgate` command line: run the proxy, check a config, compute slots, or start a
+//! throw-away local cluster with the proxy in front of it.
+
+use clap::{Parser, Subcommand};
+use respgate::config::Config;
+use respgate::devcluster::{DevCluster, DevClusterOptions};
+use respgate::server::Proxy;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "respgate",
+    version,
+    about = "A cluster-aware Redis proxy: one endpoint in front of a Redis Cluster"
+)]
+struct Cli {
+    /// Configuration file (TOML) to run with.
+    #[arg(long, short, default_value = "config/respgate.toml", global = false)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration file and explain what is wrong with it.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the hash slot of each key.
+    Slot {
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Start a throw-away local cluster (3 masters + 3 replicas on loopback, in a temp
+    /// dir) with respgate in front of it; Ctrl-C stops all of it.
+    Dev {
+        /// Where respgate listens.
+        #[arg(long, default_value = "127.0.0.1:6380")]
+        listen: String,
+        /// Number of masters.
+        #[arg(long, default_value_t = 3)]
+        masters: usize,
+        /// Replicas per master.
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => match Config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: OK (listen {}, {} seed(s))",
+                    file.display(),
+                    c.server.listen,
+                    c.cluster.seeds.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Some(Command::Slot { keys }) => {
+            for k in keys {
+                println!("{}\t{}", respgate::cluster::key_slot(k.as_bytes()), k);
+            }
+            ExitCode::SUCCESS
+        }
+        Some(Command::Dev {
+            listen,
+            masters,
+            replicas,
+        }) => {
+            init_logging("info");
+            let opts = DevClusterOptions {
+                masters,
+                replicas_per_master: replicas,
+                ..Default::default()
+            };
+            let cluster = match DevCluster::start(opts) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("respgate dev: cannot start the local cluster: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut config = Config::default();
+            config.server.listen = listen;
+            config.cluster.seeds = cluster.seeds().iter().map(|a| a.to_string()).collect();
+            eprintln!(
+                "respgate dev: cluster nodes {}",
+                config.cluster.seeds.join(" ")
+            );
+            let code = run(config);
+            drop(cluster);
+            code
+        }
+        None => {
+            let config = match Config::load(&cli.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&config.log.level);
+            run(config)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the proxy until SIGTERM or Ctrl-C, then drains and exits 0.
+fn run(config: Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("respgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let proxy = match Proxy::start(config).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("respgate: cannot listen: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("respgate: listening on {}", proxy.local_addr());
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new connections, finishing in-flight replies");
+        proxy.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    // A second signal during the drain is not waited for here: the runtime ends when
+    // `run` returns.
+    let _ = Duration::ZERO;
+}

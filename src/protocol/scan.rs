@@ -1,0 +1,436 @@
+//! Frame boundaries without building frames.
+//!
+//! The hot path only needs to know where a request or a reply ends (and, for requests,
+//! where each argument lies), never the decoded value. A general decoder
+//! (`redis_protocol::resp2::decode::decode_range`) spends ~140 ns framing a `GET`; these
+//! scanners walk the `*n` / `$len` headers and jump over payloads, at a few ns per frame
+//! (`cargo bench --bench framing`). `tests/scan_differential.rs` checks them against
+//! redis-protocol as the oracle. Anything that needs values (replies respgate merges or
+//! composes, the control plane) uses redis-protocol.
+
+use std::ops::Range;
+
+/// Longest header line (`*<n>` / `$<len>`) or inline request Redis accepts before
+/// declaring the client broken (PROTO_INLINE_MAX_SIZE).
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Why a request could not be framed. Each maps to the exact error Redis sends before it
+/// closes the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    InvalidMultibulkLength,
+    InvalidBulkLength,
+    ExpectedDollar(u8),
+    TooBigMbulkCountString,
+    TooBigBulkCountString,
+    TooBigInlineRequest,
+    UnbalancedQuotes,
+    /// The request is larger than `max_request_bytes` (respgate's own limit).
+    RequestTooLarge {
+        limit: usize,
+    },
+}
+
+impl ProtocolError {
+    /// The error reply, byte for byte what Redis 7 sends (respgate's own limit aside).
+    pub fn reply(&self) -> Vec<u8> {
+        let msg = match self {
+            ProtocolError::InvalidMultibulkLength => "invalid multibulk length".to_string(),
+            ProtocolError::InvalidBulkLength => "invalid bulk length".to_string(),
+            ProtocolError::ExpectedDollar(b) => {
+                format!("expected '$', got '{}'", char::from(*b))
+            }
+            ProtocolError::TooBigMbulkCountString => "too big mbulk count string".to_string(),
+            ProtocolError::TooBigBulkCountString => "too big bulk count string".to_string(),
+            ProtocolError::TooBigInlineRequest => "too big inline request".to_string(),
+            ProtocolError::UnbalancedQuotes => "unbalanced quotes in request".to_string(),
+            ProtocolError::RequestTooLarge { limit } => {
+                format!("request larger than respgate's max_request_bytes ({limit} bytes)")
+            }
+        };
+        format!("-ERR Protocol error: {msg}\r\n").into_bytes()
+    }
+}
+
+/// Limits applied while framing requests.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Largest single argument (Redis's proto-max-bulk-len, default 512 MiB).
+    pub max_bulk: usize,
+    /// Largest whole request, headers included.
+    pub max_request: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_bulk: 512 * 1024 * 1024,
+            max_request: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// A framed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// A RESP multibulk of `len` bytes; `ranges` holds its arguments.
+    Multibulk { len: usize },
+    /// An inline command line of `len` bytes (newline included); `ranges` holds its words.
+    /// It must be re-encoded as a multibulk before forwarding.
+    Inline { len: usize },
+    /// `len` bytes that carry no command (`*0`, `*-1`, an empty inline line): skip them.
+    Empty { len: usize },
+}
+
+/// Finds the end of the line starting at `pos`: index of the `\r` of `\r\n`.
+#[inline]
+fn line_end(buf: &[u8], pos: usize) -> Option<usize> {
+    let nl = memchr_nl(&buf[pos..])? + pos;
+    if nl > pos && buf[nl - 1] == b'\r' {
+        Some(nl - 1)
+    } else {
+        // A bare `\n` terminates inline requests in Redis; for headers we treat it the
+        // same way, so that `*1\n` is framed rather than waited on forever.
+        Some(nl)
+    }
+}
+
+#[inline]
+fn memchr_nl(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b'\n')
+}
+
+/// Parses a decimal integer as Redis's `string2ll` does (no `+`, no spaces).
+#[inline]
+pub fn parse_int(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.first()? {
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((d - b'0') as i64)?;
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// Frames one request at the start of `buf`, recording argument ranges in `ranges`.
+///
+/// Returns `Ok(None)` when more bytes are needed. Sizes are checked against `limits` as
+/// soon as a header is seen, so a client announcing `$999999999999` is refused before a
+/// byte of the payload is buffered.
+pub fn scan_request(
+    buf: &[u8],
+    limits: &RequestLimits,
+    ranges: &mut Vec<Range<u32>>,
+) -> Result<Option<Request>, ProtocolError> {
+    ranges.clear();
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    if buf[0] != b'*' {
+        return scan_inline(buf, ranges);
+    }
+    let Some(end) = line_end(buf, 1) else {
+        return if buf.len() > MAX_LINE {
+            Err(ProtocolError::TooBigMbulkCountString)
+        } else {
+            Ok(None)
+        };
+    };
+    let count = parse_int(&buf[1..end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+    let mut pos = end + if buf[end] == b'\r' { 2 } else { 1 };
+    if count <= 0 {
+        return Ok(Some(Request::Empty { len: pos }));
+    }
+    // Every argument needs at least `$0\r\n\r\n`.
+    if count > i32::MAX as i64 || (count as u64).saturating_mul(6) > limits.max_request as u64 {
+        return Err(ProtocolError::InvalidMultibulkLength);
+    }
+    let count = count as usize;
+    for _ in 0..count {
+        if pos >= buf.len() {
+            return Ok(None);
+        }
+        if buf[pos] != b'$' {
+            return Err(ProtocolError::ExpectedDollar(buf[pos]));
+        }
+        let Some(end) = line_end(buf, pos + 1) else {
+            return if buf.len() - pos > MAX_LINE {
+                Err(ProtocolError::TooBigBulkCountString)
+            } else {
+                Ok(None)
+            };
+        };
+        let len = parse_int(&buf[pos + 1..end]).ok_or(ProtocolError::InvalidBulkLength)?;
+        if len < 0 || len as u64 > limits.max_bulk as u64 {
+            return Err(ProtocolError::InvalidBulkLength);
+        }
+        let start = end + 2;
+        let stop = start + len as usize;
+        if stop + 2 > limits.max_request {
+            return Err(ProtocolError::RequestTooLarge {
+                limit: limits.max_request,
+            });
+        }
+        if stop + 2 > buf.len() {
+            return Ok(None);
+        }
+        if buf[end] != b'\r' || &buf[stop..stop + 2] != b"\r\n" {
+            // Redis reads exactly len bytes and then expects CRLF; anything else is a
+            // desync it reports as a bad length.
+            return Err(ProtocolError::InvalidBulkLength);
+        }
+        ranges.push(start as u32..stop as u32);
+        pos = stop + 2;
+    }
+    Ok(Some(Request::Multibulk { len: pos }))
+}
+
+/// Inline commands (`PING\r\n` typed into telnet): words split on blanks; a word in
+/// `"..."` or `'...'` may hold blanks (escapes inside quotes are not interpreted).
+fn scan_inline(buf: &[u8], ranges: &mut Vec<Range<u32>>) -> Result<Option<Request>, ProtocolError> {
+    let Some(nl) = memchr_nl(buf) else {
+        return if buf.len() > MAX_LINE {
+            Err(ProtocolError::TooBigInlineRequest)
+        } else {
+            Ok(None)
+        };
+    };
+    if nl > MAX_LINE {
+        return Err(ProtocolError::TooBigInlineRequest);
+    }
+    let line_stop = if nl > 0 && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    let line = &buf[..line_stop];
+    let mut i = 0;
+    while i < line.len() {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= line.len() {
+            break;
+        }
+        if line[i] == b'"' || line[i] == b'\'' {
+            // Quoted words need unescaping, which a range cannot express; Redis's
+            // sdssplitargs rules are rarely used over telnet, so we refuse clearly.
+            let q = line[i];
+            if !line[i + 1..].contains(&q) {
+                return Err(ProtocolError::UnbalancedQuotes);
+            }
+            let close = line[i + 1..].iter().position(|&b| b == q).unwrap() + i + 1;
+            ranges.push((i + 1) as u32..close as u32);
+            i = close + 1;
+            continue;
+        }
+        let start = i;
+        while i < line.len() && !line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        ranges.push(start as u32..i as u32);
+    }
+    if ranges.is_empty() {
+        Ok(Some(Request::Empty { len: nl + 1 }))
+    } else {
+        Ok(Some(Request::Inline { len: nl + 1 }))
+    }
+}
+
+/// Finds the length of the first complete reply (RESP2 or RESP3) in `buf`.
+///
+/// Returns `Ok(None)` when incomplete, `Err(())` when the bytes are not RESP (a backend
+/// desync: the connection must be dropped). Aggregates are walked iteratively, by counting
+/// how many values are still owed, so nesting depth costs no stack.
+#[allow(clippy::result_unit_err)]
+pub fn scan_reply(buf: &[u8]) -> Result<Option<usize>, ()> {
+    let mut pos = 0usize;
+    let mut owed: u64 = 1;
+    while owed > 0 {
+        if pos >= buf.len() {
+            return Ok(None);
+        }
+        let kind = buf[pos];
+        let Some(end) = find_crlf(buf, pos + 1) else {
+            return Ok(None);
+        };
+        owed -= 1;
+        let header = &buf[pos + 1..end];
+        pos = end + 2;
+        match kind {
+            b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => {}
+            b'$' | b'!' | b'=' => {
+                let len = parse_int(header).ok_or(())?;
+                if len >= 0 {
+                    let stop = pos + len as usize;
+                    if stop + 2 > buf.len() {
+                        return Ok(None);
+                    }
+                    pos = stop + 2;
+                } else if len != -1 {
+                    return Err(());
+                }
+            }
+            b'*' | b'~' | b'>' => {
+                let n = parse_int(header).ok_or(())?;
+                if n > 0 {
+                    owed += n as u64;
+                } else if n < -1 {
+                    return Err(());
+                }
+            }
+            b'%' => {
+                let n = parse_int(header).ok_or(())?;
+                if n > 0 {
+                    owed += 2 * n as u64;
+                } else if n < 0 {
+                    return Err(());
+                }
+            }
+            b'|' => {
+                // Attributes precede the value they describe.
+                let n = parse_int(header).ok_or(())?;
+                if n < 0 {
+                    return Err(());
+                }
+                owed += 2 * n as u64 + 1;
+            }
+            _ => return Err(()),
+        }
+    }
+    Ok(Some(pos))
+}
+
+#[inline]
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    loop {
+        let nl = memchr_nl(buf.get(i..)?)? + i;
+        if nl > from && buf[nl - 1] == b'\r' {
+            return Some(nl - 1);
+        }
+        i = nl + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(buf: &[u8]) -> (Result<Option<Request>, ProtocolError>, Vec<Vec<u8>>) {
+        let mut r = Vec::new();
+        let out = scan_request(buf, &RequestLimits::default(), &mut r);
+        let args = r
+            .iter()
+            .map(|r| buf[r.start as usize..r.end as usize].to_vec())
+            .collect();
+        (out, args)
+    }
+
+    #[test]
+    fn frames_a_multibulk_and_its_arguments() {
+        let (out, args) = req(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1");
+        assert_eq!(out, Ok(Some(Request::Multibulk { len: 20 })));
+        assert_eq!(args, vec![b"GET".to_vec(), b"k".to_vec()]);
+    }
+
+    #[test]
+    fn waits_for_more_bytes_at_every_cut() {
+        let full = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n";
+        for cut in 0..full.len() {
+            assert_eq!(req(&full[..cut]).0, Ok(None), "cut at {cut}");
+        }
+        assert!(matches!(req(full).0, Ok(Some(Request::Multibulk { .. }))));
+    }
+
+    #[test]
+    fn refuses_huge_bulk_before_buffering_it() {
+        let (out, _) = req(b"*2\r\n$3\r\nGET\r\n$999999999999\r\n");
+        assert_eq!(out, Err(ProtocolError::InvalidBulkLength));
+        let limits = RequestLimits {
+            max_bulk: 1 << 30,
+            max_request: 1000,
+        };
+        let out = scan_request(b"*1\r\n$2000\r\n", &limits, &mut Vec::new());
+        assert_eq!(out, Err(ProtocolError::RequestTooLarge { limit: 1000 }));
+    }
+
+    #[test]
+    fn reports_redis_protocol_errors() {
+        assert_eq!(req(b"*x\r\n").0, Err(ProtocolError::InvalidMultibulkLength));
+        assert_eq!(
+            req(b"*1\r\n:1\r\n").0,
+            Err(ProtocolError::ExpectedDollar(b':'))
+        );
+        assert_eq!(
+            req(b"*1\r\n$-3\r\n").0,
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            ProtocolError::ExpectedDollar(b':').reply(),
+            b"-ERR Protocol error: expected '$', got ':'\r\n".to_vec()
+        );
+        let long = vec![b'a'; MAX_LINE + 10];
+        assert_eq!(req(&long).0, Err(ProtocolError::TooBigInlineRequest));
+    }
+
+    #[test]
+    fn frames_inline_commands() {
+        let (out, args) = req(b"SET  k \"a b\"\r\nPING");
+        assert_eq!(out, Ok(Some(Request::Inline { len: 14 })));
+        assert_eq!(args, vec![b"SET".to_vec(), b"k".to_vec(), b"a b".to_vec()]);
+        assert_eq!(req(b"\r\n").0, Ok(Some(Request::Empty { len: 2 })));
+        assert_eq!(req(b"PING\n").0, Ok(Some(Request::Inline { len: 5 })));
+        assert_eq!(req(b"ECHO \"x\r\n").0, Err(ProtocolError::UnbalancedQuotes));
+    }
+
+    #[test]
+    fn empty_multibulks_are_skipped() {
+        assert_eq!(req(b"*0\r\n").0, Ok(Some(Request::Empty { len: 4 })));
+        assert_eq!(req(b"*-1\r\n").0, Ok(Some(Request::Empty { len: 5 })));
+    }
+
+    #[test]
+    fn scans_nested_and_resp3_replies() {
+        let cases: &[&[u8]] = &[
+            b"+OK\r\n",
+            b"-ERR x\r\n",
+            b":12\r\n",
+            b"$-1\r\n",
+            b"$3\r\nabc\r\n",
+            b"*-1\r\n",
+            b"*0\r\n",
+            b"*2\r\n*1\r\n$1\r\na\r\n:3\r\n",
+            b"%1\r\n+k\r\n*2\r\n:1\r\n_\r\n",
+            b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n",
+            b"|1\r\n+a\r\n+b\r\n:1\r\n",
+            b"=8\r\ntxt:abcd\r\n",
+            b",1.5\r\n",
+        ];
+        for c in cases {
+            let mut with_tail = c.to_vec();
+            with_tail.extend_from_slice(b"+NEXT\r\n");
+            assert_eq!(scan_reply(&with_tail), Ok(Some(c.len())), "{:?}", c);
+            for cut in 0..c.len() {
+                assert_eq!(scan_reply(&c[..cut]), Ok(None));
+            }
+        }
+        assert_eq!(scan_reply(b"?x\r\n"), Err(()));
+    }
+
+    #[test]
+    fn bulk_payload_may_contain_crlf() {
+        assert_eq!(scan_reply(b"$4\r\n\r\n\r\n\r\n"), Ok(Some(10)));
+        let (out, args) = req(b"*1\r\n$4\r\n\r\n\r\n\r\n");
+        assert_eq!(out, Ok(Some(Request::Multibulk { len: 14 })));
+        assert_eq!(args[0], b"\r\n\r\n");
+    }
+}

@@ -1,0 +1,180 @@
+//! The listener: accepts clients within the connection limit, runs a session for each,
+//! and drains them on shutdown.
+//!
+//! [`Proxy`] is the whole running respgate (listener, topology refresher, sessions); the
+//! binary, `respgate dev` and the integration tests all start it the same way.
+
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::protocol::scan::RequestLimits;
+use crate::session::{self, ClientMeta, SessionContext};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+/// Redis's reply when `maxclients` is reached.
+const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
+
+/// A running respgate.
+pub struct Proxy {
+    addr: SocketAddr,
+    cluster: Arc<Cluster>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Binds `config.server.listen` and starts serving. Discovery runs in the background:
+    /// until it succeeds, requests are answered with `-CLUSTERDOWN`.
+    pub async fn start(config: Config) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind(&config.server.listen).await?;
+        let addr = listener.local_addr()?;
+        let cluster = Cluster::new(config.cluster.clone());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let s = &config.server;
+        let ctx = Arc::new(SessionContext {
+            cluster: cluster.clone(),
+            limits: RequestLimits {
+                max_bulk: s.max_bulk_bytes,
+                max_request: s.max_request_bytes,
+            },
+            max_pending: s.max_pending_replies,
+            idle_timeout: (s.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(s.idle_timeout_secs)),
+            stall_timeout: Duration::from_secs(s.output_stall_timeout_secs.max(1)),
+            retry_deadline: config.cluster.retry_deadline(),
+            max_redirects: config.cluster.max_redirects,
+        });
+        let refresher = {
+            let mut rx = shutdown_rx.clone();
+            tokio::spawn(cluster.clone().run_refresher(async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }))
+        };
+        let grace = Duration::from_secs(s.shutdown_grace_secs);
+        let max_clients = s.max_clients;
+        tracing::info!(%addr, "respgate listening");
+        let task = tokio::spawn(async move {
+            accept_loop(listener, ctx, max_clients, shutdown_rx, grace).await;
+            refresher.abort();
+        });
+        Ok(Proxy {
+            addr,
+            cluster,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The cluster state this proxy routes by.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Waits until the command table is loaded and every slot has a master.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            let ready = self.cluster.commands().is_some()
+                && self
+                    .cluster
+                    .topology()
+                    .as_ref()
+                    .is_some_and(|t| t.layout().covered_slots() == crate::cluster::slot::SLOTS);
+            if ready {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                return Err(format!(
+                    "respgate not ready after {} ms: cluster not discovered or slots uncovered",
+                    timeout.as_millis()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops accepting, lets sessions deliver what is in flight (up to the grace period)
+    /// and returns when everything is closed.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<SessionContext>,
+    max_clients: usize,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(max_clients));
+    let tracker = TaskTracker::new();
+    let next_id = AtomicU64::new(1);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|v| *v) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("respgate_clients_rejected_total", "reason" => "max_clients")
+                .increment(1);
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let meta = ClientMeta {
+            id: next_id.fetch_add(1, Ordering::Relaxed),
+            peer,
+            local: stream.local_addr().unwrap_or(peer),
+            connected_at: Instant::now(),
+        };
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            metrics::gauge!("respgate_connected_clients").increment(1.0);
+            let mut stream = stream;
+            let (rd, wr) = stream.split();
+            session::run(rd, wr, meta, ctx, shutdown).await;
+            metrics::gauge!("respgate_connected_clients").decrement(1.0);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            remaining = tracker.len(),
+            "shutdown grace period over; closing remaining connections"
+        );
+    }
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(MAX_CLIENTS_REPLY).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}

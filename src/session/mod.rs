@@ -1,0 +1,488 @@
+//! One client connection: frame its requests, route each, and write the replies back in
+//! the order the requests came.
+//!
+//! A session is a single task that owns its socket halves, its read buffer, its output
+//! buffer and its queue of pending replies ([`Pending`]), so nothing here is shared or
+//! locked. Each request becomes one entry in the queue: a reply respgate composed itself,
+//! or a oneshot receiver for the backend's reply. Replies are written strictly in queue
+//! order, whichever backend answers first, so a reply can never reach the wrong request.
+//! Redirections (MOVED, ASK) and retryable failures (TRYAGAIN, CLUSTERDOWN, a node that
+//! could not be reached) are handled when the entry reaches the head of the queue, which
+//! keeps the client's own ordering even across a slot migration.
+//!
+//! Bounds: the read buffer never holds more than one request beyond `max_request_bytes`;
+//! at `max_pending_replies` the session stops reading (back-pressure); a client that does
+//! not read its replies for `output_stall_timeout_secs` is disconnected.
+
+mod local;
+mod routing;
+
+use crate::backend::{Job, LinkError, ReplyResult};
+use crate::cluster::Cluster;
+use crate::protocol::reply;
+use crate::protocol::scan::{scan_request, Request, RequestLimits};
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{oneshot, watch};
+
+/// Settings and shared state every session reads.
+pub struct SessionContext {
+    pub cluster: Arc<Cluster>,
+    pub limits: RequestLimits,
+    pub max_pending: usize,
+    pub idle_timeout: Option<Duration>,
+    pub stall_timeout: Duration,
+    pub retry_deadline: Duration,
+    pub max_redirects: u32,
+}
+
+/// Who the client is, for CLIENT INFO / ID and logs.
+pub struct ClientMeta {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub connected_at: Instant,
+}
+
+/// Per-connection state that commands can change.
+pub struct ClientState {
+    pub meta: ClientMeta,
+    /// CLIENT SETNAME.
+    pub name: Option<Bytes>,
+}
+
+impl ClientState {
+    /// The CLIENT INFO line, in Redis's field order for the fields respgate knows.
+    pub fn info_line(&self) -> String {
+        let name = self
+            .name
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 user=default resp=2\n",
+            self.meta.id,
+            self.meta.peer,
+            self.meta.local,
+            name,
+            self.meta.connected_at.elapsed().as_secs()
+        )
+    }
+}
+
+/// A reply the client is owed, in request order.
+enum Pending {
+    /// Composed by respgate, ready to write.
+    Ready(Bytes),
+    /// Forwarded to a backend.
+    Remote(Remote),
+}
+
+struct Remote {
+    rx: oneshot::Receiver<ReplyResult>,
+    /// The request as forwarded (kept for redirections and retries: a cheap `Bytes` clone).
+    request: Bytes,
+    /// The slot the request routes by (`None`: keyless, any master).
+    slot: Option<u16>,
+    redirects: u32,
+    retries: u32,
+    started: Instant,
+    /// Set while waiting out a retry backoff.
+    retry_at: Option<Instant>,
+}
+
+/// What the head of the queue produced.
+enum HeadEvent {
+    Reply(ReplyResult),
+    RetryDue,
+}
+
+/// Output beyond this is flushed before more replies are moved into it.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Runs one client connection to completion. `shutdown` turning true asks the session to
+/// stop reading, deliver what is in flight and close.
+pub async fn run<R, W>(
+    mut rd: R,
+    mut wr: W,
+    meta: ClientMeta,
+    ctx: Arc<SessionContext>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut s = Session {
+        client: ClientState { meta, name: None },
+        ctx,
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        out: BytesMut::new(),
+        pending: VecDeque::new(),
+        ranges: Vec::with_capacity(8),
+        keys: Vec::with_capacity(4),
+        closing: false,
+        reads: 0,
+        writes: 0,
+        checked_reads: 0,
+        checked_writes: 0,
+        stall_strikes: 0,
+        idle_strikes: 0,
+    };
+    let housekeeping = tokio::time::sleep(s.next_check());
+    tokio::pin!(housekeeping);
+    let mut eof = false;
+
+    loop {
+        if !s.closing {
+            s.parse_requests();
+        }
+        s.drain_ready_heads();
+        if s.closing && s.pending.is_empty() && s.out.is_empty() {
+            break;
+        }
+        let can_read = !s.closing && !eof && s.pending.len() < s.ctx.max_pending;
+        let head_waiting =
+            matches!(s.pending.front(), Some(Pending::Remote(_))) && s.out.len() < OUT_HIGH_WATER;
+        tokio::select! {
+            biased;
+            written = wr.write(&s.out), if !s.out.is_empty() => {
+                match written {
+                    Ok(n) if n > 0 => {
+                        let _ = s.out.split_to(n);
+                        s.writes += 1;
+                    }
+                    _ => break,
+                }
+            }
+            event = wait_head(s.pending.front_mut()), if head_waiting => {
+                s.on_head_event(event);
+            }
+            read = rd.read_buf(&mut s.rbuf), if can_read => {
+                match read {
+                    Ok(0) => { eof = true; s.closing = true; }
+                    Ok(_) => {
+                        s.reads += 1;
+                        if s.rbuf.capacity() - s.rbuf.len() < 1024 {
+                            s.rbuf.reserve(READ_CHUNK);
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            _ = &mut housekeeping => {
+                if !s.housekeeping() {
+                    break;
+                }
+                housekeeping.as_mut().reset(tokio::time::Instant::now() + s.next_check());
+            }
+            _ = shutdown.changed() => {
+                s.closing = true;
+            }
+        }
+    }
+    let _ = wr.flush().await;
+    let _ = wr.shutdown().await;
+}
+
+async fn wait_head(head: Option<&mut Pending>) -> HeadEvent {
+    let Some(Pending::Remote(r)) = head else {
+        return std::future::pending().await;
+    };
+    if let Some(at) = r.retry_at {
+        tokio::time::sleep_until(at.into()).await;
+        return HeadEvent::RetryDue;
+    }
+    match (&mut r.rx).await {
+        Ok(result) => HeadEvent::Reply(result),
+        Err(_) => HeadEvent::Reply(Err(LinkError::Lost("backend link dropped".into()))),
+    }
+}
+
+struct Session {
+    client: ClientState,
+    ctx: Arc<SessionContext>,
+    rbuf: BytesMut,
+    out: BytesMut,
+    pending: VecDeque<Pending>,
+    ranges: Vec<Range<u32>>,
+    keys: Vec<crate::commands::KeyRef>,
+    /// No more requests are read; the session ends once every reply is written.
+    closing: bool,
+    /// Successful reads and writes, compared at each housekeeping check.
+    reads: u64,
+    writes: u64,
+    checked_reads: u64,
+    checked_writes: u64,
+    stall_strikes: u32,
+    idle_strikes: u32,
+}
+
+impl Session {
+    /// Frames and dispatches every complete request in the read buffer, up to the
+    /// pending-replies bound.
+    fn parse_requests(&mut self) {
+        while !self.closing && self.pending.len() < self.ctx.max_pending {
+            match scan_request(&self.rbuf, &self.ctx.limits, &mut self.ranges) {
+                Ok(None) => break,
+                Ok(Some(Request::Empty { len })) => {
+                    let _ = self.rbuf.split_to(len);
+                }
+                Ok(Some(Request::Multibulk { len })) => self.dispatch(len, false),
+                Ok(Some(Request::Inline { len })) => self.dispatch(len, true),
+                Err(e) => {
+                    tracing::debug!(client = self.client.meta.id, error = ?e, "protocol error");
+                    metrics::counter!("respgate_protocol_errors_total").increment(1);
+                    self.pending
+                        .push_back(Pending::Ready(Bytes::from(e.reply())));
+                    self.rbuf.clear();
+                    self.closing = true;
+                }
+            }
+        }
+    }
+
+    /// Routes the request in the first `len` bytes of the read buffer.
+    fn dispatch(&mut self, len: usize, inline: bool) {
+        metrics::counter!("respgate_requests_total").increment(1);
+        let decision = routing::route(
+            &self.ctx,
+            &mut self.client,
+            crate::protocol::Args::new(&self.rbuf[..len], &self.ranges),
+            &mut self.keys,
+        );
+        let raw = self.rbuf.split_to(len).freeze();
+        match decision {
+            routing::Route::Reply(bytes) => self.pending.push_back(Pending::Ready(bytes)),
+            routing::Route::ReplyAndClose(bytes) => {
+                self.pending.push_back(Pending::Ready(bytes));
+                self.closing = true;
+            }
+            routing::Route::Forward { slot, rewritten } => {
+                let request = match rewritten {
+                    Some(bytes) => bytes,
+                    None if inline => {
+                        let args = crate::protocol::Args::new(&raw, &self.ranges);
+                        reply::command(args.iter().collect::<Vec<_>>())
+                    }
+                    None => raw,
+                };
+                let rx = self.send_job(&request, slot, None, false);
+                let remote = Remote {
+                    rx,
+                    request,
+                    slot,
+                    redirects: 0,
+                    retries: 0,
+                    started: Instant::now(),
+                    retry_at: None,
+                };
+                self.pending.push_back(Pending::Remote(remote));
+            }
+        }
+    }
+
+    /// Re-sends `remote` to `to` (a redirection target) or to whoever serves its slot now.
+    fn send(&self, remote: &mut Remote, to: Option<&str>, asking: bool) {
+        remote.rx = self.send_job(&remote.request, remote.slot, to, asking);
+        remote.retry_at = None;
+    }
+
+    /// Queues `request` on the backend link for `to`, or for the master of `slot` (any
+    /// master when keyless), and returns where its reply will arrive.
+    fn send_job(
+        &self,
+        request: &Bytes,
+        slot: Option<u16>,
+        to: Option<&str>,
+        asking: bool,
+    ) -> oneshot::Receiver<ReplyResult> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            bytes: request.clone(),
+            asking,
+            reply: tx,
+        };
+        let cluster = &self.ctx.cluster;
+        if let Some(addr) = to {
+            cluster.node(addr).send(self.client.meta.id, job);
+            return rx;
+        }
+        let topo = cluster.topology();
+        let node = topo.as_ref().and_then(|t| match slot {
+            Some(slot) => t.master_for_slot(slot),
+            None => t.any_master(self.client.meta.id),
+        });
+        match node {
+            Some(node) => node.send(self.client.meta.id, job),
+            None => {
+                let why = match (topo.as_ref(), slot) {
+                    (None, _) => "no node has answered discovery yet".to_string(),
+                    (Some(_), Some(slot)) => format!("hash slot {slot} not served"),
+                    (Some(_), None) => "no master known".to_string(),
+                };
+                let _ = job.reply.send(Err(LinkError::NotSent(why)));
+            }
+        }
+        rx
+    }
+
+    /// Moves every reply that is already available at the head of the queue to the
+    /// output, stopping at the first one still outstanding.
+    fn drain_ready_heads(&mut self) {
+        while self.out.len() < OUT_HIGH_WATER {
+            match self.pending.front_mut() {
+                Some(Pending::Ready(_)) => {
+                    if let Some(Pending::Ready(b)) = self.pending.pop_front() {
+                        self.out.extend_from_slice(&b);
+                    }
+                }
+                Some(Pending::Remote(r)) if r.retry_at.is_none() => match r.rx.try_recv() {
+                    Ok(result) => {
+                        if !self.on_reply(result) {
+                            return;
+                        }
+                    }
+                    Err(oneshot::error::TryRecvError::Empty) => return,
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        if !self.on_reply(Err(LinkError::Lost("backend link dropped".into()))) {
+                            return;
+                        }
+                    }
+                },
+                _ => return,
+            }
+        }
+    }
+
+    fn on_head_event(&mut self, event: HeadEvent) {
+        match event {
+            HeadEvent::Reply(result) => {
+                self.on_reply(result);
+            }
+            HeadEvent::RetryDue => {
+                if let Some(Pending::Remote(mut r)) = self.pending.pop_front() {
+                    self.send(&mut r, None, false);
+                    self.pending.push_front(Pending::Remote(r));
+                }
+            }
+        }
+    }
+
+    /// Handles the reply for the head request. Returns true when the head was completed
+    /// (its reply is in the output), false when it was re-sent or is waiting to retry.
+    fn on_reply(&mut self, result: ReplyResult) -> bool {
+        let Some(Pending::Remote(mut r)) = self.pending.pop_front() else {
+            return true;
+        };
+        let final_reply = match result {
+            Ok(bytes) => match routing::classify_error(&bytes) {
+                routing::ReplyKind::Moved { slot, addr }
+                    if r.redirects < self.ctx.max_redirects =>
+                {
+                    r.redirects += 1;
+                    self.ctx.cluster.apply_moved(slot, &addr);
+                    self.send(&mut r, Some(&addr), false);
+                    self.pending.push_front(Pending::Remote(r));
+                    return false;
+                }
+                routing::ReplyKind::Ask { addr } if r.redirects < self.ctx.max_redirects => {
+                    r.redirects += 1;
+                    metrics::counter!("respgate_redirects_total", "kind" => "ask").increment(1);
+                    self.send(&mut r, Some(&addr), true);
+                    self.pending.push_front(Pending::Remote(r));
+                    return false;
+                }
+                routing::ReplyKind::Retryable => {
+                    if self.schedule_retry(&mut r) {
+                        self.pending.push_front(Pending::Remote(r));
+                        return false;
+                    }
+                    bytes
+                }
+                _ => bytes,
+            },
+            Err(LinkError::NotSent(why)) => {
+                if self.schedule_retry(&mut r) {
+                    self.pending.push_front(Pending::Remote(r));
+                    return false;
+                }
+                reply::error(&format!("CLUSTERDOWN respgate: {why}"))
+            }
+            Err(LinkError::Lost(why)) | Err(LinkError::TimedOut(why)) => {
+                metrics::counter!("respgate_backend_request_failures_total").increment(1);
+                reply::error(&format!("ERR respgate: {why}"))
+            }
+        };
+        metrics::histogram!("respgate_request_duration_seconds")
+            .record(r.started.elapsed().as_secs_f64());
+        self.out.extend_from_slice(&final_reply);
+        true
+    }
+
+    /// Arranges a retry with backoff if the retry deadline allows; the topology is
+    /// refreshed meanwhile.
+    fn schedule_retry(&self, r: &mut Remote) -> bool {
+        let backoff = Duration::from_millis((10u64 << r.retries.min(4)).min(200));
+        let at = Instant::now() + backoff;
+        if at > r.started + self.ctx.retry_deadline {
+            return false;
+        }
+        r.retries += 1;
+        r.retry_at = Some(at);
+        metrics::counter!("respgate_retries_total").increment(1);
+        self.ctx.cluster.request_refresh();
+        true
+    }
+
+    /// Periodic checks, run every half stall/idle period; returns false when the client
+    /// must be disconnected. Progress is judged by counters the hot path bumps anyway, so
+    /// no clock is read per request.
+    fn housekeeping(&mut self) -> bool {
+        let wrote = self.writes != self.checked_writes;
+        let read = self.reads != self.checked_reads;
+        self.checked_writes = self.writes;
+        self.checked_reads = self.reads;
+        let stalled_before = self.stall_strikes > 0;
+        self.stall_strikes = if !self.out.is_empty() && !wrote { 1 } else { 0 };
+        if stalled_before && self.stall_strikes > 0 {
+            tracing::info!(
+                client = self.client.meta.id,
+                peer = %self.client.meta.peer,
+                unwritten_bytes = self.out.len(),
+                "closing client that stopped reading its replies"
+            );
+            metrics::counter!("respgate_clients_disconnected_total", "reason" => "output_stall")
+                .increment(1);
+            return false;
+        }
+        if self.ctx.idle_timeout.is_some()
+            && !read
+            && self.pending.is_empty()
+            && self.out.is_empty()
+        {
+            self.idle_strikes += 1;
+            if self.idle_strikes >= 2 {
+                metrics::counter!("respgate_clients_disconnected_total", "reason" => "idle")
+                    .increment(1);
+                return false;
+            }
+        } else {
+            self.idle_strikes = 0;
+        }
+        true
+    }
+
+    fn next_check(&self) -> Duration {
+        let mut period = self.ctx.stall_timeout;
+        if let Some(idle) = self.ctx.idle_timeout {
+            period = period.min(idle);
+        }
+        (period / 2).max(Duration::from_millis(50))
+    }
+}

@@ -1,0 +1,174 @@
+//! Deciding what to do with one request: answer it here, refuse it, or forward it to the
+//! node that serves its keys' slot.
+
+use super::local;
+use super::ClientState;
+use super::SessionContext;
+use crate::cluster::key_slot;
+use crate::commands::{KeyRef, KeysError, Lookup};
+use crate::protocol::{reply, Args};
+use bytes::Bytes;
+
+/// The decision for one request.
+pub enum Route {
+    /// Answer with these bytes.
+    Reply(Bytes),
+    /// Answer, then close the connection once every earlier reply is written.
+    ReplyAndClose(Bytes),
+    /// Forward to the master of `slot` (any master when `None`). `rewritten` replaces
+    /// the client's bytes when respgate had to change the request.
+    Forward {
+        slot: Option<u16>,
+        rewritten: Option<Bytes>,
+    },
+}
+
+/// Routes a request whose arguments are `args`.
+pub fn route(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    args: Args<'_>,
+    keys: &mut Vec<KeyRef>,
+) -> Route {
+    let table_guard = ctx.cluster.commands();
+    let Some(table) = table_guard.as_ref() else {
+        if args.get(0).eq_ignore_ascii_case(b"quit") {
+            return Route::ReplyAndClose(Bytes::from_static(reply::OK));
+        }
+        return Route::Reply(reply::error(
+            "CLUSTERDOWN The cluster is down (respgate has not reached any node yet)",
+        ));
+    };
+    let lookup = table.lookup(args);
+    let Lookup::Found(info) = lookup else {
+        return Route::Reply(lookup.error_reply(args).unwrap_or_default());
+    };
+
+    // The common case: a plain keyed data command.
+    let special = info.is_blocking() || info.is_pubsub() || info.has_no_keys();
+    if special || info.name == "watch" || info.name == "move" {
+        if let Some(route) = local::answer(ctx, client, info, args, table) {
+            return route;
+        }
+    }
+
+    match info.keys(args, keys) {
+        Ok(()) => {}
+        // Malformed for its key specs: the node answers with Redis's own syntax error.
+        Err(KeysError::Invalid) => {
+            return Route::Forward {
+                slot: None,
+                rewritten: None,
+            }
+        }
+        Err(_) => {
+            return Route::Reply(reply::error(&format!(
+                "ERR respgate: cannot tell which keys '{}' touches, so it cannot be routed",
+                info.name
+            )))
+        }
+    }
+    let mut slot = None;
+    for k in keys.iter() {
+        let s = key_slot(k.key(args));
+        match slot {
+            None => slot = Some(s),
+            Some(prev) if prev != s => {
+                return Route::Reply(reply::error(
+                    "CROSSSLOT Keys in request don't hash to the same slot",
+                ))
+            }
+            _ => {}
+        }
+    }
+    Route::Forward {
+        slot,
+        rewritten: None,
+    }
+}
+
+/// What a backend reply means for routing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// `-MOVED slot host:port`: the slot lives elsewhere for good.
+    Moved { slot: u16, addr: String },
+    /// `-ASK slot host:port`: this one request goes elsewhere (slot being migrated).
+    Ask { addr: String },
+    /// `-TRYAGAIN` / `-CLUSTERDOWN`: retry shortly.
+    Retryable,
+    /// Anything else: give it to the client as it is.
+    Final,
+}
+
+/// Classifies a reply; only error replies are looked at beyond their first byte.
+#[inline]
+pub fn classify_error(reply: &[u8]) -> ReplyKind {
+    if reply.first() != Some(&b'-') {
+        return ReplyKind::Final;
+    }
+    let line = &reply[1..reply.len().saturating_sub(2)];
+    if line.starts_with(b"TRYAGAIN") || line.starts_with(b"CLUSTERDOWN") {
+        return ReplyKind::Retryable;
+    }
+    let (is_moved, rest) = if let Some(rest) = line.strip_prefix(b"MOVED ") {
+        (true, rest)
+    } else if let Some(rest) = line.strip_prefix(b"ASK ") {
+        (false, rest)
+    } else {
+        return ReplyKind::Final;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let mut parts = text.split(' ');
+    let (Some(slot), Some(addr)) = (parts.next(), parts.next()) else {
+        return ReplyKind::Final;
+    };
+    let Ok(slot) = slot.parse::<u16>() else {
+        return ReplyKind::Final;
+    };
+    // Redis sends `:port` alone when the node does not know its own address.
+    if addr.starts_with(':') {
+        return ReplyKind::Final;
+    }
+    if is_moved {
+        ReplyKind::Moved {
+            slot,
+            addr: addr.to_string(),
+        }
+    } else {
+        ReplyKind::Ask {
+            addr: addr.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_redirections() {
+        assert_eq!(
+            classify_error(b"-MOVED 3999 127.0.0.1:6381\r\n"),
+            ReplyKind::Moved {
+                slot: 3999,
+                addr: "127.0.0.1:6381".into()
+            }
+        );
+        assert_eq!(
+            classify_error(b"-ASK 3999 127.0.0.1:6381\r\n"),
+            ReplyKind::Ask {
+                addr: "127.0.0.1:6381".into()
+            }
+        );
+        assert_eq!(
+            classify_error(b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n"),
+            ReplyKind::Retryable
+        );
+        assert_eq!(
+            classify_error(b"-CLUSTERDOWN The cluster is down\r\n"),
+            ReplyKind::Retryable
+        );
+        assert_eq!(classify_error(b"-ERR wrong type\r\n"), ReplyKind::Final);
+        assert_eq!(classify_error(b"$5\r\nMOVED\r\n"), ReplyKind::Final);
+    }
+}
