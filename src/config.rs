@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub output_stall_timeout_secs: u64,
     /// On SIGTERM / Ctrl-C, how long in-flight replies may take before connections close.
     pub shutdown_grace_secs: u64,
+    /// Threads running sessions and backend links (0: one per core; 1: a single-threaded
+    /// runtime, which saves cross-thread wake-ups when the proxy shares a small machine).
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             idle_timeout_secs: 0,
             output_stall_timeout_secs: 60,
             shutdown_grace_secs: 10,
+            worker_threads: 0,
         }
     }
 }
@@ -92,7 +96,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             seeds: vec!["127.0.0.1:7000".into()],
-            connections_per_node: 2,
+            connections_per_node: 1,
             connect_timeout_ms: 1000,
             request_timeout_ms: 5000,
             retry_deadline_ms: 3000,

@@ -47,6 +47,9 @@ enum Command {
         /// Replicas per master.
         #[arg(long, default_value_t = 1)]
         replicas: usize,
+        /// Proxy worker threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
 }
 
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             listen,
             masters,
             replicas,
+            threads,
         }) => {
             init_logging("info");
             let opts = DevClusterOptions {
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
             };
             let mut config = Config::default();
             config.server.listen = listen;
+            config.server.worker_threads = threads;
             config.cluster.seeds = cluster.seeds().iter().map(|a| a.to_string()).collect();
             eprintln!(
                 "respgate dev: cluster nodes {}",

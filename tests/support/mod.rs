@@ -101,3 +101,243 @@ pub async fn raw_exchange(addr: SocketAddr, send: &[u8], wait: Duration) -> Vec<
     }
     out
 }
+
+// ---------------------------------------------------------------------------------------
+// Raw RESP access, for byte-exact replies and protocol edge cases.
+// ---------------------------------------------------------------------------------------
+
+/// How long a raw read may wait before the test fails instead of hanging.
+pub const RAW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The RESP2 multibulk encoding of a command.
+pub fn encode_command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        let a = a.as_ref();
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// The length of the first complete RESP2 frame in `buf`, `None` if it is incomplete.
+///
+/// # Panics
+/// If `buf` does not start with a valid RESP2 frame.
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    match redis_protocol::resp2::decode::decode_range(buf) {
+        Ok(Some((_, len))) => Some(len),
+        Ok(None) => None,
+        Err(e) => panic!(
+            "invalid RESP2 from the server ({e:?}): {:?}",
+            show(&buf[..buf.len().min(200)])
+        ),
+    }
+}
+
+/// Bytes as readable text for assertion messages (`\r\n` kept visible).
+pub fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .replace('\r', "\\r")
+        .replace('\n', "\\n")
+}
+
+/// A plain TCP connection speaking RESP2 by hand.
+pub struct RawConn {
+    pub stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    pub async fn connect(addr: SocketAddr) -> RawConn {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes `bytes` as they are.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.expect("raw write");
+    }
+
+    /// Sends one command and returns the raw bytes of its reply.
+    pub async fn command<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Vec<u8> {
+        self.send(&encode_command(args)).await;
+        self.read_reply().await
+    }
+
+    /// Reads one reply frame; `None` when the peer closed (or reset) the connection first.
+    ///
+    /// # Panics
+    /// If nothing complete arrives within [`RAW_TIMEOUT`].
+    pub async fn try_read_reply(&mut self) -> Option<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(len) = frame_len(&self.buf) {
+                return Some(self.buf.drain(..len).collect());
+            }
+            let n = tokio::time::timeout(RAW_TIMEOUT, self.stream.read(&mut chunk))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no complete reply within {RAW_TIMEOUT:?}; have {:?}",
+                        show(&self.buf)
+                    )
+                })
+                .unwrap_or(0);
+            if n == 0 {
+                assert!(
+                    self.buf.is_empty(),
+                    "connection closed in the middle of a reply: {:?}",
+                    show(&self.buf)
+                );
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads one reply frame, failing the test if the connection closed first.
+    pub async fn read_reply(&mut self) -> Vec<u8> {
+        self.try_read_reply()
+            .await
+            .expect("connection closed before the reply")
+    }
+
+    /// Asserts that the peer closes the connection (EOF or reset) without sending
+    /// anything more, within [`RAW_TIMEOUT`].
+    pub async fn expect_closed(&mut self) {
+        if let Some(extra) = self.try_read_reply().await {
+            panic!("expected the connection to close, got {:?}", show(&extra));
+        }
+    }
+}
+
+/// The master serving each of the 16384 slots in the shared cluster (`CLUSTER SLOTS`
+/// asked directly of a node, not through respgate).
+pub fn shared_slot_owners() -> Vec<SocketAddr> {
+    use respgate::devcluster::Reply;
+    with_shared_cluster(|c| {
+        let seed = c.masters()[0];
+        let Reply::Array(ranges) = c.command(seed, &["CLUSTER", "SLOTS"]).unwrap() else {
+            panic!("CLUSTER SLOTS is not an array");
+        };
+        let mut owners = vec![None; 16384];
+        for range in ranges {
+            let Reply::Array(r) = range else {
+                panic!("bad CLUSTER SLOTS entry {range:?}")
+            };
+            let (lo, hi) = (r[0].as_int().unwrap(), r[1].as_int().unwrap());
+            let Reply::Array(master) = &r[2] else {
+                panic!("bad CLUSTER SLOTS node {:?}", r[2])
+            };
+            let ip = master[0].as_str().unwrap();
+            let port = master[1].as_int().unwrap();
+            let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+            for slot in lo..=hi {
+                owners[slot as usize] = Some(addr);
+            }
+        }
+        owners
+            .into_iter()
+            .enumerate()
+            .map(|(slot, o)| o.unwrap_or_else(|| panic!("slot {slot} unassigned")))
+            .collect()
+    })
+}
+
+/// The master that owns `key`'s slot in the shared cluster.
+pub fn shared_owner_of(key: &str) -> SocketAddr {
+    let slot = respgate::cluster::key_slot(key.as_bytes());
+    with_shared_cluster(|c| c.master_for_slot(slot))
+}
+
+// ---- helpers for the migration and failover tests ----
+
+/// The cluster node id of the node listening on `addr`.
+pub fn node_id(cluster: &DevCluster, addr: SocketAddr) -> String {
+    match cluster.nodes().iter().find(|n| n.addr == addr) {
+        Some(n) => n.id.clone(),
+        None => panic!("{addr} is not a node of this dev cluster"),
+    }
+}
+
+/// Runs `args` directly on `node` and panics unless the reply is `+OK`.
+pub fn node_ok(cluster: &DevCluster, node: SocketAddr, args: &[&str]) {
+    match cluster.command(node, args) {
+        Ok(respgate::devcluster::Reply::Simple(s)) if s == "OK" => {}
+        other => panic!("{node}: `{}` gave {other:?}", args.join(" ")),
+    }
+}
+
+/// A redis-crate error as the client sees it: `CODE detail` for server errors (e.g.
+/// `ERR respgate: ...`, `CLUSTERDOWN ...`), the description otherwise.
+pub fn error_text(e: &redis::RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        (Some(code), None) => code.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Runs one client call with an anti-hang timeout; errors become [`error_text`] and a
+/// timeout becomes `HANG: ...`.
+pub async fn timed<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error_text(&e)),
+        Err(_) => Err(format!("HANG: no reply within {} ms", limit.as_millis())),
+    }
+}
+
+/// Keys `{prefix}{n}` chosen so that every current master serves `per_master` of them,
+/// interleaved master by master (consecutive keys hit different shards). Each key comes
+/// with the master serving it now.
+pub fn keys_on_every_master(
+    cluster: &DevCluster,
+    prefix: &str,
+    per_master: usize,
+) -> Vec<(String, SocketAddr)> {
+    let masters = cluster.masters();
+    let mut by_master: Vec<Vec<String>> = vec![Vec::new(); masters.len()];
+    let mut n = 0u64;
+    while by_master.iter().any(|k| k.len() < per_master) {
+        let key = format!("{prefix}{n}");
+        n += 1;
+        let owner = cluster.master_for_slot(respgate::cluster::key_slot(key.as_bytes()));
+        let i = masters
+            .iter()
+            .position(|m| *m == owner)
+            .expect("slot owner is a master");
+        if by_master[i].len() < per_master {
+            by_master[i].push(key);
+        }
+    }
+    (0..per_master)
+        .flat_map(|j| {
+            by_master
+                .iter()
+                .zip(&masters)
+                .map(move |(keys, m)| (keys[j].clone(), *m))
+        })
+        .collect()
+}
+
+/// [`timed`] for one command on `con`.
+pub async fn call<T: redis::FromRedisValue>(
+    con: &mut redis::aio::MultiplexedConnection,
+    cmd: &redis::Cmd,
+    limit: Duration,
+) -> Result<T, String> {
+    timed(limit, cmd.query_async::<T>(con)).await
+}
