@@ -165,9 +165,26 @@ lt_stop_dev() {
     RG_CHILDREN=""
 }
 
+# lt_run_job CMD...: runs CMD in the background and waits for it, so that a signal to this
+# script is handled at once (the trap kills the job) instead of after CMD finishes.
+LT_JOB_PID=""
+lt_run_job() {
+    local rc=0
+    "$@" &
+    LT_JOB_PID=$!
+    wait "$LT_JOB_PID" || rc=$?
+    LT_JOB_PID=""
+    return "$rc"
+}
+
 lt_cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [[ -n $LT_JOB_PID ]]; then
+        kill -TERM "$LT_JOB_PID" 2>/dev/null || true
+        wait "$LT_JOB_PID" 2>/dev/null || true
+        LT_JOB_PID=""
+    fi
     lt_stop_dev
     exit "$rc"
 }

@@ -77,7 +77,9 @@ struct ClientReport {
 }
 
 /// One client: SET a new key, overwrite its own "last" key, GET its previous key (must
-/// equal what it wrote), INCR the shared counter; until told to stop.
+/// equal what it wrote), INCR the shared counter; until told to stop. Odd clients send
+/// each iteration as one pipeline (plus a GET of the key just written), which checks that
+/// respgate keeps a client's order when some of its requests are redirected and others not.
 async fn client_loop(
     proxy: SocketAddr,
     round: usize,
@@ -89,59 +91,17 @@ async fn client_loop(
         client,
         ..Default::default()
     };
-    let t = CALL_TIMEOUT;
+    let pipelined = client % 2 == 1;
     for i in 0..MAX_ITERATIONS {
         if phase.stop.load(Ordering::SeqCst) {
             break;
         }
         let during = phase.migrating.load(Ordering::SeqCst);
-        let mut clean = true;
-        let key = client_key(round, client, i);
-        let set = redis::cmd("SET")
-            .arg(&key)
-            .arg(client_value(round, client, i))
-            .clone();
-        match support::call::<()>(&mut con, &set, t).await {
-            Ok(()) => r.written.push(i),
-            Err(e) => {
-                clean = false;
-                r.errors.push(format!("SET {key}: {e}"));
-            }
-        }
-        let last = redis::cmd("SET").arg(last_key(client)).arg(i).clone();
-        match support::call::<()>(&mut con, &last, t).await {
-            Ok(()) => r.last_value = Some(i),
-            Err(e) => {
-                clean = false;
-                r.errors.push(format!("SET {}: {e}", last_key(client)));
-            }
-        }
-        if let Some(&prev) = r.written.iter().rev().find(|&&w| w < i) {
-            let prev_key = client_key(round, client, prev);
-            let get = redis::cmd("GET").arg(&prev_key).clone();
-            match support::call::<Option<String>>(&mut con, &get, t).await {
-                Ok(Some(v)) if v == client_value(round, client, prev) => {}
-                Ok(other) => {
-                    clean = false;
-                    r.errors
-                        .push(format!("GET {prev_key}: got {other:?}, wrote {:?}", {
-                            client_value(round, client, prev)
-                        }));
-                }
-                Err(e) => {
-                    clean = false;
-                    r.errors.push(format!("GET {prev_key}: {e}"));
-                }
-            }
-        }
-        let incr = redis::cmd("INCR").arg(counter_key()).clone();
-        match support::call::<i64>(&mut con, &incr, t).await {
-            Ok(_) => r.incrs += 1,
-            Err(e) => {
-                clean = false;
-                r.errors.push(format!("INCR {}: {e}", counter_key()));
-            }
-        }
+        let clean = if pipelined {
+            pipelined_iteration(&mut con, round, client, i, &mut r).await
+        } else {
+            sequential_iteration(&mut con, round, client, i, &mut r).await
+        };
         if clean && during && phase.migrating.load(Ordering::SeqCst) {
             r.iterations_while_migrating += 1;
         }
@@ -150,6 +110,93 @@ async fn client_loop(
         }
     }
     r
+}
+
+/// One request at a time. Returns whether every request succeeded.
+async fn sequential_iteration(
+    con: &mut redis::aio::MultiplexedConnection,
+    round: usize,
+    client: usize,
+    i: usize,
+    r: &mut ClientReport,
+) -> bool {
+    let t = CALL_TIMEOUT;
+    let errors_before = r.errors.len();
+    let key = client_key(round, client, i);
+    let set = redis::cmd("SET")
+        .arg(&key)
+        .arg(client_value(round, client, i))
+        .clone();
+    match support::call::<()>(con, &set, t).await {
+        Ok(()) => r.written.push(i),
+        Err(e) => r.errors.push(format!("SET {key}: {e}")),
+    }
+    let last = redis::cmd("SET").arg(last_key(client)).arg(i).clone();
+    match support::call::<()>(con, &last, t).await {
+        Ok(()) => r.last_value = Some(i),
+        Err(e) => r.errors.push(format!("SET {}: {e}", last_key(client))),
+    }
+    if let Some(&prev) = r.written.iter().rev().find(|&&w| w < i) {
+        let (prev_key, want) = (
+            client_key(round, client, prev),
+            client_value(round, client, prev),
+        );
+        let get = redis::cmd("GET").arg(&prev_key).clone();
+        match support::call::<Option<String>>(con, &get, t).await {
+            Ok(Some(v)) if v == want => {}
+            Ok(other) => r
+                .errors
+                .push(format!("GET {prev_key}: got {other:?}, wrote {want:?}")),
+            Err(e) => r.errors.push(format!("GET {prev_key}: {e}")),
+        }
+    }
+    let incr = redis::cmd("INCR").arg(counter_key()).clone();
+    match support::call::<i64>(con, &incr, t).await {
+        Ok(_) => r.incrs += 1,
+        Err(e) => r.errors.push(format!("INCR {}: {e}", counter_key())),
+    }
+    r.errors.len() == errors_before
+}
+
+/// The same requests, plus a GET of the new key, as one pipeline.
+async fn pipelined_iteration(
+    con: &mut redis::aio::MultiplexedConnection,
+    round: usize,
+    client: usize,
+    i: usize,
+    r: &mut ClientReport,
+) -> bool {
+    let key = client_key(round, client, i);
+    let value = client_value(round, client, i);
+    let prev = r.written.last().copied();
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET").arg(&key).arg(&value);
+    pipe.cmd("SET").arg(last_key(client)).arg(i);
+    pipe.cmd("GET").arg(&key);
+    let prev_key = prev.map(|p| client_key(round, client, p));
+    pipe.cmd("GET").arg(prev_key.as_deref().unwrap_or(&key));
+    pipe.cmd("INCR").arg(counter_key());
+    type Replies = ((), (), Option<String>, Option<String>, i64);
+    match support::timed(CALL_TIMEOUT, pipe.query_async::<Replies>(con)).await {
+        Ok(((), (), got, got_prev, _)) => {
+            r.written.push(i);
+            r.last_value = Some(i);
+            r.incrs += 1;
+            let want_prev = prev.map_or(value.clone(), |p| client_value(round, client, p));
+            if got.as_deref() != Some(value.as_str()) || got_prev.as_deref() != Some(&want_prev) {
+                r.errors.push(format!(
+                    "pipeline {key}: GET gave {got:?} (wrote {value:?}), GET {prev_key:?} \
+                     gave {got_prev:?} (wrote {want_prev:?})"
+                ));
+                return false;
+            }
+            true
+        }
+        Err(e) => {
+            r.errors.push(format!("pipeline {key}: {e}"));
+            false
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -13,7 +13,11 @@ use redis_protocol::resp3::decode::complete::decode_range as resp3_decode;
 use respgate::protocol::scan::{scan_reply, scan_request, Request, RequestLimits};
 
 fn bulk(rng: &mut StdRng, out: &mut Vec<u8>) {
-    let len = if rng.random_bool(0.1) { rng.random_range(0..300) } else { rng.random_range(0..12) };
+    let len = if rng.random_bool(0.1) {
+        rng.random_range(0..300)
+    } else {
+        rng.random_range(0..12)
+    };
     let data: Vec<u8> = (0..len).map(|_| rng.random()).collect();
     out.extend_from_slice(format!("${len}\r\n").as_bytes());
     out.extend_from_slice(&data);
@@ -22,7 +26,9 @@ fn bulk(rng: &mut StdRng, out: &mut Vec<u8>) {
 
 fn word(rng: &mut StdRng) -> String {
     let n = rng.random_range(0..10);
-    (0..n).map(|_| rng.random_range(b'a'..=b'z') as char).collect()
+    (0..n)
+        .map(|_| rng.random_range(b'a'..=b'z') as char)
+        .collect()
 }
 
 /// A random RESP2 reply value, nested up to `depth`.
@@ -32,7 +38,11 @@ fn resp2_value(rng: &mut StdRng, depth: u32, out: &mut Vec<u8>) {
         1 => out.extend_from_slice(format!("-ERR {}\r\n", word(rng)).as_bytes()),
         2 => out.extend_from_slice(format!(":{}\r\n", rng.random::<i64>()).as_bytes()),
         3 => bulk(rng, out),
-        4 => out.extend_from_slice(if rng.random_bool(0.5) { b"$-1\r\n" } else { b"*-1\r\n" }),
+        4 => out.extend_from_slice(if rng.random_bool(0.5) {
+            b"$-1\r\n"
+        } else {
+            b"*-1\r\n"
+        }),
         _ => {
             let n = rng.random_range(0..5);
             out.extend_from_slice(format!("*{n}\r\n").as_bytes());
@@ -51,7 +61,11 @@ fn resp3_value(rng: &mut StdRng, depth: u32, out: &mut Vec<u8>) {
         2 => bulk(rng, out),
         3 => out.extend_from_slice(b"_\r\n"),
         4 => out.extend_from_slice(format!(",{}\r\n", rng.random::<f32>()).as_bytes()),
-        5 => out.extend_from_slice(if rng.random_bool(0.5) { b"#t\r\n" } else { b"#f\r\n" }),
+        5 => out.extend_from_slice(if rng.random_bool(0.5) {
+            b"#t\r\n"
+        } else {
+            b"#f\r\n"
+        }),
         6 => {
             let w = word(rng);
             out.extend_from_slice(format!("={}\r\ntxt:{w}\r\n", w.len() + 4).as_bytes());
@@ -96,7 +110,12 @@ fn reply_scanner_agrees_with_redis_protocol_on_resp2() {
         resp2_value(&mut rng, 3, &mut frame);
         let (_, len) = resp2_decode(&frame).unwrap().unwrap();
         assert_eq!(len, frame.len());
-        assert_eq!(scan_reply(&frame), Ok(Some(len)), "{:?}", String::from_utf8_lossy(&frame));
+        assert_eq!(
+            scan_reply(&frame),
+            Ok(Some(len)),
+            "{:?}",
+            String::from_utf8_lossy(&frame)
+        );
         for cut in 0..frame.len() {
             assert!(resp2_decode(&frame[..cut]).unwrap().is_none());
             assert_eq!(scan_reply(&frame[..cut]), Ok(None));
@@ -111,7 +130,12 @@ fn reply_scanner_agrees_with_redis_protocol_on_resp3() {
         let mut frame = Vec::new();
         resp3_value(&mut rng, 3, &mut frame);
         let (_, len) = resp3_decode(&frame).unwrap().unwrap();
-        assert_eq!(scan_reply(&frame), Ok(Some(len)), "{:?}", String::from_utf8_lossy(&frame));
+        assert_eq!(
+            scan_reply(&frame),
+            Ok(Some(len)),
+            "{:?}",
+            String::from_utf8_lossy(&frame)
+        );
         for cut in 0..frame.len() {
             assert_eq!(scan_reply(&frame[..cut]), Ok(None));
         }

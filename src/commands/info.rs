@@ -218,6 +218,35 @@ pub struct CommandInfo {
     /// Subcommands of a container command (`OBJECT`, `CONFIG`, ...); empty otherwise.
     pub subcommands: Vec<CommandInfo>,
     pub(crate) key_rule: KeyRule,
+    /// Per-command metric handles, registered once when the table is built so the hot
+    /// path records without looking anything up.
+    pub metrics: CommandMetrics,
+}
+
+/// The metric handles of one command: requests seen and reply latency.
+#[derive(Clone, Debug)]
+pub struct CommandMetrics {
+    pub requests: metrics::Counter,
+    pub latency: metrics::Histogram,
+}
+
+impl CommandMetrics {
+    /// Handles that record nothing (until [`CommandMetrics::register`]).
+    pub fn noop() -> CommandMetrics {
+        CommandMetrics {
+            requests: metrics::Counter::noop(),
+            latency: metrics::Histogram::noop(),
+        }
+    }
+
+    /// Registers `respgate_command_requests_total{command}` and
+    /// `respgate_command_duration_seconds{command}` with the installed recorder.
+    pub fn register(name: &str) -> CommandMetrics {
+        CommandMetrics {
+            requests: metrics::counter!("respgate_command_requests_total", "command" => name.to_string()),
+            latency: metrics::histogram!("respgate_command_duration_seconds", "command" => name.to_string()),
+        }
+    }
 }
 
 impl CommandInfo {

@@ -41,8 +41,8 @@ use bytes::Bytes;
 use crate::protocol::Args;
 
 pub use info::{
-    acl_category_bit, acl_category_name, cmd_flags, CommandInfo, RequestPolicy, ResponsePolicy,
-    Tips, ACL_CATEGORIES,
+    acl_category_bit, acl_category_name, cmd_flags, CommandInfo, CommandMetrics, RequestPolicy,
+    ResponsePolicy, Tips, ACL_CATEGORIES,
 };
 pub use keys::{BeginSearch, FindKeys, KeyFlags, KeyRef, KeySpec, KeysError};
 
@@ -131,7 +131,13 @@ impl CommandTable {
     }
 
     /// Builds the table from parsed entries (subcommands nested in their container).
-    fn from_commands(commands: Vec<CommandInfo>) -> Result<CommandTable, CommandTableError> {
+    fn from_commands(mut commands: Vec<CommandInfo>) -> Result<CommandTable, CommandTableError> {
+        for cmd in &mut commands {
+            cmd.metrics = CommandMetrics::register(&cmd.name);
+            for sub in &mut cmd.subcommands {
+                sub.metrics = CommandMetrics::register(&sub.name);
+            }
+        }
         if commands.is_empty() {
             return Err(CommandTableError::Empty);
         }

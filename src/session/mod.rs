@@ -94,6 +94,7 @@ struct Remote {
     started: Instant,
     /// Set while waiting out a retry backoff.
     retry_at: Option<Instant>,
+    latency: metrics::Histogram,
 }
 
 /// What the head of the queue produced.
@@ -249,7 +250,6 @@ impl Session {
 
     /// Routes the request in the first `len` bytes of the read buffer.
     fn dispatch(&mut self, len: usize, inline: bool) {
-        metrics::counter!("respgate_requests_total").increment(1);
         let decision = routing::route(
             &self.ctx,
             &mut self.client,
@@ -263,7 +263,11 @@ impl Session {
                 self.pending.push_back(Pending::Ready(bytes));
                 self.closing = true;
             }
-            routing::Route::Forward { slot, rewritten } => {
+            routing::Route::Forward {
+                slot,
+                rewritten,
+                latency,
+            } => {
                 let request = match rewritten {
                     Some(bytes) => bytes,
                     None if inline => {
@@ -281,6 +285,7 @@ impl Session {
                     retries: 0,
                     started: Instant::now(),
                     retry_at: None,
+                    latency,
                 };
                 self.pending.push_back(Pending::Remote(remote));
             }
@@ -419,8 +424,7 @@ impl Session {
                 reply::error(&format!("ERR respgate: {why}"))
             }
         };
-        metrics::histogram!("respgate_request_duration_seconds")
-            .record(r.started.elapsed().as_secs_f64());
+        r.latency.record(r.started.elapsed().as_secs_f64());
         self.out.extend_from_slice(&final_reply);
         true
     }

@@ -20,6 +20,8 @@ pub enum Route {
     Forward {
         slot: Option<u16>,
         rewritten: Option<Bytes>,
+        /// Where the reply latency is recorded.
+        latency: metrics::Histogram,
     },
 }
 
@@ -43,6 +45,7 @@ pub fn route(
     let Lookup::Found(info) = lookup else {
         return Route::Reply(lookup.error_reply(args).unwrap_or_default());
     };
+    info.metrics.requests.increment(1);
 
     // The common case: a plain keyed data command.
     let special = info.is_blocking() || info.is_pubsub() || info.has_no_keys();
@@ -59,6 +62,7 @@ pub fn route(
             return Route::Forward {
                 slot: None,
                 rewritten: None,
+                latency: info.metrics.latency.clone(),
             }
         }
         Err(_) => {
@@ -84,6 +88,7 @@ pub fn route(
     Route::Forward {
         slot,
         rewritten: None,
+        latency: info.metrics.latency.clone(),
     }
 }
 

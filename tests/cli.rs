@@ -1,0 +1,198 @@
+//! The `respgate` binary: its subcommands, and signals ending it cleanly.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod support;
+
+fn respgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_respgate"))
+}
+
+fn ping(addr: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn slot_prints_redis_hash_slots() {
+    let out = respgate()
+        .args(["slot", "foo", "{user1}:a", "user1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text, "12182\tfoo\n8106\t{user1}:a\n8106\tuser1\n");
+}
+
+#[test]
+fn check_config_accepts_the_shipped_configs() {
+    for f in ["config/respgate.toml", "config/production.example.toml"] {
+        let out = respgate()
+            .args(["check-config", f])
+            .env("RESPGATE_UPSTREAM_PASSWORD", "x")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn check_config_names_file_key_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[cluster]\nseeds = [\"10.0.0.1:6379\", \"nowhere\"]\n",
+    )
+    .unwrap();
+    let out = respgate().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err.trim(),
+        format!(
+            "{}: cluster.seeds[1]: \"nowhere\" is not host:port",
+            path.display()
+        )
+    );
+
+    std::fs::write(&path, "[server]\nmax_clients = \"many\"\n").unwrap();
+    let out = respgate().arg("check-config").arg(&path).output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("server.max_clients"), "{err}");
+    assert!(err.starts_with(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let seeds = support::shared_cluster_seeds();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.path().join("respgate.toml");
+    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n",
+            seeds.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut child = respgate()
+        .arg("--config")
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("respgate to answer PING", Duration::from_secs(20), || {
+        ping(&addr)
+    });
+    // A client with a request answered, still connected at shutdown.
+    let mut client = TcpStream::connect(&addr).unwrap();
+    client.write_all(b"SET cli:term 1\r\n").unwrap();
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "+OK\r\n");
+
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "respgate did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    // The idle client was closed, not left hanging.
+    line.clear();
+    assert_eq!(reader.read_line(&mut line).unwrap(), 0);
+}
+
+#[test]
+fn dev_runs_a_cluster_and_ctrl_c_stops_all_of_it() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = respgate()
+        .args(["dev", "--listen", &addr])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "respgate dev to answer PING",
+        Duration::from_secs(30),
+        || ping(&addr),
+    );
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"SET dev:k hello\r\nGET dev:k\r\n").unwrap();
+    let mut buf = [0u8; 16];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"+OK\r\n$5\r\nhello\r\n");
+
+    let children: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .map(|t| std::fs::read_to_string(t.unwrap().path().join("children")).unwrap_or_default())
+        .collect::<Vec<String>>()
+        .join(" ")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(children.len(), 6, "six redis-server processes");
+
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    wait_for(
+        "redis-server processes to be gone",
+        Duration::from_secs(5),
+        || children.iter().all(|p| !pid_alive(*p)),
+    );
+}

@@ -1,0 +1,61 @@
+//! Counters and per-command latency go through the `metrics` facade.
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use redis::AsyncCommands;
+
+mod support;
+
+#[derive(Debug)]
+enum Value {
+    Counter(u64),
+    Samples(usize),
+    Other,
+}
+
+#[tokio::test]
+async fn requests_and_latency_are_recorded_per_command() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("first recorder in this test binary");
+
+    let proxy = support::proxy_for_shared().await;
+    let mut c = support::client(proxy.local_addr()).await;
+    for i in 0..5 {
+        let _: () = c.set(format!("metrics:{i}"), i).await.unwrap();
+    }
+    let _: Option<i32> = c.get("metrics:1").await.unwrap();
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let find = |name: &str, command: &str| {
+        snapshot
+            .iter()
+            .filter(|(key, _, _, _)| {
+                key.key().name() == name
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == "command" && l.value() == command)
+            })
+            .map(|(_, _, _, v)| match v {
+                DebugValue::Counter(n) => Value::Counter(*n),
+                DebugValue::Histogram(s) => Value::Samples(s.len()),
+                DebugValue::Gauge(_) => Value::Other,
+            })
+            .next()
+    };
+    match find("respgate_command_requests_total", "set") {
+        Some(Value::Counter(n)) => assert_eq!(n, 5),
+        other => panic!("no SET counter: {other:?}"),
+    }
+    match find("respgate_command_duration_seconds", "set") {
+        Some(Value::Samples(n)) => assert_eq!(n, 5),
+        other => panic!("no SET latency: {other:?}"),
+    }
+    match find("respgate_command_requests_total", "get") {
+        Some(Value::Counter(n)) => assert_eq!(n, 1),
+        other => panic!("no GET counter: {other:?}"),
+    }
+    proxy.shutdown().await;
+}
