@@ -103,7 +103,7 @@ run_one() {
     local before=0 after=0 rc=0
     [[ $target == proxy ]] && before=$(lt_cpu_ticks "$RG_PID")
     echo "# ${cmd[*]}" >"$raw"
-    lt_run_job timeout "$RUN_TIMEOUT" "${cmd[@]}" >>"$raw" 2>&1 || rc=$?
+    lt_run_job "$raw" timeout "$RUN_TIMEOUT" "${cmd[@]}" || rc=$?
     [[ $target == proxy ]] && after=$(lt_cpu_ticks "$RG_PID")
     if ((rc == 124)); then lt_die "redis-benchmark ($target P$p) took longer than RUN_TIMEOUT=${RUN_TIMEOUT}s: $raw"; fi
     ((rc == 0)) || { tail -n 20 "$raw" >&2; lt_die "redis-benchmark ($target P$p) failed with status $rc: $raw"; }

@@ -165,12 +165,14 @@ lt_stop_dev() {
     RG_CHILDREN=""
 }
 
-# lt_run_job CMD...: runs CMD in the background and waits for it, so that a signal to this
-# script is handled at once (the trap kills the job) instead of after CMD finishes.
+# lt_run_job OUTFILE CMD...: runs CMD in the background, stdout and stderr appended to
+# OUTFILE, and waits for it, so that a signal to this script is handled at once (the trap
+# kills the job) instead of after CMD finishes.
 LT_JOB_PID=""
 lt_run_job() {
-    local rc=0
-    "$@" &
+    local rc=0 out=$1
+    shift
+    "$@" >>"$out" 2>&1 &
     LT_JOB_PID=$!
     wait "$LT_JOB_PID" || rc=$?
     LT_JOB_PID=""

@@ -8,7 +8,6 @@ use crate::backend::LinkOptions;
 use bytes::BytesMut;
 use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::OwnedFrame;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -19,7 +18,9 @@ pub async fn query(
     args: &[&str],
     opts: &LinkOptions,
 ) -> Result<(OwnedFrame, bytes::Bytes), String> {
-    let deadline = opts.connect_timeout + opts.request_timeout;
+    // Short on purpose: a paused or overloaded node must not hold up discovery, which
+    // moves on to the next candidate.
+    let deadline = opts.connect_timeout * 2;
     tokio::time::timeout(deadline, query_inner(addr, args, opts))
         .await
         .map_err(|_| format!("{addr}: no answer within {} ms", deadline.as_millis()))?
@@ -117,6 +118,3 @@ impl FrameExt for OwnedFrame {
             .map(|kv| &kv[1])
     }
 }
-
-/// Default wait for control queries when no [`LinkOptions`] are at hand.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);

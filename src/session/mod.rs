@@ -182,7 +182,8 @@ pub async fn run<R, W>(
                 }
                 housekeeping.as_mut().reset(tokio::time::Instant::now() + s.next_check());
             }
-            _ = shutdown.changed() => {
+            // A dropped sender (proxy dropped without shutdown) also means: close.
+            _ = shutdown.changed(), if !s.closing => {
                 s.closing = true;
             }
         }
@@ -228,14 +229,22 @@ impl Session {
     /// Frames and dispatches every complete request in the read buffer, up to the
     /// pending-replies bound.
     fn parse_requests(&mut self) {
+        // One clock read for every request framed from this read: they arrived together.
+        let mut now = None;
         while !self.closing && self.pending.len() < self.ctx.max_pending {
             match scan_request(&self.rbuf, &self.ctx.limits, &mut self.ranges) {
                 Ok(None) => break,
                 Ok(Some(Request::Empty { len })) => {
                     let _ = self.rbuf.split_to(len);
                 }
-                Ok(Some(Request::Multibulk { len })) => self.dispatch(len, false),
-                Ok(Some(Request::Inline { len })) => self.dispatch(len, true),
+                Ok(Some(Request::Multibulk { len })) => {
+                    let now = *now.get_or_insert_with(Instant::now);
+                    self.dispatch(len, false, now)
+                }
+                Ok(Some(Request::Inline { len })) => {
+                    let now = *now.get_or_insert_with(Instant::now);
+                    self.dispatch(len, true, now)
+                }
                 Err(e) => {
                     tracing::debug!(client = self.client.meta.id, error = ?e, "protocol error");
                     metrics::counter!("respgate_protocol_errors_total").increment(1);
@@ -248,8 +257,9 @@ impl Session {
         }
     }
 
-    /// Routes the request in the first `len` bytes of the read buffer.
-    fn dispatch(&mut self, len: usize, inline: bool) {
+    /// Routes the request in the first `len` bytes of the read buffer, which arrived at
+    /// `arrived`.
+    fn dispatch(&mut self, len: usize, inline: bool, arrived: Instant) {
         let decision = routing::route(
             &self.ctx,
             &mut self.client,
@@ -283,7 +293,7 @@ impl Session {
                     slot,
                     redirects: 0,
                     retries: 0,
-                    started: Instant::now(),
+                    started: arrived,
                     retry_at: None,
                     latency,
                 };
