@@ -14,6 +14,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v redis-server >/dev/null 2>&1 || { echo "setup: redis-server still missing" >&2; exit 1; }
 
+# redis-py, for the client-compatibility test: Debian's package for Debian's python3.
+if ! /usr/bin/python3 -c 'import redis' >/dev/null 2>&1; then
+  echo "setup: installing python3-redis" >&2
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  [ ${#missing[@]} -gt 0 ] || $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y python3 python3-redis
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found. Install the Rust toolchain (https://rustup.rs), then rerun." >&2
   exit 1

@@ -213,6 +213,10 @@ async fn a_client_that_stops_reading_its_replies_is_disconnected() {
     socket.set_recv_buffer_size(16 * 1024).unwrap();
     let mut bad = socket.connect(addr).await.unwrap();
     let bad_addr = bad.local_addr().unwrap();
+    assert!(
+        proxy_side_established(addr, bad_addr),
+        "/proc/net/tcp lookup"
+    );
     let gets: Vec<u8> = (0..100)
         .flat_map(|_| encode_command(&["GET", "lim-stall:big"]))
         .collect();
