@@ -11,7 +11,7 @@
 #   --strict   exit 1 when a target is missed (default: report MISS, exit 0)
 # Environment (defaults in brackets):
 #   PORT [6390]  respgate port (the next free one is taken if it is busy and PORT is unset)
-#   ROUNDS [3]   N_P1 [200000]   N_P16 [1000000]   CLIENTS [50]   KEYSPACE [100000]
+#   ROUNDS [3]   N_P1 [300000]   N_P16 [2000000]   CLIENTS [50]   KEYSPACE [100000]
 #   RUN_TIMEOUT [180] seconds per redis-benchmark run   SKIP_BUILD [0]   READY_TIMEOUT [60]
 # Exit: 0 done (PASS or MISS), 1 MISS with --strict, 2 something broke.
 set -Eeuo pipefail
@@ -30,8 +30,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lt_traps
 
 ROUNDS=${ROUNDS:-3}
-N_P1=${N_P1:-200000}
-N_P16=${N_P16:-1000000}
+N_P1=${N_P1:-300000}
+N_P16=${N_P16:-2000000}
 CLIENTS=${CLIENTS:-50}
 KEYSPACE=${KEYSPACE:-100000}
 RUN_TIMEOUT=${RUN_TIMEOUT:-180}
@@ -55,7 +55,7 @@ OUT="$LT_ROOT/loadtest/results/bench-$STAMP"
 mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 ROWS="$OUT/runs.tsv"   # one line per redis-benchmark run
-printf 'round\ttarget\tpipeline\tn\tset_rps\tget_rps\tcpu_ticks\tcpu_us_per_req\n' >"$ROWS"
+printf 'round\ttarget\tpipeline\tn\tset_rps\tget_rps\tcpu_ticks\tcpu_us_per_req\tuser_ticks\tsys_ticks\n' >"$ROWS"
 
 say() {
     printf '%s\n' "$*" | tee -a "$SUMMARY"
@@ -70,6 +70,7 @@ CLK_TCK=$(getconf CLK_TCK)
 
 say "respgate bench $STAMP"
 say "host: $(nproc) cores, $(uname -sr); $(redis-benchmark --version 2>/dev/null | head -n 1); respgate $(git -C "$LT_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$LT_ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the host skews both sides)"
 say "settings: ROUNDS=$ROUNDS N_P1=$N_P1 N_P16=$N_P16 CLIENTS=$CLIENTS KEYSPACE=$KEYSPACE PORT=$PORT"
 say "raw outputs: $OUT"
 
@@ -100,11 +101,11 @@ run_one() {
     else
         cmd+=(--cluster -h "${MASTER%:*}" -p "${MASTER##*:}")
     fi
-    local before=0 after=0 rc=0
-    [[ $target == proxy ]] && before=$(lt_cpu_ticks "$RG_PID")
+    local before="0 0" after="0 0" rc=0
+    if [[ $target == proxy ]]; then before=$(lt_cpu_split "$RG_PID"); fi
     echo "# ${cmd[*]}" >"$raw"
     lt_run_job "$raw" timeout "$RUN_TIMEOUT" "${cmd[@]}" || rc=$?
-    [[ $target == proxy ]] && after=$(lt_cpu_ticks "$RG_PID")
+    if [[ $target == proxy ]]; then after=$(lt_cpu_split "$RG_PID"); fi
     if ((rc == 124)); then lt_die "redis-benchmark ($target P$p) took longer than RUN_TIMEOUT=${RUN_TIMEOUT}s: $raw"; fi
     ((rc == 0)) || { tail -n 20 "$raw" >&2; lt_die "redis-benchmark ($target P$p) failed with status $rc: $raw"; }
     lt_alive "$RG_PID" || lt_die "respgate dev died during the $target P$p run (log: $OUT/respgate.log)"
@@ -115,14 +116,19 @@ run_one() {
     set_rps=$(awk -F'"' '$2 == "SET" { v = $4 } END { print v }' "$raw")
     get_rps=$(awk -F'"' '$2 == "GET" { v = $4 } END { print v }' "$raw")
     [[ -n $set_rps && -n $get_rps ]] || lt_die "no SET/GET rps in $raw"
-    local ticks=$((after - before)) us=""
+    local utick=$((${after% *} - ${before% *})) stick=$((${after#* } - ${before#* }))
+    local ticks=$((utick + stick)) us=""
     if [[ $target == proxy ]]; then
         us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.3f", t / hz * 1e6 / (2 * n) }')
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" \
-        "$([[ $target == proxy ]] && echo "$ticks" || echo -)" "${us:--}" >>"$ROWS"
+    if [[ $target == proxy ]]; then
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" \
+            "$ticks" "$us" "$utick" "$stick" >>"$ROWS"
+    else
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" >>"$ROWS"
+    fi
     printf '  round %d  %-6s P%-2d  n=%-8d SET %10.0f rps  GET %10.0f rps%s\n' "$round" "$target" "$p" "$n" \
-        "$set_rps" "$get_rps" "$([[ $target == proxy ]] && echo "  respgate CPU ${ticks} ticks = ${us} us/req")" >&2
+        "$set_rps" "$get_rps" "$([[ $target == proxy ]] && echo "  respgate CPU ${ticks} ticks (user ${utick}, sys ${stick}) = ${us} us/req")" >&2
 }
 
 # Value of column COL for (round, target, pipeline) in $ROWS.
@@ -134,7 +140,7 @@ median() {
     sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-est=$(( ROUNDS * 2 * (2 * N_P1 / 50000 + 2 * N_P16 / 250000) ))
+est=$(( ROUNDS * (4 * N_P1 / 80000 + 4 * N_P16 / 400000) + 5 ))
 echo "running $ROUNDS round(s) of: proxy P1, direct P1, proxy P16, direct P16 (roughly ${est}s)" >&2
 dbsize0=$(masters_dbsize)
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -176,7 +182,7 @@ for p in 1 16; do
         mp=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" proxy "$p" "$col"; done | median)
         md=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" direct "$p" "$col"; done | median)
         MED_RATIO[$t$p]=$(for ((r = 1; r <= ROUNDS; r++)); do
-            awk -v a="$(cell "$r" proxy "$p" "$col")" -v b="$(cell "$r" direct "$p" "$col")" 'BEGIN { printf "%.4f\n", a / b }'
+            awk -v a="$(cell "$r" proxy "$p" "$col")" -v b="$(cell "$r" direct "$p" "$col")" 'BEGIN { printf "%.3f\n", a / b }'
         done | median)
         say "$(awk -v t="$t" -v p="$p" -v a="$mp" -v b="$md" -v q="${MED_RATIO[$t$p]}" -v u="${MED_CPU[$p]}" \
             'BEGIN { printf "  %-4s P%-3d %12.0f %12.0f %13.3f %12.3f", t, p, a, b, q, u }')"
@@ -192,7 +198,7 @@ check() { # check LABEL VALUE OP LIMIT
     local verdict
     verdict=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN { ok = (op == ">=") ? (v >= l) : (v <= l); print ok ? "PASS" : "MISS" }')
     [[ $verdict == PASS ]] || MISSES=$((MISSES + 1))
-    say "$(printf '  %-4s %-34s %8.3f %s %-5s' "$verdict" "$1" "$2" "$3" "$4")"
+    say "$(awk -v w="$verdict" -v l="$1" -v v="$2" -v op="$3" -v t="$4" 'BEGIN { printf "  %-4s %-28s %8.3f %s %s", w, l, v, op, t }')"
 }
 check "SET P1  ratio proxy/direct" "${MED_RATIO[SET1]}" ">=" "$RATIO_P1_MIN"
 check "GET P1  ratio proxy/direct" "${MED_RATIO[GET1]}" ">=" "$RATIO_P1_MIN"
@@ -201,6 +207,7 @@ check "GET P16 ratio proxy/direct" "${MED_RATIO[GET16]}" ">=" "$RATIO_P16_MIN"
 check "CPU P1  us/request" "${MED_CPU[1]}" "<=" "$CPU_P1_MAX"
 check "CPU P16 us/request" "${MED_CPU[16]}" "<=" "$CPU_P16_MAX"
 say ""
+say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 if ((MISSES == 0)); then say "all targets met"; else say "$MISSES target(s) missed"; fi
 
 lt_stop_dev

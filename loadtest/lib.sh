@@ -87,6 +87,16 @@ lt_cpu_ticks() {
     echo $(( ${12} + ${13} ))  # fields 14 and 15
 }
 
+# "utime stime" of a process, in clock ticks.
+lt_cpu_split() {
+    local stat
+    stat=$(cat "/proc/$1/stat") || lt_die "process $1 is gone"
+    stat=${stat##*) }
+    # shellcheck disable=SC2086
+    set -- $stat
+    echo "${12} ${13}"
+}
+
 # lt_start_dev PORT LOGFILE: starts `respgate dev` in the background (it inherits this
 # shell's RLIMIT_NOFILE), waits for PONG and for a routed SET to work, and fills RG_PID,
 # RG_SEEDS, RG_CHILDREN. Gives up after READY_TIMEOUT seconds (default 60).

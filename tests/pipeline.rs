@@ -256,3 +256,83 @@ async fn replies_stay_in_order_when_early_requests_go_to_a_slower_node() {
         .await
         .expect("script did not finish in time");
 }
+
+#[tokio::test]
+async fn large_and_binary_values_are_relayed_intact_in_a_pipeline() {
+    // Values larger than respgate's read and output chunks, holding every byte value
+    // (CR, LF, NUL, '$', '*'), from keys on every master.
+    let proxy = proxy_for_shared().await;
+    let mut script = Script {
+        requests: Vec::new(),
+        commands: Vec::new(),
+        expected: Vec::new(),
+    };
+    let sizes = [
+        0usize,
+        1,
+        255,
+        16 * 1024 + 3,
+        256 * 1024 + 1,
+        1024 * 1024 + 7,
+    ];
+    for round in 0..3 {
+        for (i, &size) in sizes.iter().enumerate() {
+            let key = format!("bigval:{round}:{i}");
+            let value: Vec<u8> = (0..size)
+                .map(|b| ((b * 7 + i + round) % 256) as u8)
+                .collect();
+            script
+                .requests
+                .extend(encode_command(&[b"SET".as_slice(), key.as_bytes(), &value]));
+            script.commands.push(format!("SET {key} <{size} bytes>"));
+            script.expected.push(OK.to_vec());
+            script
+                .requests
+                .extend(encode_command(&[b"GET".as_slice(), key.as_bytes()]));
+            script.commands.push(format!("GET {key}"));
+            let mut reply = format!("${size}\r\n").into_bytes();
+            reply.extend_from_slice(&value);
+            reply.extend_from_slice(b"\r\n");
+            script.expected.push(reply);
+        }
+    }
+    let owners: std::collections::HashSet<_> = (0..3)
+        .flat_map(|round| (0..sizes.len()).map(move |i| format!("bigval:{round}:{i}")))
+        .map(|k| shared_owner_of(&k))
+        .collect();
+    assert_eq!(owners.len(), 3, "the keys should cover every master");
+    tokio::time::timeout(SCRIPT_TIMEOUT, run_pipelined(proxy.local_addr(), script))
+        .await
+        .expect("script did not finish in time");
+}
+
+#[tokio::test]
+async fn a_client_that_closes_its_sending_side_still_gets_every_reply() {
+    // `printf 'SET ...\r\nGET ...\r\n' | nc host port` style: requests, then EOF.
+    let proxy = proxy_for_shared().await;
+    let script = mixed_script("halfclose", 2_000, 50, 0x4a1f);
+    let mut stream = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .unwrap();
+    stream.write_all(&script.requests).await.unwrap();
+    stream.shutdown().await.unwrap();
+
+    let mut received = Vec::new();
+    tokio::time::timeout(SCRIPT_TIMEOUT, stream.read_to_end(&mut received))
+        .await
+        .expect("respgate did not close after the last reply")
+        .expect("read replies");
+    let mut pos = 0;
+    for (i, want) in script.expected.iter().enumerate() {
+        let len = frame_len(&received[pos..])
+            .unwrap_or_else(|| panic!("only {i} of {} replies", script.expected.len()));
+        assert_eq!(
+            show(&received[pos..pos + len]),
+            show(want),
+            "reply #{i} to `{}`",
+            script.commands[i]
+        );
+        pos += len;
+    }
+    assert_eq!(pos, received.len(), "extra bytes after the last reply");
+}

@@ -703,6 +703,63 @@ async fn client_setname_getname_id_and_info_describe_this_connection() {
 }
 
 #[tokio::test]
+async fn quit_replies_ok_after_earlier_replies_and_closes() {
+    let proxy = proxy_for_shared().await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let mut bytes = encode_command(&["SET", "quit:k", "v"]);
+    bytes.extend(encode_command(&["QUIT"]));
+    bytes.extend(encode_command(&["SET", "quit:after", "v"]));
+    c.send(&bytes).await;
+    assert_eq!(show(&c.read_reply().await), "+OK\\r\\n");
+    assert_eq!(show(&c.read_reply().await), "+OK\\r\\n");
+    c.expect_closed().await;
+    assert_eq!(direct_get("quit:k"), Reply::Bulk(Some(b"v".to_vec())));
+    assert_eq!(
+        direct_get("quit:after"),
+        Reply::Bulk(None),
+        "nothing after QUIT runs"
+    );
+}
+
+#[tokio::test]
+async fn command_lists_the_same_commands_as_the_masters() {
+    let proxy = proxy_for_shared().await;
+    // Each redis-server lists its commands, and their subcommands, in its own hash order:
+    // compare them as sets.
+    use redis_protocol::resp2::types::OwnedFrame;
+    fn canonical(entry: &OwnedFrame) -> String {
+        let OwnedFrame::Array(fields) = entry else {
+            panic!("COMMAND entry is not an array: {entry:?}")
+        };
+        let mut fields = fields.clone();
+        if let Some(OwnedFrame::Array(subs)) = fields.get_mut(9) {
+            subs.sort_by_key(canonical);
+        }
+        format!("{fields:?}")
+    }
+    let entries = |reply: Vec<u8>| -> Vec<String> {
+        let (frame, _) = redis_protocol::resp2::decode::decode(&reply)
+            .unwrap()
+            .unwrap();
+        let OwnedFrame::Array(list) = frame else {
+            panic!("COMMAND is not an array: {frame:?}")
+        };
+        let mut list: Vec<String> = list.iter().map(canonical).collect();
+        list.sort();
+        list
+    };
+    let ours = entries(raw(proxy.local_addr(), &["COMMAND"]).await);
+    for node in with_shared_cluster(|c| c.masters()) {
+        let theirs = entries(raw(node, &["COMMAND"]).await);
+        assert_eq!(ours.len(), theirs.len(), "{node}");
+        assert!(
+            ours == theirs,
+            "COMMAND through respgate differs from {node}'s"
+        );
+    }
+}
+
+#[tokio::test]
 async fn readonly_and_readwrite_are_accepted() {
     let proxy = proxy_for_shared().await;
     let mut c = RawConn::connect(proxy.local_addr()).await;
@@ -804,4 +861,86 @@ async fn inline_set_and_get_are_forwarded() {
     assert_eq!(show(&c.read_reply().await), "+OK\\r\\n");
     assert_eq!(show(&c.read_reply().await), "$1\\r\\nv\\r\\n");
     assert_eq!(direct_get("inl:k"), Reply::Bulk(Some(b"v".to_vec())));
+}
+
+#[tokio::test]
+async fn inline_commands_may_end_with_a_bare_newline() {
+    let proxy = proxy_for_shared().await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    c.send(b"PING\nECHO hi\n").await;
+    assert_eq!(show(&c.read_reply().await), "+PONG\\r\\n");
+    assert_eq!(show(&c.read_reply().await), "$2\\r\\nhi\\r\\n");
+}
+
+/// Sends `SET <key> <value>` inline through respgate and straight to the slot's owner
+/// (two keys of one hash tag) and returns what each stored.
+async fn inline_set_both_ways(proxy: SocketAddr, tag: &str, value: &str) -> (Reply, Reply) {
+    let (via_proxy, direct_key) = (format!("{{{tag}}}proxy"), format!("{{{tag}}}direct"));
+    let mut c = RawConn::connect(proxy).await;
+    c.send(format!("SET {via_proxy} {value}\r\n").as_bytes())
+        .await;
+    assert_eq!(show(&c.read_reply().await), "+OK\\r\\n", "{value}");
+    let mut n = RawConn::connect(shared_owner_of(&direct_key)).await;
+    n.send(format!("SET {direct_key} {value}\r\n").as_bytes())
+        .await;
+    assert_eq!(show(&n.read_reply().await), "+OK\\r\\n", "{value}");
+    (direct_get(&via_proxy), direct_get(&direct_key))
+}
+
+#[tokio::test]
+async fn inline_quoted_arguments_keep_their_blanks() {
+    let proxy = proxy_for_shared().await;
+    for value in [r#""a b""#, r#"'single quoted'"#] {
+        let (ours, theirs) = inline_set_both_ways(proxy.local_addr(), "inl-quote", value).await;
+        assert_eq!(ours, theirs, "{value}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "respgate bug: inline arguments in double quotes are not unescaped (protocol::scan::scan_inline)"]
+async fn inline_escapes_in_double_quotes_are_unescaped_as_redis_does() {
+    let proxy = proxy_for_shared().await;
+    let value = r#""tab\there\x41\n""#;
+    let (ours, theirs) = inline_set_both_ways(proxy.local_addr(), "inl-escape", value).await;
+    assert_eq!(theirs, Reply::Bulk(Some(b"tab\there\x41\n".to_vec())));
+    assert_eq!(ours, theirs, "{value}");
+}
+
+/// Sends one inline line to respgate and to a node; both must answer the same error and
+/// close the connection.
+async fn assert_inline_protocol_error_as_redis(proxy: SocketAddr, line: &str, error: &str) {
+    let mut theirs = RawConn::connect(shared_owner_of("inl-unbal:k")).await;
+    theirs.send(line.as_bytes()).await;
+    assert_eq!(show(&theirs.read_reply().await), show(error.as_bytes()));
+    let mut ours = RawConn::connect(proxy).await;
+    ours.send(line.as_bytes()).await;
+    assert_eq!(
+        show(&ours.read_reply().await),
+        show(error.as_bytes()),
+        "{line:?}"
+    );
+    ours.expect_closed().await;
+}
+
+#[tokio::test]
+async fn inline_unclosed_quote_gets_the_redis_protocol_error() {
+    let proxy = proxy_for_shared().await;
+    assert_inline_protocol_error_as_redis(
+        proxy.local_addr(),
+        "SET inl-unbal:k \"abc\r\n",
+        "-ERR Protocol error: unbalanced quotes in request\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "respgate bug: inline `\"a\"b` is split into two words instead of refused (protocol::scan::scan_inline)"]
+async fn inline_closing_quote_followed_by_a_character_gets_the_redis_protocol_error() {
+    let proxy = proxy_for_shared().await;
+    assert_inline_protocol_error_as_redis(
+        proxy.local_addr(),
+        "SET inl-unbal:k \"a\"b\r\n",
+        "-ERR Protocol error: unbalanced quotes in request\r\n",
+    )
+    .await;
 }

@@ -163,7 +163,14 @@ async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<TcpStream> {
         hello.extend_from_slice(b"*1\r\n$8\r\nREADONLY\r\n");
         expected += 1;
     }
-    if expected > 0 {
+    // The connection only counts once the node has answered: a dying node's listening
+    // socket still completes TCP handshakes and then resets them, and a request written
+    // on such a connection would be reported Lost (maybe executed) though Redis never
+    // read it. Failing here makes it NotSent, which the session retries. A node still
+    // loading its data (-LOADING) is refused the same way.
+    hello.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+    expected += 1;
+    {
         tokio::time::timeout(opts.connect_timeout, async {
             stream.write_all(&hello).await?;
             let mut buf = BytesMut::with_capacity(256);
