@@ -13,6 +13,7 @@
 #   PORT [6390]  respgate port (the next free one is taken if it is busy and PORT is unset)
 #   ROUNDS [3]   N_P1 [300000]   N_P16 [2000000]   CLIENTS [50]   KEYSPACE [100000]
 #   RUN_TIMEOUT [180] seconds per redis-benchmark run   SKIP_BUILD [0]   READY_TIMEOUT [60]
+#   DEV_ARGS []  extra `respgate dev` options, e.g. "--threads 1"
 # Exit: 0 done (PASS or MISS), 1 MISS with --strict, 2 something broke.
 set -Eeuo pipefail
 
@@ -71,7 +72,7 @@ CLK_TCK=$(getconf CLK_TCK)
 say "respgate bench $STAMP"
 say "host: $(nproc) cores, $(uname -sr); $(redis-benchmark --version 2>/dev/null | head -n 1); respgate $(git -C "$LT_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$LT_ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
 say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the host skews both sides)"
-say "settings: ROUNDS=$ROUNDS N_P1=$N_P1 N_P16=$N_P16 CLIENTS=$CLIENTS KEYSPACE=$KEYSPACE PORT=$PORT"
+say "settings: ROUNDS=$ROUNDS N_P1=$N_P1 N_P16=$N_P16 CLIENTS=$CLIENTS KEYSPACE=$KEYSPACE PORT=$PORT DEV_ARGS='${DEV_ARGS:-}'"
 say "raw outputs: $OUT"
 
 lt_start_dev "$PORT" "$OUT/respgate.log"
@@ -95,7 +96,7 @@ masters_dbsize() {
 run_one() {
     local round=$1 target=$2 p=$3 n=$4
     local raw="$OUT/r${round}-${target}-P${p}.csv"
-    local -a cmd=(redis-benchmark -c "$CLIENTS" -r "$KEYSPACE" -t set,get -n "$n" -P "$p" --csv)
+    local -a cmd=(redis-benchmark -c "$CLIENTS" -r "$KEYSPACE" -t "set,get" -n "$n" -P "$p" --csv)
     if [[ $target == proxy ]]; then
         cmd+=(-h 127.0.0.1 -p "$PORT")
     else

@@ -4,13 +4,14 @@
 # connection, PASS/MISS against 16 KiB). See loadtest/README.md.
 #
 # Usage: loadtest/idle.sh [--strict] [extra idle_conns.py options, e.g. -n 5000]
-# Environment: PORT [first free from 6391], SKIP_BUILD [0], READY_TIMEOUT [60]
+# Environment: PORT [first free from 6391], SKIP_BUILD [0], READY_TIMEOUT [60],
+#   DEV_ARGS [] extra `respgate dev` options, e.g. "--threads 1"
 # Exit: 0 done (PASS or MISS), 1 MISS with --strict, 2 something broke.
 set -Eeuo pipefail
 
 for arg in "$@"; do
     case $arg in
-        -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     esac
 done
 
@@ -43,7 +44,7 @@ lt_start_dev "$PORT" "$OUT/respgate.log"
 {
     echo "respgate idle-connection check $STAMP"
     echo "host: $(nproc) cores, $(uname -sr); respgate $(git -C "$LT_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$LT_ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
-    echo "respgate dev pid $RG_PID on 127.0.0.1:$PORT, open-files limit $(awk '/^Max open files/ { print $4 }' "/proc/$RG_PID/limits")"
+    echo "respgate dev ${DEV_ARGS:-} pid $RG_PID on 127.0.0.1:$PORT, open-files limit $(awk '/^Max open files/ { print $4 }' "/proc/$RG_PID/limits")"
     echo "raw outputs: $OUT"
 } | tee "$OUT/summary.txt"
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for loadtest/bench.sh and loadtest/idle.sh. Source it; do not run it.
 #
 # Starts and stops `respgate dev` (a throw-away 3-master/3-replica cluster of
@@ -24,8 +25,9 @@ lt_need_redis() {
         command -v apt-get >/dev/null 2>&1 || lt_die "no apt-get: install redis-server and redis-tools (redis-benchmark, redis-cli) by hand"
         local sudo=""
         [[ $(id -u) -eq 0 ]] || sudo="sudo"
-        $sudo apt-get update && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools \
-            || lt_die "apt-get install redis-server redis-tools failed"
+        if ! { $sudo apt-get update && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools; }; then
+            lt_die "apt-get install redis-server redis-tools failed"
+        fi
     fi
     local c
     for c in redis-server redis-cli redis-benchmark; do
@@ -98,13 +100,15 @@ lt_cpu_split() {
 }
 
 # lt_start_dev PORT LOGFILE: starts `respgate dev` in the background (it inherits this
-# shell's RLIMIT_NOFILE), waits for PONG and for a routed SET to work, and fills RG_PID,
+# shell's RLIMIT_NOFILE) with $DEV_ARGS, waits for PONG and for a routed SET to work, and fills RG_PID,
 # RG_SEEDS, RG_CHILDREN. Gives up after READY_TIMEOUT seconds (default 60).
 lt_start_dev() {
     RG_PORT=$1
     RG_LOG=$2
     lt_port_busy "$RG_PORT" && lt_die "127.0.0.1:$RG_PORT is already in use"
-    "$LT_BIN" dev --listen "127.0.0.1:$RG_PORT" 2>"$RG_LOG" &
+    # DEV_ARGS: extra `respgate dev` options, e.g. DEV_ARGS="--threads 1".
+    # shellcheck disable=SC2086
+    "$LT_BIN" dev --listen "127.0.0.1:$RG_PORT" ${DEV_ARGS:-} 2>"$RG_LOG" &
     RG_PID=$!
     local deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
     while :; do

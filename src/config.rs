@@ -286,7 +286,7 @@ mod tests {
     fn empty_file_gives_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:6380");
-        assert_eq!(c.cluster.connections_per_node, 2);
+        assert_eq!(c.cluster.connections_per_node, 1);
     }
 
     #[test]

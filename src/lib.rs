@@ -12,3 +12,4 @@ pub mod devcluster;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod shutdown;

@@ -8,25 +8,27 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::protocol::scan::RequestLimits;
 use crate::session::{self, ClientMeta, SessionContext};
+use crate::shutdown::{Shutdown, DRAIN, RUNNING, STOP};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 /// Redis's reply when `maxclients` is reached.
 const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 
-/// A running respgate.
+/// A running respgate. Dropping it closes every connection at once; [`Proxy::shutdown`]
+/// drains them first.
 pub struct Proxy {
     addr: SocketAddr,
     cluster: Arc<Cluster>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    shutdown: Arc<Shutdown>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Proxy {
@@ -36,7 +38,7 @@ impl Proxy {
         let listener = TcpListener::bind(&config.server.listen).await?;
         let addr = listener.local_addr()?;
         let cluster = Cluster::new(config.cluster.clone());
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let shutdown = Shutdown::new();
         let s = &config.server;
         let ctx = Arc::new(SessionContext {
             cluster: cluster.clone(),
@@ -52,23 +54,24 @@ impl Proxy {
             max_redirects: config.cluster.max_redirects,
         });
         let refresher = {
-            let mut rx = shutdown_rx.clone();
+            let listener = shutdown.listen();
             tokio::spawn(cluster.clone().run_refresher(async move {
-                let _ = rx.wait_for(|v| *v).await;
+                listener.above(RUNNING).await;
             }))
         };
         let grace = Duration::from_secs(s.shutdown_grace_secs);
         let max_clients = s.max_clients;
         tracing::info!(%addr, "respgate listening");
+        let signal = shutdown.clone();
         let task = tokio::spawn(async move {
-            accept_loop(listener, ctx, max_clients, shutdown_rx, grace).await;
+            accept_loop(listener, ctx, max_clients, signal, grace).await;
             refresher.abort();
         });
         Ok(Proxy {
             addr,
             cluster,
             shutdown,
-            task,
+            task: Some(task),
         })
     }
 
@@ -107,9 +110,17 @@ impl Proxy {
 
     /// Stops accepting, lets sessions deliver what is in flight (up to the grace period)
     /// and returns when everything is closed.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+    pub async fn shutdown(mut self) {
+        self.shutdown.raise(DRAIN);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shutdown.raise(STOP);
     }
 }
 
@@ -117,16 +128,17 @@ async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<SessionContext>,
     max_clients: usize,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Arc<Shutdown>,
     grace: Duration,
 ) {
+    let stop = shutdown.listen();
     let slots = Arc::new(Semaphore::new(max_clients));
     let tracker = TaskTracker::new();
     let next_id = AtomicU64::new(1);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.wait_for(|v| *v) => break,
+            _ = stop.above(RUNNING) => break,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -151,7 +163,7 @@ async fn accept_loop(
             connected_at: Instant::now(),
         };
         let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
+        let shutdown = shutdown.listen();
         tracker.spawn(async move {
             metrics::gauge!("respgate_connected_clients").increment(1.0);
             let mut stream = stream;
@@ -168,6 +180,8 @@ async fn accept_loop(
             remaining = tracker.len(),
             "shutdown grace period over; closing remaining connections"
         );
+        shutdown.raise(STOP);
+        tracker.wait().await;
     }
 }
 

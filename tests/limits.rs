@@ -368,8 +368,6 @@ async fn a_request_over_max_request_bytes_gets_the_limit_error_then_the_connecti
 }
 
 #[tokio::test]
-#[ignore = "respgate bug: a request over max_request_bytes by its argument count gets \
-            'invalid multibulk length' instead of the max_request_bytes error (scan_request)"]
 async fn a_request_over_max_request_bytes_by_many_small_arguments_gets_the_limit_error() {
     let mut cfg = config();
     cfg.server.max_request_bytes = 1024;
@@ -405,8 +403,6 @@ fn a_node_holds_a_blocked_wait() -> bool {
 }
 
 #[tokio::test]
-#[ignore = "respgate bug: WAIT is forwarded on a shared backend link and holds up every \
-            client behind it on that link (session::local::answer lets it through)"]
 async fn a_client_blocked_in_wait_does_not_hold_up_other_clients() {
     let proxy = start_proxy(config()).await;
     let addr = proxy.local_addr();
@@ -550,8 +546,6 @@ async fn shutdown_delivers_every_reply_in_flight_then_closes_and_refuses_new_cli
 }
 
 #[tokio::test]
-#[ignore = "respgate bug: Proxy::shutdown returns after shutdown_grace_secs but leaves the \
-            sessions still waiting for replies running (server::accept_loop)"]
 async fn shutdown_closes_connections_still_busy_when_the_grace_period_ends() {
     let mut cfg = config();
     cfg.server.shutdown_grace_secs = 1;

@@ -897,7 +897,6 @@ async fn inline_quoted_arguments_keep_their_blanks() {
 }
 
 #[tokio::test]
-#[ignore = "respgate bug: inline arguments in double quotes are not unescaped (protocol::scan::scan_inline)"]
 async fn inline_escapes_in_double_quotes_are_unescaped_as_redis_does() {
     let proxy = proxy_for_shared().await;
     let value = r#""tab\there\x41\n""#;
@@ -934,7 +933,6 @@ async fn inline_unclosed_quote_gets_the_redis_protocol_error() {
 }
 
 #[tokio::test]
-#[ignore = "respgate bug: inline `\"a\"b` is split into two words instead of refused (protocol::scan::scan_inline)"]
 async fn inline_closing_quote_followed_by_a_character_gets_the_redis_protocol_error() {
     let proxy = proxy_for_shared().await;
     assert_inline_protocol_error_as_redis(

@@ -292,9 +292,13 @@ mod tests {
 
     #[test]
     fn parses_cluster_slots() {
+        let node =
+            |port: u16, id: &str| format!("*3\r\n{}:{port}\r\n{}", bulk("127.0.0.1"), bulk(id));
         let raw = format!(
-            "*2\r\n*4\r\n:0\r\n:5460\r\n*3\r\n{}:7000\r\n{}\r\n*3\r\n{}:7003\r\n{}\r\n*3\r\n:5461\r\n:16383\r\n*3\r\n{}:7001\r\n{}\r\n",
-            bulk("127.0.0.1"), bulk("id0"), bulk("127.0.0.1"), bulk("id3"), bulk("127.0.0.1"), bulk("id1")
+            "*2\r\n*4\r\n:0\r\n:5460\r\n{}{}*3\r\n:5461\r\n:16383\r\n{}",
+            node(7000, "id0"),
+            node(7003, "id3"),
+            node(7001, "id1")
         );
         let layout = ShardLayout::from_slots(&frame(raw.as_bytes())).unwrap();
         assert_eq!(layout.shards.len(), 2);

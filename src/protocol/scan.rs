@@ -75,8 +75,8 @@ impl Default for RequestLimits {
 pub enum Request {
     /// A RESP multibulk of `len` bytes; `ranges` holds its arguments.
     Multibulk { len: usize },
-    /// An inline command line of `len` bytes (newline included); `ranges` holds its words.
-    /// It must be re-encoded as a multibulk before forwarding.
+    /// An inline command line of `len` bytes (newline included). Split it with
+    /// [`split_inline`] and re-encode it as a multibulk before routing.
     Inline { len: usize },
     /// `len` bytes that carry no command (`*0`, `*-1`, an empty inline line): skip them.
     Empty { len: usize },
@@ -149,9 +149,14 @@ pub fn scan_request(
     if count <= 0 {
         return Ok(Some(Request::Empty { len: pos }));
     }
-    // Every argument needs at least `$0\r\n\r\n`.
-    if count > i32::MAX as i64 || (count as u64).saturating_mul(6) > limits.max_request as u64 {
+    if count > i32::MAX as i64 {
         return Err(ProtocolError::InvalidMultibulkLength);
+    }
+    // Every argument needs at least `$0\r\n\r\n`.
+    if (count as u64).saturating_mul(6) > limits.max_request as u64 {
+        return Err(ProtocolError::RequestTooLarge {
+            limit: limits.max_request,
+        });
     }
     let count = count as usize;
     for _ in 0..count {
@@ -193,8 +198,8 @@ pub fn scan_request(
     Ok(Some(Request::Multibulk { len: pos }))
 }
 
-/// Inline commands (`PING\r\n` typed into telnet): words split on blanks; a word in
-/// `"..."` or `'...'` may hold blanks (escapes inside quotes are not interpreted).
+/// Inline commands (`PING\r\n` typed into telnet): only the line is framed here; its
+/// words are split by [`split_inline`] into an owned multibulk (rare path).
 fn scan_inline(buf: &[u8], ranges: &mut Vec<Range<u32>>) -> Result<Option<Request>, ProtocolError> {
     let Some(nl) = memchr_nl(buf) else {
         return if buf.len() > MAX_LINE {
@@ -206,42 +211,97 @@ fn scan_inline(buf: &[u8], ranges: &mut Vec<Range<u32>>) -> Result<Option<Reques
     if nl > MAX_LINE {
         return Err(ProtocolError::TooBigInlineRequest);
     }
-    let line_stop = if nl > 0 && buf[nl - 1] == b'\r' {
-        nl - 1
-    } else {
-        nl
-    };
-    let line = &buf[..line_stop];
-    let mut i = 0;
-    while i < line.len() {
-        while i < line.len() && line[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i >= line.len() {
-            break;
-        }
-        if line[i] == b'"' || line[i] == b'\'' {
-            // Quoted words need unescaping, which a range cannot express; Redis's
-            // sdssplitargs rules are rarely used over telnet, so we refuse clearly.
-            let q = line[i];
-            if !line[i + 1..].contains(&q) {
-                return Err(ProtocolError::UnbalancedQuotes);
-            }
-            let close = line[i + 1..].iter().position(|&b| b == q).unwrap() + i + 1;
-            ranges.push((i + 1) as u32..close as u32);
-            i = close + 1;
-            continue;
-        }
-        let start = i;
-        while i < line.len() && !line[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        ranges.push(start as u32..i as u32);
-    }
-    if ranges.is_empty() {
+    ranges.clear();
+    if buf[..nl].iter().all(|b| b.is_ascii_whitespace()) {
         Ok(Some(Request::Empty { len: nl + 1 }))
     } else {
         Ok(Some(Request::Inline { len: nl + 1 }))
+    }
+}
+
+/// Splits an inline command line (without its newline) into words exactly as Redis's
+/// `sdssplitargs` does: blanks separate words; `"..."` takes the escapes `\n \r \t \b
+/// \a \\ \"` and `\xHH`; `'...'` takes `\'`; a closing quote must be followed by a
+/// blank or the end of the line, else the request has unbalanced quotes.
+pub fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let is_space = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c);
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut args = Vec::new();
+    let mut p = 0;
+    loop {
+        while p < line.len() && is_space(line[p]) {
+            p += 1;
+        }
+        if p >= line.len() {
+            return Ok(args);
+        }
+        let mut word = Vec::new();
+        let (mut in_double, mut in_single) = (false, false);
+        loop {
+            let c = line.get(p).copied();
+            if in_double {
+                let Some(c) = c else {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                };
+                if c == b'\\' && line.get(p + 1) == Some(&b'x') {
+                    if let (Some(h), Some(l)) = (
+                        line.get(p + 2).and_then(|&b| hex(b)),
+                        line.get(p + 3).and_then(|&b| hex(b)),
+                    ) {
+                        word.push(h * 16 + l);
+                        p += 4;
+                        continue;
+                    }
+                }
+                if c == b'\\' && p + 1 < line.len() {
+                    word.push(match line[p + 1] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'a' => 0x07,
+                        other => other,
+                    });
+                    p += 2;
+                } else if c == b'"' {
+                    if line.get(p + 1).is_some_and(|&n| !is_space(n)) {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    }
+                    p += 1;
+                    break;
+                } else {
+                    word.push(c);
+                    p += 1;
+                }
+            } else if in_single {
+                let Some(c) = c else {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                };
+                if c == b'\\' && line.get(p + 1) == Some(&b'\'') {
+                    word.push(b'\'');
+                    p += 2;
+                } else if c == b'\'' {
+                    if line.get(p + 1).is_some_and(|&n| !is_space(n)) {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    }
+                    p += 1;
+                    break;
+                } else {
+                    word.push(c);
+                    p += 1;
+                }
+            } else {
+                match c {
+                    None | Some(b' ' | b'\n' | b'\r' | b'\t' | 0) => break,
+                    Some(b'"') => in_double = true,
+                    Some(b'\'') => in_single = true,
+                    Some(c) => word.push(c),
+                }
+                p += 1;
+            }
+        }
+        args.push(word);
     }
 }
 
@@ -384,12 +444,46 @@ mod tests {
 
     #[test]
     fn frames_inline_commands() {
-        let (out, args) = req(b"SET  k \"a b\"\r\nPING");
-        assert_eq!(out, Ok(Some(Request::Inline { len: 14 })));
-        assert_eq!(args, vec![b"SET".to_vec(), b"k".to_vec(), b"a b".to_vec()]);
+        assert_eq!(
+            req(b"SET  k \"a b\"\r\nPING").0,
+            Ok(Some(Request::Inline { len: 14 }))
+        );
         assert_eq!(req(b"\r\n").0, Ok(Some(Request::Empty { len: 2 })));
+        assert_eq!(req(b" \t\r\n").0, Ok(Some(Request::Empty { len: 4 })));
         assert_eq!(req(b"PING\n").0, Ok(Some(Request::Inline { len: 5 })));
-        assert_eq!(req(b"ECHO \"x\r\n").0, Err(ProtocolError::UnbalancedQuotes));
+    }
+
+    fn split(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
+        split_inline(line)
+    }
+
+    #[test]
+    fn splits_inline_words_like_sdssplitargs() {
+        assert_eq!(
+            split(b"SET  k \"a b\"\r").unwrap(),
+            vec![b"SET".to_vec(), b"k".to_vec(), b"a b".to_vec()]
+        );
+        assert_eq!(
+            split(b"SET k \"tab\\there\\x41\\n\"").unwrap()[2],
+            b"tab\there\x41\n".to_vec()
+        );
+        assert_eq!(split(b"ECHO 'it\\'s'").unwrap()[1], b"it's".to_vec());
+        assert_eq!(split(b"ECHO foo\"bar\"").unwrap()[1], b"foobar".to_vec());
+        assert_eq!(split(b"ECHO \"\"").unwrap()[1], b"".to_vec());
+        assert_eq!(split(b"ECHO \"x"), Err(ProtocolError::UnbalancedQuotes));
+        assert_eq!(split(b"DEL \"a\"b"), Err(ProtocolError::UnbalancedQuotes));
+        assert_eq!(split(b"ECHO 'a'b"), Err(ProtocolError::UnbalancedQuotes));
+        assert!(split(b"   ").unwrap().is_empty());
+    }
+
+    #[test]
+    fn many_tiny_arguments_over_the_request_limit_get_the_limit_error() {
+        let limits = RequestLimits {
+            max_bulk: 1 << 20,
+            max_request: 1024,
+        };
+        let out = scan_request(b"*401\r\n", &limits, &mut Vec::new());
+        assert_eq!(out, Err(ProtocolError::RequestTooLarge { limit: 1024 }));
     }
 
     #[test]

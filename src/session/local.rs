@@ -107,7 +107,9 @@ pub fn answer(
                 None
             }
         }
-        _ if info.is_blocking() => not_yet(
+        // WAIT counts acknowledgements of the whole shared link's writes and holds it
+        // while it waits: it needs a connection of its own.
+        _ if info.is_blocking() || name == "wait" || name == "waitaof" => not_yet(
             &name.to_uppercase(),
             "blocking commands need a dedicated backend connection",
         ),

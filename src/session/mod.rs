@@ -20,7 +20,8 @@ mod routing;
 use crate::backend::{Job, LinkError, ReplyResult};
 use crate::cluster::Cluster;
 use crate::protocol::reply;
-use crate::protocol::scan::{scan_request, Request, RequestLimits};
+use crate::protocol::scan::{scan_request, split_inline, ProtocolError, Request, RequestLimits};
+use crate::shutdown::{ShutdownListener, RUNNING, STOP};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 /// Settings and shared state every session reads.
 pub struct SessionContext {
@@ -107,14 +108,14 @@ enum HeadEvent {
 const OUT_HIGH_WATER: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Runs one client connection to completion. `shutdown` turning true asks the session to
+/// Runs one client connection to completion. `shutdown` at DRAIN asks the session to
 /// stop reading, deliver what is in flight and close.
 pub async fn run<R, W>(
     mut rd: R,
     mut wr: W,
     meta: ClientMeta,
     ctx: Arc<SessionContext>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: ShutdownListener,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -138,6 +139,7 @@ pub async fn run<R, W>(
     let housekeeping = tokio::time::sleep(s.next_check());
     tokio::pin!(housekeeping);
     let mut eof = false;
+    let mut stop_seen = RUNNING;
 
     loop {
         if !s.closing {
@@ -182,8 +184,11 @@ pub async fn run<R, W>(
                 }
                 housekeeping.as_mut().reset(tokio::time::Instant::now() + s.next_check());
             }
-            // A dropped sender (proxy dropped without shutdown) also means: close.
-            _ = shutdown.changed(), if !s.closing => {
+            level = shutdown.above(stop_seen) => {
+                stop_seen = level;
+                if level >= STOP {
+                    break;
+                }
                 s.closing = true;
             }
         }
@@ -232,18 +237,24 @@ impl Session {
         // One clock read for every request framed from this read: they arrived together.
         let mut now = None;
         while !self.closing && self.pending.len() < self.ctx.max_pending {
-            match scan_request(&self.rbuf, &self.ctx.limits, &mut self.ranges) {
+            let framed = scan_request(&self.rbuf, &self.ctx.limits, &mut self.ranges);
+            let request = match framed {
                 Ok(None) => break,
                 Ok(Some(Request::Empty { len })) => {
                     let _ = self.rbuf.split_to(len);
+                    continue;
                 }
-                Ok(Some(Request::Multibulk { len })) => {
-                    let now = *now.get_or_insert_with(Instant::now);
-                    self.dispatch(len, false, now)
-                }
+                Ok(Some(Request::Multibulk { len })) => Ok(self.rbuf.split_to(len).freeze()),
                 Ok(Some(Request::Inline { len })) => {
+                    let line = self.rbuf.split_to(len);
+                    self.inline_as_multibulk(&line[..len - 1])
+                }
+                Err(e) => Err(e),
+            };
+            match request {
+                Ok(raw) => {
                     let now = *now.get_or_insert_with(Instant::now);
-                    self.dispatch(len, true, now)
+                    self.dispatch(raw, now);
                 }
                 Err(e) => {
                     tracing::debug!(client = self.client.meta.id, error = ?e, "protocol error");
@@ -257,16 +268,23 @@ impl Session {
         }
     }
 
-    /// Routes the request in the first `len` bytes of the read buffer, which arrived at
-    /// `arrived`.
-    fn dispatch(&mut self, len: usize, inline: bool, arrived: Instant) {
+    /// Re-encodes an inline command line as the multibulk a client would have sent, and
+    /// frames it (filling `ranges`) so it routes like any other request.
+    fn inline_as_multibulk(&mut self, line: &[u8]) -> Result<Bytes, ProtocolError> {
+        let words = split_inline(line)?;
+        let encoded = reply::command(words.iter());
+        scan_request(&encoded, &self.ctx.limits, &mut self.ranges)?;
+        Ok(encoded)
+    }
+
+    /// Routes one request (`raw`, its arguments in `ranges`) that arrived at `arrived`.
+    fn dispatch(&mut self, raw: Bytes, arrived: Instant) {
         let decision = routing::route(
             &self.ctx,
             &mut self.client,
-            crate::protocol::Args::new(&self.rbuf[..len], &self.ranges),
+            crate::protocol::Args::new(&raw, &self.ranges),
             &mut self.keys,
         );
-        let raw = self.rbuf.split_to(len).freeze();
         match decision {
             routing::Route::Reply(bytes) => self.pending.push_back(Pending::Ready(bytes)),
             routing::Route::ReplyAndClose(bytes) => {
@@ -278,14 +296,7 @@ impl Session {
                 rewritten,
                 latency,
             } => {
-                let request = match rewritten {
-                    Some(bytes) => bytes,
-                    None if inline => {
-                        let args = crate::protocol::Args::new(&raw, &self.ranges);
-                        reply::command(args.iter().collect::<Vec<_>>())
-                    }
-                    None => raw,
-                };
+                let request = rewritten.unwrap_or(raw);
                 let rx = self.send_job(&request, slot, None, false);
                 let remote = Remote {
                     rx,
