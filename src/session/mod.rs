@@ -106,7 +106,12 @@ enum HeadEvent {
 
 /// Output beyond this is flushed before more replies are moved into it.
 const OUT_HIGH_WATER: usize = 256 * 1024;
-const READ_CHUNK: usize = 16 * 1024;
+/// Read buffers start small (an idle connection should cost a few KiB, not 16) and
+/// double, up to [`READ_MAX`], while reads keep filling them.
+const READ_MIN: usize = 1024;
+const READ_MAX: usize = 64 * 1024;
+/// Buffers emptied above this size are given back instead of kept for reuse.
+const KEEP_MAX: usize = 64 * 1024;
 
 /// Runs one client connection to completion. `shutdown` at DRAIN asks the session to
 /// stop reading, deliver what is in flight and close.
@@ -123,7 +128,8 @@ pub async fn run<R, W>(
     let mut s = Session {
         client: ClientState { meta, name: None },
         ctx,
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        rbuf: BytesMut::with_capacity(READ_MIN),
+        read_hint: READ_MIN,
         out: BytesMut::new(),
         pending: VecDeque::new(),
         ranges: Vec::with_capacity(8),
@@ -150,6 +156,15 @@ pub async fn run<R, W>(
             break;
         }
         let can_read = !s.closing && !eof && s.pending.len() < s.ctx.max_pending;
+        if s.rbuf.is_empty() && s.rbuf.capacity() > KEEP_MAX {
+            s.rbuf = BytesMut::with_capacity(READ_MIN);
+            s.read_hint = READ_MIN;
+        }
+        if s.rbuf.capacity() - s.rbuf.len() < 256 {
+            // At least double while a large request is still arriving: linear copying.
+            s.rbuf.reserve(s.read_hint.max(s.rbuf.len()));
+        }
+        let spare = s.rbuf.capacity() - s.rbuf.len();
         let head_waiting =
             matches!(s.pending.front(), Some(Pending::Remote(_))) && s.out.len() < OUT_HIGH_WATER;
         tokio::select! {
@@ -159,6 +174,9 @@ pub async fn run<R, W>(
                     Ok(n) if n > 0 => {
                         let _ = s.out.split_to(n);
                         s.writes += 1;
+                        if s.out.is_empty() && s.out.capacity() > KEEP_MAX {
+                            s.out = BytesMut::new();
+                        }
                     }
                     _ => break,
                 }
@@ -169,10 +187,10 @@ pub async fn run<R, W>(
             read = rd.read_buf(&mut s.rbuf), if can_read => {
                 match read {
                     Ok(0) => { eof = true; s.closing = true; }
-                    Ok(_) => {
+                    Ok(n) => {
                         s.reads += 1;
-                        if s.rbuf.capacity() - s.rbuf.len() < 1024 {
-                            s.rbuf.reserve(READ_CHUNK);
+                        if n == spare {
+                            s.read_hint = (s.read_hint * 2).min(READ_MAX);
                         }
                     }
                     Err(_) => break,
@@ -215,6 +233,8 @@ struct Session {
     client: ClientState,
     ctx: Arc<SessionContext>,
     rbuf: BytesMut,
+    /// How much to reserve when the read buffer runs low.
+    read_hint: usize,
     out: BytesMut,
     pending: VecDeque<Pending>,
     ranges: Vec<Range<u32>>,
