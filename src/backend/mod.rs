@@ -54,6 +54,17 @@ pub struct LinkOptions {
     pub readonly: bool,
 }
 
+impl LinkOptions {
+    /// The `AUTH [user] password` to send first, when a password is configured.
+    pub fn auth_command(&self) -> Option<Bytes> {
+        let password = self.password.as_deref()?;
+        Some(match &self.username {
+            Some(user) => crate::protocol::reply::command(["AUTH", user.as_str(), password]),
+            None => crate::protocol::reply::command(["AUTH", password]),
+        })
+    }
+}
+
 /// A Redis node as respgate reaches it.
 pub struct Node {
     addr: Arc<str>,
@@ -151,11 +162,7 @@ async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<TcpStream> {
     stream.set_nodelay(true)?;
     let mut hello = BytesMut::new();
     let mut expected = 0;
-    if let Some(password) = &opts.password {
-        let auth = match &opts.username {
-            Some(user) => crate::protocol::reply::command(["AUTH", user.as_str(), password]),
-            None => crate::protocol::reply::command(["AUTH", password.as_str()]),
-        };
+    if let Some(auth) = opts.auth_command() {
         hello.extend_from_slice(&auth);
         expected += 1;
     }

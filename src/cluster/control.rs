@@ -37,11 +37,7 @@ async fn query_inner(
         .map_err(|e| format!("{addr}: {e}"))?;
     let mut out = BytesMut::new();
     let mut skip = 0;
-    if let Some(password) = &opts.password {
-        let auth = match &opts.username {
-            Some(user) => crate::protocol::reply::command(["AUTH", user.as_str(), password]),
-            None => crate::protocol::reply::command(["AUTH", password.as_str()]),
-        };
+    if let Some(auth) = opts.auth_command() {
         out.extend_from_slice(&auth);
         skip = 1;
     }

@@ -227,6 +227,11 @@ pub fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let is_space = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c);
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    // A closing quote must end the word.
+    let after_closing_quote = |p: usize| match line.get(p + 1) {
+        Some(&n) if !is_space(n) => Err(ProtocolError::UnbalancedQuotes),
+        _ => Ok(p + 1),
+    };
     let mut args = Vec::new();
     let mut p = 0;
     loop {
@@ -265,10 +270,7 @@ pub fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
                     });
                     p += 2;
                 } else if c == b'"' {
-                    if line.get(p + 1).is_some_and(|&n| !is_space(n)) {
-                        return Err(ProtocolError::UnbalancedQuotes);
-                    }
-                    p += 1;
+                    p = after_closing_quote(p)?;
                     break;
                 } else {
                     word.push(c);
@@ -282,10 +284,7 @@ pub fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
                     word.push(b'\'');
                     p += 2;
                 } else if c == b'\'' {
-                    if line.get(p + 1).is_some_and(|&n| !is_space(n)) {
-                        return Err(ProtocolError::UnbalancedQuotes);
-                    }
-                    p += 1;
+                    p = after_closing_quote(p)?;
                     break;
                 } else {
                     word.push(c);
