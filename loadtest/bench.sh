@@ -70,7 +70,8 @@ fi
 CLK_TCK=$(getconf CLK_TCK)
 
 say "respgate bench $STAMP"
-say "host: $(nproc) cores, $(uname -sr); $(redis-benchmark --version 2>/dev/null | head -n 1); respgate $(git -C "$LT_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$LT_ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+say "host: $(nproc) cores, $(uname -sr); $(redis-benchmark --version 2>/dev/null | head -n 1)"
+say "$(lt_describe)"
 say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the host skews both sides)"
 say "settings: ROUNDS=$ROUNDS N_P1=$N_P1 N_P16=$N_P16 CLIENTS=$CLIENTS KEYSPACE=$KEYSPACE PORT=$PORT DEV_ARGS='${DEV_ARGS:-}'"
 say "raw outputs: $OUT"

@@ -43,8 +43,9 @@ fi
 lt_start_dev "$PORT" "$OUT/respgate.log"
 {
     echo "respgate idle-connection check $STAMP"
-    echo "host: $(nproc) cores, $(uname -sr); respgate $(git -C "$LT_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$LT_ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
-    echo "respgate dev ${DEV_ARGS:-} pid $RG_PID on 127.0.0.1:$PORT, open-files limit $(awk '/^Max open files/ { print $4 }' "/proc/$RG_PID/limits")"
+    echo "host: $(nproc) cores, $(uname -sr)"
+    lt_describe
+    echo "respgate dev${DEV_ARGS:+ $DEV_ARGS} pid $RG_PID on 127.0.0.1:$PORT, open-files limit $(awk '/^Max open files/ { print $4 }' "/proc/$RG_PID/limits")"
     echo "raw outputs: $OUT"
 } | tee "$OUT/summary.txt"
 

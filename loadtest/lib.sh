@@ -47,6 +47,15 @@ lt_build() {
     (cd "$LT_ROOT" && cargo build --release --quiet) || lt_die "cargo build --release failed"
 }
 
+# One line naming what is measured: the commit of the tree (+dirty when tracked files
+# differ from it) and when the binary was built (it may predate the tree with SKIP_BUILD=1).
+lt_describe() {
+    local rev dirty=""
+    rev=$(git -C "$LT_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+    git -C "$LT_ROOT" diff --quiet HEAD 2>/dev/null || dirty="+dirty"
+    echo "respgate tree $rev$dirty, binary built $(date -r "$LT_BIN" '+%F %T' 2>/dev/null || echo '?')"
+}
+
 # True when something accepts connections on 127.0.0.1:$1.
 lt_port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
