@@ -35,7 +35,7 @@ impl Proxy {
     /// Binds `config.server.listen` and starts serving. Discovery runs in the background:
     /// until it succeeds, requests are answered with `-CLUSTERDOWN`.
     pub async fn start(config: Config) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind(&config.server.listen).await?;
+        let listener = listen(&config.server.listen)?;
         let addr = listener.local_addr()?;
         let cluster = Cluster::new(config.cluster.clone());
         let shutdown = Shutdown::new();
@@ -183,6 +183,23 @@ async fn accept_loop(
         shutdown.raise(STOP);
         tracker.wait().await;
     }
+}
+
+/// Binds with a listen backlog of 1024: tokio's default (128) overflows when hundreds of
+/// clients reconnect at once (after a failover, a deploy), and each overflowed client
+/// then waits a full second to retry its SYN.
+fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let addr: SocketAddr = addr.parse().map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+    })?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 async fn refuse(mut stream: TcpStream) {

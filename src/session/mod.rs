@@ -106,6 +106,8 @@ enum HeadEvent {
 
 /// Output beyond this is flushed before more replies are moved into it.
 const OUT_HIGH_WATER: usize = 256 * 1024;
+/// Replies held back for coalescing never exceed this.
+const COALESCE_MAX: usize = 16 * 1024;
 /// Read buffers start small (an idle connection should cost a few KiB, not 16) and
 /// double, up to [`READ_MAX`], while reads keep filling them.
 const READ_MIN: usize = 1024;
@@ -130,6 +132,8 @@ pub async fn run<R, W>(
         ctx,
         rbuf: BytesMut::with_capacity(READ_MIN),
         read_hint: READ_MIN,
+        write_deferred: false,
+        clock: None,
         out: BytesMut::new(),
         pending: VecDeque::new(),
         ranges: Vec::with_capacity(8),
@@ -148,11 +152,13 @@ pub async fn run<R, W>(
     let mut stop_seen = RUNNING;
 
     loop {
+        // Everything handled in one pass happened "now": one clock read per pass.
+        s.clock = None;
         if !s.closing {
             s.parse_requests();
         }
         s.drain_ready_heads();
-        if s.closing && s.pending.is_empty() && s.out.is_empty() {
+        if (s.closing || eof) && s.pending.is_empty() && s.out.is_empty() {
             break;
         }
         let can_read = !s.closing && !eof && s.pending.len() < s.ctx.max_pending;
@@ -167,9 +173,15 @@ pub async fn run<R, W>(
         let spare = s.rbuf.capacity() - s.rbuf.len();
         let head_waiting =
             matches!(s.pending.front(), Some(Pending::Remote(_))) && s.out.len() < OUT_HIGH_WATER;
+        // Coalesce replies: while later replies of a pipeline are still owed, give the
+        // backends one scheduling round to deliver them before writing, so one write
+        // carries many replies. A single request (nothing else owed) is written at once.
+        let write_now = !s.out.is_empty()
+            && (s.pending.is_empty() || s.out.len() >= COALESCE_MAX || s.write_deferred);
         tokio::select! {
             biased;
-            written = wr.write(&s.out), if !s.out.is_empty() => {
+            written = wr.write(&s.out), if write_now => {
+                s.write_deferred = false;
                 match written {
                     Ok(n) if n > 0 => {
                         let _ = s.out.split_to(n);
@@ -182,11 +194,14 @@ pub async fn run<R, W>(
                 }
             }
             event = wait_head(s.pending.front_mut()), if head_waiting => {
+                s.clock = None; // time has passed while waiting
                 s.on_head_event(event);
             }
             read = rd.read_buf(&mut s.rbuf), if can_read => {
                 match read {
-                    Ok(0) => { eof = true; s.closing = true; }
+                    // Half-closed (`printf ... | nc`): requests already buffered are still
+                    // served; the session ends once they are answered.
+                    Ok(0) => eof = true,
                     Ok(n) => {
                         s.reads += 1;
                         if n == spare {
@@ -195,6 +210,9 @@ pub async fn run<R, W>(
                     }
                     Err(_) => break,
                 }
+            }
+            _ = tokio::task::yield_now(), if !s.out.is_empty() && !write_now => {
+                s.write_deferred = true;
             }
             _ = &mut housekeeping => {
                 if !s.housekeeping() {
@@ -235,6 +253,10 @@ struct Session {
     rbuf: BytesMut,
     /// How much to reserve when the read buffer runs low.
     read_hint: usize,
+    /// Output was held back one scheduling round already: write it now.
+    write_deferred: bool,
+    /// The time of this pass of the main loop, read at most once ([`Session::now`]).
+    clock: Option<Instant>,
     out: BytesMut,
     pending: VecDeque<Pending>,
     ranges: Vec<Range<u32>>,
@@ -251,11 +273,15 @@ struct Session {
 }
 
 impl Session {
+    /// The current pass's time (requests framed and replies completed in one pass share
+    /// it).
+    fn now(&mut self) -> Instant {
+        *self.clock.get_or_insert_with(Instant::now)
+    }
+
     /// Frames and dispatches every complete request in the read buffer, up to the
     /// pending-replies bound.
     fn parse_requests(&mut self) {
-        // One clock read for every request framed from this read: they arrived together.
-        let mut now = None;
         while !self.closing && self.pending.len() < self.ctx.max_pending {
             let framed = scan_request(&self.rbuf, &self.ctx.limits, &mut self.ranges);
             let request = match framed {
@@ -273,7 +299,7 @@ impl Session {
             };
             match request {
                 Ok(raw) => {
-                    let now = *now.get_or_insert_with(Instant::now);
+                    let now = self.now();
                     self.dispatch(raw, now);
                 }
                 Err(e) => {
@@ -465,7 +491,9 @@ impl Session {
                 reply::error(&format!("ERR respgate: {why}"))
             }
         };
-        r.latency.record(r.started.elapsed().as_secs_f64());
+        let now = self.now();
+        r.latency
+            .record(now.saturating_duration_since(r.started).as_secs_f64());
         self.out.extend_from_slice(&final_reply);
         true
     }
