@@ -52,6 +52,7 @@ impl Proxy {
             stall_timeout: Duration::from_secs(s.output_stall_timeout_secs.max(1)),
             retry_deadline: config.cluster.retry_deadline(),
             max_redirects: config.cluster.max_redirects,
+            clients: std::sync::atomic::AtomicUsize::new(0),
         });
         let refresher = {
             let listener = shutdown.listen();
@@ -166,10 +167,13 @@ async fn accept_loop(
         let shutdown = shutdown.listen();
         tracker.spawn(async move {
             metrics::gauge!("respgate_connected_clients").increment(1.0);
+            ctx.clients.fetch_add(1, Ordering::Relaxed);
+            let counted = ctx.clone();
             let mut stream = stream;
             let (rd, wr) = stream.split();
             session::run(rd, wr, meta, ctx, shutdown).await;
             metrics::gauge!("respgate_connected_clients").decrement(1.0);
+            counted.clients.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }

@@ -193,7 +193,8 @@ impl Cluster {
         Ok(())
     }
 
-    fn publish(&self, layout: ShardLayout) {
+    fn publish(&self, mut layout: ShardLayout) {
+        layout.normalize();
         if let Some(current) = self.topology.load_full() {
             if *current.layout() == layout {
                 return;

@@ -108,6 +108,18 @@ impl ShardLayout {
         Ok(ShardLayout { shards })
     }
 
+    /// Sorts slot ranges and shards by slot, so that equal layouts compare equal and a
+    /// shard index names the same shard across refreshes and failovers (SCAN cursors
+    /// carry it).
+    pub fn normalize(&mut self) {
+        for spec in &mut self.shards {
+            spec.slots.sort_unstable();
+            spec.replicas.sort_unstable();
+        }
+        self.shards
+            .sort_by_key(|s| s.slots.first().map_or(u16::MAX, |r| r.0));
+    }
+
     /// Number of slots some shard serves.
     pub fn covered_slots(&self) -> usize {
         self.shards
@@ -166,7 +178,8 @@ pub struct Topology {
 
 impl Topology {
     /// Builds the map, asking `node_for` for the handle of each address.
-    pub fn build(layout: ShardLayout, mut node_for: impl FnMut(&str) -> Arc<Node>) -> Topology {
+    pub fn build(mut layout: ShardLayout, mut node_for: impl FnMut(&str) -> Arc<Node>) -> Topology {
+        layout.normalize();
         let mut slot_shard = vec![UNASSIGNED; SLOTS].into_boxed_slice();
         let mut shards = Vec::with_capacity(layout.shards.len());
         for (i, spec) in layout.shards.iter().enumerate() {
@@ -202,9 +215,23 @@ impl Topology {
         Some(&self.shards[(hint % self.shards.len() as u64) as usize].master)
     }
 
-    /// All shards.
+    /// All shards, in slot order.
     pub fn shards(&self) -> &[Shard] {
         &self.shards
+    }
+
+    /// A slot served by shard `i` (its first): routing by it reaches that shard's
+    /// current master, through failovers, like any keyed request.
+    pub fn shard_slot(&self, i: usize) -> Option<u16> {
+        self.layout.shards.get(i)?.slots.first().map(|r| r.0)
+    }
+
+    /// A one-byte tag of shard `i`'s master address (changes when the shard fails over).
+    pub fn shard_tag(&self, i: usize) -> u8 {
+        let addr = self.layout.shards.get(i).map_or("", |s| s.master.as_str());
+        addr.bytes().fold(0x811c9dc5u32, |h, b| {
+            (h ^ b as u32).wrapping_mul(0x01000193)
+        }) as u8
     }
 
     /// The layout this map was built from.

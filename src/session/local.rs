@@ -6,6 +6,7 @@
 //! gets the error a standalone server gives. Returning `None` lets the request route
 //! normally (keyed, or to any master when keyless).
 
+use super::merge::{self, Merge};
 use super::routing::Route;
 use super::{ClientState, SessionContext};
 use crate::commands::{CommandInfo, CommandTable};
@@ -70,17 +71,42 @@ pub fn answer(
         ),
         "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
         | "sunsubscribe" | "monitor" => not_yet(&name.to_uppercase(), "pub/sub and MONITOR"),
-        "keys" | "scan" | "dbsize" | "flushall" | "flushdb" | "randomkey" => {
-            not_yet(&name.to_uppercase(), "it needs every master of the cluster")
+        "keys" => fan_out(info, Merge::Concat),
+        "dbsize" => fan_out(info, Merge::Sum),
+        "flushall" | "flushdb" | "script|flush" | "function|flush" | "function|delete"
+        | "function|restore" | "config|set" | "config|resetstat" | "config|rewrite" => {
+            fan_out(info, Merge::AllOk)
         }
-        _ if name.starts_with("script|")
-            || name.starts_with("function|")
-            || name.starts_with("pubsub|") =>
-        {
-            not_yet(
-                &name.to_uppercase().replace('|', " "),
-                "it needs every master of the cluster",
+        "randomkey" => fan_out(info, Merge::AnyNonNull),
+        "script|load" | "function|load" => fan_out(info, Merge::First),
+        "script|exists" => fan_out(info, Merge::AndArrays),
+        "info" => {
+            // respgate's section joins the default and "all" views, as Redis's own
+            // sections do; a client asking for one section gets just that section.
+            let wants_proxy = args.len() == 1
+                || args.iter().skip(1).any(|a| {
+                    [&b"all"[..], b"everything", b"default", b"proxy"]
+                        .iter()
+                        .any(|s| a.eq_ignore_ascii_case(s))
+                });
+            fan_out(
+                info,
+                Merge::Info {
+                    proxy_section: if wants_proxy {
+                        proxy_info(ctx)
+                    } else {
+                        String::new()
+                    },
+                },
             )
+        }
+        "scan" => Some(scan(ctx, info, args)),
+        "script|kill" | "function|kill" | "function|stats" => not_yet(
+            &name.to_uppercase().replace('|', " "),
+            "it would need every master's running script",
+        ),
+        _ if name.starts_with("pubsub|") => {
+            not_yet(&name.to_uppercase().replace('|', " "), "pub/sub")
         }
         "swapdb" | "move" => err(&format!(
             "ERR respgate: {} is not allowed: a Redis Cluster has only database 0",
@@ -114,6 +140,74 @@ pub fn answer(
             "blocking commands need a dedicated backend connection",
         ),
         _ => None,
+    }
+}
+
+fn fan_out(info: &CommandInfo, merge: Merge) -> Option<Route> {
+    Some(Route::FanOut {
+        merge,
+        latency: info.metrics.latency.clone(),
+    })
+}
+
+/// respgate's own INFO section.
+fn proxy_info(ctx: &SessionContext) -> String {
+    let masters = ctx
+        .cluster
+        .topology()
+        .as_ref()
+        .map_or(0, |t| t.shards().len());
+    format!(
+        "# Proxy\r\nproxy:respgate\r\nproxy_version:{}\r\ncluster_masters:{masters}\r\nproxy_connected_clients:{}\r\n",
+        env!("CARGO_PKG_VERSION"),
+        ctx.clients.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+/// SCAN over the whole cluster: one shard at a time, in slot order, the shard and its
+/// node's cursor packed into the cursor the client sees (see `merge::encode_scan_cursor`).
+fn scan(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> Route {
+    let Some(cursor) = std::str::from_utf8(args.get(1))
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return Route::Reply(reply::error("ERR invalid cursor"));
+    };
+    let topo_guard = ctx.cluster.topology();
+    let Some(topo) = topo_guard.as_ref() else {
+        return Route::Reply(reply::error(
+            "CLUSTERDOWN The cluster is down (respgate knows no master yet)",
+        ));
+    };
+    let shards = topo.shards().len();
+    if shards > 255 {
+        return Route::Reply(reply::error(
+            "ERR respgate: SCAN supports clusters of up to 255 masters",
+        ));
+    }
+    let (mut node_cursor, tag, shard) = merge::decode_scan_cursor(cursor);
+    if shard as usize >= shards {
+        return Route::Reply(reply::error("ERR invalid cursor"));
+    }
+    if cursor != 0 && tag != topo.shard_tag(shard as usize) {
+        // The shard failed over since this cursor was made: its new master orders keys
+        // differently, so scan that shard again from the start.
+        node_cursor = 0;
+    }
+    let node_cursor = node_cursor.to_string();
+    let request = reply::command(
+        args.iter()
+            .enumerate()
+            .map(|(i, a)| if i == 1 { node_cursor.as_bytes() } else { a })
+            .collect::<Vec<_>>(),
+    );
+    Route::Split {
+        parts: vec![(topo.shard_slot(shard as usize), request)],
+        merge: Merge::Scan {
+            shard,
+            tags: (0..shards).map(|i| topo.shard_tag(i)).collect(),
+        },
+        latency: info.metrics.latency.clone(),
     }
 }
 

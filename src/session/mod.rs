@@ -15,6 +15,7 @@
 //! not read its replies for `output_stall_timeout_secs` is disconnected.
 
 mod local;
+pub mod merge;
 mod routing;
 
 use crate::backend::{Job, LinkError, ReplyResult};
@@ -40,6 +41,8 @@ pub struct SessionContext {
     pub stall_timeout: Duration,
     pub retry_deadline: Duration,
     pub max_redirects: u32,
+    /// Connected clients (for INFO's Proxy section).
+    pub clients: std::sync::atomic::AtomicUsize,
 }
 
 /// Who the client is, for CLIENT INFO / ID and logs.
@@ -82,6 +85,16 @@ enum Pending {
     Ready(Bytes),
     /// Forwarded to a backend.
     Remote(Remote),
+    /// Split over several shards (or sent to every master); merged when all answered.
+    Split(Box<Split>),
+}
+
+struct Split {
+    parts: Vec<Remote>,
+    done: Vec<Option<Bytes>>,
+    merge: merge::Merge,
+    started: Instant,
+    latency: metrics::Histogram,
 }
 
 struct Remote {
@@ -98,10 +111,32 @@ struct Remote {
     latency: metrics::Histogram,
 }
 
-/// What the head of the queue produced.
+/// What the head of the queue produced (for a split request: which part).
 enum HeadEvent {
-    Reply(ReplyResult),
-    RetryDue,
+    Reply(usize, ReplyResult),
+    RetryDue(usize),
+}
+
+/// What became of one backend reply.
+enum Step {
+    /// The reply the client gets (or that is merged).
+    Final(Bytes),
+    /// Re-sent (redirection) or waiting to retry.
+    Again,
+}
+
+/// The reply of `r` if it has arrived (and `r` is not waiting out a retry backoff).
+fn try_reply(r: &mut Remote) -> Option<ReplyResult> {
+    if r.retry_at.is_some() {
+        return None;
+    }
+    match r.rx.try_recv() {
+        Ok(result) => Some(result),
+        Err(oneshot::error::TryRecvError::Empty) => None,
+        Err(oneshot::error::TryRecvError::Closed) => {
+            Some(Err(LinkError::Lost("backend link dropped".into())))
+        }
+    }
 }
 
 /// Output beyond this is flushed before more replies are moved into it.
@@ -171,8 +206,10 @@ pub async fn run<R, W>(
             s.rbuf.reserve(s.read_hint.max(s.rbuf.len()));
         }
         let spare = s.rbuf.capacity() - s.rbuf.len();
-        let head_waiting =
-            matches!(s.pending.front(), Some(Pending::Remote(_))) && s.out.len() < OUT_HIGH_WATER;
+        let head_waiting = matches!(
+            s.pending.front(),
+            Some(Pending::Remote(_) | Pending::Split(_))
+        ) && s.out.len() < OUT_HIGH_WATER;
         // Coalesce replies: while later replies of a pipeline are still owed, give the
         // backends one scheduling round to deliver them before writing, so one write
         // carries many replies. A single request (nothing else owed) is written at once.
@@ -234,16 +271,27 @@ pub async fn run<R, W>(
 }
 
 async fn wait_head(head: Option<&mut Pending>) -> HeadEvent {
-    let Some(Pending::Remote(r)) = head else {
-        return std::future::pending().await;
-    };
+    match head {
+        Some(Pending::Remote(r)) => wait_remote(r, 0).await,
+        Some(Pending::Split(split)) => {
+            // Parts were all sent at once; waiting for them in order costs the slowest.
+            match split.done.iter().position(Option::is_none) {
+                Some(i) => wait_remote(&mut split.parts[i], i).await,
+                None => std::future::pending().await,
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+async fn wait_remote(r: &mut Remote, part: usize) -> HeadEvent {
     if let Some(at) = r.retry_at {
         tokio::time::sleep_until(at.into()).await;
-        return HeadEvent::RetryDue;
+        return HeadEvent::RetryDue(part);
     }
     match (&mut r.rx).await {
-        Ok(result) => HeadEvent::Reply(result),
-        Err(_) => HeadEvent::Reply(Err(LinkError::Lost("backend link dropped".into()))),
+        Ok(result) => HeadEvent::Reply(part, result),
+        Err(_) => HeadEvent::Reply(part, Err(LinkError::Lost("backend link dropped".into()))),
     }
 }
 
@@ -337,6 +385,22 @@ impl Session {
                 self.pending.push_back(Pending::Ready(bytes));
                 self.closing = true;
             }
+            routing::Route::FanOut { merge, latency } => {
+                let topo = self.ctx.cluster.topology();
+                let parts: Vec<(Option<u16>, Bytes)> = match topo.as_ref() {
+                    Some(t) => (0..t.shards().len())
+                        .map(|i| (t.shard_slot(i), raw.clone()))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                drop(topo);
+                self.push_split(parts, merge, latency, arrived);
+            }
+            routing::Route::Split {
+                parts,
+                merge,
+                latency,
+            } => self.push_split(parts, merge, latency, arrived),
             routing::Route::Forward {
                 slot,
                 rewritten,
@@ -357,6 +421,43 @@ impl Session {
                 self.pending.push_back(Pending::Remote(remote));
             }
         }
+    }
+
+    /// Sends every part of a split request and queues it for merging.
+    fn push_split(
+        &mut self,
+        parts: Vec<(Option<u16>, Bytes)>,
+        merge: merge::Merge,
+        latency: metrics::Histogram,
+        arrived: Instant,
+    ) {
+        if parts.is_empty() {
+            self.pending.push_back(Pending::Ready(reply::error(
+                "CLUSTERDOWN The cluster is down (respgate knows no master yet)",
+            )));
+            return;
+        }
+        let parts: Vec<Remote> = parts
+            .into_iter()
+            .map(|(slot, request)| Remote {
+                rx: self.send_job(&request, slot, None, false),
+                request,
+                slot,
+                redirects: 0,
+                retries: 0,
+                started: arrived,
+                retry_at: None,
+                latency: metrics::Histogram::noop(),
+            })
+            .collect();
+        let done = vec![None; parts.len()];
+        self.pending.push_back(Pending::Split(Box::new(Split {
+            parts,
+            done,
+            merge,
+            started: arrived,
+            latency,
+        })));
     }
 
     /// Re-sends `remote` to `to` (a redirection target) or to whoever serves its slot now.
@@ -408,81 +509,115 @@ impl Session {
     /// output, stopping at the first one still outstanding.
     fn drain_ready_heads(&mut self) {
         while self.out.len() < OUT_HIGH_WATER {
-            match self.pending.front_mut() {
+            let ready = match self.pending.front_mut() {
                 Some(Pending::Ready(_)) => {
                     if let Some(Pending::Ready(b)) = self.pending.pop_front() {
                         self.out.extend_from_slice(&b);
                     }
+                    continue;
                 }
-                Some(Pending::Remote(r)) if r.retry_at.is_none() => match r.rx.try_recv() {
-                    Ok(result) => {
-                        if !self.on_reply(result) {
-                            return;
-                        }
-                    }
-                    Err(oneshot::error::TryRecvError::Empty) => return,
-                    Err(oneshot::error::TryRecvError::Closed) => {
-                        if !self.on_reply(Err(LinkError::Lost("backend link dropped".into()))) {
-                            return;
-                        }
-                    }
-                },
-                _ => return,
+                Some(Pending::Remote(r)) => try_reply(r).map(|res| (0, res)),
+                Some(Pending::Split(split)) => split
+                    .parts
+                    .iter_mut()
+                    .zip(&split.done)
+                    .enumerate()
+                    .filter(|(_, (_, done))| done.is_none())
+                    .find_map(|(i, (r, _))| try_reply(r).map(|res| (i, res))),
+                None => None,
+            };
+            match ready {
+                Some((part, result)) => self.on_reply(part, result),
+                None => return,
             }
         }
     }
 
     fn on_head_event(&mut self, event: HeadEvent) {
         match event {
-            HeadEvent::Reply(result) => {
-                self.on_reply(result);
-            }
-            HeadEvent::RetryDue => {
-                if let Some(Pending::Remote(mut r)) = self.pending.pop_front() {
+            HeadEvent::Reply(part, result) => self.on_reply(part, result),
+            HeadEvent::RetryDue(part) => match self.pending.pop_front() {
+                Some(Pending::Remote(mut r)) => {
                     self.send(&mut r, None, false);
                     self.pending.push_front(Pending::Remote(r));
                 }
-            }
+                Some(Pending::Split(mut split)) => {
+                    self.send(&mut split.parts[part], None, false);
+                    self.pending.push_front(Pending::Split(split));
+                }
+                Some(other) => self.pending.push_front(other),
+                None => {}
+            },
         }
     }
 
-    /// Handles the reply for the head request. Returns true when the head was completed
-    /// (its reply is in the output), false when it was re-sent or is waiting to retry.
-    fn on_reply(&mut self, result: ReplyResult) -> bool {
-        let Some(Pending::Remote(mut r)) = self.pending.pop_front() else {
-            return true;
+    /// Handles a reply for the head request (for a split request, for its part `part`):
+    /// follows redirections and retries, and once the head's reply is final, moves it
+    /// (merged, for a split request) to the output.
+    fn on_reply(&mut self, part: usize, result: ReplyResult) {
+        let Some(mut head) = self.pending.pop_front() else {
+            return;
         };
-        let final_reply = match result {
+        let finished = match &mut head {
+            Pending::Ready(b) => Some((b.clone(), None)),
+            Pending::Remote(r) => match self.advance(r, result) {
+                Step::Final(bytes) => Some((bytes, Some((r.started, r.latency.clone())))),
+                Step::Again => None,
+            },
+            Pending::Split(split) => match self.advance(&mut split.parts[part], result) {
+                Step::Final(bytes) => {
+                    split.done[part] = Some(bytes);
+                    if split.done.iter().all(Option::is_some) {
+                        let parts: Vec<Bytes> =
+                            split.done.iter_mut().flat_map(Option::take).collect();
+                        Some((
+                            merge::merge(&split.merge, &parts),
+                            Some((split.started, split.latency.clone())),
+                        ))
+                    } else {
+                        None
+                    }
+                }
+                Step::Again => None,
+            },
+        };
+        match finished {
+            Some((bytes, timing)) => {
+                if let Some((started, latency)) = timing {
+                    let now = self.now();
+                    latency.record(now.saturating_duration_since(started).as_secs_f64());
+                }
+                self.out.extend_from_slice(&bytes);
+            }
+            None => self.pending.push_front(head),
+        }
+    }
+
+    /// Decides what a backend reply means for request `r`: final, or re-sent after a
+    /// redirection, or scheduled for a retry.
+    fn advance(&self, r: &mut Remote, result: ReplyResult) -> Step {
+        let bytes = match result {
             Ok(bytes) => match routing::classify_error(&bytes) {
                 routing::ReplyKind::Moved { slot, addr }
                     if r.redirects < self.ctx.max_redirects =>
                 {
                     r.redirects += 1;
                     self.ctx.cluster.apply_moved(slot, &addr);
-                    self.send(&mut r, Some(&addr), false);
-                    self.pending.push_front(Pending::Remote(r));
-                    return false;
+                    self.send(r, Some(&addr), false);
+                    return Step::Again;
                 }
                 routing::ReplyKind::Ask { addr } if r.redirects < self.ctx.max_redirects => {
                     r.redirects += 1;
                     metrics::counter!("respgate_redirects_total", "kind" => "ask").increment(1);
-                    self.send(&mut r, Some(&addr), true);
-                    self.pending.push_front(Pending::Remote(r));
-                    return false;
+                    self.send(r, Some(&addr), true);
+                    return Step::Again;
                 }
-                routing::ReplyKind::Retryable => {
-                    if self.schedule_retry(&mut r) {
-                        self.pending.push_front(Pending::Remote(r));
-                        return false;
-                    }
-                    bytes
-                }
+                routing::ReplyKind::Retryable if self.schedule_retry(r) => return Step::Again,
                 _ => bytes,
             },
             Err(LinkError::NotSent(why)) => {
-                if self.schedule_retry(&mut r) {
-                    self.pending.push_front(Pending::Remote(r));
-                    return false;
+                if self.schedule_retry(r) {
+                    return Step::Again;
                 }
                 reply::error(&format!("CLUSTERDOWN respgate: {why}"))
             }
@@ -491,11 +626,7 @@ impl Session {
                 reply::error(&format!("ERR respgate: {why}"))
             }
         };
-        let now = self.now();
-        r.latency
-            .record(now.saturating_duration_since(r.started).as_secs_f64());
-        self.out.extend_from_slice(&final_reply);
-        true
+        Step::Final(bytes)
     }
 
     /// Arranges a retry with backoff if the retry deadline allows; the topology is

@@ -2,10 +2,11 @@
 //! node that serves its keys' slot.
 
 use super::local;
+use super::merge::Merge;
 use super::ClientState;
 use super::SessionContext;
 use crate::cluster::key_slot;
-use crate::commands::{KeyRef, KeysError, Lookup};
+use crate::commands::{CommandInfo, KeyRef, KeysError, Lookup};
 use crate::protocol::{reply, Args};
 use bytes::Bytes;
 
@@ -23,6 +24,67 @@ pub enum Route {
         /// Where the reply latency is recorded.
         latency: metrics::Histogram,
     },
+    /// Send each part (a request for a slot) and merge the replies.
+    Split {
+        parts: Vec<(Option<u16>, Bytes)>,
+        merge: Merge,
+        latency: metrics::Histogram,
+    },
+    /// Send the request as it is to every master and merge the replies.
+    FanOut {
+        merge: Merge,
+        latency: metrics::Histogram,
+    },
+}
+
+/// How a multi-key command whose keys span slots is split.
+enum Layout {
+    /// Every argument after the name is a key (MGET, DEL, EXISTS, ...).
+    Keys,
+    /// Key-value pairs (MSET).
+    Pairs,
+}
+
+/// Splits a multi-key request by slot, keeping the order in which slots first appear.
+fn split_by_slot(
+    args: Args<'_>,
+    layout: Layout,
+    merge_for: impl FnOnce(Vec<Vec<u32>>, usize) -> Merge,
+    latency: metrics::Histogram,
+) -> Route {
+    let step = match layout {
+        Layout::Keys => 1,
+        Layout::Pairs => 2,
+    };
+    let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+    for i in (1..args.len()).step_by(step) {
+        let slot = key_slot(args.get(i));
+        match groups.iter_mut().find(|g| g.0 == slot) {
+            Some(g) => g.1.push(i),
+            None => groups.push((slot, vec![i])),
+        }
+    }
+    let name = args.get(0);
+    let parts = groups
+        .iter()
+        .map(|(slot, idx)| {
+            let mut words: Vec<&[u8]> = Vec::with_capacity(1 + idx.len() * step);
+            words.push(name);
+            for &i in idx {
+                words.extend((i..i + step).map(|j| args.get(j)));
+            }
+            (Some(*slot), reply::command(words))
+        })
+        .collect();
+    let positions = groups
+        .iter()
+        .map(|(_, idx)| idx.iter().map(|&i| ((i - 1) / step) as u32).collect())
+        .collect();
+    Route::Split {
+        parts,
+        merge: merge_for(positions, (args.len() - 1) / step),
+        latency,
+    }
 }
 
 /// Routes a request whose arguments are `args`.
@@ -77,11 +139,7 @@ pub fn route(
         let s = key_slot(k.key(args));
         match slot {
             None => slot = Some(s),
-            Some(prev) if prev != s => {
-                return Route::Reply(reply::error(
-                    "CROSSSLOT Keys in request don't hash to the same slot",
-                ))
-            }
+            Some(prev) if prev != s => return cross_slot(info, args),
             _ => {}
         }
     }
@@ -89,6 +147,22 @@ pub fn route(
         slot,
         rewritten: None,
         latency: info.metrics.latency.clone(),
+    }
+}
+
+/// A request whose keys span slots: split when the command allows it, else CROSSSLOT.
+fn cross_slot(info: &CommandInfo, args: Args<'_>) -> Route {
+    let latency = info.metrics.latency.clone();
+    match info.name.as_str() {
+        "mget" => split_by_slot(args, Layout::Keys, |positions, total| Merge::Mget { positions, total }, latency),
+        "del" | "unlink" | "exists" | "touch" => split_by_slot(args, Layout::Keys, |_, _| Merge::Sum, latency),
+        "mset" => split_by_slot(args, Layout::Pairs, |_, _| Merge::AllOk, latency),
+        "msetnx" => Route::Reply(reply::error(
+            "CROSSSLOT Keys in request don't hash to the same slot (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)",
+        )),
+        _ => Route::Reply(reply::error(
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        )),
     }
 }
 

@@ -1,0 +1,369 @@
+//! Merging the replies of a request respgate split over several shards (MGET, DEL, ...)
+//! or sent to every master (KEYS, DBSIZE, FLUSHALL, SCAN's next shard, INFO, ...).
+//!
+//! Pure functions over reply bytes: the parts arrive in the order the request was split,
+//! each a complete RESP reply; an error from any part is the merged reply (the first one,
+//! in part order), so a client never sees a half-merged answer.
+
+use crate::protocol::reply::{put_array_header, put_bulk};
+use crate::protocol::scan::{parse_int, scan_reply};
+use bytes::{Bytes, BytesMut};
+
+/// How the parts' replies become one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merge {
+    /// Integer replies added up (DEL, UNLINK, EXISTS, TOUCH, DBSIZE).
+    Sum,
+    /// `+OK` when every part said OK (MSET, FLUSHALL, SCRIPT FLUSH, CONFIG SET, ...).
+    AllOk,
+    /// Arrays concatenated (KEYS).
+    Concat,
+    /// Every part answers the same; the first is returned (SCRIPT LOAD, FUNCTION LOAD).
+    First,
+    /// The first non-null reply (RANDOMKEY).
+    AnyNonNull,
+    /// Arrays of 0/1 combined element-wise with AND (SCRIPT EXISTS).
+    AndArrays,
+    /// MGET: part `i`'s `j`-th value is element `positions[i][j]` of the result.
+    Mget {
+        positions: Vec<Vec<u32>>,
+        total: usize,
+    },
+    /// INFO: sections of the first master, `cluster_enabled:0`, Keyspace summed over
+    /// every master, and respgate's own `# Proxy` section appended.
+    Info { proxy_section: String },
+    /// SCAN on shard `shard` (one part): the node's cursor is wrapped into respgate's.
+    Scan { shard: u8, tags: Vec<u8> },
+}
+
+/// Merges `parts` (one reply per part, in split order).
+pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
+    if let Some(err) = parts.iter().find(|p| p.first() == Some(&b'-')) {
+        return err.clone();
+    }
+    let merged = match how {
+        Merge::Sum => sum(parts),
+        Merge::AllOk => Some(Bytes::from_static(b"+OK\r\n")),
+        Merge::Concat => concat(parts),
+        Merge::First => parts.first().cloned(),
+        Merge::AnyNonNull => parts
+            .iter()
+            .find(|p| !is_null(p))
+            .or(parts.first())
+            .cloned(),
+        Merge::AndArrays => and_arrays(parts),
+        Merge::Mget { positions, total } => mget(parts, positions, *total),
+        Merge::Info { proxy_section } => info(parts, proxy_section),
+        Merge::Scan { shard, tags } => scan(parts, *shard, tags),
+    };
+    merged.unwrap_or_else(|| {
+        Bytes::from_static(b"-ERR respgate: a node's reply could not be merged\r\n")
+    })
+}
+
+fn is_null(reply: &[u8]) -> bool {
+    reply == b"$-1\r\n" || reply == b"*-1\r\n" || reply == b"_\r\n"
+}
+
+fn integer(reply: &[u8]) -> Option<i64> {
+    let body = reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    parse_int(body)
+}
+
+fn sum(parts: &[Bytes]) -> Option<Bytes> {
+    let mut total = 0i64;
+    for p in parts {
+        total += integer(p)?;
+    }
+    Some(Bytes::from(format!(":{total}\r\n")))
+}
+
+/// The elements of an array reply, each as its raw bytes (a null array has none).
+pub fn array_items(reply: &[u8]) -> Option<Vec<&[u8]>> {
+    if is_null(reply) {
+        return Some(Vec::new());
+    }
+    let header_end = reply.iter().position(|&b| b == b'\r')?;
+    if !matches!(reply.first(), Some(b'*' | b'~')) {
+        return None;
+    }
+    let n = parse_int(&reply[1..header_end])?;
+    let mut pos = header_end + 2;
+    let mut items = Vec::with_capacity(n.max(0) as usize);
+    for _ in 0..n {
+        let len = scan_reply(&reply[pos..]).ok()??;
+        items.push(&reply[pos..pos + len]);
+        pos += len;
+    }
+    Some(items)
+}
+
+fn array_of<'a>(items: impl ExactSizeIterator<Item = &'a [u8]>) -> Bytes {
+    let mut out = BytesMut::new();
+    put_array_header(&mut out, items.len());
+    for item in items {
+        out.extend_from_slice(item);
+    }
+    out.freeze()
+}
+
+fn concat(parts: &[Bytes]) -> Option<Bytes> {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend(array_items(p)?);
+    }
+    Some(array_of(all.into_iter()))
+}
+
+fn and_arrays(parts: &[Bytes]) -> Option<Bytes> {
+    let mut acc: Option<Vec<bool>> = None;
+    for p in parts {
+        let flags: Vec<bool> = array_items(p)?
+            .iter()
+            .map(|i| integer(i) == Some(1))
+            .collect();
+        acc = Some(match acc {
+            None => flags,
+            Some(a) => a.iter().zip(flags).map(|(x, y)| *x && y).collect(),
+        });
+    }
+    let acc = acc.unwrap_or_default();
+    let items: Vec<&[u8]> = acc
+        .iter()
+        .map(|&b| if b { &b":1\r\n"[..] } else { &b":0\r\n"[..] })
+        .collect();
+    Some(array_of(items.into_iter()))
+}
+
+fn mget(parts: &[Bytes], positions: &[Vec<u32>], total: usize) -> Option<Bytes> {
+    let mut slots: Vec<&[u8]> = vec![b"$-1\r\n"; total];
+    for (p, pos) in parts.iter().zip(positions) {
+        let items = array_items(p)?;
+        if items.len() != pos.len() {
+            return None;
+        }
+        for (item, &i) in items.into_iter().zip(pos) {
+            *slots.get_mut(i as usize)? = item;
+        }
+    }
+    Some(array_of(slots.into_iter()))
+}
+
+fn bulk_text(reply: &[u8]) -> Option<&str> {
+    let header_end = reply.iter().position(|&b| b == b'\r')?;
+    if !matches!(reply.first(), Some(b'$' | b'=')) {
+        return None;
+    }
+    let len = parse_int(&reply[1..header_end])?;
+    let body = reply.get(header_end + 2..header_end + 2 + len.max(0) as usize)?;
+    std::str::from_utf8(body).ok()
+}
+
+fn info(parts: &[Bytes], proxy_section: &str) -> Option<Bytes> {
+    let first = bulk_text(parts.first()?)?;
+    // db -> (keys, expires, avg_ttl of the first master reporting it)
+    let mut dbs: Vec<(String, i64, i64, i64)> = Vec::new();
+    for p in parts {
+        let text = bulk_text(p)?;
+        for line in text.lines() {
+            let Some((db, rest)) = line.split_once(':') else {
+                continue;
+            };
+            if !db.starts_with("db") || !rest.starts_with("keys=") {
+                continue;
+            }
+            let field = |name: &str| -> i64 {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            match dbs.iter_mut().find(|d| d.0 == db) {
+                Some(d) => {
+                    d.1 += field("keys");
+                    d.2 += field("expires");
+                }
+                None => dbs.push((db.into(), field("keys"), field("expires"), field("avg_ttl"))),
+            }
+        }
+    }
+    let mut out = String::with_capacity(first.len() + 256);
+    let mut in_keyspace = false;
+    let mut saw_keyspace = false;
+    for line in first.split("\r\n") {
+        if line.starts_with('#') {
+            in_keyspace = line.trim() == "# Keyspace";
+            if in_keyspace {
+                saw_keyspace = true;
+                out.push_str("# Keyspace\r\n");
+                for (db, k, e, t) in &dbs {
+                    out.push_str(&format!("{db}:keys={k},expires={e},avg_ttl={t}\r\n"));
+                }
+                continue;
+            }
+        }
+        if in_keyspace && line.starts_with("db") {
+            continue;
+        }
+        if line == "cluster_enabled:1" {
+            out.push_str("cluster_enabled:0\r\n");
+            continue;
+        }
+        if line.is_empty() && out.ends_with("\r\n\r\n") {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    let _ = saw_keyspace;
+    while out.ends_with("\r\n\r\n") {
+        out.truncate(out.len() - 2);
+    }
+    if !proxy_section.is_empty() {
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        out.push_str(proxy_section);
+    }
+    let mut b = BytesMut::new();
+    put_bulk(&mut b, out.as_bytes());
+    Some(b.freeze())
+}
+
+/// Packs a shard index, a tag of the shard's master and the node's cursor into one
+/// cursor: `node << 16 | tag << 8 | shard`. A changed tag (the shard failed over to a
+/// node whose hash table orders keys differently) restarts that shard from 0: SCAN may
+/// return duplicates, never miss a key.
+pub fn encode_scan_cursor(node: u64, tag: u8, shard: u8) -> u64 {
+    (node << 16) | ((tag as u64) << 8) | shard as u64
+}
+
+/// The (node cursor, tag, shard) inside a respgate SCAN cursor, or None when it cannot
+/// be one (node cursor too large to have been produced here).
+pub fn decode_scan_cursor(cursor: u64) -> (u64, u8, u8) {
+    (cursor >> 16, (cursor >> 8) as u8, cursor as u8)
+}
+
+fn scan(parts: &[Bytes], shard: u8, tags: &[u8]) -> Option<Bytes> {
+    let items = array_items(parts.first()?)?;
+    if items.len() != 2 {
+        return None;
+    }
+    let node_cursor: u64 = bulk_text(items[0])?.parse().ok()?;
+    if node_cursor >= 1 << 48 {
+        return None;
+    }
+    let next = if node_cursor != 0 {
+        encode_scan_cursor(node_cursor, tags[shard as usize], shard)
+    } else if (shard as usize) + 1 < tags.len() {
+        encode_scan_cursor(0, tags[shard as usize + 1], shard + 1)
+    } else {
+        0
+    };
+    let mut out = BytesMut::new();
+    put_array_header(&mut out, 2);
+    put_bulk(&mut out, next.to_string().as_bytes());
+    out.extend_from_slice(items[1]);
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.to_string())
+    }
+
+    #[test]
+    fn sums_integers_and_passes_the_first_error() {
+        assert_eq!(
+            &merge(&Merge::Sum, &[b(":2\r\n"), b(":3\r\n")])[..],
+            b":5\r\n"
+        );
+        assert_eq!(
+            &merge(
+                &Merge::Sum,
+                &[b(":2\r\n"), b("-ERR x\r\n"), b("-ERR y\r\n")]
+            )[..],
+            b"-ERR x\r\n"
+        );
+    }
+
+    #[test]
+    fn mget_puts_values_back_in_request_order() {
+        let how = Merge::Mget {
+            positions: vec![vec![0, 2], vec![1]],
+            total: 3,
+        };
+        let parts = [b("*2\r\n$1\r\na\r\n$-1\r\n"), b("*1\r\n$1\r\nb\r\n")];
+        assert_eq!(
+            &merge(&how, &parts)[..],
+            b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n"
+        );
+    }
+
+    #[test]
+    fn concatenates_and_ands_arrays() {
+        let parts = [b("*1\r\n$1\r\na\r\n"), b("*0\r\n"), b("*1\r\n$1\r\nb\r\n")];
+        assert_eq!(
+            &merge(&Merge::Concat, &parts)[..],
+            b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+        let parts = [b("*2\r\n:1\r\n:1\r\n"), b("*2\r\n:0\r\n:1\r\n")];
+        assert_eq!(&merge(&Merge::AndArrays, &parts)[..], b"*2\r\n:0\r\n:1\r\n");
+    }
+
+    #[test]
+    fn random_key_prefers_a_non_null_reply() {
+        let parts = [b("$-1\r\n"), b("$1\r\nk\r\n")];
+        assert_eq!(&merge(&Merge::AnyNonNull, &parts)[..], b"$1\r\nk\r\n");
+    }
+
+    #[test]
+    fn scan_cursor_moves_to_the_next_shard_when_a_node_is_done() {
+        let tags = vec![7, 9, 11];
+        let how = Merge::Scan {
+            shard: 0,
+            tags: tags.clone(),
+        };
+        let out = merge(&how, &[b("*2\r\n$1\r\n0\r\n*1\r\n$1\r\nk\r\n")]);
+        let next = encode_scan_cursor(0, 9, 1);
+        assert_eq!(
+            &out[..],
+            format!(
+                "*2\r\n${}\r\n{next}\r\n*1\r\n$1\r\nk\r\n",
+                next.to_string().len()
+            )
+            .as_bytes()
+        );
+        let how = Merge::Scan { shard: 2, tags };
+        let out = merge(&how, &[b("*2\r\n$1\r\n0\r\n*0\r\n")]);
+        assert_eq!(&out[..], b"*2\r\n$1\r\n0\r\n*0\r\n");
+        assert_eq!(
+            decode_scan_cursor(encode_scan_cursor(123, 9, 1)),
+            (123, 9, 1)
+        );
+    }
+
+    #[test]
+    fn info_sums_the_keyspace_and_reports_standalone() {
+        let node = |keys: u32| {
+            let text = format!(
+                "# Server\r\nredis_version:7.0.15\r\n\r\n# Cluster\r\ncluster_enabled:1\r\n\r\n# Keyspace\r\ndb0:keys={keys},expires=1,avg_ttl=5\r\n"
+            );
+            b(&format!("${}\r\n{text}\r\n", text.len()))
+        };
+        let how = Merge::Info {
+            proxy_section: "# Proxy\r\nproxy:respgate\r\n".into(),
+        };
+        let out = merge(&how, &[node(2), node(3)]);
+        let text = bulk_text(&out).unwrap();
+        assert!(text.contains("cluster_enabled:0\r\n"), "{text}");
+        assert!(
+            text.contains("db0:keys=5,expires=2,avg_ttl=5\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# Proxy\r\nproxy:respgate\r\n"), "{text}");
+    }
+}
