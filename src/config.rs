@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// Threads running sessions and backend links (0: one per core; 1: a single-threaded
     /// runtime, which saves cross-thread wake-ups when the proxy shares a small machine).
     pub worker_threads: usize,
+    /// Backend connections owned by one client, for blocking commands (BLPOP, ...);
+    /// past it, a blocking command gets an error instead of a connection.
+    pub max_dedicated_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             output_stall_timeout_secs: 60,
             shutdown_grace_secs: 10,
             worker_threads: 0,
+            max_dedicated_connections: 1000,
         }
     }
 }

@@ -53,6 +53,8 @@ impl Proxy {
             retry_deadline: config.cluster.retry_deadline(),
             max_redirects: config.cluster.max_redirects,
             clients: std::sync::atomic::AtomicUsize::new(0),
+            dedicated_slots: Arc::new(Semaphore::new(s.max_dedicated_connections)),
+            max_dedicated: s.max_dedicated_connections,
         });
         let refresher = {
             let listener = shutdown.listen();
@@ -166,14 +168,10 @@ async fn accept_loop(
         let ctx = ctx.clone();
         let shutdown = shutdown.listen();
         tracker.spawn(async move {
-            metrics::gauge!("respgate_connected_clients").increment(1.0);
-            ctx.clients.fetch_add(1, Ordering::Relaxed);
-            let counted = ctx.clone();
+            let _counted = ClientCount::new(ctx.clone());
             let mut stream = stream;
             let (rd, wr) = stream.split();
             session::run(rd, wr, meta, ctx, shutdown).await;
-            metrics::gauge!("respgate_connected_clients").decrement(1.0);
-            counted.clients.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
@@ -204,6 +202,24 @@ fn listen(addr: &str) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+/// Counts a connected client for as long as it lives, however its session ends.
+struct ClientCount(Arc<SessionContext>);
+
+impl ClientCount {
+    fn new(ctx: Arc<SessionContext>) -> ClientCount {
+        metrics::gauge!("respgate_connected_clients").increment(1.0);
+        ctx.clients.fetch_add(1, Ordering::Relaxed);
+        ClientCount(ctx)
+    }
+}
+
+impl Drop for ClientCount {
+    fn drop(&mut self) {
+        metrics::gauge!("respgate_connected_clients").decrement(1.0);
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn refuse(mut stream: TcpStream) {

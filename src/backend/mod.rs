@@ -40,6 +40,10 @@ pub struct Job {
     pub bytes: Bytes,
     /// Send `ASKING` right before it on the same connection (an ASK redirection).
     pub asking: bool,
+    /// How many replies `bytes` produces (1, or N+2 for `MULTI`, N commands, `EXEC`
+    /// written as one job so no other client's request can come between them). They
+    /// are handed back together, as one contiguous slice.
+    pub replies: u32,
     pub reply: oneshot::Sender<ReplyResult>,
 }
 
@@ -52,6 +56,10 @@ pub struct LinkOptions {
     pub password: Option<String>,
     /// Send `READONLY` after connecting (links to replicas).
     pub readonly: bool,
+    /// A connection owned by one client (blocking commands): no request timeout (BLPOP
+    /// may wait forever) and closed as soon as its owner lets go of it, which is what
+    /// unblocks the node when that client disconnects.
+    pub dedicated: bool,
 }
 
 impl LinkOptions {
@@ -105,6 +113,37 @@ impl Node {
     }
 }
 
+/// One client's own connection to a node (see [`LinkOptions::dedicated`]).
+pub struct DedicatedLink {
+    addr: Arc<str>,
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl DedicatedLink {
+    /// Starts a link task for `addr` with `opts` (`dedicated` is forced on).
+    pub fn spawn(addr: &str, mut opts: LinkOptions, on_failure: Arc<Notify>) -> DedicatedLink {
+        opts.dedicated = true;
+        let addr: Arc<str> = Arc::from(addr);
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_link(addr.clone(), Arc::new(opts), rx, on_failure));
+        DedicatedLink { addr, tx }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Queues `job`; answered at once with [`LinkError::NotSent`] if the link is gone.
+    pub fn send(&self, job: Job) {
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(job) {
+            let _ = job.reply.send(Err(LinkError::NotSent(format!(
+                "{} link closed",
+                self.addr
+            ))));
+        }
+    }
+}
+
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 /// Stop taking new jobs while this much is waiting to be written.
 const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -113,7 +152,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const COALESCE_MAX: usize = 16 * 1024;
 
 enum Inflight {
-    Client(oneshot::Sender<ReplyResult>),
+    /// A job's reply sender and how many replies it waits for.
+    Client(oneshot::Sender<ReplyResult>, u32),
     /// The `+OK` of an `ASKING` we sent: swallowed.
     Asking,
 }
@@ -250,6 +290,9 @@ async fn serve(
             }
             n = rx.recv_many(&mut batch, 128), if open && wbuf.len() < WRITE_HIGH_WATER => {
                 if n == 0 {
+                    if opts.dedicated {
+                        return Ok(());
+                    }
                     open = false;
                     continue;
                 }
@@ -274,13 +317,13 @@ async fn serve(
             _ = tokio::task::yield_now(), if !wbuf.is_empty() && !write_now => {
                 write_deferred = true;
             }
-            _ = &mut watchdog, if !inflight.is_empty() => {
+            _ = &mut watchdog, if !inflight.is_empty() && !opts.dedicated => {
                 let oldest = inflight.front().map(|(_, t)| *t).unwrap_or_else(Instant::now);
                 let due = oldest + opts.request_timeout;
                 if due <= Instant::now() {
                     let why = format!("{addr} did not answer within {} ms", opts.request_timeout.as_millis());
                     for (entry, _) in inflight.drain(..) {
-                        if let Inflight::Client(tx) = entry {
+                        if let Inflight::Client(tx, _) = entry {
                             let _ = tx.send(Err(LinkError::TimedOut(why.clone())));
                         }
                     }
@@ -293,7 +336,7 @@ async fn serve(
     if let Err(e) = &result {
         let why = format!("connection to {addr} lost with the command in flight ({e})");
         for (entry, _) in inflight.drain(..) {
-            if let Inflight::Client(tx) = entry {
+            if let Inflight::Client(tx, _) = entry {
                 let _ = tx.send(Err(LinkError::Lost(why.clone())));
             }
         }
@@ -319,7 +362,7 @@ fn enqueue(
         inflight.push_back((Inflight::Asking, now));
     }
     wbuf.extend_from_slice(&job.bytes);
-    inflight.push_back((Inflight::Client(job.reply), now));
+    inflight.push_back((Inflight::Client(job.reply, job.replies.max(1)), now));
 }
 
 /// Hands every complete reply in `rbuf` to the request it answers, in FIFO order.
@@ -327,32 +370,38 @@ fn deliver(
     rbuf: &mut BytesMut,
     inflight: &mut VecDeque<(Inflight, Instant)>,
 ) -> std::io::Result<()> {
+    let not_resp = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "node sent bytes that are not RESP",
+        )
+    };
     loop {
-        match scan_reply(rbuf) {
-            Ok(Some(len)) => {
-                let reply = rbuf.split_to(len).freeze();
-                match inflight.pop_front() {
-                    Some((Inflight::Client(tx), _)) => {
-                        // A dropped receiver (client gone) is fine: the reply is discarded
-                        // and FIFO matching stays intact.
-                        let _ = tx.send(Ok(reply));
-                    }
-                    Some((Inflight::Asking, _)) => {}
-                    None => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            "reply with no request waiting for it",
-                        ))
-                    }
-                }
-            }
-            Ok(None) => return Ok(()),
-            Err(()) => {
+        let wanted = match inflight.front() {
+            Some((Inflight::Client(_, n), _)) => *n,
+            Some((Inflight::Asking, _)) => 1,
+            None if rbuf.is_empty() => return Ok(()),
+            None => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    "node sent bytes that are not RESP",
+                    "reply with no request waiting for it",
                 ))
             }
+        };
+        // The job's replies are contiguous on the connection: take them as one slice.
+        let mut len = 0;
+        for _ in 0..wanted {
+            match scan_reply(&rbuf[len..]) {
+                Ok(Some(n)) => len += n,
+                Ok(None) => return Ok(()),
+                Err(()) => return Err(not_resp()),
+            }
+        }
+        let reply = rbuf.split_to(len).freeze();
+        if let Some((Inflight::Client(tx, _), _)) = inflight.pop_front() {
+            // A dropped receiver (client gone) is fine: the reply is discarded and FIFO
+            // matching stays intact.
+            let _ = tx.send(Ok(reply));
         }
     }
 }

@@ -45,6 +45,7 @@ impl Cluster {
             username: config.username.clone(),
             password: config.upstream_password(),
             readonly: false,
+            dedicated: false,
         };
         Arc::new(Cluster {
             topology: ArcSwapOption::empty(),
@@ -81,6 +82,11 @@ impl Cluster {
             .load_full()
             .map(|v| (*v).clone())
             .unwrap_or_else(|| "7.0.0".into())
+    }
+
+    /// A connection of its own to `addr`, for one client's blocking commands.
+    pub fn dedicated_link(&self, addr: &str) -> crate::backend::DedicatedLink {
+        crate::backend::DedicatedLink::spawn(addr, self.link_options.clone(), self.refresh.clone())
     }
 
     pub fn config(&self) -> &ClusterConfig {

@@ -118,29 +118,64 @@ pub fn answer(
                 name.to_uppercase()
             ))
         }
-        "xread" | "xreadgroup" => {
-            let blocking = args
-                .iter()
-                .skip(1)
-                .take_while(|a| !a.eq_ignore_ascii_case(b"streams"))
-                .any(|a| a.eq_ignore_ascii_case(b"block"));
-            if blocking {
-                not_yet(
-                    &format!("{} BLOCK", name.to_uppercase()),
-                    "blocking commands need a dedicated backend connection",
-                )
-            } else {
-                None
-            }
-        }
-        // WAIT counts acknowledgements of the whole shared link's writes and holds it
-        // while it waits: it needs a connection of its own.
-        _ if info.is_blocking() || name == "wait" || name == "waitaof" => not_yet(
+        // WAIT counts acknowledgements of the connection's own writes, and a client's
+        // writes go over shared connections: the answer would mean nothing.
+        "wait" | "waitaof" => not_yet(
             &name.to_uppercase(),
-            "blocking commands need a dedicated backend connection",
+            "the client's writes travel on shared backend connections",
         ),
         _ => None,
     }
+}
+
+/// Whether `info` can be queued in a transaction, i.e. run by the node inside EXEC:
+/// not for what respgate answers itself, fans out or refuses, nor for connection state
+/// that would land on a shared backend connection (SELECT, CLIENT, HELLO, ...).
+pub fn queueable(info: &CommandInfo) -> bool {
+    let name = info.name.as_str();
+    let family = name.split('|').next().unwrap_or(name);
+    !matches!(
+        family,
+        "quit"
+            | "reset"
+            | "select"
+            | "readonly"
+            | "readwrite"
+            | "auth"
+            | "hello"
+            | "command"
+            | "cluster"
+            | "client"
+            | "keys"
+            | "scan"
+            | "dbsize"
+            | "flushall"
+            | "flushdb"
+            | "randomkey"
+            | "script"
+            | "function"
+            | "config"
+            | "info"
+            | "swapdb"
+            | "move"
+            | "sync"
+            | "psync"
+            | "replicaof"
+            | "slaveof"
+            | "shutdown"
+            | "debug"
+            | "failover"
+            | "subscribe"
+            | "psubscribe"
+            | "ssubscribe"
+            | "unsubscribe"
+            | "punsubscribe"
+            | "sunsubscribe"
+            | "pubsub"
+            | "monitor"
+            | "wait"
+            | "waitaof"
+    )
 }
 
 fn fan_out(info: &CommandInfo, merge: Merge) -> Option<Route> {

@@ -17,8 +17,9 @@
 mod local;
 pub mod merge;
 mod routing;
+mod transaction;
 
-use crate::backend::{Job, LinkError, ReplyResult};
+use crate::backend::{DedicatedLink, Job, LinkError, ReplyResult};
 use crate::cluster::Cluster;
 use crate::protocol::reply;
 use crate::protocol::scan::{scan_request, split_inline, ProtocolError, Request, RequestLimits};
@@ -43,6 +44,9 @@ pub struct SessionContext {
     pub max_redirects: u32,
     /// Connected clients (for INFO's Proxy section).
     pub clients: std::sync::atomic::AtomicUsize,
+    /// Bound on clients' own backend connections (blocking commands).
+    pub dedicated_slots: Arc<tokio::sync::Semaphore>,
+    pub max_dedicated: usize,
 }
 
 /// Who the client is, for CLIENT INFO / ID and logs.
@@ -58,6 +62,19 @@ pub struct ClientState {
     pub meta: ClientMeta,
     /// CLIENT SETNAME.
     pub name: Option<Bytes>,
+    /// Commands queued since MULTI.
+    pub tx: Option<Transaction>,
+}
+
+/// A transaction being queued: sent as one job (`MULTI`, the commands, `EXEC`) to the
+/// master of its slot when EXEC arrives, so no other client's request can come between.
+#[derive(Default)]
+pub struct Transaction {
+    pub queued: Vec<Bytes>,
+    /// The slot of the keys queued so far (all must share it, as in Redis Cluster).
+    pub slot: Option<u16>,
+    /// A queued command was refused: EXEC answers EXECABORT.
+    pub aborted: bool,
 }
 
 impl ClientState {
@@ -109,6 +126,10 @@ struct Remote {
     /// Set while waiting out a retry backoff.
     retry_at: Option<Instant>,
     latency: metrics::Histogram,
+    /// Replies the request produces (N+2 for a transaction sent as one job).
+    replies: u32,
+    /// Sent on this client's own connection (blocking commands).
+    dedicated: bool,
 }
 
 /// What the head of the queue produced (for a split request: which part).
@@ -163,12 +184,17 @@ pub async fn run<R, W>(
     W: AsyncWrite + Unpin,
 {
     let mut s = Session {
-        client: ClientState { meta, name: None },
+        client: ClientState {
+            meta,
+            name: None,
+            tx: None,
+        },
         ctx,
         rbuf: BytesMut::with_capacity(READ_MIN),
         read_hint: READ_MIN,
         write_deferred: false,
         clock: None,
+        dedicated: None,
         out: BytesMut::new(),
         pending: VecDeque::new(),
         ranges: Vec::with_capacity(8),
@@ -305,6 +331,9 @@ struct Session {
     write_deferred: bool,
     /// The time of this pass of the main loop, read at most once ([`Session::now`]).
     clock: Option<Instant>,
+    /// This client's own backend connection, for blocking commands, and its place in
+    /// the `max_dedicated_connections` bound.
+    dedicated: Option<(DedicatedLink, tokio::sync::OwnedSemaphorePermit)>,
     out: BytesMut,
     pending: VecDeque<Pending>,
     ranges: Vec<Range<u32>>,
@@ -381,6 +410,13 @@ impl Session {
         );
         match decision {
             routing::Route::Reply(bytes) => self.pending.push_back(Pending::Ready(bytes)),
+            routing::Route::Queue => {
+                if let Some(tx) = self.client.tx.as_mut() {
+                    tx.queued.push(raw);
+                }
+                self.pending
+                    .push_back(Pending::Ready(Bytes::from_static(b"+QUEUED\r\n")));
+            }
             routing::Route::ReplyAndClose(bytes) => {
                 self.pending.push_back(Pending::Ready(bytes));
                 self.closing = true;
@@ -405,9 +441,11 @@ impl Session {
                 slot,
                 rewritten,
                 latency,
+                replies,
+                dedicated,
             } => {
                 let request = rewritten.unwrap_or(raw);
-                let rx = self.send_job(&request, slot, None, false);
+                let rx = self.send_job(&request, slot, None, false, replies, dedicated);
                 let remote = Remote {
                     rx,
                     request,
@@ -417,6 +455,8 @@ impl Session {
                     started: arrived,
                     retry_at: None,
                     latency,
+                    replies,
+                    dedicated,
                 };
                 self.pending.push_back(Pending::Remote(remote));
             }
@@ -440,7 +480,7 @@ impl Session {
         let parts: Vec<Remote> = parts
             .into_iter()
             .map(|(slot, request)| Remote {
-                rx: self.send_job(&request, slot, None, false),
+                rx: self.send_job(&request, slot, None, false, 1, false),
                 request,
                 slot,
                 redirects: 0,
@@ -448,6 +488,8 @@ impl Session {
                 started: arrived,
                 retry_at: None,
                 latency: metrics::Histogram::noop(),
+                replies: 1,
+                dedicated: false,
             })
             .collect();
         let done = vec![None; parts.len()];
@@ -461,48 +503,112 @@ impl Session {
     }
 
     /// Re-sends `remote` to `to` (a redirection target) or to whoever serves its slot now.
-    fn send(&self, remote: &mut Remote, to: Option<&str>, asking: bool) {
-        remote.rx = self.send_job(&remote.request, remote.slot, to, asking);
+    fn send(&mut self, remote: &mut Remote, to: Option<&str>, asking: bool) {
+        remote.rx = self.send_job(
+            &remote.request,
+            remote.slot,
+            to,
+            asking,
+            remote.replies,
+            remote.dedicated,
+        );
         remote.retry_at = None;
     }
 
     /// Queues `request` on the backend link for `to`, or for the master of `slot` (any
-    /// master when keyless), and returns where its reply will arrive.
+    /// master when keyless), and returns where its reply will arrive. `dedicated` uses
+    /// this client's own connection (blocking commands).
     fn send_job(
-        &self,
+        &mut self,
         request: &Bytes,
         slot: Option<u16>,
         to: Option<&str>,
         asking: bool,
+        replies: u32,
+        dedicated: bool,
     ) -> oneshot::Receiver<ReplyResult> {
         let (tx, rx) = oneshot::channel();
         let job = Job {
             bytes: request.clone(),
             asking,
+            replies,
             reply: tx,
         };
-        let cluster = &self.ctx.cluster;
-        if let Some(addr) = to {
-            cluster.node(addr).send(self.client.meta.id, job);
+        let cluster = self.ctx.cluster.clone();
+        let addr: Option<String> = match to {
+            Some(addr) => Some(addr.to_string()),
+            None if !dedicated => {
+                let topo = cluster.topology();
+                let node = topo.as_ref().and_then(|t| match slot {
+                    Some(slot) => t.master_for_slot(slot),
+                    None => t.any_master(self.client.meta.id),
+                });
+                match node {
+                    Some(node) => {
+                        node.send(self.client.meta.id, job);
+                        return rx;
+                    }
+                    None => None,
+                }
+            }
+            None => {
+                let topo = cluster.topology();
+                topo.as_ref()
+                    .and_then(|t| match slot {
+                        Some(slot) => t.master_for_slot(slot),
+                        None => t.any_master(self.client.meta.id),
+                    })
+                    .map(|n| n.addr().to_string())
+            }
+        };
+        let Some(addr) = addr else {
+            let why = match slot {
+                Some(slot) if cluster.topology().is_some() => {
+                    format!("hash slot {slot} not served")
+                }
+                _ => "no node has answered discovery yet".to_string(),
+            };
+            let _ = job.reply.send(Err(LinkError::NotSent(why)));
+            return rx;
+        };
+        if !dedicated {
+            cluster.node(&addr).send(self.client.meta.id, job);
             return rx;
         }
-        let topo = cluster.topology();
-        let node = topo.as_ref().and_then(|t| match slot {
-            Some(slot) => t.master_for_slot(slot),
-            None => t.any_master(self.client.meta.id),
-        });
-        match node {
-            Some(node) => node.send(self.client.meta.id, job),
-            None => {
-                let why = match (topo.as_ref(), slot) {
-                    (None, _) => "no node has answered discovery yet".to_string(),
-                    (Some(_), Some(slot)) => format!("hash slot {slot} not served"),
-                    (Some(_), None) => "no master known".to_string(),
-                };
-                let _ = job.reply.send(Err(LinkError::NotSent(why)));
+        match self.dedicated_link(&addr) {
+            Ok(link) => link.send(job),
+            Err(why) => {
+                let _ = job.reply.send(Err(LinkError::Lost(why)));
             }
         }
         rx
+    }
+
+    /// This client's own connection to `addr`, opened on first use within the
+    /// `max_dedicated_connections` bound (one per client: a blocked client sends
+    /// nothing else until it is answered).
+    fn dedicated_link(&mut self, addr: &str) -> Result<&DedicatedLink, String> {
+        if self
+            .dedicated
+            .as_ref()
+            .is_some_and(|(l, _)| l.addr() == addr)
+        {
+            return Ok(&self.dedicated.as_ref().unwrap().0);
+        }
+        self.dedicated = None;
+        let permit = self
+            .ctx
+            .dedicated_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                format!(
+                    "too many clients in blocking commands (server.max_dedicated_connections = {})",
+                    self.ctx.max_dedicated
+                )
+            })?;
+        let link = self.ctx.cluster.dedicated_link(addr);
+        Ok(&self.dedicated.insert((link, permit)).0)
     }
 
     /// Moves every reply that is already available at the head of the queue to the
@@ -595,7 +701,15 @@ impl Session {
 
     /// Decides what a backend reply means for request `r`: final, or re-sent after a
     /// redirection, or scheduled for a retry.
-    fn advance(&self, r: &mut Remote, result: ReplyResult) -> Step {
+    fn advance(&mut self, r: &mut Remote, result: ReplyResult) -> Step {
+        let result = match result {
+            Ok(bytes) if r.replies > 1 => {
+                return self.transaction_reply(r, bytes).unwrap_or_else(|| {
+                    Step::Final(reply::error("ERR respgate: malformed transaction reply"))
+                })
+            }
+            other => other,
+        };
         let bytes = match result {
             Ok(bytes) => match routing::classify_error(&bytes) {
                 routing::ReplyKind::Moved { slot, addr }
@@ -627,6 +741,43 @@ impl Session {
             }
         };
         Step::Final(bytes)
+    }
+
+    /// The replies of a transaction job (`MULTI`, N commands, `EXEC`): a redirection or
+    /// a retryable error on any of them means EXEC ran nothing, so the whole job is
+    /// re-sent; otherwise the client gets EXEC's reply (or MULTI's error).
+    fn transaction_reply(&mut self, r: &mut Remote, bytes: Bytes) -> Option<Step> {
+        let mut frames = Vec::with_capacity(r.replies as usize);
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let len = crate::protocol::scan::scan_reply(&bytes[pos..]).ok()??;
+            frames.push(pos..pos + len);
+            pos += len;
+        }
+        for f in &frames {
+            match routing::classify_error(&bytes[f.clone()]) {
+                routing::ReplyKind::Moved { slot, addr }
+                    if r.redirects < self.ctx.max_redirects =>
+                {
+                    r.redirects += 1;
+                    self.ctx.cluster.apply_moved(slot, &addr);
+                    self.send(r, Some(&addr), false);
+                    return Some(Step::Again);
+                }
+                // ASKING covers one command, not a transaction: wait for the migration.
+                routing::ReplyKind::Ask { .. } | routing::ReplyKind::Retryable
+                    if self.schedule_retry(r) =>
+                {
+                    return Some(Step::Again);
+                }
+                _ => {}
+            }
+        }
+        let first = frames.first()?.clone();
+        if bytes[first.start] == b'-' {
+            return Some(Step::Final(bytes.slice(first)));
+        }
+        Some(Step::Final(bytes.slice(frames.last()?.clone())))
     }
 
     /// Arranges a retry with backoff if the retry deadline allows; the topology is

@@ -3,6 +3,7 @@
 
 use super::local;
 use super::merge::Merge;
+use super::transaction;
 use super::ClientState;
 use super::SessionContext;
 use crate::cluster::key_slot;
@@ -23,7 +24,13 @@ pub enum Route {
         rewritten: Option<Bytes>,
         /// Where the reply latency is recorded.
         latency: metrics::Histogram,
+        /// Replies the forwarded bytes produce (N+2 for a transaction).
+        replies: u32,
+        /// On the client's own connection (blocking commands).
+        dedicated: bool,
     },
+    /// Queue the request in the client's transaction and answer `+QUEUED`.
+    Queue,
     /// Send each part (a request for a slot) and merge the replies.
     Split {
         parts: Vec<(Option<u16>, Bytes)>,
@@ -71,7 +78,7 @@ fn split_by_slot(
             let mut words: Vec<&[u8]> = Vec::with_capacity(1 + idx.len() * step);
             words.push(name);
             for &i in idx {
-                words.extend((i..i + step).map(|j| args.get(j)));
+                words.extend((i..(i + step).min(args.len())).map(|j| args.get(j)));
             }
             (Some(*slot), reply::command(words))
         })
@@ -105,13 +112,22 @@ pub fn route(
     };
     let lookup = table.lookup(args);
     let Lookup::Found(info) = lookup else {
+        if let Some(tx) = client.tx.as_mut() {
+            tx.aborted = true;
+        }
         return Route::Reply(lookup.error_reply(args).unwrap_or_default());
     };
     info.metrics.requests.increment(1);
 
+    let transaction_command = info.acl_categories & transaction_category() != 0;
+    if client.tx.is_some() || transaction_command {
+        let queueable = !transaction_command && local::queueable(info);
+        return transaction::route(client, info, args, keys, queueable);
+    }
+
     // The common case: a plain keyed data command.
     let special = info.is_blocking() || info.is_pubsub() || info.has_no_keys();
-    if special || info.name == "watch" || info.name == "move" {
+    if special || info.name == "move" {
         if let Some(route) = local::answer(ctx, client, info, args, table) {
             return route;
         }
@@ -125,6 +141,8 @@ pub fn route(
                 slot: None,
                 rewritten: None,
                 latency: info.metrics.latency.clone(),
+                replies: 1,
+                dedicated: false,
             }
         }
         Err(_) => {
@@ -147,7 +165,28 @@ pub fn route(
         slot,
         rewritten: None,
         latency: info.metrics.latency.clone(),
+        replies: 1,
+        dedicated: info.is_blocking() && blocks(info, args),
     }
+}
+
+/// Whether a command flagged `blocking` really may block: XREAD / XREADGROUP only with
+/// BLOCK (before STREAMS).
+fn blocks(info: &CommandInfo, args: Args<'_>) -> bool {
+    match info.name.as_str() {
+        "xread" | "xreadgroup" => args
+            .iter()
+            .skip(1)
+            .take_while(|a| !a.eq_ignore_ascii_case(b"streams"))
+            .any(|a| a.eq_ignore_ascii_case(b"block")),
+        _ => true,
+    }
+}
+
+/// The ACL category bit of `@transaction` (MULTI, EXEC, DISCARD, WATCH, UNWATCH).
+fn transaction_category() -> u64 {
+    static BIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BIT.get_or_init(|| crate::commands::acl_category_bit(b"transaction").unwrap_or(0))
 }
 
 /// A request whose keys span slots: split when the command allows it, else CROSSSLOT.
@@ -156,6 +195,9 @@ fn cross_slot(info: &CommandInfo, args: Args<'_>) -> Route {
     match info.name.as_str() {
         "mget" => split_by_slot(args, Layout::Keys, |positions, total| Merge::Mget { positions, total }, latency),
         "del" | "unlink" | "exists" | "touch" => split_by_slot(args, Layout::Keys, |_, _| Merge::Sum, latency),
+        "mset" if args.len() % 2 == 0 => Route::Reply(Bytes::from(
+            crate::commands::replies::wrong_arity_reply(info),
+        )),
         "mset" => split_by_slot(args, Layout::Pairs, |_, _| Merge::AllOk, latency),
         "msetnx" => Route::Reply(reply::error(
             "CROSSSLOT Keys in request don't hash to the same slot (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)",

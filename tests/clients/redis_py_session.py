@@ -56,11 +56,22 @@ try:
     raise AssertionError("expected WRONGTYPE")
 except redis.ResponseError as e:
     assert str(e).startswith("WRONGTYPE"), str(e)
+# multi-key commands across slots work as on one Redis
+assert r.mset({f"{prefix}a": 1, f"{prefix}b": 2}) is True
+assert r.mget(f"{prefix}a", f"{prefix}nope", f"{prefix}b") == ["1", None, "2"]
+assert r.delete(f"{prefix}a", f"{prefix}b", f"{prefix}nope") == 2
 try:
-    r.mset({f"{prefix}a": 1, f"{prefix}b": 2})
+    r.sunionstore(f"{prefix}a", f"{prefix}b")
     raise AssertionError("expected CROSSSLOT")
 except redis.ResponseError as e:
     assert "CROSSSLOT" in str(e), str(e)
+
+# a transaction (redis-py's default pipeline) within one hash tag
+p = r.pipeline()
+p.set(f"{prefix}{{tx}}a", 1)
+p.incr(f"{prefix}{{tx}}a")
+p.get(f"{prefix}{{tx}}a")
+assert p.execute() == [True, 2, "2"]
 
 r.client_setname("order-service")
 assert r.client_getname() == "order-service"

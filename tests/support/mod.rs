@@ -341,3 +341,122 @@ pub async fn call<T: redis::FromRedisValue>(
 ) -> Result<T, String> {
     timed(limit, cmd.query_async::<T>(con)).await
 }
+
+// ---- a second cluster, private to one test at a time, for whole-keyspace tests ----
+
+static QUIET: OnceLock<Mutex<Option<DevCluster>>> = OnceLock::new();
+static QUIET_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+extern "C" fn stop_quiet_cluster() {
+    if let Some(m) = QUIET.get() {
+        if let Ok(mut guard) = m.lock() {
+            if let Some(mut c) = guard.take() {
+                c.shutdown();
+            }
+        }
+    }
+}
+
+/// Exclusive use of a cluster that no other test touches while this is held: for tests
+/// that flush, count or scan the whole keyspace, or change node configuration. One such
+/// cluster per test binary, started on first use (off the async worker) and stopped at
+/// process exit; tests take turns on it. Whatever the previous holder left in it stays:
+/// start with [`QuietCluster::flush`].
+pub struct QuietCluster {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// Waits for this test's turn on the quiet cluster (see [`QuietCluster`]).
+pub async fn quiet_cluster() -> QuietCluster {
+    let turn = QUIET_TURN.lock().await;
+    tokio::task::spawn_blocking(|| {
+        QUIET.get_or_init(|| {
+            let c = DevCluster::start(DevClusterOptions::default())
+                .unwrap_or_else(|e| panic!("cannot start the quiet test cluster: {e}"));
+            // SAFETY: registering a plain extern "C" fn with atexit.
+            unsafe {
+                libc::atexit(stop_quiet_cluster);
+            }
+            Mutex::new(Some(c))
+        });
+    })
+    .await
+    .expect("starting the quiet cluster");
+    QuietCluster { _turn: turn }
+}
+
+impl QuietCluster {
+    /// Runs `f` with the cluster (direct node access).
+    pub fn with<T>(&self, f: impl FnOnce(&DevCluster) -> T) -> T {
+        let guard = QUIET
+            .get()
+            .unwrap()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f(guard.as_ref().expect("quiet cluster already stopped"))
+    }
+
+    pub fn seeds(&self) -> Vec<SocketAddr> {
+        self.with(|c| c.seeds())
+    }
+
+    pub fn masters(&self) -> Vec<SocketAddr> {
+        self.with(|c| c.masters())
+    }
+
+    /// Runs `args` directly on `node`, bypassing respgate.
+    pub fn command(&self, node: SocketAddr, args: &[&str]) -> respgate::devcluster::Reply {
+        self.with(|c| {
+            c.command(node, args)
+                .unwrap_or_else(|e| panic!("{node}: `{}`: {e}", args.join(" ")))
+        })
+    }
+
+    /// Empties every master directly (not through respgate) and waits until every
+    /// replica is empty too.
+    pub fn flush(&self) {
+        let masters = self.masters();
+        for &m in &masters {
+            node_ok_quiet(self, m, &["FLUSHALL"]);
+        }
+        let nodes: Vec<SocketAddr> = self.seeds();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        for n in nodes {
+            loop {
+                let r = self.command(n, &["DBSIZE"]);
+                if r.as_int() == Some(0) {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{n} still holds keys after FLUSHALL on every master: {r:?}"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// The keys held by each master, asked directly (`DBSIZE`).
+    pub fn dbsize_per_master(&self) -> Vec<(SocketAddr, i64)> {
+        self.masters()
+            .into_iter()
+            .map(|m| {
+                let r = self.command(m, &["DBSIZE"]);
+                (
+                    m,
+                    r.as_int()
+                        .unwrap_or_else(|| panic!("{m}: DBSIZE gave {r:?}")),
+                )
+            })
+            .collect()
+    }
+
+    /// respgate in front of this cluster, with default settings.
+    pub async fn proxy(&self) -> Proxy {
+        start_proxy(test_config(&self.seeds())).await
+    }
+}
+
+fn node_ok_quiet(q: &QuietCluster, node: SocketAddr, args: &[&str]) {
+    q.with(|c| node_ok(c, node, args))
+}
