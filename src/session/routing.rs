@@ -195,9 +195,9 @@ fn cross_slot(info: &CommandInfo, args: Args<'_>) -> Route {
     match info.name.as_str() {
         "mget" => split_by_slot(args, Layout::Keys, |positions, total| Merge::Mget { positions, total }, latency),
         "del" | "unlink" | "exists" | "touch" => split_by_slot(args, Layout::Keys, |_, _| Merge::Sum, latency),
-        "mset" if args.len() % 2 == 0 => Route::Reply(Bytes::from(
-            crate::commands::replies::wrong_arity_reply(info),
-        )),
+        "mset" if args.len() % 2 == 0 => {
+            Route::Reply(crate::commands::replies::wrong_arity_reply(info))
+        }
         "mset" => split_by_slot(args, Layout::Pairs, |_, _| Merge::AllOk, latency),
         "msetnx" => Route::Reply(reply::error(
             "CROSSSLOT Keys in request don't hash to the same slot (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)",
