@@ -445,21 +445,33 @@ impl Session {
                 dedicated,
             } => {
                 let request = rewritten.unwrap_or(raw);
-                let rx = self.send_job(&request, slot, None, false, replies, dedicated);
-                let remote = Remote {
-                    rx,
-                    request,
-                    slot,
-                    redirects: 0,
-                    retries: 0,
-                    started: arrived,
-                    retry_at: None,
-                    latency,
-                    replies,
-                    dedicated,
-                };
+                let remote = self.forward(request, slot, arrived, latency, replies, dedicated);
                 self.pending.push_back(Pending::Remote(remote));
             }
+        }
+    }
+
+    /// Sends `request` to the master of `slot` and returns it as an outstanding request.
+    fn forward(
+        &mut self,
+        request: Bytes,
+        slot: Option<u16>,
+        arrived: Instant,
+        latency: metrics::Histogram,
+        replies: u32,
+        dedicated: bool,
+    ) -> Remote {
+        Remote {
+            rx: self.send_job(&request, slot, None, false, replies, dedicated),
+            request,
+            slot,
+            redirects: 0,
+            retries: 0,
+            started: arrived,
+            retry_at: None,
+            latency,
+            replies,
+            dedicated,
         }
     }
 
@@ -479,17 +491,8 @@ impl Session {
         }
         let parts: Vec<Remote> = parts
             .into_iter()
-            .map(|(slot, request)| Remote {
-                rx: self.send_job(&request, slot, None, false, 1, false),
-                request,
-                slot,
-                redirects: 0,
-                retries: 0,
-                started: arrived,
-                retry_at: None,
-                latency: metrics::Histogram::noop(),
-                replies: 1,
-                dedicated: false,
+            .map(|(slot, request)| {
+                self.forward(request, slot, arrived, metrics::Histogram::noop(), 1, false)
             })
             .collect();
         let done = vec![None; parts.len()];

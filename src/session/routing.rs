@@ -152,15 +152,9 @@ pub fn route(
             )))
         }
     }
-    let mut slot = None;
-    for k in keys.iter() {
-        let s = key_slot(k.key(args));
-        match slot {
-            None => slot = Some(s),
-            Some(prev) if prev != s => return cross_slot(info, args),
-            _ => {}
-        }
-    }
+    let Ok(slot) = common_slot(keys, args) else {
+        return cross_slot(info, args);
+    };
     Route::Forward {
         slot,
         rewritten: None,
@@ -168,6 +162,19 @@ pub fn route(
         replies: 1,
         dedicated: info.is_blocking() && blocks(info, args),
     }
+}
+
+/// The slot every key hashes to (`None` without keys), or `Err` when they differ.
+pub(super) fn common_slot(keys: &[KeyRef], args: Args<'_>) -> Result<Option<u16>, ()> {
+    let mut slot = None;
+    for k in keys {
+        let s = key_slot(k.key(args));
+        if slot.is_some_and(|prev| prev != s) {
+            return Err(());
+        }
+        slot = Some(s);
+    }
+    Ok(slot)
 }
 
 /// Whether a command flagged `blocking` really may block: XREAD / XREADGROUP only with

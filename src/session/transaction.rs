@@ -10,9 +10,8 @@
 //! WATCH needs the connection state between the client's round trips, i.e. a connection
 //! pinned to the client; it is refused until that exists.
 
-use super::routing::Route;
+use super::routing::{common_slot, Route};
 use super::{ClientState, Transaction};
-use crate::cluster::key_slot;
 use crate::commands::{CommandInfo, KeyRef, KeysError};
 use crate::protocol::{reply, Args};
 use bytes::{Bytes, BytesMut};
@@ -78,18 +77,15 @@ fn queue(
     }
     let mut slot = None;
     match info.keys(args, keys) {
-        Ok(()) => {
-            for k in keys.iter() {
-                let s = key_slot(k.key(args));
-                if slot.is_some_and(|p| p != s) {
-                    abort(client);
-                    return Route::Reply(reply::error(
-                        "CROSSSLOT Keys in request don't hash to the same slot",
-                    ));
-                }
-                slot = Some(s);
+        Ok(()) => match common_slot(keys, args) {
+            Ok(s) => slot = s,
+            Err(()) => {
+                abort(client);
+                return Route::Reply(reply::error(
+                    "CROSSSLOT Keys in request don't hash to the same slot",
+                ));
             }
-        }
+        },
         // Malformed: queued as is; the node refuses it and EXEC answers EXECABORT.
         Err(KeysError::Invalid) => {}
         Err(_) => {
