@@ -47,6 +47,7 @@ pub fn answer(
         "quit" => Some(Route::ReplyAndClose(Bytes::from_static(reply::OK))),
         "reset" => {
             client.name = None;
+            client.tx = None;
             Some(Route::Reply(reply::simple("RESET")))
         }
         "select" => match parse_int(args.get(1)) {

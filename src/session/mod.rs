@@ -194,7 +194,7 @@ pub async fn run<R, W>(
         read_hint: READ_MIN,
         write_deferred: false,
         clock: None,
-        dedicated: None,
+        dedicated: Vec::new(),
         out: BytesMut::new(),
         pending: VecDeque::new(),
         ranges: Vec::with_capacity(8),
@@ -264,7 +264,15 @@ pub async fn run<R, W>(
                 match read {
                     // Half-closed (`printf ... | nc`): requests already buffered are still
                     // served; the session ends once they are answered.
-                    Ok(0) => eof = true,
+                    Ok(0) => {
+                        eof = true;
+                        // A client gone while blocked (BLPOP 0) would otherwise hold its
+                        // backend connection, and consume a value pushed later, forever:
+                        // do as Redis does on EOF and end the session now.
+                        if s.pending.iter().any(|p| matches!(p, Pending::Remote(r) if r.dedicated)) {
+                            break;
+                        }
+                    }
                     Ok(n) => {
                         s.reads += 1;
                         if n == spare {
@@ -333,7 +341,7 @@ struct Session {
     clock: Option<Instant>,
     /// This client's own backend connection, for blocking commands, and its place in
     /// the `max_dedicated_connections` bound.
-    dedicated: Option<(DedicatedLink, tokio::sync::OwnedSemaphorePermit)>,
+    dedicated: Vec<(DedicatedLink, tokio::sync::OwnedSemaphorePermit)>,
     out: BytesMut,
     pending: VecDeque<Pending>,
     ranges: Vec<Range<u32>>,
@@ -588,17 +596,14 @@ impl Session {
     }
 
     /// This client's own connection to `addr`, opened on first use within the
-    /// `max_dedicated_connections` bound (one per client: a blocked client sends
-    /// nothing else until it is answered).
+    /// `max_dedicated_connections` bound.
     fn dedicated_link(&mut self, addr: &str) -> Result<&DedicatedLink, String> {
-        if self
-            .dedicated
-            .as_ref()
-            .is_some_and(|(l, _)| l.addr() == addr)
-        {
-            return Ok(&self.dedicated.as_ref().unwrap().0);
+        // One link per node, kept while the client lives: a link with a command in
+        // flight must not be dropped when the client's next blocking command goes to
+        // another node.
+        if let Some(i) = self.dedicated.iter().position(|(l, _)| l.addr() == addr) {
+            return Ok(&self.dedicated[i].0);
         }
-        self.dedicated = None;
         let permit = self
             .ctx
             .dedicated_slots
@@ -611,7 +616,8 @@ impl Session {
                 )
             })?;
         let link = self.ctx.cluster.dedicated_link(addr);
-        Ok(&self.dedicated.insert((link, permit)).0)
+        self.dedicated.push((link, permit));
+        Ok(&self.dedicated.last().expect("just pushed").0)
     }
 
     /// Moves every reply that is already available at the head of the queue to the

@@ -120,7 +120,9 @@ pub fn route(
     info.metrics.requests.increment(1);
 
     let transaction_command = info.acl_categories & transaction_category() != 0;
-    if client.tx.is_some() || transaction_command {
+    // RESET and QUIT act at once even inside MULTI, as in Redis.
+    let immediate = matches!(info.name.as_str(), "reset" | "quit");
+    if (client.tx.is_some() && !immediate) || transaction_command {
         let queueable = !transaction_command && local::queueable(info);
         return transaction::route(client, info, args, keys, queueable);
     }

@@ -50,6 +50,8 @@ pub fn route(
         ),
         // Nothing can be watched, so there is nothing to forget.
         ("unwatch", false) => ok(),
+        // Queued as Redis does (EXEC then answers OK for it).
+        ("unwatch", true) => queue(client, info, args, keys, true),
         (_, true) => queue(client, info, args, keys, queueable),
         (_, false) => err("ERR respgate: not a transaction command"),
     }
