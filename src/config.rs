@@ -48,6 +48,9 @@ pub struct ServerConfig {
     /// Backend connections owned by one client, for blocking commands (BLPOP, ...);
     /// past it, a blocking command gets an error instead of a connection.
     pub max_dedicated_connections: usize,
+    /// Messages a subscriber may have waiting; one that falls further behind is
+    /// disconnected (Redis's pubsub output-buffer limit, counted in messages).
+    pub pubsub_queue_messages: usize,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +66,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 10,
             worker_threads: 0,
             max_dedicated_connections: 1000,
+            pubsub_queue_messages: 10_000,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod devcluster;
 pub mod protocol;
+pub mod pubsub;
 pub mod server;
 pub mod session;
 pub mod shutdown;

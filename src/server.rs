@@ -55,6 +55,8 @@ impl Proxy {
             clients: std::sync::atomic::AtomicUsize::new(0),
             dedicated_slots: Arc::new(Semaphore::new(s.max_dedicated_connections)),
             max_dedicated: s.max_dedicated_connections,
+            pubsub: crate::pubsub::PubSubHub::start(cluster.clone()),
+            pubsub_queue: s.pubsub_queue_messages,
         });
         let refresher = {
             let listener = shutdown.listen();

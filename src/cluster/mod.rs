@@ -89,6 +89,11 @@ impl Cluster {
         crate::backend::DedicatedLink::spawn(addr, self.link_options.clone(), self.refresh.clone())
     }
 
+    /// How backend connections connect and authenticate.
+    pub fn link_options(&self) -> &LinkOptions {
+        &self.link_options
+    }
+
     pub fn config(&self) -> &ClusterConfig {
         &self.config
     }

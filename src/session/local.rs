@@ -48,6 +48,7 @@ pub fn answer(
         "reset" => {
             client.name = None;
             client.tx = None;
+            client.subs = None;
             Some(Route::Reply(reply::simple("RESET")))
         }
         "select" => match parse_int(args.get(1)) {
@@ -70,8 +71,11 @@ pub fn answer(
             "MULTI/EXEC/WATCH",
             "transactions need a pinned backend connection",
         ),
-        "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
-        | "sunsubscribe" | "monitor" => not_yet(&name.to_uppercase(), "pub/sub and MONITOR"),
+        "ssubscribe" | "sunsubscribe" => not_yet(&name.to_uppercase(), "shard channels"),
+        "monitor" => not_yet(
+            "MONITOR",
+            "it would need every node's command stream merged",
+        ),
         "keys" => fan_out(info, Merge::Concat),
         "dbsize" => fan_out(info, Merge::Sum),
         "flushall" | "flushdb" | "script|flush" | "function|flush" | "function|delete"

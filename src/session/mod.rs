@@ -17,6 +17,7 @@
 mod local;
 pub mod merge;
 mod routing;
+mod subscribe;
 mod transaction;
 
 use crate::backend::{DedicatedLink, Job, LinkError, ReplyResult};
@@ -47,6 +48,10 @@ pub struct SessionContext {
     /// Bound on clients' own backend connections (blocking commands).
     pub dedicated_slots: Arc<tokio::sync::Semaphore>,
     pub max_dedicated: usize,
+    /// The shared pub/sub subscription.
+    pub pubsub: crate::pubsub::PubSubHub,
+    /// Messages a subscriber may have queued before it is disconnected.
+    pub pubsub_queue: usize,
 }
 
 /// Who the client is, for CLIENT INFO / ID and logs.
@@ -64,6 +69,8 @@ pub struct ClientState {
     pub name: Option<Bytes>,
     /// Commands queued since MULTI.
     pub tx: Option<Transaction>,
+    /// Channels and patterns subscribed to (subscribed mode while `Some`).
+    pub subs: Option<Box<subscribe::Subscriptions>>,
 }
 
 /// A transaction being queued: sent as one job (`MULTI`, the commands, `EXEC`) to the
@@ -104,6 +111,8 @@ enum Pending {
     Remote(Remote),
     /// Split over several shards (or sent to every master); merged when all answered.
     Split(Box<Split>),
+    /// A subscription reply, written once the hub confirms the subscription is active.
+    Waiting(oneshot::Receiver<()>, Bytes),
 }
 
 struct Split {
@@ -136,6 +145,7 @@ struct Remote {
 enum HeadEvent {
     Reply(usize, ReplyResult),
     RetryDue(usize),
+    Confirmed,
 }
 
 /// What became of one backend reply.
@@ -188,6 +198,7 @@ pub async fn run<R, W>(
             meta,
             name: None,
             tx: None,
+            subs: None,
         },
         ctx,
         rbuf: BytesMut::with_capacity(READ_MIN),
@@ -234,8 +245,12 @@ pub async fn run<R, W>(
         let spare = s.rbuf.capacity() - s.rbuf.len();
         let head_waiting = matches!(
             s.pending.front(),
-            Some(Pending::Remote(_) | Pending::Split(_))
+            Some(Pending::Remote(_) | Pending::Split(_) | Pending::Waiting(..))
         ) && s.out.len() < OUT_HIGH_WATER;
+        // Messages go out between replies, never ahead of a reply still owed (so a
+        // channel's first message never precedes its subscription's confirmation).
+        let messages_now =
+            s.client.subs.is_some() && s.pending.is_empty() && s.out.len() < OUT_HIGH_WATER;
         // Coalesce replies: while later replies of a pipeline are still owed, give the
         // backends one scheduling round to deliver them before writing, so one write
         // carries many replies. A single request (nothing else owed) is written at once.
@@ -282,6 +297,25 @@ pub async fn run<R, W>(
                     Err(_) => break,
                 }
             }
+            message = next_message(&mut s.client.subs), if messages_now => {
+                match message {
+                    Some(m) => {
+                        s.out.extend_from_slice(&m);
+                        if let Some(subs) = s.client.subs.as_mut() {
+                            while s.out.len() < OUT_HIGH_WATER {
+                                match subs.rx.try_recv() {
+                                    Ok(m) => s.out.extend_from_slice(&m),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        tracing::info!(client = s.client.meta.id, "closing subscriber that did not keep up with its messages");
+                        break;
+                    }
+                }
+            }
             _ = tokio::task::yield_now(), if !s.out.is_empty() && !write_now => {
                 s.write_deferred = true;
             }
@@ -314,7 +348,19 @@ async fn wait_head(head: Option<&mut Pending>) -> HeadEvent {
                 None => std::future::pending().await,
             }
         }
+        Some(Pending::Waiting(rx, _)) => {
+            let _ = rx.await;
+            HeadEvent::Confirmed
+        }
         _ => std::future::pending().await,
+    }
+}
+
+/// The next pub/sub message for this client (`None`: the hub dropped it).
+async fn next_message(subs: &mut Option<Box<subscribe::Subscriptions>>) -> Option<Bytes> {
+    match subs {
+        Some(s) => s.rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -418,6 +464,14 @@ impl Session {
         );
         match decision {
             routing::Route::Reply(bytes) => self.pending.push_back(Pending::Ready(bytes)),
+            routing::Route::Subscribed(replies) => {
+                for (wait, bytes) in replies {
+                    self.pending.push_back(match wait {
+                        Some(rx) => Pending::Waiting(rx, bytes),
+                        None => Pending::Ready(bytes),
+                    });
+                }
+            }
             routing::Route::Queue => {
                 if let Some(tx) = self.client.tx.as_mut() {
                     tx.queued.push(raw);
@@ -631,6 +685,15 @@ impl Session {
                     }
                     continue;
                 }
+                Some(Pending::Waiting(rx, _)) => {
+                    if matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+                        return;
+                    }
+                    if let Some(Pending::Waiting(_, bytes)) = self.pending.pop_front() {
+                        self.out.extend_from_slice(&bytes);
+                    }
+                    continue;
+                }
                 Some(Pending::Remote(r)) => try_reply(r).map(|res| (0, res)),
                 Some(Pending::Split(split)) => split
                     .parts
@@ -651,6 +714,11 @@ impl Session {
     fn on_head_event(&mut self, event: HeadEvent) {
         match event {
             HeadEvent::Reply(part, result) => self.on_reply(part, result),
+            HeadEvent::Confirmed => {
+                if let Some(Pending::Waiting(_, bytes)) = self.pending.pop_front() {
+                    self.out.extend_from_slice(&bytes);
+                }
+            }
             HeadEvent::RetryDue(part) => match self.pending.pop_front() {
                 Some(Pending::Remote(mut r)) => {
                     self.send(&mut r, None, false);
@@ -674,7 +742,7 @@ impl Session {
             return;
         };
         let finished = match &mut head {
-            Pending::Ready(b) => Some((b.clone(), None)),
+            Pending::Ready(b) | Pending::Waiting(_, b) => Some((b.clone(), None)),
             Pending::Remote(r) => match self.advance(r, result) {
                 Step::Final(bytes) => Some((bytes, Some((r.started, r.latency.clone())))),
                 Step::Again => None,

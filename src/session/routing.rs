@@ -3,12 +3,14 @@
 
 use super::local;
 use super::merge::Merge;
+use super::subscribe;
 use super::transaction;
 use super::ClientState;
 use super::SessionContext;
 use crate::cluster::key_slot;
 use crate::commands::{CommandInfo, KeyRef, KeysError, Lookup};
 use crate::protocol::{reply, Args};
+use crate::pubsub::Kind;
 use bytes::Bytes;
 
 /// The decision for one request.
@@ -31,6 +33,8 @@ pub enum Route {
     },
     /// Queue the request in the client's transaction and answer `+QUEUED`.
     Queue,
+    /// (Un)subscription replies, each ready or waiting for the hub's confirmation.
+    Subscribed(subscribe::Confirmations),
     /// Send each part (a request for a slot) and merge the replies.
     Split {
         parts: Vec<(Option<u16>, Bytes)>,
@@ -127,6 +131,12 @@ pub fn route(
         return transaction::route(client, info, args, keys, queueable);
     }
 
+    if client.subs.is_some() || info.is_pubsub() {
+        if let Some(route) = pubsub(ctx, client, info, args) {
+            return route;
+        }
+    }
+
     // The common case: a plain keyed data command.
     let special = info.is_blocking() || info.is_pubsub() || info.has_no_keys();
     if special || info.name == "move" {
@@ -164,6 +174,42 @@ pub fn route(
         replies: 1,
         dedicated: info.is_blocking() && blocks(info, args),
     }
+}
+
+/// Subscriptions and subscribed-mode rules; `None` lets the command route on.
+fn pubsub(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    info: &CommandInfo,
+    args: Args<'_>,
+) -> Option<Route> {
+    let id = client.meta.id;
+    let subscribed = client.subs.is_some();
+    Some(match info.name.as_str() {
+        "subscribe" => subscribe::subscribe(
+            &mut client.subs,
+            id,
+            &ctx.pubsub,
+            ctx.pubsub_queue,
+            Kind::Channel,
+            args,
+        ),
+        "psubscribe" => subscribe::subscribe(
+            &mut client.subs,
+            id,
+            &ctx.pubsub,
+            ctx.pubsub_queue,
+            Kind::Pattern,
+            args,
+        ),
+        "unsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Channel, args),
+        "punsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Pattern, args),
+        "ping" if subscribed => subscribe::ping(args),
+        name if subscribed && !subscribe::allowed_in_subscribed_mode(name) => {
+            subscribe::refuse(info)
+        }
+        _ => return None,
+    })
 }
 
 /// The slot every key hashes to (`None` without keys), or `Err` when they differ.

@@ -1,0 +1,306 @@
+//! Pub/sub through one backend subscription per channel, shared by every client.
+//!
+//! In a Redis Cluster a PUBLISH reaches every node, so one connection to any master sees
+//! every message. The hub owns that connection: the first local subscriber of a channel
+//! (or pattern) makes it SUBSCRIBE, the last one leaving makes it UNSUBSCRIBE, and each
+//! message frame is handed to every subscriber as the same `Bytes` (no copy). A
+//! subscriber whose queue is full is dropped (its session then closes: a reader that
+//! does not keep up must not grow respgate's memory), as Redis does with its pubsub
+//! output-buffer limit. If the connection fails, the hub reconnects (to a master of the
+//! current topology) and subscribes again to everything; messages published meanwhile
+//! are lost, as they would be for a reconnecting Redis client.
+
+use crate::cluster::Cluster;
+use crate::protocol::reply;
+use crate::protocol::scan::scan_reply;
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// Channel or pattern subscriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Channel,
+    Pattern,
+}
+
+impl Kind {
+    fn subscribe(self) -> &'static str {
+        match self {
+            Kind::Channel => "SUBSCRIBE",
+            Kind::Pattern => "PSUBSCRIBE",
+        }
+    }
+
+    fn unsubscribe(self) -> &'static str {
+        match self {
+            Kind::Channel => "UNSUBSCRIBE",
+            Kind::Pattern => "PUNSUBSCRIBE",
+        }
+    }
+}
+
+enum HubCommand {
+    Subscribe {
+        kind: Kind,
+        name: Bytes,
+        id: u64,
+        tx: mpsc::Sender<Bytes>,
+        /// Answered once the backend subscription is active.
+        done: oneshot::Sender<()>,
+    },
+    Unsubscribe {
+        kind: Kind,
+        name: Bytes,
+        id: u64,
+    },
+}
+
+/// The handle sessions use.
+#[derive(Clone)]
+pub struct PubSubHub {
+    commands: mpsc::UnboundedSender<HubCommand>,
+}
+
+impl PubSubHub {
+    /// Starts the hub task.
+    pub fn start(cluster: Arc<Cluster>) -> PubSubHub {
+        let (commands, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(cluster, rx));
+        PubSubHub { commands }
+    }
+
+    /// Registers subscriber `id` for `name`; resolves once messages for it flow.
+    pub fn subscribe(
+        &self,
+        kind: Kind,
+        name: Bytes,
+        id: u64,
+        tx: mpsc::Sender<Bytes>,
+    ) -> oneshot::Receiver<()> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.commands.send(HubCommand::Subscribe {
+            kind,
+            name,
+            id,
+            tx,
+            done,
+        });
+        rx
+    }
+
+    pub fn unsubscribe(&self, kind: Kind, name: Bytes, id: u64) {
+        let _ = self
+            .commands
+            .send(HubCommand::Unsubscribe { kind, name, id });
+    }
+}
+
+type Subscribers = HashMap<(Kind, Bytes), HashMap<u64, mpsc::Sender<Bytes>>>;
+type Waiting = Vec<((Kind, Bytes), oneshot::Sender<()>)>;
+
+async fn run(cluster: Arc<Cluster>, mut commands: mpsc::UnboundedReceiver<HubCommand>) {
+    let mut subs: Subscribers = HashMap::new();
+    // Subscribers waiting for the backend to confirm their channel.
+    let mut waiting: Waiting = Vec::new();
+    loop {
+        // Connect only while someone is subscribed (or about to be).
+        if subs.is_empty() {
+            match commands.recv().await {
+                Some(cmd) => apply(cmd, &mut subs, &mut waiting, None),
+                None => return,
+            }
+            continue;
+        }
+        let Some(mut conn) = connect(&cluster).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Drain what came meanwhile so unsubscribes are not lost.
+            while let Ok(cmd) = commands.try_recv() {
+                apply(cmd, &mut subs, &mut waiting, None);
+            }
+            continue;
+        };
+        // (Re)subscribe to everything known.
+        let mut out = BytesMut::new();
+        for (kind, name) in subs.keys() {
+            out.extend_from_slice(&reply::command([kind.subscribe().as_bytes(), &name[..]]));
+        }
+        if conn.write_all(&out).await.is_err() {
+            continue;
+        }
+        let mut rbuf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    let mut out = BytesMut::new();
+                    apply(cmd, &mut subs, &mut waiting, Some(&mut out));
+                    if !out.is_empty() && conn.write_all(&out).await.is_err() {
+                        break;
+                    }
+                }
+                read = conn.read_buf(&mut rbuf) => {
+                    match read {
+                        Ok(n) if n > 0 => {}
+                        _ => break,
+                    }
+                    while let Ok(Some(len)) = scan_reply(&rbuf) {
+                        let frame = rbuf.split_to(len).freeze();
+                        dispatch(frame, &mut subs, &mut waiting);
+                    }
+                    if rbuf.capacity() - rbuf.len() < 1024 {
+                        rbuf.reserve(16 * 1024);
+                    }
+                }
+            }
+            if subs.is_empty() && waiting.is_empty() {
+                break;
+            }
+        }
+        tracing::debug!("pub/sub backend connection closed");
+    }
+}
+
+async fn connect(cluster: &Cluster) -> Option<TcpStream> {
+    let addr = {
+        let topo = cluster.topology();
+        topo.as_ref()?.any_master(0)?.addr().to_string()
+    };
+    let mut stream = tokio::time::timeout(
+        cluster.config().connect_timeout(),
+        TcpStream::connect(&addr),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    if let Some(auth) = cluster.link_options().auth_command() {
+        stream.write_all(&auth).await.ok()?;
+        let mut buf = BytesMut::with_capacity(256);
+        loop {
+            stream.read_buf(&mut buf).await.ok()?;
+            if let Ok(Some(len)) = scan_reply(&buf) {
+                if buf[0] == b'-' || len == 0 {
+                    return None;
+                }
+                break;
+            }
+        }
+    }
+    Some(stream)
+}
+
+/// Applies a subscriber's command; with a live connection, writes what the backend
+/// must do into `out`.
+fn apply(
+    cmd: HubCommand,
+    subs: &mut Subscribers,
+    waiting: &mut Waiting,
+    live: Option<&mut BytesMut>,
+) {
+    match cmd {
+        HubCommand::Subscribe {
+            kind,
+            name,
+            id,
+            tx,
+            done,
+        } => {
+            let entry = subs.entry((kind, name.clone())).or_default();
+            let first = entry.is_empty();
+            entry.insert(id, tx);
+            if first {
+                // Confirmed when the backend confirms (now, or when it (re)connects).
+                if let Some(out) = live {
+                    out.extend_from_slice(&reply::command([
+                        kind.subscribe().as_bytes(),
+                        &name[..],
+                    ]));
+                }
+                waiting.push(((kind, name), done));
+            } else if waiting.iter().any(|(k, _)| *k == (kind, name.clone())) {
+                waiting.push(((kind, name), done));
+            } else {
+                let _ = done.send(());
+            }
+        }
+        HubCommand::Unsubscribe { kind, name, id } => {
+            let key = (kind, name.clone());
+            if let Some(entry) = subs.get_mut(&key) {
+                entry.remove(&id);
+                if entry.is_empty() {
+                    subs.remove(&key);
+                    if let Some(out) = live {
+                        out.extend_from_slice(&reply::command([
+                            kind.unsubscribe().as_bytes(),
+                            &name[..],
+                        ]));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Routes one frame from the backend: a message to its subscribers, or a confirmation.
+fn dispatch(frame: Bytes, subs: &mut Subscribers, waiting: &mut Waiting) {
+    let Some(items) = crate::session::merge::array_items(&frame) else {
+        return;
+    };
+    let text = |i: usize| -> Option<Bytes> {
+        let item = items.get(i)?;
+        let start = item.iter().position(|&b| b == b'\n')? + 1;
+        let start_off = item.as_ptr() as usize - frame.as_ptr() as usize + start;
+        Some(frame.slice(start_off..start_off + item.len() - start - 2))
+    };
+    let Some(kind) = text(0) else { return };
+    let key = match &kind[..] {
+        b"message" => text(1).map(|c| (Kind::Channel, c)),
+        b"pmessage" => text(1).map(|p| (Kind::Pattern, p)),
+        b"subscribe" | b"psubscribe" => {
+            let kind = if &kind[..] == b"subscribe" {
+                Kind::Channel
+            } else {
+                Kind::Pattern
+            };
+            if let Some(name) = text(1) {
+                let key = (kind, name);
+                let (confirmed, rest): (Waiting, Waiting) = std::mem::take(waiting)
+                    .into_iter()
+                    .partition(|(k, _)| *k == key);
+                *waiting = rest;
+                for (_, done) in confirmed {
+                    let _ = done.send(());
+                }
+            }
+            None
+        }
+        _ => None,
+    };
+    let Some(key) = key else { return };
+    let mut evicted = Vec::new();
+    if let Some(entry) = subs.get_mut(&key) {
+        for (id, tx) in entry.iter() {
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(frame.clone()) {
+                evicted.push(*id);
+            }
+        }
+    }
+    // A full queue means the subscriber does not keep up: it is dropped from every
+    // subscription, so its queue closes and its session disconnects the client.
+    for id in evicted {
+        tracing::info!(
+            client = id,
+            "dropping a subscriber that does not read its messages"
+        );
+        metrics::counter!("respgate_clients_disconnected_total", "reason" => "pubsub_queue_full")
+            .increment(1);
+        subs.retain(|_, entry| {
+            entry.remove(&id);
+            !entry.is_empty()
+        });
+    }
+}

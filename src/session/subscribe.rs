@@ -1,0 +1,179 @@
+//! A client's subscriptions (SUBSCRIBE / PSUBSCRIBE and their UNSUBSCRIBEs), served by the
+//! shared [`PubSubHub`], with Redis's subscribed-mode rules (RESP2).
+
+use super::routing::Route;
+use crate::commands::CommandInfo;
+use crate::protocol::reply::{put_array_header, put_bulk};
+use crate::protocol::Args;
+use crate::pubsub::{Kind, PubSubHub};
+use bytes::{Bytes, BytesMut};
+use std::collections::BTreeSet;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a subscribed client has, and where its messages arrive.
+pub struct Subscriptions {
+    id: u64,
+    hub: PubSubHub,
+    channels: BTreeSet<Bytes>,
+    patterns: BTreeSet<Bytes>,
+    /// Weak: only the hub holds the queue open, so dropping this client there (it did
+    /// not keep up) closes `rx`.
+    tx: mpsc::WeakSender<Bytes>,
+    /// Kept until the first subscription hands a strong sender to the hub.
+    first: Option<mpsc::Sender<Bytes>>,
+    pub rx: mpsc::Receiver<Bytes>,
+}
+
+impl Subscriptions {
+    fn new(id: u64, hub: PubSubHub, queue: usize) -> Subscriptions {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        Subscriptions {
+            id,
+            hub,
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+            tx: tx.downgrade(),
+            first: Some(tx),
+            rx,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+
+    fn set(&mut self, kind: Kind) -> &mut BTreeSet<Bytes> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+        }
+    }
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        for c in std::mem::take(&mut self.channels) {
+            self.hub.unsubscribe(Kind::Channel, c, self.id);
+        }
+        for p in std::mem::take(&mut self.patterns) {
+            self.hub.unsubscribe(Kind::Pattern, p, self.id);
+        }
+    }
+}
+
+/// Replies to a (un)subscription: each ready, or once the hub confirmed.
+pub type Confirmations = Vec<(Option<oneshot::Receiver<()>>, Bytes)>;
+
+fn confirmation(kind: &str, name: Option<&[u8]>, count: usize) -> Bytes {
+    let mut out = BytesMut::new();
+    put_array_header(&mut out, 3);
+    put_bulk(&mut out, kind.as_bytes());
+    match name {
+        Some(n) => put_bulk(&mut out, n),
+        None => out.extend_from_slice(b"$-1\r\n"),
+    }
+    out.extend_from_slice(format!(":{count}\r\n").as_bytes());
+    out.freeze()
+}
+
+/// Whether `name` may run in subscribed mode (RESP2).
+pub fn allowed_in_subscribed_mode(name: &str) -> bool {
+    matches!(
+        name,
+        "subscribe"
+            | "psubscribe"
+            | "ssubscribe"
+            | "unsubscribe"
+            | "punsubscribe"
+            | "sunsubscribe"
+            | "ping"
+            | "quit"
+            | "reset"
+    )
+}
+
+/// Redis's refusal of other commands in subscribed mode.
+pub fn refuse(info: &CommandInfo) -> Route {
+    Route::Reply(crate::protocol::reply::error(&format!(
+        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+        info.name
+    )))
+}
+
+/// PING in subscribed mode answers a push-style pair.
+pub fn ping(args: Args<'_>) -> Route {
+    let mut out = BytesMut::new();
+    put_array_header(&mut out, 2);
+    put_bulk(&mut out, b"pong");
+    put_bulk(&mut out, if args.len() > 1 { args.get(1) } else { b"" });
+    Route::Reply(out.freeze())
+}
+
+/// SUBSCRIBE / PSUBSCRIBE.
+pub fn subscribe(
+    subs: &mut Option<Box<Subscriptions>>,
+    id: u64,
+    hub: &PubSubHub,
+    queue: usize,
+    kind: Kind,
+    args: Args<'_>,
+) -> Route {
+    let subs = subs.get_or_insert_with(|| Box::new(Subscriptions::new(id, hub.clone(), queue)));
+    let word = match kind {
+        Kind::Channel => "subscribe",
+        Kind::Pattern => "psubscribe",
+    };
+    let mut replies = Confirmations::new();
+    for name in args.iter().skip(1) {
+        let name = Bytes::copy_from_slice(name);
+        let tx = subs.first.take().or_else(|| subs.tx.upgrade());
+        let wait = match tx {
+            Some(tx) if subs.set(kind).insert(name.clone()) => {
+                Some(subs.hub.subscribe(kind, name.clone(), subs.id, tx))
+            }
+            _ => None,
+        };
+        replies.push((wait, confirmation(word, Some(&name), subs.count())));
+    }
+    Route::Subscribed(replies)
+}
+
+/// UNSUBSCRIBE / PUNSUBSCRIBE (all of that kind without arguments). Leaves subscribed
+/// mode when nothing remains.
+pub fn unsubscribe(subs: &mut Option<Box<Subscriptions>>, kind: Kind, args: Args<'_>) -> Route {
+    let word = match kind {
+        Kind::Channel => "unsubscribe",
+        Kind::Pattern => "punsubscribe",
+    };
+    let Some(s) = subs.as_mut() else {
+        let names: Vec<&[u8]> = args.iter().skip(1).collect();
+        if names.is_empty() {
+            return Route::Subscribed(vec![(None, confirmation(word, None, 0))]);
+        }
+        return Route::Subscribed(
+            names
+                .into_iter()
+                .map(|n| (None, confirmation(word, Some(n), 0)))
+                .collect(),
+        );
+    };
+    let names: Vec<Bytes> = if args.len() > 1 {
+        args.iter().skip(1).map(Bytes::copy_from_slice).collect()
+    } else {
+        s.set(kind).iter().cloned().collect()
+    };
+    let mut replies = Confirmations::new();
+    if names.is_empty() {
+        replies.push((None, confirmation(word, None, s.count())));
+    }
+    for name in names {
+        if s.set(kind).remove(&name) {
+            s.hub.unsubscribe(kind, name.clone(), s.id);
+        }
+        replies.push((None, confirmation(word, Some(&name), s.count())));
+    }
+    if s.count() == 0 {
+        *subs = None;
+    }
+    Route::Subscribed(replies)
+}
