@@ -57,6 +57,7 @@ impl Proxy {
             max_dedicated: s.max_dedicated_connections,
             pubsub: crate::pubsub::PubSubHub::start(cluster.clone()),
             pubsub_queue: s.pubsub_queue_messages,
+            registry: Default::default(),
         });
         let refresher = {
             let listener = shutdown.listen();

@@ -46,9 +46,12 @@ pub fn answer(
         "echo" => Some(Route::Reply(reply::bulk(args.get(1)))),
         "quit" => Some(Route::ReplyAndClose(Bytes::from_static(reply::OK))),
         "reset" => {
-            client.name = None;
+            client.set_name(None);
             client.tx = None;
             client.subs = None;
+            for count in &client.entry.subs {
+                count.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
             Some(Route::Reply(reply::simple("RESET")))
         }
         "select" => match parse_int(args.get(1)) {
@@ -66,7 +69,7 @@ pub fn answer(
         _ if name == "cluster" || name.starts_with("cluster|") => {
             err("ERR This instance has cluster support disabled")
         }
-        _ if name.starts_with("client|") => client_command(client, &name[7..], args),
+        _ if name.starts_with("client|") => client_command(ctx, client, &name[7..], args),
         "multi" | "exec" | "discard" | "watch" | "unwatch" => not_yet(
             "MULTI/EXEC/WATCH",
             "transactions need a pinned backend connection",
@@ -251,6 +254,135 @@ fn scan(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> Route {
     }
 }
 
+/// CLIENT LIST [TYPE normal|pubsub] [ID id ...]: respgate's own clients.
+fn client_list(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Route {
+    let mut want_type: Option<Vec<u8>> = None;
+    let mut ids: Option<Vec<u64>> = None;
+    let mut i = 2;
+    while i < args.len() {
+        let opt = args.get(i);
+        if opt.eq_ignore_ascii_case(b"type") && i + 1 < args.len() {
+            want_type = Some(args.get(i + 1).to_ascii_lowercase());
+            i += 2;
+        } else if opt.eq_ignore_ascii_case(b"id") && i + 1 < args.len() {
+            let mut list = Vec::new();
+            for a in args.iter().skip(i + 1) {
+                match std::str::from_utf8(a).ok().and_then(|s| s.parse().ok()) {
+                    Some(id) => list.push(id),
+                    None => return Route::Reply(reply::error("ERR Invalid client ID")),
+                }
+            }
+            ids = Some(list);
+            i = args.len();
+        } else {
+            return Route::Reply(reply::error("ERR syntax error"));
+        }
+    }
+    let mut out = String::new();
+    for entry in ctx.registry.all() {
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&entry.id)) {
+            continue;
+        }
+        let pubsub = entry
+            .subs
+            .iter()
+            .any(|c| c.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        match want_type.as_deref() {
+            Some(b"pubsub") if !pubsub => continue,
+            Some(b"normal") if pubsub => continue,
+            Some(b"master" | b"replica" | b"slave") => continue,
+            Some(b"pubsub" | b"normal") | None => {}
+            Some(other) => {
+                return Route::Reply(reply::error(&format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(other)
+                )))
+            }
+        }
+        if entry.id == client.meta.id {
+            out.push_str(&client.info_line());
+        } else {
+            out.push_str(&entry.info_line(None));
+        }
+    }
+    Route::Reply(reply::bulk(out.as_bytes()))
+}
+
+/// CLIENT KILL addr (old form: +OK or an error) or CLIENT KILL <filter value> ...
+/// (ID, ADDR, LADDR, USER, SKIPME: the number killed), over respgate's own clients.
+fn client_kill(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Route {
+    let all = ctx.registry.all();
+    if args.len() == 3 {
+        let addr = String::from_utf8_lossy(args.get(2)).into_owned();
+        return match all.iter().find(|e| e.peer.to_string() == addr) {
+            Some(e) if e.id == client.meta.id => {
+                Route::ReplyAndClose(Bytes::from_static(reply::OK))
+            }
+            Some(e) => {
+                e.kill();
+                Route::Reply(Bytes::from_static(reply::OK))
+            }
+            None => Route::Reply(reply::error("ERR No such client")),
+        };
+    }
+    if args.len() % 2 != 0 {
+        return Route::Reply(reply::error("ERR syntax error"));
+    }
+    let mut id = None;
+    let mut addr = None;
+    let mut laddr = None;
+    let mut user = None;
+    let mut skipme = true;
+    for pair in (2..args.len()).step_by(2) {
+        let (k, v) = (
+            args.get(pair),
+            String::from_utf8_lossy(args.get(pair + 1)).into_owned(),
+        );
+        match k.to_ascii_lowercase().as_slice() {
+            b"id" => match v.parse::<u64>() {
+                Ok(n) => id = Some(n),
+                Err(_) => {
+                    return Route::Reply(reply::error("ERR client-id should be greater than 0"))
+                }
+            },
+            b"addr" => addr = Some(v),
+            b"laddr" => laddr = Some(v),
+            b"user" => user = Some(v),
+            b"skipme" => match v.to_ascii_lowercase().as_str() {
+                "yes" => skipme = true,
+                "no" => skipme = false,
+                _ => return Route::Reply(reply::error("ERR syntax error")),
+            },
+            _ => return Route::Reply(reply::error("ERR syntax error")),
+        }
+    }
+    let mut killed = 0;
+    let mut me = false;
+    for e in &all {
+        let matches = id.is_none_or(|i| e.id == i)
+            && addr.as_ref().is_none_or(|a| e.peer.to_string() == *a)
+            && laddr.as_ref().is_none_or(|a| e.local.to_string() == *a)
+            && user.as_ref().is_none_or(|u| u == "default");
+        if !matches {
+            continue;
+        }
+        if e.id == client.meta.id {
+            if skipme {
+                continue;
+            }
+            me = true;
+        } else {
+            e.kill();
+        }
+        killed += 1;
+    }
+    if me {
+        Route::ReplyAndClose(reply::integer(killed))
+    } else {
+        Route::Reply(reply::integer(killed))
+    }
+}
+
 fn auth(args: Args<'_>) -> Option<Route> {
     if args.len() == 2 {
         return err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
@@ -297,7 +429,7 @@ fn hello(ctx: &SessionContext, client: &mut ClientState, args: Args<'_>) -> Opti
         }
     }
     if let Some(name) = new_name {
-        client.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+        client.set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
     }
     let version = ctx.cluster.redis_version();
     let mut out = BytesMut::new();
@@ -325,14 +457,23 @@ fn valid_client_name(name: &[u8]) -> bool {
     name.iter().all(|&b| (b'!'..=b'~').contains(&b))
 }
 
-fn client_command(client: &mut ClientState, sub: &str, args: Args<'_>) -> Option<Route> {
+fn client_command(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    sub: &str,
+    args: Args<'_>,
+) -> Option<Route> {
     match sub {
+        "list" => Some(client_list(ctx, client, args)),
+        "kill" => Some(client_kill(ctx, client, args)),
+        // respgate never evicts clients: accepted for compatibility.
+        "no-evict" => ok(),
         "setname" => {
             let name = args.get(2);
             if !valid_client_name(name) {
                 return err(BAD_NAME);
             }
-            client.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+            client.set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
             ok()
         }
         "getname" => Some(Route::Reply(match &client.name {
@@ -344,7 +485,7 @@ fn client_command(client: &mut ClientState, sub: &str, args: Args<'_>) -> Option
         "setinfo" => ok(),
         _ => not_yet(
             &format!("CLIENT {}", sub.to_uppercase()),
-            "respgate answers CLIENT SETNAME, GETNAME, ID and INFO",
+            "respgate answers CLIENT SETNAME, GETNAME, ID, INFO, LIST, KILL and NO-EVICT",
         ),
     }
 }

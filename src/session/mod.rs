@@ -14,6 +14,7 @@
 //! at `max_pending_replies` the session stops reading (back-pressure); a client that does
 //! not read its replies for `output_stall_timeout_secs` is disconnected.
 
+pub mod clients;
 mod local;
 pub mod merge;
 mod routing;
@@ -52,6 +53,8 @@ pub struct SessionContext {
     pub pubsub: crate::pubsub::PubSubHub,
     /// Messages a subscriber may have queued before it is disconnected.
     pub pubsub_queue: usize,
+    /// Every connected client (CLIENT LIST / KILL).
+    pub registry: clients::ClientRegistry,
 }
 
 /// Who the client is, for CLIENT INFO / ID and logs.
@@ -71,6 +74,8 @@ pub struct ClientState {
     pub tx: Option<Transaction>,
     /// Channels and patterns subscribed to (subscribed mode while `Some`).
     pub subs: Option<Box<subscribe::Subscriptions>>,
+    /// This client in the registry CLIENT LIST reads.
+    pub entry: Arc<clients::ClientEntry>,
 }
 
 /// A transaction being queued: sent as one job (`MULTI`, the commands, `EXEC`) to the
@@ -85,21 +90,16 @@ pub struct Transaction {
 }
 
 impl ClientState {
-    /// The CLIENT INFO line, in Redis's field order for the fields respgate knows.
+    /// The CLIENT INFO line.
     pub fn info_line(&self) -> String {
-        let name = self
-            .name
-            .as_ref()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .unwrap_or_default();
-        format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 user=default resp=2\n",
-            self.meta.id,
-            self.meta.peer,
-            self.meta.local,
-            name,
-            self.meta.connected_at.elapsed().as_secs()
-        )
+        self.entry
+            .info_line(self.tx.as_ref().map(|t| t.queued.len()))
+    }
+
+    /// CLIENT SETNAME / HELLO SETNAME / RESET.
+    pub fn set_name(&mut self, name: Option<Bytes>) {
+        self.entry.set_name(name.clone());
+        self.name = name;
     }
 }
 
@@ -193,12 +193,17 @@ pub async fn run<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let (entry, kill) = ctx
+        .registry
+        .register(meta.id, meta.peer, meta.local, meta.connected_at);
+    let _registered = Registered(ctx.clone(), meta.id);
     let mut s = Session {
         client: ClientState {
             meta,
             name: None,
             tx: None,
             subs: None,
+            entry,
         },
         ctx,
         rbuf: BytesMut::with_capacity(READ_MIN),
@@ -325,6 +330,8 @@ pub async fn run<R, W>(
                 }
                 housekeeping.as_mut().reset(tokio::time::Instant::now() + s.next_check());
             }
+            // CLIENT KILL.
+            _ = kill.above(RUNNING) => break,
             level = shutdown.above(stop_seen) => {
                 stop_seen = level;
                 if level >= STOP {
@@ -336,6 +343,15 @@ pub async fn run<R, W>(
     }
     let _ = wr.flush().await;
     let _ = wr.shutdown().await;
+}
+
+/// Keeps a client in the registry for as long as its session runs, however it ends.
+struct Registered(Arc<SessionContext>, u64);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.0.registry.remove(self.1);
+    }
 }
 
 async fn wait_head(head: Option<&mut Pending>) -> HeadEvent {
@@ -431,6 +447,7 @@ impl Session {
             match request {
                 Ok(raw) => {
                     let now = self.now();
+                    self.client.entry.touch(now);
                     self.dispatch(raw, now);
                 }
                 Err(e) => {

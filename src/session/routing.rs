@@ -122,6 +122,7 @@ pub fn route(
         return Route::Reply(lookup.error_reply(args).unwrap_or_default());
     };
     info.metrics.requests.increment(1);
+    client.entry.set_cmd(&info.name);
 
     let transaction_command = info.acl_categories & transaction_category() != 0;
     // RESET and QUIT act at once even inside MULTI, as in Redis.
@@ -185,7 +186,7 @@ fn pubsub(
 ) -> Option<Route> {
     let id = client.meta.id;
     let subscribed = client.subs.is_some();
-    Some(match info.name.as_str() {
+    let route = match info.name.as_str() {
         "subscribe" => subscribe::subscribe(
             &mut client.subs,
             id,
@@ -209,7 +210,11 @@ fn pubsub(
             subscribe::refuse(info)
         }
         _ => return None,
-    })
+    };
+    let (channels, patterns) = client.subs.as_ref().map_or((0, 0), |s| s.counts());
+    client.entry.subs[0].store(channels as u64, std::sync::atomic::Ordering::Relaxed);
+    client.entry.subs[1].store(patterns as u64, std::sync::atomic::Ordering::Relaxed);
+    Some(route)
 }
 
 /// The slot every key hashes to (`None` without keys), or `Err` when they differ.

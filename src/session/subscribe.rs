@@ -38,6 +38,11 @@ impl Subscriptions {
         }
     }
 
+    /// (channels, patterns).
+    pub fn counts(&self) -> (usize, usize) {
+        (self.channels.len(), self.patterns.len())
+    }
+
     fn count(&self) -> usize {
         self.channels.len() + self.patterns.len()
     }

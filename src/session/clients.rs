@@ -1,0 +1,157 @@
+//! respgate's own clients, as CLIENT LIST / CLIENT INFO / CLIENT KILL show and act on
+//! them: what an operator hunting a bad client needs (address, name, age, idle time,
+//! last command), about the clients of the proxy rather than the proxy's backend links.
+//!
+//! Per request a session only stores its command name into four atomics; the registry's
+//! mutex is taken when a client connects, disconnects or changes its name, and by the
+//! CLIENT commands themselves.
+
+use crate::shutdown::{Shutdown, ShutdownListener, STOP};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One connected client.
+pub struct ClientEntry {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub connected_at: Instant,
+    name: Mutex<Option<Bytes>>,
+    /// The last command's name, up to 32 bytes, zero-padded (a diagnostic: a torn read
+    /// during an update shows a mix of two names, never garbage beyond them).
+    cmd: [AtomicU64; 4],
+    /// Milliseconds after `connected_at` of the last request.
+    last_active_ms: AtomicU64,
+    /// Subscriptions (channels, patterns), for `sub=` / `psub=`.
+    pub subs: [AtomicU64; 2],
+    kill: Arc<Shutdown>,
+}
+
+impl ClientEntry {
+    /// Records the command being run.
+    #[inline]
+    pub fn set_cmd(&self, name: &str) {
+        let mut buf = [0u8; 32];
+        let n = name.len().min(32);
+        buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+        for (i, slot) in self.cmd.iter().enumerate() {
+            let word = u64::from_le_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap());
+            slot.store(word, Ordering::Relaxed);
+        }
+    }
+
+    fn cmd(&self) -> String {
+        let mut buf = Vec::with_capacity(32);
+        for slot in &self.cmd {
+            buf.extend_from_slice(&slot.load(Ordering::Relaxed).to_le_bytes());
+        }
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        match end {
+            0 => "NULL".into(),
+            n => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        }
+    }
+
+    /// Marks the client active at `now`.
+    #[inline]
+    pub fn touch(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.connected_at).as_millis() as u64;
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn set_name(&self, name: Option<Bytes>) {
+        *self.name.lock().unwrap_or_else(|p| p.into_inner()) = name;
+    }
+
+    pub fn name(&self) -> Option<Bytes> {
+        self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The CLIENT LIST / CLIENT INFO line, in Redis's field order for the fields that
+    /// mean something for a proxy client.
+    pub fn info_line(&self, in_multi: Option<usize>) -> String {
+        let name = self
+            .name()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .unwrap_or_default();
+        let age = self.connected_at.elapsed();
+        let idle_ms =
+            (age.as_millis() as u64).saturating_sub(self.last_active_ms.load(Ordering::Relaxed));
+        let (sub, psub) = (
+            self.subs[0].load(Ordering::Relaxed),
+            self.subs[1].load(Ordering::Relaxed),
+        );
+        let flags = if sub + psub > 0 {
+            "P"
+        } else if in_multi.is_some() {
+            "x"
+        } else {
+            "N"
+        };
+        let multi = in_multi.map_or(-1, |n| n as i64);
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub=0 multi={multi} cmd={} user=default redir=-1 resp=2\n",
+            self.id,
+            self.peer,
+            self.local,
+            age.as_secs(),
+            idle_ms / 1000,
+            self.cmd(),
+        )
+    }
+
+    /// Disconnects this client (its session ends at its next loop pass).
+    pub fn kill(&self) {
+        self.kill.raise(STOP);
+    }
+}
+
+/// Every connected client.
+#[derive(Default)]
+pub struct ClientRegistry {
+    clients: Mutex<BTreeMap<u64, Arc<ClientEntry>>>,
+}
+
+impl ClientRegistry {
+    /// Registers a client; the listener tells its session when it is killed.
+    pub fn register(
+        &self,
+        id: u64,
+        peer: SocketAddr,
+        local: SocketAddr,
+        connected_at: Instant,
+    ) -> (Arc<ClientEntry>, ShutdownListener) {
+        let kill = Shutdown::new();
+        let listener = kill.listen();
+        let entry = Arc::new(ClientEntry {
+            id,
+            peer,
+            local,
+            connected_at,
+            name: Mutex::new(None),
+            cmd: Default::default(),
+            last_active_ms: AtomicU64::new(0),
+            subs: Default::default(),
+            kill,
+        });
+        self.lock().insert(id, entry.clone());
+        (entry, listener)
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// All clients, by id.
+    pub fn all(&self) -> Vec<Arc<ClientEntry>> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<ClientEntry>>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
