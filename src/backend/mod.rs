@@ -40,6 +40,9 @@ pub struct Job {
     pub bytes: Bytes,
     /// Send `ASKING` right before it on the same connection (an ASK redirection).
     pub asking: bool,
+    /// Send on a connection that speaks RESP3 (the client said HELLO 3), so replies come
+    /// back in the client's protocol.
+    pub resp3: bool,
     /// How many replies `bytes` produces (1, or N+2 for `MULTI`, N commands, `EXEC`
     /// written as one job so no other client's request can come between them). They
     /// are handed back together, as one contiguous slice.
@@ -60,6 +63,8 @@ pub struct LinkOptions {
     /// may wait forever) and closed as soon as its owner lets go of it, which is what
     /// unblocks the node when that client disconnects.
     pub dedicated: bool,
+    /// Send `HELLO 3` after connecting: replies in RESP3.
+    pub resp3: bool,
 }
 
 impl LinkOptions {
@@ -77,6 +82,8 @@ impl LinkOptions {
 pub struct Node {
     addr: Arc<str>,
     links: Box<[mpsc::UnboundedSender<Job>]>,
+    /// The same for RESP3 clients (connections that said HELLO 3).
+    links3: Box<[mpsc::UnboundedSender<Job>]>,
 }
 
 impl Node {
@@ -84,15 +91,27 @@ impl Node {
     /// notified whenever a connection to this node fails, so the topology is refreshed.
     pub fn spawn(addr: &str, links: usize, opts: LinkOptions, on_failure: Arc<Notify>) -> Node {
         let addr: Arc<str> = Arc::from(addr);
-        let opts = Arc::new(opts);
-        let links = (0..links.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run_link(addr.clone(), opts.clone(), rx, on_failure.clone()));
-                tx
-            })
-            .collect();
-        Node { addr, links }
+        let spawn_links = |resp3: bool| -> Box<[mpsc::UnboundedSender<Job>]> {
+            let opts = Arc::new(LinkOptions {
+                resp3,
+                ..opts.clone()
+            });
+            (0..links.max(1))
+                .map(|_| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(run_link(addr.clone(), opts.clone(), rx, on_failure.clone()));
+                    tx
+                })
+                .collect()
+        };
+        // Links connect on first use: the RESP3 set costs two idle tasks until a RESP3
+        // client shows up.
+        let (links, links3) = (spawn_links(false), spawn_links(true));
+        Node {
+            addr,
+            links,
+            links3,
+        }
     }
 
     /// `host:port` of the node.
@@ -103,7 +122,8 @@ impl Node {
     /// Queues `job` on the link that serves `client_id`. If the link task is gone the job
     /// is answered at once with [`LinkError::NotSent`].
     pub fn send(&self, client_id: u64, job: Job) {
-        let link = &self.links[(client_id % self.links.len() as u64) as usize];
+        let links = if job.resp3 { &self.links3 } else { &self.links };
+        let link = &links[(client_id % links.len() as u64) as usize];
         if let Err(mpsc::error::SendError(job)) = link.send(job) {
             let _ = job.reply.send(Err(LinkError::NotSent(format!(
                 "{} link closed",
@@ -117,20 +137,27 @@ impl Node {
 pub struct DedicatedLink {
     addr: Arc<str>,
     tx: mpsc::UnboundedSender<Job>,
+    resp3: bool,
 }
 
 impl DedicatedLink {
     /// Starts a link task for `addr` with `opts` (`dedicated` is forced on).
     pub fn spawn(addr: &str, mut opts: LinkOptions, on_failure: Arc<Notify>) -> DedicatedLink {
         opts.dedicated = true;
+        let resp3 = opts.resp3;
         let addr: Arc<str> = Arc::from(addr);
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run_link(addr.clone(), Arc::new(opts), rx, on_failure));
-        DedicatedLink { addr, tx }
+        DedicatedLink { addr, tx, resp3 }
     }
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Whether the link speaks RESP3.
+    pub fn resp3(&self) -> bool {
+        self.resp3
     }
 
     /// Queues `job`; answered at once with [`LinkError::NotSent`] if the link is gone.
@@ -210,6 +237,10 @@ async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<TcpStream> {
     }
     if opts.readonly {
         hello.extend_from_slice(b"*1\r\n$8\r\nREADONLY\r\n");
+        expected += 1;
+    }
+    if opts.resp3 {
+        hello.extend_from_slice(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
         expected += 1;
     }
     // The connection only counts once the node has answered: a dying node's listening

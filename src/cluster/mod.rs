@@ -46,6 +46,7 @@ impl Cluster {
             password: config.upstream_password(),
             readonly: false,
             dedicated: false,
+            resp3: false,
         };
         Arc::new(Cluster {
             topology: ArcSwapOption::empty(),
@@ -85,8 +86,12 @@ impl Cluster {
     }
 
     /// A connection of its own to `addr`, for one client's blocking commands.
-    pub fn dedicated_link(&self, addr: &str) -> crate::backend::DedicatedLink {
-        crate::backend::DedicatedLink::spawn(addr, self.link_options.clone(), self.refresh.clone())
+    pub fn dedicated_link(&self, addr: &str, resp3: bool) -> crate::backend::DedicatedLink {
+        let opts = LinkOptions {
+            resp3,
+            ..self.link_options.clone()
+        };
+        crate::backend::DedicatedLink::spawn(addr, opts, self.refresh.clone())
     }
 
     /// How backend connections connect and authenticate.

@@ -49,6 +49,7 @@ pub fn answer(
             client.set_name(None);
             client.tx = None;
             client.subs = None;
+            client.resp3 = false;
             for count in &client.entry.subs {
                 count.store(0, std::sync::atomic::Ordering::Relaxed);
             }
@@ -396,10 +397,11 @@ fn auth(args: Args<'_>) -> Option<Route> {
 
 fn hello(ctx: &SessionContext, client: &mut ClientState, args: Args<'_>) -> Option<Route> {
     let mut i = 1;
+    let mut resp3 = client.resp3;
     if args.len() > 1 {
         match parse_int(args.get(1)) {
-            Some(2) => {}
-            Some(3) => return err("NOPROTO sorry, this protocol version is not supported."),
+            Some(2) => resp3 = false,
+            Some(3) => resp3 = true,
             Some(_) => return err("NOPROTO unsupported protocol version"),
             None => return err("ERR Protocol version is not an integer or out of range"),
         }
@@ -431,15 +433,20 @@ fn hello(ctx: &SessionContext, client: &mut ClientState, args: Args<'_>) -> Opti
     if let Some(name) = new_name {
         client.set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
     }
+    client.resp3 = resp3;
     let version = ctx.cluster.redis_version();
     let mut out = BytesMut::new();
-    put_array_header(&mut out, 14);
+    if resp3 {
+        out.extend_from_slice(b"%7\r\n");
+    } else {
+        put_array_header(&mut out, 14);
+    }
     for (k, v) in [("server", "redis"), ("version", version.as_str())] {
         put_bulk(&mut out, k.as_bytes());
         put_bulk(&mut out, v.as_bytes());
     }
     put_bulk(&mut out, b"proto");
-    out.extend_from_slice(b":2\r\n");
+    out.extend_from_slice(if resp3 { b":3\r\n" } else { b":2\r\n" });
     put_bulk(&mut out, b"id");
     out.extend_from_slice(format!(":{}\r\n", client.meta.id).as_bytes());
     for (k, v) in [("mode", "standalone"), ("role", "master")] {

@@ -156,6 +156,11 @@ fn bulk_text(reply: &[u8]) -> Option<&str> {
     }
     let len = parse_int(&reply[1..header_end])?;
     let body = reply.get(header_end + 2..header_end + 2 + len.max(0) as usize)?;
+    // A RESP3 verbatim string starts with its format: `txt:`.
+    let body = match reply[0] {
+        b'=' => body.get(4..)?,
+        _ => body,
+    };
     std::str::from_utf8(body).ok()
 }
 

@@ -76,6 +76,8 @@ pub struct ClientState {
     pub subs: Option<Box<subscribe::Subscriptions>>,
     /// This client in the registry CLIENT LIST reads.
     pub entry: Arc<clients::ClientEntry>,
+    /// The client said HELLO 3: replies in RESP3.
+    pub resp3: bool,
 }
 
 /// A transaction being queued: sent as one job (`MULTI`, the commands, `EXEC`) to the
@@ -204,6 +206,7 @@ pub async fn run<R, W>(
             tx: None,
             subs: None,
             entry,
+            resp3: false,
         },
         ctx,
         rbuf: BytesMut::with_capacity(READ_MIN),
@@ -305,11 +308,12 @@ pub async fn run<R, W>(
             message = next_message(&mut s.client.subs), if messages_now => {
                 match message {
                     Some(m) => {
-                        s.out.extend_from_slice(&m);
+                        let resp3 = s.client.resp3;
+                        push_message(&mut s.out, &m, resp3);
                         if let Some(subs) = s.client.subs.as_mut() {
                             while s.out.len() < OUT_HIGH_WATER {
                                 match subs.rx.try_recv() {
-                                    Ok(m) => s.out.extend_from_slice(&m),
+                                    Ok(m) => push_message(&mut s.out, &m, resp3),
                                     Err(_) => break,
                                 }
                             }
@@ -343,6 +347,17 @@ pub async fn run<R, W>(
     }
     let _ = wr.flush().await;
     let _ = wr.shutdown().await;
+}
+
+/// Appends a pub/sub message frame (RESP2 `*3 message ...`), as a push (`>3 ...`) for a
+/// RESP3 client: the frames differ only in their first byte.
+fn push_message(out: &mut BytesMut, frame: &[u8], resp3: bool) {
+    if resp3 && frame.first() == Some(&b'*') {
+        out.extend_from_slice(b">");
+        out.extend_from_slice(&frame[1..]);
+    } else {
+        out.extend_from_slice(frame);
+    }
 }
 
 /// Keeps a client in the registry for as long as its session runs, however it ends.
@@ -613,6 +628,7 @@ impl Session {
         let job = Job {
             bytes: request.clone(),
             asking,
+            resp3: self.client.resp3,
             replies,
             reply: tx,
         };
@@ -672,7 +688,12 @@ impl Session {
         // One link per node, kept while the client lives: a link with a command in
         // flight must not be dropped when the client's next blocking command goes to
         // another node.
-        if let Some(i) = self.dedicated.iter().position(|(l, _)| l.addr() == addr) {
+        let resp3 = self.client.resp3;
+        if let Some(i) = self
+            .dedicated
+            .iter()
+            .position(|(l, _)| l.addr() == addr && l.resp3() == resp3)
+        {
             return Ok(&self.dedicated[i].0);
         }
         let permit = self
@@ -686,7 +707,7 @@ impl Session {
                     self.ctx.max_dedicated
                 )
             })?;
-        let link = self.ctx.cluster.dedicated_link(addr);
+        let link = self.ctx.cluster.dedicated_link(addr, resp3);
         self.dedicated.push((link, permit));
         Ok(&self.dedicated.last().expect("just pushed").0)
     }

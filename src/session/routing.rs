@@ -185,7 +185,9 @@ fn pubsub(
     args: Args<'_>,
 ) -> Option<Route> {
     let id = client.meta.id;
-    let subscribed = client.subs.is_some();
+    let resp3 = client.resp3;
+    // RESP3 clients may run any command while subscribed (messages are pushes).
+    let subscribed = client.subs.is_some() && !resp3;
     let route = match info.name.as_str() {
         "subscribe" => subscribe::subscribe(
             &mut client.subs,
@@ -194,6 +196,7 @@ fn pubsub(
             ctx.pubsub_queue,
             Kind::Channel,
             args,
+            resp3,
         ),
         "psubscribe" => subscribe::subscribe(
             &mut client.subs,
@@ -202,9 +205,10 @@ fn pubsub(
             ctx.pubsub_queue,
             Kind::Pattern,
             args,
+            resp3,
         ),
-        "unsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Channel, args),
-        "punsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Pattern, args),
+        "unsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Channel, args, resp3),
+        "punsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Pattern, args, resp3),
         "ping" if subscribed => subscribe::ping(args),
         name if subscribed && !subscribe::allowed_in_subscribed_mode(name) => {
             subscribe::refuse(info)

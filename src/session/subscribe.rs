@@ -69,9 +69,13 @@ impl Drop for Subscriptions {
 /// Replies to a (un)subscription: each ready, or once the hub confirmed.
 pub type Confirmations = Vec<(Option<oneshot::Receiver<()>>, Bytes)>;
 
-fn confirmation(kind: &str, name: Option<&[u8]>, count: usize) -> Bytes {
+fn confirmation(kind: &str, name: Option<&[u8]>, count: usize, resp3: bool) -> Bytes {
     let mut out = BytesMut::new();
-    put_array_header(&mut out, 3);
+    if resp3 {
+        out.extend_from_slice(b">3\r\n");
+    } else {
+        put_array_header(&mut out, 3);
+    }
     put_bulk(&mut out, kind.as_bytes());
     match name {
         Some(n) => put_bulk(&mut out, n),
@@ -122,6 +126,7 @@ pub fn subscribe(
     queue: usize,
     kind: Kind,
     args: Args<'_>,
+    resp3: bool,
 ) -> Route {
     let subs = subs.get_or_insert_with(|| Box::new(Subscriptions::new(id, hub.clone(), queue)));
     let word = match kind {
@@ -138,14 +143,19 @@ pub fn subscribe(
             }
             _ => None,
         };
-        replies.push((wait, confirmation(word, Some(&name), subs.count())));
+        replies.push((wait, confirmation(word, Some(&name), subs.count(), resp3)));
     }
     Route::Subscribed(replies)
 }
 
 /// UNSUBSCRIBE / PUNSUBSCRIBE (all of that kind without arguments). Leaves subscribed
 /// mode when nothing remains.
-pub fn unsubscribe(subs: &mut Option<Box<Subscriptions>>, kind: Kind, args: Args<'_>) -> Route {
+pub fn unsubscribe(
+    subs: &mut Option<Box<Subscriptions>>,
+    kind: Kind,
+    args: Args<'_>,
+    resp3: bool,
+) -> Route {
     let word = match kind {
         Kind::Channel => "unsubscribe",
         Kind::Pattern => "punsubscribe",
@@ -153,12 +163,12 @@ pub fn unsubscribe(subs: &mut Option<Box<Subscriptions>>, kind: Kind, args: Args
     let Some(s) = subs.as_mut() else {
         let names: Vec<&[u8]> = args.iter().skip(1).collect();
         if names.is_empty() {
-            return Route::Subscribed(vec![(None, confirmation(word, None, 0))]);
+            return Route::Subscribed(vec![(None, confirmation(word, None, 0, resp3))]);
         }
         return Route::Subscribed(
             names
                 .into_iter()
-                .map(|n| (None, confirmation(word, Some(n), 0)))
+                .map(|n| (None, confirmation(word, Some(n), 0, resp3)))
                 .collect(),
         );
     };
@@ -169,13 +179,13 @@ pub fn unsubscribe(subs: &mut Option<Box<Subscriptions>>, kind: Kind, args: Args
     };
     let mut replies = Confirmations::new();
     if names.is_empty() {
-        replies.push((None, confirmation(word, None, s.count())));
+        replies.push((None, confirmation(word, None, s.count(), resp3)));
     }
     for name in names {
         if s.set(kind).remove(&name) {
             s.hub.unsubscribe(kind, name.clone(), s.id);
         }
-        replies.push((None, confirmation(word, Some(&name), s.count())));
+        replies.push((None, confirmation(word, Some(&name), s.count(), resp3)));
     }
     if s.count() == 0 {
         *subs = None;
