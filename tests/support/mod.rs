@@ -122,10 +122,21 @@ pub fn encode_command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
 }
 
 /// The length of the first complete RESP2 frame in `buf`, `None` if it is incomplete.
+/// RESP3 frames (after HELLO 3) are framed with redis-protocol's RESP3 decoder.
 ///
 /// # Panics
-/// If `buf` does not start with a valid RESP2 frame.
+/// If `buf` does not start with a valid RESP frame.
 pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    if matches!(
+        buf.first(),
+        Some(b'%' | b'~' | b'>' | b'_' | b',' | b'#' | b'=' | b'(' | b'|' | b'!')
+    ) {
+        return match redis_protocol::resp3::decode::complete::decode_range(buf) {
+            Ok(Some((_, len))) => Some(len),
+            Ok(None) => None,
+            Err(e) => panic!("invalid RESP3 from the server ({e:?}): {:?}", show(buf)),
+        };
+    }
     match redis_protocol::resp2::decode::decode_range(buf) {
         Ok(Some((_, len))) => Some(len),
         Ok(None) => None,
