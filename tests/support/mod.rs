@@ -471,3 +471,16 @@ impl QuietCluster {
 fn node_ok_quiet(q: &QuietCluster, node: SocketAddr, args: &[&str]) {
     q.with(|c| node_ok(c, node, args))
 }
+
+// ---- helpers for the pub/sub tests ----
+
+impl RawConn {
+    /// A [`RawConn`] over an already connected stream (e.g. one opened with a small
+    /// receive buffer).
+    pub fn from_stream(stream: tokio::net::TcpStream) -> RawConn {
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+}
