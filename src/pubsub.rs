@@ -13,6 +13,7 @@
 use crate::cluster::Cluster;
 use crate::protocol::reply;
 use crate::protocol::scan::scan_reply;
+use crate::session::clients::ClientEntry;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ enum HubCommand {
         name: Bytes,
         id: u64,
         tx: mpsc::Sender<Bytes>,
+        /// Killed (disconnected) if it falls too far behind.
+        client: Arc<ClientEntry>,
         /// Answered once the backend subscription is active.
         done: oneshot::Sender<()>,
     },
@@ -79,15 +82,16 @@ impl PubSubHub {
         &self,
         kind: Kind,
         name: Bytes,
-        id: u64,
+        client: Arc<ClientEntry>,
         tx: mpsc::Sender<Bytes>,
     ) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
         let _ = self.commands.send(HubCommand::Subscribe {
             kind,
             name,
-            id,
+            id: client.id,
             tx,
+            client,
             done,
         });
         rx
@@ -100,7 +104,7 @@ impl PubSubHub {
     }
 }
 
-type Subscribers = HashMap<(Kind, Bytes), HashMap<u64, mpsc::Sender<Bytes>>>;
+type Subscribers = HashMap<(Kind, Bytes), HashMap<u64, (mpsc::Sender<Bytes>, Arc<ClientEntry>)>>;
 type Waiting = Vec<((Kind, Bytes), oneshot::Sender<()>)>;
 
 async fn run(cluster: Arc<Cluster>, mut commands: mpsc::UnboundedReceiver<HubCommand>) {
@@ -148,9 +152,15 @@ async fn run(cluster: Arc<Cluster>, mut commands: mpsc::UnboundedReceiver<HubCom
                         Ok(n) if n > 0 => {}
                         _ => break,
                     }
+                    let mut out = BytesMut::new();
                     while let Ok(Some(len)) = scan_reply(&rbuf) {
                         let frame = rbuf.split_to(len).freeze();
-                        dispatch(frame, &mut subs, &mut waiting);
+                        for (kind, name) in dispatch(frame, &mut subs, &mut waiting) {
+                            out.extend_from_slice(&reply::command([kind.unsubscribe().as_bytes(), &name[..]]));
+                        }
+                    }
+                    if !out.is_empty() && conn.write_all(&out).await.is_err() {
+                        break;
                     }
                     if rbuf.capacity() - rbuf.len() < 1024 {
                         rbuf.reserve(16 * 1024);
@@ -207,11 +217,12 @@ fn apply(
             name,
             id,
             tx,
+            client,
             done,
         } => {
             let entry = subs.entry((kind, name.clone())).or_default();
             let first = entry.is_empty();
-            entry.insert(id, tx);
+            entry.insert(id, (tx, client));
             if first {
                 // Confirmed when the backend confirms (now, or when it (re)connects).
                 if let Some(out) = live {
@@ -246,9 +257,11 @@ fn apply(
 }
 
 /// Routes one frame from the backend: a message to its subscribers, or a confirmation.
-fn dispatch(frame: Bytes, subs: &mut Subscribers, waiting: &mut Waiting) {
+/// Returns the subscriptions nobody holds any more (their subscribers were dropped),
+/// for the caller to end on the backend.
+fn dispatch(frame: Bytes, subs: &mut Subscribers, waiting: &mut Waiting) -> Vec<(Kind, Bytes)> {
     let Some(items) = crate::session::merge::array_items(&frame) else {
-        return;
+        return Vec::new();
     };
     let text = |i: usize| -> Option<Bytes> {
         let item = items.get(i)?;
@@ -256,7 +269,9 @@ fn dispatch(frame: Bytes, subs: &mut Subscribers, waiting: &mut Waiting) {
         let start_off = item.as_ptr() as usize - frame.as_ptr() as usize + start;
         Some(frame.slice(start_off..start_off + item.len() - start - 2))
     };
-    let Some(kind) = text(0) else { return };
+    let Some(kind) = text(0) else {
+        return Vec::new();
+    };
     let key = match &kind[..] {
         b"message" => text(1).map(|c| (Kind::Channel, c)),
         b"pmessage" => text(1).map(|p| (Kind::Pattern, p)),
@@ -280,15 +295,19 @@ fn dispatch(frame: Bytes, subs: &mut Subscribers, waiting: &mut Waiting) {
         }
         _ => None,
     };
-    let Some(key) = key else { return };
+    let Some(key) = key else {
+        return Vec::new();
+    };
     let mut evicted = Vec::new();
     if let Some(entry) = subs.get_mut(&key) {
-        for (id, tx) in entry.iter() {
+        for (id, (tx, client)) in entry.iter() {
             if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(frame.clone()) {
                 evicted.push(*id);
+                client.kill();
             }
         }
     }
+    let mut emptied = Vec::new();
     // A full queue means the subscriber does not keep up: it is dropped from every
     // subscription, so its queue closes and its session disconnects the client.
     for id in evicted {
@@ -298,9 +317,13 @@ fn dispatch(frame: Bytes, subs: &mut Subscribers, waiting: &mut Waiting) {
         );
         metrics::counter!("respgate_clients_disconnected_total", "reason" => "pubsub_queue_full")
             .increment(1);
-        subs.retain(|_, entry| {
+        subs.retain(|key, entry| {
             entry.remove(&id);
+            if entry.is_empty() {
+                emptied.push(key.clone());
+            }
             !entry.is_empty()
         });
     }
+    emptied
 }

@@ -503,7 +503,6 @@ async fn subscribed_mode_rules_are_those_of_redis() {
 
 /// Redis's PING takes at most one argument, in subscribed mode as outside it.
 #[tokio::test]
-#[ignore = "respgate bug: PING x y answers x (or *2 pong x in subscribed mode) instead of the arity error (src/session/local.rs, fn answer; src/session/subscribe.rs, fn ping)"]
 async fn ping_with_two_arguments_gets_the_arity_error_in_and_out_of_subscribed_mode() {
     let proxy = proxy_for_shared().await;
     let channel = unique("mode-ping");
@@ -528,7 +527,6 @@ async fn ping_with_two_arguments_gets_the_arity_error_in_and_out_of_subscribed_m
 /// MULTI / EXEC / DISCARD / WATCH / UNWATCH are transaction commands, which respgate's
 /// router handles before its subscribed-mode check.
 #[tokio::test]
-#[ignore = "respgate bug: MULTI in subscribed mode is accepted (+OK) and later commands are queued instead of refused (src/session/routing.rs, fn route)"]
 async fn transaction_commands_in_subscribed_mode_are_refused_as_redis_does() {
     let proxy = proxy_for_shared().await;
     let base = unique("mode-multi");
@@ -874,7 +872,6 @@ async fn the_redis_crate_async_pubsub_works_unchanged() {
 /// output-stall timeout is set far away so that only the pub/sub limit can act). See
 /// [`slow_subscriber`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "respgate bug: a subscriber dropped by the hub for a full queue is only disconnected by the output-stall timeout (src/session/mod.rs, fn run: next_message is not polled while the output is above OUT_HIGH_WATER)"]
 async fn a_subscriber_that_does_not_read_is_disconnected_and_memory_stays_bounded() {
     slow_subscriber(3600).await;
 }
@@ -1163,7 +1160,6 @@ async fn the_backend_subscription_ends_when_the_last_subscriber_unsubscribes_or_
 /// it was the channel's last, the backend subscription must go too (here the hub's
 /// connection stays up for another channel, so only an UNSUBSCRIBE can end it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "respgate bug: a subscriber dropped for a full queue leaves its channels subscribed on the backend (src/pubsub.rs, fn dispatch)"]
 async fn the_backend_subscription_ends_when_its_last_subscriber_is_dropped_for_not_reading() {
     let mut cfg = test_config(&shared_cluster_seeds());
     cfg.server.pubsub_queue_messages = 10;
@@ -1197,7 +1193,6 @@ async fn the_backend_subscription_ends_when_its_last_subscriber_is_dropped_for_n
 /// message published before an UNSUBSCRIBE comes before its confirmation and none after.
 /// Here the subscriber is behind (it had not read for a while) when it unsubscribes.
 #[tokio::test]
-#[ignore = "respgate bug: messages already queued for a client are written after replies queued later, so messages of a channel follow its UNSUBSCRIBE confirmation (src/session/mod.rs, fn run / drain_ready_heads)"]
 async fn no_message_of_a_channel_follows_its_unsubscribe_confirmation() {
     const BACKLOG: usize = 8000;
     let proxy = proxy_for_shared().await;

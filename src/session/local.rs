@@ -41,7 +41,10 @@ pub fn answer(
     match name {
         "ping" => match args.len() {
             1 => Some(Route::Reply(Bytes::from_static(reply::PONG))),
-            _ => Some(Route::Reply(reply::bulk(args.get(1)))),
+            2 => Some(Route::Reply(reply::bulk(args.get(1)))),
+            _ => Some(Route::Reply(crate::commands::replies::wrong_arity_reply(
+                info,
+            ))),
         },
         "echo" => Some(Route::Reply(reply::bulk(args.get(1)))),
         "quit" => Some(Route::ReplyAndClose(Bytes::from_static(reply::OK))),

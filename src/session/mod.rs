@@ -309,11 +309,14 @@ pub async fn run<R, W>(
                 match message {
                     Some(m) => {
                         let resp3 = s.client.resp3;
-                        push_message(&mut s.out, &m, resp3);
                         if let Some(subs) = s.client.subs.as_mut() {
+                            if subs.wants(&m) {
+                                push_message(&mut s.out, &m, resp3);
+                            }
                             while s.out.len() < OUT_HIGH_WATER {
                                 match subs.rx.try_recv() {
-                                    Ok(m) => push_message(&mut s.out, &m, resp3),
+                                    Ok(m) if subs.wants(&m) => push_message(&mut s.out, &m, resp3),
+                                    Ok(_) => {}
                                     Err(_) => break,
                                 }
                             }
@@ -488,6 +491,17 @@ impl Session {
 
     /// Routes one request (`raw`, its arguments in `ranges`) that arrived at `arrived`.
     fn dispatch(&mut self, raw: Bytes, arrived: Instant) {
+        // Messages that arrived before this request go out before its reply (an
+        // UNSUBSCRIBE confirmation must follow every message of that channel).
+        if let Some(subs) = self.client.subs.as_mut() {
+            while let Ok(m) = subs.rx.try_recv() {
+                if subs.wants(&m) {
+                    let mut out = BytesMut::new();
+                    push_message(&mut out, &m, self.client.resp3);
+                    self.pending.push_back(Pending::Ready(out.freeze()));
+                }
+            }
+        }
         let decision = routing::route(
             &self.ctx,
             &mut self.client,

@@ -124,18 +124,20 @@ pub fn route(
     info.metrics.requests.increment(1);
     client.entry.set_cmd(&info.name);
 
+    // Subscribed-mode rules come first (MULTI is refused there too); SUBSCRIBE inside
+    // MULTI is left to the transaction rules.
+    if client.subs.is_some() || (info.is_pubsub() && client.tx.is_none()) {
+        if let Some(route) = pubsub(ctx, client, info, args) {
+            return route;
+        }
+    }
+
     let transaction_command = info.acl_categories & transaction_category() != 0;
     // RESET and QUIT act at once even inside MULTI, as in Redis.
     let immediate = matches!(info.name.as_str(), "reset" | "quit");
     if (client.tx.is_some() && !immediate) || transaction_command {
         let queueable = !transaction_command && local::queueable(info);
         return transaction::route(client, info, args, keys, queueable);
-    }
-
-    if client.subs.is_some() || info.is_pubsub() {
-        if let Some(route) = pubsub(ctx, client, info, args) {
-            return route;
-        }
     }
 
     // The common case: a plain keyed data command.
@@ -184,14 +186,14 @@ fn pubsub(
     info: &CommandInfo,
     args: Args<'_>,
 ) -> Option<Route> {
-    let id = client.meta.id;
+    let entry = client.entry.clone();
     let resp3 = client.resp3;
     // RESP3 clients may run any command while subscribed (messages are pushes).
     let subscribed = client.subs.is_some() && !resp3;
     let route = match info.name.as_str() {
         "subscribe" => subscribe::subscribe(
             &mut client.subs,
-            id,
+            &entry,
             &ctx.pubsub,
             ctx.pubsub_queue,
             Kind::Channel,
@@ -200,7 +202,7 @@ fn pubsub(
         ),
         "psubscribe" => subscribe::subscribe(
             &mut client.subs,
-            id,
+            &entry,
             &ctx.pubsub,
             ctx.pubsub_queue,
             Kind::Pattern,
@@ -209,7 +211,7 @@ fn pubsub(
         ),
         "unsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Channel, args, resp3),
         "punsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Pattern, args, resp3),
-        "ping" if subscribed => subscribe::ping(args),
+        "ping" if subscribed => subscribe::ping(info, args),
         name if subscribed && !subscribe::allowed_in_subscribed_mode(name) => {
             subscribe::refuse(info)
         }

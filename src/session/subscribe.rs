@@ -1,6 +1,7 @@
 //! A client's subscriptions (SUBSCRIBE / PSUBSCRIBE and their UNSUBSCRIBEs), served by the
 //! shared [`PubSubHub`], with Redis's subscribed-mode rules (RESP2).
 
+use super::clients::ClientEntry;
 use super::routing::Route;
 use crate::commands::CommandInfo;
 use crate::protocol::reply::{put_array_header, put_bulk};
@@ -8,11 +9,13 @@ use crate::protocol::Args;
 use crate::pubsub::{Kind, PubSubHub};
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// What a subscribed client has, and where its messages arrive.
 pub struct Subscriptions {
     id: u64,
+    client: Arc<ClientEntry>,
     hub: PubSubHub,
     channels: BTreeSet<Bytes>,
     patterns: BTreeSet<Bytes>,
@@ -25,16 +28,36 @@ pub struct Subscriptions {
 }
 
 impl Subscriptions {
-    fn new(id: u64, hub: PubSubHub, queue: usize) -> Subscriptions {
+    fn new(client: Arc<ClientEntry>, hub: PubSubHub, queue: usize) -> Subscriptions {
         let (tx, rx) = mpsc::channel(queue.max(1));
         Subscriptions {
-            id,
+            id: client.id,
+            client,
             hub,
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
             tx: tx.downgrade(),
             first: Some(tx),
             rx,
+        }
+    }
+
+    /// Whether a message frame (`message` / `pmessage`) still concerns this client: one
+    /// already in its queue when it unsubscribed is dropped, as Redis sends none after
+    /// the UNSUBSCRIBE confirmation.
+    pub fn wants(&self, frame: &[u8]) -> bool {
+        let Some(items) = super::merge::array_items(frame) else {
+            return true;
+        };
+        let text = |i: usize| -> Option<&[u8]> {
+            let item = items.get(i)?;
+            let start = item.iter().position(|&b| b == b'\n')? + 1;
+            item.get(start..item.len().checked_sub(2)?)
+        };
+        match (text(0), text(1)) {
+            (Some(b"message"), Some(ch)) => self.channels.contains(ch),
+            (Some(b"pmessage"), Some(p)) => self.patterns.contains(p),
+            _ => true,
         }
     }
 
@@ -103,14 +126,24 @@ pub fn allowed_in_subscribed_mode(name: &str) -> bool {
 
 /// Redis's refusal of other commands in subscribed mode.
 pub fn refuse(info: &CommandInfo) -> Route {
-    Route::Reply(crate::protocol::reply::error(&format!(
-        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+    let why = format!(
+        "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
         info.name
-    )))
+    );
+    // Redis words a refused EXEC as the transaction's abort.
+    let msg = if info.name == "exec" {
+        format!("EXECABORT Transaction discarded because of: {why}")
+    } else {
+        format!("ERR {why}")
+    };
+    Route::Reply(crate::protocol::reply::error(&msg))
 }
 
 /// PING in subscribed mode answers a push-style pair.
-pub fn ping(args: Args<'_>) -> Route {
+pub fn ping(info: &CommandInfo, args: Args<'_>) -> Route {
+    if args.len() > 2 {
+        return Route::Reply(crate::commands::replies::wrong_arity_reply(info));
+    }
     let mut out = BytesMut::new();
     put_array_header(&mut out, 2);
     put_bulk(&mut out, b"pong");
@@ -121,14 +154,15 @@ pub fn ping(args: Args<'_>) -> Route {
 /// SUBSCRIBE / PSUBSCRIBE.
 pub fn subscribe(
     subs: &mut Option<Box<Subscriptions>>,
-    id: u64,
+    client: &Arc<ClientEntry>,
     hub: &PubSubHub,
     queue: usize,
     kind: Kind,
     args: Args<'_>,
     resp3: bool,
 ) -> Route {
-    let subs = subs.get_or_insert_with(|| Box::new(Subscriptions::new(id, hub.clone(), queue)));
+    let subs = subs
+        .get_or_insert_with(|| Box::new(Subscriptions::new(client.clone(), hub.clone(), queue)));
     let word = match kind {
         Kind::Channel => "subscribe",
         Kind::Pattern => "psubscribe",
@@ -139,7 +173,10 @@ pub fn subscribe(
         let tx = subs.first.take().or_else(|| subs.tx.upgrade());
         let wait = match tx {
             Some(tx) if subs.set(kind).insert(name.clone()) => {
-                Some(subs.hub.subscribe(kind, name.clone(), subs.id, tx))
+                Some(
+                    subs.hub
+                        .subscribe(kind, name.clone(), subs.client.clone(), tx),
+                )
             }
             _ => None,
         };
