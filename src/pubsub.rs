@@ -260,36 +260,26 @@ fn apply(
 /// Returns the subscriptions nobody holds any more (their subscribers were dropped),
 /// for the caller to end on the backend.
 fn dispatch(frame: Bytes, subs: &mut Subscribers, waiting: &mut Waiting) -> Vec<(Kind, Bytes)> {
-    let Some(items) = crate::session::merge::array_items(&frame) else {
+    let Some((kind, name)) = crate::session::merge::pubsub_fields(&frame) else {
         return Vec::new();
     };
-    let text = |i: usize| -> Option<Bytes> {
-        let item = items.get(i)?;
-        let start = item.iter().position(|&b| b == b'\n')? + 1;
-        let start_off = item.as_ptr() as usize - frame.as_ptr() as usize + start;
-        Some(frame.slice(start_off..start_off + item.len() - start - 2))
-    };
-    let Some(kind) = text(0) else {
-        return Vec::new();
-    };
-    let key = match &kind[..] {
-        b"message" => text(1).map(|c| (Kind::Channel, c)),
-        b"pmessage" => text(1).map(|p| (Kind::Pattern, p)),
+    let name = frame.slice_ref(name);
+    let key = match kind {
+        b"message" => Some((Kind::Channel, name)),
+        b"pmessage" => Some((Kind::Pattern, name)),
         b"subscribe" | b"psubscribe" => {
-            let kind = if &kind[..] == b"subscribe" {
+            let kind = if kind == b"subscribe" {
                 Kind::Channel
             } else {
                 Kind::Pattern
             };
-            if let Some(name) = text(1) {
-                let key = (kind, name);
-                let (confirmed, rest): (Waiting, Waiting) = std::mem::take(waiting)
-                    .into_iter()
-                    .partition(|(k, _)| *k == key);
-                *waiting = rest;
-                for (_, done) in confirmed {
-                    let _ = done.send(());
-                }
+            let key = (kind, name);
+            let (confirmed, rest): (Waiting, Waiting) = std::mem::take(waiting)
+                .into_iter()
+                .partition(|(k, _)| *k == key);
+            *waiting = rest;
+            for (_, done) in confirmed {
+                let _ = done.send(());
             }
             None
         }

@@ -98,6 +98,21 @@ pub fn array_items(reply: &[u8]) -> Option<Vec<&[u8]>> {
     Some(items)
 }
 
+/// The kind and the channel (or pattern) of a pub/sub frame (`message`, `pmessage`,
+/// `subscribe`, ...): the payloads of its first two bulk strings.
+pub fn pubsub_fields(frame: &[u8]) -> Option<(&[u8], &[u8])> {
+    let items = array_items(frame)?;
+    let payload = |i: usize| -> Option<&[u8]> {
+        let item = *items.get(i)?;
+        if item.first() != Some(&b'$') {
+            return None;
+        }
+        let start = item.iter().position(|&b| b == b'\n')? + 1;
+        item.get(start..item.len().checked_sub(2)?)
+    };
+    Some((payload(0)?, payload(1)?))
+}
+
 fn array_of<'a>(items: impl ExactSizeIterator<Item = &'a [u8]>) -> Bytes {
     let mut out = BytesMut::new();
     put_array_header(&mut out, items.len());

@@ -46,17 +46,9 @@ impl Subscriptions {
     /// already in its queue when it unsubscribed is dropped, as Redis sends none after
     /// the UNSUBSCRIBE confirmation.
     pub fn wants(&self, frame: &[u8]) -> bool {
-        let Some(items) = super::merge::array_items(frame) else {
-            return true;
-        };
-        let text = |i: usize| -> Option<&[u8]> {
-            let item = items.get(i)?;
-            let start = item.iter().position(|&b| b == b'\n')? + 1;
-            item.get(start..item.len().checked_sub(2)?)
-        };
-        match (text(0), text(1)) {
-            (Some(b"message"), Some(ch)) => self.channels.contains(ch),
-            (Some(b"pmessage"), Some(p)) => self.patterns.contains(p),
+        match super::merge::pubsub_fields(frame) {
+            Some((b"message", channel)) => self.channels.contains(channel),
+            Some((b"pmessage", pattern)) => self.patterns.contains(pattern),
             _ => true,
         }
     }
