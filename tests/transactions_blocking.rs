@@ -693,25 +693,58 @@ async fn nothing_comes_between_the_commands_of_a_transaction_under_concurrent_tr
 }
 
 #[tokio::test]
-async fn watch_is_refused_clearly_and_unwatch_is_ok() {
+async fn watch_aborts_exec_when_a_watched_key_changed_and_not_otherwise() {
     let proxy = proxy_for_shared().await;
     let k = "{tx-watch}a";
     let mut conn = RawConn::connect(proxy.local_addr()).await;
-    let watch = conn.command(&["WATCH", k]).await;
-    assert!(
-        watch.starts_with(b"-ERR respgate: WATCH is not supported yet"),
-        "{}",
-        show(&watch)
-    );
-    assert_eq!(show(&conn.command(&["UNWATCH"]).await), "+OK\\r\\n");
-    // The connection is not in a transaction, and one works normally.
-    assert_eq!(
-        show(&conn.command(&["EXEC"]).await),
-        "-ERR EXEC without MULTI\\r\\n"
-    );
+    let mut other = RawConn::connect(proxy.local_addr()).await;
+    assert_eq!(show(&conn.command(&["SET", k, "1"]).await), "+OK\\r\\n");
+
+    // Another client changes the key between WATCH and EXEC: EXEC runs nothing.
+    assert_eq!(show(&conn.command(&["WATCH", k]).await), "+OK\\r\\n");
+    assert_eq!(show(&conn.command(&["GET", k]).await), "$1\\r\\n1\\r\\n");
+    assert_eq!(show(&other.command(&["SET", k, "2"]).await), "+OK\\r\\n");
     assert_eq!(show(&conn.command(&["MULTI"]).await), "+OK\\r\\n");
     assert_eq!(show(&conn.command(&["INCR", k]).await), "+QUEUED\\r\\n");
-    assert_eq!(show(&conn.command(&["EXEC"]).await), "*1\\r\\n:1\\r\\n");
+    assert_eq!(show(&conn.command(&["EXEC"]).await), "*-1\\r\\n");
+    assert_eq!(show(&conn.command(&["GET", k]).await), "$1\\r\\n2\\r\\n");
+
+    // Nobody interferes: EXEC runs (EXEC also ended the previous WATCH).
+    assert_eq!(show(&conn.command(&["WATCH", k]).await), "+OK\\r\\n");
+    assert_eq!(show(&conn.command(&["MULTI"]).await), "+OK\\r\\n");
+    assert_eq!(show(&conn.command(&["INCR", k]).await), "+QUEUED\\r\\n");
+    assert_eq!(show(&conn.command(&["EXEC"]).await), "*1\\r\\n:3\\r\\n");
+
+    // UNWATCH forgets: a later change no longer aborts.
+    assert_eq!(show(&conn.command(&["WATCH", k]).await), "+OK\\r\\n");
+    assert_eq!(show(&conn.command(&["UNWATCH"]).await), "+OK\\r\\n");
+    assert_eq!(show(&other.command(&["SET", k, "9"]).await), "+OK\\r\\n");
+    assert_eq!(show(&conn.command(&["MULTI"]).await), "+OK\\r\\n");
+    assert_eq!(show(&conn.command(&["INCR", k]).await), "+QUEUED\\r\\n");
+    assert_eq!(show(&conn.command(&["EXEC"]).await), "*1\\r\\n:10\\r\\n");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn watched_keys_must_share_one_slot() {
+    let proxy = proxy_for_shared().await;
+    let mut conn = RawConn::connect(proxy.local_addr()).await;
+    assert_eq!(
+        show(&conn.command(&["WATCH", "{tx-w2}a"]).await),
+        "+OK\\r\\n"
+    );
+    let reply = show(&conn.command(&["WATCH", "{tx-w3}b"]).await);
+    assert!(reply.starts_with("-CROSSSLOT"), "{reply}");
+    let reply = show(&conn.command(&["WATCH", "{tx-w2}a", "{tx-w3}b"]).await);
+    assert!(reply.starts_with("-CROSSSLOT"), "{reply}");
+    // A transaction on the watched slot still works.
+    assert_eq!(show(&conn.command(&["MULTI"]).await), "+OK\\r\\n");
+    assert_eq!(
+        show(&conn.command(&["SET", "{tx-w2}a", "x"]).await),
+        "+QUEUED\\r\\n"
+    );
+    assert_eq!(show(&conn.command(&["EXEC"]).await), "*1\\r\\n+OK\\r\\n");
+    proxy.shutdown().await;
 }
 
 #[tokio::test]

@@ -53,6 +53,7 @@ pub fn answer(
             client.tx = None;
             client.subs = None;
             client.resp3 = false;
+            client.watch_slot = None;
             for count in &client.entry.subs {
                 count.store(0, std::sync::atomic::Ordering::Relaxed);
             }

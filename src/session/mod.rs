@@ -78,6 +78,8 @@ pub struct ClientState {
     pub entry: Arc<clients::ClientEntry>,
     /// The client said HELLO 3: replies in RESP3.
     pub resp3: bool,
+    /// The slot of the keys WATCHed on the client's pinned connection.
+    pub watch_slot: Option<u16>,
 }
 
 /// A transaction being queued: sent as one job (`MULTI`, the commands, `EXEC`) to the
@@ -207,6 +209,7 @@ pub async fn run<R, W>(
             subs: None,
             entry,
             resp3: false,
+            watch_slot: None,
         },
         ctx,
         rbuf: BytesMut::with_capacity(READ_MIN),

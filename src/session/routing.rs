@@ -175,7 +175,10 @@ pub fn route(
         rewritten: None,
         latency: info.metrics.latency.clone(),
         replies: 1,
-        dedicated: info.is_blocking() && blocks(info, args),
+        // Blocking commands, and while keys are watched, the commands for their slot,
+        // go on the client's own connection.
+        dedicated: (info.is_blocking() && blocks(info, args))
+            || (slot.is_some() && slot == client.watch_slot),
     }
 }
 

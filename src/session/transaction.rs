@@ -7,8 +7,10 @@
 //! Redis Cluster, every key of a transaction must live in one slot: a command breaking
 //! that is refused with CROSSSLOT and EXEC then answers EXECABORT. A MOVED during EXEC
 //! (the slot moved: nothing ran) re-sends the whole transaction to the new owner.
-//! WATCH needs the connection state between the client's round trips, i.e. a connection
-//! pinned to the client; it is refused until that exists.
+//! WATCH needs the connection state between the client's round trips: the watched keys
+//! (one slot) are watched on a connection of the client's own (the one blocking
+//! commands use), and its commands for that slot and its EXEC go there until EXEC,
+//! DISCARD or UNWATCH.
 
 use super::routing::{common_slot, Route};
 use super::{ClientState, Transaction};
@@ -34,22 +36,33 @@ pub fn route(
         // As in Redis, these two errors leave the transaction intact.
         ("multi", true) => err("ERR MULTI calls can not be nested"),
         ("multi", false) => {
-            client.tx = Some(Transaction::default());
+            client.tx = Some(Transaction {
+                slot: client.watch_slot,
+                ..Transaction::default()
+            });
             ok()
         }
         ("exec", false) => err("ERR EXEC without MULTI"),
         ("discard", false) => err("ERR DISCARD without MULTI"),
         ("discard", true) => {
             client.tx = None;
-            ok()
+            // DISCARD also forgets the watched keys (on the pinned connection).
+            match client.watch_slot.take() {
+                Some(slot) => pinned(slot, UNWATCH, 1, info),
+                None => ok(),
+            }
         }
-        ("exec", true) => exec(client.tx.take().unwrap_or_default(), info),
+        ("exec", true) => {
+            let watched = client.watch_slot.take();
+            exec(client.tx.take().unwrap_or_default(), info, watched)
+        }
         ("watch", true) => err("ERR WATCH inside MULTI is not allowed"),
-        ("watch", false) => err(
-            "ERR respgate: WATCH is not supported yet (optimistic locking needs a backend connection pinned to the client)",
-        ),
-        // Nothing can be watched, so there is nothing to forget.
-        ("unwatch", false) => ok(),
+        ("watch", false) => watch(client, info, args, keys),
+        ("unwatch", false) => match client.watch_slot.take() {
+            Some(slot) => pinned(slot, UNWATCH, 1, info),
+            // Nothing is watched, so there is nothing to forget.
+            None => ok(),
+        },
         // Queued as Redis does (EXEC then answers OK for it).
         ("unwatch", true) => queue(client, info, args, keys, true),
         (_, true) => queue(client, info, args, keys, queueable),
@@ -113,11 +126,60 @@ fn queue(
     Route::Queue
 }
 
-fn exec(tx: Transaction, info: &CommandInfo) -> Route {
+const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
+
+/// Sends `job` (producing `replies` replies; the client gets the last) on the client's
+/// connection pinned to the master of `slot`.
+fn pinned(slot: u16, job: &[u8], replies: u32, info: &CommandInfo) -> Route {
+    Route::Forward {
+        slot: Some(slot),
+        rewritten: Some(Bytes::copy_from_slice(job)),
+        latency: info.metrics.latency.clone(),
+        replies,
+        dedicated: true,
+    }
+}
+
+/// WATCH: the keys (one slot, as in a cluster) are watched on a connection of the
+/// client's own to their master, where its later commands for that slot, and its
+/// EXEC, go too. A first WATCH clears whatever an earlier aborted transaction left
+/// watched on that connection.
+fn watch(
+    client: &mut ClientState,
+    info: &CommandInfo,
+    args: Args<'_>,
+    keys: &mut Vec<KeyRef>,
+) -> Route {
+    let slot = match info.keys(args, keys).ok().map(|()| common_slot(keys, args)) {
+        Some(Ok(Some(slot))) => slot,
+        _ => {
+            return Route::Reply(reply::error(
+                "CROSSSLOT Keys in request don't hash to the same slot",
+            ))
+        }
+    };
+    if client.watch_slot.is_some_and(|w| w != slot) {
+        return Route::Reply(reply::error(
+            "CROSSSLOT Keys in request don't hash to the same slot (respgate: every watched key must share one slot)",
+        ));
+    }
+    let mut job = BytesMut::new();
+    let replies = if client.watch_slot.is_none() {
+        job.extend_from_slice(UNWATCH);
+        2
+    } else {
+        1
+    };
+    job.extend_from_slice(&reply::command(args.iter().collect::<Vec<_>>()));
+    client.watch_slot = Some(slot);
+    pinned(slot, &job, replies, info)
+}
+
+fn exec(tx: Transaction, info: &CommandInfo, watched: Option<u16>) -> Route {
     if tx.aborted {
         return Route::Reply(reply::error(EXECABORT));
     }
-    if tx.queued.is_empty() {
+    if tx.queued.is_empty() && watched.is_none() {
         return Route::Reply(Bytes::from_static(b"*0\r\n"));
     }
     let mut job = BytesMut::new();
@@ -127,10 +189,11 @@ fn exec(tx: Transaction, info: &CommandInfo) -> Route {
     }
     job.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
     Route::Forward {
-        slot: tx.slot,
+        slot: tx.slot.or(watched),
         rewritten: Some(job.freeze()),
         latency: info.metrics.latency.clone(),
         replies: tx.queued.len() as u32 + 2,
-        dedicated: false,
+        // With WATCH, on the connection that watched the keys.
+        dedicated: watched.is_some(),
     }
 }
