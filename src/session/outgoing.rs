@@ -1,0 +1,275 @@
+//! Sending a client's requests to the backends, and deciding what each reply means:
+//! follow a redirection, retry after a backoff, unpack a transaction's replies, or hand
+//! the reply to the client. Blocking commands and WATCH use the client's own links.
+
+use super::{merge, routing, Pending, Remote, Session, Split, Step};
+use crate::backend::{DedicatedLink, Job, LinkError, ReplyResult};
+use crate::protocol::reply;
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+impl Session {
+    /// Sends `request` to the master of `slot` and returns it as an outstanding request.
+    pub(super) fn forward(
+        &mut self,
+        request: Bytes,
+        slot: Option<u16>,
+        arrived: Instant,
+        latency: metrics::Histogram,
+        replies: u32,
+        dedicated: bool,
+    ) -> Remote {
+        Remote {
+            rx: self.send_job(&request, slot, None, false, replies, dedicated),
+            request,
+            slot,
+            redirects: 0,
+            retries: 0,
+            started: arrived,
+            retry_at: None,
+            latency,
+            replies,
+            dedicated,
+        }
+    }
+
+    /// Sends every part of a split request and queues it for merging.
+    pub(super) fn push_split(
+        &mut self,
+        parts: Vec<(Option<u16>, Bytes)>,
+        merge: merge::Merge,
+        latency: metrics::Histogram,
+        arrived: Instant,
+    ) {
+        if parts.is_empty() {
+            self.pending.push_back(Pending::Ready(reply::error(
+                "CLUSTERDOWN The cluster is down (respgate knows no master yet)",
+            )));
+            return;
+        }
+        let parts: Vec<Remote> = parts
+            .into_iter()
+            .map(|(slot, request)| {
+                self.forward(request, slot, arrived, metrics::Histogram::noop(), 1, false)
+            })
+            .collect();
+        let done = vec![None; parts.len()];
+        self.pending.push_back(Pending::Split(Box::new(Split {
+            parts,
+            done,
+            merge,
+            started: arrived,
+            latency,
+        })));
+    }
+
+    /// Re-sends `remote` to `to` (a redirection target) or to whoever serves its slot now.
+    pub(super) fn send(&mut self, remote: &mut Remote, to: Option<&str>, asking: bool) {
+        remote.rx = self.send_job(
+            &remote.request,
+            remote.slot,
+            to,
+            asking,
+            remote.replies,
+            remote.dedicated,
+        );
+        remote.retry_at = None;
+    }
+
+    /// Queues `request` on the backend link for `to`, or for the master of `slot` (any
+    /// master when keyless), and returns where its reply will arrive. `dedicated` uses
+    /// this client's own connection (blocking commands).
+    pub(super) fn send_job(
+        &mut self,
+        request: &Bytes,
+        slot: Option<u16>,
+        to: Option<&str>,
+        asking: bool,
+        replies: u32,
+        dedicated: bool,
+    ) -> oneshot::Receiver<ReplyResult> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            bytes: request.clone(),
+            asking,
+            resp3: self.client.resp3,
+            replies,
+            reply: tx,
+        };
+        let cluster = self.ctx.cluster.clone();
+        let addr: Option<String> = match to {
+            Some(addr) => Some(addr.to_string()),
+            None if !dedicated => {
+                let topo = cluster.topology();
+                let node = topo.as_ref().and_then(|t| match slot {
+                    Some(slot) => t.master_for_slot(slot),
+                    None => t.any_master(self.client.meta.id),
+                });
+                match node {
+                    Some(node) => {
+                        node.send(self.client.meta.id, job);
+                        return rx;
+                    }
+                    None => None,
+                }
+            }
+            None => {
+                let topo = cluster.topology();
+                topo.as_ref()
+                    .and_then(|t| match slot {
+                        Some(slot) => t.master_for_slot(slot),
+                        None => t.any_master(self.client.meta.id),
+                    })
+                    .map(|n| n.addr().to_string())
+            }
+        };
+        let Some(addr) = addr else {
+            let why = match slot {
+                Some(slot) if cluster.topology().is_some() => {
+                    format!("hash slot {slot} not served")
+                }
+                _ => "no node has answered discovery yet".to_string(),
+            };
+            let _ = job.reply.send(Err(LinkError::NotSent(why)));
+            return rx;
+        };
+        if !dedicated {
+            cluster.node(&addr).send(self.client.meta.id, job);
+            return rx;
+        }
+        match self.dedicated_link(&addr) {
+            Ok(link) => link.send(job),
+            Err(why) => {
+                let _ = job.reply.send(Err(LinkError::Lost(why)));
+            }
+        }
+        rx
+    }
+
+    /// This client's own connection to `addr`, opened on first use within the
+    /// `max_dedicated_connections` bound.
+    pub(super) fn dedicated_link(&mut self, addr: &str) -> Result<&DedicatedLink, String> {
+        // One link per node, kept while the client lives: a link with a command in
+        // flight must not be dropped when the client's next blocking command goes to
+        // another node.
+        let resp3 = self.client.resp3;
+        if let Some(i) = self
+            .dedicated
+            .iter()
+            .position(|(l, _)| l.addr() == addr && l.resp3() == resp3)
+        {
+            return Ok(&self.dedicated[i].0);
+        }
+        let permit = self
+            .ctx
+            .dedicated_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                format!(
+                    "too many clients in blocking commands (server.max_dedicated_connections = {})",
+                    self.ctx.max_dedicated
+                )
+            })?;
+        let link = self.ctx.cluster.dedicated_link(addr, resp3);
+        self.dedicated.push((link, permit));
+        Ok(&self.dedicated.last().expect("just pushed").0)
+    }
+
+    /// Decides what a backend reply means for request `r`: final, or re-sent after a
+    /// redirection, or scheduled for a retry.
+    pub(super) fn advance(&mut self, r: &mut Remote, result: ReplyResult) -> Step {
+        let result = match result {
+            Ok(bytes) if r.replies > 1 => {
+                return self.transaction_reply(r, bytes).unwrap_or_else(|| {
+                    Step::Final(reply::error("ERR respgate: malformed transaction reply"))
+                })
+            }
+            other => other,
+        };
+        let bytes = match result {
+            Ok(bytes) => match routing::classify_error(&bytes) {
+                routing::ReplyKind::Moved { slot, addr }
+                    if r.redirects < self.ctx.max_redirects =>
+                {
+                    r.redirects += 1;
+                    self.ctx.cluster.apply_moved(slot, &addr);
+                    self.send(r, Some(&addr), false);
+                    return Step::Again;
+                }
+                routing::ReplyKind::Ask { addr } if r.redirects < self.ctx.max_redirects => {
+                    r.redirects += 1;
+                    metrics::counter!("respgate_redirects_total", "kind" => "ask").increment(1);
+                    self.send(r, Some(&addr), true);
+                    return Step::Again;
+                }
+                routing::ReplyKind::Retryable if self.schedule_retry(r) => return Step::Again,
+                _ => bytes,
+            },
+            Err(LinkError::NotSent(why)) => {
+                if self.schedule_retry(r) {
+                    return Step::Again;
+                }
+                reply::error(&format!("CLUSTERDOWN respgate: {why}"))
+            }
+            Err(LinkError::Lost(why)) | Err(LinkError::TimedOut(why)) => {
+                metrics::counter!("respgate_backend_request_failures_total").increment(1);
+                reply::error(&format!("ERR respgate: {why}"))
+            }
+        };
+        Step::Final(bytes)
+    }
+
+    /// The replies of a transaction job (`MULTI`, N commands, `EXEC`): a redirection or
+    /// a retryable error on any of them means EXEC ran nothing, so the whole job is
+    /// re-sent; otherwise the client gets EXEC's reply (or MULTI's error).
+    pub(super) fn transaction_reply(&mut self, r: &mut Remote, bytes: Bytes) -> Option<Step> {
+        let mut frames = Vec::with_capacity(r.replies as usize);
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let len = crate::protocol::scan::scan_reply(&bytes[pos..]).ok()??;
+            frames.push(pos..pos + len);
+            pos += len;
+        }
+        for f in &frames {
+            match routing::classify_error(&bytes[f.clone()]) {
+                routing::ReplyKind::Moved { slot, addr }
+                    if r.redirects < self.ctx.max_redirects =>
+                {
+                    r.redirects += 1;
+                    self.ctx.cluster.apply_moved(slot, &addr);
+                    self.send(r, Some(&addr), false);
+                    return Some(Step::Again);
+                }
+                // ASKING covers one command, not a transaction: wait for the migration.
+                routing::ReplyKind::Ask { .. } | routing::ReplyKind::Retryable
+                    if self.schedule_retry(r) =>
+                {
+                    return Some(Step::Again);
+                }
+                _ => {}
+            }
+        }
+        let first = frames.first()?.clone();
+        if bytes[first.start] == b'-' {
+            return Some(Step::Final(bytes.slice(first)));
+        }
+        Some(Step::Final(bytes.slice(frames.last()?.clone())))
+    }
+
+    /// Arranges a retry with backoff if the retry deadline allows; the topology is
+    /// refreshed meanwhile.
+    pub(super) fn schedule_retry(&self, r: &mut Remote) -> bool {
+        let backoff = Duration::from_millis((10u64 << r.retries.min(4)).min(200));
+        let at = Instant::now() + backoff;
+        if at > r.started + self.ctx.retry_deadline {
+            return false;
+        }
+        r.retries += 1;
+        r.retry_at = Some(at);
+        metrics::counter!("respgate_retries_total").increment(1);
+        self.ctx.cluster.request_refresh();
+        true
+    }
+}
