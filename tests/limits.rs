@@ -179,26 +179,6 @@ async fn a_600_mb_bulk_is_refused_from_its_header_without_waiting_for_the_payloa
     good.finish().await;
 }
 
-/// Whether respgate still has the TCP connection from `client` open, from the kernel's
-/// view of respgate's side (`/proc/net/tcp`): once respgate closes it, the socket leaves
-/// ESTABLISHED even though the client has not read the data still in flight.
-fn proxy_side_established(proxy: SocketAddr, client: SocketAddr) -> bool {
-    let hex = |a: SocketAddr| match a {
-        SocketAddr::V4(v4) => format!(
-            "{:08X}:{:04X}",
-            u32::from_le_bytes(v4.ip().octets()),
-            v4.port()
-        ),
-        SocketAddr::V6(_) => panic!("tests listen on IPv4 loopback"),
-    };
-    let (local, remote) = (hex(proxy), hex(client));
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    table.lines().skip(1).any(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        f.len() > 3 && f[1] == local && f[2] == remote && f[3] == "01"
-    })
-}
-
 #[tokio::test]
 async fn a_client_that_stops_reading_its_replies_is_disconnected() {
     let mut cfg = config();
