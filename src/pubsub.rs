@@ -67,14 +67,24 @@ enum HubCommand {
 #[derive(Clone)]
 pub struct PubSubHub {
     commands: mpsc::UnboundedSender<HubCommand>,
+    /// Local subscribers per channel, for PUBSUB NUMSUB (the nodes count respgate's one
+    /// subscription as one subscriber). Written by the hub on (un)subscriptions only.
+    counts: Arc<std::sync::Mutex<HashMap<Bytes, usize>>>,
 }
 
 impl PubSubHub {
     /// Starts the hub task.
     pub fn start(cluster: Arc<Cluster>) -> PubSubHub {
         let (commands, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(cluster, rx));
-        PubSubHub { commands }
+        let counts = Arc::default();
+        tokio::spawn(run(cluster, rx, Arc::clone(&counts)));
+        PubSubHub { commands, counts }
+    }
+
+    /// How many of respgate's clients are subscribed to `channel`.
+    pub fn local_subscribers(&self, channel: &[u8]) -> usize {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.get(channel).copied().unwrap_or(0)
     }
 
     /// Registers subscriber `id` for `name`; resolves once messages for it flow.
@@ -107,7 +117,24 @@ impl PubSubHub {
 type Subscribers = HashMap<(Kind, Bytes), HashMap<u64, (mpsc::Sender<Bytes>, Arc<ClientEntry>)>>;
 type Waiting = Vec<((Kind, Bytes), oneshot::Sender<()>)>;
 
-async fn run(cluster: Arc<Cluster>, mut commands: mpsc::UnboundedReceiver<HubCommand>) {
+type Counts = Arc<std::sync::Mutex<HashMap<Bytes, usize>>>;
+
+/// Mirrors the channels' subscriber counts for [`PubSubHub::local_subscribers`].
+fn sync_counts(subs: &Subscribers, counts: &Counts) {
+    let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+    counts.clear();
+    for ((kind, name), entry) in subs {
+        if *kind == Kind::Channel {
+            counts.insert(name.clone(), entry.len());
+        }
+    }
+}
+
+async fn run(
+    cluster: Arc<Cluster>,
+    mut commands: mpsc::UnboundedReceiver<HubCommand>,
+    counts: Counts,
+) {
     let mut subs: Subscribers = HashMap::new();
     // Subscribers waiting for the backend to confirm their channel.
     let mut waiting: Waiting = Vec::new();
@@ -118,6 +145,7 @@ async fn run(cluster: Arc<Cluster>, mut commands: mpsc::UnboundedReceiver<HubCom
                 Some(cmd) => apply(cmd, &mut subs, &mut waiting, None),
                 None => return,
             }
+            sync_counts(&subs, &counts);
             continue;
         }
         let Some(mut conn) = connect(&cluster).await else {
@@ -126,6 +154,7 @@ async fn run(cluster: Arc<Cluster>, mut commands: mpsc::UnboundedReceiver<HubCom
             while let Ok(cmd) = commands.try_recv() {
                 apply(cmd, &mut subs, &mut waiting, None);
             }
+            sync_counts(&subs, &counts);
             continue;
         };
         // (Re)subscribe to everything known.
@@ -143,6 +172,7 @@ async fn run(cluster: Arc<Cluster>, mut commands: mpsc::UnboundedReceiver<HubCom
                     let Some(cmd) = cmd else { return };
                     let mut out = BytesMut::new();
                     apply(cmd, &mut subs, &mut waiting, Some(&mut out));
+                    sync_counts(&subs, &counts);
                     if !out.is_empty() && conn.write_all(&out).await.is_err() {
                         break;
                     }

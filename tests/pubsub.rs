@@ -1232,3 +1232,45 @@ async fn no_message_of_a_channel_follows_its_unsubscribe_confirmation() {
     );
     assert_eq!(before, BACKLOG);
 }
+
+// ---------------------------------------------------------------------------------------
+// PUBSUB introspection
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pubsub_numsub_and_channels_count_respgate_clients() {
+    let proxy = proxy_for_shared().await;
+    let addr = proxy.local_addr();
+    let channel = unique("introspect");
+    let mut subscribers = Vec::new();
+    for _ in 0..3 {
+        let mut s = RawConn::connect(addr).await;
+        s.command(&["SUBSCRIBE", &channel]).await;
+        subscribers.push(s);
+    }
+    let mut c = RawConn::connect(addr).await;
+    // Three respgate clients share one backend subscription; NUMSUB counts the clients.
+    assert_eq!(
+        show(
+            &c.command(&["PUBSUB", "NUMSUB", &channel, "nobody-here"])
+                .await
+        ),
+        show(
+            format!(
+                "*4\r\n${}\r\n{channel}\r\n:3\r\n$11\r\nnobody-here\r\n:0\r\n",
+                channel.len()
+            )
+            .as_bytes()
+        )
+    );
+    let channels = show(
+        &c.command(&["PUBSUB", "CHANNELS", &format!("{channel}*")])
+            .await,
+    );
+    assert_eq!(
+        channels,
+        show(format!("*1\r\n${}\r\n{channel}\r\n", channel.len()).as_bytes())
+    );
+    drop(subscribers);
+    proxy.shutdown().await;
+}

@@ -118,8 +118,20 @@ pub fn answer(
             &name.to_uppercase().replace('|', " "),
             "it would need every master's running script",
         ),
-        _ if name.starts_with("pubsub|") => {
-            not_yet(&name.to_uppercase().replace('|', " "), "pub/sub")
+        "pubsub|channels" | "pubsub|shardchannels" => fan_out(info, Merge::Union),
+        "pubsub|numpat" => fan_out(info, Merge::Sum),
+        "pubsub|shardnumsub" => fan_out(info, Merge::NumSub { adjust: Vec::new() }),
+        "pubsub|numsub" => {
+            // The nodes see respgate's one subscription per channel; count its clients.
+            let adjust = args
+                .iter()
+                .skip(2)
+                .map(|ch| {
+                    let local = ctx.pubsub.local_subscribers(ch) as i64;
+                    local - i64::from(local > 0)
+                })
+                .collect();
+            fan_out(info, Merge::NumSub { adjust })
         }
         "swapdb" | "move" => err(&format!(
             "ERR respgate: {} is not allowed: a Redis Cluster has only database 0",

@@ -34,6 +34,11 @@ pub enum Merge {
     Info { proxy_section: String },
     /// SCAN on shard `shard` (one part): the node's cursor is wrapped into respgate's.
     Scan { shard: u8, tags: Vec<u8> },
+    /// Arrays concatenated without duplicates (PUBSUB CHANNELS).
+    Union,
+    /// PUBSUB NUMSUB: `[channel, count, ...]` with the counts summed over the parts,
+    /// plus `adjust[i]` for the i-th channel (respgate's own subscribers).
+    NumSub { adjust: Vec<i64> },
 }
 
 /// Merges `parts` (one reply per part, in split order).
@@ -55,6 +60,8 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
         Merge::Mget { positions, total } => mget(parts, positions, *total),
         Merge::Info { proxy_section } => info(parts, proxy_section),
         Merge::Scan { shard, tags } => scan(parts, *shard, tags),
+        Merge::Union => union(parts),
+        Merge::NumSub { adjust } => numsub(parts, adjust),
     };
     merged.unwrap_or_else(|| {
         Bytes::from_static(b"-ERR respgate: a node's reply could not be merged\r\n")
@@ -128,6 +135,38 @@ fn concat(parts: &[Bytes]) -> Option<Bytes> {
         all.extend(array_items(p)?);
     }
     Some(array_of(all.into_iter()))
+}
+
+fn union(parts: &[Bytes]) -> Option<Bytes> {
+    let mut seen = std::collections::HashSet::new();
+    let mut all = Vec::new();
+    for p in parts {
+        for item in array_items(p)? {
+            if seen.insert(item) {
+                all.push(item);
+            }
+        }
+    }
+    Some(array_of(all.into_iter()))
+}
+
+fn numsub(parts: &[Bytes], adjust: &[i64]) -> Option<Bytes> {
+    let first = array_items(parts.first()?)?;
+    let mut counts: Vec<i64> = adjust.to_vec();
+    counts.resize(first.len() / 2, 0);
+    for p in parts {
+        let items = array_items(p)?;
+        for (i, pair) in items.chunks(2).enumerate() {
+            *counts.get_mut(i)? += integer(pair.get(1)?)?;
+        }
+    }
+    let mut out = BytesMut::new();
+    put_array_header(&mut out, first.len());
+    for (i, pair) in first.chunks(2).enumerate() {
+        out.extend_from_slice(pair[0]);
+        out.extend_from_slice(format!(":{}\r\n", counts[i].max(0)).as_bytes());
+    }
+    Some(out.freeze())
 }
 
 fn and_arrays(parts: &[Bytes]) -> Option<Bytes> {
@@ -332,6 +371,18 @@ mod tests {
         );
         let parts = [b("*2\r\n:1\r\n:1\r\n"), b("*2\r\n:0\r\n:1\r\n")];
         assert_eq!(&merge(&Merge::AndArrays, &parts)[..], b"*2\r\n:0\r\n:1\r\n");
+    }
+
+    #[test]
+    fn pubsub_introspection_merges() {
+        let parts = [b("*2\r\n$1\r\na\r\n$1\r\nb\r\n"), b("*1\r\n$1\r\na\r\n")];
+        assert_eq!(
+            &merge(&Merge::Union, &parts)[..],
+            b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+        let parts = [b("*2\r\n$1\r\na\r\n:1\r\n"), b("*2\r\n$1\r\na\r\n:2\r\n")];
+        let how = Merge::NumSub { adjust: vec![4] };
+        assert_eq!(&merge(&how, &parts)[..], b"*2\r\n$1\r\na\r\n:7\r\n");
     }
 
     #[test]
