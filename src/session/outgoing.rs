@@ -97,36 +97,35 @@ impl Session {
             replies,
             reply: tx,
         };
-        let cluster = self.ctx.cluster.clone();
+        let client_id = self.client.meta.id;
+        // The common case first, without an owned address: the shared link of the
+        // slot's master.
+        if to.is_none() && !dedicated {
+            let topo = self.ctx.cluster.topology();
+            let node = topo.as_ref().and_then(|t| match slot {
+                Some(slot) => t.master_for_slot(slot),
+                None => t.any_master(client_id),
+            });
+            if let Some(node) = node {
+                node.send(client_id, job);
+                return rx;
+            }
+        }
         let addr: Option<String> = match to {
             Some(addr) => Some(addr.to_string()),
-            None if !dedicated => {
-                let topo = cluster.topology();
-                let node = topo.as_ref().and_then(|t| match slot {
-                    Some(slot) => t.master_for_slot(slot),
-                    None => t.any_master(self.client.meta.id),
-                });
-                match node {
-                    Some(node) => {
-                        node.send(self.client.meta.id, job);
-                        return rx;
-                    }
-                    None => None,
-                }
-            }
             None => {
-                let topo = cluster.topology();
+                let topo = self.ctx.cluster.topology();
                 topo.as_ref()
                     .and_then(|t| match slot {
                         Some(slot) => t.master_for_slot(slot),
-                        None => t.any_master(self.client.meta.id),
+                        None => t.any_master(client_id),
                     })
                     .map(|n| n.addr().to_string())
             }
         };
         let Some(addr) = addr else {
             let why = match slot {
-                Some(slot) if cluster.topology().is_some() => {
+                Some(slot) if self.ctx.cluster.topology().is_some() => {
                     format!("hash slot {slot} not served")
                 }
                 _ => "no node has answered discovery yet".to_string(),
@@ -135,7 +134,7 @@ impl Session {
             return rx;
         };
         if !dedicated {
-            cluster.node(&addr).send(self.client.meta.id, job);
+            self.ctx.cluster.node(&addr).send(client_id, job);
             return rx;
         }
         match self.dedicated_link(&addr) {
