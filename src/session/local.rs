@@ -8,7 +8,7 @@
 
 use super::merge::{self, Merge};
 use super::routing::Route;
-use super::{ClientState, SessionContext};
+use super::{ClientState, ReplyMode, SessionContext};
 use crate::commands::{CommandInfo, CommandTable};
 use crate::protocol::reply::{self, put_array_header, put_bulk};
 use crate::protocol::scan::parse_int;
@@ -491,6 +491,23 @@ fn client_command(
         "kill" => Some(client_kill(ctx, client, args)),
         // respgate never evicts clients: accepted for compatibility.
         "no-evict" => ok(),
+        "reply" => {
+            let mode = args.get(2);
+            if mode.eq_ignore_ascii_case(b"on") {
+                client.reply = ReplyMode::On;
+                ok()
+            } else if mode.eq_ignore_ascii_case(b"off") {
+                client.reply = ReplyMode::Off;
+                ok() // muted: OFF has no reply
+            } else if mode.eq_ignore_ascii_case(b"skip") {
+                if client.reply != ReplyMode::Off {
+                    client.reply = ReplyMode::SkipThis;
+                }
+                ok() // muted
+            } else {
+                err("ERR syntax error")
+            }
+        }
         "setname" => {
             let name = args.get(2);
             if !valid_client_name(name) {

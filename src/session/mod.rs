@@ -81,6 +81,18 @@ pub struct ClientState {
     pub resp3: bool,
     /// The slot of the keys WATCHed on the client's pinned connection.
     pub watch_slot: Option<u16>,
+    /// CLIENT REPLY.
+    pub reply: ReplyMode,
+}
+
+/// CLIENT REPLY's state, as the session applies it to each request's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// The CLIENT REPLY SKIP request itself (no reply), then the next one.
+    SkipThis,
+    SkipNext,
 }
 
 /// A transaction being queued: sent as one job (`MULTI`, the commands, `EXEC`) to the
@@ -118,6 +130,8 @@ enum Pending {
     Split(Box<Split>),
     /// A subscription reply, written once the hub confirms the subscription is active.
     Waiting(oneshot::Receiver<()>, Bytes),
+    /// CLIENT REPLY OFF / SKIP: the next entry's reply is not written.
+    MuteNext,
 }
 
 struct Split {
@@ -211,6 +225,7 @@ pub async fn run<R, W>(
             entry,
             resp3: false,
             watch_slot: None,
+            reply: ReplyMode::On,
         },
         ctx,
         rbuf: BytesMut::with_capacity(READ_MIN),
@@ -218,6 +233,7 @@ pub async fn run<R, W>(
         write_deferred: false,
         clock: None,
         dedicated: Vec::new(),
+        mute_next: false,
         out: BytesMut::new(),
         pending: VecDeque::new(),
         ranges: Vec::with_capacity(8),
@@ -423,6 +439,8 @@ struct Session {
     write_deferred: bool,
     /// The time of this pass of the main loop, read at most once ([`Session::now`]).
     clock: Option<Instant>,
+    /// CLIENT REPLY OFF / SKIP: the next finished reply is dropped.
+    mute_next: bool,
     /// This client's own backend connection, for blocking commands, and its place in
     /// the `max_dedicated_connections` bound.
     dedicated: Vec<(DedicatedLink, tokio::sync::OwnedSemaphorePermit)>,
@@ -442,6 +460,15 @@ struct Session {
 }
 
 impl Session {
+    /// Writes a finished reply to the output, unless CLIENT REPLY muted it.
+    #[inline]
+    fn emit(&mut self, reply: &[u8]) {
+        if std::mem::take(&mut self.mute_next) {
+            return;
+        }
+        self.out.extend_from_slice(reply);
+    }
+
     /// The current pass's time (requests framed and replies completed in one pass share
     /// it).
     fn now(&mut self) -> Instant {
@@ -512,6 +539,22 @@ impl Session {
             crate::protocol::Args::new(&raw, &self.ranges),
             &mut self.keys,
         );
+        // CLIENT REPLY: OFF mutes every reply (its own included), SKIP the next one.
+        let mute = match self.client.reply {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::SkipThis => {
+                self.client.reply = ReplyMode::SkipNext;
+                true
+            }
+            ReplyMode::SkipNext => {
+                self.client.reply = ReplyMode::On;
+                true
+            }
+        };
+        if mute {
+            self.pending.push_back(Pending::MuteNext);
+        }
         match decision {
             routing::Route::Reply(bytes) => self.pending.push_back(Pending::Ready(bytes)),
             routing::Route::Subscribed(replies) => {
@@ -570,8 +613,13 @@ impl Session {
             let ready = match self.pending.front_mut() {
                 Some(Pending::Ready(_)) => {
                     if let Some(Pending::Ready(b)) = self.pending.pop_front() {
-                        self.out.extend_from_slice(&b);
+                        self.emit(&b);
                     }
+                    continue;
+                }
+                Some(Pending::MuteNext) => {
+                    self.pending.pop_front();
+                    self.mute_next = true;
                     continue;
                 }
                 Some(Pending::Waiting(rx, _)) => {
@@ -579,7 +627,7 @@ impl Session {
                         return;
                     }
                     if let Some(Pending::Waiting(_, bytes)) = self.pending.pop_front() {
-                        self.out.extend_from_slice(&bytes);
+                        self.emit(&bytes);
                     }
                     continue;
                 }
@@ -605,7 +653,7 @@ impl Session {
             HeadEvent::Reply(part, result) => self.on_reply(part, result),
             HeadEvent::Confirmed => {
                 if let Some(Pending::Waiting(_, bytes)) = self.pending.pop_front() {
-                    self.out.extend_from_slice(&bytes);
+                    self.emit(&bytes);
                 }
             }
             HeadEvent::RetryDue(part) => match self.pending.pop_front() {
@@ -632,6 +680,7 @@ impl Session {
         };
         let finished = match &mut head {
             Pending::Ready(b) | Pending::Waiting(_, b) => Some((b.clone(), None)),
+            Pending::MuteNext => None,
             Pending::Remote(r) => match self.advance(r, result) {
                 Step::Final(bytes) => Some((bytes, Some((r.started, r.latency.clone())))),
                 Step::Again => None,
@@ -659,7 +708,7 @@ impl Session {
                     let now = self.now();
                     latency.record(now.saturating_duration_since(started).as_secs_f64());
                 }
-                self.out.extend_from_slice(&bytes);
+                self.emit(&bytes);
             }
             None => self.pending.push_front(head),
         }
