@@ -119,7 +119,19 @@ type Waiting = Vec<((Kind, Bytes), oneshot::Sender<()>)>;
 
 type Counts = Arc<std::sync::Mutex<HashMap<Bytes, usize>>>;
 
-/// Mirrors the channels' subscriber counts for [`PubSubHub::local_subscribers`].
+/// Mirrors one channel's subscriber count for [`PubSubHub::local_subscribers`].
+fn sync_count(subs: &Subscribers, counts: &Counts, kind: Kind, name: &Bytes) {
+    if kind != Kind::Channel {
+        return;
+    }
+    let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+    match subs.get(&(kind, name.clone())) {
+        Some(entry) => counts.insert(name.clone(), entry.len()),
+        None => counts.remove(name),
+    };
+}
+
+/// Mirrors every channel's count (after subscribers were dropped, which is rare).
 fn sync_counts(subs: &Subscribers, counts: &Counts) {
     let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
     counts.clear();
@@ -142,19 +154,17 @@ async fn run(
         // Connect only while someone is subscribed (or about to be).
         if subs.is_empty() {
             match commands.recv().await {
-                Some(cmd) => apply(cmd, &mut subs, &mut waiting, None),
+                Some(cmd) => apply(cmd, &mut subs, &mut waiting, None, &counts),
                 None => return,
             }
-            sync_counts(&subs, &counts);
             continue;
         }
         let Some(mut conn) = connect(&cluster).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             // Drain what came meanwhile so unsubscribes are not lost.
             while let Ok(cmd) = commands.try_recv() {
-                apply(cmd, &mut subs, &mut waiting, None);
+                apply(cmd, &mut subs, &mut waiting, None, &counts);
             }
-            sync_counts(&subs, &counts);
             continue;
         };
         // (Re)subscribe to everything known.
@@ -171,8 +181,7 @@ async fn run(
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { return };
                     let mut out = BytesMut::new();
-                    apply(cmd, &mut subs, &mut waiting, Some(&mut out));
-                    sync_counts(&subs, &counts);
+                    apply(cmd, &mut subs, &mut waiting, Some(&mut out), &counts);
                     if !out.is_empty() && conn.write_all(&out).await.is_err() {
                         break;
                     }
@@ -185,7 +194,7 @@ async fn run(
                     let mut out = BytesMut::new();
                     while let Ok(Some(len)) = scan_reply(&rbuf) {
                         let frame = rbuf.split_to(len).freeze();
-                        for (kind, name) in dispatch(frame, &mut subs, &mut waiting) {
+                        for (kind, name) in dispatch(frame, &mut subs, &mut waiting, &counts) {
                             out.extend_from_slice(&reply::command([kind.unsubscribe().as_bytes(), &name[..]]));
                         }
                     }
@@ -233,13 +242,14 @@ async fn connect(cluster: &Cluster) -> Option<TcpStream> {
     Some(stream)
 }
 
-/// Applies a subscriber's command; with a live connection, writes what the backend
-/// must do into `out`.
+/// Applies a subscriber's command (and mirrors the channel's count); with a live
+/// connection, writes what the backend must do into `out`.
 fn apply(
     cmd: HubCommand,
     subs: &mut Subscribers,
     waiting: &mut Waiting,
     live: Option<&mut BytesMut>,
+    counts: &Counts,
 ) {
     match cmd {
         HubCommand::Subscribe {
@@ -253,6 +263,7 @@ fn apply(
             let entry = subs.entry((kind, name.clone())).or_default();
             let first = entry.is_empty();
             entry.insert(id, (tx, client));
+            sync_count(subs, counts, kind, &name);
             if first {
                 // Confirmed when the backend confirms (now, or when it (re)connects).
                 if let Some(out) = live {
@@ -282,6 +293,7 @@ fn apply(
                     }
                 }
             }
+            sync_count(subs, counts, kind, &name);
         }
     }
 }
@@ -289,7 +301,12 @@ fn apply(
 /// Routes one frame from the backend: a message to its subscribers, or a confirmation.
 /// Returns the subscriptions nobody holds any more (their subscribers were dropped),
 /// for the caller to end on the backend.
-fn dispatch(frame: Bytes, subs: &mut Subscribers, waiting: &mut Waiting) -> Vec<(Kind, Bytes)> {
+fn dispatch(
+    frame: Bytes,
+    subs: &mut Subscribers,
+    waiting: &mut Waiting,
+    counts: &Counts,
+) -> Vec<(Kind, Bytes)> {
     let Some((kind, name)) = crate::session::merge::pubsub_fields(&frame) else {
         return Vec::new();
     };
@@ -328,6 +345,7 @@ fn dispatch(frame: Bytes, subs: &mut Subscribers, waiting: &mut Waiting) -> Vec<
         }
     }
     let mut emptied = Vec::new();
+    let any_evicted = !evicted.is_empty();
     // A full queue means the subscriber does not keep up: it is dropped from every
     // subscription, so its queue closes and its session disconnects the client.
     for id in evicted {
@@ -344,6 +362,9 @@ fn dispatch(frame: Bytes, subs: &mut Subscribers, waiting: &mut Waiting) -> Vec<
             }
             !entry.is_empty()
         });
+    }
+    if any_evicted {
+        sync_counts(subs, counts);
     }
     emptied
 }

@@ -516,7 +516,7 @@ fn client_command(
             client.set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
             ok()
         }
-        "getname" => Some(Route::Reply(match &client.name {
+        "getname" => Some(Route::Reply(match &client.entry.name() {
             Some(n) => reply::bulk(n),
             None => Bytes::from_static(reply::NULL),
         })),

@@ -69,8 +69,6 @@ pub struct ClientMeta {
 /// Per-connection state that commands can change.
 pub struct ClientState {
     pub meta: ClientMeta,
-    /// CLIENT SETNAME.
-    pub name: Option<Bytes>,
     /// Commands queued since MULTI.
     pub tx: Option<Transaction>,
     /// Channels and patterns subscribed to (subscribed mode while `Some`).
@@ -113,10 +111,10 @@ impl ClientState {
             .info_line(self.tx.as_ref().map(|t| t.queued.len()))
     }
 
-    /// CLIENT SETNAME / HELLO SETNAME / RESET.
+    /// CLIENT SETNAME / HELLO SETNAME / RESET. The name lives in the registry entry,
+    /// where CLIENT LIST reads it too.
     pub fn set_name(&mut self, name: Option<Bytes>) {
-        self.entry.set_name(name.clone());
-        self.name = name;
+        self.entry.set_name(name);
     }
 }
 
@@ -219,7 +217,6 @@ pub async fn run<R, W>(
     let mut s = Session {
         client: ClientState {
             meta,
-            name: None,
             tx: None,
             subs: None,
             entry,

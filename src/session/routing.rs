@@ -133,9 +133,10 @@ pub fn route(
     }
 
     let transaction_command = info.acl_categories & transaction_category() != 0;
-    // RESET and QUIT act at once even inside MULTI, as in Redis.
-    let immediate = matches!(info.name.as_str(), "reset" | "quit");
-    if (client.tx.is_some() && !immediate) || transaction_command {
+    // RESET and QUIT act at once even inside MULTI, as in Redis (the names are compared
+    // only inside a transaction: not on the common path).
+    let queueing = client.tx.is_some() && !matches!(info.name.as_str(), "reset" | "quit");
+    if queueing || transaction_command {
         let queueable = !transaction_command && local::queueable(info);
         return transaction::route(client, info, args, keys, queueable);
     }
