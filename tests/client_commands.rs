@@ -92,34 +92,35 @@ async fn client_reply_off_on_and_skip_behave_as_in_redis() {
     let proxy = support::proxy_for_shared().await;
     let key = "cc:{reply}r";
     let script = |k: &str| -> Vec<u8> {
-        [
-            vec!["SET", k, "1"],
-            vec!["CLIENT", "REPLY", "OFF"],
-            vec!["INCR", k],
-            vec!["INCR", k],
-            vec!["CLIENT", "REPLY", "ON"],
-            vec!["GET", k],
-            vec!["CLIENT", "REPLY", "SKIP"],
-            vec!["INCR", k],
-            vec!["GET", k],
-        ]
-        .iter()
-        .flat_map(|c| support::encode_command(c))
-        .collect()
+        support::encode_pipeline(&[
+            &["SET", k, "1"],
+            &["CLIENT", "REPLY", "OFF"],
+            &["INCR", k],
+            &["INCR", k],
+            &["CLIENT", "REPLY", "ON"],
+            &["GET", k],
+            &["CLIENT", "REPLY", "SKIP"],
+            &["INCR", k],
+            &["GET", k],
+        ])
     };
     let mut through = RawConn::connect(proxy.local_addr()).await;
     through.send(&script(key)).await;
-    let mut got = Vec::new();
-    for _ in 0..4 {
-        got.push(show(&through.read_reply().await));
-    }
+    let got: Vec<String> = through
+        .read_replies(4)
+        .await
+        .iter()
+        .map(|r| show(r))
+        .collect();
     let node_key = "cc:{reply}n";
     let mut direct = RawConn::connect(support::shared_owner_of(node_key)).await;
     direct.send(&script(node_key)).await;
-    let mut want = Vec::new();
-    for _ in 0..4 {
-        want.push(show(&direct.read_reply().await));
-    }
+    let want: Vec<String> = direct
+        .read_replies(4)
+        .await
+        .iter()
+        .map(|r| show(r))
+        .collect();
     assert_eq!(got, want);
     assert_eq!(
         got,

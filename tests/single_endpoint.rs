@@ -43,19 +43,6 @@ fn shared_masters() -> Vec<SocketAddr> {
     with_shared_cluster(|c| c.masters())
 }
 
-/// Runs `args` on `node` of the shared cluster, bypassing respgate.
-fn on_node(node: SocketAddr, args: &[&str]) -> Reply {
-    with_shared_cluster(|c| {
-        c.command(node, args)
-            .unwrap_or_else(|e| panic!("{node}: `{}`: {e}", args.join(" ")))
-    })
-}
-
-/// Runs `args` on the shared-cluster master that owns `key`.
-fn on_owner(key: &str, args: &[&str]) -> Reply {
-    on_node(shared_owner_of(key), args)
-}
-
 fn ok(r: Reply, what: &str) {
     assert_eq!(r, Reply::Simple("OK".into()), "{what}");
 }

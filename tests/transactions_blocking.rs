@@ -64,19 +64,6 @@ fn tag_on(index: usize, name: &str) -> String {
         .unwrap()
 }
 
-/// Runs `args` on `node` of the shared cluster, bypassing respgate.
-fn on_node(node: SocketAddr, args: &[&str]) -> Reply {
-    with_shared_cluster(|c| {
-        c.command(node, args)
-            .unwrap_or_else(|e| panic!("{node}: `{}`: {e}", args.join(" ")))
-    })
-}
-
-/// Runs `args` on the master that owns `key`'s slot, bypassing respgate.
-fn on_owner(key: &str, args: &[&str]) -> Reply {
-    on_node(shared_owner_of(key), args)
-}
-
 fn bulk(v: &str) -> Reply {
     Reply::Bulk(Some(v.as_bytes().to_vec()))
 }
@@ -292,22 +279,16 @@ async fn multi_exec_runs_the_queued_commands_and_answers_like_redis() {
     // The same, pipelined in one write, with a command after EXEC.
     let k = format!("{tag}p:piped");
     let mut conn = RawConn::connect(proxy.local_addr()).await;
-    let batch: Vec<u8> = [
-        vec!["MULTI"],
-        vec!["SET", &k, "1"],
-        vec!["INCR", &k],
-        vec!["GET", &k],
-        vec!["EXEC"],
-        vec!["INCR", &k],
-    ]
-    .iter()
-    .flat_map(|c| encode_command(c))
-    .collect();
+    let batch: Vec<u8> = encode_pipeline(&[
+        &["MULTI"],
+        &["SET", &k, "1"],
+        &["INCR", &k],
+        &["GET", &k],
+        &["EXEC"],
+        &["INCR", &k],
+    ]);
     conn.send(&batch).await;
-    let mut got = Vec::new();
-    for _ in 0..6 {
-        got.push(conn.read_reply().await);
-    }
+    let got = conn.read_replies(6).await;
     assert_eq!(
         shown(&got),
         [
@@ -837,21 +818,15 @@ async fn a_transaction_sent_to_a_stale_owner_is_resent_whole_to_the_right_one() 
 
     let (k, runs) = (format!("{tag}k"), format!("{tag}runs"));
     let mut conn = RawConn::connect(proxy.local_addr()).await;
-    let batch: Vec<u8> = [
-        vec!["MULTI"],
-        vec!["SET", &k, "1"],
-        vec!["INCR", &k],
-        vec!["INCR", &runs],
-        vec!["EXEC"],
-    ]
-    .iter()
-    .flat_map(|c| encode_command(c))
-    .collect();
+    let batch: Vec<u8> = encode_pipeline(&[
+        &["MULTI"],
+        &["SET", &k, "1"],
+        &["INCR", &k],
+        &["INCR", &runs],
+        &["EXEC"],
+    ]);
     conn.send(&batch).await;
-    let mut got = Vec::new();
-    for _ in 0..5 {
-        got.push(conn.read_reply().await);
-    }
+    let got = conn.read_replies(5).await;
     assert_eq!(
         shown(&got),
         [
@@ -1017,14 +992,7 @@ async fn requests_pipelined_after_a_blocking_command_are_answered_after_it() {
     let tag = tag_on(GENERAL, "blpop-pipe");
     let (q, k) = (format!("{tag}q"), format!("{tag}k"));
     let mut blocked = RawConn::connect(proxy.local_addr()).await;
-    let batch: Vec<u8> = [
-        vec!["BLPOP", &q, "0"],
-        vec!["SET", &k, "x"],
-        vec!["GET", &k],
-    ]
-    .iter()
-    .flat_map(|c| encode_command(c))
-    .collect();
+    let batch: Vec<u8> = encode_pipeline(&[&["BLPOP", &q, "0"], &["SET", &k, "x"], &["GET", &k]]);
     blocked.send(&batch).await;
     expect_silent(
         &mut blocked,
@@ -1034,10 +1002,7 @@ async fn requests_pipelined_after_a_blocking_command_are_answered_after_it() {
     .await;
     let mut other = RawConn::connect(proxy.local_addr()).await;
     assert_eq!(show(&other.command(&["RPUSH", &q, "v"]).await), ":1\\r\\n");
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        got.push(blocked.read_reply().await);
-    }
+    let got = blocked.read_replies(3).await;
     assert_eq!(
         shown(&got),
         [
@@ -1088,10 +1053,7 @@ async fn pipelined_blocking_commands_for_different_nodes_each_get_their_reply() 
     let a = format!("{}q", tag_on(GENERAL, "pipe-hop"));
     let b = format!("{}q", tag_on(LATENCY, "pipe-hop"));
     let mut conn = RawConn::connect(proxy.local_addr()).await;
-    let batch: Vec<u8> = [vec!["BRPOP", &a, "0.3"], vec!["BRPOP", &b, "0.3"]]
-        .iter()
-        .flat_map(|c| encode_command(c))
-        .collect();
+    let batch: Vec<u8> = encode_pipeline(&[&["BRPOP", &a, "0.3"], &["BRPOP", &b, "0.3"]]);
     conn.send(&batch).await;
     let first = conn.read_reply().await;
     let second = conn.read_reply().await;

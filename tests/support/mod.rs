@@ -160,7 +160,34 @@ pub struct RawConn {
     buf: Vec<u8>,
 }
 
+/// Several commands encoded back to back: one pipelined write.
+pub fn encode_pipeline(commands: &[&[&str]]) -> Vec<u8> {
+    commands.iter().flat_map(|c| encode_command(c)).collect()
+}
+
+/// Runs `args` on `node` of the shared cluster, bypassing respgate.
+pub fn on_node(node: SocketAddr, args: &[&str]) -> respgate::devcluster::Reply {
+    with_shared_cluster(|c| {
+        c.command(node, args)
+            .unwrap_or_else(|e| panic!("{node}: `{}`: {e}", args.join(" ")))
+    })
+}
+
+/// Runs `args` on the shared-cluster master that owns `key`'s slot, bypassing respgate.
+pub fn on_owner(key: &str, args: &[&str]) -> respgate::devcluster::Reply {
+    on_node(shared_owner_of(key), args)
+}
+
 impl RawConn {
+    /// The next `n` replies.
+    pub async fn read_replies(&mut self, n: usize) -> Vec<Vec<u8>> {
+        let mut replies = Vec::with_capacity(n);
+        for _ in 0..n {
+            replies.push(self.read_reply().await);
+        }
+        replies
+    }
+
     pub async fn connect(addr: SocketAddr) -> RawConn {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
