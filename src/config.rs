@@ -19,6 +19,53 @@ pub struct Config {
     pub cluster: ClusterConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// Client authentication. A file must choose: `mode = "users"` with `[[auth.users]]`, or
+/// `mode = "none"` to let every client in as an unrestricted `default` user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Required in a file (no silent open proxy). A `Config` built in code without it
+    /// runs as `none`.
+    pub mode: Option<AuthMode>,
+    /// Failed authentications from one address within `failure_window_secs` that lock
+    /// the address out (0: never).
+    pub max_failures: u32,
+    pub failure_window_secs: u64,
+    /// How long a locked-out address is refused.
+    pub lockout_secs: u64,
+    pub users: Vec<UserConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: None,
+            max_failures: 20,
+            failure_window_secs: 60,
+            lockout_secs: 300,
+            users: Vec::new(),
+        }
+    }
+}
+
+/// `none` or `users`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    None,
+    Users,
+}
+
+/// One user: a name and its rules in Redis ACL syntax (`on #<sha256> ~prefix:* +@read`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub rules: String,
 }
 
 /// The client-facing side.
@@ -248,6 +295,55 @@ impl Config {
                 "timeouts must be above 0".into(),
             ));
         }
+        self.validate_auth(path)
+    }
+
+    fn validate_auth(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            file: path.to_owned(),
+            key: key.to_string(),
+            message,
+        };
+        let a = &self.auth;
+        match a.mode {
+            None => {
+                return Err(bad(
+                    "auth.mode",
+                    "choose mode = \"users\" (with [[auth.users]]) or mode = \"none\" to run without authentication".into(),
+                ))
+            }
+            Some(AuthMode::None) if !a.users.is_empty() => {
+                return Err(bad(
+                    "auth.users",
+                    "users are listed but auth.mode is \"none\"; set mode = \"users\"".into(),
+                ))
+            }
+            Some(AuthMode::Users) if a.users.is_empty() => {
+                return Err(bad(
+                    "auth.users",
+                    "mode = \"users\" needs at least one [[auth.users]]".into(),
+                ))
+            }
+            _ => {}
+        }
+        for (i, u) in a.users.iter().enumerate() {
+            if u.name.is_empty() || !u.name.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
+                return Err(bad(
+                    &format!("auth.users[{i}].name"),
+                    format!("{:?} is not a valid user name (no spaces or control characters)", u.name),
+                ));
+            }
+        }
+        if a.max_failures > 0 && (a.failure_window_secs == 0 || a.lockout_secs == 0) {
+            return Err(bad(
+                "auth.lockout_secs",
+                "failure_window_secs and lockout_secs must be above 0 when max_failures is set".into(),
+            ));
+        }
+        crate::acl::Users::from_config(a).map_err(|e| match e.split_once(": ") {
+            Some((key, msg)) => bad(key, msg.to_string()),
+            None => bad("auth", e),
+        })?;
         Ok(())
     }
 }

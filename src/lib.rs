@@ -4,6 +4,7 @@
 //! ([`protocol`]), finds their keys ([`commands`]) and their slot's node ([`cluster`]),
 //! and queues them on that node's shared [`backend`] link; replies come back as slices of
 //! the backend's read buffer and are written to the client in request order.
+pub mod acl;
 pub mod backend;
 pub mod cluster;
 pub mod commands;

@@ -30,6 +30,9 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Print the SHA-256 hash of a password (read from stdin, one line) for a user's
+    /// rules: `#<hash>`. The password itself is never stored in the config.
+    HashPassword,
     /// Print the hash slot of each key.
     Slot {
         #[arg(required = true)]
@@ -71,6 +74,17 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::HashPassword) => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() || line.is_empty() {
+                eprintln!("respgate hash-password: type the password on stdin");
+                return ExitCode::from(2);
+            }
+            let password = line.strip_suffix('\n').unwrap_or(&line);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            println!("#{}", respgate::acl::hash_password(password.as_bytes()));
+            ExitCode::SUCCESS
+        }
         Some(Command::Slot { keys }) => {
             for k in keys {
                 println!("{}\t{}", respgate::cluster::key_slot(k.as_bytes()), k);
@@ -104,7 +118,7 @@ fn main() -> ExitCode {
                 "respgate dev: cluster nodes {}",
                 config.cluster.seeds.join(" ")
             );
-            let code = run(config);
+            let code = run(config, None);
             drop(cluster);
             code
         }
@@ -117,7 +131,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&config.log.level);
-            run(config)
+            run(config, Some(cli.config))
         }
     }
 }
@@ -131,8 +145,10 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
-/// Runs the proxy until SIGTERM or Ctrl-C, then drains and exits 0.
-fn run(config: Config) -> ExitCode {
+/// Runs the proxy until SIGTERM or Ctrl-C, then drains and exits 0. SIGHUP re-reads
+/// `path` and applies users, ACLs and certificates; a file that does not load is
+/// reported and changes nothing.
+fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -152,7 +168,7 @@ fn run(config: Config) -> ExitCode {
             }
         };
         eprintln!("respgate: listening on {}", proxy.local_addr());
-        wait_for_signal().await;
+        wait_for_signal(&proxy, path.as_deref()).await;
         tracing::info!("shutting down: no new connections, finishing in-flight replies");
         proxy.shutdown().await;
         tracing::info!("stopped");
@@ -160,20 +176,41 @@ fn run(config: Config) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
+async fn wait_for_signal(proxy: &Proxy, path: Option<&std::path::Path>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
+    let (mut term, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(h)) => (t, h),
+        _ => {
             let _ = tokio::signal::ctrl_c().await;
             return;
         }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => reload(proxy, path),
+        }
     }
     // A second signal during the drain is not waited for here: the runtime ends when
     // `run` returns.
     let _ = Duration::ZERO;
+}
+
+/// SIGHUP: re-read the config file and apply what can change while running.
+fn reload(proxy: &Proxy, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP ignored: no configuration file to reload");
+        return;
+    };
+    match Config::load(path).map_err(|e| e.to_string()).and_then(|c| proxy.reload(&c)) {
+        Ok(()) => eprintln!("respgate: reloaded {}", path.display()),
+        Err(e) => {
+            tracing::error!(error = %e, "reload rejected; the running configuration is unchanged");
+            eprintln!("respgate: reload rejected, running configuration unchanged: {e}");
+        }
+    }
 }

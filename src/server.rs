@@ -4,6 +4,7 @@
 //! [`Proxy`] is the whole running respgate (listener, topology refresher, sessions); the
 //! binary, `respgate dev` and the integration tests all start it the same way.
 
+use crate::acl::Security;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::protocol::scan::RequestLimits;
@@ -29,6 +30,7 @@ pub struct Proxy {
     cluster: Arc<Cluster>,
     shutdown: Arc<Shutdown>,
     task: Option<JoinHandle<()>>,
+    security: Arc<Security>,
 }
 
 impl Proxy {
@@ -39,6 +41,13 @@ impl Proxy {
         let addr = listener.local_addr()?;
         let cluster = Cluster::new(config.cluster.clone());
         let shutdown = Shutdown::new();
+        let security = Arc::new(
+            Security::new(&config.auth)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        );
+        if !security.users().required {
+            tracing::warn!("auth.mode = \"none\": every client runs as the unrestricted default user");
+        }
         let s = &config.server;
         let ctx = Arc::new(SessionContext {
             cluster: cluster.clone(),
@@ -58,6 +67,7 @@ impl Proxy {
             pubsub: crate::pubsub::PubSubHub::start(cluster.clone()),
             pubsub_queue: s.pubsub_queue_messages,
             registry: Default::default(),
+            security: security.clone(),
         });
         let refresher = {
             let listener = shutdown.listen();
@@ -78,7 +88,16 @@ impl Proxy {
             cluster,
             shutdown,
             task: Some(task),
+            security,
         })
+    }
+
+    /// Applies a reloaded configuration's users and rules (SIGHUP). Connections stay up;
+    /// each picks the change up from its next command. On error nothing changes.
+    pub fn reload(&self, config: &Config) -> Result<(), String> {
+        self.security.replace(&config.auth)?;
+        tracing::info!("configuration reloaded: users and ACL rules replaced");
+        Ok(())
     }
 
     /// The address clients connect to.
@@ -167,6 +186,7 @@ async fn accept_loop(
             peer,
             local: stream.local_addr().unwrap_or(peer),
             connected_at: Instant::now(),
+            cert_identity: None,
         };
         let ctx = ctx.clone();
         let shutdown = shutdown.listen();

@@ -112,7 +112,7 @@ fn sigterm_drains_and_exits_zero() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n",
+            "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"none\"\n",
             seeds.join(", ")
         ),
     )

@@ -203,6 +203,9 @@ pub struct CommandInfo {
     /// Lowercase name; `container|sub` for subcommands (`object|encoding`), as Redis's
     /// `fullname`.
     pub name: String,
+    /// Index of this command or subcommand in its table (ACL decisions are vectors
+    /// indexed by it).
+    pub id: u32,
     /// Redis arity: > 0 exact argument count, < 0 at least `-arity` (name included).
     pub arity: i32,
     /// [`cmd_flags`] bits.

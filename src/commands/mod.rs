@@ -122,6 +122,8 @@ pub struct CommandTable {
     long: Vec<(Box<[u8]>, Loc)>,
     /// The longest name in the table: anything longer is unknown without hashing.
     max_name: usize,
+    /// Commands and subcommands, i.e. one past the largest [`CommandInfo::id`].
+    ids: usize,
 }
 
 impl CommandTable {
@@ -132,10 +134,15 @@ impl CommandTable {
 
     /// Builds the table from parsed entries (subcommands nested in their container).
     fn from_commands(mut commands: Vec<CommandInfo>) -> Result<CommandTable, CommandTableError> {
+        let mut next_id = 0u32;
         for cmd in &mut commands {
             cmd.metrics = CommandMetrics::register(&cmd.name);
+            cmd.id = next_id;
+            next_id += 1;
             for sub in &mut cmd.subcommands {
                 sub.metrics = CommandMetrics::register(&sub.name);
+                sub.id = next_id;
+                next_id += 1;
             }
         }
         if commands.is_empty() {
@@ -146,6 +153,7 @@ impl CommandTable {
             index: HashMap::default(),
             long: Vec::new(),
             max_name: 0,
+            ids: 0,
         };
         for (top, cmd) in commands.iter().enumerate() {
             t.insert(&cmd.name, top as u32, NO_SUB)?;
@@ -154,6 +162,7 @@ impl CommandTable {
             }
         }
         t.commands = commands;
+        t.ids = next_id as usize;
         Ok(t)
     }
 
@@ -183,6 +192,18 @@ impl CommandTable {
     /// True when the table holds no commands (never, for a loaded table).
     pub fn is_empty(&self) -> bool {
         self.commands.is_empty()
+    }
+
+    /// Number of distinct [`CommandInfo::id`]s (commands and subcommands).
+    pub fn id_count(&self) -> usize {
+        self.ids
+    }
+
+    /// Every command and subcommand.
+    pub fn all(&self) -> impl Iterator<Item = &CommandInfo> {
+        self.commands
+            .iter()
+            .flat_map(|c| std::iter::once(c).chain(c.subcommands.iter()))
     }
 
     /// The top-level commands, in the server's order.

@@ -160,6 +160,7 @@ fn parse_entry(f: &OwnedFrame, parent: Option<&str>) -> Result<CommandInfo, Comm
     let key_rule = KeyRule::choose(&name, parent.is_some(), no_mandatory_keys, &key_specs);
     Ok(CommandInfo {
         name,
+        id: 0,
         arity,
         flags,
         first_key,

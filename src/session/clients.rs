@@ -21,6 +21,8 @@ pub struct ClientEntry {
     pub local: SocketAddr,
     pub connected_at: Instant,
     name: Mutex<Option<Bytes>>,
+    /// The authenticated user's name (set on AUTH / HELLO AUTH only).
+    user: Mutex<Arc<str>>,
     /// The last command's name, up to 32 bytes, zero-padded (a diagnostic: a torn read
     /// during an update shows a mix of two names, never garbage beyond them).
     cmd: [AtomicU64; 4],
@@ -67,6 +69,14 @@ impl ClientEntry {
         *self.name.lock().unwrap_or_else(|p| p.into_inner()) = name;
     }
 
+    pub fn set_user(&self, user: Arc<str>) {
+        *self.user.lock().unwrap_or_else(|p| p.into_inner()) = user;
+    }
+
+    pub fn user(&self) -> Arc<str> {
+        self.user.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn name(&self) -> Option<Bytes> {
         self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -94,13 +104,14 @@ impl ClientEntry {
         };
         let multi = in_multi.map_or(-1, |n| n as i64);
         format!(
-            "id={} addr={} laddr={} fd=-1 name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub=0 multi={multi} cmd={} user=default redir=-1 resp=2\n",
+            "id={} addr={} laddr={} fd=-1 name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub=0 multi={multi} cmd={} user={} redir=-1 resp=2\n",
             self.id,
             self.peer,
             self.local,
             age.as_secs(),
             idle_ms / 1000,
             self.cmd(),
+            self.user(),
         )
     }
 
@@ -133,6 +144,7 @@ impl ClientRegistry {
             local,
             connected_at,
             name: Mutex::new(None),
+            user: Mutex::new(Arc::from("default")),
             cmd: Default::default(),
             last_active_ms: AtomicU64::new(0),
             subs: Default::default(),

@@ -54,6 +54,8 @@ pub fn answer(
             client.subs = None;
             client.resp3 = false;
             client.watch_slot = None;
+            client.auth.reset(&ctx.security);
+            client.entry.set_user(std::sync::Arc::from(client.auth.name()));
             for count in &client.entry.subs {
                 count.store(0, std::sync::atomic::Ordering::Relaxed);
             }
@@ -65,7 +67,7 @@ pub fn answer(
             None => err("ERR value is not an integer or out of range"),
         },
         "readonly" | "readwrite" => ok(),
-        "auth" => auth(args),
+        "auth" => Some(super::auth::auth(ctx, client, args)),
         "hello" => hello(ctx, client, args),
         "command" => Some(Route::Reply(ctx.cluster.command_reply().unwrap_or_else(
             || reply::error("ERR respgate: command table not loaded"),
@@ -74,6 +76,7 @@ pub fn answer(
         _ if name == "cluster" || name.starts_with("cluster|") => {
             err("ERR This instance has cluster support disabled")
         }
+        _ if name.starts_with("acl|") => super::auth::acl(ctx, client, &name[4..], args),
         _ if name.starts_with("client|") => client_command(ctx, client, &name[7..], args),
         "multi" | "exec" | "discard" | "watch" | "unwatch" => not_yet(
             "MULTI/EXEC/WATCH",
@@ -84,13 +87,13 @@ pub fn answer(
             "MONITOR",
             "it would need every node's command stream merged",
         ),
-        "keys" => fan_out(info, Merge::Concat),
+        "keys" => fan_out(info, readable(client, Merge::Concat)),
         "dbsize" => fan_out(info, Merge::Sum),
         "flushall" | "flushdb" | "script|flush" | "function|flush" | "function|delete"
         | "function|restore" | "config|set" | "config|resetstat" | "config|rewrite" => {
             fan_out(info, Merge::AllOk)
         }
-        "randomkey" => fan_out(info, Merge::AnyNonNull),
+        "randomkey" => fan_out(info, readable(client, Merge::AnyNonNull)),
         "script|load" | "function|load" => fan_out(info, Merge::First),
         "script|exists" => fan_out(info, Merge::AndArrays),
         "info" => {
@@ -113,7 +116,18 @@ pub fn answer(
                 },
             )
         }
-        "scan" => Some(scan(ctx, info, args)),
+        "scan" => Some(match scan(ctx, info, args) {
+            Route::Split {
+                parts,
+                merge,
+                latency,
+            } => Route::Split {
+                parts,
+                merge: readable(client, merge),
+                latency,
+            },
+            other => other,
+        }),
         "script|kill" | "function|kill" | "function|stats" => not_yet(
             &name.to_uppercase().replace('|', " "),
             "it would need every master's running script",
@@ -201,6 +215,18 @@ pub fn queueable(info: &CommandInfo) -> bool {
             | "wait"
             | "waitaof"
     )
+}
+
+/// `merge`, filtered to the keys the client's user may read when it is limited to key
+/// patterns: a tenant never learns another tenant's key names.
+fn readable(client: &ClientState, merge: Merge) -> Merge {
+    match client.auth.key_filter() {
+        Some(user) => Merge::Readable {
+            inner: Box::new(merge),
+            filter: merge::ReadFilter(user),
+        },
+        None => merge,
+    }
 }
 
 fn fan_out(info: &CommandInfo, merge: Merge) -> Option<Route> {
@@ -379,7 +405,7 @@ fn client_kill(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
         let matches = id.is_none_or(|i| e.id == i)
             && addr.as_ref().is_none_or(|a| e.peer.to_string() == *a)
             && laddr.as_ref().is_none_or(|a| e.local.to_string() == *a)
-            && user.as_ref().is_none_or(|u| u == "default");
+            && user.as_ref().is_none_or(|u| **u == *e.user());
         if !matches {
             continue;
         }
@@ -400,17 +426,6 @@ fn client_kill(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
     }
 }
 
-fn auth(args: Args<'_>) -> Option<Route> {
-    if args.len() == 2 {
-        return err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
-    }
-    if args.get(1) == b"default" {
-        ok()
-    } else {
-        err("WRONGPASS invalid username-password pair or user is disabled.")
-    }
-}
-
 fn hello(ctx: &SessionContext, client: &mut ClientState, args: Args<'_>) -> Option<Route> {
     let mut i = 1;
     let mut resp3 = client.resp3;
@@ -424,13 +439,12 @@ fn hello(ctx: &SessionContext, client: &mut ClientState, args: Args<'_>) -> Opti
         i = 2;
     }
     let mut new_name = None;
+    let mut credentials = None;
     while i < args.len() {
         let opt = args.get(i);
         let more = args.len() - i - 1;
         if opt.eq_ignore_ascii_case(b"auth") && more >= 2 {
-            if args.get(i + 1) != b"default" {
-                return err("WRONGPASS invalid username-password pair or user is disabled.");
-            }
+            credentials = Some((args.get(i + 1), args.get(i + 2)));
             i += 3;
         } else if opt.eq_ignore_ascii_case(b"setname") && more >= 1 {
             let name = args.get(i + 1);
@@ -445,6 +459,15 @@ fn hello(ctx: &SessionContext, client: &mut ClientState, args: Args<'_>) -> Opti
                 String::from_utf8_lossy(opt)
             ));
         }
+    }
+    match credentials {
+        Some((user, password)) => {
+            if let Err(e) = super::auth::login(ctx, client, user, password) {
+                return Some(Route::Reply(e));
+            }
+        }
+        None if client.auth.user().is_none() => return err(super::auth::HELLO_NOAUTH),
+        None => {}
     }
     if let Some(name) = new_name {
         client.set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));

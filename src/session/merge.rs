@@ -39,6 +39,33 @@ pub enum Merge {
     /// PUBSUB NUMSUB: `[channel, count, ...]` with the counts summed over the parts,
     /// plus `adjust[i]` for the i-th channel (respgate's own subscribers).
     NumSub { adjust: Vec<i64> },
+    /// `inner`, after dropping from each part the keys the user may not read (KEYS,
+    /// SCAN, RANDOMKEY for a user limited to key patterns).
+    Readable { inner: Box<Merge>, filter: ReadFilter },
+}
+
+/// The user whose readable keys a reply is filtered to.
+#[derive(Clone)]
+pub struct ReadFilter(pub std::sync::Arc<crate::acl::User>);
+
+impl ReadFilter {
+    fn readable(&self, key: &[u8]) -> bool {
+        self.0.acl.key_allowed(key, crate::acl::READ)
+    }
+}
+
+impl PartialEq for ReadFilter {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ReadFilter {}
+
+impl std::fmt::Debug for ReadFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReadFilter({})", self.0.name)
+    }
 }
 
 /// Merges `parts` (one reply per part, in split order).
@@ -62,6 +89,14 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
         Merge::Scan { shard, tags } => scan(parts, *shard, tags),
         Merge::Union => union(parts),
         Merge::NumSub { adjust } => numsub(parts, adjust),
+        Merge::Readable { inner, filter } => {
+            let filtered: Option<Vec<Bytes>> =
+                parts.iter().map(|p| filter_part(p, filter)).collect();
+            return match filtered {
+                Some(parts) => merge(inner, &parts),
+                None => merge(&Merge::First, &[]),
+            };
+        }
     };
     merged.unwrap_or_else(|| {
         Bytes::from_static(b"-ERR respgate: a node's reply could not be merged\r\n")
@@ -118,6 +153,46 @@ pub fn pubsub_fields(frame: &[u8]) -> Option<(&[u8], &[u8])> {
         item.get(start..item.len().checked_sub(2)?)
     };
     Some((payload(0)?, payload(1)?))
+}
+
+/// The payload of a bulk string reply.
+fn bulk_payload(item: &[u8]) -> Option<&[u8]> {
+    if item.first() != Some(&b'$') {
+        return None;
+    }
+    let start = item.iter().position(|&b| b == b'\n')? + 1;
+    item.get(start..item.len().checked_sub(2)?)
+}
+
+/// One part's reply with unreadable keys removed: an array of keys (KEYS), a SCAN reply
+/// (`[cursor, keys]`), or a single key (RANDOMKEY, which becomes null).
+fn filter_part(part: &Bytes, filter: &ReadFilter) -> Option<Bytes> {
+    let keep = |item: &[u8]| bulk_payload(item).is_some_and(|k| filter.readable(k));
+    match part.first() {
+        Some(b'$') if is_null(part) => Some(part.clone()),
+        Some(b'$') => Some(if keep(part) {
+            part.clone()
+        } else {
+            Bytes::from_static(b"$-1\r\n")
+        }),
+        Some(b'*') => {
+            let items = array_items(part)?;
+            if items.len() == 2 && items[1].first() == Some(&b'*') {
+                // SCAN: the cursor, then the keys.
+                let keys = array_items(items[1])?;
+                let kept = array_of(keys.into_iter().filter(|k| keep(k)).collect::<Vec<_>>().into_iter());
+                let mut out = BytesMut::new();
+                put_array_header(&mut out, 2);
+                out.extend_from_slice(items[0]);
+                out.extend_from_slice(&kept);
+                return Some(out.freeze());
+            }
+            Some(array_of(
+                items.into_iter().filter(|k| keep(k)).collect::<Vec<_>>().into_iter(),
+            ))
+        }
+        _ => Some(part.clone()),
+    }
 }
 
 fn array_of<'a>(items: impl ExactSizeIterator<Item = &'a [u8]>) -> Bytes {

@@ -14,6 +14,7 @@
 //! at `max_pending_replies` the session stops reading (back-pressure); a client that does
 //! not read its replies for `output_stall_timeout_secs` is disconnected.
 
+mod auth;
 pub mod clients;
 mod local;
 pub mod merge;
@@ -56,6 +57,8 @@ pub struct SessionContext {
     pub pubsub_queue: usize,
     /// Every connected client (CLIENT LIST / KILL).
     pub registry: clients::ClientRegistry,
+    /// Users and their permissions (swapped on reload), lockout counters.
+    pub security: Arc<crate::acl::Security>,
 }
 
 /// Who the client is, for CLIENT INFO / ID and logs.
@@ -64,6 +67,8 @@ pub struct ClientMeta {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub connected_at: Instant,
+    /// The user name a verified client certificate maps to (TLS with client auth).
+    pub cert_identity: Option<String>,
 }
 
 /// Per-connection state that commands can change.
@@ -81,6 +86,8 @@ pub struct ClientState {
     pub watch_slot: Option<u16>,
     /// CLIENT REPLY.
     pub reply: ReplyMode,
+    /// Who the client authenticated as.
+    pub auth: auth::SessionAuth,
 }
 
 /// CLIENT REPLY's state, as the session applies it to each request's reply.
@@ -214,6 +221,8 @@ pub async fn run<R, W>(
         .registry
         .register(meta.id, meta.peer, meta.local, meta.connected_at);
     let _registered = Registered(ctx.clone(), meta.id);
+    let auth = auth::SessionAuth::new(&ctx.security, meta.cert_identity.as_deref());
+    entry.set_user(Arc::from(auth.name()));
     let mut s = Session {
         client: ClientState {
             meta,
@@ -223,6 +232,7 @@ pub async fn run<R, W>(
             resp3: false,
             watch_slot: None,
             reply: ReplyMode::On,
+            auth,
         },
         ctx,
         rbuf: BytesMut::with_capacity(READ_MIN),

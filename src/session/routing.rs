@@ -123,6 +123,9 @@ pub fn route(
     };
     info.metrics.requests.increment(1);
     client.entry.set_cmd(&info.name);
+    if let Some(refused) = super::auth::check(ctx, client, info, args, keys, table) {
+        return Route::Reply(refused);
+    }
 
     // Subscribed-mode rules come first (MULTI is refused there too); SUBSCRIBE inside
     // MULTI is left to the transaction rules.

@@ -1,0 +1,373 @@
+//! Authentication and ACL checks for one connection: AUTH, HELLO ... AUTH, ACL WHOAMI /
+//! LIST / USERS / GETUSER, and the per-request permission check that runs right after a
+//! command is looked up.
+//!
+//! The check costs one atomic load when nothing was reloaded and the user is
+//! unrestricted; otherwise an index into the user's compiled command vector and, for
+//! users limited to key patterns, one pattern walk per key (with the read/write meaning
+//! each key spec gives). Refusals use Redis 7.0's exact errors, abort a transaction being
+//! queued (EXECABORT, as in Redis) and are written to the audit log and a metric.
+
+use super::routing::Route;
+use super::ClientState;
+use super::SessionContext;
+use crate::acl::{AuthError, CompiledCommands, Security, User, READ, WRITE};
+use crate::commands::{cmd_flags, CommandInfo, CommandTable, KeyFlags, KeyRef};
+use crate::protocol::reply::{self, put_array_header, put_bulk};
+use crate::protocol::Args;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+pub const NOAUTH: &str = "NOAUTH Authentication required.";
+pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+pub const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+const NOPERM_KEYS: &str =
+    "NOPERM this user has no permissions to access one of the keys used as arguments";
+const NOPERM_CHANNELS: &str =
+    "NOPERM this user has no permissions to access one of the channels used as arguments";
+const NO_DEFAULT_PASSWORD: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
+
+/// Who this connection is.
+pub struct SessionAuth {
+    /// `None`: not authenticated yet.
+    user: Option<Arc<User>>,
+    /// The user's command rules for the table they were resolved against.
+    commands: Option<Arc<(usize, CompiledCommands)>>,
+    /// The [`Security::generation`] `user` was read at.
+    generation: u64,
+}
+
+impl SessionAuth {
+    /// A new connection: the certificate's user when the client presented a verified
+    /// certificate naming an enabled user, else `default` if it needs no password, else
+    /// nobody.
+    pub fn new(security: &Security, cert_identity: Option<&str>) -> SessionAuth {
+        let generation = security.generation();
+        let users = security.users();
+        let by_cert = cert_identity
+            .filter(|_| users.required)
+            .and_then(|name| users.get(name))
+            .filter(|u| u.acl.enabled)
+            .cloned();
+        SessionAuth {
+            user: by_cert.or_else(|| users.initial()),
+            commands: None,
+            generation,
+        }
+    }
+
+    /// The user's name (`default` before authentication, as CLIENT LIST shows it).
+    pub fn name(&self) -> &str {
+        self.user.as_ref().map_or("default", |u| u.name.as_str())
+    }
+
+    pub fn user(&self) -> Option<&Arc<User>> {
+        self.user.as_ref()
+    }
+
+    /// The user when its key access is limited to patterns (KEYS / SCAN / RANDOMKEY
+    /// results are then filtered).
+    pub fn key_filter(&self) -> Option<Arc<User>> {
+        self.user.as_ref().filter(|u| !u.acl.allkeys).cloned()
+    }
+
+    fn login(&mut self, user: Arc<User>, generation: u64) {
+        self.user = Some(user);
+        self.commands = None;
+        self.generation = generation;
+    }
+
+    /// RESET: back to how a new connection starts.
+    pub fn reset(&mut self, security: &Security) {
+        *self = SessionAuth::new(security, None);
+    }
+
+    /// After a reload: the same user name under the new rules; a user that was removed
+    /// or disabled is no longer authenticated.
+    fn refresh(&mut self, security: &Security, generation: u64) {
+        let users = security.users();
+        self.user = match &self.user {
+            Some(u) => users.get(&u.name).filter(|u| u.acl.enabled).cloned(),
+            None => None,
+        };
+        self.commands = None;
+        self.generation = generation;
+    }
+}
+
+/// Why a request is refused.
+#[derive(Clone, Copy)]
+enum Denied {
+    NoAuth,
+    Command,
+    Key,
+    Channel,
+}
+
+/// The refusal for this request, if the connection may not run it.
+pub fn check(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    info: &CommandInfo,
+    args: Args<'_>,
+    keys: &mut Vec<KeyRef>,
+    table: &Arc<CommandTable>,
+) -> Option<Bytes> {
+    let generation = ctx.security.generation();
+    let auth = &mut client.auth;
+    if generation != auth.generation {
+        auth.refresh(&ctx.security, generation);
+    }
+    let no_auth = info.flags & cmd_flags::NO_AUTH != 0;
+    let Some(user) = &auth.user else {
+        if no_auth {
+            return None;
+        }
+        return Some(deny(client, info, Denied::NoAuth, "not authenticated"));
+    };
+    if user.unrestricted || no_auth {
+        return None;
+    }
+    let user = user.clone();
+    let table_id = Arc::as_ptr(table) as usize;
+    let compiled = match &auth.commands {
+        Some(c) if c.0 == table_id => c.clone(),
+        _ => {
+            let c = user.commands(table);
+            auth.commands = Some(c.clone());
+            c
+        }
+    };
+    let id = info.id as usize;
+    if !compiled.1.allowed.get(id).copied().unwrap_or(false) {
+        let rule = compiled
+            .1
+            .decided_by
+            .get(id)
+            .and_then(|&i| user.acl.sources.get(i))
+            .map_or("no rule allows it", String::as_str);
+        return Some(deny(client, info, Denied::Command, rule));
+    }
+    let acl = &user.acl;
+    if !acl.allkeys {
+        if matches!(info.name.as_str(), "flushall" | "flushdb") && !acl.writes_all_keys() {
+            return Some(deny(
+                client,
+                info,
+                Denied::Key,
+                "needs write permission on all keys",
+            ));
+        }
+        if !info.has_no_keys() && info.keys(args, keys).is_ok() {
+            for k in keys.iter() {
+                if k.flags.contains(KeyFlags::NOT_KEY) {
+                    continue;
+                }
+                if !acl.key_allowed(k.key(args), needed(k.flags)) {
+                    let rule = acl.keys_description();
+                    return Some(deny(client, info, Denied::Key, &rule));
+                }
+            }
+        }
+    }
+    if !acl.allchannels && info.is_pubsub() {
+        let (from, literal) = match info.name.as_str() {
+            "publish" | "spublish" => (1..2.min(args.len()), false),
+            "subscribe" | "ssubscribe" => (1..args.len(), false),
+            "psubscribe" => (1..args.len(), true),
+            _ => (0..0, false),
+        };
+        if from
+            .into_iter()
+            .any(|i| !acl.channel_allowed(args.get(i), literal))
+        {
+            let rule = acl.channels_description();
+            return Some(deny(client, info, Denied::Channel, &rule));
+        }
+    }
+    None
+}
+
+/// The permissions a key spec's flags need (Redis's `ACLSelectorCheckKey`).
+#[inline]
+fn needed(flags: KeyFlags) -> u8 {
+    let mut n = 0;
+    if flags.contains(KeyFlags::ACCESS) {
+        n |= READ;
+    }
+    if flags.intersects(KeyFlags(
+        KeyFlags::INSERT.0 | KeyFlags::DELETE.0 | KeyFlags::UPDATE.0,
+    )) {
+        n |= WRITE;
+    }
+    n
+}
+
+fn deny(client: &mut ClientState, info: &CommandInfo, why: Denied, rule: &str) -> Bytes {
+    if let Some(tx) = client.tx.as_mut() {
+        tx.aborted = true;
+    }
+    let (reason, text) = match why {
+        Denied::NoAuth => ("noauth", NOAUTH.to_string()),
+        Denied::Command => (
+            "command",
+            format!(
+                "NOPERM this user has no permissions to run the '{}' command",
+                info.name
+            ),
+        ),
+        Denied::Key => ("key", NOPERM_KEYS.to_string()),
+        Denied::Channel => ("channel", NOPERM_CHANNELS.to_string()),
+    };
+    metrics::counter!("respgate_acl_denied_total", "reason" => reason).increment(1);
+    tracing::warn!(
+        target: "respgate::audit",
+        event = "denied",
+        reason,
+        user = client.auth.name(),
+        addr = %client.meta.peer,
+        command = %info.name,
+        rule,
+        "request refused"
+    );
+    reply::error(&text)
+}
+
+/// Authenticates the connection as `user` / `password` (AUTH, HELLO AUTH). On failure,
+/// the error reply; the connection keeps whatever identity it had.
+pub fn login(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    user: &[u8],
+    password: &[u8],
+) -> Result<(), Bytes> {
+    let generation = ctx.security.generation();
+    let users = ctx.security.users();
+    if !users.required {
+        // auth.mode = "none": everyone is `default`, which takes any password.
+        return if user == b"default" {
+            Ok(())
+        } else {
+            Err(reply::error(WRONGPASS))
+        };
+    }
+    let addr = client.meta.peer.ip();
+    let shown_user = String::from_utf8_lossy(user);
+    match ctx.security.authenticate(addr, user, password) {
+        Ok(u) => {
+            metrics::counter!("respgate_auth_total", "result" => "ok").increment(1);
+            tracing::info!(target: "respgate::audit", event = "auth", user = %u.name, %addr, "authenticated");
+            client.entry.set_user(Arc::from(u.name.as_str()));
+            client.auth.login(u, generation);
+            Ok(())
+        }
+        Err(AuthError::WrongPass) => {
+            metrics::counter!("respgate_auth_total", "result" => "wrongpass").increment(1);
+            tracing::warn!(target: "respgate::audit", event = "auth_failed", user = %shown_user, %addr, rule = "wrong password, unknown or disabled user", "authentication failed");
+            Err(reply::error(WRONGPASS))
+        }
+        Err(AuthError::LockedOut(wait)) => {
+            metrics::counter!("respgate_auth_total", "result" => "locked_out").increment(1);
+            tracing::warn!(target: "respgate::audit", event = "auth_refused", user = %shown_user, %addr, rule = "too many failed authentications", "address locked out");
+            Err(reply::error(&format!(
+                "ERR respgate: too many failed authentication attempts from {addr}; retry in {}s",
+                wait.as_secs().max(1)
+            )))
+        }
+    }
+}
+
+/// AUTH [user] password.
+pub fn auth(ctx: &SessionContext, client: &mut ClientState, args: Args<'_>) -> Route {
+    let (user, password) = match args.len() {
+        2 => (&b"default"[..], args.get(1)),
+        3 => (args.get(1), args.get(2)),
+        _ => return Route::Reply(reply::error("ERR syntax error")),
+    };
+    if args.len() == 2 {
+        let users = ctx.security.users();
+        if users.get("default").is_none_or(|u| u.acl.nopass) {
+            return Route::Reply(reply::error(NO_DEFAULT_PASSWORD));
+        }
+    }
+    match login(ctx, client, user, password) {
+        Ok(()) => Route::Reply(Bytes::from_static(reply::OK)),
+        Err(e) => Route::Reply(e),
+    }
+}
+
+/// ACL subcommands answered from respgate's own users.
+pub fn acl(ctx: &SessionContext, client: &ClientState, sub: &str, args: Args<'_>) -> Option<Route> {
+    let users = ctx.security.users();
+    let reply = match sub {
+        "whoami" => reply::bulk(client.auth.name().as_bytes()),
+        "users" => {
+            let mut out = BytesMut::new();
+            let all = users.sorted();
+            put_array_header(&mut out, all.len());
+            for u in all {
+                put_bulk(&mut out, u.name.as_bytes());
+            }
+            out.freeze()
+        }
+        "list" => {
+            let mut out = BytesMut::new();
+            let all = users.sorted();
+            put_array_header(&mut out, all.len());
+            for u in all {
+                put_bulk(&mut out, u.acl.describe(&u.name).as_bytes());
+            }
+            out.freeze()
+        }
+        "getuser" => {
+            let name = String::from_utf8_lossy(args.get(2));
+            match users.get(&name) {
+                Some(u) => getuser(u, client.resp3),
+                None if client.resp3 => Bytes::from_static(b"_\r\n"),
+                None => Bytes::from_static(b"*-1\r\n"),
+            }
+        }
+        "setuser" | "deluser" | "load" | "save" | "dryrun" | "log" => reply::error(&format!(
+            "ERR respgate: ACL {} is not available: respgate's users live in its config file ([[auth.users]]); edit it and send SIGHUP",
+            sub.to_uppercase()
+        )),
+        _ => return None,
+    };
+    Some(Route::Reply(reply))
+}
+
+/// ACL GETUSER's reply, passwords redacted.
+fn getuser(u: &User, resp3: bool) -> Bytes {
+    let mut out = BytesMut::new();
+    if resp3 {
+        out.extend_from_slice(b"%6\r\n");
+    } else {
+        put_array_header(&mut out, 12);
+    }
+    put_bulk(&mut out, b"flags");
+    let mut flags = vec![if u.acl.enabled { "on" } else { "off" }];
+    if u.acl.nopass {
+        flags.push("nopass");
+    }
+    out.extend_from_slice(if resp3 { b"~" } else { b"*" });
+    out.extend_from_slice(format!("{}\r\n", flags.len()).as_bytes());
+    for f in flags {
+        put_bulk(&mut out, f.as_bytes());
+    }
+    put_bulk(&mut out, b"passwords");
+    put_array_header(&mut out, u.acl.passwords.len());
+    for _ in &u.acl.passwords {
+        put_bulk(&mut out, b"<redacted>");
+    }
+    for (k, v) in [
+        ("commands", u.acl.commands_description()),
+        ("keys", u.acl.keys_description()),
+        ("channels", u.acl.channels_description()),
+    ] {
+        put_bulk(&mut out, k.as_bytes());
+        put_bulk(&mut out, v.as_bytes());
+    }
+    put_bulk(&mut out, b"selectors");
+    put_array_header(&mut out, 0);
+    out.freeze()
+}
