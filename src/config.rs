@@ -330,14 +330,18 @@ impl Config {
             if u.name.is_empty() || !u.name.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
                 return Err(bad(
                     &format!("auth.users[{i}].name"),
-                    format!("{:?} is not a valid user name (no spaces or control characters)", u.name),
+                    format!(
+                        "{:?} is not a valid user name (no spaces or control characters)",
+                        u.name
+                    ),
                 ));
             }
         }
         if a.max_failures > 0 && (a.failure_window_secs == 0 || a.lockout_secs == 0) {
             return Err(bad(
                 "auth.lockout_secs",
-                "failure_window_secs and lockout_secs must be above 0 when max_failures is set".into(),
+                "failure_window_secs and lockout_secs must be above 0 when max_failures is set"
+                    .into(),
             ));
         }
         crate::acl::Users::from_config(a).map_err(|e| match e.split_once(": ") {

@@ -206,7 +206,10 @@ fn reload(proxy: &Proxy, path: Option<&std::path::Path>) {
         tracing::warn!("SIGHUP ignored: no configuration file to reload");
         return;
     };
-    match Config::load(path).map_err(|e| e.to_string()).and_then(|c| proxy.reload(&c)) {
+    match Config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|c| proxy.reload(&c))
+    {
         Ok(()) => eprintln!("respgate: reloaded {}", path.display()),
         Err(e) => {
             tracing::error!(error = %e, "reload rejected; the running configuration is unchanged");

@@ -46,7 +46,9 @@ impl Proxy {
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
         );
         if !security.users().required {
-            tracing::warn!("auth.mode = \"none\": every client runs as the unrestricted default user");
+            tracing::warn!(
+                "auth.mode = \"none\": every client runs as the unrestricted default user"
+            );
         }
         let s = &config.server;
         let ctx = Arc::new(SessionContext {

@@ -196,3 +196,106 @@ fn dev_runs_a_cluster_and_ctrl_c_stops_all_of_it() {
         || children.iter().all(|p| !pid_alive(*p)),
     );
 }
+
+/// One request on a plain socket, one line of reply.
+fn request(reader: &mut BufReader<TcpStream>, line: &str) -> String {
+    reader.get_mut().write_all(line.as_bytes()).unwrap();
+    let mut out = String::new();
+    reader.read_line(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn hash_password_prints_a_redis_acl_hash() {
+    let mut child = respgate()
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    // sha256("s3cret"), as Redis's `ACL SETUSER u >s3cret` stores it.
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("#{}\n", respgate::acl::hash_password(b"s3cret"))
+    );
+}
+
+#[test]
+fn sighup_reloads_users_without_dropping_connections() {
+    let seeds = support::shared_cluster_seeds();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("respgate.toml");
+    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    let hash = respgate::acl::hash_password(b"pw");
+    let write = |rules: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"users\"\n[[auth.users]]\nname = \"svc\"\nrules = \"on #{hash} {rules}\"\n",
+                seeds.join(", ")
+            ),
+        )
+        .unwrap()
+    };
+    write("~hup:a:* ~hup:b:* +@all");
+    let child = respgate()
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed even when an assertion fails, so no respgate outlives the test.
+    let mut child = KillOnDrop(child);
+    let child = &mut child.0;
+    wait_for("respgate to listen", Duration::from_secs(20), || {
+        TcpStream::connect(&addr).is_ok()
+    });
+    let stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut c = BufReader::new(stream);
+    assert_eq!(request(&mut c, "AUTH svc pw\r\n"), "+OK\r\n");
+    wait_for(
+        "the cluster to be discovered",
+        Duration::from_secs(20),
+        || request(&mut c, "SET hup:b:1 v\r\n") == "+OK\r\n",
+    );
+    let hup = |child: &std::process::Child| unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+    };
+    // Remove hup:b:* from the user: its next command on that prefix is refused.
+    write("~hup:a:* +@all");
+    hup(child);
+    wait_for("the reload to apply", Duration::from_secs(10), || {
+        request(&mut c, "EXISTS hup:b:1\r\n").starts_with("-NOPERM")
+    });
+    assert_eq!(request(&mut c, "SET hup:a:1 v\r\n"), "+OK\r\n");
+    // A broken file: rejected, the running rules stay.
+    std::fs::write(&config, "[auth]\nmode = \"users\"\nthis is not toml\n").unwrap();
+    hup(child);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(request(&mut c, "SET hup:a:2 v\r\n"), "+OK\r\n");
+    assert!(request(&mut c, "EXISTS hup:b:1\r\n").starts_with("-NOPERM"));
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    assert_eq!(request(&mut c, "DEL hup:a:1 hup:a:2\r\n"), ":2\r\n");
+    support::on_owner("hup:b:1", &["DEL", "hup:b:1"]);
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

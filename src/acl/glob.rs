@@ -158,7 +158,11 @@ mod tests {
 
     fn m(p: &str, s: &str) -> bool {
         let compiled = Pattern::new(p.as_bytes()).matches(s.as_bytes());
-        assert_eq!(compiled, string_match(p.as_bytes(), s.as_bytes()), "{p} vs {s}");
+        assert_eq!(
+            compiled,
+            string_match(p.as_bytes(), s.as_bytes()),
+            "{p} vs {s}"
+        );
         compiled
     }
 

@@ -123,8 +123,8 @@ impl Users {
         let mut users = HashMap::new();
         if required {
             for (i, u) in cfg.users.iter().enumerate() {
-                let acl = Acl::parse(&u.rules)
-                    .map_err(|e| format!("auth.users[{i}].rules: {e}"))?;
+                let acl =
+                    Acl::parse(&u.rules).map_err(|e| format!("auth.users[{i}].rules: {e}"))?;
                 if users
                     .insert(u.name.clone(), Arc::new(User::new(&u.name, acl)))
                     .is_some()

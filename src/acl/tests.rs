@@ -10,8 +10,10 @@ fn table() -> Arc<CommandTable> {
     static T: OnceLock<Arc<CommandTable>> = OnceLock::new();
     T.get_or_init(|| {
         Arc::new(
-            CommandTable::from_command_reply(include_bytes!("../../tests/fixtures/command-7.0.resp"))
-                .unwrap(),
+            CommandTable::from_command_reply(include_bytes!(
+                "../../tests/fixtures/command-7.0.resp"
+            ))
+            .unwrap(),
         )
     })
     .clone()
@@ -98,7 +100,10 @@ fn channels() {
 #[test]
 fn passwords_are_hashes_compared_whole() {
     let hash = hash_password(b"s3cret");
-    assert_eq!(hash, "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0");
+    assert_eq!(
+        hash,
+        "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0"
+    );
     let u = user(&format!("on #{hash}"));
     assert!(u.check_password(b"s3cret"));
     assert!(!u.check_password(b"s3cre"));
@@ -112,7 +117,11 @@ fn passwords_are_hashes_compared_whole() {
 #[test]
 fn bad_rules_are_explained() {
     let e = |r: &str| Acl::parse(r).unwrap_err();
-    assert!(e(">plain").contains("plain-text passwords are not stored"), "{}", e(">plain"));
+    assert!(
+        e(">plain").contains("plain-text passwords are not stored"),
+        "{}",
+        e(">plain")
+    );
     assert!(e("#abc").contains("64 hex digits"));
     assert!(e("+@nosuch").contains("unknown command category 'nosuch'"));
     assert!(e("%X~a").contains("R, W or RW"));
@@ -156,9 +165,18 @@ fn lockout_counts_per_address() {
     let a: IpAddr = "10.0.0.1".parse().unwrap();
     let b: IpAddr = "10.0.0.2".parse().unwrap();
     for _ in 0..3 {
-        assert_eq!(s.authenticate(a, b"svc", b"bad").unwrap_err(), AuthError::WrongPass);
+        assert_eq!(
+            s.authenticate(a, b"svc", b"bad").unwrap_err(),
+            AuthError::WrongPass
+        );
     }
-    assert!(matches!(s.authenticate(a, b"svc", b"good"), Err(AuthError::LockedOut(_))));
+    assert!(matches!(
+        s.authenticate(a, b"svc", b"good"),
+        Err(AuthError::LockedOut(_))
+    ));
     assert!(s.authenticate(b, b"svc", b"good").is_ok());
-    assert_eq!(s.authenticate(b, b"nobody", b"good").unwrap_err(), AuthError::WrongPass);
+    assert_eq!(
+        s.authenticate(b, b"nobody", b"good").unwrap_err(),
+        AuthError::WrongPass
+    );
 }

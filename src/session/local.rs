@@ -55,7 +55,9 @@ pub fn answer(
             client.resp3 = false;
             client.watch_slot = None;
             client.auth.reset(&ctx.security);
-            client.entry.set_user(std::sync::Arc::from(client.auth.name()));
+            client
+                .entry
+                .set_user(std::sync::Arc::from(client.auth.name()));
             for count in &client.entry.subs {
                 count.store(0, std::sync::atomic::Ordering::Relaxed);
             }

@@ -41,7 +41,10 @@ pub enum Merge {
     NumSub { adjust: Vec<i64> },
     /// `inner`, after dropping from each part the keys the user may not read (KEYS,
     /// SCAN, RANDOMKEY for a user limited to key patterns).
-    Readable { inner: Box<Merge>, filter: ReadFilter },
+    Readable {
+        inner: Box<Merge>,
+        filter: ReadFilter,
+    },
 }
 
 /// The user whose readable keys a reply is filtered to.
@@ -180,7 +183,12 @@ fn filter_part(part: &Bytes, filter: &ReadFilter) -> Option<Bytes> {
             if items.len() == 2 && items[1].first() == Some(&b'*') {
                 // SCAN: the cursor, then the keys.
                 let keys = array_items(items[1])?;
-                let kept = array_of(keys.into_iter().filter(|k| keep(k)).collect::<Vec<_>>().into_iter());
+                let kept = array_of(
+                    keys.into_iter()
+                        .filter(|k| keep(k))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                );
                 let mut out = BytesMut::new();
                 put_array_header(&mut out, 2);
                 out.extend_from_slice(items[0]);
@@ -188,7 +196,11 @@ fn filter_part(part: &Bytes, filter: &ReadFilter) -> Option<Bytes> {
                 return Some(out.freeze());
             }
             Some(array_of(
-                items.into_iter().filter(|k| keep(k)).collect::<Vec<_>>().into_iter(),
+                items
+                    .into_iter()
+                    .filter(|k| keep(k))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
             ))
         }
         _ => Some(part.clone()),
