@@ -79,7 +79,6 @@ pub fn answer(
             "MULTI/EXEC/WATCH",
             "transactions need a pinned backend connection",
         ),
-        "ssubscribe" | "sunsubscribe" => not_yet(&name.to_uppercase(), "shard channels"),
         "monitor" => not_yet(
             "MONITOR",
             "it would need every node's command stream merged",
@@ -120,14 +119,18 @@ pub fn answer(
         ),
         "pubsub|channels" | "pubsub|shardchannels" => fan_out(info, Merge::Union),
         "pubsub|numpat" => fan_out(info, Merge::Sum),
-        "pubsub|shardnumsub" => fan_out(info, Merge::NumSub { adjust: Vec::new() }),
-        "pubsub|numsub" => {
+        "pubsub|numsub" | "pubsub|shardnumsub" => {
             // The nodes see respgate's one subscription per channel; count its clients.
+            let kind = if name == "pubsub|numsub" {
+                crate::pubsub::Kind::Channel
+            } else {
+                crate::pubsub::Kind::Shard
+            };
             let adjust = args
                 .iter()
                 .skip(2)
                 .map(|ch| {
-                    let local = ctx.pubsub.local_subscribers(ch) as i64;
+                    let local = ctx.pubsub.local_subscribers(kind, ch) as i64;
                     local - i64::from(local > 0)
                 })
                 .collect();

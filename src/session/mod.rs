@@ -380,6 +380,14 @@ fn push_message(out: &mut BytesMut, frame: &[u8], resp3: bool) {
     }
 }
 
+/// The slot and address of a `-MOVED slot host:port` reply.
+pub(crate) fn moved_target(reply: &[u8]) -> Option<(u16, String)> {
+    match routing::classify_error(reply) {
+        routing::ReplyKind::Moved { slot, addr } => Some((slot, addr)),
+        _ => None,
+    }
+}
+
 /// Keeps a client in the registry for as long as its session runs, however it ends.
 struct Registered(Arc<SessionContext>, u64);
 
