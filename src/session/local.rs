@@ -86,9 +86,13 @@ pub fn answer(
         "keys" => fan_out(info, Merge::Concat),
         "dbsize" => fan_out(info, Merge::Sum),
         "flushall" | "flushdb" | "script|flush" | "function|flush" | "function|delete"
-        | "function|restore" | "config|set" | "config|resetstat" | "config|rewrite" => {
-            fan_out(info, Merge::AllOk)
-        }
+        | "function|restore" | "config|resetstat" | "config|rewrite" => fan_out(info, Merge::AllOk),
+        "config|set" => Some(Route::Task(super::config_set::start(
+            ctx.cluster.clone(),
+            client.meta.id,
+            client.resp3,
+            args.iter().map(Bytes::copy_from_slice).collect(),
+        ))),
         "randomkey" => fan_out(info, Merge::AnyNonNull),
         "script|load" | "function|load" => fan_out(info, Merge::First),
         "script|exists" => fan_out(info, Merge::AndArrays),

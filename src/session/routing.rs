@@ -41,6 +41,9 @@ pub enum Route {
         merge: Merge,
         latency: metrics::Histogram,
     },
+    /// A reply a task of its own computes (CONFIG SET on every node). The client's next
+    /// requests wait for it.
+    Task(tokio::sync::oneshot::Receiver<Bytes>),
     /// Send the request as it is to every master and merge the replies.
     FanOut {
         merge: Merge,
