@@ -436,3 +436,59 @@ async fn a_shard_subscription_follows_its_slot_to_another_master() {
     );
     proxy.shutdown().await;
 }
+
+/// After a failover (CLUSTER FAILOVER on the owner's replica) the subscriber keeps
+/// getting the channel's messages, published on the promoted master. (Redis 7.0 keeps a
+/// demoted master's shard subscriptions: it stays in the shard, and a shard's messages
+/// reach every node of it.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_subscription_survives_a_failover() {
+    let cluster = DevCluster::start(DevClusterOptions::default())
+        .unwrap_or_else(|e| panic!("cannot start the test cluster: {e}"));
+    let proxy = start_proxy(test_config(&cluster.seeds())).await;
+    let addr = proxy.local_addr();
+    let channel = format!("{}ch", tag("failover"));
+    let slot = key_slot(channel.as_bytes());
+    let old_master = cluster.master_for_slot(slot);
+    let replica = cluster.replicas_of(old_master)[0];
+
+    let mut sub = RawConn::connect(addr).await;
+    assert_eq!(
+        show(&sub.command(&["SSUBSCRIBE", &channel]).await),
+        show(&confirmation("ssubscribe", Some(&channel), 1))
+    );
+    node_ok(&cluster, replica, &["CLUSTER", "FAILOVER"]);
+    let deadline = Instant::now() + EVENTUALLY;
+    while cluster.master_for_slot(slot) != replica {
+        assert!(Instant::now() < deadline, "{replica} not promoted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Published directly on the promoted master until a message arrives.
+    let mut direct = RawConn::connect(replica).await;
+    let got = loop {
+        direct.command(&["SPUBLISH", &channel, "promoted"]).await;
+        if let Ok(frame) = tokio::time::timeout(Duration::from_millis(200), sub.read_reply()).await
+        {
+            break frame;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no message published on the promoted master {replica} reached the subscriber"
+        );
+    };
+    assert_eq!(show(&got), show(&smessage(&channel, "promoted")));
+    // Through respgate too.
+    let mut publisher = RawConn::connect(addr).await;
+    publisher
+        .command(&["SPUBLISH", &channel, "via respgate"])
+        .await;
+    loop {
+        let frame = sub.read_reply().await;
+        if frame != smessage(&channel, "promoted") {
+            assert_eq!(show(&frame), show(&smessage(&channel, "via respgate")));
+            break;
+        }
+    }
+    proxy.shutdown().await;
+}

@@ -14,7 +14,9 @@
 //!   channel is subscribed again on the slot's new master (a `-MOVED` answer to that
 //!   SSUBSCRIBE, while respgate's slot map is stale, points the way);
 //! - a connection that fails (the node died) has all its channels subscribed again on
-//!   whoever masters their slots after a topology refresh.
+//!   whoever masters their slots after a topology refresh;
+//! - a failover within the shard needs nothing: the demoted master keeps its shard
+//!   subscribers, and a shard's messages reach every node of it.
 //!
 //! Clients never see any of it: their subscriptions stand, and messages published while
 //! a channel moves are lost, as for a reconnecting client.
