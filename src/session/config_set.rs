@@ -125,10 +125,12 @@ async fn run(cluster: &Cluster, client_id: u64, resp3: bool, args: &[Bytes]) -> 
         };
         let values = match values {
             Ok(values) => values,
-            Err(why) => return reply::error(&format!(
-                "ERR respgate: CONFIG SET not applied: cannot read the current values on {}: {why}",
-                node.addr()
-            )),
+            Err(why) => {
+                let addr = node.addr();
+                return reply::error(&format!(
+                    "ERR respgate: CONFIG SET not applied: cannot read the values on {addr}: {why}"
+                ));
+            }
         };
         previous.push(values);
     }
