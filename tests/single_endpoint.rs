@@ -986,20 +986,87 @@ async fn flushdb_empties_every_master() {
 // CONFIG SET
 // ---------------------------------------------------------------------------------------
 
+/// `CONFIG GET param` asked directly of `node`.
+fn config_of(quiet: &QuietCluster, node: SocketAddr, param: &str) -> String {
+    match quiet.command(node, &["CONFIG", "GET", param]) {
+        Reply::Array(kv) if kv.len() == 2 => kv[1].as_str().unwrap().to_string(),
+        other => panic!("{node}: CONFIG GET {param} gave {other:?}"),
+    }
+}
+
+/// `param` on every node of the quiet cluster (masters and replicas), asked directly.
+fn config_everywhere(quiet: &QuietCluster, param: &str) -> Vec<(SocketAddr, String)> {
+    quiet
+        .seeds()
+        .into_iter()
+        .map(|n| (n, config_of(quiet, n, param)))
+        .collect()
+}
+
+fn all_equal(values: &[(SocketAddr, String)], want: &str, what: &str) {
+    for (node, v) in values {
+        assert_eq!(v, want, "{what}: node {node}");
+    }
+}
+
+/// Puts the configuration the CONFIG SET tests change back on every node (directly),
+/// whatever way the test ends, so the other tests of the quiet cluster see defaults.
+struct RestoreConfig<'a> {
+    quiet: &'a QuietCluster,
+    values: Vec<(SocketAddr, Vec<(&'static str, String)>)>,
+    /// The node whose `default` user lost CONFIG SET, if any.
+    acl: Option<SocketAddr>,
+}
+
+impl<'a> RestoreConfig<'a> {
+    fn new(quiet: &'a QuietCluster, params: &[&'static str]) -> RestoreConfig<'a> {
+        let values = quiet
+            .seeds()
+            .into_iter()
+            .map(|n| {
+                (
+                    n,
+                    params
+                        .iter()
+                        .map(|p| (*p, config_of(quiet, n, p)))
+                        .collect(),
+                )
+            })
+            .collect();
+        RestoreConfig {
+            quiet,
+            values,
+            acl: None,
+        }
+    }
+}
+
+impl Drop for RestoreConfig<'_> {
+    fn drop(&mut self) {
+        if let Some(node) = self.acl {
+            let _ = self
+                .quiet
+                .with(|c| c.command(node, &["ACL", "SETUSER", "default", "+config|set"]));
+        }
+        for (node, params) in &self.values {
+            for (p, v) in params {
+                let _ = self
+                    .quiet
+                    .with(|c| c.command(*node, &["CONFIG", "SET", p, v]));
+            }
+        }
+    }
+}
+
 #[tokio::test]
-async fn config_set_is_applied_on_every_master() {
+async fn config_set_is_applied_on_every_node() {
     let quiet = quiet_cluster().await;
     let proxy = quiet.proxy().await;
     let mut con = client(proxy.local_addr()).await;
-    let masters = quiet.masters();
-    let slowlog_len = |m: SocketAddr| -> String {
-        match quiet.command(m, &["CONFIG", "GET", "slowlog-max-len"]) {
-            Reply::Array(kv) if kv.len() == 2 => kv[1].as_str().unwrap().to_string(),
-            other => panic!("{m}: CONFIG GET gave {other:?}"),
-        }
-    };
-    let before: Vec<String> = masters.iter().map(|&m| slowlog_len(m)).collect();
-    let target = if before.iter().any(|v| v == "200") {
+    let _restore = RestoreConfig::new(&quiet, &["slowlog-max-len"]);
+    assert_eq!(quiet.seeds().len(), 6, "3 masters and 3 replicas");
+    let before = config_everywhere(&quiet, "slowlog-max-len");
+    let target = if before.iter().any(|(_, v)| v == "200") {
         "201"
     } else {
         "200"
@@ -1011,9 +1078,11 @@ async fn config_set_is_applied_on_every_master() {
     )
     .await;
     assert_eq!(show(&reply), "+OK\\r\\n");
-    for &m in &masters {
-        assert_eq!(slowlog_len(m), target, "master {m}");
-    }
+    all_equal(
+        &config_everywhere(&quiet, "slowlog-max-len"),
+        target,
+        "after CONFIG SET",
+    );
     let got: Vec<String> = q(&mut con, &["CONFIG", "GET", "slowlog-max-len"]).await;
     assert_eq!(got, vec!["slowlog-max-len".to_string(), target.to_string()]);
 
@@ -1024,17 +1093,180 @@ async fn config_set_is_applied_on_every_master() {
     )
     .await;
     assert!(reply.starts_with(b"-ERR "), "{}", show(&reply));
-    for &m in &masters {
-        assert_eq!(slowlog_len(m), target, "master {m} unchanged");
-    }
+    all_equal(
+        &config_everywhere(&quiet, "slowlog-max-len"),
+        target,
+        "unchanged",
+    );
 
-    // Leave the cluster as found.
-    for (&m, v) in masters.iter().zip(&before) {
-        ok(
-            quiet.command(m, &["CONFIG", "SET", "slowlog-max-len", v]),
-            "restore",
-        );
-    }
+    // Pipelined behind CONFIG SET, a CONFIG GET sees its effect.
+    let mut conn = RawConn::connect(proxy.local_addr()).await;
+    conn.send(&encode_pipeline(&[
+        &["CONFIG", "SET", "slowlog-max-len", "150"],
+        &["CONFIG", "GET", "slowlog-max-len"],
+        &["PING"],
+    ]))
+    .await;
+    let replies = conn.read_replies(3).await;
+    assert_eq!(show(&replies[0]), "+OK\\r\\n");
+    assert_eq!(
+        show(&replies[1]),
+        show(b"*2\r\n$15\r\nslowlog-max-len\r\n$3\r\n150\r\n")
+    );
+    assert_eq!(show(&replies[2]), "+PONG\\r\\n");
+}
+
+#[tokio::test]
+async fn config_set_changes_every_node_or_none() {
+    let quiet = quiet_cluster().await;
+    let proxy = quiet.proxy().await;
+    let addr = proxy.local_addr();
+    let mut restore = RestoreConfig::new(&quiet, &["maxmemory-policy", "maxmemory"]);
+    let nodes = quiet.seeds();
+    assert_eq!(nodes.len(), 6, "3 masters and 3 replicas");
+    all_equal(
+        &config_everywhere(&quiet, "maxmemory-policy"),
+        "noeviction",
+        "default",
+    );
+    all_equal(&config_everywhere(&quiet, "maxmemory"), "0", "default");
+
+    // Valid: every node, replicas included.
+    let reply = raw(addr, &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]).await;
+    assert_eq!(show(&reply), "+OK\\r\\n");
+    all_equal(
+        &config_everywhere(&quiet, "maxmemory-policy"),
+        "allkeys-lru",
+        "set",
+    );
+    let reply = raw(addr, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
+    assert_eq!(show(&reply), "+OK\\r\\n");
+    all_equal(
+        &config_everywhere(&quiet, "maxmemory-policy"),
+        "noeviction",
+        "set back",
+    );
+
+    // One valid and one invalid parameter: every node refuses both (Redis applies a
+    // CONFIG SET whole or not at all); the client gets the node's own error.
+    let direct = raw(
+        nodes[0],
+        &[
+            "CONFIG",
+            "SET",
+            "maxmemory-policy",
+            "allkeys-lru",
+            "maxmemory",
+            "notanumber",
+        ],
+    )
+    .await;
+    assert!(
+        direct.starts_with(b"-ERR CONFIG SET failed"),
+        "{}",
+        show(&direct)
+    );
+    let reply = raw(
+        addr,
+        &[
+            "CONFIG",
+            "SET",
+            "maxmemory-policy",
+            "allkeys-lru",
+            "maxmemory",
+            "notanumber",
+        ],
+    )
+    .await;
+    assert_eq!(show(&reply), show(&direct));
+    all_equal(
+        &config_everywhere(&quiet, "maxmemory-policy"),
+        "noeviction",
+        "after the refused SET",
+    );
+    all_equal(
+        &config_everywhere(&quiet, "maxmemory"),
+        "0",
+        "after the refused SET",
+    );
+
+    // One node (a replica) refuses what the others accept: those are rolled back.
+    let refusing = *nodes
+        .iter()
+        .find(|n| !quiet.masters().contains(n))
+        .expect("a replica");
+    restore.acl = Some(refusing);
+    ok(
+        quiet.command(refusing, &["ACL", "SETUSER", "default", "-config|set"]),
+        "ACL SETUSER",
+    );
+    let reply = raw(
+        addr,
+        &[
+            "CONFIG",
+            "SET",
+            "maxmemory-policy",
+            "allkeys-lru",
+            "maxmemory",
+            "100mb",
+        ],
+    )
+    .await;
+    assert_eq!(
+        show(&reply),
+        show(b"-NOPERM this user has no permissions to run the 'config|set' command\r\n")
+    );
+    all_equal(
+        &config_everywhere(&quiet, "maxmemory-policy"),
+        "noeviction",
+        "rolled back",
+    );
+    all_equal(&config_everywhere(&quiet, "maxmemory"), "0", "rolled back");
+    ok(
+        quiet.command(refusing, &["ACL", "SETUSER", "default", "+config|set"]),
+        "ACL SETUSER",
+    );
+    restore.acl = None;
+
+    // With every node willing again, both parameters reach every node.
+    let reply = raw(
+        addr,
+        &[
+            "CONFIG",
+            "SET",
+            "maxmemory-policy",
+            "allkeys-lru",
+            "maxmemory",
+            "100mb",
+        ],
+    )
+    .await;
+    assert_eq!(show(&reply), "+OK\\r\\n");
+    all_equal(
+        &config_everywhere(&quiet, "maxmemory-policy"),
+        "allkeys-lru",
+        "set",
+    );
+    all_equal(&config_everywhere(&quiet, "maxmemory"), "104857600", "set");
+    let reply = raw(
+        addr,
+        &[
+            "CONFIG",
+            "SET",
+            "maxmemory-policy",
+            "noeviction",
+            "maxmemory",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(show(&reply), "+OK\\r\\n");
+    all_equal(
+        &config_everywhere(&quiet, "maxmemory-policy"),
+        "noeviction",
+        "restored",
+    );
+    all_equal(&config_everywhere(&quiet, "maxmemory"), "0", "restored");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -25,8 +25,9 @@ pub struct ShardLayout {
 }
 
 impl ShardLayout {
-    /// Parses a `CLUSTER SHARDS` reply (Redis 7). Nodes whose health is not `online` are
-    /// left out; a shard without an online master is skipped (its slots stay uncovered).
+    /// Parses a `CLUSTER SHARDS` reply (Redis 7). Failed nodes are left out (masters must
+    /// be `online`, replicas `online` or `loading`); a shard without an online master is
+    /// skipped (its slots stay uncovered).
     pub fn from_shards(frame: &OwnedFrame) -> Result<ShardLayout, String> {
         let mut shards = Vec::new();
         for shard in frame.as_array().ok_or("CLUSTER SHARDS: not an array")? {
@@ -52,15 +53,15 @@ impl ShardLayout {
                 .ok_or("CLUSTER SHARDS: shard without nodes")?
             {
                 let health = node.field("health").and_then(|h| h.as_text());
-                if health != Some("online") {
-                    continue;
-                }
                 let Some(addr) = node_addr(node) else {
                     continue;
                 };
-                match node.field("role").and_then(|r| r.as_text()) {
-                    Some("master") => master = Some(addr),
-                    Some("replica") => replicas.push(addr),
+                // A replica reports `loading` until its replication offset moves (on an
+                // idle shard, up to a replication ping period after it synced): it is up,
+                // and takes what every node must get (CONFIG SET).
+                match (node.field("role").and_then(|r| r.as_text()), health) {
+                    (Some("master"), Some("online")) => master = Some(addr),
+                    (Some("replica"), Some("online" | "loading")) => replicas.push(addr),
                     _ => {}
                 }
             }

@@ -28,8 +28,8 @@ pub struct ClientEntry {
     cmd: [AtomicU64; 4],
     /// Milliseconds after `connected_at` of the last request.
     last_active_ms: AtomicU64,
-    /// Subscriptions (channels, patterns), for `sub=` / `psub=`.
-    pub subs: [AtomicU64; 2],
+    /// Subscriptions (channels, patterns, shard channels), for `sub=` / `psub=` / `ssub=`.
+    pub subs: [AtomicU64; 3],
     kill: Arc<Shutdown>,
 }
 
@@ -91,11 +91,8 @@ impl ClientEntry {
         let age = self.connected_at.elapsed();
         let idle_ms =
             (age.as_millis() as u64).saturating_sub(self.last_active_ms.load(Ordering::Relaxed));
-        let (sub, psub) = (
-            self.subs[0].load(Ordering::Relaxed),
-            self.subs[1].load(Ordering::Relaxed),
-        );
-        let flags = if sub + psub > 0 {
+        let [sub, psub, ssub] = [0, 1, 2].map(|i| self.subs[i].load(Ordering::Relaxed));
+        let flags = if sub + psub + ssub > 0 {
             "P"
         } else if in_multi.is_some() {
             "x"
@@ -104,7 +101,7 @@ impl ClientEntry {
         };
         let multi = in_multi.map_or(-1, |n| n as i64);
         format!(
-            "id={} addr={} laddr={} fd=-1 name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub=0 multi={multi} cmd={} user={} redir=-1 resp=2\n",
+            "id={} addr={} laddr={} fd=-1 name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={multi} cmd={} user={} redir=-1 resp=2\n",
             self.id,
             self.peer,
             self.local,

@@ -84,7 +84,6 @@ pub fn answer(
             "MULTI/EXEC/WATCH",
             "transactions need a pinned backend connection",
         ),
-        "ssubscribe" | "sunsubscribe" => not_yet(&name.to_uppercase(), "shard channels"),
         "monitor" => not_yet(
             "MONITOR",
             "it would need every node's command stream merged",
@@ -92,9 +91,13 @@ pub fn answer(
         "keys" => fan_out(info, readable(client, Merge::Concat)),
         "dbsize" => fan_out(info, Merge::Sum),
         "flushall" | "flushdb" | "script|flush" | "function|flush" | "function|delete"
-        | "function|restore" | "config|set" | "config|resetstat" | "config|rewrite" => {
-            fan_out(info, Merge::AllOk)
-        }
+        | "function|restore" | "config|resetstat" | "config|rewrite" => fan_out(info, Merge::AllOk),
+        "config|set" => Some(Route::Task(super::config_set::start(
+            ctx.cluster.clone(),
+            client.meta.id,
+            client.resp3,
+            args.iter().map(Bytes::copy_from_slice).collect(),
+        ))),
         "randomkey" => fan_out(info, readable(client, Merge::AnyNonNull)),
         "script|load" | "function|load" => fan_out(info, Merge::First),
         "script|exists" => fan_out(info, Merge::AndArrays),
@@ -136,14 +139,18 @@ pub fn answer(
         ),
         "pubsub|channels" | "pubsub|shardchannels" => fan_out(info, Merge::Union),
         "pubsub|numpat" => fan_out(info, Merge::Sum),
-        "pubsub|shardnumsub" => fan_out(info, Merge::NumSub { adjust: Vec::new() }),
-        "pubsub|numsub" => {
+        "pubsub|numsub" | "pubsub|shardnumsub" => {
             // The nodes see respgate's one subscription per channel; count its clients.
+            let kind = if name == "pubsub|numsub" {
+                crate::pubsub::Kind::Channel
+            } else {
+                crate::pubsub::Kind::Shard
+            };
             let adjust = args
                 .iter()
                 .skip(2)
                 .map(|ch| {
-                    let local = ctx.pubsub.local_subscribers(ch) as i64;
+                    let local = ctx.pubsub.local_subscribers(kind, ch) as i64;
                     local - i64::from(local > 0)
                 })
                 .collect();

@@ -16,6 +16,7 @@
 
 mod auth;
 pub mod clients;
+mod config_set;
 mod local;
 pub mod merge;
 mod outgoing;
@@ -137,6 +138,9 @@ enum Pending {
     Waiting(oneshot::Receiver<()>, Bytes),
     /// CLIENT REPLY OFF / SKIP: the next entry's reply is not written.
     MuteNext,
+    /// Computed by a task of its own (CONFIG SET); nothing after it is dispatched until
+    /// it is done.
+    Task(oneshot::Receiver<Bytes>),
 }
 
 struct Split {
@@ -170,6 +174,7 @@ enum HeadEvent {
     Reply(usize, ReplyResult),
     RetryDue(usize),
     Confirmed,
+    TaskDone(Bytes),
 }
 
 /// What became of one backend reply.
@@ -241,6 +246,7 @@ pub async fn run<R, W>(
         clock: None,
         dedicated: Vec::new(),
         mute_next: false,
+        task_pending: false,
         out: BytesMut::new(),
         pending: VecDeque::new(),
         ranges: Vec::with_capacity(8),
@@ -268,7 +274,7 @@ pub async fn run<R, W>(
         if (s.closing || eof) && s.pending.is_empty() && s.out.is_empty() {
             break;
         }
-        let can_read = !s.closing && !eof && s.pending.len() < s.ctx.max_pending;
+        let can_read = !s.closing && !eof && !s.task_pending && s.pending.len() < s.ctx.max_pending;
         if s.rbuf.is_empty() && s.rbuf.capacity() > KEEP_MAX {
             s.rbuf = BytesMut::with_capacity(READ_MIN);
             s.read_hint = READ_MIN;
@@ -280,7 +286,7 @@ pub async fn run<R, W>(
         let spare = s.rbuf.capacity() - s.rbuf.len();
         let head_waiting = matches!(
             s.pending.front(),
-            Some(Pending::Remote(_) | Pending::Split(_) | Pending::Waiting(..))
+            Some(Pending::Remote(_) | Pending::Split(_) | Pending::Waiting(..) | Pending::Task(_))
         ) && s.out.len() < OUT_HIGH_WATER;
         // Messages go out between replies, never ahead of a reply still owed (so a
         // channel's first message never precedes its subscription's confirmation).
@@ -390,6 +396,14 @@ fn push_message(out: &mut BytesMut, frame: &[u8], resp3: bool) {
     }
 }
 
+/// The slot and address of a `-MOVED slot host:port` reply.
+pub(crate) fn moved_target(reply: &[u8]) -> Option<(u16, String)> {
+    match routing::classify_error(reply) {
+        routing::ReplyKind::Moved { slot, addr } => Some((slot, addr)),
+        _ => None,
+    }
+}
+
 /// Keeps a client in the registry for as long as its session runs, however it ends.
 struct Registered(Arc<SessionContext>, u64);
 
@@ -413,8 +427,14 @@ async fn wait_head(head: Option<&mut Pending>) -> HeadEvent {
             let _ = rx.await;
             HeadEvent::Confirmed
         }
+        Some(Pending::Task(rx)) => HeadEvent::TaskDone(task_reply(rx.await.ok())),
         _ => std::future::pending().await,
     }
+}
+
+/// A task's reply, or an error if the task died without one.
+fn task_reply(reply: Option<Bytes>) -> Bytes {
+    reply.unwrap_or_else(|| reply::error("ERR respgate: the command's task ended without a reply"))
 }
 
 /// The next pub/sub message for this client (`None`: the hub dropped it).
@@ -448,6 +468,9 @@ struct Session {
     clock: Option<Instant>,
     /// CLIENT REPLY OFF / SKIP: the next finished reply is dropped.
     mute_next: bool,
+    /// A [`Pending::Task`] is queued (always last): no request is read or dispatched
+    /// until it is done, so the client's next commands run after it.
+    task_pending: bool,
     /// This client's own backend connection, for blocking commands, and its place in
     /// the `max_dedicated_connections` bound.
     dedicated: Vec<(DedicatedLink, tokio::sync::OwnedSemaphorePermit)>,
@@ -485,7 +508,7 @@ impl Session {
     /// Frames and dispatches every complete request in the read buffer, up to the
     /// pending-replies bound.
     fn parse_requests(&mut self) {
-        while !self.closing && self.pending.len() < self.ctx.max_pending {
+        while !self.closing && !self.task_pending && self.pending.len() < self.ctx.max_pending {
             let framed = scan_request(&self.rbuf, &self.ctx.limits, &mut self.ranges);
             let request = match framed {
                 Ok(None) => break,
@@ -564,6 +587,10 @@ impl Session {
         }
         match decision {
             routing::Route::Reply(bytes) => self.pending.push_back(Pending::Ready(bytes)),
+            routing::Route::Task(rx) => {
+                self.pending.push_back(Pending::Task(rx));
+                self.task_pending = true;
+            }
             routing::Route::Subscribed(replies) => {
                 for (wait, bytes) in replies {
                     self.pending.push_back(match wait {
@@ -638,6 +665,17 @@ impl Session {
                     }
                     continue;
                 }
+                Some(Pending::Task(rx)) => {
+                    let reply = match rx.try_recv() {
+                        Err(oneshot::error::TryRecvError::Empty) => return,
+                        Ok(reply) => task_reply(Some(reply)),
+                        Err(oneshot::error::TryRecvError::Closed) => task_reply(None),
+                    };
+                    self.pending.pop_front();
+                    self.task_pending = false;
+                    self.emit(&reply);
+                    continue;
+                }
                 Some(Pending::Remote(r)) => try_reply(r).map(|res| (0, res)),
                 Some(Pending::Split(split)) => split
                     .parts
@@ -661,6 +699,12 @@ impl Session {
             HeadEvent::Confirmed => {
                 if let Some(Pending::Waiting(_, bytes)) = self.pending.pop_front() {
                     self.emit(&bytes);
+                }
+            }
+            HeadEvent::TaskDone(reply) => {
+                if let Some(Pending::Task(_)) = self.pending.pop_front() {
+                    self.task_pending = false;
+                    self.emit(&reply);
                 }
             }
             HeadEvent::RetryDue(part) => match self.pending.pop_front() {
@@ -687,7 +731,7 @@ impl Session {
         };
         let finished = match &mut head {
             Pending::Ready(b) | Pending::Waiting(_, b) => Some((b.clone(), None)),
-            Pending::MuteNext => None,
+            Pending::MuteNext | Pending::Task(_) => None,
             Pending::Remote(r) => match self.advance(r, result) {
                 Step::Final(bytes) => Some((bytes, Some((r.started, r.latency.clone())))),
                 Step::Again => None,

@@ -41,6 +41,9 @@ pub enum Route {
         merge: Merge,
         latency: metrics::Histogram,
     },
+    /// A reply a task of its own computes (CONFIG SET on every node). The client's next
+    /// requests wait for it.
+    Task(tokio::sync::oneshot::Receiver<Bytes>),
     /// Send the request as it is to every master and merge the replies.
     FanOut {
         merge: Merge,
@@ -216,17 +219,28 @@ fn pubsub(
             args,
             resp3,
         ),
+        "ssubscribe" => subscribe::subscribe(
+            &mut client.subs,
+            &entry,
+            &ctx.pubsub,
+            ctx.pubsub_queue,
+            Kind::Shard,
+            args,
+            resp3,
+        ),
         "unsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Channel, args, resp3),
         "punsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Pattern, args, resp3),
+        "sunsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Shard, args, resp3),
         "ping" if subscribed => subscribe::ping(info, args),
         name if subscribed && !subscribe::allowed_in_subscribed_mode(name) => {
             subscribe::refuse(info)
         }
         _ => return None,
     };
-    let (channels, patterns) = client.subs.as_ref().map_or((0, 0), |s| s.counts());
-    client.entry.subs[0].store(channels as u64, std::sync::atomic::Ordering::Relaxed);
-    client.entry.subs[1].store(patterns as u64, std::sync::atomic::Ordering::Relaxed);
+    let counts = client.subs.as_ref().map_or([0; 3], |s| s.counts());
+    for (stored, n) in client.entry.subs.iter().zip(counts) {
+        stored.store(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
     Some(route)
 }
 

@@ -1,5 +1,9 @@
-//! A client's subscriptions (SUBSCRIBE / PSUBSCRIBE and their UNSUBSCRIBEs), served by the
-//! shared [`PubSubHub`], with Redis's subscribed-mode rules (RESP2).
+//! A client's subscriptions (SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE and their UNSUBSCRIBEs),
+//! served by the shared [`PubSubHub`], with Redis's subscribed-mode rules (RESP2).
+//!
+//! As in Redis 7.0, the counts in (un)subscribe replies are per family: SUBSCRIBE /
+//! PSUBSCRIBE count channels and patterns together, SSUBSCRIBE / SUNSUBSCRIBE count shard
+//! channels; the client stays in subscribed mode while it has any of the three.
 
 use super::clients::ClientEntry;
 use super::routing::Route;
@@ -19,6 +23,7 @@ pub struct Subscriptions {
     hub: PubSubHub,
     channels: BTreeSet<Bytes>,
     patterns: BTreeSet<Bytes>,
+    shards: BTreeSet<Bytes>,
     /// Weak: only the hub holds the queue open, so dropping this client there (it did
     /// not keep up) closes `rx`.
     tx: mpsc::WeakSender<Bytes>,
@@ -36,36 +41,49 @@ impl Subscriptions {
             hub,
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
+            shards: BTreeSet::new(),
             tx: tx.downgrade(),
             first: Some(tx),
             rx,
         }
     }
 
-    /// Whether a message frame (`message` / `pmessage`) still concerns this client: one
+    /// Whether a message frame (`message` / `pmessage` / `smessage`) still concerns this
+    /// client: one
     /// already in its queue when it unsubscribed is dropped, as Redis sends none after
     /// the UNSUBSCRIBE confirmation.
     pub fn wants(&self, frame: &[u8]) -> bool {
         match super::merge::pubsub_fields(frame) {
             Some((b"message", channel)) => self.channels.contains(channel),
             Some((b"pmessage", pattern)) => self.patterns.contains(pattern),
+            Some((b"smessage", channel)) => self.shards.contains(channel),
             _ => true,
         }
     }
 
-    /// (channels, patterns).
-    pub fn counts(&self) -> (usize, usize) {
-        (self.channels.len(), self.patterns.len())
+    /// (channels, patterns, shard channels).
+    pub fn counts(&self) -> [usize; 3] {
+        [self.channels.len(), self.patterns.len(), self.shards.len()]
     }
 
-    fn count(&self) -> usize {
-        self.channels.len() + self.patterns.len()
+    /// The count a (un)subscription reply of `kind` carries: shard channels are counted
+    /// apart from channels and patterns, as in Redis 7.0.
+    fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Channel | Kind::Pattern => self.channels.len() + self.patterns.len(),
+            Kind::Shard => self.shards.len(),
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.channels.len() + self.patterns.len() + self.shards.len()
     }
 
     fn set(&mut self, kind: Kind) -> &mut BTreeSet<Bytes> {
         match kind {
             Kind::Channel => &mut self.channels,
             Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shards,
         }
     }
 }
@@ -77,6 +95,9 @@ impl Drop for Subscriptions {
         }
         for p in std::mem::take(&mut self.patterns) {
             self.hub.unsubscribe(Kind::Pattern, p, self.id);
+        }
+        for c in std::mem::take(&mut self.shards) {
+            self.hub.unsubscribe(Kind::Shard, c, self.id);
         }
     }
 }
@@ -143,7 +164,35 @@ pub fn ping(info: &CommandInfo, args: Args<'_>) -> Route {
     Route::Reply(out.freeze())
 }
 
-/// SUBSCRIBE / PSUBSCRIBE.
+fn word(kind: Kind, subscribe: bool) -> &'static str {
+    match (kind, subscribe) {
+        (Kind::Channel, true) => "subscribe",
+        (Kind::Pattern, true) => "psubscribe",
+        (Kind::Shard, true) => "ssubscribe",
+        (Kind::Channel, false) => "unsubscribe",
+        (Kind::Pattern, false) => "punsubscribe",
+        (Kind::Shard, false) => "sunsubscribe",
+    }
+}
+
+/// Shard channels are keys: those of one SSUBSCRIBE / SUNSUBSCRIBE must share a slot, as
+/// a cluster node requires.
+fn cross_slot(kind: Kind, args: Args<'_>) -> Option<Route> {
+    if kind != Kind::Shard || args.len() < 3 {
+        return None;
+    }
+    let slot = crate::cluster::key_slot(args.get(1));
+    args.iter()
+        .skip(2)
+        .any(|ch| crate::cluster::key_slot(ch) != slot)
+        .then(|| {
+            Route::Reply(crate::protocol::reply::error(
+                "CROSSSLOT Keys in request don't hash to the same slot",
+            ))
+        })
+}
+
+/// SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE.
 pub fn subscribe(
     subs: &mut Option<Box<Subscriptions>>,
     client: &Arc<ClientEntry>,
@@ -153,12 +202,12 @@ pub fn subscribe(
     args: Args<'_>,
     resp3: bool,
 ) -> Route {
+    if let Some(refused) = cross_slot(kind, args) {
+        return refused;
+    }
     let subs = subs
         .get_or_insert_with(|| Box::new(Subscriptions::new(client.clone(), hub.clone(), queue)));
-    let word = match kind {
-        Kind::Channel => "subscribe",
-        Kind::Pattern => "psubscribe",
-    };
+    let word = word(kind, true);
     let mut replies = Confirmations::new();
     for name in args.iter().skip(1) {
         let name = Bytes::copy_from_slice(name);
@@ -172,23 +221,26 @@ pub fn subscribe(
             }
             _ => None,
         };
-        replies.push((wait, confirmation(word, Some(&name), subs.count(), resp3)));
+        replies.push((
+            wait,
+            confirmation(word, Some(&name), subs.count(kind), resp3),
+        ));
     }
     Route::Subscribed(replies)
 }
 
-/// UNSUBSCRIBE / PUNSUBSCRIBE (all of that kind without arguments). Leaves subscribed
-/// mode when nothing remains.
+/// UNSUBSCRIBE / PUNSUBSCRIBE / SUNSUBSCRIBE (all of that kind without arguments). Leaves
+/// subscribed mode when nothing remains.
 pub fn unsubscribe(
     subs: &mut Option<Box<Subscriptions>>,
     kind: Kind,
     args: Args<'_>,
     resp3: bool,
 ) -> Route {
-    let word = match kind {
-        Kind::Channel => "unsubscribe",
-        Kind::Pattern => "punsubscribe",
-    };
+    if let Some(refused) = cross_slot(kind, args) {
+        return refused;
+    }
+    let word = word(kind, false);
     let Some(s) = subs.as_mut() else {
         let names: Vec<&[u8]> = args.iter().skip(1).collect();
         if names.is_empty() {
@@ -208,15 +260,15 @@ pub fn unsubscribe(
     };
     let mut replies = Confirmations::new();
     if names.is_empty() {
-        replies.push((None, confirmation(word, None, s.count(), resp3)));
+        replies.push((None, confirmation(word, None, s.count(kind), resp3)));
     }
     for name in names {
         if s.set(kind).remove(&name) {
             s.hub.unsubscribe(kind, name.clone(), s.id);
         }
-        replies.push((None, confirmation(word, Some(&name), s.count(), resp3)));
+        replies.push((None, confirmation(word, Some(&name), s.count(kind), resp3)));
     }
-    if s.count() == 0 {
+    if s.total() == 0 {
         *subs = None;
     }
     Route::Subscribed(replies)

@@ -9,6 +9,13 @@
 //! output-buffer limit. If the connection fails, the hub reconnects (to a master of the
 //! current topology) and subscribes again to everything; messages published meanwhile
 //! are lost, as they would be for a reconnecting Redis client.
+//!
+//! Shard channels (SSUBSCRIBE) are different: a node delivers an SPUBLISH only to its own
+//! shard's subscribers, so their backend subscriptions live on the master of each
+//! channel's slot. A second task ([`shard`]) holds one connection per such master, with
+//! the same sharing and fan-out.
+
+mod shard;
 
 use crate::cluster::Cluster;
 use crate::protocol::reply;
@@ -22,11 +29,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-/// Channel or pattern subscriptions.
+/// Channel, pattern or shard-channel subscriptions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Channel,
     Pattern,
+    /// A shard channel (SSUBSCRIBE), served by the master of its slot.
+    Shard,
 }
 
 impl Kind {
@@ -34,6 +43,7 @@ impl Kind {
         match self {
             Kind::Channel => "SUBSCRIBE",
             Kind::Pattern => "PSUBSCRIBE",
+            Kind::Shard => "SSUBSCRIBE",
         }
     }
 
@@ -41,6 +51,7 @@ impl Kind {
         match self {
             Kind::Channel => "UNSUBSCRIBE",
             Kind::Pattern => "PUNSUBSCRIBE",
+            Kind::Shard => "SUNSUBSCRIBE",
         }
     }
 }
@@ -67,24 +78,44 @@ enum HubCommand {
 #[derive(Clone)]
 pub struct PubSubHub {
     commands: mpsc::UnboundedSender<HubCommand>,
-    /// Local subscribers per channel, for PUBSUB NUMSUB (the nodes count respgate's one
-    /// subscription as one subscriber). Written by the hub on (un)subscriptions only.
-    counts: Arc<std::sync::Mutex<HashMap<Bytes, usize>>>,
+    /// The shard-channel task's.
+    shard_commands: mpsc::UnboundedSender<HubCommand>,
+    /// Local subscribers per channel and per shard channel, for PUBSUB NUMSUB /
+    /// SHARDNUMSUB (the nodes count respgate's one subscription as one subscriber).
+    /// Written by the hub tasks on (un)subscriptions only.
+    counts: Counts,
 }
 
 impl PubSubHub {
     /// Starts the hub task.
     pub fn start(cluster: Arc<Cluster>) -> PubSubHub {
         let (commands, rx) = mpsc::unbounded_channel();
-        let counts = Arc::default();
-        tokio::spawn(run(cluster, rx, Arc::clone(&counts)));
-        PubSubHub { commands, counts }
+        let (shard_commands, shard_rx) = mpsc::unbounded_channel();
+        let counts: Counts = Arc::default();
+        tokio::spawn(run(cluster.clone(), rx, Arc::clone(&counts)));
+        tokio::spawn(shard::run(cluster, shard_rx, Arc::clone(&counts)));
+        PubSubHub {
+            commands,
+            shard_commands,
+            counts,
+        }
     }
 
-    /// How many of respgate's clients are subscribed to `channel`.
-    pub fn local_subscribers(&self, channel: &[u8]) -> usize {
+    /// How many of respgate's clients are subscribed to `channel` (`kind`: a channel or
+    /// a shard channel).
+    pub fn local_subscribers(&self, kind: Kind, channel: &[u8]) -> usize {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.get(channel).copied().unwrap_or(0)
+        counts
+            .get(&(kind, Bytes::copy_from_slice(channel)))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn commands_for(&self, kind: Kind) -> &mpsc::UnboundedSender<HubCommand> {
+        match kind {
+            Kind::Shard => &self.shard_commands,
+            Kind::Channel | Kind::Pattern => &self.commands,
+        }
     }
 
     /// Registers subscriber `id` for `name`; resolves once messages for it flow.
@@ -96,7 +127,7 @@ impl PubSubHub {
         tx: mpsc::Sender<Bytes>,
     ) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
-        let _ = self.commands.send(HubCommand::Subscribe {
+        let _ = self.commands_for(kind).send(HubCommand::Subscribe {
             kind,
             name,
             id: client.id,
@@ -109,7 +140,7 @@ impl PubSubHub {
 
     pub fn unsubscribe(&self, kind: Kind, name: Bytes, id: u64) {
         let _ = self
-            .commands
+            .commands_for(kind)
             .send(HubCommand::Unsubscribe { kind, name, id });
     }
 }
@@ -117,27 +148,30 @@ impl PubSubHub {
 type Subscribers = HashMap<(Kind, Bytes), HashMap<u64, (mpsc::Sender<Bytes>, Arc<ClientEntry>)>>;
 type Waiting = Vec<((Kind, Bytes), oneshot::Sender<()>)>;
 
-type Counts = Arc<std::sync::Mutex<HashMap<Bytes, usize>>>;
+type Counts = Arc<std::sync::Mutex<HashMap<(Kind, Bytes), usize>>>;
 
-/// Mirrors one channel's subscriber count for [`PubSubHub::local_subscribers`].
+/// Mirrors one channel's subscriber count for [`PubSubHub::local_subscribers`]
+/// (patterns are not counted: PUBSUB has no per-pattern count).
 fn sync_count(subs: &Subscribers, counts: &Counts, kind: Kind, name: &Bytes) {
-    if kind != Kind::Channel {
+    if kind == Kind::Pattern {
         return;
     }
     let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
-    match subs.get(&(kind, name.clone())) {
-        Some(entry) => counts.insert(name.clone(), entry.len()),
-        None => counts.remove(name),
+    let key = (kind, name.clone());
+    match subs.get(&key) {
+        Some(entry) => counts.insert(key, entry.len()),
+        None => counts.remove(&key),
     };
 }
 
-/// Mirrors every channel's count (after subscribers were dropped, which is rare).
-fn sync_counts(subs: &Subscribers, counts: &Counts) {
+/// Mirrors every count of the kinds `subs` holds (`shard`: the shard task's) after
+/// subscribers were dropped, which is rare.
+fn sync_counts(subs: &Subscribers, counts: &Counts, shard: bool) {
     let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
-    counts.clear();
+    counts.retain(|(kind, _), _| (*kind == Kind::Shard) != shard);
     for ((kind, name), entry) in subs {
-        if *kind == Kind::Channel {
-            counts.insert(name.clone(), entry.len());
+        if *kind != Kind::Pattern {
+            counts.insert((*kind, name.clone()), entry.len());
         }
     }
 }
@@ -219,13 +253,16 @@ async fn connect(cluster: &Cluster) -> Option<TcpStream> {
         let topo = cluster.topology();
         topo.as_ref()?.any_master(0)?.addr().to_string()
     };
-    let mut stream = tokio::time::timeout(
-        cluster.config().connect_timeout(),
-        TcpStream::connect(&addr),
-    )
-    .await
-    .ok()?
-    .ok()?;
+    connect_to(cluster, &addr).await
+}
+
+/// A connection to `addr`, authenticated when the cluster needs it.
+async fn connect_to(cluster: &Cluster, addr: &str) -> Option<TcpStream> {
+    let mut stream =
+        tokio::time::timeout(cluster.config().connect_timeout(), TcpStream::connect(addr))
+            .await
+            .ok()?
+            .ok()?;
     if let Some(auth) = cluster.link_options().auth_command() {
         stream.write_all(&auth).await.ok()?;
         let mut buf = BytesMut::with_capacity(256);
@@ -335,8 +372,20 @@ fn dispatch(
     let Some(key) = key else {
         return Vec::new();
     };
+    deliver(&key, frame, subs, counts)
+}
+
+/// Hands `frame` to every subscriber of `key`. A subscriber whose queue is full is
+/// dropped from every subscription (see [`dispatch`]); returns the subscriptions nobody
+/// holds any more.
+fn deliver(
+    key: &(Kind, Bytes),
+    frame: Bytes,
+    subs: &mut Subscribers,
+    counts: &Counts,
+) -> Vec<(Kind, Bytes)> {
     let mut evicted = Vec::new();
-    if let Some(entry) = subs.get_mut(&key) {
+    if let Some(entry) = subs.get_mut(key) {
         for (id, (tx, client)) in entry.iter() {
             if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(frame.clone()) {
                 evicted.push(*id);
@@ -364,7 +413,7 @@ fn dispatch(
         });
     }
     if any_evicted {
-        sync_counts(subs, counts);
+        sync_counts(subs, counts, key.0 == Kind::Shard);
     }
     emptied
 }

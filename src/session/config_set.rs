@@ -1,0 +1,241 @@
+//! CONFIG SET on every node of the cluster (masters and replicas), all or nothing.
+//!
+//! A standalone Redis applies a multi-parameter CONFIG SET atomically; respgate keeps
+//! that across nodes: it first reads the parameters' current values on every node
+//! (CONFIG GET), then sets them everywhere at once. If any node refuses, the nodes that
+//! accepted (or whose answer was lost) are given their previous values back, and the
+//! client gets the refusing node's error, as that node worded it. If a node cannot be
+//! read first, nothing is set.
+//!
+//! Runs as a task of its own; the session queues its reply in request order and reads
+//! the client's next requests only once it is done, so a pipelined `CONFIG GET` after
+//! it sees its effect. The task uses the client's own backend links, behind whatever
+//! that client sent before.
+
+use crate::backend::{Job, LinkError, Node};
+use crate::cluster::Cluster;
+use crate::protocol::reply;
+use crate::protocol::scan::{parse_int, scan_reply};
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Starts CONFIG SET `args` (the whole request: `CONFIG SET p v [p v ...]`); the reply
+/// arrives on the returned receiver.
+pub fn start(
+    cluster: Arc<Cluster>,
+    client_id: u64,
+    resp3: bool,
+    args: Vec<Bytes>,
+) -> oneshot::Receiver<Bytes> {
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let reply = run(&cluster, client_id, resp3, &args).await;
+        let _ = tx.send(reply);
+    });
+    rx
+}
+
+/// Every node serving slots, masters and replicas, once each.
+fn every_node(cluster: &Cluster) -> Vec<Arc<Node>> {
+    let topo = cluster.topology();
+    let mut nodes: Vec<Arc<Node>> = Vec::new();
+    for shard in topo.as_ref().map(|t| t.shards()).unwrap_or_default() {
+        for node in std::iter::once(&shard.master).chain(&shard.replicas) {
+            if !nodes.iter().any(|n| n.addr() == node.addr()) {
+                nodes.push(node.clone());
+            }
+        }
+    }
+    nodes
+}
+
+/// Queues `request` for `node` on the client's link; the reply arrives on the receiver.
+fn send(
+    node: &Node,
+    client_id: u64,
+    resp3: bool,
+    request: Bytes,
+) -> oneshot::Receiver<crate::backend::ReplyResult> {
+    let (tx, rx) = oneshot::channel();
+    node.send(
+        client_id,
+        Job {
+            bytes: request,
+            asking: false,
+            resp3,
+            replies: 1,
+            reply: tx,
+        },
+    );
+    rx
+}
+
+async fn outcome(rx: oneshot::Receiver<crate::backend::ReplyResult>) -> Result<Bytes, String> {
+    match rx.await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(LinkError::NotSent(why) | LinkError::Lost(why) | LinkError::TimedOut(why))) => {
+            Err(why)
+        }
+        Err(_) => Err("backend link dropped".into()),
+    }
+}
+
+/// Sends `request` to every node at once; the answers in node order.
+async fn ask_all(
+    nodes: &[Arc<Node>],
+    client_id: u64,
+    resp3: bool,
+    request: &Bytes,
+) -> Vec<Result<Bytes, String>> {
+    let pending: Vec<_> = nodes
+        .iter()
+        .map(|node| send(node, client_id, resp3, request.clone()))
+        .collect();
+    let mut out = Vec::with_capacity(pending.len());
+    for rx in pending {
+        out.push(outcome(rx).await);
+    }
+    out
+}
+
+async fn run(cluster: &Cluster, client_id: u64, resp3: bool, args: &[Bytes]) -> Bytes {
+    let nodes = every_node(cluster);
+    if nodes.is_empty() {
+        return reply::error("CLUSTERDOWN The cluster is down (respgate knows no node yet)");
+    }
+    let names: Vec<&Bytes> = args.iter().skip(2).step_by(2).collect();
+
+    // 1. The values to go back to, from every node.
+    let get = reply::command(
+        [&b"CONFIG"[..], b"GET"]
+            .into_iter()
+            .chain(names.iter().map(|n| &n[..]))
+            .collect::<Vec<_>>(),
+    );
+    let mut previous = Vec::with_capacity(nodes.len());
+    for (node, answer) in nodes
+        .iter()
+        .zip(ask_all(&nodes, client_id, resp3, &get).await)
+    {
+        let values = match answer {
+            Ok(bytes) if bytes.first() == Some(&b'-') => return bytes,
+            Ok(bytes) => config_pairs(&bytes).ok_or_else(|| "unreadable CONFIG GET reply".into()),
+            Err(why) => Err(why),
+        };
+        let values = match values {
+            Ok(values) => values,
+            Err(why) => {
+                let addr = node.addr();
+                return reply::error(&format!(
+                    "ERR respgate: CONFIG SET not applied: cannot read the values on {addr}: {why}"
+                ));
+            }
+        };
+        previous.push(values);
+    }
+
+    // 2. Set everywhere.
+    let set = reply::command(args.iter().map(|a| &a[..]).collect::<Vec<_>>());
+    let answers = ask_all(&nodes, client_id, resp3, &set).await;
+    let refusal = answers.iter().zip(&nodes).find_map(|(a, node)| match a {
+        Ok(bytes) if bytes.first() == Some(&b'-') => Some(bytes.clone()),
+        Ok(_) => None,
+        Err(why) => Some(reply::error(&format!(
+            "ERR respgate: CONFIG SET on {}: {why}",
+            node.addr()
+        ))),
+    });
+    let Some(refusal) = refusal else {
+        return Bytes::from_static(reply::OK);
+    };
+
+    // 3. Someone refused: put back the old values wherever it may have been applied.
+    for ((node, answer), values) in nodes.iter().zip(&answers).zip(&previous) {
+        if matches!(answer, Ok(bytes) if bytes.first() == Some(&b'-')) {
+            continue;
+        }
+        let mut words: Vec<&[u8]> = vec![b"CONFIG", b"SET"];
+        for name in &names {
+            match values.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                Some((n, v)) => {
+                    words.push(n);
+                    words.push(v);
+                }
+                None => tracing::warn!(
+                    node = node.addr(),
+                    parameter = %String::from_utf8_lossy(name),
+                    "CONFIG SET rollback: no previous value"
+                ),
+            }
+        }
+        if words.len() == 2 {
+            continue;
+        }
+        match outcome(send(node, client_id, resp3, reply::command(words))).await {
+            Ok(bytes) if bytes.first() != Some(&b'-') => {}
+            other => tracing::warn!(
+                node = node.addr(),
+                answer = ?other,
+                "CONFIG SET rollback failed: the node keeps the new value"
+            ),
+        }
+    }
+    refusal
+}
+
+/// The (name, value) pairs of a CONFIG GET reply (a RESP2 array or a RESP3 map).
+fn config_pairs(reply: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let header_end = reply.iter().position(|&b| b == b'\r')?;
+    let n = parse_int(reply.get(1..header_end)?)?;
+    let items = match reply.first()? {
+        b'*' => n,
+        b'%' => n * 2,
+        _ => return None,
+    };
+    let mut pos = header_end + 2;
+    let mut values = Vec::with_capacity(items.max(0) as usize);
+    for _ in 0..items {
+        let len = scan_reply(reply.get(pos..)?).ok()??;
+        values.push(string_payload(&reply[pos..pos + len])?.to_vec());
+        pos += len;
+    }
+    let mut pairs = Vec::with_capacity(values.len() / 2);
+    let mut it = values.into_iter();
+    while let (Some(name), Some(value)) = (it.next(), it.next()) {
+        pairs.push((name, value));
+    }
+    Some(pairs)
+}
+
+/// The text of a bulk or simple string reply.
+fn string_payload(item: &[u8]) -> Option<&[u8]> {
+    let body = item.strip_suffix(b"\r\n")?;
+    match item.first()? {
+        b'+' => body.get(1..),
+        b'$' => {
+            let start = body.iter().position(|&b| b == b'\n')? + 1;
+            body.get(start..)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_config_get_replies_in_both_protocols() {
+        let resp2 = b"*4\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n$4\r\nsave\r\n$0\r\n\r\n";
+        let resp3 = b"%2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n$4\r\nsave\r\n$0\r\n\r\n";
+        let want = vec![
+            (b"maxmemory".to_vec(), b"0".to_vec()),
+            (b"save".to_vec(), b"".to_vec()),
+        ];
+        assert_eq!(config_pairs(resp2), Some(want.clone()));
+        assert_eq!(config_pairs(resp3), Some(want));
+        assert_eq!(config_pairs(b"*0\r\n"), Some(Vec::new()));
+        assert_eq!(config_pairs(b"-ERR x\r\n"), None);
+    }
+}
