@@ -14,3 +14,4 @@ pub mod pubsub;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod tls;

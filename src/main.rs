@@ -151,7 +151,12 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        eprintln!("respgate: listening on {}", proxy.local_addr());
+        if let Some(addr) = proxy.plain_addr() {
+            eprintln!("respgate: listening on {addr}");
+        }
+        if let Some(addr) = proxy.tls_addr() {
+            eprintln!("respgate: listening on {addr} (TLS)");
+        }
         wait_for_signal().await;
         tracing::info!("shutting down: no new connections, finishing in-flight replies");
         proxy.shutdown().await;
