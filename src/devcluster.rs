@@ -9,7 +9,9 @@
 //! the processes it spawned. It must not: touch any other Redis or port, leave a process behind
 //! (children get `PR_SET_PDEATHSIG` and are killed in `Drop`), or use the proxy's own code
 //! (except `key_slot`): the tests check that code against this, so this must not share its bugs.
-//! It is plain synchronous std code so sync and async tests can both use it.
+//! It is plain synchronous std code so sync and async tests can both use it. With
+//! [`DevClusterOptions::tls`] the cluster is TLS only (clients, bus, replication) and this
+//! module's own client speaks TLS through rustls' blocking stream.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Write};
