@@ -21,6 +21,91 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The TLS listener; absent: plain TCP only.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// The TLS listener (`[tls]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address of the TLS listener.
+    pub listen: String,
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// PEM private key of that certificate.
+    pub key: PathBuf,
+    /// Whether clients present certificates.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// PEM bundle of the CAs client certificates must chain to (not with `none`).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Which name of a verified client certificate is the client's user name.
+    #[serde(default)]
+    pub cert_user: CertUser,
+    /// A client that has not finished its TLS handshake this long after connecting is
+    /// closed (it holds a `max_clients` slot meanwhile).
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_handshake_timeout_ms() -> u64 {
+    5000
+}
+
+impl TlsConfig {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+}
+
+/// `[tls] client_auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificates asked for.
+    #[default]
+    None,
+    /// Asked for; a client without one connects anyway, one with an invalid one does not.
+    Optional,
+    /// A client without a valid certificate fails the handshake.
+    Required,
+}
+
+/// `[tls] cert_user`: how a verified client certificate maps to a user name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertUser {
+    /// The subject's common name.
+    #[default]
+    Cn,
+    /// The first subject alternative name (DNS, else e-mail, else URI).
+    San,
+}
+
+/// TLS to the Redis nodes (`[cluster.tls]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// Writing the section turns it on; `enabled = false` keeps the paths but speaks
+    /// plain TCP.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// PEM bundle of the CAs the nodes' certificates chain to.
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM chain) for nodes that check clients (`tls-auth-clients`).
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    pub key: Option<PathBuf>,
+    /// The name the nodes' certificates are checked against; default: the host part of
+    /// each node's address (an IP address, as the cluster announces them).
+    pub server_name: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Client authentication. A file must choose: `mode = "users"` with `[[auth.users]]`, or
@@ -72,7 +157,7 @@ pub struct UserConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address of the plain-TCP listener.
+    /// Address of the plain-TCP listener; `""` disables it (TLS only).
     pub listen: String,
     /// Connections beyond this get `-ERR max number of clients reached` and are closed.
     pub max_clients: usize,
@@ -145,6 +230,8 @@ pub struct ClusterConfig {
     pub password: Option<String>,
     /// Name of an environment variable that holds the upstream password.
     pub password_env: Option<String>,
+    /// TLS to the nodes (`[cluster.tls]`); absent: plain TCP.
+    pub tls: Option<UpstreamTlsConfig>,
 }
 
 impl Default for ClusterConfig {
@@ -161,6 +248,7 @@ impl Default for ClusterConfig {
             username: None,
             password: None,
             password_env: None,
+            tls: None,
         }
     }
 }
@@ -234,12 +322,49 @@ impl Config {
             message,
         };
         let s = &self.server;
-        if s.listen.parse::<std::net::SocketAddr>().is_err() {
+        if s.listen.is_empty() {
+            if self.tls.is_none() {
+                return Err(bad(
+                    "server.listen",
+                    "\"\" disables the plain listener, but there is no [tls] listener either: \
+                     configure at least one"
+                        .into(),
+                ));
+            }
+        } else if s.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(bad(
                 "server.listen",
                 format!("{:?} is not an address like \"127.0.0.1:6380\"", s.listen),
             ));
         }
+        if let Some(t) = &self.tls {
+            if t.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(bad(
+                    "tls.listen",
+                    format!("{:?} is not an address like \"0.0.0.0:6390\"", t.listen),
+                ));
+            }
+            if t.listen == s.listen {
+                return Err(bad(
+                    "tls.listen",
+                    format!("{:?} is also server.listen: use another port", t.listen),
+                ));
+            }
+            if t.client_auth == ClientAuth::None && t.client_ca.is_some() {
+                return Err(bad(
+                    "tls.client_ca",
+                    "set, but client_auth is \"none\": set client_auth = \"optional\" or \
+                     \"required\", or remove client_ca"
+                        .into(),
+                ));
+            }
+            if t.handshake_timeout_ms == 0 {
+                return Err(bad("tls.handshake_timeout_ms", "must be above 0".into()));
+            }
+            crate::tls::server_config(t).map_err(|(key, message)| bad(&key, message))?;
+        }
+        crate::tls::UpstreamTls::from_config(self.cluster.tls.as_ref())
+            .map_err(|(key, message)| bad(&key, message))?;
         for (key, v) in [
             ("server.max_clients", s.max_clients),
             ("server.max_bulk_bytes", s.max_bulk_bytes),
@@ -419,6 +544,95 @@ mod tests {
         );
         let e = parse("[cluster]\nseeds = [\"a:1\", \"b\"]\n").unwrap_err();
         assert_eq!(e, "t.toml: cluster.seeds[1]: \"b\" is not host:port");
+    }
+
+    /// A server certificate and key (self-signed) in `dir`.
+    fn cert_files(dir: &Path) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (dir.join("server.pem"), dir.join("server.key"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    }
+
+    #[test]
+    fn tls_sections_are_checked_with_precise_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = cert_files(dir.path());
+        let tls = |extra: &str| {
+            format!("[tls]\nlisten = \"127.0.0.1:6390\"\ncert = {cert:?}\nkey = {key:?}\n{extra}")
+        };
+        // TLS only.
+        let c = parse(&format!("[server]\nlisten = \"\"\n{}", tls(""))).unwrap();
+        let t = c.tls.unwrap();
+        assert_eq!(t.client_auth, ClientAuth::None);
+        assert_eq!(t.cert_user, CertUser::Cn);
+        // No listener at all.
+        let e = parse("[server]\nlisten = \"\"\n").unwrap_err();
+        assert!(
+            e.starts_with("t.toml: server.listen: \"\" disables the plain listener"),
+            "{e}"
+        );
+        let e = parse(&tls("client_auth = \"required\"")).unwrap_err();
+        assert_eq!(
+            e,
+            "t.toml: tls.client_ca: required when client_auth is \"optional\" or \"required\""
+        );
+        let e = parse(&tls(&format!("client_ca = {cert:?}"))).unwrap_err();
+        assert!(
+            e.starts_with("t.toml: tls.client_ca: set, but client_auth is"),
+            "{e}"
+        );
+        let e = parse(&tls("client_auth = \"sometimes\"")).unwrap_err();
+        assert!(
+            e.contains("tls.client_auth") && e.contains("unknown variant `sometimes`"),
+            "{e}"
+        );
+        let e = parse(&tls("cert_user = \"email\"")).unwrap_err();
+        assert!(
+            e.ends_with("tls.cert_user: unknown variant `email`, expected `cn` or `san`"),
+            "{e}"
+        );
+        let e = parse("[tls]\nlisten = \"127.0.0.1:6390\"\n").unwrap_err();
+        assert!(
+            e.contains("tls") && e.contains("missing field `cert`"),
+            "{e}"
+        );
+        let missing = dir.path().join("nope.pem").display().to_string();
+        let e = parse(&format!(
+            "[tls]\nlisten = \"127.0.0.1:6390\"\ncert = {missing:?}\nkey = {key:?}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with(&format!("t.toml: tls.cert: {missing}: cannot read: ")),
+            "{e}"
+        );
+        let e = parse(&tls("").replace("6390", "6380")).unwrap_err();
+        assert!(
+            e.contains("tls.listen: \"127.0.0.1:6380\" is also server.listen"),
+            "{e}"
+        );
+        // Upstream.
+        let e = parse("[cluster.tls]\nenabled = true\n").unwrap_err();
+        assert!(e.starts_with("t.toml: cluster.tls.ca: required"), "{e}");
+        let e = parse(&format!("[cluster.tls]\nca = {cert:?}\ncert = {cert:?}\n")).unwrap_err();
+        assert_eq!(e, "t.toml: cluster.tls.key: required with cluster.tls.cert");
+        let e = parse(&format!(
+            "[cluster.tls]\nca = {cert:?}\nserver_name = \"not a name!\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.starts_with("t.toml: cluster.tls.server_name: "), "{e}");
+        let c = parse(&format!(
+            "[cluster.tls]\nca = {cert:?}\ncert = {cert:?}\nkey = {key:?}\n"
+        ))
+        .unwrap();
+        assert!(c.cluster.tls.unwrap().enabled);
+        // Disabled: the files are not even read.
+        parse("[cluster.tls]\nenabled = false\nca = \"/nonexistent\"\n").unwrap();
     }
 
     #[test]

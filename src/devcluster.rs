@@ -9,7 +9,9 @@
 //! the processes it spawned. It must not: touch any other Redis or port, leave a process behind
 //! (children get `PR_SET_PDEATHSIG` and are killed in `Drop`), or use the proxy's own code
 //! (except `key_slot`): the tests check that code against this, so this must not share its bugs.
-//! It is plain synchronous std code so sync and async tests can both use it.
+//! It is plain synchronous std code so sync and async tests can both use it. With
+//! [`DevClusterOptions::tls`] the cluster is TLS only (clients, bus, replication) and this
+//! module's own client speaks TLS through rustls' blocking stream.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Write};
@@ -18,7 +20,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{mpsc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,6 +50,20 @@ pub struct DevClusterOptions {
     pub appendonly: bool,
     /// `cluster-node-timeout`; small so failover tests are quick.
     pub node_timeout_ms: u64,
+    /// A TLS-only cluster: clients, the cluster bus and replication all speak TLS (the
+    /// plain port is disabled). `None`: plain TCP.
+    pub tls: Option<DevTls>,
+}
+
+/// PEM files for a TLS-only dev cluster. Each node uses `cert`/`key` both as its server
+/// certificate and as its client certificate (cluster bus, replication), so `cert` must
+/// be valid for `127.0.0.1` and for server and client authentication; nodes require
+/// clients to present a certificate signed by `ca` (Redis's `tls-auth-clients yes`).
+#[derive(Debug, Clone)]
+pub struct DevTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 impl Default for DevClusterOptions {
@@ -59,6 +75,7 @@ impl Default for DevClusterOptions {
             extra_config: Vec::new(),
             appendonly: false,
             node_timeout_ms: 2000,
+            tls: None,
         }
     }
 }
@@ -214,8 +231,10 @@ impl DevNode {
 pub struct DevCluster {
     nodes: Vec<DevNode>,
     opts: DevClusterOptions,
-    conns: Mutex<HashMap<SocketAddr, BufReader<TcpStream>>>,
+    conns: Mutex<HashMap<SocketAddr, BufReader<Conn>>>,
     tmp: Option<tempfile::TempDir>,
+    /// How this module's own client speaks TLS to the nodes (TLS clusters only).
+    tls_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl DevCluster {
@@ -238,6 +257,7 @@ impl DevCluster {
                 )));
             }
         }
+        let tls_client = opts.tls.as_ref().map(tls_client_config).transpose()?;
         let tmp = tempfile::Builder::new()
             .prefix("respgate-devcluster-")
             .tempdir()
@@ -260,6 +280,7 @@ impl DevCluster {
             opts,
             conns: Mutex::default(),
             tmp: Some(tmp),
+            tls_client,
         };
         cluster.launch()?;
         cluster.build()?;
@@ -338,7 +359,9 @@ impl DevCluster {
         let context = || format!("{node}: `{}`", args.join(" "));
         let mut conn = match cached {
             Some(c) => c,
-            None => connect(node, IO_TIMEOUT).map_err(io_err(context()))?,
+            None => {
+                connect(node, IO_TIMEOUT, self.tls_client.as_ref()).map_err(io_err(context()))?
+            }
         };
         let reply = round_trip(&mut conn, args).map_err(io_err(context()))?;
         // Only a connection that just worked goes back in the cache.
@@ -457,8 +480,18 @@ impl DevCluster {
             let _ = std::fs::remove_file(node.log_path());
             let _ = std::fs::remove_file(dir.join("stderr.log"));
         }
+        let ports = match &self.opts.tls {
+            None => format!("port {port}\n"),
+            Some(t) => format!(
+                "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\n\
+                 tls-ca-cert-file {}\ntls-cluster yes\ntls-replication yes\n",
+                quote(&t.cert),
+                quote(&t.key),
+                quote(&t.ca)
+            ),
+        };
         let mut conf = format!(
-            "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\n\
+            "{ports}bind 127.0.0.1\nprotected-mode no\ndaemonize no\n\
              cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout {}\n\
              cluster-announce-ip 127.0.0.1\ncluster-replica-validity-factor 0\n\
              repl-diskless-sync-delay 0\nsave \"\"\nappendonly {}\nenable-debug-command yes\n\
@@ -534,7 +567,7 @@ impl DevCluster {
                     return Err(self.node_error(addr, "exited during start-up"));
                 }
                 // Own short-lived connection: whatever holds the port may never answer.
-                let info = connect(addr, Duration::from_millis(500))
+                let info = connect(addr, Duration::from_millis(500), self.tls_client.as_ref())
                     .and_then(|mut c| round_trip(&mut c, &["INFO", "server"]));
                 match info
                     .ok()
@@ -955,15 +988,93 @@ fn protocol_error(addr: SocketAddr, command: &str, reply: &Reply) -> DevClusterE
     }
 }
 
-fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<BufReader<TcpStream>> {
+/// The blocking client's connection: plain TCP, or TLS for a TLS cluster.
+#[derive(Debug)]
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl io::Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// The dev cluster's own TLS client: trusts `ca`, presents the nodes' certificate (the
+/// nodes require one). Built here with rustls directly, not with the proxy's TLS code.
+fn tls_client_config(t: &DevTls) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &Path, e: &dyn std::fmt::Display| {
+        DevClusterError::Setup(format!("TLS file {}: {e}", what.display()))
+    };
+    let certs = |p: &Path| {
+        CertificateDer::pem_file_iter(p)
+            .and_then(|i| i.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| bad(p, &e))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(&t.ca)? {
+        roots.add(c).map_err(|e| bad(&t.ca, &e))?;
+    }
+    let key = PrivateKeyDer::from_pem_file(&t.key).map_err(|e| bad(&t.key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&t.ca, &e))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs(&t.cert)?, key)
+        .map_err(|e| bad(&t.key, &e))?;
+    Ok(Arc::new(config))
+}
+
+fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> io::Result<BufReader<Conn>> {
     let s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     s.set_nodelay(true)?;
-    Ok(BufReader::new(s))
+    let conn = match tls {
+        None => Conn::Plain(s),
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let session = rustls::ClientConnection::new(config.clone(), name)
+                .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
+            let mut stream = rustls::StreamOwned::new(session, s);
+            // Handshake now, so a certificate problem is reported at connect.
+            while stream.conn.is_handshaking() {
+                stream.conn.complete_io(&mut stream.sock)?;
+            }
+            Conn::Tls(Box::new(stream))
+        }
+    };
+    Ok(BufReader::new(conn))
 }
 
-fn round_trip(conn: &mut BufReader<TcpStream>, args: &[&str]) -> io::Result<Reply> {
+fn round_trip(conn: &mut BufReader<Conn>, args: &[&str]) -> io::Result<Reply> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -971,6 +1082,7 @@ fn round_trip(conn: &mut BufReader<TcpStream>, args: &[&str]) -> io::Result<Repl
         out.extend_from_slice(b"\r\n");
     }
     conn.get_mut().write_all(&out)?;
+    conn.get_mut().flush()?;
     read_reply(conn)
 }
 

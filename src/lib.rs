@@ -15,3 +15,4 @@ pub mod pubsub;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod tls;

@@ -167,7 +167,12 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        eprintln!("respgate: listening on {}", proxy.local_addr());
+        if let Some(addr) = proxy.plain_addr() {
+            eprintln!("respgate: listening on {addr}");
+        }
+        if let Some(addr) = proxy.tls_addr() {
+            eprintln!("respgate: listening on {addr} (TLS)");
+        }
         wait_for_signal(&proxy, path.as_deref()).await;
         tracing::info!("shutting down: no new connections, finishing in-flight replies");
         proxy.shutdown().await;

@@ -1,15 +1,23 @@
 //! The listener: accepts clients within the connection limit, runs a session for each,
 //! and drains them on shutdown.
 //!
-//! [`Proxy`] is the whole running respgate (listener, topology refresher, sessions); the
+//! [`Proxy`] is the whole running respgate (listeners, topology refresher, sessions); the
 //! binary, `respgate dev` and the integration tests all start it the same way.
+//!
+//! Two listeners share one accept loop, one `max_clients` and one set of sessions: the
+//! plain one (`[server] listen`, may be disabled) and the TLS one (`[tls]`). A TLS
+//! client's handshake runs in its own task under a timeout, holding a `max_clients`
+//! slot, so a slow or garbage handshake never holds up the accept loop. The TLS server
+//! configuration sits behind an `ArcSwap`: [`Proxy::reload_tls`] swaps certificates for
+//! new connections while established ones keep their session.
 
 use crate::acl::Security;
 use crate::cluster::Cluster;
-use crate::config::Config;
+use crate::config::{CertUser, Config, TlsConfig};
 use crate::protocol::scan::RequestLimits;
 use crate::session::{self, ClientMeta, SessionContext};
 use crate::shutdown::{Shutdown, DRAIN, RUNNING, STOP};
+use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,7 +34,10 @@ const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 /// A running respgate. Dropping it closes every connection at once; [`Proxy::shutdown`]
 /// drains them first.
 pub struct Proxy {
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+    /// The TLS listener's settings, read once per accepted connection.
+    tls: Option<Arc<ArcSwap<TlsSettings>>>,
     cluster: Arc<Cluster>,
     shutdown: Arc<Shutdown>,
     task: Option<JoinHandle<()>>,
@@ -34,12 +45,35 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Binds `config.server.listen` and starts serving. Discovery runs in the background:
-    /// until it succeeds, requests are answered with `-CLUSTERDOWN`.
+    /// Binds `config.server.listen` (unless `""`) and `[tls] listen` (if configured) and
+    /// starts serving. Discovery runs in the background: until it succeeds, requests are
+    /// answered with `-CLUSTERDOWN`.
     pub async fn start(config: Config) -> std::io::Result<Proxy> {
-        let listener = listen(&config.server.listen)?;
-        let addr = listener.local_addr()?;
-        let cluster = Cluster::new(config.cluster.clone());
+        let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+        let plain = match config.server.listen.as_str() {
+            "" => None,
+            addr => Some(listen(addr)?),
+        };
+        let tls = match &config.tls {
+            Some(t) => {
+                let settings = TlsSettings::load(t).map_err(invalid)?;
+                Some((
+                    listen(&t.listen)?,
+                    Arc::new(ArcSwap::from_pointee(settings)),
+                ))
+            }
+            None => None,
+        };
+        if plain.is_none() && tls.is_none() {
+            return Err(invalid(
+                "no listener: server.listen is \"\" and there is no [tls] section".into(),
+            ));
+        }
+        let addr = plain.as_ref().map(TcpListener::local_addr).transpose()?;
+        let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+        let tls_settings = tls.as_ref().map(|(_, s)| s.clone());
+        let cluster = Cluster::try_new(config.cluster.clone())
+            .map_err(|(key, e)| invalid(format!("{key}: {e}")))?;
         let shutdown = Shutdown::new();
         let security = Arc::new(
             Security::new(&config.auth)
@@ -79,14 +113,21 @@ impl Proxy {
         };
         let grace = Duration::from_secs(s.shutdown_grace_secs);
         let max_clients = s.max_clients;
-        tracing::info!(%addr, "respgate listening");
+        if let Some(addr) = addr {
+            tracing::info!(%addr, "respgate listening");
+        }
+        if let Some(addr) = tls_addr {
+            tracing::info!(%addr, "respgate listening (TLS)");
+        }
         let signal = shutdown.clone();
         let task = tokio::spawn(async move {
-            accept_loop(listener, ctx, max_clients, signal, grace).await;
+            accept_loop(plain, tls, ctx, max_clients, signal, grace).await;
             refresher.abort();
         });
         Ok(Proxy {
             addr,
+            tls_addr,
+            tls: tls_settings,
             cluster,
             shutdown,
             task: Some(task),
@@ -94,17 +135,56 @@ impl Proxy {
         })
     }
 
-    /// Applies a reloaded configuration's users and rules (SIGHUP). Connections stay up;
-    /// each picks the change up from its next command. On error nothing changes.
+    /// Applies a reloaded configuration (SIGHUP): users, ACL rules and lockout
+    /// settings, and the TLS certificates. Connections stay up; each picks up the new
+    /// rules from its next command, new TLS connections get the new certificate.
+    /// Everything is loaded and checked before anything is swapped: on error nothing
+    /// changes.
     pub fn reload(&self, config: &Config) -> Result<(), String> {
+        let tls = match (&self.tls, &config.tls) {
+            (Some(_), Some(cfg)) => Some(TlsSettings::load(cfg)?),
+            (None, None) => None,
+            (Some(_), None) => return Err("removing the TLS listener needs a restart".into()),
+            (None, Some(_)) => return Err("adding a TLS listener ([tls]) needs a restart".into()),
+        };
         self.security.replace(&config.auth)?;
-        tracing::info!("configuration reloaded: users and ACL rules replaced");
+        if let (Some(current), Some(settings)) = (&self.tls, tls) {
+            current.store(Arc::new(settings));
+        }
+        tracing::info!("configuration reloaded: users, ACL rules and certificates replaced");
         Ok(())
     }
 
-    /// The address clients connect to.
+    /// The address plain-TCP clients connect to (the TLS address when the plain
+    /// listener is disabled).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+            .or(self.tls_addr)
+            .expect("Proxy::start refuses a configuration without listeners")
+    }
+
+    /// The plain-TCP listener's address, `None` when it is disabled.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// The TLS listener's address, `None` without a `[tls]` section.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Rebuilds the TLS listener's settings from `cfg` (certificate, key, client CA,
+    /// `client_auth`, `cert_user`, handshake timeout) and uses them for every connection
+    /// accepted from now on; established connections keep their session. The address
+    /// cannot change without a restart (`cfg.listen` is ignored). On error nothing
+    /// changes and the message names the option and file at fault.
+    pub fn reload_tls(&self, cfg: &TlsConfig) -> Result<(), String> {
+        let Some(current) = &self.tls else {
+            return Err("no TLS listener is running: adding one ([tls]) needs a restart".into());
+        };
+        current.store(Arc::new(TlsSettings::load(cfg)?));
+        tracing::info!(cert = %cfg.cert.display(), "TLS certificates reloaded");
+        Ok(())
     }
 
     /// The cluster state this proxy routes by.
@@ -151,8 +231,35 @@ impl Drop for Proxy {
     }
 }
 
+/// What the TLS listener needs per connection; replaced whole by [`Proxy::reload_tls`].
+struct TlsSettings {
+    acceptor: tokio_rustls::TlsAcceptor,
+    cert_user: CertUser,
+    handshake_timeout: Duration,
+}
+
+impl TlsSettings {
+    fn load(cfg: &TlsConfig) -> Result<TlsSettings, String> {
+        let config = crate::tls::server_config(cfg).map_err(|(key, e)| format!("{key}: {e}"))?;
+        Ok(TlsSettings {
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+            cert_user: cfg.cert_user,
+            handshake_timeout: cfg.handshake_timeout(),
+        })
+    }
+}
+
+/// Accepts on `listener`, or never when there is none.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn accept_loop(
-    listener: TcpListener,
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, Arc<ArcSwap<TlsSettings>>)>,
     ctx: Arc<SessionContext>,
     max_clients: usize,
     shutdown: Arc<Shutdown>,
@@ -163,8 +270,9 @@ async fn accept_loop(
     let tracker = TaskTracker::new();
     let next_id = AtomicU64::new(1);
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
+        let (accepted, is_tls) = tokio::select! {
+            a = accept(plain.as_ref()) => (a, false),
+            a = accept(tls.as_ref().map(|(l, _)| l)) => (a, true),
             _ = stop.above(RUNNING) => break,
         };
         let (stream, peer) = match accepted {
@@ -176,10 +284,18 @@ async fn accept_loop(
                 continue;
             }
         };
+        // One load per connection (never per request): a reload applies from the next.
+        let settings = match (&tls, is_tls) {
+            (Some((_, s)), true) => Some(s.load_full()),
+            _ => None,
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             metrics::counter!("respgate_clients_rejected_total", "reason" => "max_clients")
                 .increment(1);
-            tokio::spawn(refuse(stream));
+            match settings {
+                None => tokio::spawn(refuse(stream)),
+                Some(settings) => tokio::spawn(refuse_tls(stream, settings)),
+            };
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -188,19 +304,45 @@ async fn accept_loop(
             peer,
             local: stream.local_addr().unwrap_or(peer),
             connected_at: Instant::now(),
+            tls: is_tls,
             cert_identity: None,
         };
         let ctx = ctx.clone();
         let shutdown = shutdown.listen();
-        tracker.spawn(async move {
-            let _counted = ClientCount::new(ctx.clone());
-            let mut stream = stream;
-            let (rd, wr) = stream.split();
-            session::run(rd, wr, meta, ctx, shutdown).await;
-            drop(permit);
-        });
+        match settings {
+            None => {
+                tracker.spawn(async move {
+                    let _counted = ClientCount::new(ctx.clone());
+                    let mut stream = stream;
+                    let (rd, wr) = stream.split();
+                    session::run(rd, wr, meta, ctx, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Some(settings) => {
+                tracker.spawn(async move {
+                    let mut meta = meta;
+                    // The handshake holds the max_clients slot but no accept-loop time.
+                    let stream = tokio::select! {
+                        s = handshake(stream, peer, &settings) => s,
+                        _ = shutdown.above(RUNNING) => None,
+                    };
+                    let Some(stream) = stream else { return };
+                    meta.cert_identity =
+                        crate::tls::peer_identity(stream.get_ref().1, settings.cert_user);
+                    drop(settings);
+                    let _counted = ClientCount::new(ctx.clone());
+                    // The TLS session is one state machine for both directions: split()
+                    // shares it between the session's reader and writer halves.
+                    let (rd, wr) = tokio::io::split(stream);
+                    session::run(rd, wr, meta, ctx, shutdown).await;
+                    drop(permit);
+                });
+            }
+        }
     }
-    drop(listener);
+    drop(plain);
+    drop(tls);
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
@@ -210,6 +352,31 @@ async fn accept_loop(
         shutdown.raise(STOP);
         tracker.wait().await;
     }
+}
+
+/// The server side of a TLS handshake, within the handshake timeout; `None` (logged and
+/// counted) when it fails or times out.
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: &TlsSettings,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let reason =
+        match tokio::time::timeout(settings.handshake_timeout, settings.acceptor.accept(stream))
+            .await
+        {
+            Ok(Ok(s)) => return Some(s),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                "error"
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                "timeout"
+            }
+        };
+    metrics::counter!("respgate_tls_handshake_failures_total", "reason" => reason).increment(1);
+    None
 }
 
 /// Binds with a listen backlog of 1024: tokio's default (128) overflows when hundreds of
@@ -245,6 +412,21 @@ impl Drop for ClientCount {
         metrics::gauge!("respgate_connected_clients").decrement(1.0);
         self.0.clients.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// [`refuse`] for a TLS client: the error is only readable inside a TLS session.
+async fn refuse_tls(stream: TcpStream, settings: Arc<TlsSettings>) {
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let timeout = settings.handshake_timeout;
+    let _ = tokio::time::timeout(timeout, async {
+        if let Some(mut s) = handshake(stream, peer, &settings).await {
+            let _ = s.write_all(MAX_CLIENTS_REPLY).await;
+            let _ = s.shutdown().await;
+        }
+    })
+    .await;
 }
 
 async fn refuse(mut stream: TcpStream) {

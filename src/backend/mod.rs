@@ -13,12 +13,12 @@
 //! topology refresh when its connection fails.
 
 use crate::protocol::scan::scan_reply;
+use crate::tls::{BackendStream, UpstreamTls};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 /// What happened to a request that got no reply.
@@ -65,6 +65,8 @@ pub struct LinkOptions {
     pub dedicated: bool,
     /// Send `HELLO 3` after connecting: replies in RESP3.
     pub resp3: bool,
+    /// Speak TLS to the nodes (`[cluster.tls]`).
+    pub tls: Option<UpstreamTls>,
 }
 
 impl LinkOptions {
@@ -224,11 +226,9 @@ fn fail_queued(first: Job, rx: &mut mpsc::UnboundedReceiver<Job>, why: &str) {
     }
 }
 
-async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<TcpStream> {
-    let mut stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
+async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<BackendStream> {
+    let mut stream =
+        crate::tls::connect_node(addr, opts.tls.as_ref(), opts.connect_timeout).await?;
     let mut hello = BytesMut::new();
     let mut expected = 0;
     if let Some(auth) = opts.auth_command() {
@@ -255,6 +255,7 @@ async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<TcpStream> {
         // the request timeout, not the connect timeout.
         tokio::time::timeout(opts.request_timeout, async {
             stream.write_all(&hello).await?;
+            stream.flush().await?;
             let mut buf = BytesMut::with_capacity(256);
             let mut seen = 0;
             while seen < expected {
@@ -280,14 +281,45 @@ async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<TcpStream> {
 
 /// Runs one connection until it fails (`Err`) or every handle is dropped and the last
 /// reply delivered (`Ok`). On failure every request it held is answered with an error.
+///
+/// A plain connection is split by borrow (`TcpStream::split`: no lock, the same code as
+/// before TLS existed); a TLS connection with `tokio::io::split`, whose halves share the
+/// TLS session behind a lock taken per poll, a cost only TLS links pay.
 async fn serve(
-    mut stream: TcpStream,
+    stream: BackendStream,
     first: Job,
     rx: &mut mpsc::UnboundedReceiver<Job>,
     addr: &str,
     opts: &LinkOptions,
 ) -> std::io::Result<()> {
-    let (mut rd, mut wr) = stream.split();
+    match stream {
+        BackendStream::Plain(mut tcp) => {
+            let (rd, wr) = tcp.split();
+            serve_halves(rd, wr, false, first, rx, addr, opts).await
+        }
+        BackendStream::Tls(tls) => {
+            let (rd, wr) = tokio::io::split(tls);
+            serve_halves(rd, wr, true, first, rx, addr, opts).await
+        }
+    }
+}
+
+/// [`serve`] over a connection's halves. `buffered`: the writer may keep bytes a `write`
+/// accepted (TLS records not yet on the socket), so it is flushed once the buffer drains.
+async fn serve_halves<R, W>(
+    mut rd: R,
+    mut wr: W,
+    buffered: bool,
+    first: Job,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    addr: &str,
+    opts: &LinkOptions,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut flush_owed = false;
     let mut inflight: VecDeque<(Inflight, Instant)> = VecDeque::with_capacity(256);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -335,11 +367,15 @@ async fn serve(
                     enqueue(job, &mut wbuf, &mut inflight, now);
                 }
             }
-            written = wr.write(&wbuf), if write_now => {
+            written = write_or_flush(&mut wr, &wbuf, write_now), if write_now || (flush_owed && wbuf.is_empty()) => {
                 write_deferred = false;
                 match written {
-                    Ok(0) => break Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "node stopped reading")),
-                    Ok(n) => { let _ = wbuf.split_to(n); }
+                    Ok(Some(0)) => break Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "node stopped reading")),
+                    Ok(Some(n)) => {
+                        let _ = wbuf.split_to(n);
+                        flush_owed = buffered;
+                    }
+                    Ok(None) => flush_owed = false,
                     Err(e) => break Err(e),
                 }
             }
@@ -379,6 +415,20 @@ async fn serve(
         }
     }
     result
+}
+
+/// One write of `buf` (`Some(bytes written)`), or with `write` false, a flush (`None`).
+/// One select branch for both, since both need the writer.
+pub(crate) async fn write_or_flush<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    buf: &[u8],
+    write: bool,
+) -> std::io::Result<Option<usize>> {
+    if write {
+        wr.write(buf).await.map(Some)
+    } else {
+        wr.flush().await.map(|()| None)
+    }
 }
 
 #[inline]

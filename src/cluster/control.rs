@@ -9,7 +9,6 @@ use bytes::BytesMut;
 use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::OwnedFrame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Sends `args` to `addr` (after `AUTH` when configured) and returns the decoded reply and
 /// its raw bytes. Errors are phrased for logs: they name the node.
@@ -31,9 +30,8 @@ async fn query_inner(
     args: &[&str],
     opts: &LinkOptions,
 ) -> Result<(OwnedFrame, bytes::Bytes), String> {
-    let mut stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
+    let mut stream = crate::tls::connect_node(addr, opts.tls.as_ref(), opts.connect_timeout)
         .await
-        .map_err(|_| format!("{addr}: connect timed out"))?
         .map_err(|e| format!("{addr}: {e}"))?;
     let mut out = BytesMut::new();
     let mut skip = 0;
@@ -46,6 +44,7 @@ async fn query_inner(
         .write_all(&out)
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
+    stream.flush().await.map_err(|e| format!("{addr}: {e}"))?;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         match decode(&buf) {

@@ -38,7 +38,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// # Panics
+    /// If `[cluster.tls]` cannot be loaded; [`Cluster::try_new`] reports it instead
+    /// (a validated configuration has been checked already).
     pub fn new(config: ClusterConfig) -> Arc<Cluster> {
+        Cluster::try_new(config).unwrap_or_else(|(key, e)| panic!("{key}: {e}"))
+    }
+
+    /// The cluster state for `config`; fails when `[cluster.tls]` names unusable files.
+    pub fn try_new(config: ClusterConfig) -> Result<Arc<Cluster>, crate::tls::TlsError> {
+        let tls = crate::tls::UpstreamTls::from_config(config.tls.as_ref())?;
         let link_options = LinkOptions {
             connect_timeout: config.connect_timeout(),
             request_timeout: config.request_timeout(),
@@ -47,8 +56,9 @@ impl Cluster {
             readonly: false,
             dedicated: false,
             resp3: false,
+            tls,
         };
-        Arc::new(Cluster {
+        Ok(Arc::new(Cluster {
             topology: ArcSwapOption::empty(),
             commands: ArcSwapOption::empty(),
             command_reply: ArcSwapOption::empty(),
@@ -57,7 +67,7 @@ impl Cluster {
             refresh: Arc::new(Notify::new()),
             config,
             link_options,
-        })
+        }))
     }
 
     /// The current slot map (`None` until the first discovery succeeded).

@@ -21,12 +21,12 @@ use crate::cluster::Cluster;
 use crate::protocol::reply;
 use crate::protocol::scan::scan_reply;
 use crate::session::clients::ClientEntry;
+use crate::tls::BackendStream;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 /// Channel, pattern or shard-channel subscriptions.
@@ -206,7 +206,7 @@ async fn run(
         for (kind, name) in subs.keys() {
             out.extend_from_slice(&reply::command([kind.subscribe().as_bytes(), &name[..]]));
         }
-        if conn.write_all(&out).await.is_err() {
+        if send(&mut conn, &out).await.is_err() {
             continue;
         }
         let mut rbuf = BytesMut::with_capacity(16 * 1024);
@@ -216,7 +216,7 @@ async fn run(
                     let Some(cmd) = cmd else { return };
                     let mut out = BytesMut::new();
                     apply(cmd, &mut subs, &mut waiting, Some(&mut out), &counts);
-                    if !out.is_empty() && conn.write_all(&out).await.is_err() {
+                    if !out.is_empty() && send(&mut conn, &out).await.is_err() {
                         break;
                     }
                 }
@@ -232,7 +232,7 @@ async fn run(
                             out.extend_from_slice(&reply::command([kind.unsubscribe().as_bytes(), &name[..]]));
                         }
                     }
-                    if !out.is_empty() && conn.write_all(&out).await.is_err() {
+                    if !out.is_empty() && send(&mut conn, &out).await.is_err() {
                         break;
                     }
                     if rbuf.capacity() - rbuf.len() < 1024 {
@@ -248,7 +248,13 @@ async fn run(
     }
 }
 
-async fn connect(cluster: &Cluster) -> Option<TcpStream> {
+/// Writes `out` and flushes it (a TLS stream may hold written bytes until flushed).
+async fn send(conn: &mut BackendStream, out: &[u8]) -> std::io::Result<()> {
+    conn.write_all(out).await?;
+    conn.flush().await
+}
+
+async fn connect(cluster: &Cluster) -> Option<BackendStream> {
     let addr = {
         let topo = cluster.topology();
         topo.as_ref()?.any_master(0)?.addr().to_string()
@@ -256,15 +262,17 @@ async fn connect(cluster: &Cluster) -> Option<TcpStream> {
     connect_to(cluster, &addr).await
 }
 
-/// A connection to `addr`, authenticated when the cluster needs it.
-async fn connect_to(cluster: &Cluster, addr: &str) -> Option<TcpStream> {
-    let mut stream =
-        tokio::time::timeout(cluster.config().connect_timeout(), TcpStream::connect(addr))
-            .await
-            .ok()?
-            .ok()?;
-    if let Some(auth) = cluster.link_options().auth_command() {
+/// A connection to `addr` (TLS when the cluster needs it), authenticated when the
+/// cluster needs it.
+async fn connect_to(cluster: &Cluster, addr: &str) -> Option<BackendStream> {
+    let opts = cluster.link_options();
+    let mut stream = crate::tls::connect_node(addr, opts.tls.as_ref(), opts.connect_timeout)
+        .await
+        .map_err(|e| tracing::warn!(node = %addr, error = %e, "pub/sub backend connect failed"))
+        .ok()?;
+    if let Some(auth) = opts.auth_command() {
         stream.write_all(&auth).await.ok()?;
+        stream.flush().await.ok()?;
         let mut buf = BytesMut::with_capacity(256);
         loop {
             stream.read_buf(&mut buf).await.ok()?;

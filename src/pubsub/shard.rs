@@ -372,7 +372,8 @@ async fn conn_task(
         let _ = events.send(Event::Closed(id)).await;
         return;
     };
-    let (mut rd, mut wr) = stream.into_split();
+    // Not the hot path: `tokio::io::split` serves plain and TLS streams alike.
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::new();
     loop {
@@ -384,7 +385,8 @@ async fn conn_task(
                 while let Ok(more) = writes.try_recv() {
                     out.extend_from_slice(&more);
                 }
-                if wr.write_all(&out).await.is_err() {
+                // Flushed: a TLS stream may hold written bytes until then.
+                if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
                 out.clear();

@@ -68,7 +68,10 @@ pub struct ClientMeta {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub connected_at: Instant,
-    /// The user name a verified client certificate maps to (TLS with client auth).
+    /// Connected through the TLS listener.
+    pub tls: bool,
+    /// The name a verified client certificate stands for (its CN or SAN, per `[tls]
+    /// cert_user`); `None` without TLS or without a client certificate.
     pub cert_identity: Option<String>,
 }
 
@@ -263,6 +266,10 @@ pub async fn run<R, W>(
     tokio::pin!(housekeeping);
     let mut eof = false;
     let mut stop_seen = RUNNING;
+    // A TLS writer may keep bytes a write accepted (records not yet on the socket): it is
+    // flushed once the output buffer drains. Never set for plain TCP.
+    let buffered = s.client.meta.tls;
+    let mut flush_owed = false;
 
     loop {
         // Everything handled in one pass happened "now": one clock read per pass.
@@ -299,16 +306,19 @@ pub async fn run<R, W>(
             && (s.pending.is_empty() || s.out.len() >= COALESCE_MAX || s.write_deferred);
         tokio::select! {
             biased;
-            written = wr.write(&s.out), if write_now => {
+            written = crate::backend::write_or_flush(&mut wr, &s.out, write_now),
+                if write_now || (flush_owed && s.out.is_empty()) => {
                 s.write_deferred = false;
                 match written {
-                    Ok(n) if n > 0 => {
+                    Ok(Some(n)) if n > 0 => {
                         let _ = s.out.split_to(n);
                         s.writes += 1;
+                        flush_owed = buffered;
                         if s.out.is_empty() && s.out.capacity() > KEEP_MAX {
                             s.out = BytesMut::new();
                         }
                     }
+                    Ok(None) => flush_owed = false,
                     _ => break,
                 }
             }

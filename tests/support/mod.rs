@@ -7,6 +7,8 @@
 //! cluster never see each other's keys.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use respgate::config::Config;
 use respgate::devcluster::{DevCluster, DevClusterOptions};
 use respgate::server::Proxy;
