@@ -511,8 +511,39 @@ pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
 mod tests {
     use super::*;
 
+    /// Parses `text` with `[auth] mode = "none"` in front (a file must choose a mode).
     fn parse(text: &str) -> Result<Config, String> {
-        Config::parse(text, Path::new("t.toml")).map_err(|e| e.to_string())
+        let text = format!("[auth]\nmode = \"none\"\n{text}");
+        Config::parse(&text, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_file_must_choose_an_auth_mode() {
+        let e = Config::parse("", Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml: auth.mode: choose mode"), "{e}");
+        let e = parse("[[auth.users]]\nname = \"a\"\nrules = \"on\"\n").unwrap_err();
+        assert!(
+            e.contains("auth.users: users are listed but auth.mode is \"none\""),
+            "{e}"
+        );
+        let users = |rules: &str| {
+            Config::parse(
+                &format!("[auth]\nmode = \"users\"\n[[auth.users]]\nname = \"svc\"\nrules = \"{rules}\"\n"),
+                Path::new("t.toml"),
+            )
+            .map_err(|e| e.to_string())
+        };
+        assert!(users("on ~a:* +@read").is_ok());
+        assert_eq!(
+            users("on >secret").unwrap_err(),
+            "t.toml: auth.users[0].rules: '>...': plain-text passwords are not stored; use '#<sha256>' (see `respgate hash-password`)"
+        );
+        assert_eq!(
+            users("on +@nosuch").unwrap_err(),
+            "t.toml: auth.users[0].rules: '+@nosuch': unknown command category 'nosuch'"
+        );
     }
 
     #[test]

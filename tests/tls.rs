@@ -552,3 +552,64 @@ impl RawTls {
         buf
     }
 }
+
+/// A verified client certificate logs the connection in as the user its CN names:
+/// that user's ACL applies without AUTH; without a certificate the client must AUTH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_authenticates_as_its_user() {
+    use respgate::config::{AuthConfig, AuthMode, UserConfig};
+    let pki = Pki::new("certuser");
+    let clients = Pki::new("certuser-clients");
+    let mut config = test_config(&shared_cluster_seeds());
+    config.tls = Some(tls_section(
+        &pki.server("server"),
+        ClientAuth::Optional,
+        Some(&clients.ca),
+    ));
+    config.auth = AuthConfig {
+        mode: Some(AuthMode::Users),
+        users: vec![UserConfig {
+            name: "inventory-service".into(),
+            rules: format!(
+                "on #{} ~lock:product:* +@all -@dangerous",
+                respgate::acl::hash_password(b"inv-pw")
+            ),
+        }],
+        ..AuthConfig::default()
+    };
+    let proxy = start_proxy(config).await;
+    let addr = proxy.tls_addr().unwrap();
+    let inventory = clients.issue("inventory", "inventory-service", &[]);
+    let mut con = tls_client(addr, pki.ca_pem(), Some(&inventory))
+        .await
+        .expect("connects with its certificate");
+    let who: String = call(&mut con, redis::cmd("ACL").arg("WHOAMI"), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(who, "inventory-service");
+    let ok: String = call(
+        &mut con,
+        redis::cmd("SET")
+            .arg("lock:product:cert")
+            .arg("me")
+            .arg("EX")
+            .arg(10),
+        LIMIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok, "OK");
+    let denied = call::<Option<String>>(&mut con, redis::cmd("GET").arg("session:cert"), LIMIT)
+        .await
+        .unwrap_err();
+    assert!(denied.contains("NOPERM"), "{denied:?}");
+    // A certificate naming no configured user, or none at all: AUTH first.
+    let nobody = clients.issue("nobody", "nobody", &[]);
+    for cert in [Some(&nobody), None] {
+        let mut con = tls_client(addr, pki.ca_pem(), cert).await.unwrap();
+        let e = call::<String>(&mut con, &redis::cmd("PING"), LIMIT)
+            .await
+            .unwrap_err();
+        assert!(e.contains("NOAUTH"), "{e:?}");
+    }
+}

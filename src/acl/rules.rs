@@ -188,7 +188,7 @@ impl Acl {
             }
             b'&' => {
                 if !self.allchannels {
-                    self.channels.push(Pattern::new(rule[1..].as_bytes()));
+                    self.channels.push(Pattern::new(&rule.as_bytes()[1..]));
                     self.channel_sources.push(rule.as_bytes()[1..].to_vec());
                 }
                 Ok(())

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# respgate A/B benchmark in one respgate process: MODE `tls` compares its TLS port with
+# its plain port; MODE `acl` compares a user with no restriction (checks skipped) with a
+# user limited by 20 key-prefix rules whose last one matches the benchmark's keys (the
+# most pattern work per key) and a command rule (`+@all -@dangerous`).
+#
+# Starts `respgate dev` (3 masters + 3 replicas on loopback) for the cluster, then a second
+# respgate in front of it (both listeners, certificates made here with openssl into the
+# results directory; users with `auth.mode = "users"`), and runs redis-benchmark
+# (50 clients, SET and GET, random keys over 100k) at -P 1 and -P 16, interleaving the
+# two sides (`--tls --cacert ...` / `--user ... -a ...`), for ROUNDS rounds. Reports
+# requests per second, the B/A ratio and respgate's CPU time per request, then the
+# medians. See loadtest/README.md.
+#
+# Usage: loadtest/compare.sh tls|acl   (loadtest/tls.sh and loadtest/acl.sh call it)
+# Environment (defaults in brackets):
+#   ROUNDS [3]   N_P1 [200000]   N_P16 [1000000]   CLIENTS [50]   KEYSPACE [100000]
+#   RUN_TIMEOUT [180] seconds per redis-benchmark run   SKIP_BUILD [0]   READY_TIMEOUT [60]
+#   THREADS [0] respgate worker threads (0: one per core)
+# Exit: 0 done, 2 something broke.
+set -Eeuo pipefail
+
+MODE=""
+for arg in "$@"; do
+    case $arg in
+        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        tls | acl) MODE=$arg ;;
+        *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+[[ -n $MODE ]] || { echo "usage: $0 tls|acl" >&2; exit 2; }
+if [[ $MODE == tls ]]; then A=plain B=tls; else A=open B=acl20; fi
+
+# shellcheck source=loadtest/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lt_traps
+
+ROUNDS=${ROUNDS:-3}
+N_P1=${N_P1:-200000}
+N_P16=${N_P16:-1000000}
+CLIENTS=${CLIENTS:-50}
+KEYSPACE=${KEYSPACE:-100000}
+RUN_TIMEOUT=${RUN_TIMEOUT:-180}
+THREADS=${THREADS:-0}
+for v in ROUNDS N_P1 N_P16 CLIENTS KEYSPACE RUN_TIMEOUT; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || lt_die "$v must be a positive integer, got '${!v}'"
+done
+[[ $THREADS =~ ^[0-9]+$ ]] || lt_die "THREADS must be a number, got '$THREADS'"
+((ROUNDS <= 20)) || lt_die "ROUNDS is capped at 20"
+((N_P1 <= 10000000 && N_P16 <= 50000000)) || lt_die "N_P1 <= 10M and N_P16 <= 50M, please"
+
+lt_need_redis
+command -v openssl >/dev/null 2>&1 || lt_die "openssl not found: apt-get install -y openssl"
+redis-benchmark --help 2>&1 | grep -q -- '--tls' || lt_die "this redis-benchmark was built without TLS"
+lt_build
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT="$LT_ROOT/loadtest/results/$MODE-$STAMP"
+mkdir -p "$OUT/certs"
+SUMMARY="$OUT/summary.txt"
+ROWS="$OUT/runs.tsv"
+printf 'round\ttarget\tpipeline\tn\tset_rps\tget_rps\tcpu_ticks\tcpu_us_per_req\n' >"$ROWS"
+say() {
+    printf '%s\n' "$*" | tee -a "$SUMMARY"
+}
+
+# The second respgate (plain + TLS listeners); stopped before `respgate dev`.
+RG2_PID=""
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+tls_cleanup() {
+    local rc=$?
+    if [[ -n $RG2_PID ]]; then
+        kill -TERM "$RG2_PID" 2>/dev/null || true
+        wait "$RG2_PID" 2>/dev/null || true
+        RG2_PID=""
+    fi
+    (exit "$rc")
+    lt_cleanup
+}
+trap tls_cleanup EXIT
+
+# A CA and a server certificate for 127.0.0.1 (ECDSA P-256), never kept beyond the run.
+C=$OUT/certs
+{
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=respgate loadtest CA" -keyout "$C/ca.key" -out "$C/ca.pem"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/CN=localhost" -keyout "$C/server.key" -out "$C/server.csr"
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$C/ext.cnf"
+    openssl x509 -req -in "$C/server.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial \
+        -days 2 -extfile "$C/ext.cnf" -out "$C/server.pem"
+} >"$C/openssl.log" 2>&1 || { cat "$C/openssl.log" >&2; lt_die "making certificates failed"; }
+
+DEV_PORT=$(lt_free_port 6390)
+lt_start_dev "$DEV_PORT" "$OUT/respgate-dev.log"
+PLAIN=$(lt_free_port $((DEV_PORT + 1)))
+TLS=$(lt_free_port $((PLAIN + 1)))
+[[ $TLS != "$PLAIN" ]] || lt_die "no second free port"
+
+seeds=""
+for s in $RG_SEEDS; do seeds+="\"$s\", "; done
+cat >"$OUT/respgate.toml" <<EOF
+[server]
+listen = "127.0.0.1:$PLAIN"
+worker_threads = $THREADS
+
+[cluster]
+seeds = [${seeds%, }]
+
+[auth]
+EOF
+if [[ $MODE == acl ]]; then
+    HASH=$(echo pw | "$LT_BIN" hash-password)
+    RULES=""
+    for i in $(seq 1 19); do RULES+=" ~svc$i:*"; done
+    cat >>"$OUT/respgate.toml" <<EOF
+mode = "users"
+max_failures = 0
+
+[[auth.users]]
+name = "open"
+rules = "on $HASH allkeys allchannels +@all"
+
+[[auth.users]]
+name = "acl20"
+rules = "on $HASH$RULES ~key:* +@all -@dangerous"
+EOF
+else
+    echo 'mode = "none"' >>"$OUT/respgate.toml"
+fi
+cat >>"$OUT/respgate.toml" <<EOF
+
+[tls]
+listen = "127.0.0.1:$TLS"
+cert = "$C/server.pem"
+key = "$C/server.key"
+
+[log]
+level = "warn"
+EOF
+"$LT_BIN" check-config "$OUT/respgate.toml" >/dev/null || lt_die "generated config rejected: $OUT/respgate.toml"
+"$LT_BIN" --config "$OUT/respgate.toml" 2>"$OUT/respgate.log" &
+RG2_PID=$!
+TLS_CLI=(--tls --cacert "$C/ca.pem")
+deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
+# The arguments redis-benchmark / redis-cli take to reach each side.
+side_args() {
+    case $1 in
+        plain) echo "-p $PLAIN" ;;
+        tls) echo "-p $TLS ${TLS_CLI[*]}" ;;
+        open | acl20) echo "-p $PLAIN --user $1 -a pw --no-auth-warning" ;;
+    esac
+}
+# shellcheck disable=SC2046
+until [[ $(timeout 2 redis-cli $(side_args "$A") set key:ready 1 2>/dev/null) == OK ]] &&
+    [[ $(timeout 2 redis-cli $(side_args "$B") get key:ready 2>/dev/null) == 1 ]]; do
+    lt_alive "$RG2_PID" || { tail -n 20 "$OUT/respgate.log" >&2; lt_die "respgate exited during start-up"; }
+    ((SECONDS < deadline)) || lt_die "respgate not ready after ${READY_TIMEOUT:-60}s (log: $OUT/respgate.log)"
+    sleep 0.2
+done
+CLK_TCK=$(getconf CLK_TCK)
+
+say "respgate $MODE bench $STAMP ($A vs $B)"
+say "host: $(nproc) cores, $(uname -sr); $(redis-benchmark --version 2>/dev/null | head -n 1)"
+say "$(lt_describe)"
+say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+say "settings: ROUNDS=$ROUNDS N_P1=$N_P1 N_P16=$N_P16 CLIENTS=$CLIENTS KEYSPACE=$KEYSPACE THREADS=$THREADS"
+say "respgate pid $RG2_PID: plain 127.0.0.1:$PLAIN, TLS 127.0.0.1:$TLS; cluster $RG_SEEDS"
+say "raw outputs: $OUT"
+
+# run_one ROUND TARGET(plain|tls|open|acl20) PIPELINE N
+run_one() {
+    local round=$1 target=$2 p=$3 n=$4
+    local raw="$OUT/r${round}-${target}-P${p}.csv"
+    local -a cmd=(redis-benchmark -c "$CLIENTS" -r "$KEYSPACE" -t "set,get" -n "$n" -P "$p" --csv -h 127.0.0.1)
+    # shellcheck disable=SC2207
+    cmd+=($(side_args "$target"))
+    local before after rc=0
+    before=$(lt_cpu_ticks "$RG2_PID")
+    echo "# ${cmd[*]}" >"$raw"
+    lt_run_job "$raw" timeout "$RUN_TIMEOUT" "${cmd[@]}" || rc=$?
+    after=$(lt_cpu_ticks "$RG2_PID")
+    ((rc != 124)) || lt_die "redis-benchmark ($target P$p) took longer than RUN_TIMEOUT=${RUN_TIMEOUT}s: $raw"
+    ((rc == 0)) || { tail -n 20 "$raw" >&2; lt_die "redis-benchmark ($target P$p) failed with status $rc: $raw"; }
+    lt_alive "$RG2_PID" || lt_die "respgate died during the $target P$p run (log: $OUT/respgate.log)"
+    if grep -q -i 'error' "$raw"; then grep -i -m 5 'error' "$raw" >&2; lt_die "redis-benchmark ($target P$p) saw errors: $raw"; fi
+    local set_rps get_rps ticks us
+    set_rps=$(awk -F'"' '$2 == "SET" { v = $4 } END { print v }' "$raw")
+    get_rps=$(awk -F'"' '$2 == "GET" { v = $4 } END { print v }' "$raw")
+    [[ -n $set_rps && -n $get_rps ]] || lt_die "no SET/GET rps in $raw"
+    ticks=$((after - before))
+    us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.3f", t / hz * 1e6 / (2 * n) }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" "$ticks" "$us" >>"$ROWS"
+    printf '  round %d  %-5s P%-2d  n=%-8d SET %10.0f rps  GET %10.0f rps  respgate CPU %s us/req\n' \
+        "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" "$us" >&2
+}
+
+cell() {
+    awk -F'\t' -v r="$1" -v t="$2" -v p="$3" -v c="$4" 'NR > 1 && $1 == r && $2 == t && $3 == p { print $c }' "$ROWS"
+}
+
+median() {
+    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+echo "running $ROUNDS round(s) of: $A P1, $B P1, $A P16, $B P16" >&2
+for ((r = 1; r <= ROUNDS; r++)); do
+    run_one "$r" "$A" 1 "$N_P1"
+    run_one "$r" "$B" 1 "$N_P1"
+    run_one "$r" "$A" 16 "$N_P16"
+    run_one "$r" "$B" 16 "$N_P16"
+done
+
+say ""
+say "medians over $ROUNDS round(s) (CPU us/req: respgate's utime+stime per request, SET+GET together)"
+say "$(printf '  %-4s %-4s %12s %12s %10s %14s %12s' test P "$A rps" "$B rps" "$B/$A" "$A us/req" "$B us/req")"
+for p in 1 16; do
+    cpu_plain=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$A" "$p" 8; done | median)
+    cpu_tls=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$B" "$p" 8; done | median)
+    col=5
+    for t in SET GET; do
+        mp=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$A" "$p" "$col"; done | median)
+        mt=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$B" "$p" "$col"; done | median)
+        ratio=$(for ((r = 1; r <= ROUNDS; r++)); do
+            awk -v a="$(cell "$r" "$B" "$p" "$col")" -v b="$(cell "$r" "$A" "$p" "$col")" 'BEGIN { printf "%.3f\n", a / b }'
+        done | median)
+        say "$(awk -v t="$t" -v p="$p" -v a="$mp" -v b="$mt" -v q="$ratio" -v u="$cpu_plain" -v w="$cpu_tls" \
+            'BEGIN { printf "  %-4s P%-3d %12.0f %12.0f %10.3f %14.3f %12.3f", t, p, a, b, q, u, w }')"
+        col=6
+    done
+done
+say ""
+say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+exit 0
