@@ -148,7 +148,7 @@ side_args() {
     case $1 in
         plain) echo "-p $PLAIN" ;;
         tls) echo "-p $TLS ${TLS_CLI[*]}" ;;
-        open | acl20) echo "-p $PLAIN --user $1 -a pw --no-auth-warning" ;;
+        open | acl20) echo "-p $PLAIN --user $1 -a pw" ;;
     esac
 }
 # shellcheck disable=SC2046

@@ -58,4 +58,52 @@ async fn requests_and_latency_are_recorded_per_command() {
         other => panic!("no GET counter: {other:?}"),
     }
     proxy.shutdown().await;
+
+    // Authentication failures and ACL refusals are counted by result / reason.
+    let mut config = support::test_config(&support::shared_cluster_seeds());
+    config.auth = respgate::config::AuthConfig {
+        mode: Some(respgate::config::AuthMode::Users),
+        users: vec![respgate::config::UserConfig {
+            name: "svc".into(),
+            rules: format!("on #{} ~mine:* +@all", respgate::acl::hash_password(b"pw")),
+        }],
+        ..Default::default()
+    };
+    let proxy = support::start_proxy(config).await;
+    let mut raw = support::RawConn::connect(proxy.local_addr()).await;
+    raw.command(&["GET", "mine:1"]).await; // NOAUTH
+    raw.command(&["AUTH", "svc", "bad"]).await;
+    raw.command(&["AUTH", "svc", "pw"]).await;
+    raw.command(&["GET", "theirs:1"]).await;
+    raw.command(&["GET", "theirs:2"]).await;
+    let snapshot = snapshotter.snapshot().into_vec();
+    let counter = |name: &str, label: &str, value: &str| {
+        snapshot
+            .iter()
+            .find(|(key, _, _, _)| {
+                key.key().name() == name
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == label && l.value() == value)
+            })
+            .map(|(_, _, _, v)| match v {
+                DebugValue::Counter(n) => *n,
+                _ => 0,
+            })
+    };
+    assert_eq!(
+        counter("respgate_auth_total", "result", "wrongpass"),
+        Some(1)
+    );
+    assert_eq!(counter("respgate_auth_total", "result", "ok"), Some(1));
+    assert_eq!(
+        counter("respgate_acl_denied_total", "reason", "noauth"),
+        Some(1)
+    );
+    assert_eq!(
+        counter("respgate_acl_denied_total", "reason", "key"),
+        Some(2)
+    );
+    proxy.shutdown().await;
 }

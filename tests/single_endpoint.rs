@@ -1401,3 +1401,25 @@ async fn sscan_iterates_a_whole_set_on_its_owner() {
 async fn zscan_iterates_a_whole_sorted_set_on_its_owner() {
     scan_of_a_big_key("ZSCAN", "se:zscan:z", &["ZADD"], true).await;
 }
+
+/// What one endpoint in front of a cluster cannot honour gets a precise error naming why.
+#[tokio::test]
+async fn commands_a_single_endpoint_cannot_honour_say_why() {
+    let proxy = proxy_for_shared().await;
+    let addr = proxy.local_addr();
+    for (args, want) in [
+        (&["MONITOR"][..], "-ERR respgate: MONITOR is not supported yet (it would need every node's command stream merged)\r\n"),
+        (&["SELECT", "1"][..], "-ERR DB index is out of range\r\n"),
+        (&["SWAPDB", "0", "1"][..], "-ERR respgate: SWAPDB is not allowed: a Redis Cluster has only database 0\r\n"),
+        (&["MOVE", "k", "1"][..], "-ERR respgate: MOVE is not allowed: a Redis Cluster has only database 0\r\n"),
+        (&["DEBUG", "SLEEP", "0"][..], "-ERR respgate: DEBUG is not allowed through the proxy; run it on a node\r\n"),
+    ] {
+        assert_eq!(String::from_utf8_lossy(&raw(addr, args).await), want, "{args:?}");
+    }
+    let tracking = raw(addr, &["CLIENT", "TRACKING", "on"]).await;
+    assert!(
+        tracking.starts_with(b"-ERR respgate: CLIENT TRACKING is not supported: client-side caching needs invalidation messages"),
+        "{}",
+        String::from_utf8_lossy(&tracking)
+    );
+}

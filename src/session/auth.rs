@@ -114,11 +114,11 @@ pub fn check(
     table: &Arc<CommandTable>,
 ) -> Option<Bytes> {
     let generation = ctx.security.generation();
-    let auth = &mut client.auth;
-    if generation != auth.generation {
-        auth.refresh(&ctx.security, generation);
+    if generation != client.auth.generation {
+        client.auth.refresh(&ctx.security, generation);
     }
     let no_auth = info.flags & cmd_flags::NO_AUTH != 0;
+    let auth = &mut client.auth;
     let Some(user) = &auth.user else {
         if no_auth {
             return None;
@@ -128,45 +128,47 @@ pub fn check(
     if user.unrestricted || no_auth {
         return None;
     }
-    let user = user.clone();
     let table_id = Arc::as_ptr(table) as usize;
-    let compiled = match &auth.commands {
-        Some(c) if c.0 == table_id => c.clone(),
-        _ => {
-            let c = user.commands(table);
-            auth.commands = Some(c.clone());
-            c
-        }
-    };
+    if auth.commands.as_ref().is_none_or(|c| c.0 != table_id) {
+        auth.commands = Some(user.commands(table));
+    }
+    // Decided on borrows (no reference counting per request); the refusal, rare, is
+    // built afterwards.
+    let (why, rule) = refusal(&client.auth, info, args, keys)?;
+    Some(deny(client, info, why, &rule))
+}
+
+/// Checks a restricted user's command, keys and channels: why and by which rule the
+/// request is refused, if it is.
+fn refusal(
+    auth: &SessionAuth,
+    info: &CommandInfo,
+    args: Args<'_>,
+    keys: &mut Vec<KeyRef>,
+) -> Option<(Denied, String)> {
+    let user = auth.user.as_ref()?;
+    let compiled = &auth.commands.as_ref()?.1;
     let id = info.id as usize;
-    if !compiled.1.allowed.get(id).copied().unwrap_or(false) {
+    if !compiled.allowed.get(id).copied().unwrap_or(false) {
         let rule = compiled
-            .1
             .decided_by
             .get(id)
             .and_then(|&i| user.acl.sources.get(i))
             .map_or("no rule allows it", String::as_str);
-        return Some(deny(client, info, Denied::Command, rule));
+        return Some((Denied::Command, rule.to_string()));
     }
     let acl = &user.acl;
     if !acl.allkeys {
         if matches!(info.name.as_str(), "flushall" | "flushdb") && !acl.writes_all_keys() {
-            return Some(deny(
-                client,
-                info,
-                Denied::Key,
-                "needs write permission on all keys",
-            ));
+            return Some((Denied::Key, "needs write permission on all keys".into()));
         }
         if !info.has_no_keys() && info.keys(args, keys).is_ok() {
-            for k in keys.iter() {
-                if k.flags.contains(KeyFlags::NOT_KEY) {
-                    continue;
-                }
-                if !acl.key_allowed(k.key(args), needed(k.flags)) {
-                    let rule = acl.keys_description();
-                    return Some(deny(client, info, Denied::Key, &rule));
-                }
+            let refused = keys.iter().any(|k| {
+                !k.flags.contains(KeyFlags::NOT_KEY)
+                    && !acl.key_allowed(k.key(args), needed(k.flags))
+            });
+            if refused {
+                return Some((Denied::Key, acl.keys_description()));
             }
         }
     }
@@ -181,8 +183,7 @@ pub fn check(
             .into_iter()
             .any(|i| !acl.channel_allowed(args.get(i), literal))
         {
-            let rule = acl.channels_description();
-            return Some(deny(client, info, Denied::Channel, &rule));
+            return Some((Denied::Channel, acl.channels_description()));
         }
     }
     None

@@ -555,6 +555,10 @@ fn client_command(
         "id" => Some(Route::Reply(reply::integer(client.meta.id as i64))),
         "info" => Some(Route::Reply(reply::bulk(client.info_line().as_bytes()))),
         "setinfo" => ok(),
+        "tracking" | "caching" | "getredir" | "trackinginfo" => err(&format!(
+            "ERR respgate: CLIENT {} is not supported: client-side caching needs invalidation messages from every node for this connection's keys, which respgate does not relay",
+            sub.to_uppercase()
+        )),
         _ => not_yet(
             &format!("CLIENT {}", sub.to_uppercase()),
             "respgate answers CLIENT SETNAME, GETNAME, ID, INFO, LIST, KILL and NO-EVICT",
