@@ -24,6 +24,88 @@ pub struct Config {
     /// The TLS listener; absent: plain TCP only.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub replica_reads: ReplicaReadsConfig,
+}
+
+/// Reads served by replicas while provably fresh enough (`[replica_reads]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicaReadsConfig {
+    /// Policy for keys no rule matches: `master` or `prefer_replica`.
+    pub default_policy: ReadPolicyKind,
+    /// Bounds of `default_policy = "prefer_replica"`.
+    pub max_lag_ms: u64,
+    pub max_lag_bytes: u64,
+    /// Per key pattern, first match wins.
+    pub rules: Vec<ReadRuleConfig>,
+    /// How often replication lag is measured (heartbeat written and read back).
+    pub poll_interval_ms: u64,
+    /// A replica that left a bound serves reads again only after staying inside it
+    /// this long (no flapping).
+    pub recover_ms: u64,
+    /// Key prefix of the heartbeat keys respgate writes on each master (one per shard,
+    /// per respgate process, with a 60 s expiry).
+    pub heartbeat_prefix: String,
+    /// Users whose reads on a shard go to its master until a replica has everything
+    /// they wrote there (`["*"]`: everyone; with auth "none" the user is `default`).
+    pub read_your_writes: Vec<String>,
+}
+
+impl Default for ReplicaReadsConfig {
+    fn default() -> Self {
+        ReplicaReadsConfig {
+            default_policy: ReadPolicyKind::Master,
+            max_lag_ms: 1000,
+            max_lag_bytes: 1024 * 1024,
+            rules: Vec::new(),
+            poll_interval_ms: 100,
+            recover_ms: 1000,
+            heartbeat_prefix: "respgate:heartbeat".into(),
+            read_your_writes: Vec::new(),
+        }
+    }
+}
+
+/// Where reads go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadPolicyKind {
+    #[default]
+    Master,
+    PreferReplica,
+}
+
+/// One `[[replica_reads.rules]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRuleConfig {
+    /// Redis glob on the key (the first key of the command).
+    pub pattern: String,
+    pub policy: ReadPolicyKind,
+    #[serde(default = "default_max_lag_ms")]
+    pub max_lag_ms: u64,
+    #[serde(default = "default_max_lag_bytes")]
+    pub max_lag_bytes: u64,
+}
+
+fn default_max_lag_ms() -> u64 {
+    1000
+}
+
+fn default_max_lag_bytes() -> u64 {
+    1024 * 1024
+}
+
+impl ReplicaReadsConfig {
+    /// Whether any read may go to a replica.
+    pub fn enabled(&self) -> bool {
+        self.default_policy == ReadPolicyKind::PreferReplica
+            || self
+                .rules
+                .iter()
+                .any(|r| r.policy == ReadPolicyKind::PreferReplica)
+    }
 }
 
 /// The TLS listener (`[tls]`).
@@ -418,6 +500,31 @@ impl Config {
             return Err(bad(
                 "cluster.request_timeout_ms",
                 "timeouts must be above 0".into(),
+            ));
+        }
+        let r = &self.replica_reads;
+        if r.poll_interval_ms == 0 {
+            return Err(bad(
+                "replica_reads.poll_interval_ms",
+                "must be at least 1".into(),
+            ));
+        }
+        for (i, rule) in r.rules.iter().enumerate() {
+            if rule.policy == ReadPolicyKind::PreferReplica && rule.max_lag_ms < r.poll_interval_ms
+            {
+                return Err(bad(
+                    &format!("replica_reads.rules[{i}].max_lag_ms"),
+                    format!(
+                        "{} ms is below poll_interval_ms ({} ms): no replica could ever be proven that fresh",
+                        rule.max_lag_ms, r.poll_interval_ms
+                    ),
+                ));
+            }
+        }
+        if r.rules.len() + 1 > 8 {
+            return Err(bad(
+                "replica_reads.rules",
+                "at most 7 rules (each has its own lag bound)".into(),
             ));
         }
         self.validate_auth(path)

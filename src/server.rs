@@ -85,6 +85,7 @@ impl Proxy {
             );
         }
         let s = &config.server;
+        let read_policy = crate::cluster::replicas::ReadPolicy::new(&config.replica_reads);
         let ctx = Arc::new(SessionContext {
             cluster: cluster.clone(),
             limits: RequestLimits {
@@ -104,6 +105,23 @@ impl Proxy {
             pubsub_queue: s.pubsub_queue_messages,
             registry: Default::default(),
             security: security.clone(),
+            read_policy: read_policy.clone(),
+        });
+        // Replica reads: the lag tracker runs while the proxy does.
+        let tracker = read_policy.map(|policy| {
+            tracing::info!(
+                bounds = policy.bounds.len(),
+                "replica reads enabled: measuring replication lag every {} ms",
+                policy.poll_interval.as_millis()
+            );
+            let listener = shutdown.listen();
+            tokio::spawn(crate::cluster::replicas::run_tracker(
+                cluster.clone(),
+                policy,
+                async move {
+                    listener.above(RUNNING).await;
+                },
+            ))
         });
         let refresher = {
             let listener = shutdown.listen();
@@ -123,6 +141,9 @@ impl Proxy {
         let task = tokio::spawn(async move {
             accept_loop(plain, tls, ctx, max_clients, signal, grace).await;
             refresher.abort();
+            if let Some(t) = tracker {
+                t.abort();
+            }
         });
         Ok(Proxy {
             addr,

@@ -86,6 +86,13 @@ pub struct Node {
     links: Box<[mpsc::UnboundedSender<Job>]>,
     /// The same for RESP3 clients (connections that said HELLO 3).
     links3: Box<[mpsc::UnboundedSender<Job>]>,
+    /// Links that sent `READONLY` (RESP2, RESP3), for replica reads only: the shared
+    /// links never do, so a node demoted to replica answers their reads with MOVED
+    /// instead of serving them possibly stale.
+    links_ro: Box<[mpsc::UnboundedSender<Job>]>,
+    links_ro3: Box<[mpsc::UnboundedSender<Job>]>,
+    /// Replication lag measured by the replica-read tracker (when this is a replica).
+    lag: crate::cluster::replicas::Lag,
 }
 
 impl Node {
@@ -93,9 +100,10 @@ impl Node {
     /// notified whenever a connection to this node fails, so the topology is refreshed.
     pub fn spawn(addr: &str, links: usize, opts: LinkOptions, on_failure: Arc<Notify>) -> Node {
         let addr: Arc<str> = Arc::from(addr);
-        let spawn_links = |resp3: bool| -> Box<[mpsc::UnboundedSender<Job>]> {
+        let spawn_links = |resp3: bool, readonly: bool| -> Box<[mpsc::UnboundedSender<Job>]> {
             let opts = Arc::new(LinkOptions {
                 resp3,
+                readonly,
                 ..opts.clone()
             });
             (0..links.max(1))
@@ -108,12 +116,21 @@ impl Node {
         };
         // Links connect on first use: the RESP3 set costs two idle tasks until a RESP3
         // client shows up.
-        let (links, links3) = (spawn_links(false), spawn_links(true));
+        let (links, links3) = (spawn_links(false, false), spawn_links(true, false));
+        let (links_ro, links_ro3) = (spawn_links(false, true), spawn_links(true, true));
         Node {
             addr,
             links,
             links3,
+            links_ro,
+            links_ro3,
+            lag: Default::default(),
         }
+    }
+
+    /// Replication lag measurements (replica reads).
+    pub fn lag(&self) -> &crate::cluster::replicas::Lag {
+        &self.lag
     }
 
     /// `host:port` of the node.
@@ -125,6 +142,20 @@ impl Node {
     /// is answered at once with [`LinkError::NotSent`].
     pub fn send(&self, client_id: u64, job: Job) {
         let links = if job.resp3 { &self.links3 } else { &self.links };
+        self.send_on(links, client_id, job);
+    }
+
+    /// Like [`Node::send`], on a link that sent `READONLY` (reads from a replica).
+    pub fn send_readonly(&self, client_id: u64, job: Job) {
+        let links = if job.resp3 {
+            &self.links_ro3
+        } else {
+            &self.links_ro
+        };
+        self.send_on(links, client_id, job);
+    }
+
+    fn send_on(&self, links: &[mpsc::UnboundedSender<Job>], client_id: u64, job: Job) {
         let link = &links[(client_id % links.len() as u64) as usize];
         if let Err(mpsc::error::SendError(job)) = link.send(job) {
             let _ = job.reply.send(Err(LinkError::NotSent(format!(

@@ -208,6 +208,13 @@ impl Topology {
         self.shards.get(i as usize).map(|s| &s.master)
     }
 
+    /// The shard serving `slot`, if any.
+    #[inline]
+    pub fn shard_for_slot(&self, slot: u16) -> Option<&Shard> {
+        let i = *self.slot_shard.get(slot as usize)?;
+        self.shards.get(i as usize)
+    }
+
     /// Some master, picked by `hint` so different clients spread over the masters.
     pub fn any_master(&self, hint: u64) -> Option<&Arc<Node>> {
         if self.shards.is_empty() {

@@ -60,6 +60,8 @@ pub struct SessionContext {
     pub registry: clients::ClientRegistry,
     /// Users and their permissions (swapped on reload), lockout counters.
     pub security: Arc<crate::acl::Security>,
+    /// `[replica_reads]`, when any read may go to a replica.
+    pub read_policy: Option<Arc<crate::cluster::replicas::ReadPolicy>>,
 }
 
 /// Who the client is, for CLIENT INFO / ID and logs.
@@ -92,6 +94,17 @@ pub struct ClientState {
     pub reply: ReplyMode,
     /// Who the client authenticated as.
     pub auth: auth::SessionAuth,
+    /// Read-your-writes: per shard master, this client's writes in flight and when the
+    /// last one was answered (ms, `replicas::now_ms`).
+    pub ryw: Vec<RywEntry>,
+}
+
+/// One shard master's read-your-writes state for a client.
+pub struct RywEntry {
+    /// The master, by its `Arc<Node>` address.
+    pub master: usize,
+    pub in_flight: u32,
+    pub answered_ms: u64,
 }
 
 /// CLIENT REPLY's state, as the session applies it to each request's reply.
@@ -170,6 +183,10 @@ struct Remote {
     replies: u32,
     /// Sent on this client's own connection (blocking commands).
     dedicated: bool,
+    /// Sent to a replica (replica reads): errors send it to the master instead.
+    replica: bool,
+    /// A write tracked for read-your-writes: the master it went to.
+    ryw_master: Option<usize>,
 }
 
 /// What the head of the queue produced (for a split request: which part).
@@ -241,6 +258,7 @@ pub async fn run<R, W>(
             watch_slot: None,
             reply: ReplyMode::On,
             auth,
+            ryw: Vec::new(),
         },
         ctx,
         rbuf: BytesMut::with_capacity(READ_MIN),
@@ -642,9 +660,15 @@ impl Session {
                 latency,
                 replies,
                 dedicated,
+                replica,
             } => {
                 let request = rewritten.unwrap_or(raw);
-                let remote = self.forward(request, slot, arrived, latency, replies, dedicated);
+                let how = outgoing::Sending {
+                    replies,
+                    dedicated,
+                    replica,
+                };
+                let remote = self.forward(request, slot, arrived, latency, how);
                 self.pending.push_back(Pending::Remote(remote));
             }
         }

@@ -9,6 +9,15 @@ use bytes::Bytes;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+/// How a request is sent: the replies it produces, on the client's own connection or
+/// not, and the lag bound under which a replica may serve it (or
+/// [`routing::TRACKED_WRITE`]).
+pub(super) struct Sending {
+    pub replies: u32,
+    pub dedicated: bool,
+    pub replica: Option<u8>,
+}
+
 impl Session {
     /// Sends `request` to the master of `slot` and returns it as an outstanding request.
     pub(super) fn forward(
@@ -17,11 +26,41 @@ impl Session {
         slot: Option<u16>,
         arrived: Instant,
         latency: metrics::Histogram,
-        replies: u32,
-        dedicated: bool,
+        how: Sending,
     ) -> Remote {
+        let Sending {
+            replies,
+            dedicated,
+            replica,
+        } = how;
+        let mut ryw_master = None;
+        let target = match (replica, slot) {
+            (Some(routing::TRACKED_WRITE), Some(slot)) => {
+                ryw_master = self.ryw_begin(slot);
+                None
+            }
+            (Some(bound), Some(slot)) => self.pick_replica(slot, bound),
+            _ => None,
+        };
+        let rx = match &target {
+            Some(node) => {
+                let (tx, rx) = oneshot::channel();
+                node.send_readonly(
+                    self.client.meta.id,
+                    Job {
+                        bytes: request.clone(),
+                        asking: false,
+                        resp3: self.client.resp3,
+                        replies,
+                        reply: tx,
+                    },
+                );
+                rx
+            }
+            None => self.send_job(&request, slot, None, false, replies, dedicated),
+        };
         Remote {
-            rx: self.send_job(&request, slot, None, false, replies, dedicated),
+            rx,
             request,
             slot,
             redirects: 0,
@@ -31,6 +70,79 @@ impl Session {
             latency,
             replies,
             dedicated,
+            replica: target.is_some(),
+            ryw_master,
+        }
+    }
+
+    /// An eligible replica of `slot`'s shard for a read under bound `bound`, spreading
+    /// clients over the replicas; `None`: read from the master.
+    fn pick_replica(
+        &mut self,
+        slot: u16,
+        bound: u8,
+    ) -> Option<std::sync::Arc<crate::backend::Node>> {
+        let policy = self.ctx.read_policy.as_ref()?;
+        let topo = self.ctx.cluster.topology();
+        let shard = topo.as_ref()?.shard_for_slot(slot)?;
+        let now = crate::cluster::replicas::now_ms();
+        // Read-your-writes: only a replica whose heartbeat came after the client's last
+        // answered write to this master has that write; none while one is in flight.
+        let master = std::sync::Arc::as_ptr(&shard.master) as usize;
+        let floor = self
+            .client
+            .ryw
+            .iter()
+            .find(|e| e.master == master)
+            .map(|e| {
+                if e.in_flight > 0 {
+                    u64::MAX
+                } else {
+                    e.answered_ms
+                }
+            });
+        let n = shard.replicas.len();
+        let start = self.client.meta.id as usize;
+        let chosen = (0..n)
+            .map(|k| &shard.replicas[(start + k) % n])
+            .find(|r| {
+                policy.eligible(r, bound, now)
+                    && floor.is_none_or(|f| {
+                        f != u64::MAX
+                            && r.lag()
+                                .heartbeat_ms
+                                .load(std::sync::atomic::Ordering::Acquire)
+                                > f
+                    })
+            })
+            .cloned();
+        match &chosen {
+            Some(_) => policy.replica_reads.increment(1),
+            None => policy.master_reads.increment(1),
+        }
+        chosen
+    }
+
+    /// Read-your-writes: a write to `slot`'s master is in flight.
+    fn ryw_begin(&mut self, slot: u16) -> Option<usize> {
+        let topo = self.ctx.cluster.topology();
+        let master = std::sync::Arc::as_ptr(topo.as_ref()?.master_for_slot(slot)?) as usize;
+        match self.client.ryw.iter_mut().find(|e| e.master == master) {
+            Some(e) => e.in_flight += 1,
+            None => self.client.ryw.push(super::RywEntry {
+                master,
+                in_flight: 1,
+                answered_ms: 0,
+            }),
+        }
+        Some(master)
+    }
+
+    /// Read-your-writes: the write tracked for `master` was answered.
+    fn ryw_end(&mut self, master: usize) {
+        if let Some(e) = self.client.ryw.iter_mut().find(|e| e.master == master) {
+            e.in_flight = e.in_flight.saturating_sub(1);
+            e.answered_ms = crate::cluster::replicas::now_ms();
         }
     }
 
@@ -51,7 +163,12 @@ impl Session {
         let parts: Vec<Remote> = parts
             .into_iter()
             .map(|(slot, request)| {
-                self.forward(request, slot, arrived, metrics::Histogram::noop(), 1, false)
+                let how = Sending {
+                    replies: 1,
+                    dedicated: false,
+                    replica: None,
+                };
+                self.forward(request, slot, arrived, metrics::Histogram::noop(), how)
             })
             .collect();
         let done = vec![None; parts.len()];
@@ -179,6 +296,22 @@ impl Session {
     /// Decides what a backend reply means for request `r`: final, or re-sent after a
     /// redirection, or scheduled for a retry.
     pub(super) fn advance(&mut self, r: &mut Remote, result: ReplyResult) -> Step {
+        if r.replica && replica_should_yield(&result) {
+            // A replica that failed, is loading, or does not serve the slot (any more):
+            // the master answers instead, invisibly to the client.
+            r.replica = false;
+            self.send(r, None, false);
+            return Step::Again;
+        }
+        let step = self.advance_inner(r, result);
+        if let (Step::Final(_), Some(master)) = (&step, r.ryw_master) {
+            r.ryw_master = None;
+            self.ryw_end(master);
+        }
+        step
+    }
+
+    fn advance_inner(&mut self, r: &mut Remote, result: ReplyResult) -> Step {
         let result = match result {
             Ok(bytes) if r.replies > 1 => {
                 return self.transaction_reply(r, bytes).unwrap_or_else(|| {
@@ -270,5 +403,27 @@ impl Session {
         metrics::counter!("respgate_retries_total").increment(1);
         self.ctx.cluster.request_refresh();
         true
+    }
+}
+
+/// Whether a replica's answer should be replaced by the master's: it could not be
+/// reached, timed out, or answered with a redirection or an error that says it cannot
+/// serve (LOADING, MASTERDOWN, READONLY-related, CLUSTERDOWN, TRYAGAIN).
+fn replica_should_yield(result: &ReplyResult) -> bool {
+    match result {
+        Err(_) => true,
+        Ok(bytes) => {
+            bytes.first() == Some(&b'-')
+                && [
+                    &b"-MOVED"[..],
+                    b"-ASK",
+                    b"-LOADING",
+                    b"-MASTERDOWN",
+                    b"-CLUSTERDOWN",
+                    b"-TRYAGAIN",
+                ]
+                .iter()
+                .any(|p| bytes.starts_with(p))
+        }
     }
 }

@@ -30,6 +30,8 @@ pub enum Route {
         replies: u32,
         /// On the client's own connection (blocking commands).
         dedicated: bool,
+        /// A read a replica may serve under this lag bound (`[replica_reads]`).
+        replica: Option<u8>,
     },
     /// Queue the request in the client's transaction and answer `+QUEUED`.
     Queue,
@@ -50,6 +52,9 @@ pub enum Route {
         latency: metrics::Histogram,
     },
 }
+
+/// `Route::Forward::replica` for a write whose master read-your-writes must track.
+pub const TRACKED_WRITE: u8 = u8::MAX;
 
 /// How a multi-key command whose keys span slots is split.
 enum Layout {
@@ -165,6 +170,7 @@ pub fn route(
                 latency: info.metrics.latency.clone(),
                 replies: 1,
                 dedicated: false,
+                replica: None,
             }
         }
         Err(_) => {
@@ -177,15 +183,28 @@ pub fn route(
     let Ok(slot) = common_slot(keys, args) else {
         return cross_slot(info, args);
     };
+    // Blocking commands, and while keys are watched, the commands for their slot, go on
+    // the client's own connection.
+    let dedicated =
+        (info.is_blocking() && blocks(info, args)) || (slot.is_some() && slot == client.watch_slot);
+    let replica = match (&ctx.read_policy, keys.first()) {
+        (Some(policy), Some(k)) if !dedicated && info.is_readonly() => {
+            policy.bound_for(k.key(args))
+        }
+        (Some(policy), Some(_))
+            if info.is_write() && policy.read_your_writes(client.auth.name()) =>
+        {
+            Some(TRACKED_WRITE)
+        }
+        _ => None,
+    };
     Route::Forward {
         slot,
         rewritten: None,
         latency: info.metrics.latency.clone(),
         replies: 1,
-        // Blocking commands, and while keys are watched, the commands for their slot,
-        // go on the client's own connection.
-        dedicated: (info.is_blocking() && blocks(info, args))
-            || (slot.is_some() && slot == client.watch_slot),
+        dedicated,
+        replica,
     }
 }
 

@@ -137,6 +137,7 @@ fn pinned(slot: u16, job: &[u8], replies: u32, info: &CommandInfo) -> Route {
         latency: info.metrics.latency.clone(),
         replies,
         dedicated: true,
+        replica: None,
     }
 }
 
@@ -195,5 +196,6 @@ fn exec(tx: Transaction, info: &CommandInfo, watched: Option<u16>) -> Route {
         replies: tx.queued.len() as u32 + 2,
         // With WATCH, on the connection that watched the keys.
         dedicated: watched.is_some(),
+        replica: None,
     }
 }

@@ -1,0 +1,371 @@
+//! Replica reads under a replication-lag bound.
+//!
+//! **How lag is known.** Offsets alone give bytes, not time, so respgate measures time
+//! directly: every `poll_interval_ms` the tracker writes a heartbeat, the current time in
+//! ms (respgate's own clock), to a key of each shard's master (`<prefix>:{tag}:<pid>`,
+//! the tag hashing to one of the shard's slots, expiring after 60 s), and reads that key
+//! back from each replica together with `INFO replication`. A replica that shows
+//! heartbeat `h` has applied everything its master had applied when `h` was written,
+//! so at time `now` its data is at most `now - h` ms old: the bound is checked against
+//! that on every read, with no trust in any replica's clock. A replica that stops
+//! answering (SIGSTOP, partition) keeps its last `h`, so its staleness grows by itself
+//! and it leaves every bound without waiting for a poll to fail. Bytes behind come from
+//! the offsets (`master_repl_offset` minus the replica's `slave_repl_offset`), and the
+//! link state from `master_link_status`.
+//!
+//! **No flapping.** For each bound, the tracker records the last poll at which the
+//! replica was outside it; the replica serves reads under that bound again only after
+//! `recover_ms` inside it.
+//!
+//! **Read-your-writes.** A client's write to a shard that has been answered at time `w`
+//! is on every replica whose heartbeat is `> w`: that heartbeat was written after the
+//! write was applied on the master, and replication applies in order. While a write is
+//! in flight, the shard's reads go to the master.
+
+use crate::acl::glob::Pattern;
+use crate::backend::{Job, Node};
+use crate::cluster::{key_slot, Cluster};
+use crate::config::{ReadPolicyKind, ReplicaReadsConfig};
+use crate::protocol::reply;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Distinct lag bounds (the default policy's and one per rule).
+pub const MAX_BOUNDS: usize = 8;
+
+/// respgate's clock for heartbeats: ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What the tracker measured of one node (kept on its [`Node`]).
+#[derive(Default)]
+pub struct Lag {
+    /// The newest heartbeat read from this node (0: none yet).
+    pub heartbeat_ms: AtomicU64,
+    pub link_up: AtomicBool,
+    pub bytes_behind: AtomicU64,
+    /// Per bound: when the node was last seen outside it.
+    pub last_outside_ms: [AtomicU64; MAX_BOUNDS],
+}
+
+/// One lag bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub max_lag_ms: u64,
+    pub max_lag_bytes: u64,
+}
+
+/// The compiled `[replica_reads]` policy.
+pub struct ReadPolicy {
+    /// Key pattern and the bound index reads under it may use (`None`: master).
+    rules: Vec<(Pattern, Option<u8>)>,
+    default: Option<u8>,
+    pub bounds: Vec<Bound>,
+    recover_ms: u64,
+    pub poll_interval: Duration,
+    heartbeat_prefix: String,
+    read_your_writes: Vec<String>,
+    /// Reads under a prefer_replica policy, by where they went.
+    pub replica_reads: metrics::Counter,
+    pub master_reads: metrics::Counter,
+}
+
+impl ReadPolicy {
+    pub fn new(cfg: &ReplicaReadsConfig) -> Option<Arc<ReadPolicy>> {
+        if !cfg.enabled() {
+            return None;
+        }
+        let mut bounds = Vec::new();
+        let mut bound_of = |policy: ReadPolicyKind, ms: u64, bytes: u64| {
+            (policy == ReadPolicyKind::PreferReplica).then(|| {
+                bounds.push(Bound {
+                    max_lag_ms: ms,
+                    max_lag_bytes: bytes,
+                });
+                (bounds.len() - 1) as u8
+            })
+        };
+        let default = bound_of(cfg.default_policy, cfg.max_lag_ms, cfg.max_lag_bytes);
+        let rules = cfg
+            .rules
+            .iter()
+            .map(|r| {
+                (
+                    Pattern::new(r.pattern.as_bytes()),
+                    bound_of(r.policy, r.max_lag_ms, r.max_lag_bytes),
+                )
+            })
+            .collect();
+        Some(Arc::new(ReadPolicy {
+            rules,
+            default,
+            bounds,
+            recover_ms: cfg.recover_ms,
+            poll_interval: Duration::from_millis(cfg.poll_interval_ms),
+            heartbeat_prefix: cfg.heartbeat_prefix.clone(),
+            read_your_writes: cfg.read_your_writes.clone(),
+            replica_reads: metrics::counter!("respgate_replica_policy_reads_total", "target" => "replica"),
+            master_reads: metrics::counter!("respgate_replica_policy_reads_total", "target" => "master"),
+        }))
+    }
+
+    /// The bound a read of `key` may use on a replica (`None`: the master).
+    #[inline]
+    pub fn bound_for(&self, key: &[u8]) -> Option<u8> {
+        for (pattern, bound) in &self.rules {
+            if pattern.matches(key) {
+                return *bound;
+            }
+        }
+        self.default
+    }
+
+    /// Whether `user` gets read-your-writes.
+    pub fn read_your_writes(&self, user: &str) -> bool {
+        self.read_your_writes.iter().any(|u| u == "*" || u == user)
+    }
+
+    /// Whether `node` may serve a read under bound `b` at `now`.
+    #[inline]
+    pub fn eligible(&self, node: &Node, b: u8, now: u64) -> bool {
+        let lag = node.lag();
+        let bound = self.bounds[b as usize];
+        let hb = lag.heartbeat_ms.load(Ordering::Acquire);
+        hb != 0
+            && lag.link_up.load(Ordering::Relaxed)
+            && now.saturating_sub(hb) <= bound.max_lag_ms
+            && lag.bytes_behind.load(Ordering::Relaxed) <= bound.max_lag_bytes
+            && now.saturating_sub(lag.last_outside_ms[b as usize].load(Ordering::Relaxed))
+                >= self.recover_ms
+    }
+
+    fn heartbeat_key(&self, slot: u16) -> String {
+        format!(
+            "{}:{{{}}}:{}",
+            self.heartbeat_prefix,
+            slot_tag(slot),
+            std::process::id()
+        )
+    }
+}
+
+/// A short string hashing to `slot` (for a key in that slot).
+pub fn slot_tag(slot: u16) -> &'static str {
+    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        let mut tags = vec![String::new(); crate::cluster::slot::SLOTS];
+        let mut missing = crate::cluster::slot::SLOTS;
+        let mut n = 0u64;
+        while missing > 0 {
+            let s = n.to_string();
+            let slot = key_slot(s.as_bytes()) as usize;
+            if tags[slot].is_empty() {
+                tags[slot] = s;
+                missing -= 1;
+            }
+            n += 1;
+        }
+        tags
+    });
+    &tags[slot as usize]
+}
+
+/// Sends `bytes` (producing `replies` replies) to `node` and waits up to `timeout`.
+async fn ask(node: &Node, bytes: Bytes, replies: u32, timeout: Duration) -> Option<Bytes> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.send_readonly(
+        0,
+        Job {
+            bytes,
+            asking: false,
+            resp3: false,
+            replies,
+            reply: tx,
+        },
+    );
+    tokio::time::timeout(timeout, rx).await.ok()?.ok()?.ok()
+}
+
+/// The value of `field:` in an INFO reply.
+fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// The payload of a bulk reply (None for null or non-bulk).
+fn bulk(frame: &[u8]) -> Option<&[u8]> {
+    let rest = frame.strip_prefix(b"$")?;
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let len: usize = std::str::from_utf8(&rest[..nl.checked_sub(1)?])
+        .ok()?
+        .parse()
+        .ok()?;
+    rest.get(nl + 1..nl + 1 + len)
+}
+
+/// Measures every replica's lag, every `poll_interval`, until `shutdown` resolves.
+pub async fn run_tracker(
+    cluster: Arc<Cluster>,
+    policy: Arc<ReadPolicy>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(policy.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        let Some(topo) = cluster.topology().clone() else {
+            continue;
+        };
+        let mut polls = Vec::new();
+        for (i, shard) in topo.shards().iter().enumerate() {
+            let Some(slot) = topo.shard_slot(i) else {
+                continue;
+            };
+            let key = policy.heartbeat_key(slot);
+            let master = shard.master.clone();
+            let replicas = shard.replicas.clone();
+            let policy = policy.clone();
+            polls.push(async move { poll_shard(&policy, &master, &replicas, &key).await });
+        }
+        futures_join_all(polls).await;
+    }
+}
+
+/// Waits for every future (a handful per poll: one per shard).
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: Vec<F>) {
+    let mut set = Vec::with_capacity(futs.len());
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    for f in set {
+        f.await;
+    }
+}
+
+async fn poll_shard(policy: &ReadPolicy, master: &Arc<Node>, replicas: &[Arc<Node>], key: &str) {
+    let timeout = policy.poll_interval;
+    let now = now_ms();
+    let stamp = now.to_string();
+    let mut to_master = reply::command([
+        &b"SET"[..],
+        key.as_bytes(),
+        stamp.as_bytes(),
+        b"PX",
+        b"60000",
+    ])
+    .to_vec();
+    to_master.extend_from_slice(&reply::command([&b"INFO"[..], b"replication"]));
+    let master_poll = ask(master, Bytes::from(to_master), 2, timeout);
+    let replica_polls: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let mut bytes = reply::command([&b"GET"[..], key.as_bytes()]).to_vec();
+            bytes.extend_from_slice(&reply::command([&b"INFO"[..], b"replication"]));
+            ask(r, Bytes::from(bytes), 2, timeout)
+        })
+        .collect();
+    let master_reply = master_poll.await;
+    let master_offset = master_reply.as_deref().and_then(|b| {
+        let text = String::from_utf8_lossy(b);
+        info_field(&text, "master_repl_offset")?.parse::<u64>().ok()
+    });
+    for (replica, poll) in replicas.iter().zip(replica_polls) {
+        let lag = replica.lag();
+        if let Some(bytes) = poll.await {
+            if let Ok(Some(first)) = crate::protocol::scan::scan_reply(&bytes) {
+                if let Some(hb) = bulk(&bytes[..first])
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+                {
+                    lag.heartbeat_ms.fetch_max(hb, Ordering::AcqRel);
+                }
+                let text = String::from_utf8_lossy(&bytes[first..]);
+                lag.link_up.store(
+                    info_field(&text, "master_link_status") == Some("up"),
+                    Ordering::Relaxed,
+                );
+                if let (Some(m), Some(r)) = (
+                    master_offset,
+                    info_field(&text, "slave_repl_offset").and_then(|v| v.parse::<u64>().ok()),
+                ) {
+                    lag.bytes_behind
+                        .store(m.saturating_sub(r), Ordering::Relaxed);
+                }
+            }
+        }
+        // Outside a bound now? Then it must stay inside for `recover_ms` from here.
+        let now = now_ms();
+        let hb = lag.heartbeat_ms.load(Ordering::Acquire);
+        let up = lag.link_up.load(Ordering::Relaxed);
+        let behind = lag.bytes_behind.load(Ordering::Relaxed);
+        let stale_ms = if hb == 0 {
+            u64::MAX
+        } else {
+            now.saturating_sub(hb)
+        };
+        for (b, bound) in policy.bounds.iter().enumerate() {
+            if !up || stale_ms > bound.max_lag_ms || behind > bound.max_lag_bytes {
+                lag.last_outside_ms[b].store(now, Ordering::Relaxed);
+            }
+        }
+        let label = replica.addr().to_string();
+        metrics::gauge!("respgate_replica_lag_ms", "replica" => label.clone())
+            .set(stale_ms.min(3_600_000) as f64);
+        metrics::gauge!("respgate_replica_lag_bytes", "replica" => label.clone())
+            .set(behind as f64);
+        let eligible = policy
+            .bounds
+            .iter()
+            .enumerate()
+            .any(|(b, _)| policy.eligible(replica, b as u8, now));
+        metrics::gauge!("respgate_replica_eligible", "replica" => label).set(if eligible {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_slot_has_a_tag() {
+        for slot in [0u16, 1, 5000, 16383] {
+            assert_eq!(
+                key_slot(format!("{{{}}}x", slot_tag(slot)).as_bytes()),
+                slot
+            );
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_decides() {
+        let cfg: ReplicaReadsConfig = toml::from_str(
+            r#"
+            rules = [
+              { pattern = "session:*", policy = "master" },
+              { pattern = "cache:search:*", policy = "prefer_replica", max_lag_ms = 2000 },
+              { pattern = "cache:*", policy = "prefer_replica", max_lag_ms = 500 },
+            ]
+            "#,
+        )
+        .unwrap();
+        let p = ReadPolicy::new(&cfg).unwrap();
+        assert_eq!(p.bound_for(b"session:1"), None);
+        assert_eq!(p.bound_for(b"cache:search:q"), Some(0));
+        assert_eq!(p.bound_for(b"cache:x"), Some(1));
+        assert_eq!(p.bound_for(b"other"), None);
+        assert_eq!(p.bounds[1].max_lag_ms, 500);
+    }
+}

@@ -1,0 +1,268 @@
+//! Replica reads under a lag bound, against real clusters: the share of reads served by
+//! replicas (counted on the nodes), a replica SIGSTOPped while writes go on (no read older
+//! than the bound; reads move to the master and come back after SIGCONT), and
+//! read-your-writes.
+
+mod support;
+
+use respgate::config::{Config, ReadPolicyKind, ReadRuleConfig};
+use respgate::devcluster::{DevCluster, DevClusterOptions, Reply};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn replica_config(cluster: &DevCluster, bound_ms: u64) -> Config {
+    let mut c = test_config(&cluster.seeds());
+    c.cluster.request_timeout_ms = 1000;
+    c.replica_reads.poll_interval_ms = 50;
+    c.replica_reads.recover_ms = 300;
+    c.replica_reads.rules = vec![
+        ReadRuleConfig {
+            pattern: "session:*".into(),
+            policy: ReadPolicyKind::Master,
+            max_lag_ms: 1000,
+            max_lag_bytes: 1 << 20,
+        },
+        ReadRuleConfig {
+            pattern: "cache:*".into(),
+            policy: ReadPolicyKind::PreferReplica,
+            max_lag_ms: bound_ms,
+            max_lag_bytes: 1 << 20,
+        },
+    ];
+    c
+}
+
+fn private_cluster() -> DevCluster {
+    DevCluster::start(DevClusterOptions::default())
+        .unwrap_or_else(|e| panic!("cannot start the test cluster: {e}"))
+}
+
+/// `calls=` of `cmdstat_<cmd>` in the node's INFO commandstats.
+fn calls(cluster: &DevCluster, node: SocketAddr, cmd: &str) -> u64 {
+    let Ok(Reply::Bulk(Some(info))) = cluster.command(node, &["INFO", "commandstats"]) else {
+        panic!("INFO commandstats on {node}");
+    };
+    let info = String::from_utf8_lossy(&info).into_owned();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn reset_stats(cluster: &DevCluster) {
+    for node in cluster.seeds() {
+        assert!(matches!(
+            cluster.command(node, &["CONFIG", "RESETSTAT"]),
+            Ok(Reply::Simple(_))
+        ));
+    }
+}
+
+fn all_replicas(cluster: &DevCluster) -> Vec<SocketAddr> {
+    cluster
+        .masters()
+        .into_iter()
+        .flat_map(|m| cluster.replicas_of(m))
+        .collect()
+}
+
+/// Waits until `f` holds (polling), or fails the test after `limit`.
+async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn most_reads_under_prefer_replica_are_served_by_replicas() {
+    let cluster = tokio::task::block_in_place(private_cluster);
+    let proxy = start_proxy(replica_config(&cluster, 500)).await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    for i in 0..300 {
+        let k = format!("cache:share:{i}");
+        assert_eq!(c.command(&["SET", &k, &format!("v{i}")]).await, b"+OK\r\n");
+    }
+    // Replicas become eligible once their heartbeats show they are inside the bound
+    // (and stayed there for recover_ms).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::task::block_in_place(|| reset_stats(&cluster));
+    let mut wrong = 0;
+    for round in 0..10 {
+        for i in 0..300 {
+            let k = format!("cache:share:{i}");
+            let want = format!("${}\r\nv{i}\r\n", format!("v{i}").len());
+            if c.command(&["GET", &k]).await != want.as_bytes() {
+                wrong += 1;
+            }
+        }
+        let _ = round;
+    }
+    assert_eq!(wrong, 0, "every value read back correctly");
+    let (on_replicas, on_masters) = tokio::task::block_in_place(|| {
+        let r: u64 = all_replicas(&cluster)
+            .iter()
+            .map(|n| calls(&cluster, *n, "get"))
+            .sum();
+        let m: u64 = cluster
+            .masters()
+            .iter()
+            .map(|n| calls(&cluster, *n, "get"))
+            .sum();
+        (r, m)
+    });
+    // The tracker's own GETs of the heartbeat keys run on replicas too: subtract them
+    // by counting only what exceeds the client's 3000 reads on the masters' side.
+    eprintln!("GET calls: replicas {on_replicas}, masters {on_masters}");
+    let client_on_masters = on_masters;
+    let client_on_replicas = 3000 - client_on_masters.min(3000);
+    assert!(
+        client_on_replicas * 100 >= 3000 * 90,
+        "{client_on_replicas} of 3000 reads on replicas (replicas saw {on_replicas} GETs)"
+    );
+    // session:* reads stay on masters whatever the load.
+    tokio::task::block_in_place(|| reset_stats(&cluster));
+    for _ in 0..100 {
+        c.command(&["GET", "session:share"]).await;
+    }
+    let on_masters: u64 = tokio::task::block_in_place(|| {
+        cluster
+            .masters()
+            .iter()
+            .map(|n| calls(&cluster, *n, "get"))
+            .sum()
+    });
+    assert_eq!(on_masters, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_replica_is_avoided_within_the_bound_and_used_again_after_sigcont() {
+    const BOUND_MS: u64 = 500;
+    let cluster = tokio::task::block_in_place(private_cluster);
+    let proxy = start_proxy(replica_config(&cluster, BOUND_MS)).await;
+    let addr = proxy.local_addr();
+    let key = "cache:stop:{counter}";
+    let master = cluster.master_for_slot(respgate::cluster::key_slot(key.as_bytes()));
+    let replica = cluster.replicas_of(master)[0];
+
+    // A writer stores the time of each write; readers check the age of what they read.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let epoch = Instant::now();
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut w = RawConn::connect(addr).await;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ms = epoch.elapsed().as_millis().to_string();
+                assert_eq!(w.command(&["SET", key, &ms]).await, b"+OK\r\n");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let reader = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut r = RawConn::connect(addr).await;
+            let mut worst = 0u128;
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = epoch.elapsed().as_millis();
+                let reply = r.command(&["GET", key]).await;
+                let text = String::from_utf8_lossy(&reply).into_owned();
+                let Some(v) = text.lines().nth(1).and_then(|v| v.parse::<u128>().ok()) else {
+                    continue; // not written yet
+                };
+                worst = worst.max(sent.saturating_sub(v));
+                reads += 1;
+            }
+            (worst, reads)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let get_calls = |n| tokio::task::block_in_place(|| calls(&cluster, n, "get"));
+    let before = get_calls(replica);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        get_calls(replica) > before + 20,
+        "the replica serves reads before the stop"
+    );
+
+    tokio::task::block_in_place(|| cluster.pause_node(replica));
+    // Within bound + one poll interval (plus the reads already sent to it, which time
+    // out and go to the master), the shard's reads go to the master.
+    tokio::time::sleep(Duration::from_millis(BOUND_MS + 50 + 1100)).await;
+    let m0 = get_calls(master);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m1 = get_calls(master);
+    assert!(
+        m1 > m0 + 20,
+        "reads moved to the master while the replica is stopped ({m0} -> {m1})"
+    );
+
+    tokio::task::block_in_place(|| cluster.resume_node(replica));
+    // Eligible again once back inside the bound for recover_ms.
+    let r0 = get_calls(replica);
+    eventually("reads back on the replica", Duration::from_secs(10), || {
+        get_calls(replica) > r0 + 50
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    let (worst, reads) = reader.await.unwrap();
+    eprintln!("{reads} reads, oldest value read {worst} ms after it was written");
+    // A value is at most the bound old, plus the writer's period and scheduling slack.
+    assert!(
+        worst <= (BOUND_MS + 100) as u128,
+        "a read returned a value {worst} ms old"
+    );
+    assert!(reads > 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_never_reads_stale_while_others_use_replicas() {
+    let cluster = tokio::task::block_in_place(private_cluster);
+    let mut config = replica_config(&cluster, 2000);
+    config.replica_reads.read_your_writes = vec!["*".into()];
+    let proxy = start_proxy(config).await;
+    let addr = proxy.local_addr();
+    // Another client's reads keep going to replicas meanwhile.
+    let mut other = RawConn::connect(addr).await;
+    assert_eq!(
+        other.command(&["SET", "cache:ryw:other", "x"]).await,
+        b"+OK\r\n"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::task::block_in_place(|| reset_stats(&cluster));
+    let other_reads = tokio::spawn(async move {
+        // A separate connection: no writes of its own, so it may read replicas.
+        let mut o = RawConn::connect(addr).await;
+        for _ in 0..2000 {
+            assert_eq!(o.command(&["GET", "cache:ryw:other"]).await, b"$1\r\nx\r\n");
+        }
+    });
+    let mut c = RawConn::connect(addr).await;
+    let mut stale = 0;
+    for i in 0..10_000 {
+        let k = format!("cache:ryw:{}", i % 50);
+        let v = i.to_string();
+        assert_eq!(c.command(&["SET", &k, &v]).await, b"+OK\r\n");
+        let got = c.command(&["GET", &k]).await;
+        if got != format!("${}\r\n{v}\r\n", v.len()).as_bytes() {
+            stale += 1;
+        }
+    }
+    other_reads.await.unwrap();
+    assert_eq!(stale, 0, "stale reads of the client's own writes");
+    let on_replicas: u64 = tokio::task::block_in_place(|| {
+        all_replicas(&cluster)
+            .iter()
+            .map(|n| calls(&cluster, *n, "get"))
+            .sum()
+    });
+    assert!(
+        on_replicas >= 1500,
+        "other clients still read replicas ({on_replicas} GETs there)"
+    );
+}
