@@ -266,3 +266,162 @@ async fn read_your_writes_never_reads_stale_while_others_use_replicas() {
         "other clients still read replicas ({on_replicas} GETs there)"
     );
 }
+
+/// What one client saw during the kill -9 run.
+#[derive(Default)]
+struct ClientLog {
+    ok: u64,
+    failed: Vec<(Duration, String)>,
+    /// Longest single request.
+    slowest: Duration,
+    /// Successful requests after the kill (for writers: first one, since the kill).
+    first_ok_after_kill: Option<Duration>,
+}
+
+/// kill -9 of a master under 50 clients (25 reading `cache:*` keys of its shard under
+/// `prefer_replica`, 25 writing to its shard): reads keep working on the replica while
+/// the shard has no master, writes fail only while nothing can take them and resume on
+/// the promoted replica, no request outlives the retry deadline, respgate is not
+/// restarted. The figures are printed for docs/ARCHITECTURE.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_master_under_50_clients_reads_keep_working_and_writes_resume() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut cluster = tokio::task::block_in_place(private_cluster);
+    let mut config = replica_config(&cluster, 1000);
+    config.cluster.retry_deadline_ms = 10_000;
+    let deadline = Duration::from_millis(
+        config.cluster.retry_deadline_ms + config.cluster.request_timeout_ms + 1000,
+    );
+    let proxy = start_proxy(config).await;
+    let addr = proxy.local_addr();
+    let victim = cluster.masters()[1];
+    let replica = cluster.replicas_of(victim)[0];
+    // A hash tag on the victim's shard.
+    let tag = (0..)
+        .map(|n| format!("v{n}"))
+        .find(|t| cluster.master_for_slot(respgate::cluster::key_slot(t.as_bytes())) == victim)
+        .unwrap();
+    let mut setup = RawConn::connect(addr).await;
+    for i in 0..25 {
+        let k = format!("cache:{{{tag}}}:r{i}");
+        assert_eq!(setup.command(&["SET", &k, "fresh"]).await, b"+OK\r\n");
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for c in 0..50 {
+        let (stop, killed_at, tag) = (stop.clone(), killed_at.clone(), tag.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = RawConn::connect(addr).await;
+            let mut log = ClientLog::default();
+            let reader = c < 25;
+            let key = if reader {
+                format!("cache:{{{tag}}}:r{c}")
+            } else {
+                format!("cache:{{{tag}}}:w{c}")
+            };
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let start = Instant::now();
+                let reply = if reader {
+                    conn.command(&["GET", &key]).await
+                } else {
+                    conn.command(&["SET", &key, &n.to_string()]).await
+                };
+                let took = start.elapsed();
+                log.slowest = log.slowest.max(took);
+                let good = if reader {
+                    reply == b"$5\r\nfresh\r\n"
+                } else {
+                    reply == b"+OK\r\n"
+                };
+                let kill = *killed_at.lock().unwrap();
+                if good {
+                    log.ok += 1;
+                    if let Some(k) = kill {
+                        if start > k && log.first_ok_after_kill.is_none() {
+                            log.first_ok_after_kill = Some(start - k);
+                        }
+                    }
+                } else {
+                    let at = kill.map_or(Duration::ZERO, |k| start.saturating_duration_since(k));
+                    log.failed
+                        .push((at, String::from_utf8_lossy(&reply).into_owned()));
+                }
+                if reader {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            (reader, log)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The clock starts once the process is gone (SIGKILL sent and reaped).
+    tokio::task::block_in_place(|| cluster.kill_node(victim));
+    let kill_time = Instant::now();
+    *killed_at.lock().unwrap() = Some(kill_time);
+    eventually(
+        "the replica to be promoted",
+        Duration::from_secs(30),
+        || tokio::task::block_in_place(|| cluster.masters().contains(&replica)),
+    )
+    .await;
+    let promoted = kill_time.elapsed();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut reads = (0u64, 0usize, Duration::ZERO);
+    let mut writes = (0u64, 0usize, Duration::ZERO);
+    let mut resumed = Duration::ZERO;
+    let mut failures = Vec::new();
+    for t in tasks {
+        let (reader, log) = t.await.unwrap();
+        let agg = if reader { &mut reads } else { &mut writes };
+        agg.0 += log.ok;
+        agg.1 += log.failed.len();
+        agg.2 = agg.2.max(log.slowest);
+        if !reader {
+            resumed = resumed.max(log.first_ok_after_kill.expect("writes resumed"));
+            assert!(
+                log.failed.len() <= 1,
+                "a writer lost more than its request in flight: {:?}",
+                log.failed
+            );
+        }
+        failures.extend(log.failed.into_iter().map(|f| (reader, f)));
+    }
+    eprintln!(
+        "kill -9 under 50 clients: replica promoted after {promoted:?}; reads: {} ok, {} failed, slowest {:?}; writes: {} ok, {} failed, slowest {:?}, every writer ok again {:?} after the kill",
+        reads.0, reads.1, reads.2, writes.0, writes.1, writes.2, resumed
+    );
+    for (reader, (at, what)) in failures.iter().take(10) {
+        eprintln!(
+            "  {} failed {at:?} after the kill: {}",
+            if *reader { "read" } else { "write" },
+            what.trim()
+        );
+    }
+    assert_eq!(
+        reads.1, 0,
+        "reads under prefer_replica kept working: {failures:?}"
+    );
+    assert!(
+        writes.2 < deadline && reads.2 < deadline,
+        "no request hangs past the deadline"
+    );
+    assert!(
+        writes.1 <= 25,
+        "at most the writes in flight at the kill fail: {failures:?}"
+    );
+    // respgate carries on, no restart.
+    let mut after = RawConn::connect(addr).await;
+    assert_eq!(
+        after
+            .command(&["SET", &format!("cache:{{{tag}}}:after"), "1"])
+            .await,
+        b"+OK\r\n"
+    );
+}

@@ -13,6 +13,14 @@
 //! the offsets (`master_repl_offset` minus the replica's `slave_repl_offset`), and the
 //! link state from `master_link_status`.
 //!
+//! **A shard without a master.** When the master stops answering the tracker, no write
+//! can land on the shard any more, so a replica misses at most what was written between
+//! its heartbeat and the master's last sign of life (plus one poll interval): its
+//! staleness is frozen at that instead of growing with the clock, and its link being
+//! down (it has no master to follow) does not disqualify it. Reads under
+//! `prefer_replica` thus keep working through a failover until the replica is promoted
+//! (it then serves as the master).
+//!
 //! **No flapping.** For each bound, the tracker records the last poll at which the
 //! replica was outside it; the replica serves reads under that bound again only after
 //! `recover_ms` inside it.
@@ -45,6 +53,10 @@ pub fn now_ms() -> u64 {
 /// What the tracker measured of one node (kept on its [`Node`]).
 #[derive(Default)]
 pub struct Lag {
+    /// When this node last answered the tracker as a master (ms; 0: never).
+    pub master_ok_ms: AtomicU64,
+    /// When the tracker last failed to reach it as a master (ms; 0: never).
+    pub master_fail_ms: AtomicU64,
     /// The newest heartbeat read from this node (0: none yet).
     pub heartbeat_ms: AtomicU64,
     pub link_up: AtomicBool,
@@ -130,15 +142,38 @@ impl ReadPolicy {
         self.read_your_writes.iter().any(|u| u == "*" || u == user)
     }
 
-    /// Whether `node` may serve a read under bound `b` at `now`.
+    /// How old `replica`'s data may be at `now` (ms; `u64::MAX`: unknown), and whether
+    /// its replication state qualifies it at all (link up, or its master gone).
     #[inline]
-    pub fn eligible(&self, node: &Node, b: u8, now: u64) -> bool {
-        let lag = node.lag();
-        let bound = self.bounds[b as usize];
+    pub fn staleness(&self, master: &Node, replica: &Node, now: u64) -> (u64, bool) {
+        let lag = replica.lag();
         let hb = lag.heartbeat_ms.load(Ordering::Acquire);
-        hb != 0
-            && lag.link_up.load(Ordering::Relaxed)
-            && now.saturating_sub(hb) <= bound.max_lag_ms
+        if hb == 0 {
+            return (u64::MAX, false);
+        }
+        let poll = self.poll_interval.as_millis() as u64;
+        let master_ok = master.lag().master_ok_ms.load(Ordering::Acquire);
+        let master_gone =
+            master_ok != 0 && master.lag().master_fail_ms.load(Ordering::Acquire) > master_ok;
+        let until = if master_gone {
+            (master_ok + poll).min(now)
+        } else {
+            now
+        };
+        (
+            until.saturating_sub(hb),
+            master_gone || lag.link_up.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether `replica` (of `master`) may serve a read under bound `b` at `now`.
+    #[inline]
+    pub fn eligible(&self, master: &Node, replica: &Node, b: u8, now: u64) -> bool {
+        let lag = replica.lag();
+        let bound = self.bounds[b as usize];
+        let (stale, qualified) = self.staleness(master, replica, now);
+        qualified
+            && stale <= bound.max_lag_ms
             && lag.bytes_behind.load(Ordering::Relaxed) <= bound.max_lag_bytes
             && now.saturating_sub(lag.last_outside_ms[b as usize].load(Ordering::Relaxed))
                 >= self.recover_ms
@@ -275,6 +310,14 @@ async fn poll_shard(policy: &ReadPolicy, master: &Arc<Node>, replicas: &[Arc<Nod
         })
         .collect();
     let master_reply = master_poll.await;
+    if master_reply
+        .as_deref()
+        .is_some_and(|b| b.starts_with(b"+OK"))
+    {
+        master.lag().master_ok_ms.fetch_max(now, Ordering::AcqRel);
+    } else {
+        master.lag().master_fail_ms.fetch_max(now, Ordering::AcqRel);
+    }
     let master_offset = master_reply.as_deref().and_then(|b| {
         let text = String::from_utf8_lossy(b);
         info_field(&text, "master_repl_offset")?.parse::<u64>().ok()
@@ -304,16 +347,10 @@ async fn poll_shard(policy: &ReadPolicy, master: &Arc<Node>, replicas: &[Arc<Nod
         }
         // Outside a bound now? Then it must stay inside for `recover_ms` from here.
         let now = now_ms();
-        let hb = lag.heartbeat_ms.load(Ordering::Acquire);
-        let up = lag.link_up.load(Ordering::Relaxed);
+        let (stale_ms, qualified) = policy.staleness(master, replica, now);
         let behind = lag.bytes_behind.load(Ordering::Relaxed);
-        let stale_ms = if hb == 0 {
-            u64::MAX
-        } else {
-            now.saturating_sub(hb)
-        };
         for (b, bound) in policy.bounds.iter().enumerate() {
-            if !up || stale_ms > bound.max_lag_ms || behind > bound.max_lag_bytes {
+            if !qualified || stale_ms > bound.max_lag_ms || behind > bound.max_lag_bytes {
                 lag.last_outside_ms[b].store(now, Ordering::Relaxed);
             }
         }
@@ -326,7 +363,7 @@ async fn poll_shard(policy: &ReadPolicy, master: &Arc<Node>, replicas: &[Arc<Nod
             .bounds
             .iter()
             .enumerate()
-            .any(|(b, _)| policy.eligible(replica, b as u8, now));
+            .any(|(b, _)| policy.eligible(master, replica, b as u8, now));
         metrics::gauge!("respgate_replica_eligible", "replica" => label).set(if eligible {
             1.0
         } else {

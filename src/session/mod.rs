@@ -185,6 +185,8 @@ struct Remote {
     dedicated: bool,
     /// Sent to a replica (replica reads): errors send it to the master instead.
     replica: bool,
+    /// The lag bound a replica may serve it under (re-checked when it is re-sent).
+    bound: Option<u8>,
     /// A write tracked for read-your-writes: the master it went to.
     ryw_master: Option<usize>,
 }

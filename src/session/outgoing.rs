@@ -71,6 +71,7 @@ impl Session {
             replies,
             dedicated,
             replica: target.is_some(),
+            bound: replica.filter(|b| *b != routing::TRACKED_WRITE),
             ryw_master,
         }
     }
@@ -106,7 +107,7 @@ impl Session {
         let chosen = (0..n)
             .map(|k| &shard.replicas[(start + k) % n])
             .find(|r| {
-                policy.eligible(r, bound, now)
+                policy.eligible(&shard.master, r, bound, now)
                     && floor.is_none_or(|f| {
                         f != u64::MAX
                             && r.lag()
@@ -183,6 +184,29 @@ impl Session {
 
     /// Re-sends `remote` to `to` (a redirection target) or to whoever serves its slot now.
     pub(super) fn send(&mut self, remote: &mut Remote, to: Option<&str>, asking: bool) {
+        // A retried read that a replica may serve: an eligible replica first (its master
+        // may be the node that just failed).
+        if let (None, Some(bound), Some(slot), false) =
+            (to, remote.bound, remote.slot, remote.replica)
+        {
+            if let Some(node) = self.pick_replica(slot, bound) {
+                let (tx, rx) = oneshot::channel();
+                node.send_readonly(
+                    self.client.meta.id,
+                    Job {
+                        bytes: remote.request.clone(),
+                        asking: false,
+                        resp3: self.client.resp3,
+                        replies: remote.replies,
+                        reply: tx,
+                    },
+                );
+                remote.rx = rx;
+                remote.replica = true;
+                remote.retry_at = None;
+                return;
+            }
+        }
         remote.rx = self.send_job(
             &remote.request,
             remote.slot,
@@ -300,6 +324,7 @@ impl Session {
             // A replica that failed, is loading, or does not serve the slot (any more):
             // the master answers instead, invisibly to the client.
             r.replica = false;
+            r.bound = None; // tried a replica once: the master from now on
             self.send(r, None, false);
             return Step::Again;
         }
