@@ -2,7 +2,9 @@
 # respgate A/B benchmark in one respgate process: MODE `tls` compares its TLS port with
 # its plain port; MODE `acl` compares a user with no restriction (checks skipped) with a
 # user limited by 20 key-prefix rules whose last one matches the benchmark's keys (the
-# most pattern work per key) and a command rule (`+@all -@dangerous`).
+# most pattern work per key) and a command rule (`+@all -@dangerous`); MODE `replica`
+# compares GETs of keys whose reads go to masters with GETs of keys under a
+# `prefer_replica` rule (`[replica_reads]`, bound 1000 ms), after filling both.
 #
 # Starts `respgate dev` (3 masters + 3 replicas on loopback) for the cluster, then a second
 # respgate in front of it (both listeners, certificates made here with openssl into the
@@ -12,7 +14,7 @@
 # requests per second, the B/A ratio and respgate's CPU time per request, then the
 # medians. See loadtest/README.md.
 #
-# Usage: loadtest/compare.sh tls|acl   (loadtest/tls.sh and loadtest/acl.sh call it)
+# Usage: loadtest/compare.sh tls|acl|replica   (tls.sh, acl.sh, replica.sh call it)
 # Environment (defaults in brackets):
 #   ROUNDS [3]   N_P1 [200000]   N_P16 [1000000]   CLIENTS [50]   KEYSPACE [100000]
 #   RUN_TIMEOUT [180] seconds per redis-benchmark run   SKIP_BUILD [0]   READY_TIMEOUT [60]
@@ -24,12 +26,18 @@ MODE=""
 for arg in "$@"; do
     case $arg in
         -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        tls | acl) MODE=$arg ;;
+        tls | acl | replica) MODE=$arg ;;
         *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
-[[ -n $MODE ]] || { echo "usage: $0 tls|acl" >&2; exit 2; }
-if [[ $MODE == tls ]]; then A=plain B=tls; else A=open B=acl20; fi
+[[ -n $MODE ]] || { echo "usage: $0 tls|acl|replica" >&2; exit 2; }
+case $MODE in
+    tls) A=plain B=tls ;;
+    acl) A=open B=acl20 ;;
+    replica) A=master B=replica ;;
+esac
+# What each run measures: SET and GET, or (replica) GET alone.
+if [[ $MODE == replica ]]; then TESTS="GET" PER_N=1; else TESTS="SET GET" PER_N=2; fi
 
 # shellcheck source=loadtest/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -128,6 +136,13 @@ EOF
 else
     echo 'mode = "none"' >>"$OUT/respgate.toml"
 fi
+if [[ $MODE == replica ]]; then
+    cat >>"$OUT/respgate.toml" <<EOF
+
+[replica_reads]
+rules = [{ pattern = "cache:*", policy = "prefer_replica", max_lag_ms = 1000 }]
+EOF
+fi
 cat >>"$OUT/respgate.toml" <<EOF
 
 [tls]
@@ -149,6 +164,15 @@ side_args() {
         plain) echo "-p $PLAIN" ;;
         tls) echo "-p $TLS ${TLS_CLI[*]}" ;;
         open | acl20) echo "-p $PLAIN --user $1 -a pw" ;;
+        master | replica) echo "-p $PLAIN" ;;
+    esac
+}
+# What redis-benchmark runs for each side (a custom command comes last).
+bench_args() {
+    case $1 in
+        master) echo "GET key:__rand_int__" ;;
+        replica) echo "GET cache:__rand_int__" ;;
+        *) echo "-t set,get" ;;
     esac
 }
 # shellcheck disable=SC2046
@@ -168,13 +192,22 @@ say "settings: ROUNDS=$ROUNDS N_P1=$N_P1 N_P16=$N_P16 CLIENTS=$CLIENTS KEYSPACE=
 say "respgate pid $RG2_PID: plain 127.0.0.1:$PLAIN, TLS 127.0.0.1:$TLS; cluster $RG_SEEDS"
 say "raw outputs: $OUT"
 
-# run_one ROUND TARGET(plain|tls|open|acl20) PIPELINE N
+if [[ $MODE == replica ]]; then
+    echo "filling key:* and cache:* ($KEYSPACE keys each)" >&2
+    redis-benchmark -p "$PLAIN" -c "$CLIENTS" -r "$KEYSPACE" -n "$((KEYSPACE * 3))" -P 16 -q -t set >/dev/null 2>&1 ||
+        lt_die "filling key:* failed"
+    redis-benchmark -p "$PLAIN" -c "$CLIENTS" -r "$KEYSPACE" -n "$((KEYSPACE * 3))" -P 16 -q SET 'cache:__rand_int__' xxx >/dev/null 2>&1 ||
+        lt_die "filling cache:* failed"
+    sleep 2 # replicas eligible again after the bulk write (recover_ms)
+fi
+
+# run_one ROUND TARGET(plain|tls|open|acl20|master|replica) PIPELINE N
 run_one() {
     local round=$1 target=$2 p=$3 n=$4
     local raw="$OUT/r${round}-${target}-P${p}.csv"
-    local -a cmd=(redis-benchmark -c "$CLIENTS" -r "$KEYSPACE" -t "set,get" -n "$n" -P "$p" --csv -h 127.0.0.1)
+    local -a cmd=(redis-benchmark -c "$CLIENTS" -r "$KEYSPACE" -n "$n" -P "$p" --csv -h 127.0.0.1)
     # shellcheck disable=SC2207
-    cmd+=($(side_args "$target"))
+    cmd+=($(side_args "$target") $(bench_args "$target"))
     local before after rc=0
     before=$(lt_cpu_ticks "$RG2_PID")
     echo "# ${cmd[*]}" >"$raw"
@@ -186,10 +219,11 @@ run_one() {
     if grep -q -i 'error' "$raw"; then grep -i -m 5 'error' "$raw" >&2; lt_die "redis-benchmark ($target P$p) saw errors: $raw"; fi
     local set_rps get_rps ticks us
     set_rps=$(awk -F'"' '$2 == "SET" { v = $4 } END { print v }' "$raw")
-    get_rps=$(awk -F'"' '$2 == "GET" { v = $4 } END { print v }' "$raw")
+    get_rps=$(awk -F'"' '$2 ~ /^GET/ { v = $4 } END { print v }' "$raw")
+    [[ $MODE != replica ]] || set_rps=$get_rps
     [[ -n $set_rps && -n $get_rps ]] || lt_die "no SET/GET rps in $raw"
     ticks=$((after - before))
-    us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.3f", t / hz * 1e6 / (2 * n) }')
+    us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$n" -v k="$PER_N" 'BEGIN { printf "%.3f", t / hz * 1e6 / (k * n) }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" "$ticks" "$us" >>"$ROWS"
     printf '  round %d  %-5s P%-2d  n=%-8d SET %10.0f rps  GET %10.0f rps  respgate CPU %s us/req\n' \
         "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" "$us" >&2
@@ -218,7 +252,8 @@ for p in 1 16; do
     cpu_plain=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$A" "$p" 8; done | median)
     cpu_tls=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$B" "$p" 8; done | median)
     col=5
-    for t in SET GET; do
+    [[ $MODE != replica ]] || col=6
+    for t in $TESTS; do
         mp=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$A" "$p" "$col"; done | median)
         mt=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$B" "$p" "$col"; done | median)
         ratio=$(for ((r = 1; r <= ROUNDS; r++)); do
