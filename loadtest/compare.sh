@@ -225,8 +225,13 @@ run_one() {
     ticks=$((after - before))
     us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$n" -v k="$PER_N" 'BEGIN { printf "%.3f", t / hz * 1e6 / (k * n) }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" "$ticks" "$us" >>"$ROWS"
-    printf '  round %d  %-5s P%-2d  n=%-8d SET %10.0f rps  GET %10.0f rps  respgate CPU %s us/req\n' \
-        "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" "$us" >&2
+    if [[ $MODE == replica ]]; then
+        printf '  round %d  %-7s P%-2d  n=%-8d GET %10.0f rps  respgate CPU %s us/req\n' \
+            "$round" "$target" "$p" "$n" "$get_rps" "$us" >&2
+    else
+        printf '  round %d  %-5s P%-2d  n=%-8d SET %10.0f rps  GET %10.0f rps  respgate CPU %s us/req\n' \
+            "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" "$us" >&2
+    fi
 }
 
 cell() {
@@ -246,7 +251,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 say ""
-say "medians over $ROUNDS round(s) (CPU us/req: respgate's utime+stime per request, SET+GET together)"
+say "medians over $ROUNDS round(s) (CPU us/req: respgate's utime+stime per request)"
 say "$(printf '  %-4s %-4s %12s %12s %10s %14s %12s' test P "$A rps" "$B rps" "$B/$A" "$A us/req" "$B us/req")"
 for p in 1 16; do
     cpu_plain=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$A" "$p" 8; done | median)

@@ -122,6 +122,19 @@ async fn most_reads_under_prefer_replica_are_served_by_replicas() {
         client_on_replicas * 100 >= 3000 * 90,
         "{client_on_replicas} of 3000 reads on replicas (replicas saw {on_replicas} GETs)"
     );
+    // INFO shows each replica's lag and eligibility, and where reads went.
+    let info = String::from_utf8_lossy(&c.command(&["INFO", "proxy"]).await).into_owned();
+    let served: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("replica_reads_served_by_replicas:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{info}"));
+    assert!(served >= 2700, "{info}");
+    assert_eq!(info.matches(",eligible=1").count(), 3, "{info}");
+    assert!(
+        info.contains("replica0:addr=") && info.contains(",link=up,"),
+        "{info}"
+    );
     // session:* reads stay on masters whatever the load.
     tokio::task::block_in_place(|| reset_stats(&cluster));
     for _ in 0..100 {

@@ -85,6 +85,9 @@ pub struct ReadPolicy {
     /// Reads under a prefer_replica policy, by where they went.
     pub replica_reads: metrics::Counter,
     pub master_reads: metrics::Counter,
+    /// The same counts, for INFO.
+    pub replica_count: AtomicU64,
+    pub master_count: AtomicU64,
 }
 
 impl ReadPolicy {
@@ -123,6 +126,8 @@ impl ReadPolicy {
             read_your_writes: cfg.read_your_writes.clone(),
             replica_reads: metrics::counter!("respgate_replica_policy_reads_total", "target" => "replica"),
             master_reads: metrics::counter!("respgate_replica_policy_reads_total", "target" => "master"),
+            replica_count: AtomicU64::new(0),
+            master_count: AtomicU64::new(0),
         }))
     }
 
@@ -177,6 +182,45 @@ impl ReadPolicy {
             && lag.bytes_behind.load(Ordering::Relaxed) <= bound.max_lag_bytes
             && now.saturating_sub(lag.last_outside_ms[b as usize].load(Ordering::Relaxed))
                 >= self.recover_ms
+    }
+
+    /// Replica-read state for INFO's `# Proxy` section: one line per replica (lag as
+    /// time and bytes, link, whether it serves reads under the first bound) and the
+    /// reads counted by target.
+    pub fn info(&self, cluster: &Cluster) -> String {
+        let mut out = format!(
+            "replica_reads_served_by_replicas:{}\r\nreplica_reads_served_by_masters:{}\r\n",
+            self.replica_count.load(Ordering::Relaxed),
+            self.master_count.load(Ordering::Relaxed)
+        );
+        let topo = cluster.topology();
+        let Some(topo) = topo.as_ref() else {
+            return out;
+        };
+        let now = now_ms();
+        let mut i = 0;
+        for shard in topo.shards() {
+            for r in &shard.replicas {
+                let (stale, qualified) = self.staleness(&shard.master, r, now);
+                let eligible =
+                    (0..self.bounds.len()).any(|b| self.eligible(&shard.master, r, b as u8, now));
+                let lag = if stale == u64::MAX {
+                    "unknown".to_string()
+                } else {
+                    stale.to_string()
+                };
+                out.push_str(&format!(
+                    "replica{i}:addr={},master={},lag_ms={lag},lag_bytes={},link={},eligible={}\r\n",
+                    r.addr(),
+                    shard.master.addr(),
+                    r.lag().bytes_behind.load(Ordering::Relaxed),
+                    if qualified { "up" } else { "down" },
+                    u8::from(eligible),
+                ));
+                i += 1;
+            }
+        }
+        out
     }
 
     fn heartbeat_key(&self, slot: u16) -> String {

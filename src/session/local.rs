@@ -252,11 +252,15 @@ fn proxy_info(ctx: &SessionContext) -> String {
         .topology()
         .as_ref()
         .map_or(0, |t| t.shards().len());
-    format!(
+    let mut out = format!(
         "# Proxy\r\nproxy:respgate\r\nproxy_version:{}\r\ncluster_masters:{masters}\r\nproxy_connected_clients:{}\r\n",
         env!("CARGO_PKG_VERSION"),
         ctx.clients.load(std::sync::atomic::Ordering::Relaxed),
-    )
+    );
+    if let Some(policy) = &ctx.read_policy {
+        out.push_str(&policy.info(&ctx.cluster));
+    }
+    out
 }
 
 /// SCAN over the whole cluster: one shard at a time, in slot order, the shard and its

@@ -117,10 +117,12 @@ impl Session {
                     })
             })
             .cloned();
-        match &chosen {
-            Some(_) => policy.replica_reads.increment(1),
-            None => policy.master_reads.increment(1),
-        }
+        let (counter, count) = match &chosen {
+            Some(_) => (&policy.replica_reads, &policy.replica_count),
+            None => (&policy.master_reads, &policy.master_count),
+        };
+        counter.increment(1);
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         chosen
     }
 
