@@ -203,9 +203,21 @@ async fn a_stopped_replica_is_avoided_within_the_bound_and_used_again_after_sigc
     );
 
     tokio::task::block_in_place(|| cluster.pause_node(replica));
-    // Within bound + one poll interval (plus the reads already sent to it, which time
-    // out and go to the master), the shard's reads go to the master.
-    tokio::time::sleep(Duration::from_millis(BOUND_MS + 50 + 1100)).await;
+    // Within bound + one poll interval the shard's new reads go to the master: a fresh
+    // client's read is answered at once (on the stopped replica it would wait for
+    // request_timeout_ms, 1 s).
+    tokio::time::sleep(Duration::from_millis(BOUND_MS + 50 + 20)).await;
+    let mut fresh = RawConn::connect(addr).await;
+    let asked = Instant::now();
+    let reply = fresh.command(&["GET", key]).await;
+    let took = asked.elapsed();
+    assert!(reply.starts_with(b"$"), "{}", show(&reply));
+    assert!(
+        took < Duration::from_millis(300),
+        "the read waited {took:?}: sent to the stopped replica?"
+    );
+    // The reads sent to it before that time out and go to the master too.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let m0 = get_calls(master);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let m1 = get_calls(master);
