@@ -61,10 +61,35 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
             Ok(c) => {
+                let listen = if c.server.listen.is_empty() {
+                    "no plain listener".to_string()
+                } else {
+                    format!("listen {}", c.server.listen)
+                };
+                let tls = c
+                    .tls
+                    .as_ref()
+                    .map(|t| {
+                        format!(
+                            ", TLS {} (client certificates: {:?})",
+                            t.listen, t.client_auth
+                        )
+                    })
+                    .unwrap_or_default();
+                let auth = match c.auth.mode {
+                    Some(respgate::config::AuthMode::Users) => {
+                        format!("{} user(s)", c.auth.users.len())
+                    }
+                    _ => "no authentication".to_string(),
+                };
+                let replicas = if c.replica_reads.enabled() {
+                    ", replica reads on"
+                } else {
+                    ""
+                };
                 println!(
-                    "{}: OK (listen {}, {} seed(s))",
+                    "{}: OK ({listen}{tls}, {} seed(s), {auth}{replicas})",
                     file.display(),
-                    c.server.listen,
                     c.cluster.seeds.len()
                 );
                 ExitCode::SUCCESS

@@ -42,7 +42,10 @@ fn shop_users() -> Vec<UserConfig> {
             "search-service",
             "on ~cache:search:* +@read +@connection +set +setex +expire +del",
         ),
-        user("reader", "on %R~ro:* ~rw:* +@all -@dangerous +flushdb"),
+        user(
+            "reader",
+            "on %R~ro:* ~rw:* +@all -@dangerous +flushdb +sort",
+        ),
         user("ops", "on ~* &* +@all"),
         user("retired", "off ~* +@all"),
     ]
@@ -249,6 +252,19 @@ async fn every_refusal_path_says_noperm() {
     );
     assert_eq!(cmd(&mut reader, &["EXISTS", "ro:{c}1"]).await, ":1\r\n");
     assert_eq!(cmd(&mut reader, &["FLUSHDB"]).await, NOPERM_KEYS);
+    // SORT options that read keys by pattern need access to all keys, as in Redis.
+    assert_eq!(
+        cmd(&mut reader, &["SORT", "rw:l", "BY", "ro:*"]).await,
+        "-ERR BY option of SORT denied due to insufficient ACL permissions.\r\n"
+    );
+    assert_eq!(
+        cmd(&mut reader, &["SORT", "rw:l", "GET", "#"]).await,
+        "-ERR GET option of SORT denied due to insufficient ACL permissions.\r\n"
+    );
+    assert_eq!(
+        cmd(&mut reader, &["SORT", "rw:l", "BY", "nosort"]).await,
+        "*0\r\n"
+    );
 
     // Channels under & patterns.
     let mut orders = login(addr, "order-service").await;

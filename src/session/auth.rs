@@ -102,6 +102,9 @@ enum Denied {
     Command,
     Key,
     Channel,
+    /// SORT's BY pattern / GET for a user without access to every key (Redis's own
+    /// error: those options read keys the key specs do not name).
+    SortOption(&'static str),
 }
 
 /// The refusal for this request, if the connection may not run it.
@@ -162,6 +165,14 @@ fn refusal(
         if matches!(info.name.as_str(), "flushall" | "flushdb") && !acl.writes_all_keys() {
             return Some((Denied::Key, "needs write permission on all keys".into()));
         }
+        if matches!(info.name.as_str(), "sort" | "sort_ro") {
+            if let Some(option) = sort_pattern_option(args) {
+                return Some((
+                    Denied::SortOption(option),
+                    "SORT BY/GET needs access to all keys".into(),
+                ));
+            }
+        }
         if !info.has_no_keys() && info.keys(args, keys).is_ok() {
             let refused = keys.iter().any(|k| {
                 !k.flags.contains(KeyFlags::NOT_KEY)
@@ -184,6 +195,30 @@ fn refusal(
             .any(|i| !acl.channel_allowed(args.get(i), literal))
         {
             return Some((Denied::Channel, acl.channels_description()));
+        }
+    }
+    None
+}
+
+/// The first SORT option that reads keys named by a pattern (BY with a `*`, any GET),
+/// which Redis refuses to users without access to every key.
+fn sort_pattern_option(args: Args<'_>) -> Option<&'static str> {
+    let mut i = 2;
+    while i < args.len() {
+        let a = args.get(i);
+        if a.eq_ignore_ascii_case(b"by") {
+            if args.try_get(i + 1).is_some_and(|p| p.contains(&b'*')) {
+                return Some("BY");
+            }
+            i += 2;
+        } else if a.eq_ignore_ascii_case(b"get") {
+            return Some("GET");
+        } else if a.eq_ignore_ascii_case(b"limit") {
+            i += 3;
+        } else if a.eq_ignore_ascii_case(b"store") {
+            i += 2;
+        } else {
+            i += 1;
         }
     }
     None
@@ -219,6 +254,10 @@ fn deny(client: &mut ClientState, info: &CommandInfo, why: Denied, rule: &str) -
         ),
         Denied::Key => ("key", NOPERM_KEYS.to_string()),
         Denied::Channel => ("channel", NOPERM_CHANNELS.to_string()),
+        Denied::SortOption(option) => (
+            "key",
+            format!("ERR {option} option of SORT denied due to insufficient ACL permissions."),
+        ),
     };
     metrics::counter!("respgate_acl_denied_total", "reason" => reason).increment(1);
     tracing::warn!(
