@@ -174,10 +174,19 @@ fn init_logging(level: &str) {
 /// `path` and applies users, ACLs and certificates; a file that does not load is
 /// reported and changes nothing.
 fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `worker_threads`: 0 = one per core, 1 = a single-threaded runtime (no cross-thread
+    // wake-ups between a session and its backend links), n = n threads.
+    let mut builder = match config.server.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 1 {
+                b.worker_threads(n);
+            }
+            b
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("respgate: cannot start the runtime: {e}");
