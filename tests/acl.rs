@@ -331,6 +331,22 @@ async fn every_refusal_path_says_noperm() {
         cmd(&mut auth, &["ACL", "WHOAMI"]).await,
         "$12\r\nauth-service\r\n"
     );
+    // ACL LOG, as in Redis: the refusals, newest first, with reason, object and user.
+    let log = cmd(&mut ops, &["ACL", "LOG"]).await;
+    for part in [
+        "$6\r\nreason\r\n$3\r\nkey\r\n$7\r\ncontext\r\n$8\r\ntoplevel\r\n$6\r\nobject\r\n$6\r\nsaga:1\r\n$8\r\nusername\r\n$12\r\nauth-service\r\n",
+        "$6\r\nreason\r\n$7\r\nchannel\r\n",
+        "$6\r\nobject\r\n$8\r\nflushall\r\n",
+        "$7\r\ncontext\r\n$5\r\nmulti\r\n",
+        "$6\r\nobject\r\n$8\r\nacl|list\r\n",
+    ] {
+        assert!(log.contains(part), "{part:?} in {log}");
+    }
+    assert!(log.starts_with('*'), "{log}");
+    let one = cmd(&mut ops, &["ACL", "LOG", "1"]).await;
+    assert!(one.starts_with("*1\r\n*14\r\n$5\r\ncount\r\n"), "{one}");
+    assert_eq!(cmd(&mut ops, &["ACL", "LOG", "RESET"]).await, "+OK\r\n");
+    assert_eq!(cmd(&mut ops, &["ACL", "LOG"]).await, "*0\r\n");
     let _ = cmd(&mut ops, &["DEL", "session:42", "rw:{c}1", "ro:{c}1"]).await;
 }
 

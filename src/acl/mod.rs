@@ -17,6 +17,7 @@
 
 pub mod glob;
 mod lockout;
+pub mod log;
 pub mod rules;
 
 use crate::commands::CommandTable;
@@ -167,6 +168,8 @@ pub struct Security {
     users: ArcSwap<Users>,
     generation: AtomicU64,
     pub lockout: Lockout,
+    /// ACL LOG.
+    pub log: log::AclLog,
 }
 
 impl Security {
@@ -175,6 +178,7 @@ impl Security {
             users: ArcSwap::from_pointee(Users::from_config(cfg)?),
             generation: AtomicU64::new(0),
             lockout: Lockout::new(cfg),
+            log: Default::default(),
         })
     }
 

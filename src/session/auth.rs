@@ -137,18 +137,41 @@ pub fn check(
     }
     // Decided on borrows (no reference counting per request); the refusal, rare, is
     // built afterwards.
-    let (why, rule) = refusal(&client.auth, info, args, keys)?;
+    let (why, rule, object) = refusal(&client.auth, info, args, keys)?;
+    ctx.security.log.add(
+        why.log_reason(),
+        if client.tx.is_some() {
+            "multi"
+        } else {
+            "toplevel"
+        },
+        &object,
+        client.auth.name(),
+        client.info_line().trim_end().to_string(),
+    );
     Some(deny(client, info, why, &rule))
 }
 
-/// Checks a restricted user's command, keys and channels: why and by which rule the
-/// request is refused, if it is.
+impl Denied {
+    /// ACL LOG's `reason`.
+    fn log_reason(self) -> &'static str {
+        match self {
+            Denied::NoAuth | Denied::Command => "command",
+            Denied::Key | Denied::SortOption(_) => "key",
+            Denied::Channel => "channel",
+        }
+    }
+}
+
+/// Checks a restricted user's command, keys and channels: why, by which rule, and what
+/// (ACL LOG's object: the command, key or channel) the request is refused, if it is.
 fn refusal(
     auth: &SessionAuth,
     info: &CommandInfo,
     args: Args<'_>,
     keys: &mut Vec<KeyRef>,
-) -> Option<(Denied, String)> {
+) -> Option<(Denied, String, String)> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let user = auth.user.as_ref()?;
     let compiled = &auth.commands.as_ref()?.1;
     let id = info.id as usize;
@@ -158,28 +181,33 @@ fn refusal(
             .get(id)
             .and_then(|&i| user.acl.sources.get(i))
             .map_or("no rule allows it", String::as_str);
-        return Some((Denied::Command, rule.to_string()));
+        return Some((Denied::Command, rule.to_string(), info.name.clone()));
     }
     let acl = &user.acl;
     if !acl.allkeys {
         if matches!(info.name.as_str(), "flushall" | "flushdb") && !acl.writes_all_keys() {
-            return Some((Denied::Key, "needs write permission on all keys".into()));
+            return Some((
+                Denied::Key,
+                "needs write permission on all keys".into(),
+                info.name.clone(),
+            ));
         }
         if matches!(info.name.as_str(), "sort" | "sort_ro") {
             if let Some(option) = sort_pattern_option(args) {
                 return Some((
                     Denied::SortOption(option),
                     "SORT BY/GET needs access to all keys".into(),
+                    text(args.get(1)),
                 ));
             }
         }
         if !info.has_no_keys() && info.keys(args, keys).is_ok() {
-            let refused = keys.iter().any(|k| {
+            let refused = keys.iter().find(|k| {
                 !k.flags.contains(KeyFlags::NOT_KEY)
                     && !acl.key_allowed(k.key(args), needed(k.flags))
             });
-            if refused {
-                return Some((Denied::Key, acl.keys_description()));
+            if let Some(k) = refused {
+                return Some((Denied::Key, acl.keys_description(), text(k.key(args))));
             }
         }
     }
@@ -190,11 +218,15 @@ fn refusal(
             "psubscribe" => (1..args.len(), true),
             _ => (0..0, false),
         };
-        if from
+        if let Some(i) = from
             .into_iter()
-            .any(|i| !acl.channel_allowed(args.get(i), literal))
+            .find(|&i| !acl.channel_allowed(args.get(i), literal))
         {
-            return Some((Denied::Channel, acl.channels_description()));
+            return Some((
+                Denied::Channel,
+                acl.channels_description(),
+                text(args.get(i)),
+            ));
         }
     }
     None
@@ -302,6 +334,17 @@ pub fn login(
             Ok(())
         }
         Err(AuthError::WrongPass) => {
+            ctx.security.log.add(
+                "auth",
+                if client.tx.is_some() {
+                    "multi"
+                } else {
+                    "toplevel"
+                },
+                "AUTH",
+                &shown_user,
+                client.info_line().trim_end().to_string(),
+            );
             metrics::counter!("respgate_auth_total", "result" => "wrongpass").increment(1);
             tracing::warn!(target: "respgate::audit", event = "auth_failed", user = %shown_user, %addr, rule = "wrong password, unknown or disabled user", "authentication failed");
             Err(reply::error(WRONGPASS))
@@ -367,13 +410,54 @@ pub fn acl(ctx: &SessionContext, client: &ClientState, sub: &str, args: Args<'_>
                 None => Bytes::from_static(b"*-1\r\n"),
             }
         }
-        "setuser" | "deluser" | "load" | "save" | "dryrun" | "log" => reply::error(&format!(
+        "log" => acl_log(ctx, args),
+        "setuser" | "deluser" | "load" | "save" | "dryrun" => reply::error(&format!(
             "ERR respgate: ACL {} is not available: respgate's users live in its config file ([[auth.users]]); edit it and send SIGHUP",
             sub.to_uppercase()
         )),
         _ => return None,
     };
     Some(Route::Reply(reply))
+}
+
+/// ACL LOG [count | RESET], in Redis 7.0's shape.
+fn acl_log(ctx: &SessionContext, args: Args<'_>) -> Bytes {
+    let count = match args.try_get(2) {
+        None => None,
+        Some(a) if a.eq_ignore_ascii_case(b"reset") => {
+            ctx.security.log.reset();
+            return Bytes::from_static(reply::OK);
+        }
+        Some(a) => match crate::protocol::scan::parse_int(a) {
+            Some(n) if n >= 0 => Some(n as usize),
+            _ => return reply::error("ERR value is out of range, must be positive"),
+        },
+    };
+    let entries = ctx.security.log.recent(count);
+    let mut out = BytesMut::new();
+    put_array_header(&mut out, entries.len());
+    for e in entries {
+        put_array_header(&mut out, 14);
+        put_bulk(&mut out, b"count");
+        out.extend_from_slice(format!(":{}\r\n", e.count).as_bytes());
+        for (k, v) in [
+            ("reason", e.reason),
+            ("context", e.context),
+            ("object", e.object.as_str()),
+            ("username", e.username.as_str()),
+        ] {
+            put_bulk(&mut out, k.as_bytes());
+            put_bulk(&mut out, v.as_bytes());
+        }
+        put_bulk(&mut out, b"age-seconds");
+        put_bulk(
+            &mut out,
+            format!("{:.3}", e.created.elapsed().as_secs_f64()).as_bytes(),
+        );
+        put_bulk(&mut out, b"client-info");
+        put_bulk(&mut out, e.client_info.as_bytes());
+    }
+    out.freeze()
 }
 
 /// ACL GETUSER's reply, passwords redacted.
