@@ -2,8 +2,9 @@
 //!
 //! **How lag is known.** Offsets alone give bytes, not time, so respgate measures time
 //! directly: every `poll_interval_ms` the tracker writes a heartbeat, the current time in
-//! ms (respgate's own clock), to a key of each shard's master (`<prefix>:{tag}:<pid>`,
-//! the tag hashing to one of the shard's slots, expiring after 60 s), and reads that key
+//! ms (respgate's own clock), to a key of each shard's master (`<prefix>:{tag}:<id>`,
+//! the tag hashing to one of the shard's slots, the id random per process, expiring
+//! after 60 s), and reads that key
 //! back from each replica together with `INFO replication`. A replica that shows
 //! heartbeat `h` has applied everything its master had applied when `h` was written,
 //! so at time `now` its data is at most `now - h` ms old: the bound is checked against
@@ -228,9 +229,16 @@ impl ReadPolicy {
             "{}:{{{}}}:{}",
             self.heartbeat_prefix,
             slot_tag(slot),
-            std::process::id()
+            instance_id()
         )
     }
+}
+
+/// This process's heartbeat identity: random, so respgate processes on different hosts
+/// (whose clocks differ) never read each other's heartbeats.
+fn instance_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| format!("{:016x}", rand::random::<u64>()))
 }
 
 /// A short string hashing to `slot` (for a key in that slot).
@@ -354,13 +362,16 @@ async fn poll_shard(policy: &ReadPolicy, master: &Arc<Node>, replicas: &[Arc<Nod
         })
         .collect();
     let master_reply = master_poll.await;
-    if master_reply
-        .as_deref()
-        .is_some_and(|b| b.starts_with(b"+OK"))
-    {
-        master.lag().master_ok_ms.fetch_max(now, Ordering::AcqRel);
-    } else {
-        master.lag().master_fail_ms.fetch_max(now, Ordering::AcqRel);
+    // Only silence (no connection, no answer in time) means the master is gone; an
+    // error reply (MOVED after a migration, ...) proves nothing either way.
+    match master_reply.as_deref() {
+        Some(b) if b.starts_with(b"+OK") => {
+            master.lag().master_ok_ms.fetch_max(now, Ordering::AcqRel);
+        }
+        Some(_) => {}
+        None => {
+            master.lag().master_fail_ms.fetch_max(now, Ordering::AcqRel);
+        }
     }
     let master_offset = master_reply.as_deref().and_then(|b| {
         let text = String::from_utf8_lossy(b);
