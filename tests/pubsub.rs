@@ -51,18 +51,6 @@ fn all_nodes() -> &'static [SocketAddr] {
     N.get_or_init(|| with_shared_cluster(|c| c.seeds()))
 }
 
-/// The RESP2 bytes of a (un)subscription confirmation: `*3 kind name :count`, with a
-/// null bulk when there is no name.
-fn confirmation(kind: &str, name: Option<&str>, count: i64) -> Vec<u8> {
-    let mut out = format!("*3\r\n${}\r\n{kind}\r\n", kind.len()).into_bytes();
-    match name {
-        Some(n) => out.extend_from_slice(format!("${}\r\n{n}\r\n", n.len()).as_bytes()),
-        None => out.extend_from_slice(b"$-1\r\n"),
-    }
-    out.extend_from_slice(format!(":{count}\r\n").as_bytes());
-    out
-}
-
 /// The RESP2 bytes of a message frame (`*3 message channel payload`).
 fn message(channel: &str, payload: &str) -> Vec<u8> {
     encode_command(&["message", channel, payload])
@@ -131,73 +119,6 @@ async fn hub_node(channel: &str) -> SocketAddr {
 async fn pattern_receivers(node: SocketAddr, channel: &str) -> i64 {
     let mut conn = RawConn::connect(node).await;
     publish(&mut conn, channel, "probe").await
-}
-
-/// Polls `probe` until it returns `expected`; fails with `what` and the last value.
-async fn wait_for<F, Fut>(what: &str, expected: i64, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = i64>,
-{
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
-        let got = probe().await;
-        if got == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: still {got} after {EVENTUALLY:?}, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// One connection through respgate and one directly to a node, sent the same commands:
-/// every reply and message must be byte-identical.
-struct Pair {
-    proxy: RawConn,
-    node: RawConn,
-}
-
-impl Pair {
-    async fn new(proxy: SocketAddr, node: SocketAddr) -> Pair {
-        Pair {
-            proxy: RawConn::connect(proxy).await,
-            node: RawConn::connect(node).await,
-        }
-    }
-
-    async fn send(&mut self, args: &[&str]) {
-        let bytes = encode_command(args);
-        self.proxy.send(&bytes).await;
-        self.node.send(&bytes).await;
-    }
-
-    /// The next frame on both connections, asserted identical.
-    async fn read(&mut self, context: &str) -> Vec<u8> {
-        let from_node = self.node.read_reply().await;
-        let from_proxy = self.proxy.read_reply().await;
-        assert_eq!(
-            show(&from_proxy),
-            show(&from_node),
-            "{context}: respgate (left) and Redis (right) differ"
-        );
-        from_proxy
-    }
-
-    /// Sends `args` and checks the next frame on both is `expected` (and identical).
-    async fn expect(&mut self, args: &[&str], expected: &[u8]) {
-        self.send(args).await;
-        let got = self.read(&args.join(" ")).await;
-        assert_eq!(show(&got), show(expected), "reply to `{}`", args.join(" "));
-    }
-
-    /// Both connections must be closed by the server with nothing more sent.
-    async fn expect_closed(&mut self) {
-        self.node.expect_closed().await;
-        self.proxy.expect_closed().await;
-    }
 }
 
 /// Raises the soft open-files limit to the hard one (500 clients are 1000 descriptors
@@ -640,24 +561,7 @@ async fn five_hundred_subscribers_share_one_backend_subscription_and_all_get_eve
     let addr = proxy.local_addr();
     let channel = unique("fanout");
 
-    let mut connecting = tokio::task::JoinSet::new();
-    for i in 0..CLIENTS {
-        let channel = channel.clone();
-        connecting.spawn(async move {
-            let mut conn = RawConn::connect(addr).await;
-            let got = conn.command(&["SUBSCRIBE", &channel]).await;
-            assert_eq!(
-                show(&got),
-                show(&confirmation("subscribe", Some(&channel), 1)),
-                "client {i}"
-            );
-            conn
-        });
-    }
-    let mut subscribers = Vec::with_capacity(CLIENTS);
-    while let Some(conn) = connecting.join_next().await {
-        subscribers.push(conn.expect("subscriber connects and is confirmed"));
-    }
+    let subscribers = subscribe_many(addr, "SUBSCRIBE", &channel, CLIENTS).await;
 
     // Exactly one subscription on the whole cluster: respgate's.
     let mut per_node = Vec::new();

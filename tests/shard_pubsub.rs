@@ -24,17 +24,6 @@ fn tag(name: &str) -> String {
     format!("{{ssp{}:{name}}}", std::process::id())
 }
 
-/// The RESP2 bytes of a (un)subscription confirmation.
-fn confirmation(kind: &str, name: Option<&str>, count: i64) -> Vec<u8> {
-    let mut out = format!("*3\r\n${}\r\n{kind}\r\n", kind.len()).into_bytes();
-    match name {
-        Some(n) => out.extend_from_slice(format!("${}\r\n{n}\r\n", n.len()).as_bytes()),
-        None => out.extend_from_slice(b"$-1\r\n"),
-    }
-    out.extend_from_slice(format!(":{count}\r\n").as_bytes());
-    out
-}
-
 fn smessage(channel: &str, payload: &str) -> Vec<u8> {
     encode_command(&["smessage", channel, payload])
 }
@@ -52,65 +41,6 @@ fn trailing_int(reply: &[u8]) -> i64 {
 async fn shardnumsub(node: SocketAddr, channel: &str) -> i64 {
     let mut conn = RawConn::connect(node).await;
     trailing_int(&conn.command(&["PUBSUB", "SHARDNUMSUB", channel]).await)
-}
-
-/// Polls `probe` until it returns `expected`.
-async fn wait_for<F, Fut>(what: &str, expected: i64, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = i64>,
-{
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
-        let got = probe().await;
-        if got == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: still {got} after {EVENTUALLY:?}, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// One connection through respgate and one directly to the channel's owner, sent the
-/// same commands: every reply and message must be byte-identical.
-struct Pair {
-    proxy: RawConn,
-    node: RawConn,
-}
-
-impl Pair {
-    async fn new(proxy: SocketAddr, node: SocketAddr) -> Pair {
-        Pair {
-            proxy: RawConn::connect(proxy).await,
-            node: RawConn::connect(node).await,
-        }
-    }
-
-    async fn send(&mut self, args: &[&str]) {
-        let bytes = encode_command(args);
-        self.proxy.send(&bytes).await;
-        self.node.send(&bytes).await;
-    }
-
-    async fn read(&mut self, context: &str) -> Vec<u8> {
-        let from_node = self.node.read_reply().await;
-        let from_proxy = self.proxy.read_reply().await;
-        assert_eq!(
-            show(&from_proxy),
-            show(&from_node),
-            "{context}: respgate (left) and Redis (right) differ"
-        );
-        from_proxy
-    }
-
-    async fn expect(&mut self, args: &[&str], expected: &[u8]) {
-        self.send(args).await;
-        let got = self.read(&args.join(" ")).await;
-        assert_eq!(show(&got), show(expected), "reply to `{}`", args.join(" "));
-    }
 }
 
 #[tokio::test]
@@ -223,24 +153,7 @@ async fn a_hundred_clients_on_one_shard_channel_share_one_backend_subscription()
     let channel = format!("{}ch", tag("hundred"));
     let owner = shared_owner_of(&channel);
 
-    let mut subscribers = Vec::with_capacity(CLIENTS);
-    let mut connecting = tokio::task::JoinSet::new();
-    for i in 0..CLIENTS {
-        let channel = channel.clone();
-        connecting.spawn(async move {
-            let mut conn = RawConn::connect(addr).await;
-            let got = conn.command(&["SSUBSCRIBE", &channel]).await;
-            assert_eq!(
-                show(&got),
-                show(&confirmation("ssubscribe", Some(&channel), 1)),
-                "client {i}"
-            );
-            conn
-        });
-    }
-    while let Some(conn) = connecting.join_next().await {
-        subscribers.push(conn.expect("subscriber confirmed"));
-    }
+    let mut subscribers = subscribe_many(addr, "SSUBSCRIBE", &channel, CLIENTS).await;
 
     // One subscription on the owner, none anywhere else.
     assert_eq!(shardnumsub(owner, &channel).await, 1, "owner {owner}");

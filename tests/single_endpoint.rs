@@ -1116,6 +1116,16 @@ async fn config_set_is_applied_on_every_node() {
     assert_eq!(show(&replies[2]), "+PONG\\r\\n");
 }
 
+/// One valid CONFIG SET of two parameters.
+const SET_BOTH: [&str; 6] = [
+    "CONFIG",
+    "SET",
+    "maxmemory-policy",
+    "allkeys-lru",
+    "maxmemory",
+    "100mb",
+];
+
 #[tokio::test]
 async fn config_set_changes_every_node_or_none() {
     let quiet = quiet_cluster().await;
@@ -1200,18 +1210,7 @@ async fn config_set_changes_every_node_or_none() {
         quiet.command(refusing, &["ACL", "SETUSER", "default", "-config|set"]),
         "ACL SETUSER",
     );
-    let reply = raw(
-        addr,
-        &[
-            "CONFIG",
-            "SET",
-            "maxmemory-policy",
-            "allkeys-lru",
-            "maxmemory",
-            "100mb",
-        ],
-    )
-    .await;
+    let reply = raw(addr, &SET_BOTH).await;
     assert_eq!(
         show(&reply),
         show(b"-NOPERM this user has no permissions to run the 'config|set' command\r\n")
@@ -1229,18 +1228,7 @@ async fn config_set_changes_every_node_or_none() {
     restore.acl = None;
 
     // With every node willing again, both parameters reach every node.
-    let reply = raw(
-        addr,
-        &[
-            "CONFIG",
-            "SET",
-            "maxmemory-policy",
-            "allkeys-lru",
-            "maxmemory",
-            "100mb",
-        ],
-    )
-    .await;
+    let reply = raw(addr, &SET_BOTH).await;
     assert_eq!(show(&reply), "+OK\\r\\n");
     all_equal(
         &config_everywhere(&quiet, "maxmemory-policy"),

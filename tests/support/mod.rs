@@ -533,3 +533,119 @@ pub fn proxy_side_established(proxy: SocketAddr, client: SocketAddr) -> bool {
         f.len() > 3 && f[1] == local && f[2] == remote && f[3] == "01"
     })
 }
+
+// ---------------------------------------------------------------------------------------
+// Side by side with Redis (pub/sub tests).
+// ---------------------------------------------------------------------------------------
+
+/// How long a pub/sub condition may take to become true.
+pub const PUBSUB_EVENTUALLY: Duration = Duration::from_secs(20);
+
+/// Polls `probe` until it returns `expected`; fails with `what` and the last value.
+pub async fn wait_for<F, Fut>(what: &str, expected: i64, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    let deadline = std::time::Instant::now() + PUBSUB_EVENTUALLY;
+    loop {
+        let got = probe().await;
+        if got == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: still {got} after {PUBSUB_EVENTUALLY:?}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One connection through respgate and one directly to a node, sent the same commands:
+/// every reply and message must be byte-identical.
+pub struct Pair {
+    pub proxy: RawConn,
+    pub node: RawConn,
+}
+
+impl Pair {
+    pub async fn new(proxy: SocketAddr, node: SocketAddr) -> Pair {
+        Pair {
+            proxy: RawConn::connect(proxy).await,
+            node: RawConn::connect(node).await,
+        }
+    }
+
+    pub async fn send(&mut self, args: &[&str]) {
+        let bytes = encode_command(args);
+        self.proxy.send(&bytes).await;
+        self.node.send(&bytes).await;
+    }
+
+    /// The next frame on both connections, asserted identical.
+    pub async fn read(&mut self, context: &str) -> Vec<u8> {
+        let from_node = self.node.read_reply().await;
+        let from_proxy = self.proxy.read_reply().await;
+        assert_eq!(
+            show(&from_proxy),
+            show(&from_node),
+            "{context}: respgate (left) and Redis (right) differ"
+        );
+        from_proxy
+    }
+
+    /// Sends `args` and checks the next frame on both is `expected` (and identical).
+    pub async fn expect(&mut self, args: &[&str], expected: &[u8]) {
+        self.send(args).await;
+        let got = self.read(&args.join(" ")).await;
+        assert_eq!(show(&got), show(expected), "reply to `{}`", args.join(" "));
+    }
+
+    /// Both connections must be closed by the server with nothing more sent.
+    pub async fn expect_closed(&mut self) {
+        self.node.expect_closed().await;
+        self.proxy.expect_closed().await;
+    }
+}
+
+/// The RESP2 bytes of a (un)subscription confirmation: `*3 kind name :count`, with a
+/// null bulk when there is no name.
+pub fn confirmation(kind: &str, name: Option<&str>, count: i64) -> Vec<u8> {
+    let mut out = format!("*3\r\n${}\r\n{kind}\r\n", kind.len()).into_bytes();
+    match name {
+        Some(n) => out.extend_from_slice(format!("${}\r\n{n}\r\n", n.len()).as_bytes()),
+        None => out.extend_from_slice(b"$-1\r\n"),
+    }
+    out.extend_from_slice(format!(":{count}\r\n").as_bytes());
+    out
+}
+
+/// `n` clients of `proxy`, each subscribed to `channel` with `command` (SUBSCRIBE or
+/// SSUBSCRIBE) and confirmed, connected concurrently.
+pub async fn subscribe_many(
+    proxy: SocketAddr,
+    command: &str,
+    channel: &str,
+    n: usize,
+) -> Vec<RawConn> {
+    let kind = command.to_ascii_lowercase();
+    let mut connecting = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (channel, command, kind) = (channel.to_string(), command.to_string(), kind.clone());
+        connecting.spawn(async move {
+            let mut conn = RawConn::connect(proxy).await;
+            let got = conn.command(&[command.as_str(), &channel]).await;
+            assert_eq!(
+                show(&got),
+                show(&confirmation(&kind, Some(&channel), 1)),
+                "client {i}"
+            );
+            conn
+        });
+    }
+    let mut subscribers = Vec::with_capacity(n);
+    while let Some(conn) = connecting.join_next().await {
+        subscribers.push(conn.expect("subscriber connects and is confirmed"));
+    }
+    subscribers
+}
