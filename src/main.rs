@@ -53,6 +53,10 @@ enum Command {
         /// Proxy worker threads (0: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Run without guards (FLUSHALL, KEYS *, ... pass): for test suites that reset
+        /// the cluster between tests. Without it the built-in safe rules apply.
+        #[arg(long)]
+        no_guards: bool,
     },
 }
 
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
             masters,
             replicas,
             threads,
+            no_guards,
         }) => {
             init_logging("info");
             let opts = DevClusterOptions {
@@ -113,6 +118,11 @@ fn main() -> ExitCode {
             let mut config = Config::default();
             config.server.listen = listen;
             config.server.worker_threads = threads;
+            config.guards = if no_guards {
+                respgate::config::GuardsConfig::none()
+            } else {
+                respgate::config::GuardsConfig::file_default()
+            };
             config.cluster.seeds = cluster.seeds().iter().map(|a| a.to_string()).collect();
             eprintln!(
                 "respgate dev: cluster nodes {}",
