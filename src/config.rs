@@ -838,6 +838,57 @@ mod tests {
     }
 
     #[test]
+    fn guards_default_to_safe_in_files_and_to_none_in_code() {
+        let c = parse("").unwrap();
+        assert!(c.guards.enabled && c.guards.safe_defaults && c.guards.admins.is_empty());
+        let c = parse("[guards]\nadmins = [\"ops\"]\n").unwrap();
+        assert!(c.guards.enabled && c.guards.safe_defaults);
+        let c = parse("[guards]\nenabled = false\n").unwrap();
+        assert!(!c.guards.enabled);
+        let d = Config::default();
+        assert!(!d.guards.enabled && !d.guards.safe_defaults && d.guards.rules.is_empty());
+        for f in ["config/respgate.toml", "config/production.example.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            std::env::set_var("RESPGATE_UPSTREAM_PASSWORD", "x");
+            let c = Config::load(&path).unwrap();
+            assert!(c.guards.enabled && c.guards.safe_defaults, "{f} is not protective");
+        }
+    }
+
+    #[test]
+    fn guard_rules_are_checked_with_precise_errors() {
+        let rule = |extra: &str| {
+            parse(&format!(
+                "[[guards.rules]]\nname = \"r\"\ncommands = [\"keys\"]\n{extra}\n"
+            ))
+        };
+        assert!(rule("action = \"deny\"").is_ok());
+        assert_eq!(
+            rule("action = \"limit\"").unwrap_err(),
+            "t.toml: guards.rules[0].rate: action \"limit\" needs a rate, e.g. \"1/min\""
+        );
+        assert_eq!(
+            rule("action = \"limit\"\nrate = \"fast\"").unwrap_err(),
+            "t.toml: guards.rules[0].rate: \"fast\" is not a rate like \"10/s\", \"1/min\", \"100/h\" or \"1000/d\""
+        );
+        assert_eq!(
+            rule("action = \"limit\"\nrate = \"1/s\"\nshared = true").unwrap_err(),
+            "t.toml: guards.rules[0].shared: only for action \"limit\" with scope \"global\""
+        );
+        assert_eq!(
+            rule("action = \"deny\"\nusers = [\"a\"]\nexcept_users = [\"b\"]").unwrap_err(),
+            "t.toml: guards.rules[0].except_users: set either users or except_users, not both"
+        );
+        assert!(rule("action = \"dance\"")
+            .unwrap_err()
+            .contains("guards.rules[0].action: unknown variant `dance`"));
+        assert_eq!(
+            parse("[[ttl]]\npattern = \"s:*\"\ndefault_seconds = 0\n").unwrap_err(),
+            "t.toml: ttl[0].default_seconds: must be at least 1"
+        );
+    }
+
+    #[test]
     fn shipped_configs_are_valid() {
         for f in ["config/respgate.toml", "config/production.example.toml"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
