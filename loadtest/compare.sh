@@ -2,7 +2,12 @@
 # respgate A/B benchmark in one respgate process: MODE `tls` compares its TLS port with
 # its plain port; MODE `acl` compares a user with no restriction (checks skipped) with a
 # user limited by 20 key-prefix rules whose last one matches the benchmark's keys (the
-# most pattern work per key) and a command rule (`+@all -@dangerous`).
+# most pattern work per key) and a command rule (`+@all -@dangerous`); MODE `guards`
+# compares, with 30 guard rules (the 3 safe defaults, one `allow` rule for user `open`
+# naming SET and GET, and 26 rules naming SET and GET for other users), user `open`
+# (the first rule naming SET/GET allows it at once) with user `guard30` (walks all 27
+# rules naming SET/GET, none matches: the most guard work per request). Commands no
+# rule names cost less than either side (one vector lookup).
 #
 # Starts `respgate dev` (3 masters + 3 replicas on loopback) for the cluster, then a second
 # respgate in front of it (both listeners, certificates made here with openssl into the
@@ -12,7 +17,7 @@
 # requests per second, the B/A ratio and respgate's CPU time per request, then the
 # medians. See loadtest/README.md.
 #
-# Usage: loadtest/compare.sh tls|acl   (loadtest/tls.sh and loadtest/acl.sh call it)
+# Usage: loadtest/compare.sh tls|acl|guards   (loadtest/tls.sh and loadtest/acl.sh call it)
 # Environment (defaults in brackets):
 #   ROUNDS [3]   N_P1 [200000]   N_P16 [1000000]   CLIENTS [50]   KEYSPACE [100000]
 #   RUN_TIMEOUT [180] seconds per redis-benchmark run   SKIP_BUILD [0]   READY_TIMEOUT [60]
@@ -23,13 +28,17 @@ set -Eeuo pipefail
 MODE=""
 for arg in "$@"; do
     case $arg in
-        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        tls | acl) MODE=$arg ;;
+        -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        tls | acl | guards) MODE=$arg ;;
         *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
-[[ -n $MODE ]] || { echo "usage: $0 tls|acl" >&2; exit 2; }
-if [[ $MODE == tls ]]; then A=plain B=tls; else A=open B=acl20; fi
+[[ -n $MODE ]] || { echo "usage: $0 tls|acl|guards" >&2; exit 2; }
+case $MODE in
+    tls) A=plain B=tls ;;
+    acl) A=open B=acl20 ;;
+    guards) A=open B=guard30 ;;
+esac
 
 # shellcheck source=loadtest/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -125,6 +134,37 @@ rules = "on $HASH allkeys allchannels +@all"
 name = "acl20"
 rules = "on $HASH$RULES ~key:* +@all -@dangerous"
 EOF
+elif [[ $MODE == guards ]]; then
+    HASH=$(echo pw | "$LT_BIN" hash-password)
+    cat >>"$OUT/respgate.toml" <<EOF
+mode = "users"
+max_failures = 0
+
+[[auth.users]]
+name = "open"
+rules = "on $HASH allkeys allchannels +@all"
+
+[[auth.users]]
+name = "guard30"
+rules = "on $HASH allkeys allchannels +@all"
+
+[guards]
+safe_defaults = true
+admins = ["ops"]
+
+[[guards.rules]]
+name = "open-allowed"
+commands = ["set", "get"]
+users = ["open"]
+action = "allow"
+EOF
+    for i in $(seq 1 26); do
+        if ((i % 2)); then
+            printf '\n[[guards.rules]]\nname = "r%d"\ncommands = ["set", "get", "flushall"]\nusers = ["svc%d"]\naction = "limit"\nrate = "1000/s"\n' "$i" "$i"
+        else
+            printf '\n[[guards.rules]]\nname = "r%d"\ncommands = ["set", "get", "keys"]\nusers = ["svc%d"]\naction = "deny"\n' "$i" "$i"
+        fi
+    done >>"$OUT/respgate.toml"
 else
     echo 'mode = "none"' >>"$OUT/respgate.toml"
 fi
@@ -148,7 +188,7 @@ side_args() {
     case $1 in
         plain) echo "-p $PLAIN" ;;
         tls) echo "-p $TLS ${TLS_CLI[*]}" ;;
-        open | acl20) echo "-p $PLAIN --user $1 -a pw --no-auth-warning" ;;
+        open | acl20 | guard30) echo "-p $PLAIN --user $1 -a pw --no-auth-warning" ;;
     esac
 }
 # shellcheck disable=SC2046

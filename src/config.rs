@@ -851,7 +851,10 @@ mod tests {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
             std::env::set_var("RESPGATE_UPSTREAM_PASSWORD", "x");
             let c = Config::load(&path).unwrap();
-            assert!(c.guards.enabled && c.guards.safe_defaults, "{f} is not protective");
+            assert!(
+                c.guards.enabled && c.guards.safe_defaults,
+                "{f} is not protective"
+            );
         }
     }
 
