@@ -188,12 +188,12 @@ side_args() {
     case $1 in
         plain) echo "-p $PLAIN" ;;
         tls) echo "-p $TLS ${TLS_CLI[*]}" ;;
-        open | acl20 | guard30) echo "-p $PLAIN --user $1 -a pw --no-auth-warning" ;;
+        open | acl20 | guard30) echo "-p $PLAIN --user $1 -a pw" ;;
     esac
 }
 # shellcheck disable=SC2046
-until [[ $(timeout 2 redis-cli $(side_args "$A") set key:ready 1 2>/dev/null) == OK ]] &&
-    [[ $(timeout 2 redis-cli $(side_args "$B") get key:ready 2>/dev/null) == 1 ]]; do
+until [[ $(timeout 2 redis-cli --no-auth-warning $(side_args "$A") set key:ready 1 2>/dev/null) == OK ]] &&
+    [[ $(timeout 2 redis-cli --no-auth-warning $(side_args "$B") get key:ready 2>/dev/null) == 1 ]]; do
     lt_alive "$RG2_PID" || { tail -n 20 "$OUT/respgate.log" >&2; lt_die "respgate exited during start-up"; }
     ((SECONDS < deadline)) || lt_die "respgate not ready after ${READY_TIMEOUT:-60}s (log: $OUT/respgate.log)"
     sleep 0.2
@@ -243,12 +243,14 @@ median() {
     sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-echo "running $ROUNDS round(s) of: $A P1, $B P1, $A P16, $B P16" >&2
+echo "running $ROUNDS round(s) of: $A P1, $B P1, $A P16, $B P16 (B first in even rounds)" >&2
+# Even rounds run B first, so a drift in the machine's load does not favour one side.
 for ((r = 1; r <= ROUNDS; r++)); do
-    run_one "$r" "$A" 1 "$N_P1"
-    run_one "$r" "$B" 1 "$N_P1"
-    run_one "$r" "$A" 16 "$N_P16"
-    run_one "$r" "$B" 16 "$N_P16"
+    if ((r % 2)); then first=$A second=$B; else first=$B second=$A; fi
+    run_one "$r" "$first" 1 "$N_P1"
+    run_one "$r" "$second" 1 "$N_P1"
+    run_one "$r" "$first" 16 "$N_P16"
+    run_one "$r" "$second" 16 "$N_P16"
 done
 
 say ""

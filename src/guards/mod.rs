@@ -683,11 +683,11 @@ fn evaluate(
     user: Option<&String>,
     addr: IpAddr,
 ) -> Option<Verdict> {
-    let set = cache.set.clone()?;
-    let by_id = cache.by_id.clone()?;
-    let list = by_id.0.get(info.id as usize)?;
-    let user = user.unwrap_or(&set.default_user);
     let bypass = std::mem::take(&mut cache.bypass_once);
+    // Borrowed, not cloned: no reference count touched (shared by every session).
+    let set = cache.set.as_deref()?;
+    let list = cache.by_id.as_deref()?.0.get(info.id as usize)?;
+    let user = user.unwrap_or(&set.default_user);
     for &i in list.iter() {
         let rule = &set.rules[i as usize];
         if !rule.matches(info, args, user) {
