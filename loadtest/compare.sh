@@ -7,7 +7,10 @@
 # naming SET and GET, and 26 rules naming SET and GET for other users), user `open`
 # (the first rule naming SET/GET allows it at once) with user `guard30` (walks all 27
 # rules naming SET/GET, none matches: the most guard work per request). Commands no
-# rule names cost less than either side (one vector lookup).
+# rule names cost less than either side (one vector lookup). MODE `ttl` measures the
+# TTL policy: with `[[ttl]] pattern = "session:*"`, `SET key:<n> v` (`plainkeys`, not
+# covered) against `SET session:<n> v` (`ttlkeys`: respgate appends `EXPIRE ... NX`);
+# SET only, so the GET columns repeat SET.
 #
 # Starts `respgate dev` (3 masters + 3 replicas on loopback) for the cluster, then a second
 # respgate in front of it (both listeners, certificates made here with openssl into the
@@ -17,7 +20,7 @@
 # requests per second, the B/A ratio and respgate's CPU time per request, then the
 # medians. See loadtest/README.md.
 #
-# Usage: loadtest/compare.sh tls|acl|guards   (loadtest/tls.sh and loadtest/acl.sh call it)
+# Usage: loadtest/compare.sh tls|acl|guards|ttl   (loadtest/tls.sh and loadtest/acl.sh call it)
 # Environment (defaults in brackets):
 #   ROUNDS [3]   N_P1 [200000]   N_P16 [1000000]   CLIENTS [50]   KEYSPACE [100000]
 #   RUN_TIMEOUT [180] seconds per redis-benchmark run   SKIP_BUILD [0]   READY_TIMEOUT [60]
@@ -28,16 +31,17 @@ set -Eeuo pipefail
 MODE=""
 for arg in "$@"; do
     case $arg in
-        -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        tls | acl | guards) MODE=$arg ;;
+        -h | --help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        tls | acl | guards | ttl) MODE=$arg ;;
         *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
-[[ -n $MODE ]] || { echo "usage: $0 tls|acl|guards" >&2; exit 2; }
+[[ -n $MODE ]] || { echo "usage: $0 tls|acl|guards|ttl" >&2; exit 2; }
 case $MODE in
     tls) A=plain B=tls ;;
     acl) A=open B=acl20 ;;
     guards) A=open B=guard30 ;;
+    ttl) A=plainkeys B=ttlkeys ;;
 esac
 
 # shellcheck source=loadtest/lib.sh
@@ -165,6 +169,15 @@ EOF
             printf '\n[[guards.rules]]\nname = "r%d"\ncommands = ["set", "get", "keys"]\nusers = ["svc%d"]\naction = "deny"\n' "$i" "$i"
         fi
     done >>"$OUT/respgate.toml"
+elif [[ $MODE == ttl ]]; then
+    cat >>"$OUT/respgate.toml" <<EOF
+mode = "none"
+
+[[ttl]]
+pattern = "session:*"
+default_seconds = 86400
+mode = "add"
+EOF
 else
     echo 'mode = "none"' >>"$OUT/respgate.toml"
 fi
@@ -186,7 +199,7 @@ deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
 # The arguments redis-benchmark / redis-cli take to reach each side.
 side_args() {
     case $1 in
-        plain) echo "-p $PLAIN" ;;
+        plain | plainkeys | ttlkeys) echo "-p $PLAIN" ;;
         tls) echo "-p $TLS ${TLS_CLI[*]}" ;;
         open | acl20 | guard30) echo "-p $PLAIN --user $1 -a pw" ;;
     esac
@@ -215,6 +228,19 @@ run_one() {
     local -a cmd=(redis-benchmark -c "$CLIENTS" -r "$KEYSPACE" -t "set,get" -n "$n" -P "$p" --csv -h 127.0.0.1)
     # shellcheck disable=SC2207
     cmd+=($(side_args "$target"))
+    if [[ $MODE == ttl ]]; then
+        # A custom command instead of -t set,get.
+        local prefix=key
+        [[ $target == ttlkeys ]] && prefix=session
+        local -a custom=()
+        local skip=0 w
+        for w in "${cmd[@]}"; do
+            if ((skip)); then skip=0; continue; fi
+            if [[ $w == -t ]]; then skip=1; continue; fi
+            custom+=("$w")
+        done
+        cmd=("${custom[@]}" SET "$prefix:__rand_int__" xxx)
+    fi
     local before after rc=0
     before=$(lt_cpu_ticks "$RG2_PID")
     echo "# ${cmd[*]}" >"$raw"
@@ -225,11 +251,18 @@ run_one() {
     lt_alive "$RG2_PID" || lt_die "respgate died during the $target P$p run (log: $OUT/respgate.log)"
     if grep -q -i 'error' "$raw"; then grep -i -m 5 'error' "$raw" >&2; lt_die "redis-benchmark ($target P$p) saw errors: $raw"; fi
     local set_rps get_rps ticks us
-    set_rps=$(awk -F'"' '$2 == "SET" { v = $4 } END { print v }' "$raw")
-    get_rps=$(awk -F'"' '$2 == "GET" { v = $4 } END { print v }' "$raw")
+    if [[ $MODE == ttl ]]; then
+        set_rps=$(awk -F'"' 'NF > 4 && $2 != "test" { v = $4 } END { print v }' "$raw")
+        get_rps=$set_rps
+    else
+        set_rps=$(awk -F'"' '$2 == "SET" { v = $4 } END { print v }' "$raw")
+        get_rps=$(awk -F'"' '$2 == "GET" { v = $4 } END { print v }' "$raw")
+    fi
     [[ -n $set_rps && -n $get_rps ]] || lt_die "no SET/GET rps in $raw"
     ticks=$((after - before))
-    us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.3f", t / hz * 1e6 / (2 * n) }')
+    local per=2
+    [[ $MODE == ttl ]] && per=1
+    us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$n" -v k="$per" 'BEGIN { printf "%.3f", t / hz * 1e6 / (k * n) }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" "$ticks" "$us" >>"$ROWS"
     printf '  round %d  %-5s P%-2d  n=%-8d SET %10.0f rps  GET %10.0f rps  respgate CPU %s us/req\n' \
         "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" "$us" >&2

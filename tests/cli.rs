@@ -174,6 +174,16 @@ fn dev_runs_a_cluster_and_ctrl_c_stops_all_of_it() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"+OK\r\n$5\r\nhello\r\n");
+    // Guarded by the built-in safe rules unless --no-guards.
+    s.write_all(b"FLUSHALL\r\n").unwrap();
+    let refusal =
+        b"-ERR respgate: FLUSHALL is denied by rule 'dangerous-admin-only' (ask an admin)\r\n";
+    let mut buf = vec![0u8; refusal.len()];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&buf),
+        String::from_utf8_lossy(refusal)
+    );
 
     let children: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
         .unwrap()
@@ -195,6 +205,34 @@ fn dev_runs_a_cluster_and_ctrl_c_stops_all_of_it() {
         Duration::from_secs(5),
         || children.iter().all(|p| !pid_alive(*p)),
     );
+}
+
+#[test]
+fn dev_no_guards_lets_flushall_through() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = respgate()
+        .args(["dev", "--listen", &addr, "--replicas", "0", "--no-guards"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "respgate dev to answer PING",
+        Duration::from_secs(30),
+        || ping(&addr),
+    );
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"SET dev:k v\r\nFLUSHALL\r\nKEYS *\r\nKEYS *\r\n")
+        .unwrap();
+    let want = b"+OK\r\n+OK\r\n*0\r\n*0\r\n";
+    let mut buf = vec![0u8; want.len()];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf), String::from_utf8_lossy(want));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
 /// One request on a plain socket, one line of reply.

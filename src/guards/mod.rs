@@ -167,6 +167,9 @@ pub struct Rule {
     denied: metrics::Counter,
     limited: metrics::Counter,
     passed: metrics::Counter,
+    /// Checks of a keyed bucket map since it last exceeded [`MAX_KEYED`]: pruning runs
+    /// on every 256th, so a map full of active buckets is not walked per request.
+    prune_tick: std::sync::atomic::AtomicU32,
 }
 
 enum Limiter {
@@ -311,6 +314,7 @@ impl Rule {
             denied: counter("deny"),
             limited: counter("limit"),
             passed: counter("pass"),
+            prune_tick: Default::default(),
         })
     }
 
@@ -380,6 +384,20 @@ impl Rule {
         }
     }
 
+    fn prune_due(&self) -> bool {
+        self.prune_tick.fetch_add(1, Ordering::Relaxed) % 256 == 0
+    }
+
+    /// Keys held by a keyed bucket map (tests).
+    #[cfg(test)]
+    fn keyed_len(&self) -> usize {
+        match &self.limiter {
+            Limiter::User(l) => l.len(),
+            Limiter::Addr(l) => l.len(),
+            _ => 0,
+        }
+    }
+
     /// Takes a token; `Err(wait)` when the bucket is empty.
     fn take(&self, user: &String, addr: IpAddr, clock: &DefaultClock) -> Result<(), Duration> {
         let result = match &self.limiter {
@@ -387,15 +405,17 @@ impl Rule {
             Limiter::Global(l) => l.check(),
             Limiter::User(l) => {
                 let r = l.check_key(user);
-                if l.len() > MAX_KEYED {
+                if l.len() > MAX_KEYED && self.prune_due() {
                     l.retain_recent();
+                    l.shrink_to_fit();
                 }
                 r
             }
             Limiter::Addr(l) => {
                 let r = l.check_key(&addr);
-                if l.len() > MAX_KEYED {
+                if l.len() > MAX_KEYED && self.prune_due() {
                     l.retain_recent();
+                    l.shrink_to_fit();
                 }
                 r
             }
@@ -779,6 +799,54 @@ mod tests {
         assert!(no_literal_prefix(b"?x"));
         assert!(no_literal_prefix(b"[ab]*"));
         assert!(!no_literal_prefix(b"session:42:*"));
+    }
+
+    fn rule_config(scope: GuardScope, rate: &str) -> GuardRuleConfig {
+        let mut r = safe_rules(&[], "1/min").pop().unwrap();
+        r.name = "t".into();
+        r.key_pattern_without_prefix = None;
+        r.commands = vec!["echo".into()];
+        r.rate = Some(rate.into());
+        r.scope = scope;
+        r
+    }
+
+    #[test]
+    fn keyed_buckets_stay_bounded() {
+        let rule =
+            Rule::from_config(&rule_config(GuardScope::ClientAddr, "1000000/s"), "r").unwrap();
+        let clock = DefaultClock::default();
+        let user = String::from("default");
+        for i in 0..(MAX_KEYED as u32 + 2000) {
+            let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(rule.take(&user, addr, &clock).is_ok());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        for i in 0..300u32 {
+            let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i));
+            let _ = rule.take(&user, addr, &clock);
+        }
+        assert!(
+            rule.keyed_len() < MAX_KEYED,
+            "{} buckets kept",
+            rule.keyed_len()
+        );
+    }
+
+    #[test]
+    fn buckets_refuse_past_the_burst_with_the_wait() {
+        let rule = Rule::from_config(&rule_config(GuardScope::User, "2/min"), "r").unwrap();
+        let clock = DefaultClock::default();
+        let (a, b) = (String::from("a"), String::from("b"));
+        let addr = IpAddr::from([127, 0, 0, 1]);
+        assert!(rule.take(&a, addr, &clock).is_ok());
+        assert!(rule.take(&a, addr, &clock).is_ok());
+        let wait = rule.take(&a, addr, &clock).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert!(rule.take(&b, addr, &clock).is_ok());
     }
 
     #[test]
