@@ -65,11 +65,16 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
             Ok(c) => {
+                let guards = respgate::guards::GuardSet::from_config(&c.guards, &c.ttl)
+                    .map(|g| g.describe().len())
+                    .unwrap_or(0);
                 println!(
-                    "{}: OK (listen {}, {} seed(s))",
+                    "{}: OK (listen {}, {} seed(s), {} guard rule(s), {} ttl rule(s))",
                     file.display(),
                     c.server.listen,
-                    c.cluster.seeds.len()
+                    c.cluster.seeds.len(),
+                    guards,
+                    c.ttl.len()
                 );
                 ExitCode::SUCCESS
             }
