@@ -269,17 +269,18 @@ fn sighup_reloads_users_without_dropping_connections() {
     let config = dir.path().join("respgate.toml");
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     let hash = respgate::acl::hash_password(b"pw");
-    let write = |rules: &str| {
+    let write = |rules: &str, guards: &str| {
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"users\"\n[[auth.users]]\nname = \"svc\"\nrules = \"on #{hash} {rules}\"\n",
+                "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"users\"\n[[auth.users]]\nname = \"svc\"\nrules = \"on #{hash} {rules}\"\n{guards}",
                 seeds.join(", ")
             ),
         )
         .unwrap()
     };
-    write("~hup:a:* ~hup:b:* +@all");
+    // No [guards] section: the built-in safe rules apply.
+    write("~hup:a:* ~hup:b:* +@all", "");
     let child = respgate()
         .arg("--config")
         .arg(&config)
@@ -307,12 +308,26 @@ fn sighup_reloads_users_without_dropping_connections() {
     let hup = |child: &std::process::Child| unsafe {
         libc::kill(child.id() as i32, libc::SIGHUP);
     };
-    // Remove hup:b:* from the user: its next command on that prefix is refused.
-    write("~hup:a:* +@all");
+    assert!(request(&mut c, "KEYS *hup-none*\r\n").starts_with('*'));
+    assert!(request(&mut c, "KEYS *hup-none*\r\n")
+        .starts_with("-ERR respgate: KEYS without a prefix is limited to 1/min per user (rule keys-scan); retry in "));
+    assert_eq!(request(&mut c, "ECHO x\r\n"), "$1\r\n");
+    let mut rest = String::new();
+    c.read_line(&mut rest).unwrap();
+    // Remove hup:b:* from the user: its next command on that prefix is refused; and a
+    // guard rule is added.
+    write(
+        "~hup:a:* +@all",
+        "[[guards.rules]]\nname = \"no-echo\"\ncommands = [\"echo\"]\naction = \"deny\"\n",
+    );
     hup(child);
     wait_for("the reload to apply", Duration::from_secs(10), || {
         request(&mut c, "EXISTS hup:b:1\r\n").starts_with("-NOPERM")
     });
+    assert_eq!(
+        request(&mut c, "ECHO x\r\n"),
+        "-ERR respgate: ECHO is denied by rule 'no-echo' (ask an admin)\r\n"
+    );
     assert_eq!(request(&mut c, "SET hup:a:1 v\r\n"), "+OK\r\n");
     // A broken file: rejected, the running rules stay.
     std::fs::write(&config, "[auth]\nmode = \"users\"\nthis is not toml\n").unwrap();

@@ -541,6 +541,15 @@ async fn ttl_policy_adds_missing_expiries_and_refuses_persist() {
         "-ERR respgate: keys matching 'gsession:*' must keep an expiry (PERSIST refused by the TTL policy)\r\n"
     );
     assert!(ttl_of("gsession:set") > 0);
+    assert_eq!(cmd(&mut con, &["MULTI"]).await, "+OK\r\n");
+    assert!(cmd(&mut con, &["PERSIST", "gsession:set"])
+        .await
+        .contains("PERSIST refused by the TTL policy"));
+    assert!(cmd(&mut con, &["EXEC"]).await.starts_with("-EXECABORT"));
+    assert!(cmd(&mut con, &["GETEX", "gsession:set", "PERSIST"])
+        .await
+        .contains("GETEX refused by the TTL policy"));
+    assert!(ttl_of("gsession:set") > 0);
     assert_eq!(cmd(&mut con, &["SET", "gother:k", "v"]).await, "+OK\r\n");
     assert_eq!(ttl_of("gother:k"), -1);
     // Pipelined: each client reply in order, EXPIRE replies invisible.

@@ -16,8 +16,9 @@
 //! **reject.** SET without an expiry on a covered key is refused; writes that cannot
 //! carry an expiry (HSET, LPUSH, ...) get the EXPIRE as with `add`.
 //!
-//! PERSIST (and GETEX ... PERSIST) on a covered key is refused in both modes. Commands
-//! queued in MULTI and MSET split over several slots are not covered.
+//! PERSIST (and GETEX ... PERSIST) on a covered key is refused in both modes, queued in
+//! MULTI too (aborting it). The EXPIREs are not added to commands queued in MULTI, nor
+//! to MSET split over several slots.
 
 use crate::acl::glob::Pattern;
 use crate::commands::{cmd_flags, CommandInfo, KeyFlags, KeyRef};

@@ -157,6 +157,18 @@ pub fn route(
         }
     }
 
+    // PERSIST on a key the TTL policy covers is refused, queued in MULTI too (the
+    // policy's EXPIREs are added only outside transactions).
+    if client.tx.is_some() && matches!(info.name.as_str(), "persist" | "getex") {
+        let set = client.guards.set(&ctx.guards, table);
+        if let TtlDecision::Refuse(e) = set.ttl.apply(info, args, &[]) {
+            if let Some(tx) = client.tx.as_mut() {
+                tx.aborted = true;
+            }
+            return Route::Reply(e);
+        }
+    }
+
     let transaction_command = info.acl_categories & transaction_category() != 0;
     // RESET and QUIT act at once even inside MULTI, as in Redis (the names are compared
     // only inside a transaction: not on the common path).
