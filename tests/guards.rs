@@ -452,11 +452,31 @@ async fn safe_keys_is_served_by_scan_with_the_same_result_and_a_cap() {
     c.guards.max_keys_reply = 10_000;
     proxy.reload(&c).unwrap();
     let mut con = RawConn::connect(proxy.local_addr()).await;
-    assert_eq!(
-        cmd(&mut con, &["KEYS", "sk:*"]).await,
-        "-ERR respgate: KEYS matches more than 10000 keys (guards.max_keys_reply); use SCAN with MATCH and a narrower pattern\r\n"
+    let rss_before = vm_rss_kib();
+    for _ in 0..10 {
+        assert_eq!(
+            cmd(&mut con, &["KEYS", "sk:*"]).await,
+            "-ERR respgate: KEYS matches more than 10000 keys (guards.max_keys_reply); use SCAN with MATCH and a narrower pattern\r\n"
+        );
+    }
+    // The task stops at the cap: repeated overflows leave memory where it was (this
+    // process holds respgate, the test client and nothing else of size).
+    let grown = vm_rss_kib().saturating_sub(rss_before);
+    assert!(
+        grown < 32 * 1024,
+        "RSS grew by {grown} KiB over 10 capped KEYS"
     );
     quiet.flush();
+}
+
+/// This process's resident set size.
+fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
 
 fn parse_bulk_array(reply: &[u8]) -> Vec<String> {
