@@ -23,7 +23,8 @@
 use crate::acl::glob::Pattern;
 use crate::commands::{cmd_flags, CommandInfo, KeyFlags, KeyRef};
 use crate::config::{TtlMode, TtlRuleConfig};
-use crate::protocol::{reply, Args};
+use crate::protocol::reply::{self, put_bulk};
+use crate::protocol::Args;
 use bytes::{Bytes, BytesMut};
 
 struct TtlRule {
@@ -142,13 +143,15 @@ impl TtlPolicy {
                     rule.source, rule.seconds
                 )));
             }
-            let out = job.get_or_insert_with(|| BytesMut::from(args.raw()));
-            out.extend_from_slice(&reply::command([
-                &b"EXPIRE"[..],
-                key,
-                rule.seconds_text.as_bytes(),
-                b"NX",
-            ]));
+            let out = job.get_or_insert_with(|| {
+                let mut b = BytesMut::with_capacity(args.raw().len() + 48 + key.len());
+                b.extend_from_slice(args.raw());
+                b
+            });
+            out.extend_from_slice(b"*4\r\n$6\r\nEXPIRE\r\n");
+            put_bulk(out, key);
+            put_bulk(out, rule.seconds_text.as_bytes());
+            out.extend_from_slice(b"$2\r\nNX\r\n");
             replies += 1;
         }
         match job {
