@@ -2,9 +2,17 @@
 # respgate A/B benchmark in one respgate process: MODE `tls` compares its TLS port with
 # its plain port; MODE `acl` compares a user with no restriction (checks skipped) with a
 # user limited by 20 key-prefix rules whose last one matches the benchmark's keys (the
-# most pattern work per key) and a command rule (`+@all -@dangerous`); MODE `replica`
-# compares GETs of keys whose reads go to masters with GETs of keys under a
-# `prefer_replica` rule (`[replica_reads]`, bound 1000 ms), after filling both.
+# most pattern work per key) and a command rule (`+@all -@dangerous`); MODE `guards`
+# compares, with 30 guard rules (the 3 safe defaults, one `allow` rule for user `open`
+# naming SET and GET, and 26 rules naming SET and GET for other users), user `open`
+# (the first rule naming SET/GET allows it at once) with user `guard30` (walks all 27
+# rules naming SET/GET, none matches: the most guard work per request). Commands no
+# rule names cost less than either side (one vector lookup). MODE `ttl` measures the
+# TTL policy: with `[[ttl]] pattern = "session:*"`, `SET key:<n> v` (`plainkeys`, not
+# covered) against `SET session:<n> v` (`ttlkeys`: respgate appends `EXPIRE ... NX`);
+# SET only. MODE `replica` compares GETs of keys read from the masters (`master`) with
+# GETs of keys under a `prefer_replica` rule (`replica`: `[replica_reads]`, bound
+# 1000 ms), after filling both; GET only.
 #
 # Starts `respgate dev` (3 masters + 3 replicas on loopback) for the cluster, then a second
 # respgate in front of it (both listeners, certificates made here with openssl into the
@@ -14,7 +22,7 @@
 # requests per second, the B/A ratio and respgate's CPU time per request, then the
 # medians. See loadtest/README.md.
 #
-# Usage: loadtest/compare.sh tls|acl|replica   (tls.sh, acl.sh, replica.sh call it)
+# Usage: loadtest/compare.sh tls|acl|guards|ttl|replica   (tls.sh, acl.sh, replica.sh call it)
 # Environment (defaults in brackets):
 #   ROUNDS [3]   N_P1 [200000]   N_P16 [1000000]   CLIENTS [50]   KEYSPACE [100000]
 #   RUN_TIMEOUT [180] seconds per redis-benchmark run   SKIP_BUILD [0]   READY_TIMEOUT [60]
@@ -25,19 +33,25 @@ set -Eeuo pipefail
 MODE=""
 for arg in "$@"; do
     case $arg in
-        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        tls | acl | replica) MODE=$arg ;;
+        -h | --help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        tls | acl | guards | ttl | replica) MODE=$arg ;;
         *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
-[[ -n $MODE ]] || { echo "usage: $0 tls|acl|replica" >&2; exit 2; }
+[[ -n $MODE ]] || { echo "usage: $0 tls|acl|guards|ttl|replica" >&2; exit 2; }
 case $MODE in
     tls) A=plain B=tls ;;
     acl) A=open B=acl20 ;;
+    guards) A=open B=guard30 ;;
+    ttl) A=plainkeys B=ttlkeys ;;
     replica) A=master B=replica ;;
 esac
-# What each run measures: SET and GET, or (replica) GET alone.
-if [[ $MODE == replica ]]; then TESTS="GET" PER_N=1; else TESTS="SET GET" PER_N=2; fi
+# Modes that run one custom command (not -t set,get) and report it in one row.
+case $MODE in
+    ttl) SINGLE=SET ;;
+    replica) SINGLE=GET ;;
+    *) SINGLE="" ;;
+esac
 
 # shellcheck source=loadtest/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -133,15 +147,55 @@ rules = "on $HASH allkeys allchannels +@all"
 name = "acl20"
 rules = "on $HASH$RULES ~key:* +@all -@dangerous"
 EOF
-else
-    echo 'mode = "none"' >>"$OUT/respgate.toml"
-fi
-if [[ $MODE == replica ]]; then
+elif [[ $MODE == guards ]]; then
+    HASH=$(echo pw | "$LT_BIN" hash-password)
     cat >>"$OUT/respgate.toml" <<EOF
+mode = "users"
+max_failures = 0
+
+[[auth.users]]
+name = "open"
+rules = "on $HASH allkeys allchannels +@all"
+
+[[auth.users]]
+name = "guard30"
+rules = "on $HASH allkeys allchannels +@all"
+
+[guards]
+safe_defaults = true
+admins = ["ops"]
+
+[[guards.rules]]
+name = "open-allowed"
+commands = ["set", "get"]
+users = ["open"]
+action = "allow"
+EOF
+    for i in $(seq 1 26); do
+        if ((i % 2)); then
+            printf '\n[[guards.rules]]\nname = "r%d"\ncommands = ["set", "get", "flushall"]\nusers = ["svc%d"]\naction = "limit"\nrate = "1000/s"\n' "$i" "$i"
+        else
+            printf '\n[[guards.rules]]\nname = "r%d"\ncommands = ["set", "get", "keys"]\nusers = ["svc%d"]\naction = "deny"\n' "$i" "$i"
+        fi
+    done >>"$OUT/respgate.toml"
+elif [[ $MODE == ttl ]]; then
+    cat >>"$OUT/respgate.toml" <<EOF
+mode = "none"
+
+[[ttl]]
+pattern = "session:*"
+default_seconds = 86400
+mode = "add"
+EOF
+elif [[ $MODE == replica ]]; then
+    cat >>"$OUT/respgate.toml" <<EOF
+mode = "none"
 
 [replica_reads]
 rules = [{ pattern = "cache:*", policy = "prefer_replica", max_lag_ms = 1000 }]
 EOF
+else
+    echo 'mode = "none"' >>"$OUT/respgate.toml"
 fi
 cat >>"$OUT/respgate.toml" <<EOF
 
@@ -161,23 +215,14 @@ deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
 # The arguments redis-benchmark / redis-cli take to reach each side.
 side_args() {
     case $1 in
-        plain) echo "-p $PLAIN" ;;
+        plain | plainkeys | ttlkeys | master | replica) echo "-p $PLAIN" ;;
         tls) echo "-p $TLS ${TLS_CLI[*]}" ;;
-        open | acl20) echo "-p $PLAIN --user $1 -a pw" ;;
-        master | replica) echo "-p $PLAIN" ;;
-    esac
-}
-# What redis-benchmark runs for each side (a custom command comes last).
-bench_args() {
-    case $1 in
-        master) echo "GET key:__rand_int__" ;;
-        replica) echo "GET cache:__rand_int__" ;;
-        *) echo "-t set,get" ;;
+        open | acl20 | guard30) echo "-p $PLAIN --user $1 -a pw" ;;
     esac
 }
 # shellcheck disable=SC2046
-until [[ $(timeout 2 redis-cli $(side_args "$A") set key:ready 1 2>/dev/null) == OK ]] &&
-    [[ $(timeout 2 redis-cli $(side_args "$B") get key:ready 2>/dev/null) == 1 ]]; do
+until [[ $(timeout 2 redis-cli --no-auth-warning $(side_args "$A") set key:ready 1 2>/dev/null) == OK ]] &&
+    [[ $(timeout 2 redis-cli --no-auth-warning $(side_args "$B") get key:ready 2>/dev/null) == 1 ]]; do
     lt_alive "$RG2_PID" || { tail -n 20 "$OUT/respgate.log" >&2; lt_die "respgate exited during start-up"; }
     ((SECONDS < deadline)) || lt_die "respgate not ready after ${READY_TIMEOUT:-60}s (log: $OUT/respgate.log)"
     sleep 0.2
@@ -192,6 +237,16 @@ say "settings: ROUNDS=$ROUNDS N_P1=$N_P1 N_P16=$N_P16 CLIENTS=$CLIENTS KEYSPACE=
 say "respgate pid $RG2_PID: plain 127.0.0.1:$PLAIN, TLS 127.0.0.1:$TLS; cluster $RG_SEEDS"
 say "raw outputs: $OUT"
 
+# The one custom command of a single-command mode's side.
+single_command() {
+    case $1 in
+        plainkeys) echo "SET key:__rand_int__ xxx" ;;
+        ttlkeys) echo "SET session:__rand_int__ xxx" ;;
+        master) echo "GET key:__rand_int__" ;;
+        replica) echo "GET cache:__rand_int__" ;;
+    esac
+}
+
 if [[ $MODE == replica ]]; then
     echo "filling key:* and cache:* ($KEYSPACE keys each)" >&2
     redis-benchmark -p "$PLAIN" -c "$CLIENTS" -r "$KEYSPACE" -n "$((KEYSPACE * 3))" -P 16 -q -t set >/dev/null 2>&1 ||
@@ -201,13 +256,25 @@ if [[ $MODE == replica ]]; then
     sleep 2 # replicas eligible again after the bulk write (recover_ms)
 fi
 
-# run_one ROUND TARGET(plain|tls|open|acl20|master|replica) PIPELINE N
+# run_one ROUND TARGET PIPELINE N
 run_one() {
     local round=$1 target=$2 p=$3 n=$4
     local raw="$OUT/r${round}-${target}-P${p}.csv"
-    local -a cmd=(redis-benchmark -c "$CLIENTS" -r "$KEYSPACE" -n "$n" -P "$p" --csv -h 127.0.0.1)
+    local -a cmd=(redis-benchmark -c "$CLIENTS" -r "$KEYSPACE" -t "set,get" -n "$n" -P "$p" --csv -h 127.0.0.1)
     # shellcheck disable=SC2207
-    cmd+=($(side_args "$target") $(bench_args "$target"))
+    cmd+=($(side_args "$target"))
+    if [[ -n $SINGLE ]]; then
+        # A custom command instead of -t set,get.
+        local -a custom=()
+        local skip=0 w
+        for w in "${cmd[@]}"; do
+            if ((skip)); then skip=0; continue; fi
+            if [[ $w == -t ]]; then skip=1; continue; fi
+            custom+=("$w")
+        done
+        # shellcheck disable=SC2207
+        cmd=("${custom[@]}" $(single_command "$target"))
+    fi
     local before after rc=0
     before=$(lt_cpu_ticks "$RG2_PID")
     echo "# ${cmd[*]}" >"$raw"
@@ -218,16 +285,22 @@ run_one() {
     lt_alive "$RG2_PID" || lt_die "respgate died during the $target P$p run (log: $OUT/respgate.log)"
     if grep -q -i 'error' "$raw"; then grep -i -m 5 'error' "$raw" >&2; lt_die "redis-benchmark ($target P$p) saw errors: $raw"; fi
     local set_rps get_rps ticks us
-    set_rps=$(awk -F'"' '$2 == "SET" { v = $4 } END { print v }' "$raw")
-    get_rps=$(awk -F'"' '$2 ~ /^GET/ { v = $4 } END { print v }' "$raw")
-    [[ $MODE != replica ]] || set_rps=$get_rps
+    if [[ -n $SINGLE ]]; then
+        set_rps=$(awk -F'"' 'NF > 4 && $2 != "test" { v = $4 } END { print v }' "$raw")
+        get_rps=$set_rps
+    else
+        set_rps=$(awk -F'"' '$2 == "SET" { v = $4 } END { print v }' "$raw")
+        get_rps=$(awk -F'"' '$2 == "GET" { v = $4 } END { print v }' "$raw")
+    fi
     [[ -n $set_rps && -n $get_rps ]] || lt_die "no SET/GET rps in $raw"
     ticks=$((after - before))
-    us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$n" -v k="$PER_N" 'BEGIN { printf "%.3f", t / hz * 1e6 / (k * n) }')
+    local per=2
+    [[ -z $SINGLE ]] || per=1
+    us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$n" -v k="$per" 'BEGIN { printf "%.3f", t / hz * 1e6 / (k * n) }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" "$ticks" "$us" >>"$ROWS"
-    if [[ $MODE == replica ]]; then
-        printf '  round %d  %-7s P%-2d  n=%-8d GET %10.0f rps  respgate CPU %s us/req\n' \
-            "$round" "$target" "$p" "$n" "$get_rps" "$us" >&2
+    if [[ -n $SINGLE ]]; then
+        printf '  round %d  %-9s P%-2d  n=%-8d %s %10.0f rps  respgate CPU %s us/req\n' \
+            "$round" "$target" "$p" "$n" "$SINGLE" "$set_rps" "$us" >&2
     else
         printf '  round %d  %-5s P%-2d  n=%-8d SET %10.0f rps  GET %10.0f rps  respgate CPU %s us/req\n' \
             "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" "$us" >&2
@@ -242,12 +315,14 @@ median() {
     sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-echo "running $ROUNDS round(s) of: $A P1, $B P1, $A P16, $B P16" >&2
+echo "running $ROUNDS round(s) of: $A P1, $B P1, $A P16, $B P16 (B first in even rounds)" >&2
+# Even rounds run B first, so a drift in the machine's load does not favour one side.
 for ((r = 1; r <= ROUNDS; r++)); do
-    run_one "$r" "$A" 1 "$N_P1"
-    run_one "$r" "$B" 1 "$N_P1"
-    run_one "$r" "$A" 16 "$N_P16"
-    run_one "$r" "$B" 16 "$N_P16"
+    if ((r % 2)); then first=$A second=$B; else first=$B second=$A; fi
+    run_one "$r" "$first" 1 "$N_P1"
+    run_one "$r" "$second" 1 "$N_P1"
+    run_one "$r" "$first" 16 "$N_P16"
+    run_one "$r" "$second" 16 "$N_P16"
 done
 
 say ""
@@ -257,8 +332,7 @@ for p in 1 16; do
     cpu_plain=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$A" "$p" 8; done | median)
     cpu_tls=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$B" "$p" 8; done | median)
     col=5
-    [[ $MODE != replica ]] || col=6
-    for t in $TESTS; do
+    for t in ${SINGLE:-SET GET}; do
         mp=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$A" "$p" "$col"; done | median)
         mt=$(for ((r = 1; r <= ROUNDS; r++)); do cell "$r" "$B" "$p" "$col"; done | median)
         ratio=$(for ((r = 1; r <= ROUNDS; r++)); do

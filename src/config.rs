@@ -24,6 +24,13 @@ pub struct Config {
     /// The TLS listener; absent: plain TCP only.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Ops guardrails. A file without `[guards]` gets the built-in safe defaults
+    /// ([`GuardsConfig::file_default`]); a `Config` built in code has none.
+    #[serde(default = "GuardsConfig::file_default")]
+    pub guards: GuardsConfig,
+    /// Expiry policy for sensitive key patterns (`[[ttl]]`).
+    #[serde(default)]
+    pub ttl: Vec<TtlRuleConfig>,
     #[serde(default)]
     pub replica_reads: ReplicaReadsConfig,
 }
@@ -106,6 +113,168 @@ impl ReplicaReadsConfig {
                 .iter()
                 .any(|r| r.policy == ReadPolicyKind::PreferReplica)
     }
+}
+
+/// `[guards]`: rules that deny or rate-limit commands, evaluated in order, first match
+/// wins; the built-in safe rules (`safe_defaults`) come after the file's own rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardsConfig {
+    /// `false` turns every guard off (rules included), for test rigs and development.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Append the built-in safe rules (see config/production.example.toml) after
+    /// `rules`. Default in a file: true.
+    #[serde(default = "yes")]
+    pub safe_defaults: bool,
+    /// Users the safe defaults let run the dangerous admin commands (at `admin_rate`
+    /// per user).
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// The admins' rate for the dangerous admin commands.
+    #[serde(default = "default_admin_rate")]
+    pub admin_rate: String,
+    /// The most keys a KEYS served by SCAN (`rewrite = "scan"`) may return.
+    #[serde(default = "default_max_keys_reply")]
+    pub max_keys_reply: usize,
+    #[serde(default)]
+    pub rules: Vec<GuardRuleConfig>,
+}
+
+fn default_admin_rate() -> String {
+    "10/min".into()
+}
+
+fn default_max_keys_reply() -> usize {
+    100_000
+}
+
+impl Default for GuardsConfig {
+    /// In code: no guards (tests build their `Config` this way).
+    fn default() -> Self {
+        GuardsConfig::none()
+    }
+}
+
+impl GuardsConfig {
+    /// What a file without `[guards]` gets: the built-in safe rules, no admins.
+    pub fn file_default() -> GuardsConfig {
+        GuardsConfig {
+            enabled: true,
+            safe_defaults: true,
+            admins: Vec::new(),
+            admin_rate: default_admin_rate(),
+            max_keys_reply: default_max_keys_reply(),
+            rules: Vec::new(),
+        }
+    }
+
+    /// No guard at all (`Config::default()`, `respgate dev --no-guards`).
+    pub fn none() -> GuardsConfig {
+        GuardsConfig {
+            enabled: false,
+            safe_defaults: false,
+            ..GuardsConfig::file_default()
+        }
+    }
+}
+
+/// One `[[guards.rules]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardRuleConfig {
+    /// Named in errors, logs and metrics.
+    pub name: String,
+    /// `flushall`, `config|set` (one subcommand), `config` or `config|*` (the container
+    /// and every subcommand).
+    pub commands: Vec<String>,
+    /// KEYS (and SCAN's MATCH) whose pattern has no literal prefix (`true`) or has one
+    /// (`false`).
+    #[serde(default)]
+    pub key_pattern_without_prefix: Option<bool>,
+    /// SCAN with a COUNT above this.
+    #[serde(default)]
+    pub scan_count_above: Option<u64>,
+    /// Only these users (names from `[auth]`; `default` under `mode = "none"`).
+    #[serde(default)]
+    pub users: Option<Vec<String>>,
+    /// Everyone but these users.
+    #[serde(default)]
+    pub except_users: Vec<String>,
+    pub action: GuardAction,
+    /// For `limit`: `N/s`, `N/min`, `N/h` or `N/d`.
+    #[serde(default)]
+    pub rate: Option<String>,
+    /// For `limit`: requests allowed at once (default: N of the rate).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub scope: GuardScope,
+    /// For `scope = "global"`: count in the Redis Cluster, shared by every respgate.
+    #[serde(default)]
+    pub shared: bool,
+    /// For `shared`: what happens when the cluster cannot count.
+    #[serde(default)]
+    pub on_error: FailMode,
+    /// `"scan"`: serve KEYS by SCAN on every master.
+    #[serde(default)]
+    pub rewrite: Option<GuardRewrite>,
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardAction {
+    /// Let it through (ends the evaluation: later rules are not consulted).
+    Allow,
+    Deny,
+    Limit,
+}
+
+/// Whose bucket a `limit` rule draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardScope {
+    #[default]
+    User,
+    ClientAddr,
+    Global,
+}
+
+/// A shared budget the cluster cannot count: let the request pass (`open`) or refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    Open,
+    #[default]
+    Closed,
+}
+
+/// `rewrite` of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardRewrite {
+    Scan,
+}
+
+/// One `[[ttl]]`: keys matching `pattern` never live without an expiry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtlRuleConfig {
+    /// A Redis glob (`session:*`).
+    pub pattern: String,
+    pub default_seconds: u64,
+    #[serde(default)]
+    pub mode: TtlMode,
+}
+
+/// `add`: an `EXPIRE key N NX` follows the write; `reject`: SET without expiry refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TtlMode {
+    #[default]
+    Add,
+    Reject,
 }
 
 /// The TLS listener (`[tls]`).
@@ -527,7 +696,9 @@ impl Config {
                 "at most 7 rules (each has its own lag bound)".into(),
             ));
         }
-        self.validate_auth(path)
+        self.validate_auth(path)?;
+        crate::guards::validate(&self.guards, &self.ttl)
+            .map_err(|(key, message)| bad(&key, message))
     }
 
     fn validate_auth(&self, path: &Path) -> Result<(), ConfigError> {
@@ -771,6 +942,60 @@ mod tests {
         assert!(c.cluster.tls.unwrap().enabled);
         // Disabled: the files are not even read.
         parse("[cluster.tls]\nenabled = false\nca = \"/nonexistent\"\n").unwrap();
+    }
+
+    #[test]
+    fn guards_default_to_safe_in_files_and_to_none_in_code() {
+        let c = parse("").unwrap();
+        assert!(c.guards.enabled && c.guards.safe_defaults && c.guards.admins.is_empty());
+        let c = parse("[guards]\nadmins = [\"ops\"]\n").unwrap();
+        assert!(c.guards.enabled && c.guards.safe_defaults);
+        let c = parse("[guards]\nenabled = false\n").unwrap();
+        assert!(!c.guards.enabled);
+        let d = Config::default();
+        assert!(!d.guards.enabled && !d.guards.safe_defaults && d.guards.rules.is_empty());
+        for f in ["config/respgate.toml", "config/production.example.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            std::env::set_var("RESPGATE_UPSTREAM_PASSWORD", "x");
+            let c = Config::load(&path).unwrap();
+            assert!(
+                c.guards.enabled && c.guards.safe_defaults,
+                "{f} is not protective"
+            );
+        }
+    }
+
+    #[test]
+    fn guard_rules_are_checked_with_precise_errors() {
+        let rule = |extra: &str| {
+            parse(&format!(
+                "[[guards.rules]]\nname = \"r\"\ncommands = [\"keys\"]\n{extra}\n"
+            ))
+        };
+        assert!(rule("action = \"deny\"").is_ok());
+        assert_eq!(
+            rule("action = \"limit\"").unwrap_err(),
+            "t.toml: guards.rules[0].rate: action \"limit\" needs a rate, e.g. \"1/min\""
+        );
+        assert_eq!(
+            rule("action = \"limit\"\nrate = \"fast\"").unwrap_err(),
+            "t.toml: guards.rules[0].rate: \"fast\" is not a rate like \"10/s\", \"1/min\", \"100/h\" or \"1000/d\""
+        );
+        assert_eq!(
+            rule("action = \"limit\"\nrate = \"1/s\"\nshared = true").unwrap_err(),
+            "t.toml: guards.rules[0].shared: only for action \"limit\" with scope \"global\""
+        );
+        assert_eq!(
+            rule("action = \"deny\"\nusers = [\"a\"]\nexcept_users = [\"b\"]").unwrap_err(),
+            "t.toml: guards.rules[0].except_users: set either users or except_users, not both"
+        );
+        assert!(rule("action = \"dance\"")
+            .unwrap_err()
+            .contains("guards.rules[0].action: unknown variant `dance`"));
+        assert_eq!(
+            parse("[[ttl]]\npattern = \"s:*\"\ndefault_seconds = 0\n").unwrap_err(),
+            "t.toml: ttl[0].default_seconds: must be at least 1"
+        );
     }
 
     #[test]

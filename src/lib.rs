@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod devcluster;
+pub mod guards;
 pub mod protocol;
 pub mod pubsub;
 pub mod server;

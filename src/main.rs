@@ -53,6 +53,10 @@ enum Command {
         /// Proxy worker threads (0: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Run without guards (FLUSHALL, KEYS *, ... pass): for test suites that reset
+        /// the cluster between tests. Without it the built-in safe rules apply.
+        #[arg(long)]
+        no_guards: bool,
     },
 }
 
@@ -87,10 +91,14 @@ fn main() -> ExitCode {
                 } else {
                     ""
                 };
+                let guards = respgate::guards::GuardSet::from_config(&c.guards, &c.ttl)
+                    .map(|g| g.describe().len())
+                    .unwrap_or(0);
                 println!(
-                    "{}: OK ({listen}{tls}, {} seed(s), {auth}{replicas})",
+                    "{}: OK ({listen}{tls}, {} seed(s), {auth}{replicas}, {guards} guard rule(s), {} ttl rule(s))",
                     file.display(),
-                    c.cluster.seeds.len()
+                    c.cluster.seeds.len(),
+                    c.ttl.len()
                 );
                 ExitCode::SUCCESS
             }
@@ -121,6 +129,7 @@ fn main() -> ExitCode {
             masters,
             replicas,
             threads,
+            no_guards,
         }) => {
             init_logging("info");
             let opts = DevClusterOptions {
@@ -138,6 +147,11 @@ fn main() -> ExitCode {
             let mut config = Config::default();
             config.server.listen = listen;
             config.server.worker_threads = threads;
+            config.guards = if no_guards {
+                respgate::config::GuardsConfig::none()
+            } else {
+                respgate::config::GuardsConfig::file_default()
+            };
             config.cluster.seeds = cluster.seeds().iter().map(|a| a.to_string()).collect();
             eprintln!(
                 "respgate dev: cluster nodes {}",

@@ -42,6 +42,7 @@ pub struct Proxy {
     shutdown: Arc<Shutdown>,
     task: Option<JoinHandle<()>>,
     security: Arc<Security>,
+    guards: Arc<crate::guards::Guards>,
 }
 
 impl Proxy {
@@ -84,6 +85,10 @@ impl Proxy {
                 "auth.mode = \"none\": every client runs as the unrestricted default user"
             );
         }
+        let guards = Arc::new(
+            crate::guards::Guards::new(&config.guards, &config.ttl)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        );
         let s = &config.server;
         let read_policy = crate::cluster::replicas::ReadPolicy::new(&config.replica_reads);
         let ctx = Arc::new(SessionContext {
@@ -106,6 +111,7 @@ impl Proxy {
             registry: Default::default(),
             security: security.clone(),
             read_policy: read_policy.clone(),
+            guards: guards.clone(),
         });
         // Replica reads: the lag tracker runs while the proxy does.
         let tracker = read_policy.map(|policy| {
@@ -153,6 +159,7 @@ impl Proxy {
             shutdown,
             task: Some(task),
             security,
+            guards,
         })
     }
 
@@ -168,11 +175,14 @@ impl Proxy {
             (Some(_), None) => return Err("removing the TLS listener needs a restart".into()),
             (None, Some(_)) => return Err("adding a TLS listener ([tls]) needs a restart".into()),
         };
+        crate::guards::validate(&config.guards, &config.ttl)
+            .map_err(|(k, m)| format!("{k}: {m}"))?;
         self.security.replace(&config.auth)?;
+        self.guards.replace(&config.guards, &config.ttl)?;
         if let (Some(current), Some(settings)) = (&self.tls, tls) {
             current.store(Arc::new(settings));
         }
-        tracing::info!("configuration reloaded: users, ACL rules and certificates replaced");
+        tracing::info!("configuration reloaded: users, ACL rules, guards, TTL policy and certificates replaced");
         Ok(())
     }
 

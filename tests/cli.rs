@@ -174,6 +174,16 @@ fn dev_runs_a_cluster_and_ctrl_c_stops_all_of_it() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"+OK\r\n$5\r\nhello\r\n");
+    // Guarded by the built-in safe rules unless --no-guards.
+    s.write_all(b"FLUSHALL\r\n").unwrap();
+    let refusal =
+        b"-ERR respgate: FLUSHALL is denied by rule 'dangerous-admin-only' (ask an admin)\r\n";
+    let mut buf = vec![0u8; refusal.len()];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&buf),
+        String::from_utf8_lossy(refusal)
+    );
 
     let children: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
         .unwrap()
@@ -195,6 +205,34 @@ fn dev_runs_a_cluster_and_ctrl_c_stops_all_of_it() {
         Duration::from_secs(5),
         || children.iter().all(|p| !pid_alive(*p)),
     );
+}
+
+#[test]
+fn dev_no_guards_lets_flushall_through() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = respgate()
+        .args(["dev", "--listen", &addr, "--replicas", "0", "--no-guards"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "respgate dev to answer PING",
+        Duration::from_secs(30),
+        || ping(&addr),
+    );
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"SET dev:k v\r\nFLUSHALL\r\nKEYS *\r\nKEYS *\r\n")
+        .unwrap();
+    let want = b"+OK\r\n+OK\r\n*0\r\n*0\r\n";
+    let mut buf = vec![0u8; want.len()];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf), String::from_utf8_lossy(want));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
 /// One request on a plain socket, one line of reply.
@@ -231,17 +269,18 @@ fn sighup_reloads_users_without_dropping_connections() {
     let config = dir.path().join("respgate.toml");
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     let hash = respgate::acl::hash_password(b"pw");
-    let write = |rules: &str| {
+    let write = |rules: &str, guards: &str| {
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"users\"\n[[auth.users]]\nname = \"svc\"\nrules = \"on #{hash} {rules}\"\n",
+                "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"users\"\n[[auth.users]]\nname = \"svc\"\nrules = \"on #{hash} {rules}\"\n{guards}",
                 seeds.join(", ")
             ),
         )
         .unwrap()
     };
-    write("~hup:a:* ~hup:b:* +@all");
+    // No [guards] section: the built-in safe rules apply.
+    write("~hup:a:* ~hup:b:* +@all", "");
     let child = respgate()
         .arg("--config")
         .arg(&config)
@@ -269,12 +308,26 @@ fn sighup_reloads_users_without_dropping_connections() {
     let hup = |child: &std::process::Child| unsafe {
         libc::kill(child.id() as i32, libc::SIGHUP);
     };
-    // Remove hup:b:* from the user: its next command on that prefix is refused.
-    write("~hup:a:* +@all");
+    assert!(request(&mut c, "KEYS *hup-none*\r\n").starts_with('*'));
+    assert!(request(&mut c, "KEYS *hup-none*\r\n")
+        .starts_with("-ERR respgate: KEYS without a prefix is limited to 1/min per user (rule keys-scan); retry in "));
+    assert_eq!(request(&mut c, "ECHO x\r\n"), "$1\r\n");
+    let mut rest = String::new();
+    c.read_line(&mut rest).unwrap();
+    // Remove hup:b:* from the user: its next command on that prefix is refused; and a
+    // guard rule is added.
+    write(
+        "~hup:a:* +@all",
+        "[[guards.rules]]\nname = \"no-echo\"\ncommands = [\"echo\"]\naction = \"deny\"\n",
+    );
     hup(child);
     wait_for("the reload to apply", Duration::from_secs(10), || {
         request(&mut c, "EXISTS hup:b:1\r\n").starts_with("-NOPERM")
     });
+    assert_eq!(
+        request(&mut c, "ECHO x\r\n"),
+        "-ERR respgate: ECHO is denied by rule 'no-echo' (ask an admin)\r\n"
+    );
     assert_eq!(request(&mut c, "SET hup:a:1 v\r\n"), "+OK\r\n");
     // A broken file: rejected, the running rules stay.
     std::fs::write(&config, "[auth]\nmode = \"users\"\nthis is not toml\n").unwrap();

@@ -20,8 +20,25 @@ async fn requests_and_latency_are_recorded_per_command() {
         .install()
         .expect("first recorder in this test binary");
 
-    let proxy = support::proxy_for_shared().await;
+    let mut config = support::test_config(&support::shared_cluster_seeds());
+    config.guards = respgate::config::GuardsConfig {
+        enabled: true,
+        safe_defaults: true,
+        ..respgate::config::GuardsConfig::file_default()
+    };
+    let proxy = support::start_proxy(config).await;
     let mut c = support::client(proxy.local_addr()).await;
+    // Guard decisions: per rule and action, never per user.
+    let flush: redis::RedisResult<()> = redis::cmd("FLUSHALL").query_async(&mut c).await;
+    assert!(flush.is_err());
+    let _: redis::RedisResult<Vec<String>> = redis::cmd("KEYS")
+        .arg("*metrics-none*")
+        .query_async(&mut c)
+        .await;
+    let _: redis::RedisResult<Vec<String>> = redis::cmd("KEYS")
+        .arg("*metrics-none*")
+        .query_async(&mut c)
+        .await;
     for i in 0..5 {
         let _: () = c.set(format!("metrics:{i}"), i).await.unwrap();
     }
@@ -57,6 +74,32 @@ async fn requests_and_latency_are_recorded_per_command() {
         Some(Value::Counter(n)) => assert_eq!(n, 1),
         other => panic!("no GET counter: {other:?}"),
     }
+    let decisions = |rule: &str, action: &str| {
+        snapshot
+            .iter()
+            .find(|(key, _, _, _)| {
+                let k = key.key();
+                k.name() == "respgate_guard_decisions_total"
+                    && k.labels().any(|l| l.key() == "rule" && l.value() == rule)
+                    && k.labels()
+                        .any(|l| l.key() == "action" && l.value() == action)
+            })
+            .map(|(key, _, _, v)| {
+                assert!(
+                    key.key()
+                        .labels()
+                        .all(|l| l.key() == "rule" || l.key() == "action"),
+                    "guard metrics carry rule and action only"
+                );
+                match v {
+                    DebugValue::Counter(n) => *n,
+                    other => panic!("{other:?}"),
+                }
+            })
+    };
+    assert_eq!(decisions("dangerous-admin-only", "deny"), Some(1));
+    assert_eq!(decisions("keys-scan", "pass"), Some(1));
+    assert_eq!(decisions("keys-scan", "limit"), Some(1));
     proxy.shutdown().await;
 
     // Authentication failures and ACL refusals are counted by result / reason.

@@ -19,6 +19,11 @@ impl<'a> Args<'a> {
         Args { buf, ranges }
     }
 
+    /// The whole request as the client sent it (as framed by the session).
+    pub fn raw(&self) -> &'a [u8] {
+        self.buf
+    }
+
     /// Number of arguments, the command name included.
     pub fn len(&self) -> usize {
         self.ranges.len()

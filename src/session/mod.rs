@@ -21,6 +21,7 @@ mod local;
 pub mod merge;
 mod outgoing;
 mod routing;
+mod safe_keys;
 mod subscribe;
 mod transaction;
 
@@ -62,6 +63,8 @@ pub struct SessionContext {
     pub security: Arc<crate::acl::Security>,
     /// `[replica_reads]`, when any read may go to a replica.
     pub read_policy: Option<Arc<crate::cluster::replicas::ReadPolicy>>,
+    /// Guard rules and the TTL policy (swapped on reload).
+    pub guards: Arc<crate::guards::Guards>,
 }
 
 /// Who the client is, for CLIENT INFO / ID and logs.
@@ -94,6 +97,8 @@ pub struct ClientState {
     pub reply: ReplyMode,
     /// Who the client authenticated as.
     pub auth: auth::SessionAuth,
+    /// The guards as this session last read them.
+    pub guards: crate::guards::GuardCache,
     /// Read-your-writes: per shard master, this client's writes in flight and when the
     /// last one was answered (ms, `replicas::now_ms`).
     pub ryw: Vec<RywEntry>,
@@ -157,6 +162,9 @@ enum Pending {
     /// Computed by a task of its own (CONFIG SET); nothing after it is dispatched until
     /// it is done.
     Task(oneshot::Receiver<Bytes>),
+    /// A request waiting for its shared guard budget (`None`: passed, route it; else
+    /// the refusal). Nothing after it is dispatched until it is done.
+    Gate(oneshot::Receiver<Option<Bytes>>, Bytes),
 }
 
 struct Split {
@@ -197,6 +205,7 @@ enum HeadEvent {
     RetryDue(usize),
     Confirmed,
     TaskDone(Bytes),
+    GateDone(Option<Bytes>),
 }
 
 /// What became of one backend reply.
@@ -260,6 +269,7 @@ pub async fn run<R, W>(
             watch_slot: None,
             reply: ReplyMode::On,
             auth,
+            guards: Default::default(),
             ryw: Vec::new(),
         },
         ctx,
@@ -313,7 +323,13 @@ pub async fn run<R, W>(
         let spare = s.rbuf.capacity() - s.rbuf.len();
         let head_waiting = matches!(
             s.pending.front(),
-            Some(Pending::Remote(_) | Pending::Split(_) | Pending::Waiting(..) | Pending::Task(_))
+            Some(
+                Pending::Remote(_)
+                    | Pending::Split(_)
+                    | Pending::Waiting(..)
+                    | Pending::Task(_)
+                    | Pending::Gate(..)
+            )
         ) && s.out.len() < OUT_HIGH_WATER;
         // Messages go out between replies, never ahead of a reply still owed (so a
         // channel's first message never precedes its subscription's confirmation).
@@ -458,6 +474,7 @@ async fn wait_head(head: Option<&mut Pending>) -> HeadEvent {
             HeadEvent::Confirmed
         }
         Some(Pending::Task(rx)) => HeadEvent::TaskDone(task_reply(rx.await.ok())),
+        Some(Pending::Gate(rx, _)) => HeadEvent::GateDone(gate_reply(rx.await)),
         _ => std::future::pending().await,
     }
 }
@@ -465,6 +482,11 @@ async fn wait_head(head: Option<&mut Pending>) -> HeadEvent {
 /// A task's reply, or an error if the task died without one.
 fn task_reply(reply: Option<Bytes>) -> Bytes {
     reply.unwrap_or_else(|| reply::error("ERR respgate: the command's task ended without a reply"))
+}
+
+/// A gate's verdict; a task that died without one refuses.
+fn gate_reply(verdict: Result<Option<Bytes>, oneshot::error::RecvError>) -> Option<Bytes> {
+    verdict.unwrap_or_else(|_| Some(task_reply(None)))
 }
 
 /// The next pub/sub message for this client (`None`: the hub dropped it).
@@ -615,10 +637,30 @@ impl Session {
         if mute {
             self.pending.push_back(Pending::MuteNext);
         }
+        self.apply_route(decision, raw, arrived);
+    }
+
+    /// Routes a request again (after its shared guard budget passed).
+    fn route_request(&mut self, raw: Bytes, arrived: Instant) {
+        let decision = routing::route(
+            &self.ctx,
+            &mut self.client,
+            crate::protocol::Args::new(&raw, &self.ranges),
+            &mut self.keys,
+        );
+        self.apply_route(decision, raw, arrived);
+    }
+
+    /// Queues what routing decided for `raw`.
+    fn apply_route(&mut self, decision: routing::Route, raw: Bytes, arrived: Instant) {
         match decision {
             routing::Route::Reply(bytes) => self.pending.push_back(Pending::Ready(bytes)),
             routing::Route::Task(rx) => {
                 self.pending.push_back(Pending::Task(rx));
+                self.task_pending = true;
+            }
+            routing::Route::Gate(rx) => {
+                self.pending.push_back(Pending::Gate(rx, raw));
                 self.task_pending = true;
             }
             routing::Route::Subscribed(replies) => {
@@ -676,6 +718,29 @@ impl Session {
         }
     }
 
+    /// The head request's shared budget was counted: refused (its reply is the error)
+    /// or passed, and then routed again, past that guard, as if it arrived now.
+    fn gate_done(&mut self, verdict: Option<Bytes>) {
+        let Some(Pending::Gate(_, raw)) = self.pending.pop_front() else {
+            return;
+        };
+        self.task_pending = false;
+        if let Some(refusal) = verdict {
+            self.emit(&refusal);
+            return;
+        }
+        if scan_request(&raw, &self.ctx.limits, &mut self.ranges).is_err() {
+            self.emit(&reply::error(
+                "ERR respgate: request could not be framed again",
+            ));
+            return;
+        }
+        self.client.guards.bypass_once = true;
+        let now = self.now();
+        self.route_request(raw, now);
+        self.client.guards.bypass_once = false;
+    }
+
     /// Moves every reply that is already available at the head of the queue to the
     /// output, stopping at the first one still outstanding.
     fn drain_ready_heads(&mut self) {
@@ -712,6 +777,15 @@ impl Session {
                     self.emit(&reply);
                     continue;
                 }
+                Some(Pending::Gate(rx, _)) => {
+                    let verdict = match rx.try_recv() {
+                        Err(oneshot::error::TryRecvError::Empty) => return,
+                        Ok(v) => v,
+                        Err(oneshot::error::TryRecvError::Closed) => Some(task_reply(None)),
+                    };
+                    self.gate_done(verdict);
+                    continue;
+                }
                 Some(Pending::Remote(r)) => try_reply(r).map(|res| (0, res)),
                 Some(Pending::Split(split)) => split
                     .parts
@@ -737,6 +811,7 @@ impl Session {
                     self.emit(&bytes);
                 }
             }
+            HeadEvent::GateDone(verdict) => self.gate_done(verdict),
             HeadEvent::TaskDone(reply) => {
                 if let Some(Pending::Task(_)) = self.pending.pop_front() {
                     self.task_pending = false;
@@ -767,7 +842,7 @@ impl Session {
         };
         let finished = match &mut head {
             Pending::Ready(b) | Pending::Waiting(_, b) => Some((b.clone(), None)),
-            Pending::MuteNext | Pending::Task(_) => None,
+            Pending::MuteNext | Pending::Task(_) | Pending::Gate(..) => None,
             Pending::Remote(r) => match self.advance(r, result) {
                 Step::Final(bytes) => Some((bytes, Some((r.started, r.latency.clone())))),
                 Step::Again => None,

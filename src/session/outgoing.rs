@@ -411,6 +411,13 @@ impl Session {
             }
         }
         let first = frames.first()?.clone();
+        // A write followed by the TTL policy's EXPIREs: the client gets the write's reply.
+        // (Jobs respgate builds for transactions and WATCH start with MULTI / UNWATCH.)
+        let keeps_last = r.request.starts_with(b"*1\r\n$5\r\nMULTI\r\n")
+            || r.request.starts_with(b"*1\r\n$7\r\nUNWATCH\r\n");
+        if !keeps_last {
+            return Some(Step::Final(bytes.slice(first)));
+        }
         if bytes[first.start] == b'-' {
             return Some(Step::Final(bytes.slice(first)));
         }

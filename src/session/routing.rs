@@ -9,6 +9,8 @@ use super::ClientState;
 use super::SessionContext;
 use crate::cluster::key_slot;
 use crate::commands::{CommandInfo, KeyRef, KeysError, Lookup};
+use crate::guards::ttl::TtlDecision;
+use crate::guards::Verdict;
 use crate::protocol::{reply, Args};
 use crate::pubsub::Kind;
 use bytes::Bytes;
@@ -46,6 +48,10 @@ pub enum Route {
     /// A reply a task of its own computes (CONFIG SET on every node). The client's next
     /// requests wait for it.
     Task(tokio::sync::oneshot::Receiver<Bytes>),
+    /// Count the request against a shared budget first: `None` from the task lets it
+    /// route again (past the guard), an error is its reply. The client's next requests
+    /// wait for it.
+    Gate(tokio::sync::oneshot::Receiver<Option<Bytes>>),
     /// Send the request as it is to every master and merge the replies.
     FanOut {
         merge: Merge,
@@ -134,12 +140,37 @@ pub fn route(
     if let Some(refused) = super::auth::check(ctx, client, info, args, keys, table) {
         return Route::Reply(refused);
     }
+    if let Some(verdict) = crate::guards::check(
+        &ctx.guards,
+        &mut client.guards,
+        table,
+        info,
+        args,
+        client.auth.user().map(|u| &u.name),
+        client.meta.peer.ip(),
+    ) {
+        if let Some(route) = guarded(ctx, client, info, args, verdict) {
+            return route;
+        }
+    }
 
     // Subscribed-mode rules come first (MULTI is refused there too); SUBSCRIBE inside
     // MULTI is left to the transaction rules.
     if client.subs.is_some() || (info.is_pubsub() && client.tx.is_none()) {
         if let Some(route) = pubsub(ctx, client, info, args) {
             return route;
+        }
+    }
+
+    // PERSIST on a key the TTL policy covers is refused, queued in MULTI too (the
+    // policy's EXPIREs are added only outside transactions).
+    if client.tx.is_some() && matches!(info.name.as_str(), "persist" | "getex") {
+        let set = client.guards.set(&ctx.guards, table);
+        if let TtlDecision::Refuse(e) = set.ttl.apply(info, args, &[]) {
+            if let Some(tx) = client.tx.as_mut() {
+                tx.aborted = true;
+            }
+            return Route::Reply(e);
         }
     }
 
@@ -187,16 +218,37 @@ pub fn route(
     // the client's own connection.
     let dedicated =
         (info.is_blocking() && blocks(info, args)) || (slot.is_some() && slot == client.watch_slot);
+    // Read-your-writes: this client's writes are tracked per master.
+    let ryw_write = match &ctx.read_policy {
+        Some(policy) if info.is_write() && policy.read_your_writes(client.auth.name()) => {
+            Some(TRACKED_WRITE)
+        }
+        _ => None,
+    };
+    if info.is_write() || info.name == "persist" || info.name == "getex" {
+        let set = client.guards.set(&ctx.guards, table);
+        if !set.ttl.is_empty() {
+            match set.ttl.apply(info, args, keys) {
+                TtlDecision::Pass => {}
+                TtlDecision::Refuse(e) => return Route::Reply(e),
+                TtlDecision::Expire { job, replies } => {
+                    return Route::Forward {
+                        slot,
+                        rewritten: Some(job),
+                        latency: info.metrics.latency.clone(),
+                        replies,
+                        dedicated,
+                        replica: ryw_write,
+                    }
+                }
+            }
+        }
+    }
     let replica = match (&ctx.read_policy, keys.first()) {
         (Some(policy), Some(k)) if !dedicated && info.is_readonly() => {
             policy.bound_for(k.key(args))
         }
-        (Some(policy), Some(_))
-            if info.is_write() && policy.read_your_writes(client.auth.name()) =>
-        {
-            Some(TRACKED_WRITE)
-        }
-        _ => None,
+        _ => ryw_write,
     };
     Route::Forward {
         slot,
@@ -205,6 +257,46 @@ pub fn route(
         replies: 1,
         dedicated,
         replica,
+    }
+}
+
+/// Acts on a guard's verdict; `None` lets the request route on.
+fn guarded(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    info: &CommandInfo,
+    args: Args<'_>,
+    verdict: Verdict,
+) -> Option<Route> {
+    let in_multi = client.tx.is_some();
+    let refuse = |client: &mut ClientState, e: Bytes| {
+        if let Some(tx) = client.tx.as_mut() {
+            tx.aborted = true;
+        }
+        Some(Route::Reply(e))
+    };
+    match verdict {
+        Verdict::Refuse(e) => refuse(client, e),
+        Verdict::SafeKeys { .. } | Verdict::Shared(..) if in_multi => refuse(
+            client,
+            reply::error(&format!(
+                "ERR respgate: {} cannot be queued in MULTI under its guard rule (served by SCAN or counted in the cluster)",
+                info.name.to_uppercase()
+            )),
+        ),
+        Verdict::SafeKeys { max } => Some(Route::Task(super::safe_keys::start(
+            ctx.cluster.clone(),
+            client.meta.id,
+            Bytes::copy_from_slice(args.get(1)),
+            max,
+            client.auth.key_filter(),
+        ))),
+        Verdict::Shared(budget, refusal) => Some(Route::Gate(crate::guards::shared::start(
+            ctx.cluster.clone(),
+            client.meta.id,
+            budget,
+            refusal,
+        ))),
     }
 }
 

@@ -1,0 +1,858 @@
+//! Ops guardrails: rules that deny or rate-limit commands (per user, per client address
+//! or for everyone), KEYS served by SCAN, and the expiry policy for sensitive keys.
+//!
+//! **Job.** [`GuardSet`] is one configuration's rules, built (and validated) from
+//! `[guards]` / `[[ttl]]`; [`Guards`] holds the one in force behind an `ArcSwap` with a
+//! generation counter, swapped whole on SIGHUP. Rules are compiled once per command
+//! table into a vector indexed by [`CommandInfo::id`] holding, for each command, the
+//! indices of the rules that name it, in order ([`ById`]).
+//!
+//! **Per-request cost.** The session keeps a [`GuardCache`] (the set and its compiled
+//! vector, with the generation and table they were read at). Per command: one atomic
+//! load (the generation), one pointer comparison (the table) and one vector index. A
+//! command no rule names stops there: no lock, no allocation. Only a command a rule
+//! names evaluates its rules in order, first match wins; token buckets are `governor`'s
+//! (lock-free GCRA for `global`, a sharded map for `user` / `client_addr`, pruned of
+//! idle keys when it grows past [`MAX_KEYED`]).
+//!
+//! **Must not.** Export per-user metrics: `respgate_guard_decisions_total` carries the
+//! rule and the action only.
+
+pub mod shared;
+pub mod ttl;
+
+use crate::commands::{CommandInfo, CommandTable};
+use crate::config::{
+    FailMode, GuardAction, GuardRewrite, GuardRuleConfig, GuardScope, GuardsConfig, TtlRuleConfig,
+};
+use crate::protocol::{reply, Args};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use bytes::Bytes;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Keys a keyed bucket map may hold before idle ones are dropped (a full bucket carries
+/// no information, so dropping it changes no decision).
+pub const MAX_KEYED: usize = 10_000;
+
+/// The commands the safe defaults deny to everyone but admins.
+pub const DANGEROUS: &[&str] = &[
+    "flushall",
+    "flushdb",
+    "save",
+    "bgsave",
+    "bgrewriteaof",
+    "shutdown",
+    "debug",
+    "config|set",
+    "config|rewrite",
+    "config|resetstat",
+    "cluster|addslots",
+    "cluster|addslotsrange",
+    "cluster|delslots",
+    "cluster|delslotsrange",
+    "cluster|failover",
+    "cluster|forget",
+    "cluster|meet",
+    "cluster|replicate",
+    "cluster|reset",
+    "cluster|setslot",
+    "cluster|set-config-epoch",
+    "cluster|bumpepoch",
+    "cluster|flushslots",
+    "cluster|saveconfig",
+    "replicaof",
+    "slaveof",
+    "module",
+    "monitor",
+    "script|flush",
+    "function|flush",
+    "acl|setuser",
+    "acl|deluser",
+];
+
+/// The built-in safe rules: admins may run the dangerous commands at `admin_rate` per
+/// user, nobody else may; KEYS without a literal prefix at most once a minute per user.
+pub fn safe_rules(admins: &[String], admin_rate: &str) -> Vec<GuardRuleConfig> {
+    let commands: Vec<String> = DANGEROUS.iter().map(|s| s.to_string()).collect();
+    let base = GuardRuleConfig {
+        name: String::new(),
+        commands: commands.clone(),
+        key_pattern_without_prefix: None,
+        scan_count_above: None,
+        users: None,
+        except_users: Vec::new(),
+        action: GuardAction::Deny,
+        rate: None,
+        burst: None,
+        scope: GuardScope::User,
+        shared: false,
+        on_error: FailMode::Closed,
+        rewrite: None,
+    };
+    let mut rules = Vec::new();
+    if !admins.is_empty() {
+        rules.push(GuardRuleConfig {
+            name: "dangerous-admin-rate".into(),
+            users: Some(admins.to_vec()),
+            action: GuardAction::Limit,
+            rate: Some(admin_rate.to_string()),
+            ..base.clone()
+        });
+    }
+    rules.push(GuardRuleConfig {
+        name: "dangerous-admin-only".into(),
+        ..base.clone()
+    });
+    rules.push(GuardRuleConfig {
+        name: "keys-scan".into(),
+        commands: vec!["keys".into()],
+        key_pattern_without_prefix: Some(true),
+        action: GuardAction::Limit,
+        rate: Some("1/min".into()),
+        ..base
+    });
+    rules
+}
+
+/// A rate as written (`10/s`): count, period, and the unit's name for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub period: Duration,
+    pub text: String,
+}
+
+/// Parses `N/s`, `N/sec`, `N/min`, `N/h`, `N/hour`, `N/d`, `N/day`.
+pub fn parse_rate(s: &str) -> Result<Rate, String> {
+    let bad = || format!("{s:?} is not a rate like \"10/s\", \"1/min\", \"100/h\" or \"1000/d\"");
+    let (n, unit) = s.split_once('/').ok_or_else(bad)?;
+    let count: u32 = n.trim().parse().map_err(|_| bad())?;
+    if count == 0 {
+        return Err(format!("{s:?}: the count must be at least 1"));
+    }
+    let secs = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        "d" | "day" => 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(Rate {
+        count,
+        period: Duration::from_secs(secs),
+        text: s.trim().replace(' ', ""),
+    })
+}
+
+/// One rule, ready to evaluate.
+pub struct Rule {
+    pub name: String,
+    commands: Vec<String>,
+    without_prefix: Option<bool>,
+    scan_count_above: Option<u64>,
+    users: Option<Vec<String>>,
+    except_users: Vec<String>,
+    action: GuardAction,
+    rewrite: Option<GuardRewrite>,
+    limiter: Limiter,
+    rate: Option<Rate>,
+    scope: GuardScope,
+    shared: Option<Arc<shared::SharedBudget>>,
+    denied: metrics::Counter,
+    limited: metrics::Counter,
+    passed: metrics::Counter,
+    /// Checks of a keyed bucket map since it last exceeded [`MAX_KEYED`]: pruning runs
+    /// on every 256th, so a map full of active buckets is not walked per request.
+    prune_tick: std::sync::atomic::AtomicU32,
+}
+
+enum Limiter {
+    None,
+    Global(DefaultDirectRateLimiter),
+    User(DefaultKeyedRateLimiter<String>),
+    Addr(DefaultKeyedRateLimiter<IpAddr>),
+}
+
+impl Rule {
+    fn from_config(r: &GuardRuleConfig, key: &str) -> Result<Rule, (String, String)> {
+        let bad = |field: &str, m: String| (format!("{key}.{field}"), m);
+        if r.name.is_empty()
+            || !r
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return Err(bad(
+                "name",
+                format!("{:?}: use letters, digits and - _ . : only", r.name),
+            ));
+        }
+        if r.commands.is_empty() {
+            return Err(bad("commands", "list at least one command".into()));
+        }
+        let mut commands = Vec::new();
+        for (i, c) in r.commands.iter().enumerate() {
+            let c = c.trim().to_ascii_lowercase().replace(' ', "|");
+            let ok = !c.is_empty()
+                && c.split('|').count() <= 2
+                && c.split('|').all(|p| !p.is_empty())
+                && c.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(bad(
+                    &format!("commands[{i}]"),
+                    format!(
+                        "{:?} is not a command like \"flushall\", \"config|set\" or \"cluster|*\"",
+                        r.commands[i]
+                    ),
+                ));
+            }
+            commands.push(c);
+        }
+        if r.users.is_some() && !r.except_users.is_empty() {
+            return Err(bad(
+                "except_users",
+                "set either users or except_users, not both".into(),
+            ));
+        }
+        if r.scan_count_above.is_some() && !commands.iter().any(|c| c == "scan") {
+            return Err(bad(
+                "scan_count_above",
+                "only applies to SCAN: add \"scan\" to commands".into(),
+            ));
+        }
+        if r.key_pattern_without_prefix.is_some()
+            && !commands.iter().any(|c| c == "keys" || c == "scan")
+        {
+            return Err(bad(
+                "key_pattern_without_prefix",
+                "only applies to KEYS and SCAN's MATCH".into(),
+            ));
+        }
+        if r.rewrite == Some(GuardRewrite::Scan) {
+            if commands.iter().any(|c| c != "keys") {
+                return Err(bad(
+                    "rewrite",
+                    "\"scan\" rewrites KEYS only: list only \"keys\" in commands".into(),
+                ));
+            }
+            if r.action == GuardAction::Deny {
+                return Err(bad(
+                    "rewrite",
+                    "a denied command is not rewritten: use action \"allow\" or \"limit\"".into(),
+                ));
+            }
+        }
+        let rate = match (r.action, &r.rate) {
+            (GuardAction::Limit, Some(rate)) => Some(parse_rate(rate).map_err(|m| bad("rate", m))?),
+            (GuardAction::Limit, None) => {
+                return Err(bad(
+                    "rate",
+                    "action \"limit\" needs a rate, e.g. \"1/min\"".into(),
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(bad("rate", "only for action \"limit\"".into()));
+            }
+            (_, None) => None,
+        };
+        if r.burst == Some(0) {
+            return Err(bad("burst", "must be at least 1".into()));
+        }
+        if r.shared && !(r.action == GuardAction::Limit && r.scope == GuardScope::Global) {
+            return Err(bad(
+                "shared",
+                "only for action \"limit\" with scope \"global\"".into(),
+            ));
+        }
+        let mut limiter = Limiter::None;
+        let mut shared_budget = None;
+        if let Some(rate) = &rate {
+            let burst = r.burst.unwrap_or(rate.count);
+            if r.shared {
+                shared_budget = Some(Arc::new(shared::SharedBudget {
+                    rule: r.name.clone(),
+                    budget: u64::from(burst),
+                    window: rate.period,
+                    on_error: r.on_error,
+                    limited: metrics::counter!("respgate_guard_decisions_total", "rule" => r.name.clone(), "action" => "limit"),
+                    passed: metrics::counter!("respgate_guard_decisions_total", "rule" => r.name.clone(), "action" => "pass"),
+                }));
+            } else {
+                let per = rate.period / rate.count;
+                let quota = Quota::with_period(per.max(Duration::from_nanos(1)))
+                    .expect("non-zero period")
+                    .allow_burst(NonZeroU32::new(burst).expect("checked above"));
+                limiter = match r.scope {
+                    GuardScope::Global => Limiter::Global(DefaultDirectRateLimiter::direct(quota)),
+                    GuardScope::User => Limiter::User(DefaultKeyedRateLimiter::dashmap(quota)),
+                    GuardScope::ClientAddr => {
+                        Limiter::Addr(DefaultKeyedRateLimiter::dashmap(quota))
+                    }
+                };
+            }
+        }
+        let counter = |action: &'static str| metrics::counter!("respgate_guard_decisions_total", "rule" => r.name.clone(), "action" => action);
+        Ok(Rule {
+            name: r.name.clone(),
+            commands,
+            without_prefix: r.key_pattern_without_prefix,
+            scan_count_above: r.scan_count_above,
+            users: r.users.clone(),
+            except_users: r.except_users.clone(),
+            action: r.action,
+            rewrite: r.rewrite,
+            limiter,
+            rate,
+            scope: r.scope,
+            shared: shared_budget,
+            denied: counter("deny"),
+            limited: counter("limit"),
+            passed: counter("pass"),
+            prune_tick: Default::default(),
+        })
+    }
+
+    /// Whether this rule names `cmd` (`name`, `container|sub`, or a container's name or
+    /// `container|*` for all of it).
+    fn names(&self, cmd: &CommandInfo) -> bool {
+        self.commands.iter().any(|c| spec_names(c, cmd))
+    }
+
+    /// Whether the request (already known to be one of the rule's commands) matches the
+    /// rule's user and argument conditions.
+    fn matches(&self, info: &CommandInfo, args: Args<'_>, user: &str) -> bool {
+        if let Some(users) = &self.users {
+            if !users.iter().any(|u| u == user) {
+                return false;
+            }
+        }
+        if self.except_users.iter().any(|u| u == user) {
+            return false;
+        }
+        if let Some(want) = self.without_prefix {
+            let pattern = match info.name.as_str() {
+                "keys" => Some(args.get(1)),
+                "scan" => scan_option(args, b"match"),
+                _ => return false,
+            };
+            // SCAN without MATCH walks every key: no prefix.
+            let without = pattern.is_none_or(no_literal_prefix);
+            if without != want {
+                return false;
+            }
+        }
+        if let Some(limit) = self.scan_count_above {
+            if info.name != "scan" {
+                return false;
+            }
+            let count = scan_option(args, b"count")
+                .and_then(crate::protocol::scan::parse_int)
+                .unwrap_or(10);
+            if count <= limit as i64 {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// How the request is described in a refusal (`KEYS without a prefix`).
+    fn what(&self, info: &CommandInfo) -> String {
+        let mut s = info.name.to_uppercase().replace('|', " ");
+        match self.without_prefix {
+            Some(true) => s.push_str(" without a prefix"),
+            Some(false) => s.push_str(" with a prefix"),
+            None => {}
+        }
+        if let Some(n) = self.scan_count_above {
+            s.push_str(&format!(" with COUNT above {n}"));
+        }
+        s
+    }
+
+    fn scope_text(&self) -> &'static str {
+        match (self.scope, self.shared.is_some()) {
+            (_, true) => "for all respgate instances together",
+            (GuardScope::User, _) => "per user",
+            (GuardScope::ClientAddr, _) => "per client address",
+            (GuardScope::Global, _) => "for all clients",
+        }
+    }
+
+    fn prune_due(&self) -> bool {
+        self.prune_tick.fetch_add(1, Ordering::Relaxed) % 256 == 0
+    }
+
+    /// Keys held by a keyed bucket map (tests).
+    #[cfg(test)]
+    fn keyed_len(&self) -> usize {
+        match &self.limiter {
+            Limiter::User(l) => l.len(),
+            Limiter::Addr(l) => l.len(),
+            _ => 0,
+        }
+    }
+
+    /// Takes a token; `Err(wait)` when the bucket is empty.
+    fn take(&self, user: &String, addr: IpAddr, clock: &DefaultClock) -> Result<(), Duration> {
+        let result = match &self.limiter {
+            Limiter::None => Ok(()),
+            Limiter::Global(l) => l.check(),
+            Limiter::User(l) => {
+                let r = l.check_key(user);
+                if l.len() > MAX_KEYED && self.prune_due() {
+                    l.retain_recent();
+                    l.shrink_to_fit();
+                }
+                r
+            }
+            Limiter::Addr(l) => {
+                let r = l.check_key(&addr);
+                if l.len() > MAX_KEYED && self.prune_due() {
+                    l.retain_recent();
+                    l.shrink_to_fit();
+                }
+                r
+            }
+        };
+        result.map_err(|not_until| not_until.wait_time_from(clock.now()))
+    }
+}
+
+/// Whether the command spec `c` (`name`, `container|sub`, `container`, `container|*`)
+/// names `cmd`.
+fn spec_names(c: &str, cmd: &CommandInfo) -> bool {
+    let container = cmd.name.split('|').next().unwrap_or("");
+    c == cmd.name || c == container || c.strip_suffix("|*").is_some_and(|p| p == container)
+}
+
+/// The value of SCAN's option `name` (`MATCH`, `COUNT`).
+fn scan_option<'a>(args: Args<'a>, name: &[u8]) -> Option<&'a [u8]> {
+    let mut i = 2;
+    while i + 1 < args.len() {
+        if args.get(i).eq_ignore_ascii_case(name) {
+            return Some(args.get(i + 1));
+        }
+        i += 2;
+    }
+    None
+}
+
+/// A glob with no literal prefix: it starts with a wildcard (`*`, `?`, `[`).
+pub fn no_literal_prefix(pattern: &[u8]) -> bool {
+    matches!(pattern.first(), Some(b'*' | b'?' | b'['))
+}
+
+/// What the guards decided about one request that a rule matched.
+pub enum Verdict {
+    /// Refused: this error.
+    Refuse(Bytes),
+    /// Serve this KEYS by SCAN on every master, at most `max` keys.
+    SafeKeys { max: usize },
+    /// Count it against a budget kept in the cluster first.
+    Shared(Arc<shared::SharedBudget>, String),
+}
+
+/// One configuration's guards.
+pub struct GuardSet {
+    rules: Vec<Rule>,
+    pub ttl: ttl::TtlPolicy,
+    pub max_keys_reply: usize,
+    /// The rule indices per command id for one command table.
+    compiled: ArcSwapOption<(usize, Arc<ById>)>,
+    /// `"default"`, for keyed buckets of clients without a user.
+    default_user: String,
+    clock: DefaultClock,
+}
+
+/// Per [`CommandInfo::id`]: the indices (into the rules) of the rules naming it, in
+/// order; empty for commands no rule names.
+pub struct ById(Vec<Box<[u16]>>);
+
+impl GuardSet {
+    pub fn from_config(
+        cfg: &GuardsConfig,
+        ttl: &[TtlRuleConfig],
+    ) -> Result<GuardSet, (String, String)> {
+        let mut rules = Vec::new();
+        if cfg.enabled {
+            for (i, r) in cfg.rules.iter().enumerate() {
+                rules.push(Rule::from_config(r, &format!("guards.rules[{i}]"))?);
+            }
+            if cfg.safe_defaults {
+                parse_rate(&cfg.admin_rate).map_err(|m| ("guards.admin_rate".to_string(), m))?;
+                for r in safe_rules(&cfg.admins, &cfg.admin_rate) {
+                    if cfg.rules.iter().any(|own| own.name == r.name) {
+                        continue; // the file's own rule of that name replaces it
+                    }
+                    rules.push(Rule::from_config(&r, "guards.safe_defaults")?);
+                }
+            }
+        }
+        for (i, r) in rules.iter().enumerate() {
+            if rules[..i].iter().any(|o| o.name == r.name) {
+                return Err((
+                    format!("guards.rules[{i}].name"),
+                    format!("rule {:?} is defined twice", r.name),
+                ));
+            }
+        }
+        if rules.len() > u16::MAX as usize {
+            return Err(("guards.rules".into(), "too many rules".into()));
+        }
+        if cfg.max_keys_reply == 0 {
+            return Err(("guards.max_keys_reply".into(), "must be at least 1".into()));
+        }
+        Ok(GuardSet {
+            rules,
+            ttl: ttl::TtlPolicy::from_config(ttl)?,
+            max_keys_reply: cfg.max_keys_reply,
+            compiled: ArcSwapOption::empty(),
+            default_user: "default".into(),
+            clock: DefaultClock::default(),
+        })
+    }
+
+    /// The rule indices per command id of `table` (computed once per table).
+    pub fn by_id(&self, table: &Arc<CommandTable>) -> Arc<ById> {
+        let id = Arc::as_ptr(table) as usize;
+        if let Some(c) = self.compiled.load_full() {
+            if c.0 == id {
+                return c.1.clone();
+            }
+        }
+        let mut v: Vec<Box<[u16]>> = vec![Box::default(); table.id_count()];
+        for cmd in table.all() {
+            let list: Vec<u16> = self
+                .rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.names(cmd))
+                .map(|(i, _)| i as u16)
+                .collect();
+            v[cmd.id as usize] = list.into_boxed_slice();
+        }
+        for r in &self.rules {
+            for c in &r.commands {
+                if !table.all().any(|cmd| spec_names(c, cmd)) {
+                    tracing::warn!(rule = %r.name, command = %c, "guard rule names a command the cluster does not have");
+                }
+            }
+        }
+        let c = Arc::new(ById(v));
+        self.compiled.store(Some(Arc::new((id, c.clone()))));
+        c
+    }
+
+    /// One line per rule, for the startup log.
+    pub fn describe(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .map(|r| {
+                let mut s = format!("{}: {} -> ", r.name, r.commands.join(","));
+                match r.action {
+                    GuardAction::Allow => s.push_str("allow"),
+                    GuardAction::Deny => s.push_str("deny"),
+                    GuardAction::Limit => s.push_str(&format!(
+                        "limit {} {}",
+                        r.rate.as_ref().map_or("", |x| x.text.as_str()),
+                        r.scope_text()
+                    )),
+                }
+                if let Some(u) = &r.users {
+                    s.push_str(&format!(" (users {})", u.join(",")));
+                }
+                if !r.except_users.is_empty() {
+                    s.push_str(&format!(" (except {})", r.except_users.join(",")));
+                }
+                if r.rewrite.is_some() {
+                    s.push_str(" (KEYS served by SCAN)");
+                }
+                s
+            })
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.ttl.is_empty()
+    }
+}
+
+/// Validates `[guards]` and `[[ttl]]` (config loading).
+pub fn validate(cfg: &GuardsConfig, ttl: &[TtlRuleConfig]) -> Result<(), (String, String)> {
+    GuardSet::from_config(cfg, ttl).map(|_| ())
+}
+
+/// The guards in force, swapped whole on reload.
+pub struct Guards {
+    set: ArcSwap<GuardSet>,
+    generation: AtomicU64,
+}
+
+impl Guards {
+    pub fn new(cfg: &GuardsConfig, ttl: &[TtlRuleConfig]) -> Result<Guards, String> {
+        let set = GuardSet::from_config(cfg, ttl).map_err(|(k, m)| format!("{k}: {m}"))?;
+        log_active(&set, cfg);
+        Ok(Guards {
+            set: ArcSwap::from_pointee(set),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// Replaces the rules (SIGHUP); buckets start full again.
+    pub fn replace(&self, cfg: &GuardsConfig, ttl: &[TtlRuleConfig]) -> Result<(), String> {
+        let set = GuardSet::from_config(cfg, ttl).map_err(|(k, m)| format!("{k}: {m}"))?;
+        log_active(&set, cfg);
+        self.set.store(Arc::new(set));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn current(&self) -> Arc<GuardSet> {
+        self.set.load_full()
+    }
+}
+
+fn log_active(set: &GuardSet, cfg: &GuardsConfig) {
+    if !cfg.enabled {
+        tracing::warn!("guards disabled ([guards] enabled = false or --no-guards): dangerous commands are not refused");
+    } else if set.rules.is_empty() {
+        tracing::warn!("no guard rules: dangerous commands are not refused");
+    } else {
+        tracing::info!(
+            rules = set.rules.len(),
+            safe_defaults = cfg.safe_defaults,
+            admins = %cfg.admins.join(","),
+            "guards active"
+        );
+        for line in set.describe() {
+            tracing::info!("guard {line}");
+        }
+    }
+    for line in set.ttl.describe() {
+        tracing::info!("ttl policy {line}");
+    }
+}
+
+/// A session's view of the guards: the set and its compiled vector, as of `generation`
+/// and the table at `table`.
+#[derive(Default)]
+pub struct GuardCache {
+    generation: u64,
+    table: usize,
+    set: Option<Arc<GuardSet>>,
+    by_id: Option<Arc<ById>>,
+    /// The next request already passed its shared budget: do not count it again.
+    pub bypass_once: bool,
+}
+
+impl GuardCache {
+    #[inline]
+    fn refresh(&mut self, guards: &Guards, table: &Arc<CommandTable>) {
+        let generation = guards.generation();
+        let table_id = Arc::as_ptr(table) as usize;
+        if self.set.is_none() || generation != self.generation || table_id != self.table {
+            let set = guards.current();
+            self.by_id = Some(set.by_id(table));
+            self.set = Some(set);
+            self.generation = generation;
+            self.table = table_id;
+        }
+    }
+
+    /// The set in force (for the TTL policy).
+    pub fn set(&mut self, guards: &Guards, table: &Arc<CommandTable>) -> &Arc<GuardSet> {
+        self.refresh(guards, table);
+        self.set.as_ref().expect("refreshed")
+    }
+}
+
+/// Evaluates the rules naming `info` for this request; `None` lets it through as it is.
+#[inline]
+pub fn check(
+    guards: &Guards,
+    cache: &mut GuardCache,
+    table: &Arc<CommandTable>,
+    info: &CommandInfo,
+    args: Args<'_>,
+    user: Option<&String>,
+    addr: IpAddr,
+) -> Option<Verdict> {
+    cache.refresh(guards, table);
+    if cache.by_id.as_ref()?.0.get(info.id as usize)?.is_empty() {
+        return None;
+    }
+    evaluate(cache, info, args, user, addr)
+}
+
+#[cold]
+fn evaluate(
+    cache: &mut GuardCache,
+    info: &CommandInfo,
+    args: Args<'_>,
+    user: Option<&String>,
+    addr: IpAddr,
+) -> Option<Verdict> {
+    let bypass = std::mem::take(&mut cache.bypass_once);
+    // Borrowed, not cloned: no reference count touched (shared by every session).
+    let set = cache.set.as_deref()?;
+    let list = cache.by_id.as_deref()?.0.get(info.id as usize)?;
+    let user = user.unwrap_or(&set.default_user);
+    for &i in list.iter() {
+        let rule = &set.rules[i as usize];
+        if !rule.matches(info, args, user) {
+            continue;
+        }
+        let rewrite = rule.rewrite.map(|GuardRewrite::Scan| Verdict::SafeKeys {
+            max: set.max_keys_reply,
+        });
+        match rule.action {
+            GuardAction::Allow => {
+                rule.passed.increment(1);
+                return rewrite;
+            }
+            GuardAction::Deny => {
+                rule.denied.increment(1);
+                tracing::warn!(target: "respgate::audit", event = "guard_denied", rule = %rule.name, user = %user, %addr, command = %info.name, "request refused by a guard");
+                return Some(Verdict::Refuse(reply::error(&format!(
+                    "ERR respgate: {} is denied by rule '{}' (ask an admin)",
+                    rule.what(info),
+                    rule.name
+                ))));
+            }
+            GuardAction::Limit => {
+                if let Some(budget) = &rule.shared {
+                    if bypass {
+                        return rewrite;
+                    }
+                    let rate = rule.rate.as_ref().map_or("", |r| r.text.as_str());
+                    let prefix = format!(
+                        "ERR respgate: {} is limited to {} {} (rule {})",
+                        rule.what(info),
+                        rate,
+                        rule.scope_text(),
+                        rule.name
+                    );
+                    return Some(Verdict::Shared(budget.clone(), prefix));
+                }
+                return match rule.take(user, addr, &set.clock) {
+                    Ok(()) => {
+                        rule.passed.increment(1);
+                        rewrite
+                    }
+                    Err(wait) => {
+                        rule.limited.increment(1);
+                        tracing::warn!(target: "respgate::audit", event = "guard_limited", rule = %rule.name, user = %user, %addr, command = %info.name, "request over its rate");
+                        Some(Verdict::Refuse(reply::error(&format!(
+                            "ERR respgate: {} is limited to {} {} (rule {}); retry in {}",
+                            rule.what(info),
+                            rule.rate.as_ref().map_or("", |r| r.text.as_str()),
+                            rule.scope_text(),
+                            rule.name,
+                            retry_text(wait)
+                        ))))
+                    }
+                };
+            }
+        }
+    }
+    None
+}
+
+/// `42s`, or `0.3s` under a second (never `0s`).
+pub fn retry_text(wait: Duration) -> String {
+    if wait >= Duration::from_secs(1) {
+        format!("{}s", wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+    } else {
+        format!("{:.1}s", (wait.as_secs_f64()).max(0.1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        let r = parse_rate("1/min").unwrap();
+        assert_eq!((r.count, r.period), (1, Duration::from_secs(60)));
+        assert_eq!(parse_rate("10/s").unwrap().count, 10);
+        assert!(parse_rate("0/s").is_err());
+        assert!(parse_rate("5/week").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn prefixes() {
+        assert!(no_literal_prefix(b"*"));
+        assert!(no_literal_prefix(b"*foo*"));
+        assert!(no_literal_prefix(b"?x"));
+        assert!(no_literal_prefix(b"[ab]*"));
+        assert!(!no_literal_prefix(b"session:42:*"));
+    }
+
+    fn rule_config(scope: GuardScope, rate: &str) -> GuardRuleConfig {
+        let mut r = safe_rules(&[], "1/min").pop().unwrap();
+        r.name = "t".into();
+        r.key_pattern_without_prefix = None;
+        r.commands = vec!["echo".into()];
+        r.rate = Some(rate.into());
+        r.scope = scope;
+        r
+    }
+
+    #[test]
+    fn keyed_buckets_stay_bounded() {
+        let rule =
+            Rule::from_config(&rule_config(GuardScope::ClientAddr, "1000000/s"), "r").unwrap();
+        let clock = DefaultClock::default();
+        let user = String::from("default");
+        for i in 0..(MAX_KEYED as u32 + 2000) {
+            let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(rule.take(&user, addr, &clock).is_ok());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        for i in 0..300u32 {
+            let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i));
+            let _ = rule.take(&user, addr, &clock);
+        }
+        assert!(
+            rule.keyed_len() < MAX_KEYED,
+            "{} buckets kept",
+            rule.keyed_len()
+        );
+    }
+
+    #[test]
+    fn buckets_refuse_past_the_burst_with_the_wait() {
+        let rule = Rule::from_config(&rule_config(GuardScope::User, "2/min"), "r").unwrap();
+        let clock = DefaultClock::default();
+        let (a, b) = (String::from("a"), String::from("b"));
+        let addr = IpAddr::from([127, 0, 0, 1]);
+        assert!(rule.take(&a, addr, &clock).is_ok());
+        assert!(rule.take(&a, addr, &clock).is_ok());
+        let wait = rule.take(&a, addr, &clock).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert!(rule.take(&b, addr, &clock).is_ok());
+    }
+
+    #[test]
+    fn retry_texts() {
+        assert_eq!(retry_text(Duration::from_millis(41_200)), "42s");
+        assert_eq!(retry_text(Duration::from_secs(60)), "60s");
+        assert_eq!(retry_text(Duration::from_millis(10)), "0.1s");
+    }
+}

@@ -1,0 +1,148 @@
+//! Budgets shared by every respgate in front of one cluster (`scope = "global"`,
+//! `shared = true`): the counter lives in the cluster itself.
+//!
+//! Fixed windows of the rate's unit (`5/min`: one-minute windows, `burst` or the count
+//! per window). Each request runs one small script on the master of the counter's slot
+//! (one round trip): `INCR respgate:guard:{rule}:<window>` and, on the window's first
+//! request, `PEXPIRE` so old windows disappear. The request passes when the count is
+//! within the budget. When the cluster cannot count (node down, timeout, error), the
+//! rule's `on_error` decides: `open` lets the request pass, `closed` refuses it.
+
+use crate::backend::{Job, LinkError, Node};
+use crate::cluster::{key_slot, Cluster};
+use crate::config::FailMode;
+use crate::protocol::reply;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+const SCRIPT: &str = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n";
+
+/// One shared budget.
+pub struct SharedBudget {
+    pub rule: String,
+    pub budget: u64,
+    pub window: Duration,
+    pub on_error: FailMode,
+    pub limited: metrics::Counter,
+    pub passed: metrics::Counter,
+}
+
+/// Counts one request against `budget`; the receiver gets `None` (pass) or the refusal.
+/// `refusal` is the error text without the retry time.
+pub fn start(
+    cluster: Arc<Cluster>,
+    client_id: u64,
+    budget: Arc<SharedBudget>,
+    refusal: String,
+) -> oneshot::Receiver<Option<Bytes>> {
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let verdict = take(&cluster, client_id, &budget, &refusal).await;
+        let _ = tx.send(verdict);
+    });
+    rx
+}
+
+async fn take(cluster: &Cluster, client_id: u64, b: &SharedBudget, refusal: &str) -> Option<Bytes> {
+    let window_ms = b.window.as_millis().max(1) as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let window = now_ms / window_ms;
+    let key = format!("respgate:guard:{{{}}}:{window}", b.rule);
+    let ttl = (window_ms + 1000).to_string();
+    let request = reply::command([
+        &b"EVAL"[..],
+        SCRIPT.as_bytes(),
+        b"1",
+        key.as_bytes(),
+        ttl.as_bytes(),
+    ]);
+    let timeout = cluster.config().request_timeout();
+    let counted = tokio::time::timeout(timeout, count(cluster, client_id, &key, request)).await;
+    let n = match counted {
+        Ok(Ok(n)) => n,
+        Ok(Err(why)) => return failed(b, refusal, &why),
+        Err(_) => return failed(b, refusal, "timed out"),
+    };
+    if n as u64 <= b.budget && n > 0 {
+        b.passed.increment(1);
+        return None;
+    }
+    b.limited.increment(1);
+    let wait = Duration::from_millis((window + 1) * window_ms - now_ms);
+    Some(reply::error(&format!(
+        "{refusal}; retry in {}",
+        super::retry_text(wait)
+    )))
+}
+
+fn failed(b: &SharedBudget, refusal: &str, why: &str) -> Option<Bytes> {
+    tracing::warn!(rule = %b.rule, error = %why, on_error = ?b.on_error, "shared guard budget could not be counted");
+    match b.on_error {
+        FailMode::Open => {
+            b.passed.increment(1);
+            None
+        }
+        FailMode::Closed => {
+            b.limited.increment(1);
+            Some(reply::error(&format!(
+                "{refusal}; the shared budget cannot be counted right now ({why}), so the request is refused"
+            )))
+        }
+    }
+}
+
+/// Runs the counting script on the counter's master (following one MOVED).
+async fn count(
+    cluster: &Cluster,
+    client_id: u64,
+    key: &str,
+    request: Bytes,
+) -> Result<i64, String> {
+    let node = {
+        let topo = cluster.topology();
+        topo.as_ref()
+            .and_then(|t| t.master_for_slot(key_slot(key.as_bytes())).cloned())
+            .ok_or_else(|| "no master for the counter's slot".to_string())?
+    };
+    let mut answer = ask(&node, client_id, request.clone()).await?;
+    if let Some(rest) = answer.strip_prefix(b"-MOVED ") {
+        let text = String::from_utf8_lossy(rest);
+        let addr = text.split_whitespace().nth(1).unwrap_or("").to_string();
+        cluster.request_refresh();
+        answer = ask(&cluster.node(&addr), client_id, request).await?;
+    }
+    let text = std::str::from_utf8(&answer).map_err(|_| "unreadable reply".to_string())?;
+    match text.strip_prefix(':') {
+        Some(n) => n
+            .trim_end()
+            .parse()
+            .map_err(|_| format!("unexpected reply {text:?}")),
+        None => Err(text.trim_end().trim_start_matches('-').to_string()),
+    }
+}
+
+/// Sends one request on the client's link of `node`.
+pub async fn ask(node: &Node, client_id: u64, request: Bytes) -> Result<Bytes, String> {
+    let (tx, rx) = oneshot::channel();
+    node.send(
+        client_id,
+        Job {
+            bytes: request,
+            asking: false,
+            resp3: false,
+            replies: 1,
+            reply: tx,
+        },
+    );
+    match rx.await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(LinkError::NotSent(why) | LinkError::Lost(why) | LinkError::TimedOut(why))) => {
+            Err(why)
+        }
+        Err(_) => Err("backend link dropped".into()),
+    }
+}
