@@ -221,6 +221,16 @@ fn dev_no_guards_lets_flushall_through() {
         Duration::from_secs(30),
         || ping(&addr),
     );
+    // PING is answered by respgate itself: wait until every master answers (DBSIZE
+    // goes to all of them).
+    wait_for("every master to answer", Duration::from_secs(30), || {
+        let Ok(mut s) = TcpStream::connect(&addr) else {
+            return false;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 1];
+        s.write_all(b"DBSIZE\r\n").is_ok() && s.read_exact(&mut b).is_ok() && b[0] == b':'
+    });
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"SET dev:k v\r\nFLUSHALL\r\nKEYS *\r\nKEYS *\r\n")
