@@ -131,35 +131,31 @@ seeds = [${seeds%, }]
 
 [auth]
 EOF
-if [[ $MODE == acl ]]; then
-    HASH=$(echo pw | "$LT_BIN" hash-password)
-    RULES=""
-    for i in $(seq 1 19); do RULES+=" ~svc$i:*"; done
+# users_section NAME RULES: `[auth]` users `open` (unrestricted) and NAME with RULES,
+# both with password `pw`.
+users_section() {
+    local hash
+    hash=$(echo pw | "$LT_BIN" hash-password)
     cat >>"$OUT/respgate.toml" <<EOF
 mode = "users"
 max_failures = 0
 
 [[auth.users]]
 name = "open"
-rules = "on $HASH allkeys allchannels +@all"
+rules = "on $hash allkeys allchannels +@all"
 
 [[auth.users]]
-name = "acl20"
-rules = "on $HASH$RULES ~key:* +@all -@dangerous"
+name = "$1"
+rules = "on $hash $2"
 EOF
+}
+if [[ $MODE == acl ]]; then
+    RULES=""
+    for i in $(seq 1 19); do RULES+="~svc$i:* "; done
+    users_section acl20 "$RULES~key:* +@all -@dangerous"
 elif [[ $MODE == guards ]]; then
-    HASH=$(echo pw | "$LT_BIN" hash-password)
+    users_section guard30 "allkeys allchannels +@all"
     cat >>"$OUT/respgate.toml" <<EOF
-mode = "users"
-max_failures = 0
-
-[[auth.users]]
-name = "open"
-rules = "on $HASH allkeys allchannels +@all"
-
-[[auth.users]]
-name = "guard30"
-rules = "on $HASH allkeys allchannels +@all"
 
 [guards]
 safe_defaults = true

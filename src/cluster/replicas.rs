@@ -262,8 +262,15 @@ pub fn slot_tag(slot: u16) -> &'static str {
     &tags[slot as usize]
 }
 
-/// Sends `bytes` (producing `replies` replies) to `node` and waits up to `timeout`.
-async fn ask(node: &Node, bytes: Bytes, replies: u32, timeout: Duration) -> Option<Bytes> {
+/// Sends `bytes` (producing `replies` replies) to `node` now, and returns the wait for
+/// the answer (at most `timeout`): the polls of one shard's nodes are all in flight at
+/// once.
+fn ask(
+    node: &Node,
+    bytes: Bytes,
+    replies: u32,
+    timeout: Duration,
+) -> impl std::future::Future<Output = Option<Bytes>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     node.send_readonly(
         0,
@@ -275,7 +282,7 @@ async fn ask(node: &Node, bytes: Bytes, replies: u32, timeout: Duration) -> Opti
             reply: tx,
         },
     );
-    tokio::time::timeout(timeout, rx).await.ok()?.ok()?.ok()
+    async move { tokio::time::timeout(timeout, rx).await.ok()?.ok()?.ok() }
 }
 
 /// The value of `field:` in an INFO reply.
@@ -313,7 +320,8 @@ pub async fn run_tracker(
         let Some(topo) = cluster.topology().clone() else {
             continue;
         };
-        let mut polls = Vec::new();
+        // Shards are polled concurrently: a dead master's timeout delays no other shard.
+        let mut polls = tokio::task::JoinSet::new();
         for (i, shard) in topo.shards().iter().enumerate() {
             let Some(slot) = topo.shard_slot(i) else {
                 continue;
@@ -322,20 +330,9 @@ pub async fn run_tracker(
             let master = shard.master.clone();
             let replicas = shard.replicas.clone();
             let policy = policy.clone();
-            polls.push(async move { poll_shard(&policy, &master, &replicas, &key).await });
+            polls.spawn(async move { poll_shard(&policy, &master, &replicas, &key).await });
         }
-        futures_join_all(polls).await;
-    }
-}
-
-/// Waits for every future (a handful per poll: one per shard).
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: Vec<F>) {
-    let mut set = Vec::with_capacity(futs.len());
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    for f in set {
-        f.await;
+        while polls.join_next().await.is_some() {}
     }
 }
 

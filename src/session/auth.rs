@@ -140,11 +140,7 @@ pub fn check(
     let (why, rule, object) = refusal(&client.auth, info, args, keys)?;
     ctx.security.log.add(
         why.log_reason(),
-        if client.tx.is_some() {
-            "multi"
-        } else {
-            "toplevel"
-        },
+        log_context(client),
         &object,
         client.auth.name(),
         client.info_line().trim_end().to_string(),
@@ -256,6 +252,15 @@ fn sort_pattern_option(args: Args<'_>) -> Option<&'static str> {
     None
 }
 
+/// ACL LOG's `context`: inside MULTI or not.
+fn log_context(client: &ClientState) -> &'static str {
+    if client.tx.is_some() {
+        "multi"
+    } else {
+        "toplevel"
+    }
+}
+
 /// The permissions a key spec's flags need (Redis's `ACLSelectorCheckKey`).
 #[inline]
 fn needed(flags: KeyFlags) -> u8 {
@@ -336,11 +341,7 @@ pub fn login(
         Err(AuthError::WrongPass) => {
             ctx.security.log.add(
                 "auth",
-                if client.tx.is_some() {
-                    "multi"
-                } else {
-                    "toplevel"
-                },
+                log_context(client),
                 "AUTH",
                 &shown_user,
                 client.info_line().trim_end().to_string(),

@@ -43,20 +43,7 @@ impl Session {
             _ => None,
         };
         let rx = match &target {
-            Some(node) => {
-                let (tx, rx) = oneshot::channel();
-                node.send_readonly(
-                    self.client.meta.id,
-                    Job {
-                        bytes: request.clone(),
-                        asking: false,
-                        resp3: self.client.resp3,
-                        replies,
-                        reply: tx,
-                    },
-                );
-                rx
-            }
+            Some(node) => self.send_to_replica(node, &request, replies),
             None => self.send_job(&request, slot, None, false, replies, dedicated),
         };
         Remote {
@@ -126,6 +113,27 @@ impl Session {
         chosen
     }
 
+    /// Queues `request` on `node`'s READONLY link (a read a replica serves).
+    fn send_to_replica(
+        &self,
+        node: &crate::backend::Node,
+        request: &Bytes,
+        replies: u32,
+    ) -> oneshot::Receiver<ReplyResult> {
+        let (tx, rx) = oneshot::channel();
+        node.send_readonly(
+            self.client.meta.id,
+            Job {
+                bytes: request.clone(),
+                asking: false,
+                resp3: self.client.resp3,
+                replies,
+                reply: tx,
+            },
+        );
+        rx
+    }
+
     /// Read-your-writes: a write to `slot`'s master is in flight.
     fn ryw_begin(&mut self, slot: u16) -> Option<usize> {
         let topo = self.ctx.cluster.topology();
@@ -192,18 +200,7 @@ impl Session {
             (to, remote.bound, remote.slot, remote.replica)
         {
             if let Some(node) = self.pick_replica(slot, bound) {
-                let (tx, rx) = oneshot::channel();
-                node.send_readonly(
-                    self.client.meta.id,
-                    Job {
-                        bytes: remote.request.clone(),
-                        asking: false,
-                        resp3: self.client.resp3,
-                        replies: remote.replies,
-                        reply: tx,
-                    },
-                );
-                remote.rx = rx;
+                remote.rx = self.send_to_replica(&node, &remote.request, remote.replies);
                 remote.replica = true;
                 remote.retry_at = None;
                 return;
