@@ -221,6 +221,28 @@ pub struct GuardRuleConfig {
     pub rewrite: Option<GuardRewrite>,
 }
 
+impl GuardRuleConfig {
+    /// A rule named `name` for `commands` with `action`, every option at its default
+    /// (as a `[[guards.rules]]` with only those three keys).
+    pub fn new(name: &str, commands: &[&str], action: GuardAction) -> GuardRuleConfig {
+        GuardRuleConfig {
+            name: name.into(),
+            commands: commands.iter().map(|c| c.to_string()).collect(),
+            key_pattern_without_prefix: None,
+            scan_count_above: None,
+            users: None,
+            except_users: Vec::new(),
+            action,
+            rate: None,
+            burst: None,
+            scope: GuardScope::default(),
+            shared: false,
+            on_error: FailMode::default(),
+            rewrite: None,
+        }
+    }
+}
+
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -13,21 +13,7 @@ use std::net::SocketAddr;
 use support::*;
 
 fn rule(name: &str, commands: &[&str], action: GuardAction) -> GuardRuleConfig {
-    GuardRuleConfig {
-        name: name.into(),
-        commands: commands.iter().map(|s| s.to_string()).collect(),
-        key_pattern_without_prefix: None,
-        scan_count_above: None,
-        users: None,
-        except_users: Vec::new(),
-        action,
-        rate: None,
-        burst: None,
-        scope: GuardScope::User,
-        shared: false,
-        on_error: FailMode::Closed,
-        rewrite: None,
-    }
+    GuardRuleConfig::new(name, commands, action)
 }
 
 fn limit(name: &str, commands: &[&str], rate: &str, scope: GuardScope) -> GuardRuleConfig {

@@ -23,7 +23,7 @@ pub mod ttl;
 
 use crate::commands::{CommandInfo, CommandTable};
 use crate::config::{
-    FailMode, GuardAction, GuardRewrite, GuardRuleConfig, GuardScope, GuardsConfig, TtlRuleConfig,
+    GuardAction, GuardRewrite, GuardRuleConfig, GuardScope, GuardsConfig, TtlRuleConfig,
 };
 use crate::protocol::{reply, Args};
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -81,19 +81,8 @@ pub const DANGEROUS: &[&str] = &[
 pub fn safe_rules(admins: &[String], admin_rate: &str) -> Vec<GuardRuleConfig> {
     let commands: Vec<String> = DANGEROUS.iter().map(|s| s.to_string()).collect();
     let base = GuardRuleConfig {
-        name: String::new(),
         commands: commands.clone(),
-        key_pattern_without_prefix: None,
-        scan_count_above: None,
-        users: None,
-        except_users: Vec::new(),
-        action: GuardAction::Deny,
-        rate: None,
-        burst: None,
-        scope: GuardScope::User,
-        shared: false,
-        on_error: FailMode::Closed,
-        rewrite: None,
+        ..GuardRuleConfig::new("", &[], GuardAction::Deny)
     };
     let mut rules = Vec::new();
     if !admins.is_empty() {
