@@ -362,3 +362,69 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Two respgate processes over one cluster, one shared global budget (the counter lives
+/// in the cluster): across both, exactly the budget passes.
+#[test]
+fn two_respgate_processes_share_one_global_budget() {
+    let seeds = support::shared_cluster_seeds();
+    let dir = tempfile::tempdir().unwrap();
+    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    let rule = format!("shared-echo-procs-{}", std::process::id());
+    let mut children = Vec::new();
+    let mut conns = Vec::new();
+    for i in 0..2 {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let config = dir.path().join(format!("respgate{i}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"none\"\n\
+                 [guards]\nsafe_defaults = false\n[[guards.rules]]\nname = \"{rule}\"\n\
+                 commands = [\"echo\"]\naction = \"limit\"\nrate = \"5/h\"\nscope = \"global\"\nshared = true\n",
+                seeds.join(", ")
+            ),
+        )
+        .unwrap();
+        let child = respgate()
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        children.push(KillOnDrop(child));
+        wait_for("respgate to listen", Duration::from_secs(20), || {
+            TcpStream::connect(&addr).is_ok()
+        });
+        let stream = TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut c = BufReader::new(stream);
+        wait_for(
+            "the cluster to be discovered",
+            Duration::from_secs(20),
+            || request(&mut c, "SET cli:shared:ready 1\r\n") == "+OK\r\n",
+        );
+        conns.push(c);
+    }
+    let mut passed = 0;
+    for i in 0..12 {
+        let c = &mut conns[i % 2];
+        let first = request(c, "ECHO x\r\n");
+        if first == "$1\r\n" {
+            let mut payload = String::new();
+            c.read_line(&mut payload).unwrap();
+            assert_eq!(payload, "x\r\n");
+            passed += 1;
+        } else {
+            assert!(
+                first.contains(&format!("(rule {rule})")),
+                "refused by the shared rule: {first}"
+            );
+        }
+    }
+    assert_eq!(passed, 5, "exactly the budget passes across both processes");
+    support::on_owner("cli:shared:ready", &["DEL", "cli:shared:ready"]);
+}
