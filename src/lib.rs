@@ -17,3 +17,4 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod tls;
+pub mod workers;

@@ -188,18 +188,21 @@ fn init_logging(level: &str) {
 /// `path` and applies users, ACLs and certificates; a file that does not load is
 /// reported and changes nothing.
 fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
-    // `worker_threads`: 0 = one per core, 1 = a single-threaded runtime (no cross-thread
-    // wake-ups between a session and its backend links), n = n threads.
-    let mut builder = match config.server.worker_threads {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            if n > 1 {
-                b.worker_threads(n);
-            }
-            b
-        }
+    // `worker_threads`: 0 = one per core, 1 = one thread for everything, n = n workers.
+    // Workers are single-threaded runtimes, each running its clients' sessions and its
+    // own links to every node (src/workers.rs); the main runtime, single-threaded too,
+    // runs the control plane (accept, topology, signals).
+    let workers = match config.server.worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
+    if workers > 1 {
+        if let Err(e) = respgate::workers::start(workers) {
+            eprintln!("respgate: cannot start {workers} worker threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut builder = tokio::runtime::Builder::new_current_thread();
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {

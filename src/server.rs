@@ -340,18 +340,26 @@ async fn accept_loop(
         };
         let ctx = ctx.clone();
         let shutdown = shutdown.listen();
+        let Ok(stream) = Handoff::new(stream) else {
+            continue;
+        };
         match settings {
             None => {
-                tracker.spawn(async move {
+                crate::workers::spawn_client(tracker.track_future(async move {
+                    let Ok(mut stream) = stream.into_stream() else {
+                        return;
+                    };
                     let _counted = ClientCount::new(ctx.clone());
-                    let mut stream = stream;
                     let (rd, wr) = stream.split();
                     session::run(rd, wr, meta, ctx, shutdown).await;
                     drop(permit);
-                });
+                }));
             }
             Some(settings) => {
-                tracker.spawn(async move {
+                crate::workers::spawn_client(tracker.track_future(async move {
+                    let Ok(stream) = stream.into_stream() else {
+                        return;
+                    };
                     let mut meta = meta;
                     // The handshake holds the max_clients slot but no accept-loop time.
                     let stream = tokio::select! {
@@ -368,7 +376,7 @@ async fn accept_loop(
                     let (rd, wr) = tokio::io::split(stream);
                     session::run(rd, wr, meta, ctx, shutdown).await;
                     drop(permit);
-                });
+                }));
             }
         }
     }
@@ -382,6 +390,31 @@ async fn accept_loop(
         );
         shutdown.raise(STOP);
         tracker.wait().await;
+    }
+}
+
+/// An accepted connection on its way to the worker that will serve it. With a worker
+/// pool it travels as a std socket and is registered with that worker's own reactor, so
+/// its readiness events never wake another thread (see `crate::workers`).
+enum Handoff {
+    Here(TcpStream),
+    Std(std::net::TcpStream),
+}
+
+impl Handoff {
+    fn new(stream: TcpStream) -> std::io::Result<Handoff> {
+        if crate::workers::count() == 0 {
+            return Ok(Handoff::Here(stream));
+        }
+        stream.into_std().map(Handoff::Std)
+    }
+
+    /// The connection, registered with the runtime of the calling task.
+    fn into_stream(self) -> std::io::Result<TcpStream> {
+        match self {
+            Handoff::Here(s) => Ok(s),
+            Handoff::Std(s) => TcpStream::from_std(s),
+        }
     }
 }
 

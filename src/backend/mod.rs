@@ -96,7 +96,7 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts `links` link tasks for `addr` (they connect on first use). `on_failure` is
+    /// Starts `links` link tasks for `addr` per worker thread (they connect on first use). `on_failure` is
     /// notified whenever a connection to this node fails, so the topology is refreshed.
     pub fn spawn(addr: &str, links: usize, opts: LinkOptions, on_failure: Arc<Notify>) -> Node {
         let addr: Arc<str> = Arc::from(addr);
@@ -106,10 +106,15 @@ impl Node {
                 readonly,
                 ..opts.clone()
             });
-            (0..links.max(1))
-                .map(|_| {
+            // `links` per worker, laid out worker by worker (see `crate::workers`).
+            let total = crate::workers::links_per_node(links);
+            (0..total)
+                .map(|i| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(run_link(addr.clone(), opts.clone(), rx, on_failure.clone()));
+                    crate::workers::spawn_on(
+                        crate::workers::worker_of_link(i, total),
+                        run_link(addr.clone(), opts.clone(), rx, on_failure.clone()),
+                    );
                     tx
                 })
                 .collect()
@@ -156,7 +161,9 @@ impl Node {
     }
 
     fn send_on(&self, links: &[mpsc::UnboundedSender<Job>], client_id: u64, job: Job) {
-        let link = &links[(client_id % links.len() as u64) as usize];
+        // On a worker thread, one of that worker's own links: the request never leaves
+        // the thread (see `crate::workers`).
+        let link = &links[crate::workers::link_index(links.len(), client_id)];
         if let Err(mpsc::error::SendError(job)) = link.send(job) {
             let _ = job.reply.send(Err(LinkError::NotSent(format!(
                 "{} link closed",

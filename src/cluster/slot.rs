@@ -3,7 +3,10 @@
 /// Number of hash slots in a Redis Cluster.
 pub const SLOTS: usize = 16384;
 
-const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
+/// Slice-by-16 tables (8 KiB): a typical 10-30 byte key is hashed 16 bytes per step
+/// instead of one; the per-byte table made slot hashing ~4% of respgate's CPU at `-P 16`.
+const CRC16: crc::Crc<u16, crc::Table<16>> =
+    crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_XMODEM);
 
 /// The hash slot of `key`, honouring hash tags exactly as Redis does: the first `{`
 /// followed by a non-empty run up to the next `}` selects what is hashed.

@@ -58,6 +58,16 @@ pub fn with_shared_cluster<T>(f: impl FnOnce(&DevCluster) -> T) -> T {
     f(guard.as_ref().unwrap())
 }
 
+/// Runs this test binary's proxies on two thread-per-core workers, as the `respgate`
+/// binary does (src/workers.rs): sessions and backend links then live on worker threads
+/// and clients are handed over as std sockets. Call before the proxy starts; idempotent.
+/// Test binaries that do not call it run everything on the test's own runtime.
+#[allow(dead_code)]
+pub fn use_workers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| respgate::workers::start(2).expect("worker threads start"));
+}
+
 /// A configuration for a proxy on an ephemeral loopback port in front of `seeds`.
 pub fn test_config(seeds: &[SocketAddr]) -> Config {
     let mut c = Config::default();
