@@ -56,7 +56,7 @@ OUT="$LT_ROOT/loadtest/results/bench-$STAMP"
 mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 ROWS="$OUT/runs.tsv"   # one line per redis-benchmark run
-printf 'round\ttarget\tpipeline\tn\tset_rps\tget_rps\tcpu_ticks\tcpu_us_per_req\tuser_ticks\tsys_ticks\n' >"$ROWS"
+printf 'round\ttarget\tpipeline\tn\tset_rps\tget_rps\tcpu_ticks\tcpu_us_per_req\tuser_ticks\tsys_ticks\twall_ms\tbench_ticks\tredis_ticks\n' >"$ROWS"
 
 say() {
     printf '%s\n' "$*" | tee -a "$SUMMARY"
@@ -104,10 +104,22 @@ run_one() {
         cmd+=(--cluster -h "${MASTER%:*}" -p "${MASTER##*:}")
     fi
     local before="0 0" after="0 0" rc=0
-    if [[ $target == proxy ]]; then before=$(lt_cpu_split "$RG_PID"); fi
     echo "# ${cmd[*]}" >"$raw"
+    # The CPU budget of the run: respgate's, the benchmark's (this script's children)
+    # and the six redis-servers' CPU, and the wall time.
+    local bench0 redis0 t0
+    bench0=$(lt_children_ticks)
+    # shellcheck disable=SC2086
+    redis0=$(lt_cpu_ticks_sum $RG_CHILDREN)
+    before=$(lt_cpu_split "$RG_PID")
+    t0=$(date +%s%N)
     lt_run_job "$raw" timeout "$RUN_TIMEOUT" "${cmd[@]}" || rc=$?
-    if [[ $target == proxy ]]; then after=$(lt_cpu_split "$RG_PID"); fi
+    local wall_ms=$((($(date +%s%N) - t0) / 1000000))
+    after=$(lt_cpu_split "$RG_PID")
+    local bench_ticks redis_ticks
+    bench_ticks=$(($(lt_children_ticks) - bench0))
+    # shellcheck disable=SC2086
+    redis_ticks=$(($(lt_cpu_ticks_sum $RG_CHILDREN) - redis0))
     if ((rc == 124)); then lt_die "redis-benchmark ($target P$p) took longer than RUN_TIMEOUT=${RUN_TIMEOUT}s: $raw"; fi
     ((rc == 0)) || { tail -n 20 "$raw" >&2; lt_die "redis-benchmark ($target P$p) failed with status $rc: $raw"; }
     lt_alive "$RG_PID" || lt_die "respgate dev died during the $target P$p run (log: $OUT/respgate.log)"
@@ -124,10 +136,11 @@ run_one() {
         us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.3f", t / hz * 1e6 / (2 * n) }')
     fi
     if [[ $target == proxy ]]; then
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" \
-            "$ticks" "$us" "$utick" "$stick" >>"$ROWS"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" \
+            "$ticks" "$us" "$utick" "$stick" "$wall_ms" "$bench_ticks" "$redis_ticks" >>"$ROWS"
     else
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" >>"$ROWS"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t%s\t%s\t%s\n' "$round" "$target" "$p" "$n" "$set_rps" "$get_rps" \
+            "$wall_ms" "$bench_ticks" "$redis_ticks" >>"$ROWS"
     fi
     printf '  round %d  %-6s P%-2d  n=%-8d SET %10.0f rps  GET %10.0f rps%s\n' "$round" "$target" "$p" "$n" \
         "$set_rps" "$get_rps" "$([[ $target == proxy ]] && echo "  respgate CPU ${ticks} ticks (user ${utick}, sys ${stick}) = ${us} us/req")" >&2
@@ -190,6 +203,52 @@ for p in 1 16; do
             'BEGIN { printf "  %-4s P%-3d %12.0f %12.0f %13.3f %12.3f", t, p, a, b, q, u }')"
         col=6
     done
+done
+
+# CPU budget: where the machine's time per request went, proxied and direct (medians
+# over the rounds, SET+GET runs together). The direct runs keep every core busy, so a
+# proxied run can only match them if respgate's CPU plus what the benchmark and the
+# servers spend through it fits in the time the direct run took per request.
+say ""
+say "CPU budget per request in us (medians; machine = $(nproc) cores x wall time; idle = machine - the rest)"
+say "$(printf '  %-6s %-4s %9s %9s %9s %9s %9s' run P machine respgate bench redis idle)"
+declare -A BUDGET
+budget_cell() { # budget_cell ROUND TARGET P -> "machine respgate bench redis idle"
+    local n wall bt rt rg
+    n=$(cell "$1" "$2" "$3" 4)
+    wall=$(cell "$1" "$2" "$3" 11)
+    bt=$(cell "$1" "$2" "$3" 12)
+    rt=$(cell "$1" "$2" "$3" 13)
+    rg=$(cell "$1" "$2" "$3" 7)
+    [[ $rg == - ]] && rg=0
+    awk -v n="$n" -v w="$wall" -v bt="$bt" -v rt="$rt" -v rg="$rg" -v hz="$CLK_TCK" -v cores="$(nproc)" 'BEGIN {
+        per = 1e6 / (2 * n); m = cores * w / 1000 * per
+        printf "%.3f %.3f %.3f %.3f %.3f", m, rg / hz * per, bt / hz * per, rt / hz * per, m - (rg + bt + rt) / hz * per }'
+}
+for p in 1 16; do
+    for t in proxy direct; do
+        line=""
+        for i in 1 2 3 4 5; do
+            v=$(for ((r = 1; r <= ROUNDS; r++)); do budget_cell "$r" "$t" "$p" | cut -d' ' -f"$i"; done | median)
+            line+="$v "
+        done
+        BUDGET[$t$p]=$line
+        # shellcheck disable=SC2086
+        say "$(printf '  %-6s P%-3d %9.3f %9.3f %9.3f %9.3f %9.3f' "$t" "$p" $line)"
+    done
+done
+# The most respgate could spend per request and still reach a target: the direct run's
+# machine time per request, stretched by the target ratio, minus what the benchmark and
+# the servers spent per proxied request, with no idle time at all.
+for p in 1 16; do
+    min=$([[ $p == 1 ]] && echo "$RATIO_P1_MIN" || echo "$RATIO_P16_MIN")
+    # shellcheck disable=SC2086
+    set -- ${BUDGET[direct$p]}
+    dm=$1
+    # shellcheck disable=SC2086
+    set -- ${BUDGET[proxy$p]}
+    say "$(awk -v dm="$dm" -v r="$min" -v rg="$2" -v b="$3" -v s="$4" -v p="$p" 'BEGIN {
+        printf "  P%-3d ratio %.2f needs respgate <= %.3f us/request with no idle time (it spent %.3f)", p, r, dm / r - b - s, rg }')"
 done
 
 # Targets.

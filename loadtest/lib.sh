@@ -108,6 +108,26 @@ lt_cpu_split() {
     echo "${12} ${13}"
 }
 
+# utime+stime of this script's reaped children (fields 16 and 17 of /proc/$$/stat), in
+# clock ticks: read before and after a job, the difference is what the job used.
+lt_children_ticks() {
+    local stat
+    stat=$(cat "/proc/$$/stat") || lt_die "cannot read /proc/$$/stat"
+    stat=${stat##*) }
+    # shellcheck disable=SC2086
+    set -- $stat
+    echo $(( ${14} + ${15} ))
+}
+
+# Sum of utime+stime over the given pids, in clock ticks.
+lt_cpu_ticks_sum() {
+    local pid total=0
+    for pid in "$@"; do
+        total=$((total + $(lt_cpu_ticks "$pid")))
+    done
+    echo "$total"
+}
+
 # lt_start_dev PORT LOGFILE: starts `respgate dev` in the background (it inherits this
 # shell's RLIMIT_NOFILE) with $DEV_ARGS, waits for PONG and for a routed SET to work, and fills RG_PID,
 # RG_SEEDS, RG_CHILDREN. Gives up after READY_TIMEOUT seconds (default 60).
