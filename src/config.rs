@@ -447,8 +447,10 @@ pub struct ServerConfig {
     pub output_stall_timeout_secs: u64,
     /// On SIGTERM / Ctrl-C, how long in-flight replies may take before connections close.
     pub shutdown_grace_secs: u64,
-    /// Threads running sessions and backend links (0: one per core; 1: a single-threaded
-    /// runtime, which saves cross-thread wake-ups when the proxy shares a small machine).
+    /// Worker threads, each a single-threaded runtime serving its share of the clients
+    /// with its own links to every node (0: one per core; 1: one thread for everything,
+    /// the cheapest per request when the proxy shares a small machine). See
+    /// `crate::workers`.
     pub worker_threads: usize,
     /// Backend connections owned by one client, for blocking commands (BLPOP, ...);
     /// past it, a blocking command gets an error instead of a connection.
@@ -482,7 +484,8 @@ impl Default for ServerConfig {
 pub struct ClusterConfig {
     /// `host:port` of nodes to discover the cluster from; any may be down.
     pub seeds: Vec<String>,
-    /// Multiplexed connections per backend node, shared by all clients.
+    /// Multiplexed connections per backend node and worker thread, shared by that
+    /// worker's clients.
     pub connections_per_node: usize,
     pub connect_timeout_ms: u64,
     /// A backend that has not answered its oldest request for this long is considered
