@@ -103,6 +103,16 @@ fn check_config_names_file_key_and_problem() {
 
 #[test]
 fn sigterm_drains_and_exits_zero() {
+    sigterm_drains_and_exits_zero_with(3);
+}
+
+/// The same with everything on one thread (no worker pool: the library's own path).
+#[test]
+fn sigterm_drains_and_exits_zero_on_one_thread() {
+    sigterm_drains_and_exits_zero_with(1);
+}
+
+fn sigterm_drains_and_exits_zero_with(worker_threads: usize) {
     let seeds = support::shared_cluster_seeds();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -112,7 +122,7 @@ fn sigterm_drains_and_exits_zero() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"none\"\n",
+            "[server]\nlisten = \"{addr}\"\nworker_threads = {worker_threads}\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"none\"\n",
             seeds.join(", ")
         ),
     )
@@ -126,6 +136,18 @@ fn sigterm_drains_and_exits_zero() {
     wait_for("respgate to answer PING", Duration::from_secs(20), || {
         ping(&addr)
     });
+    // Clients spread over the workers (round robin) each get their own replies.
+    let mut others: Vec<BufReader<TcpStream>> = (0..4)
+        .map(|_| BufReader::new(TcpStream::connect(&addr).unwrap()))
+        .collect();
+    for (i, c) in others.iter_mut().enumerate() {
+        assert_eq!(request(c, &format!("SET cli:term:{i} v{i}\r\n")), "+OK\r\n");
+    }
+    for (i, c) in others.iter_mut().enumerate() {
+        assert_eq!(request(c, &format!("GET cli:term:{i}\r\n")), "$2\r\n");
+        assert_eq!(request_line(c), format!("v{i}\r\n"));
+    }
+    drop(others);
     // A client with a request answered, still connected at shutdown.
     let mut client = TcpStream::connect(&addr).unwrap();
     client.write_all(b"SET cli:term 1\r\n").unwrap();
@@ -246,6 +268,13 @@ fn dev_no_guards_lets_flushall_through() {
 }
 
 /// One request on a plain socket, one line of reply.
+/// The next line the server sends.
+fn request_line(reader: &mut BufReader<TcpStream>) -> String {
+    let mut out = String::new();
+    reader.read_line(&mut out).unwrap();
+    out
+}
+
 fn request(reader: &mut BufReader<TcpStream>, line: &str) -> String {
     reader.get_mut().write_all(line.as_bytes()).unwrap();
     let mut out = String::new();

@@ -163,8 +163,6 @@ struct Setup {
 async fn start_clients() -> Setup {
     let cluster = DevCluster::start(DevClusterOptions::default())
         .unwrap_or_else(|e| panic!("cannot start the test cluster: {e}"));
-    // On worker threads, as the binary runs: links reconnect on their own worker.
-    support::use_workers();
     let proxy = support::start_proxy(failover_config(&cluster)).await;
     let masters = cluster.masters();
     assert_eq!(masters.len(), 3, "masters: {masters:?}");

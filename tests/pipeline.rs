@@ -5,9 +5,6 @@
 //! Each client runs a deterministic script of mixed commands over its own keys and knows
 //! the exact reply every command must get (a model of the data it wrote), so a missing,
 //! duplicated, reordered or misdelivered reply fails the test at the first wrong reply.
-//!
-//! These proxies run on thread-per-core workers ([`support::use_workers`]), as the
-//! binary does.
 
 mod support;
 
@@ -19,12 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Enough for the largest script here on a busy 2-core machine; only prevents hangs.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// respgate in front of the shared cluster, its sessions and links on worker threads.
-async fn workers_proxy() -> respgate::server::Proxy {
-    use_workers();
-    proxy_for_shared().await
-}
 
 /// Commands to send in one go and the exact reply each must get.
 struct Script {
@@ -190,7 +181,7 @@ async fn run_pipelined(addr: SocketAddr, script: Script) {
 
 #[tokio::test]
 async fn one_client_pipelining_50000_mixed_commands_gets_every_reply_in_order() {
-    let proxy = workers_proxy().await;
+    let proxy = proxy_for_shared().await;
     let script = mixed_script("pipe1", 50_000, 500, 0x5eed);
     // The keys cover every master, so replies really come from several nodes.
     let owners = shared_slot_owners();
@@ -206,7 +197,7 @@ async fn one_client_pipelining_50000_mixed_commands_gets_every_reply_in_order() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_pipelining_clients_each_get_only_their_own_replies() {
-    let proxy = workers_proxy().await;
+    let proxy = proxy_for_shared().await;
     let addr = proxy.local_addr();
     let clients: Vec<_> = (0..200u64)
         .map(|c| {
@@ -231,7 +222,7 @@ async fn two_hundred_concurrent_pipelining_clients_each_get_only_their_own_repli
 #[tokio::test]
 async fn replies_stay_in_order_when_early_requests_go_to_a_slower_node() {
     // A slow script on one master must not let replies from the other masters overtake it.
-    let proxy = workers_proxy().await;
+    let proxy = proxy_for_shared().await;
     let slow_key = "order:slow";
     let slow_owner = shared_owner_of(slow_key);
     let fast_keys: Vec<String> = (0..200)
@@ -270,7 +261,7 @@ async fn replies_stay_in_order_when_early_requests_go_to_a_slower_node() {
 async fn large_and_binary_values_are_relayed_intact_in_a_pipeline() {
     // Values larger than respgate's read and output chunks, holding every byte value
     // (CR, LF, NUL, '$', '*'), from keys on every master.
-    let proxy = workers_proxy().await;
+    let proxy = proxy_for_shared().await;
     let mut script = Script {
         requests: Vec::new(),
         commands: Vec::new(),
@@ -318,7 +309,7 @@ async fn large_and_binary_values_are_relayed_intact_in_a_pipeline() {
 #[tokio::test]
 async fn a_client_that_closes_its_sending_side_still_gets_every_reply() {
     // `printf 'SET ...\r\nGET ...\r\n' | nc host port` style: requests, then EOF.
-    let proxy = workers_proxy().await;
+    let proxy = proxy_for_shared().await;
     let script = mixed_script("halfclose", 2_000, 50, 0x4a1f);
     let mut stream = tokio::net::TcpStream::connect(proxy.local_addr())
         .await

@@ -31,8 +31,6 @@ fn tls_section(server: &CertFiles, client_auth: ClientAuth, client_ca: Option<&P
 async fn tls_proxy(tls: TlsConfig) -> Proxy {
     let mut config = test_config(&shared_cluster_seeds());
     config.tls = Some(tls);
-    // TLS handshakes then run on the worker that serves the client.
-    use_workers();
     start_proxy(config).await
 }
 

@@ -59,10 +59,9 @@ pub fn with_shared_cluster<T>(f: impl FnOnce(&DevCluster) -> T) -> T {
 }
 
 /// Runs this test binary's proxies on two thread-per-core workers, as the `respgate`
-/// binary does (src/workers.rs): sessions and backend links then live on worker threads
-/// and clients are handed over as std sockets. Call before the proxy starts; idempotent.
-/// Test binaries that do not call it run everything on the test's own runtime.
-#[allow(dead_code)]
+/// binary does (src/workers.rs): sessions and backend links live on worker threads and
+/// clients are handed over as std sockets. [`start_proxy`] calls it, so every
+/// integration test exercises the binary's threading; idempotent.
 pub fn use_workers() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| respgate::workers::start(2).expect("worker threads start"));
@@ -78,6 +77,7 @@ pub fn test_config(seeds: &[SocketAddr]) -> Config {
 
 /// Starts respgate with `config` and waits until it has discovered the whole cluster.
 pub async fn start_proxy(config: Config) -> Proxy {
+    use_workers();
     let proxy = Proxy::start(config).await.expect("respgate starts");
     proxy
         .wait_ready(Duration::from_secs(20))
