@@ -1388,3 +1388,56 @@ async fn non_blocking_reads_and_transactions_use_no_dedicated_connection() {
         );
     }
 }
+
+/// Pipelined requests keep their order when the client's connection changes: commands
+/// before a WATCH (shared links) run before it (the client's own connection), and
+/// commands after EXEC or a blocking command run after it. Repeated, since a lost order
+/// shows only when the shared link happens to be slower.
+#[tokio::test]
+async fn pipelined_requests_keep_their_order_across_watch_exec_and_blocking_commands() {
+    let proxy = proxy_for_shared().await;
+    let mut conn = RawConn::connect(proxy.local_addr()).await;
+    for round in 0..40 {
+        let k = format!("{{tx-order}}k{round}");
+        let l = format!("{{tx-order}}l{round}");
+        let script: Vec<Vec<&str>> = vec![
+            vec!["SET", &k, "1"],
+            vec!["WATCH", &k],
+            vec!["MULTI"],
+            vec!["INCR", &k],
+            vec!["EXEC"],
+            vec!["GET", &k],
+            vec!["RPUSH", &l, "a"],
+            vec!["BRPOP", &l, "0"],
+            vec!["LLEN", &l],
+            vec!["DEL", &k],
+        ];
+        let mut bytes = Vec::new();
+        for args in &script {
+            bytes.extend(encode_command(args));
+        }
+        conn.send(&bytes).await;
+        let replies: Vec<String> = conn
+            .read_replies(script.len())
+            .await
+            .iter()
+            .map(|r| show(r))
+            .collect();
+        let want = [
+            "+OK\\r\\n".to_string(),
+            "+OK\\r\\n".into(),
+            "+OK\\r\\n".into(),
+            "+QUEUED\\r\\n".into(),
+            // Not `*-1`: the SET before WATCH ran first, so nothing changed the key.
+            "*1\\r\\n:2\\r\\n".into(),
+            "$1\\r\\n2\\r\\n".into(),
+            ":1\\r\\n".into(),
+            format!("*2\\r\\n${}\\r\\n{l}\\r\\n$1\\r\\na\\r\\n", l.len()),
+            // Not `:1`: LLEN ran after BRPOP took the element.
+            ":0\\r\\n".into(),
+            ":1\\r\\n".into(),
+        ];
+        assert_eq!(replies, want, "round {round}");
+    }
+    proxy.shutdown().await;
+}

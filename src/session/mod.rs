@@ -165,6 +165,17 @@ enum Pending {
     /// A request waiting for its shared guard budget (`None`: passed, route it; else
     /// the refusal). Nothing after it is dispatched until it is done.
     Gate(oneshot::Receiver<Option<Bytes>>, Bytes),
+    /// A routed request held until every earlier request is answered, because it goes
+    /// on another connection than requests still in flight ([`Session::must_hold`]).
+    /// Nothing after it is dispatched until it is sent.
+    Held(Box<Held>),
+}
+
+/// A routing decision waiting for the client's earlier requests to finish.
+struct Held {
+    decision: routing::Route,
+    raw: Bytes,
+    arrived: Instant,
 }
 
 struct Split {
@@ -651,8 +662,39 @@ impl Session {
         self.apply_route(decision, raw, arrived);
     }
 
+    /// Whether a request sent on the client's own connection (`dedicated`) or on the
+    /// shared links (`!dedicated`) must wait for the client's earlier requests: some are
+    /// still in flight on the other kind of connection, and two connections give no
+    /// order between them. Without this a pipelined `SET k v` + `WATCH k` could watch
+    /// before the SET ran (and EXEC would fail), or `LPUSH k a` + `BLPOP k 0` block
+    /// before the push. Clients that never used their own connection pay one check.
+    fn must_hold(&self, dedicated: bool) -> bool {
+        if self.dedicated.is_empty() && !dedicated {
+            return false;
+        }
+        self.pending.iter().any(|p| match p {
+            Pending::Remote(r) => r.dedicated != dedicated,
+            Pending::Split(_) => dedicated,
+            _ => false,
+        })
+    }
+
     /// Queues what routing decided for `raw`.
     fn apply_route(&mut self, decision: routing::Route, raw: Bytes, arrived: Instant) {
+        let lane = match &decision {
+            routing::Route::Forward { dedicated, .. } => Some(*dedicated),
+            routing::Route::Split { .. } | routing::Route::FanOut { .. } => Some(false),
+            _ => None,
+        };
+        if lane.is_some_and(|dedicated| self.must_hold(dedicated)) {
+            self.pending.push_back(Pending::Held(Box::new(Held {
+                decision,
+                raw,
+                arrived,
+            })));
+            self.task_pending = true;
+            return;
+        }
         match decision {
             routing::Route::Reply(bytes) => self.pending.push_back(Pending::Ready(bytes)),
             routing::Route::Task(rx) => {
@@ -786,6 +828,20 @@ impl Session {
                     self.gate_done(verdict);
                     continue;
                 }
+                Some(Pending::Held(_)) => {
+                    // Every earlier request is answered: send it, then read on.
+                    if let Some(Pending::Held(held)) = self.pending.pop_front() {
+                        self.task_pending = false;
+                        let Held {
+                            decision,
+                            raw,
+                            arrived,
+                        } = *held;
+                        self.apply_route(decision, raw, arrived);
+                        self.parse_requests();
+                    }
+                    continue;
+                }
                 Some(Pending::Remote(r)) => try_reply(r).map(|res| (0, res)),
                 Some(Pending::Split(split)) => split
                     .parts
@@ -842,7 +898,7 @@ impl Session {
         };
         let finished = match &mut head {
             Pending::Ready(b) | Pending::Waiting(_, b) => Some((b.clone(), None)),
-            Pending::MuteNext | Pending::Task(_) | Pending::Gate(..) => None,
+            Pending::MuteNext | Pending::Task(_) | Pending::Gate(..) | Pending::Held(_) => None,
             Pending::Remote(r) => match self.advance(r, result) {
                 Step::Final(bytes) => Some((bytes, Some((r.started, r.latency.clone())))),
                 Step::Again => None,

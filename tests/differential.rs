@@ -1,0 +1,596 @@
+//! Differential test: the same random command sequence sent through respgate (in front
+//! of the shared cluster) and to a standalone redis-server of the same version must get
+//! byte-identical replies, errors included.
+//!
+//! Every key shares one hash tag, so through respgate all of them live on one master and
+//! multi-key commands (RENAME, SMOVE, ZUNIONSTORE, MSET, EVAL with several keys, ...) run
+//! as they do on a single Redis. Commands whose reply is not deterministic (SPOP,
+//! RANDOMKEY, TTL, ...) and commands about the whole keyspace (KEYS, DBSIZE, SCAN, which
+//! see other tests' keys in the shared cluster) are left out. Set members are integers
+//! (an intset, whose SMEMBERS order is fixed) and hashes stay small (a listpack, in
+//! insertion order), so collection replies are deterministic too.
+
+mod support;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{show, RawConn};
+
+/// A standalone redis-server on a free loopback port, killed on drop.
+struct Standalone {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Standalone {
+    fn start() -> Standalone {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/setup.sh installs it)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "standalone redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Standalone {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds random commands over a handful of keys of one hash tag.
+struct Gen {
+    rng: StdRng,
+    tag: String,
+}
+
+impl Gen {
+    fn key(&mut self) -> String {
+        format!("{{{}}}:k{}", self.tag, self.rng.random_range(0..6))
+    }
+    fn int(&mut self) -> String {
+        self.rng.random_range(-5..20).to_string()
+    }
+    fn member(&mut self) -> String {
+        // Integers only: the set stays an intset (sorted, so SMEMBERS is deterministic).
+        self.rng.random_range(0..12).to_string()
+    }
+    fn field(&mut self) -> String {
+        format!("f{}", self.rng.random_range(0..6))
+    }
+    fn value(&mut self) -> String {
+        match self.rng.random_range(0..6) {
+            0 => self.int(),
+            1 => "1.5".into(),
+            2 => "".into(),
+            3 => "hello world".into(),
+            4 => "x".repeat(self.rng.random_range(1..40)),
+            _ => format!("v{}", self.rng.random_range(0..100)),
+        }
+    }
+    fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
+        options[self.rng.random_range(0..options.len())]
+    }
+
+    /// One command (or a MULTI ... EXEC block) as argument vectors.
+    fn commands(&mut self) -> Vec<Vec<String>> {
+        if self.rng.random_range(0..40) == 0 {
+            let mut block = vec![vec!["MULTI".to_string()]];
+            for _ in 0..self.rng.random_range(0..4) {
+                block.push(self.command());
+            }
+            let end = if self.rng.random_range(0..5) == 0 {
+                "DISCARD"
+            } else {
+                "EXEC"
+            };
+            block.push(vec![end.to_string()]);
+            return block;
+        }
+        vec![self.command()]
+    }
+
+    fn command(&mut self) -> Vec<String> {
+        let k = self.key();
+        let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<String>>();
+        match self.rng.random_range(0..120) {
+            // Strings.
+            0 => {
+                let v = self.value();
+                s(&["SET", &k, &v])
+            }
+            1 => {
+                let v = self.value();
+                let o = self.pick(&["NX", "XX", "GET", "KEEPTTL", "EX", "PX", "BOGUS"]);
+                if o == "EX" || o == "PX" {
+                    s(&["SET", &k, &v, o, "100000"])
+                } else {
+                    s(&["SET", &k, &v, o])
+                }
+            }
+            2 => s(&["GET", &k]),
+            3 => {
+                let v = self.value();
+                s(&["GETSET", &k, &v])
+            }
+            4 => s(&["GETDEL", &k]),
+            5 => {
+                let v = self.value();
+                s(&["APPEND", &k, &v])
+            }
+            6 => s(&["STRLEN", &k]),
+            7 => s(&["INCR", &k]),
+            8 => {
+                let n = self.int();
+                s(&["INCRBY", &k, &n])
+            }
+            9 => s(&[
+                "INCRBYFLOAT",
+                &k,
+                self.pick(&["0.1", "-2.5", "1e3", "abc", "3"]),
+            ]),
+            10 => s(&["DECR", &k]),
+            11 => {
+                let n = self.int();
+                s(&["DECRBY", &k, &n])
+            }
+            12 => {
+                let v = self.value();
+                s(&["SETRANGE", &k, self.pick(&["0", "3", "-1", "10"]), &v])
+            }
+            13 => s(&[
+                "GETRANGE",
+                &k,
+                self.pick(&["0", "2", "-3"]),
+                self.pick(&["-1", "4", "100"]),
+            ]),
+            14 => {
+                let (k2, v1, v2) = (self.key(), self.value(), self.value());
+                s(&["MSET", &k, &v1, &k2, &v2])
+            }
+            15 => {
+                let k2 = self.key();
+                s(&["MGET", &k, &k2])
+            }
+            16 => {
+                let (k2, v1, v2) = (self.key(), self.value(), self.value());
+                s(&["MSETNX", &k, &v1, &k2, &v2])
+            }
+            17 => {
+                let v = self.value();
+                s(&["SETNX", &k, &v])
+            }
+            18 => s(&["GETEX", &k, self.pick(&["PERSIST", "EX", "BAD"]), "100000"]),
+            19 => s(&["SET", &k]),
+            // Keys.
+            20 => s(&["DEL", &k]),
+            21 => {
+                let k2 = self.key();
+                s(&["EXISTS", &k, &k2, &k])
+            }
+            22 => s(&["TYPE", &k]),
+            23 => {
+                let k2 = self.key();
+                s(&["RENAME", &k, &k2])
+            }
+            24 => {
+                let k2 = self.key();
+                s(&["RENAMENX", &k, &k2])
+            }
+            25 => {
+                let k2 = self.key();
+                if self.rng.random_bool(0.5) {
+                    s(&["COPY", &k, &k2, "REPLACE"])
+                } else {
+                    s(&["COPY", &k, &k2])
+                }
+            }
+            26 => s(&["PERSIST", &k]),
+            // Not GT / LT: they compare with an expiry set moments before, and pipelined
+            // both may fall in the same millisecond (equal, so GT is false) where the
+            // one-by-one run is a round trip later.
+            27 => s(&["EXPIRE", &k, "100000", self.pick(&["NX", "XX", "BAD"])]),
+            28 => {
+                let k2 = self.key();
+                s(&["TOUCH", &k, &k2])
+            }
+            29 => {
+                let k2 = self.key();
+                s(&["UNLINK", &k, &k2])
+            }
+            30 => s(&["OBJECT", "ENCODING", &k]),
+            31 => s(&["EXPIRE", &k, "abc"]),
+            // Lists.
+            32 => {
+                let (a, b) = (self.value(), self.value());
+                s(&["LPUSH", &k, &a, &b])
+            }
+            33 => {
+                let a = self.value();
+                s(&["RPUSH", &k, &a])
+            }
+            34 => s(&["LPOP", &k]),
+            35 => s(&["RPOP", &k, self.pick(&["2", "0", "-1"])]),
+            36 => s(&[
+                "LRANGE",
+                &k,
+                self.pick(&["0", "1", "-2"]),
+                self.pick(&["-1", "2"]),
+            ]),
+            37 => s(&["LLEN", &k]),
+            38 => s(&["LINDEX", &k, self.pick(&["0", "-1", "5"])]),
+            39 => {
+                let v = self.value();
+                s(&["LSET", &k, self.pick(&["0", "-1", "9"]), &v])
+            }
+            40 => {
+                let v = self.value();
+                s(&["LREM", &k, self.pick(&["0", "1", "-2"]), &v])
+            }
+            41 => s(&["LTRIM", &k, self.pick(&["0", "1"]), self.pick(&["-1", "3"])]),
+            42 => {
+                let (p, v) = (self.value(), self.value());
+                s(&[
+                    "LINSERT",
+                    &k,
+                    self.pick(&["BEFORE", "AFTER", "MIDDLE"]),
+                    &p,
+                    &v,
+                ])
+            }
+            43 => {
+                let v = self.value();
+                s(&["LPOS", &k, &v])
+            }
+            44 => {
+                let k2 = self.key();
+                s(&[
+                    "LMOVE",
+                    &k,
+                    &k2,
+                    self.pick(&["LEFT", "RIGHT"]),
+                    self.pick(&["LEFT", "RIGHT", "UP"]),
+                ])
+            }
+            45 => s(&["LPUSHX", &k, "x"]),
+            // Hashes.
+            46 => {
+                let (f, v) = (self.field(), self.value());
+                s(&["HSET", &k, &f, &v])
+            }
+            47 => {
+                let f = self.field();
+                s(&["HGET", &k, &f])
+            }
+            48 => {
+                let (f, g) = (self.field(), self.field());
+                s(&["HDEL", &k, &f, &g])
+            }
+            49 => s(&["HGETALL", &k]),
+            50 => {
+                let (f, n) = (self.field(), self.int());
+                s(&["HINCRBY", &k, &f, &n])
+            }
+            51 => {
+                let f = self.field();
+                s(&["HINCRBYFLOAT", &k, &f, self.pick(&["1.5", "x", "-0.25"])])
+            }
+            52 => s(&["HKEYS", &k]),
+            53 => s(&["HVALS", &k]),
+            54 => s(&["HLEN", &k]),
+            55 => {
+                let f = self.field();
+                s(&["HEXISTS", &k, &f])
+            }
+            56 => {
+                let (f, v) = (self.field(), self.value());
+                s(&["HSETNX", &k, &f, &v])
+            }
+            57 => {
+                let (f, g) = (self.field(), self.field());
+                s(&["HMGET", &k, &f, &g])
+            }
+            58 => {
+                let f = self.field();
+                s(&["HSTRLEN", &k, &f])
+            }
+            59 => s(&["HSET", &k, "lonely"]),
+            // Sets (integer members).
+            60 => {
+                let (a, b) = (self.member(), self.member());
+                s(&["SADD", &k, &a, &b])
+            }
+            61 => {
+                let a = self.member();
+                s(&["SREM", &k, &a])
+            }
+            62 => {
+                let a = self.member();
+                s(&["SISMEMBER", &k, &a])
+            }
+            63 => {
+                let (a, b) = (self.member(), self.member());
+                s(&["SMISMEMBER", &k, &a, &b])
+            }
+            64 => s(&["SCARD", &k]),
+            65 => s(&["SMEMBERS", &k]),
+            66 => {
+                let k2 = self.key();
+                s(&["SINTER", &k, &k2])
+            }
+            67 => {
+                let (k2, k3) = (self.key(), self.key());
+                s(&["SUNIONSTORE", &k3, &k, &k2])
+            }
+            68 => {
+                let (k2, a) = (self.key(), self.member());
+                s(&["SMOVE", &k, &k2, &a])
+            }
+            69 => {
+                let k2 = self.key();
+                s(&["SINTERCARD", "2", &k, &k2])
+            }
+            // Sorted sets.
+            70 => {
+                let (sc, m) = (self.int(), self.member());
+                s(&["ZADD", &k, &sc, &m])
+            }
+            71 => {
+                let (sc, m) = (self.int(), self.member());
+                s(&[
+                    "ZADD",
+                    &k,
+                    self.pick(&["NX", "XX", "GT", "LT", "INCR", "CH"]),
+                    &sc,
+                    &m,
+                ])
+            }
+            72 => {
+                let m = self.member();
+                s(&["ZSCORE", &k, &m])
+            }
+            73 => s(&["ZRANGE", &k, "0", "-1", "WITHSCORES"]),
+            74 => {
+                let m = self.member();
+                s(&["ZRANK", &k, &m])
+            }
+            75 => {
+                let m = self.member();
+                s(&["ZINCRBY", &k, self.pick(&["1", "-2.5", "nope"]), &m])
+            }
+            76 => {
+                let m = self.member();
+                s(&["ZREM", &k, &m])
+            }
+            77 => s(&["ZCARD", &k]),
+            78 => s(&[
+                "ZCOUNT",
+                &k,
+                self.pick(&["-inf", "0", "(1"]),
+                self.pick(&["+inf", "5", "x"]),
+            ]),
+            79 => s(&["ZRANGEBYSCORE", &k, "-inf", "+inf", "LIMIT", "0", "3"]),
+            80 => s(&["ZPOPMIN", &k]),
+            81 => {
+                let (k2, k3) = (self.key(), self.key());
+                s(&["ZUNIONSTORE", &k3, "2", &k, &k2, "WEIGHTS", "1", "2"])
+            }
+            82 => {
+                let (k2, k3) = (self.key(), self.key());
+                s(&["ZINTERSTORE", &k3, self.pick(&["2", "3", "0"]), &k, &k2])
+            }
+            // Scripts, and requests that are wrong as a whole.
+            83 => s(&["EVAL", "return redis.call('INCR', KEYS[1])", "1", &k]),
+            84 => {
+                let k2 = self.key();
+                s(&[
+                    "EVAL",
+                    "return {KEYS[1], KEYS[2], ARGV[1]}",
+                    "2",
+                    &k,
+                    &k2,
+                    "a",
+                ])
+            }
+            85 => s(&["EVAL", "return 1", self.pick(&["3", "-1", "x"]), &k]),
+            86 => s(&["NOSUCHCOMMAND", &k]),
+            87 => s(&[self.pick(&["GET", "HGETALL", "LLEN", "INCR", "ZCARD"])]),
+            // Transactions out of place, WATCH.
+            88 => s(&[self.pick(&["EXEC", "DISCARD", "MULTI", "UNWATCH"])]),
+            89 => s(&["WATCH", &k]),
+            // Bits, HyperLogLog, streams, geo, sorting, odds and ends.
+            90 => s(&[
+                "SETBIT",
+                &k,
+                self.pick(&["7", "100", "-1"]),
+                self.pick(&["1", "0", "2"]),
+            ]),
+            91 => s(&["GETBIT", &k, self.pick(&["7", "100"])]),
+            92 => s(&["BITCOUNT", &k]),
+            93 => {
+                let k2 = self.key();
+                s(&["BITOP", self.pick(&["AND", "OR", "XOR", "NOT"]), &k, &k2])
+            }
+            94 => s(&["BITPOS", &k, self.pick(&["1", "0"])]),
+            95 => {
+                let (a, b) = (self.value(), self.value());
+                s(&["PFADD", &k, &a, &b])
+            }
+            96 => {
+                let k2 = self.key();
+                s(&["PFCOUNT", &k, &k2])
+            }
+            97 => {
+                let id = format!(
+                    "{}-{}",
+                    self.rng.random_range(1..50),
+                    self.rng.random_range(0..3)
+                );
+                s(&["XADD", &k, &id, "f", "v"])
+            }
+            98 => s(&["XRANGE", &k, "-", "+", "COUNT", "3"]),
+            99 => s(&["XLEN", &k]),
+            100 => s(&["XTRIM", &k, "MAXLEN", self.pick(&["2", "0", "x"])]),
+            101 => s(&[
+                "GEOADD",
+                &k,
+                self.pick(&["13.361389", "200"]),
+                "38.115556",
+                "Palermo",
+            ]),
+            102 => s(&["GEODIST", &k, "Palermo", "Catania"]),
+            103 => s(&["GEOPOS", &k, "Palermo"]),
+            104 => s(&["SORT", &k]),
+            105 => s(&["SORT", &k, "ALPHA", "DESC", "LIMIT", "0", "5"]),
+            106 => {
+                let k2 = self.key();
+                s(&["SORT", &k, "ALPHA", "STORE", &k2])
+            }
+            107 => s(&["DUMP", &k]),
+            108 => {
+                let k2 = self.key();
+                s(&["LCS", &k, &k2])
+            }
+            109 => s(&["SUBSTR", &k, "0", "3"]),
+            110 => {
+                let v = self.value();
+                s(&["PSETEX", &k, self.pick(&["100000", "0", "-5"]), &v])
+            }
+            111 => s(&["OBJECT", self.pick(&["FOO", "ENCODING", "HELP"])]),
+            112 => s(&["get", &k]),
+            113 => {
+                let v = self.value();
+                s(&["sEt", &k, &v, "xx"])
+            }
+            114 => s(&["HRANDFIELD"]),
+            115 => s(&["EXISTS"]),
+            116 => s(&["ZADD", &k, "1"]),
+            117 => s(&["ZRANGE", &k, "(1", "+inf", "BYSCORE", "REV"]),
+            118 => s(&[
+                "ZRANGE", &k, "+inf", "-inf", "BYSCORE", "REV", "LIMIT", "0", "2",
+            ]),
+            _ => s(&["LPOS", &k, "x", "RANK", self.pick(&["0", "-1", "2"])]),
+        }
+    }
+}
+
+/// Runs `commands` random commands (seeded) through respgate and on a standalone Redis,
+/// comparing every reply.
+async fn compare(seed: u64, commands: usize) {
+    let standalone = Standalone::start();
+    let proxy = support::proxy_for_shared().await;
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    let mut direct = RawConn::connect(standalone.addr).await;
+    let mut gen = Gen {
+        rng: StdRng::seed_from_u64(seed),
+        tag: format!("diff{seed}-{}", std::process::id()),
+    };
+    // Start from nothing on both sides.
+    let keys: Vec<String> = (0..6).map(|i| format!("{{{}}}:k{i}", gen.tag)).collect();
+    let mut del = vec!["DEL".to_string()];
+    del.extend(keys.iter().cloned());
+    via.command(&del).await;
+    direct.command(&del).await;
+
+    let mut history: Vec<String> = Vec::new();
+    let mut sent = 0;
+    while sent < commands {
+        for args in gen.commands() {
+            sent += 1;
+            let line = args.join(" ");
+            let a = via.command(&args).await;
+            let b = direct.command(&args).await;
+            history.push(format!("{line}  ->  {}", show(&b)));
+            if a != b {
+                let tail = history.len().saturating_sub(12);
+                panic!(
+                    "seed {seed}, command {sent}: `{line}`\n  respgate:   {}\n  redis:      {}\nlast commands (with Redis's replies):\n  {}",
+                    show(&a),
+                    show(&b),
+                    history[tail..].join("\n  ")
+                );
+            }
+        }
+    }
+    via.command(&del).await;
+    proxy.shutdown().await;
+}
+
+/// The same, with every command of a seed pipelined through respgate in one go (the
+/// standalone Redis gets them one by one): pipelining must not change any reply.
+#[tokio::test]
+async fn pipelined_random_commands_get_the_same_replies() {
+    let seed = 99;
+    let standalone = Standalone::start();
+    let proxy = support::proxy_for_shared().await;
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    let mut direct = RawConn::connect(standalone.addr).await;
+    let mut gen = Gen {
+        rng: StdRng::seed_from_u64(seed),
+        tag: format!("pdiff{seed}-{}", std::process::id()),
+    };
+    let mut del = vec!["DEL".to_string()];
+    del.extend((0..6).map(|i| format!("{{{}}}:k{i}", gen.tag)));
+    via.command(&del).await;
+    direct.command(&del).await;
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    while commands.len() < 5000 {
+        commands.extend(gen.commands());
+    }
+    let mut expected = Vec::with_capacity(commands.len());
+    for args in &commands {
+        expected.push(direct.command(args).await);
+    }
+    let mut bytes = Vec::new();
+    for args in &commands {
+        bytes.extend(support::encode_command(args));
+    }
+    via.send(&bytes).await;
+    for (i, want) in expected.iter().enumerate() {
+        let got = via.read_reply().await;
+        assert_eq!(
+            show(&got),
+            show(want),
+            "command {i}: `{}`",
+            commands[i].join(" ")
+        );
+    }
+    via.command(&del).await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn random_commands_get_the_replies_a_standalone_redis_gives() {
+    for seed in 1..=4 {
+        compare(seed, 4000).await;
+    }
+}
