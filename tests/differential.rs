@@ -77,6 +77,56 @@ impl Gen {
     fn key(&mut self) -> String {
         format!("{{{}}}:k{}", self.tag, self.rng.random_range(0..6))
     }
+    /// A key of its own slot (no hash tag): [`Gen::spread_command`].
+    fn spread_key(&mut self) -> String {
+        format!("{}:s{}", self.tag, self.rng.random_range(0..SPREAD_KEYS))
+    }
+    fn spread_keys(&mut self, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.spread_key()).collect()
+    }
+
+    /// A command over keys of many slots: the multi-key commands respgate splits by slot
+    /// (MGET, MSET, DEL, EXISTS, TOUCH, UNLINK) and single-key commands.
+    fn spread_command(&mut self) -> Vec<String> {
+        let n = self.rng.random_range(1..6);
+        let keys = self.spread_keys(n);
+        let mut args: Vec<String> = Vec::new();
+        match self.rng.random_range(0..12) {
+            0 => {
+                args.push("MGET".into());
+                args.extend(keys);
+            }
+            1 => {
+                args.push("MSET".into());
+                for k in keys {
+                    let v = self.value();
+                    args.extend([k, v]);
+                }
+            }
+            2 => args.extend(["MSET".to_string(), keys[0].clone()]),
+            3 | 4 => {
+                args.push(self.pick(&["DEL", "EXISTS", "TOUCH", "UNLINK"]).into());
+                args.extend(keys);
+            }
+            5 => args.extend(["INCR".to_string(), keys[0].clone()]),
+            6 => {
+                let v = self.value();
+                args.extend(["APPEND".to_string(), keys[0].clone(), v]);
+            }
+            7 => args.extend(["GET".to_string(), keys[0].clone()]),
+            8 => {
+                let v = self.value();
+                args.extend(["LPUSH".to_string(), keys[0].clone(), v]);
+            }
+            9 => args.extend(["TYPE".to_string(), keys[0].clone()]),
+            10 => args.push(self.pick(&["MGET", "DEL", "EXISTS"]).into()),
+            _ => {
+                let (f, v) = (self.field(), self.value());
+                args.extend(["HSET".to_string(), keys[0].clone(), f, v]);
+            }
+        }
+        args
+    }
     fn int(&mut self) -> String {
         self.rng.random_range(-5..20).to_string()
     }
@@ -505,7 +555,7 @@ impl Gen {
 
 /// Runs `commands` random commands (seeded) through respgate and on a standalone Redis,
 /// comparing every reply.
-async fn compare(seed: u64, commands: usize) {
+async fn compare(seed: u64, commands: usize, mode: Mode) {
     let standalone = Standalone::start();
     let proxy = support::proxy_for_shared().await;
     let mut via = RawConn::connect(proxy.local_addr()).await;
@@ -514,17 +564,28 @@ async fn compare(seed: u64, commands: usize) {
         rng: StdRng::seed_from_u64(seed),
         tag: format!("diff{seed}-{}", std::process::id()),
     };
+    if mode == Mode::Resp3 {
+        // The HELLO replies differ (server id, mode): only what follows is compared.
+        via.command(&["HELLO", "3"]).await;
+        direct.command(&["HELLO", "3"]).await;
+    }
     // Start from nothing on both sides.
-    let keys: Vec<String> = (0..6).map(|i| format!("{{{}}}:k{i}", gen.tag)).collect();
     let mut del = vec!["DEL".to_string()];
-    del.extend(keys.iter().cloned());
-    via.command(&del).await;
+    del.extend((0..6).map(|i| format!("{{{}}}:k{i}", gen.tag)));
+    del.extend((0..SPREAD_KEYS).map(|i| format!("{}:s{i}", gen.tag)));
+    for k in &del[1..] {
+        via.command(&["DEL", k]).await;
+    }
     direct.command(&del).await;
 
     let mut history: Vec<String> = Vec::new();
     let mut sent = 0;
     while sent < commands {
-        for args in gen.commands() {
+        let batch = match mode {
+            Mode::Spread => vec![gen.spread_command()],
+            _ => gen.commands(),
+        };
+        for args in batch {
             sent += 1;
             let line = args.join(" ");
             let a = via.command(&args).await;
@@ -584,13 +645,42 @@ async fn pipelined_random_commands_get_the_same_replies() {
             commands[i].join(" ")
         );
     }
-    via.command(&del).await;
+    for k in &del[1..] {
+        via.command(&["DEL", k]).await;
+    }
     proxy.shutdown().await;
+}
+
+/// Keys over this many slots in [`Mode::Spread`].
+const SPREAD_KEYS: usize = 12;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Every key in one hash tag: all commands.
+    OneSlot,
+    /// The same over RESP3 (HELLO 3 on both sides first).
+    Resp3,
+    /// Keys over many slots: the commands respgate splits, and single-key ones.
+    Spread,
 }
 
 #[tokio::test]
 async fn random_commands_get_the_replies_a_standalone_redis_gives() {
     for seed in 1..=4 {
-        compare(seed, 4000).await;
+        compare(seed, 4000, Mode::OneSlot).await;
+    }
+}
+
+#[tokio::test]
+async fn random_commands_over_resp3_get_the_replies_a_standalone_redis_gives() {
+    for seed in 11..=12 {
+        compare(seed, 4000, Mode::Resp3).await;
+    }
+}
+
+#[tokio::test]
+async fn multi_key_commands_split_over_slots_get_the_replies_of_one_redis() {
+    for seed in 21..=22 {
+        compare(seed, 3000, Mode::Spread).await;
     }
 }

@@ -152,6 +152,13 @@ pub fn frame_len(buf: &[u8]) -> Option<usize> {
     match redis_protocol::resp2::decode::decode_range(buf) {
         Ok(Some((_, len))) => Some(len),
         Ok(None) => None,
+        // An array with RESP3 elements (`*2 ... _`): RESP3 frames it.
+        Err(_) if redis_protocol::resp3::decode::complete::decode_range(buf).is_ok() => {
+            redis_protocol::resp3::decode::complete::decode_range(buf)
+                .ok()
+                .flatten()
+                .map(|(_, len)| len)
+        }
         Err(e) => panic!(
             "invalid RESP2 from the server ({e:?}): {:?}",
             show(&buf[..buf.len().min(200)])
