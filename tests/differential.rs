@@ -684,3 +684,89 @@ async fn multi_key_commands_split_over_slots_get_the_replies_of_one_redis() {
         compare(seed, 3000, Mode::Spread).await;
     }
 }
+
+/// Everything `conn` sends back before closing or falling silent for `quiet`, and
+/// whether it closed.
+async fn drain(stream: &mut tokio::net::TcpStream, quiet: Duration) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout(quiet, stream.read(&mut buf)).await {
+            Err(_) => return (out, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Inline commands (as typed in telnet) and malformed RESP: respgate answers with the
+/// bytes a standalone Redis sends, and closes the connection exactly when Redis does.
+#[tokio::test]
+async fn inline_commands_and_protocol_errors_get_redis_own_bytes() {
+    use tokio::io::AsyncWriteExt;
+    let standalone = Standalone::start();
+    let proxy = support::proxy_for_shared().await;
+    let k = format!("{{inl{}}}", std::process::id());
+    let inputs: Vec<Vec<u8>> = vec![
+        format!("SET {k}a hello\r\nGET {k}a\r\n").into_bytes(),
+        format!("SET {k}b \"a b\\x41\\n\"\r\nGET {k}b\r\nSTRLEN {k}b\r\n").into_bytes(),
+        format!("SET {k}c 'it''s'\r\nGET {k}c\r\n").into_bytes(),
+        format!("SET {k}d \"unbalanced\r\nGET {k}d\r\n").into_bytes(),
+        format!("SET {k}e \"x\"y\r\n").into_bytes(),
+        b"\r\n\r\nPING\r\n".to_vec(),
+        b"  PING   \r\n".to_vec(),
+        b"PING\n".to_vec(),
+        b"ECHO\r\n".to_vec(),
+        b"NOSUCH arg1 arg2\r\n".to_vec(),
+        format!("get {k}a\r\n").into_bytes(),
+        b"*1\r\n$4\r\nPING\r\n*0\r\n*1\r\n$4\r\nPING\r\n".to_vec(),
+        b"*-1\r\n*1\r\n$4\r\nPING\r\n".to_vec(),
+        b"*1\r\n$-1\r\n".to_vec(),
+        b"*1\r\n$x\r\nPING\r\n".to_vec(),
+        b"*x\r\n".to_vec(),
+        b"*1\r\n:4\r\n".to_vec(),
+        b"*1\r\n$999999999999\r\n".to_vec(),
+        b"*99999999999\r\n".to_vec(),
+        b"*2\r\n$4\r\nPINGxx\r\n".to_vec(),
+        b"*1\r\n$4\r\nPINGxx*1\r\n$4\r\nPING\r\n".to_vec(),
+        b"*1\r\n$4\rXPING\r\n".to_vec(),
+        b"*1\n$4\r\nPING\r\n".to_vec(),
+        b"*1\r\n$4\nPING\r\n".to_vec(),
+        b"*01\r\n$4\r\nPING\r\n".to_vec(),
+        b"*1\r\n$04\r\nPING\r\n".to_vec(),
+        b"*1\r\n$-0\r\n".to_vec(),
+        b"*+1\r\n$4\r\nPING\r\n".to_vec(),
+        b"*1\r\n$+4\r\nPING\r\n".to_vec(),
+        b"*-0\r\n*1\r\n$4\r\nPING\r\n".to_vec(),
+        b"*2147483648\r\n".to_vec(),
+        b"*1\r\n%4\r\nPING\r\n".to_vec(),
+        b"*1\r\n\xff4\r\nPING\r\n".to_vec(),
+        b"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n".to_vec(),
+        b"$4\r\nPING\r\n".to_vec(),
+        b"*1\r\n$4\r\nPING\r\nPING\r\n*1\r\n$4\r\nPING\r\n".to_vec(),
+        b"*3\r\n$3\r\nSET\r\n$1\r\n".to_vec(),
+        format!("*2\r\n$3\r\nGET\r\n${}\r\n{k}a\r\n", k.len() + 1).into_bytes(),
+        format!("DEL {k}a {k}b {k}c {k}d {k}e\r\n").into_bytes(),
+    ];
+    let quiet = Duration::from_millis(300);
+    for input in &inputs {
+        let mut via = tokio::net::TcpStream::connect(proxy.local_addr())
+            .await
+            .unwrap();
+        let mut direct = tokio::net::TcpStream::connect(standalone.addr)
+            .await
+            .unwrap();
+        via.write_all(input).await.unwrap();
+        direct.write_all(input).await.unwrap();
+        let (want, want_closed) = drain(&mut direct, quiet).await;
+        let (got, got_closed) = drain(&mut via, quiet).await;
+        assert_eq!(
+            (show(&got), got_closed),
+            (show(&want), want_closed),
+            "input {:?}: (reply bytes, connection closed)",
+            show(input)
+        );
+    }
+    proxy.shutdown().await;
+}

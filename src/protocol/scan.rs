@@ -37,8 +37,14 @@ impl ProtocolError {
         let msg = match self {
             ProtocolError::InvalidMultibulkLength => "invalid multibulk length".to_string(),
             ProtocolError::InvalidBulkLength => "invalid bulk length".to_string(),
+            // Redis prints the byte as it is, but a CR or LF as a space (an error reply
+            // must stay on one line).
+            ProtocolError::ExpectedDollar(b'\r' | b'\n') => "expected '$', got ' '".to_string(),
             ProtocolError::ExpectedDollar(b) => {
-                format!("expected '$', got '{}'", char::from(*b))
+                let mut reply = b"-ERR Protocol error: expected '$', got '".to_vec();
+                reply.push(*b);
+                reply.extend_from_slice(b"'\r\n");
+                return reply;
             }
             ProtocolError::TooBigMbulkCountString => "too big mbulk count string".to_string(),
             ProtocolError::TooBigBulkCountString => "too big bulk count string".to_string(),
@@ -82,17 +88,13 @@ pub enum Request {
     Empty { len: usize },
 }
 
-/// Finds the end of the line starting at `pos`: index of the `\r` of `\r\n`.
+/// Finds the `\r` that ends the header line starting at `pos`, as Redis does
+/// (`strchr(..., '\r')`): the byte after it is skipped unread, as Redis skips it.
+/// `None` until that byte has arrived too.
 #[inline]
-fn line_end(buf: &[u8], pos: usize) -> Option<usize> {
-    let nl = memchr_nl(&buf[pos..])? + pos;
-    if nl > pos && buf[nl - 1] == b'\r' {
-        Some(nl - 1)
-    } else {
-        // A bare `\n` terminates inline requests in Redis; for headers we treat it the
-        // same way, so that `*1\n` is framed rather than waited on forever.
-        Some(nl)
-    }
+fn header_end(buf: &[u8], pos: usize) -> Option<usize> {
+    let cr = buf[pos..].iter().position(|&b| b == b'\r')? + pos;
+    (cr + 1 < buf.len()).then_some(cr)
 }
 
 #[inline]
@@ -100,24 +102,37 @@ fn memchr_nl(s: &[u8]) -> Option<usize> {
     s.iter().position(|&b| b == b'\n')
 }
 
-/// Parses a decimal integer as Redis's `string2ll` does (no `+`, no spaces).
+/// Parses a decimal integer exactly as Redis's `string2ll` does: an optional `-`, then
+/// `0` alone or a digit 1-9 and more digits; no `+`, no spaces, no leading zeros, no
+/// `-0`; the whole `i64` range.
 #[inline]
 pub fn parse_int(s: &[u8]) -> Option<i64> {
+    if s == b"0" {
+        return Some(0);
+    }
     let (neg, digits) = match s.first()? {
         b'-' => (true, &s[1..]),
         _ => (false, s),
     };
-    if digits.is_empty() || digits.len() > 19 {
+    if !matches!(digits.first(), Some(b'1'..=b'9')) || digits.len() > 19 {
         return None;
     }
-    let mut v: i64 = 0;
+    let mut v: u64 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add((d - b'0') as i64)?;
+        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
     }
-    Some(if neg { -v } else { v })
+    if neg {
+        if v <= i64::MAX as u64 + 1 {
+            Some((v as i64).wrapping_neg())
+        } else {
+            None
+        }
+    } else {
+        i64::try_from(v).ok()
+    }
 }
 
 /// Frames one request at the start of `buf`, recording argument ranges in `ranges`.
@@ -137,7 +152,11 @@ pub fn scan_request(
     if buf[0] != b'*' {
         return scan_inline(buf, ranges);
     }
-    let Some(end) = line_end(buf, 1) else {
+    // Exactly Redis 7's processMultibulkBuffer: each header ends at the first `\r`, the
+    // byte after it is skipped unchecked, and so are the 2 bytes after a bulk's payload
+    // (`*1\r\n$4\r\nPINGxx` is a PING to Redis). A header is judged only once its
+    // line has arrived.
+    let Some(end) = header_end(buf, 1) else {
         return if buf.len() > MAX_LINE {
             Err(ProtocolError::TooBigMbulkCountString)
         } else {
@@ -145,12 +164,12 @@ pub fn scan_request(
         };
     };
     let count = parse_int(&buf[1..end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
-    let mut pos = end + if buf[end] == b'\r' { 2 } else { 1 };
-    if count <= 0 {
-        return Ok(Some(Request::Empty { len: pos }));
-    }
     if count > i32::MAX as i64 {
         return Err(ProtocolError::InvalidMultibulkLength);
+    }
+    let mut pos = end + 2;
+    if count <= 0 {
+        return Ok(Some(Request::Empty { len: pos }));
     }
     // Every argument needs at least `$0\r\n\r\n`.
     if (count as u64).saturating_mul(6) > limits.max_request as u64 {
@@ -160,19 +179,16 @@ pub fn scan_request(
     }
     let count = count as usize;
     for _ in 0..count {
-        if pos >= buf.len() {
-            return Ok(None);
-        }
-        if buf[pos] != b'$' {
-            return Err(ProtocolError::ExpectedDollar(buf[pos]));
-        }
-        let Some(end) = line_end(buf, pos + 1) else {
+        let Some(end) = header_end(buf, pos) else {
             return if buf.len() - pos > MAX_LINE {
                 Err(ProtocolError::TooBigBulkCountString)
             } else {
                 Ok(None)
             };
         };
+        if buf[pos] != b'$' {
+            return Err(ProtocolError::ExpectedDollar(buf[pos]));
+        }
         let len = parse_int(&buf[pos + 1..end]).ok_or(ProtocolError::InvalidBulkLength)?;
         if len < 0 || len as u64 > limits.max_bulk as u64 {
             return Err(ProtocolError::InvalidBulkLength);
@@ -186,11 +202,6 @@ pub fn scan_request(
         }
         if stop + 2 > buf.len() {
             return Ok(None);
-        }
-        if buf[end] != b'\r' || &buf[stop..stop + 2] != b"\r\n" {
-            // Redis reads exactly len bytes and then expects CRLF; anything else is a
-            // desync it reports as a bad length.
-            return Err(ProtocolError::InvalidBulkLength);
         }
         ranges.push(start as u32..stop as u32);
         pos = stop + 2;
