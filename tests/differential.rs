@@ -770,3 +770,72 @@ async fn inline_commands_and_protocol_errors_get_redis_own_bytes() {
     }
     proxy.shutdown().await;
 }
+
+/// Commands respgate answers itself (or rewrites) get the bytes a standalone Redis sends:
+/// connection commands, SELECT, CLIENT names, HELLO's errors, COMMAND, errors of arity.
+/// (READONLY / READWRITE are the exception: a standalone Redis refuses them, respgate
+/// accepts them as no-ops, as issue 2 asks, for clients that send them.)
+#[tokio::test]
+async fn commands_respgate_answers_itself_match_a_standalone_redis() {
+    let standalone = Standalone::start();
+    let proxy = support::proxy_for_shared().await;
+    let k = format!("{{loc{}}}", std::process::id());
+    let script: Vec<Vec<String>> = [
+        vec!["PING"],
+        vec!["PING", "hello"],
+        vec!["PING", "a", "b"],
+        vec!["ping"],
+        vec!["ECHO", "x y"],
+        vec!["ECHO"],
+        vec!["ECHO", "a", "b"],
+        vec!["SELECT", "0"],
+        vec!["SELECT", "00"],
+        vec!["SELECT", "abc"],
+        vec!["SELECT"],
+        vec!["CLIENT", "GETNAME"],
+        vec!["CLIENT", "SETNAME", "svc-a"],
+        vec!["CLIENT", "GETNAME"],
+        vec!["CLIENT", "SETNAME", "has space"],
+        vec!["CLIENT", "SETNAME", ""],
+        vec!["CLIENT", "GETNAME"],
+        vec!["CLIENT", "SETNAME"],
+        vec!["CLIENT", "NOSUCH"],
+        vec!["CLIENT"],
+        vec!["HELLO", "4"],
+        vec!["HELLO", "x"],
+        vec!["HELLO", "2", "AUTH", "default"],
+        vec!["COMMAND", "COUNT"],
+        vec!["COMMAND", "INFO", "get", "set", "nosuch"],
+        vec!["COMMAND", "GETKEYS", "SET", "a", "b"],
+        vec!["COMMAND", "GETKEYS", "GET"],
+        vec!["COMMAND", "GETKEYS", "PING"],
+        vec!["COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"],
+        vec!["COMMAND", "NOSUCH"],
+        vec!["GET"],
+        vec!["SET", "a"],
+        vec!["MULTI"],
+        vec!["PING"],
+        vec!["SELECT", "0"],
+        vec!["COMMAND", "COUNT"],
+        vec!["ECHO", "in tx"],
+        vec!["EXEC"],
+        vec!["WATCH"],
+        vec!["UNWATCH"],
+        vec!["DISCARD"],
+        vec!["SET", &format!("{k}x"), "1"],
+        vec!["RESET"],
+        vec!["CLIENT", "GETNAME"],
+        vec!["DEL", &format!("{k}x")],
+    ]
+    .iter()
+    .map(|c| c.iter().map(|a| a.to_string()).collect())
+    .collect();
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    let mut direct = RawConn::connect(standalone.addr).await;
+    for args in &script {
+        let a = via.command(args).await;
+        let b = direct.command(args).await;
+        assert_eq!(show(&a), show(&b), "`{}`", args.join(" "));
+    }
+    proxy.shutdown().await;
+}

@@ -178,20 +178,22 @@ pub fn answer(
 
 /// Whether `info` can be queued in a transaction, i.e. run by the node inside EXEC:
 /// not for what respgate answers itself, fans out or refuses, nor for connection state
-/// that would land on a shared backend connection (SELECT, CLIENT, HELLO, ...).
-pub fn queueable(info: &CommandInfo) -> bool {
+/// that would land on a shared backend connection (SELECT other than 0, CLIENT, HELLO,
+/// ...). SELECT 0 and COMMAND run on the node as they would on a standalone Redis.
+pub fn queueable(info: &CommandInfo, args: Args<'_>) -> bool {
     let name = info.name.as_str();
     let family = name.split('|').next().unwrap_or(name);
+    if family == "select" {
+        return args.len() == 2 && parse_int(args.get(1)) == Some(0);
+    }
     !matches!(
         family,
         "quit"
             | "reset"
-            | "select"
             | "readonly"
             | "readwrite"
             | "auth"
             | "hello"
-            | "command"
             | "cluster"
             | "client"
             | "keys"

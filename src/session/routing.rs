@@ -179,7 +179,7 @@ pub fn route(
     // only inside a transaction: not on the common path).
     let queueing = client.tx.is_some() && !matches!(info.name.as_str(), "reset" | "quit");
     if queueing || transaction_command {
-        let queueable = !transaction_command && local::queueable(info);
+        let queueable = !transaction_command && local::queueable(info, args);
         return transaction::route(client, info, args, keys, queueable);
     }
 
