@@ -71,6 +71,7 @@ impl Drop for Standalone {
 struct Gen {
     rng: StdRng,
     tag: String,
+    in_multi: bool,
 }
 
 impl Gen {
@@ -155,6 +156,7 @@ impl Gen {
     fn commands(&mut self) -> Vec<Vec<String>> {
         if self.rng.random_range(0..40) == 0 {
             let mut block = vec![vec!["MULTI".to_string()]];
+            self.in_multi = true;
             for _ in 0..self.rng.random_range(0..4) {
                 block.push(self.command());
             }
@@ -164,15 +166,33 @@ impl Gen {
                 "EXEC"
             };
             block.push(vec![end.to_string()]);
+            self.in_multi = false;
             return block;
         }
         vec![self.command()]
     }
 
+    /// One command; the generator follows MULTI / EXEC / DISCARD to know whether it is
+    /// inside a transaction.
     fn command(&mut self) -> Vec<String> {
+        let mut c = self.any_command();
+        // SCRIPT is refused inside MULTI by respgate: it runs on every master, not on
+        // the transaction's node.
+        while self.in_multi && c[0] == "SCRIPT" {
+            c = self.any_command();
+        }
+        match c[0].as_str() {
+            "MULTI" => self.in_multi = true,
+            "EXEC" | "DISCARD" => self.in_multi = false,
+            _ => {}
+        }
+        c
+    }
+
+    fn any_command(&mut self) -> Vec<String> {
         let k = self.key();
         let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<String>>();
-        match self.rng.random_range(0..120) {
+        match self.rng.random_range(0..132) {
             // Strings.
             0 => {
                 let v = self.value();
@@ -548,7 +568,42 @@ impl Gen {
             118 => s(&[
                 "ZRANGE", &k, "+inf", "-inf", "BYSCORE", "REV", "LIMIT", "0", "2",
             ]),
-            _ => s(&["LPOS", &k, "x", "RANK", self.pick(&["0", "-1", "2"])]),
+            119 => s(&["LPOS", &k, "x", "RANK", self.pick(&["0", "-1", "2"])]),
+            // Blocking commands that do not block long: data there, or a 10 ms timeout.
+            120 => s(&["BLPOP", &k, "0.01"]),
+            121 => {
+                let k2 = self.key();
+                s(&["BRPOP", &k, &k2, "0.01"])
+            }
+            122 => {
+                let k2 = self.key();
+                s(&["BLMOVE", &k, &k2, "LEFT", "RIGHT", "0.01"])
+            }
+            123 => s(&["BZPOPMIN", &k, "0.01"]),
+            124 => s(&["BLPOP", &k, self.pick(&["-1", "abc"])]),
+            125 => s(&["XREAD", "COUNT", "2", "STREAMS", &k, "0-0"]),
+            126 => s(&["XREAD", "BLOCK", "10", "STREAMS", &k, "$"]),
+            // Scripts by digest (SCRIPT LOAD goes to every master through respgate).
+            127 => s(&["SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])"]),
+            128 => s(&[
+                "EVALSHA",
+                "d3c21d0c2b9ca22f82737626a27bcaf5d288f99f",
+                "1",
+                &k,
+            ]),
+            129 => s(&[
+                "EVALSHA",
+                "ffffffffffffffffffffffffffffffffffffffff",
+                "1",
+                &k,
+            ]),
+            130 => s(&[
+                "SCRIPT",
+                "EXISTS",
+                "d3c21d0c2b9ca22f82737626a27bcaf5d288f99f",
+                "ffffffffffffffffffffffffffffffffffffffff",
+            ]),
+            _ => s(&["EVAL_RO", "return redis.call('GET', KEYS[1])", "1", &k]),
         }
     }
 }
@@ -563,6 +618,7 @@ async fn compare(seed: u64, commands: usize, mode: Mode) {
     let mut gen = Gen {
         rng: StdRng::seed_from_u64(seed),
         tag: format!("diff{seed}-{}", std::process::id()),
+        in_multi: false,
     };
     if mode == Mode::Resp3 {
         // The HELLO replies differ (server id, mode): only what follows is compared.
@@ -618,6 +674,7 @@ async fn pipelined_random_commands_get_the_same_replies() {
     let mut gen = Gen {
         rng: StdRng::seed_from_u64(seed),
         tag: format!("pdiff{seed}-{}", std::process::id()),
+        in_multi: false,
     };
     let mut del = vec!["DEL".to_string()];
     del.extend((0..6).map(|i| format!("{{{}}}:k{i}", gen.tag)));
