@@ -896,3 +896,71 @@ async fn commands_respgate_answers_itself_match_a_standalone_redis() {
     }
     proxy.shutdown().await;
 }
+
+/// Pub/sub: a subscriber's confirmations, messages and subscribed-mode replies, and the
+/// publisher's receiver counts, as a standalone Redis gives them.
+#[tokio::test]
+async fn pubsub_matches_a_standalone_redis() {
+    let standalone = Standalone::start();
+    let proxy = support::proxy_for_shared().await;
+    let id = std::process::id();
+    let (a, b, pat, pz) = (
+        format!("dch-a-{id}"),
+        format!("dch-b-{id}"),
+        format!("dpat-{id}-*"),
+        format!("dpat-{id}-z"),
+    );
+    // (who, command, replies to read): 0 = subscriber, 1 = publisher.
+    let steps: Vec<(usize, Vec<&str>, usize)> = vec![
+        (0, vec!["SUBSCRIBE", &a, &b], 2),
+        (0, vec!["PSUBSCRIBE", &pat], 1),
+        (0, vec!["PING"], 1),
+        (0, vec!["PING", "hi"], 1),
+        (0, vec!["GET", "x"], 1),
+        (0, vec!["SUBSCRIBE", &a], 1),
+        (1, vec!["PUBLISH", &a, "hello"], 1),
+        (0, vec![], 1),
+        (1, vec!["PUBLISH", &pz, "by pattern"], 1),
+        (0, vec![], 1),
+        (1, vec!["PUBLISH", "nobody-listens", "x"], 1),
+        (1, vec!["PUBSUB", "NUMSUB", &a, &b, "nobody-listens"], 1),
+        (1, vec!["PUBSUB", "NUMPAT"], 1),
+        (0, vec!["UNSUBSCRIBE", &a], 1),
+        (1, vec!["PUBLISH", &a, "gone"], 1),
+        (1, vec!["PUBLISH", &b, "still"], 1),
+        (0, vec![], 1),
+        (0, vec!["UNSUBSCRIBE"], 1),
+        (0, vec!["PUNSUBSCRIBE", &pat], 1),
+        (0, vec!["PUNSUBSCRIBE"], 1),
+        (0, vec!["UNSUBSCRIBE"], 1),
+        (0, vec!["PING"], 1),
+        (0, vec!["SSUBSCRIBE", &a], 1),
+        (1, vec!["SPUBLISH", &a, "sharded"], 1),
+        (0, vec![], 1),
+        (0, vec!["SUNSUBSCRIBE"], 1),
+    ];
+    let mut via = [
+        RawConn::connect(proxy.local_addr()).await,
+        RawConn::connect(proxy.local_addr()).await,
+    ];
+    let mut direct = [
+        RawConn::connect(standalone.addr).await,
+        RawConn::connect(standalone.addr).await,
+    ];
+    for (who, args, n) in &steps {
+        if !args.is_empty() {
+            via[*who].send(&support::encode_command(args)).await;
+            direct[*who].send(&support::encode_command(args)).await;
+        }
+        let got = via[*who].read_replies(*n).await;
+        let want = direct[*who].read_replies(*n).await;
+        assert_eq!(
+            got.iter().map(|r| show(r)).collect::<Vec<_>>(),
+            want.iter().map(|r| show(r)).collect::<Vec<_>>(),
+            "{} `{}`",
+            if *who == 0 { "subscriber" } else { "publisher" },
+            args.join(" ")
+        );
+    }
+    proxy.shutdown().await;
+}

@@ -1178,3 +1178,46 @@ async fn pubsub_numsub_and_channels_count_respgate_clients() {
     drop(subscribers);
     proxy.shutdown().await;
 }
+
+/// PUBLISH through respgate counts respgate's subscribers one by one (channel and
+/// pattern subscriptions each), as a standalone Redis counts its clients, although the
+/// node sees one backend subscription per channel and pattern.
+#[tokio::test]
+async fn publish_counts_every_respgate_subscriber() {
+    let proxy = proxy_for_shared().await;
+    let addr = proxy.local_addr();
+    let channel = unique("count:a");
+    let pattern = unique("count:*");
+    let mut subs = Vec::new();
+    for _ in 0..3 {
+        let mut s = RawConn::connect(addr).await;
+        s.command(&["SUBSCRIBE", &channel]).await;
+        subs.push(s);
+    }
+    for _ in 0..2 {
+        let mut s = RawConn::connect(addr).await;
+        s.command(&["PSUBSCRIBE", &pattern]).await;
+        subs.push(s);
+    }
+    let mut publisher = RawConn::connect(addr).await;
+    assert_eq!(publish(&mut publisher, &channel, "five").await, 5);
+    assert_eq!(
+        publish(&mut publisher, &unique("count:other"), "two").await,
+        2
+    );
+    assert_eq!(
+        publish(&mut publisher, &unique("elsewhere"), "none").await,
+        0
+    );
+    // One channel subscriber leaves (its confirmation read): four remain.
+    subs[0]
+        .send(&encode_command(&["UNSUBSCRIBE", &channel]))
+        .await;
+    while !subs[0]
+        .read_reply()
+        .await
+        .starts_with(b"*3\r\n$11\r\nunsubscribe")
+    {}
+    assert_eq!(publish(&mut publisher, &channel, "four").await, 4);
+    proxy.shutdown().await;
+}

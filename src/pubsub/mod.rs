@@ -84,7 +84,16 @@ pub struct PubSubHub {
     /// SHARDNUMSUB (the nodes count respgate's one subscription as one subscriber).
     /// Written by the hub tasks on (un)subscriptions only.
     counts: Counts,
+    /// The node the hub's connection is on, while it is connected.
+    node: HubNode,
+    held: Held,
 }
+
+type HubNode = Arc<arc_swap::ArcSwapOption<String>>;
+
+/// The channels and patterns the hub's node has confirmed as subscribed (and not yet as
+/// unsubscribed): what that node counts the hub for in a PUBLISH's receiver count.
+type Held = Arc<std::sync::Mutex<std::collections::HashSet<(Kind, Bytes)>>>;
 
 impl PubSubHub {
     /// Starts the hub task.
@@ -92,12 +101,67 @@ impl PubSubHub {
         let (commands, rx) = mpsc::unbounded_channel();
         let (shard_commands, shard_rx) = mpsc::unbounded_channel();
         let counts: Counts = Arc::default();
-        tokio::spawn(run(cluster.clone(), rx, Arc::clone(&counts)));
+        let node: HubNode = Arc::default();
+        let held: Held = Arc::default();
+        tokio::spawn(run(
+            cluster.clone(),
+            rx,
+            Arc::clone(&counts),
+            node.clone(),
+            held.clone(),
+        ));
         tokio::spawn(shard::run(cluster, shard_rx, Arc::clone(&counts)));
         PubSubHub {
             commands,
             shard_commands,
             counts,
+            node,
+            held,
+        }
+    }
+
+    /// Where to send a PUBLISH of `channel` and what to add to the node's receiver count
+    /// so that it counts respgate's clients, as a standalone Redis counts its own. The
+    /// hub's node counts the hub once per channel or pattern it holds: the PUBLISH goes
+    /// there (the slot of that master), and those ones are replaced by the clients
+    /// behind them. Subscribers connected straight to other nodes are not counted, as in
+    /// Redis Cluster. `(None, 0)`: no local subscriber matches, send it anywhere.
+    pub fn publish_plan(&self, cluster: &Cluster, channel: &[u8]) -> (Option<u16>, i64) {
+        let matches = |kind: Kind, name: &[u8]| match kind {
+            Kind::Channel => name == channel,
+            Kind::Pattern => crate::acl::glob::string_match(name, channel),
+            Kind::Shard => false,
+        };
+        let local: i64 = {
+            let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            counts
+                .iter()
+                .filter(|((kind, name), _)| matches(*kind, name))
+                .map(|(_, n)| *n as i64)
+                .sum()
+        };
+        let held: i64 = {
+            let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            held.iter()
+                .filter(|(kind, name)| matches(*kind, name))
+                .count() as i64
+        };
+        if local == 0 && held == 0 {
+            return (None, 0);
+        }
+        let hub_slot = self.node.load_full().and_then(|addr| {
+            let topo = cluster.topology();
+            let topo = topo.as_ref()?;
+            let i = topo
+                .shards()
+                .iter()
+                .position(|s| s.master.addr() == addr.as_str())?;
+            topo.shard_slot(i)
+        });
+        match hub_slot {
+            Some(slot) => (Some(slot), local - held),
+            // The hub is not on a master now: no node counts it.
+            None => (None, local),
         }
     }
 
@@ -150,12 +214,9 @@ type Waiting = Vec<((Kind, Bytes), oneshot::Sender<()>)>;
 
 type Counts = Arc<std::sync::Mutex<HashMap<(Kind, Bytes), usize>>>;
 
-/// Mirrors one channel's subscriber count for [`PubSubHub::local_subscribers`]
-/// (patterns are not counted: PUBSUB has no per-pattern count).
+/// Mirrors one channel's (or pattern's) subscriber count for
+/// [`PubSubHub::local_subscribers`] and [`PubSubHub::publish_plan`].
 fn sync_count(subs: &Subscribers, counts: &Counts, kind: Kind, name: &Bytes) {
-    if kind == Kind::Pattern {
-        return;
-    }
     let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
     let key = (kind, name.clone());
     match subs.get(&key) {
@@ -170,9 +231,7 @@ fn sync_counts(subs: &Subscribers, counts: &Counts, shard: bool) {
     let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
     counts.retain(|(kind, _), _| (*kind == Kind::Shard) != shard);
     for ((kind, name), entry) in subs {
-        if *kind != Kind::Pattern {
-            counts.insert((*kind, name.clone()), entry.len());
-        }
+        counts.insert((*kind, name.clone()), entry.len());
     }
 }
 
@@ -180,6 +239,8 @@ async fn run(
     cluster: Arc<Cluster>,
     mut commands: mpsc::UnboundedReceiver<HubCommand>,
     counts: Counts,
+    node: HubNode,
+    held: Held,
 ) {
     let mut subs: Subscribers = HashMap::new();
     // Subscribers waiting for the backend to confirm their channel.
@@ -193,7 +254,7 @@ async fn run(
             }
             continue;
         }
-        let Some(mut conn) = connect(&cluster).await else {
+        let Some((mut conn, addr)) = connect(&cluster).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             // Drain what came meanwhile so unsubscribes are not lost.
             while let Ok(cmd) = commands.try_recv() {
@@ -201,6 +262,7 @@ async fn run(
             }
             continue;
         };
+        node.store(Some(Arc::new(addr)));
         // (Re)subscribe to everything known.
         let mut out = BytesMut::new();
         for (kind, name) in subs.keys() {
@@ -228,6 +290,7 @@ async fn run(
                     let mut out = BytesMut::new();
                     while let Ok(Some(len)) = scan_reply(&rbuf) {
                         let frame = rbuf.split_to(len).freeze();
+                        note_held(&frame, &held);
                         for (kind, name) in dispatch(frame, &mut subs, &mut waiting, &counts) {
                             out.extend_from_slice(&reply::command([kind.unsubscribe().as_bytes(), &name[..]]));
                         }
@@ -244,6 +307,8 @@ async fn run(
                 break;
             }
         }
+        node.store(None);
+        held.lock().unwrap_or_else(|p| p.into_inner()).clear();
         tracing::debug!("pub/sub backend connection closed");
     }
 }
@@ -254,12 +319,13 @@ async fn send(conn: &mut BackendStream, out: &[u8]) -> std::io::Result<()> {
     conn.flush().await
 }
 
-async fn connect(cluster: &Cluster) -> Option<BackendStream> {
+async fn connect(cluster: &Cluster) -> Option<(BackendStream, String)> {
     let addr = {
         let topo = cluster.topology();
         topo.as_ref()?.any_master(0)?.addr().to_string()
     };
-    connect_to(cluster, &addr).await
+    let stream = connect_to(cluster, &addr).await?;
+    Some((stream, addr))
 }
 
 /// A connection to `addr` (TLS when the cluster needs it), authenticated when the
@@ -340,6 +406,26 @@ fn apply(
             }
             sync_count(subs, counts, kind, &name);
         }
+    }
+}
+
+/// Tracks the node's (un)subscription confirmations in `held`.
+fn note_held(frame: &Bytes, held: &Held) {
+    let Some((kind, name)) = crate::session::merge::pubsub_fields(frame) else {
+        return;
+    };
+    let (key, on) = match kind {
+        b"subscribe" => ((Kind::Channel, frame.slice_ref(name)), true),
+        b"psubscribe" => ((Kind::Pattern, frame.slice_ref(name)), true),
+        b"unsubscribe" => ((Kind::Channel, frame.slice_ref(name)), false),
+        b"punsubscribe" => ((Kind::Pattern, frame.slice_ref(name)), false),
+        _ => return,
+    };
+    let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+    if on {
+        held.insert(key);
+    } else {
+        held.remove(&key);
     }
 }
 

@@ -137,6 +137,21 @@ pub fn answer(
             &name.to_uppercase().replace('|', " "),
             "it would need every master's running script",
         ),
+        // The receiver count a standalone Redis gives: respgate's subscribers count one
+        // by one, not as the one backend subscription the node sees (see
+        // `PubSubHub::publish_plan`).
+        "publish" if args.len() == 3 => {
+            let (slot, adjust) = ctx.pubsub.publish_plan(&ctx.cluster, args.get(1));
+            publish(info, args, slot, adjust)
+        }
+        "spublish" if args.len() == 3 => {
+            let channel = args.get(1);
+            let local =
+                ctx.pubsub
+                    .local_subscribers(crate::pubsub::Kind::Shard, channel) as i64;
+            let slot = crate::cluster::key_slot(channel);
+            publish(info, args, Some(slot), local - i64::from(local > 0))
+        }
         "pubsub|channels" | "pubsub|shardchannels" => fan_out(info, Merge::Union),
         "pubsub|numpat" => fan_out(info, Merge::Sum),
         "pubsub|numsub" | "pubsub|shardnumsub" => {
@@ -238,6 +253,19 @@ fn readable(client: &ClientState, merge: Merge) -> Merge {
         },
         None => merge,
     }
+}
+
+/// A PUBLISH / SPUBLISH sent to the master of `slot` (any master: `None`) whose
+/// receiver count gets `adjust` added. Without an adjustment it routes like any command.
+fn publish(info: &CommandInfo, args: Args<'_>, slot: Option<u16>, adjust: i64) -> Option<Route> {
+    if adjust == 0 && slot.is_none() {
+        return None;
+    }
+    Some(Route::Split {
+        parts: vec![(slot, reply::command(args.iter().collect::<Vec<_>>()))],
+        merge: Merge::Add(adjust),
+        latency: info.metrics.latency.clone(),
+    })
 }
 
 fn fan_out(info: &CommandInfo, merge: Merge) -> Option<Route> {

@@ -39,6 +39,10 @@ pub enum Merge {
     /// PUBSUB NUMSUB: `[channel, count, ...]` with the counts summed over the parts,
     /// plus `adjust[i]` for the i-th channel (respgate's own subscribers).
     NumSub { adjust: Vec<i64> },
+    /// PUBLISH / SPUBLISH (one part): the node's receiver count plus `adjust`
+    /// (respgate's own subscribers in place of its one backend subscription); an error
+    /// passes through.
+    Add(i64),
     /// `inner`, after dropping from each part the keys the user may not read (KEYS,
     /// SCAN, RANDOMKEY for a user limited to key patterns).
     Readable {
@@ -92,6 +96,12 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
         Merge::Scan { shard, tags } => scan(parts, *shard, tags),
         Merge::Union => union(parts),
         Merge::NumSub { adjust } => numsub(parts, adjust),
+        Merge::Add(adjust) => match parts.first() {
+            Some(p) if p.first() == Some(&b':') => {
+                integer(p).map(|n| Bytes::from(format!(":{}\r\n", (n + adjust).max(0))))
+            }
+            other => other.cloned(),
+        },
         Merge::Readable { inner, filter } => {
             let filtered: Option<Vec<Bytes>> =
                 parts.iter().map(|p| filter_part(p, filter)).collect();
