@@ -887,23 +887,38 @@ async fn commands_respgate_answers_itself_match_a_standalone_redis() {
     .iter()
     .map(|c| c.iter().map(|a| a.to_string()).collect())
     .collect();
-    let mut via = RawConn::connect(proxy.local_addr()).await;
-    let mut direct = RawConn::connect(standalone.addr).await;
-    for args in &script {
-        let a = via.command(args).await;
-        let b = direct.command(args).await;
-        assert_eq!(show(&a), show(&b), "`{}`", args.join(" "));
+    for resp3 in [false, true] {
+        let mut via = RawConn::connect(proxy.local_addr()).await;
+        let mut direct = RawConn::connect(standalone.addr).await;
+        if resp3 {
+            via.command(&["HELLO", "3"]).await;
+            direct.command(&["HELLO", "3"]).await;
+        }
+        for args in &script {
+            let a = via.command(args).await;
+            let b = direct.command(args).await;
+            assert_eq!(show(&a), show(&b), "`{}` (RESP3: {resp3})", args.join(" "));
+        }
     }
     proxy.shutdown().await;
 }
 
 /// Pub/sub: a subscriber's confirmations, messages and subscribed-mode replies, and the
 /// publisher's receiver counts, as a standalone Redis gives them.
+///
+/// RESP2 first, then RESP3 (confirmations and messages are pushes), one after the other:
+/// PUBSUB NUMPAT counts every pattern in the cluster.
 #[tokio::test]
 async fn pubsub_matches_a_standalone_redis() {
+    pubsub_matches(false).await;
+    pubsub_matches(true).await;
+}
+
+async fn pubsub_matches(resp3: bool) {
     let standalone = Standalone::start();
     let proxy = support::proxy_for_shared().await;
-    let id = std::process::id();
+    // Each variant its own names: both run at once against the same cluster.
+    let id = format!("{}-{}", std::process::id(), u8::from(resp3));
     let (a, b, pat, pz) = (
         format!("dch-a-{id}"),
         format!("dch-b-{id}"),
@@ -947,6 +962,11 @@ async fn pubsub_matches_a_standalone_redis() {
         RawConn::connect(standalone.addr).await,
         RawConn::connect(standalone.addr).await,
     ];
+    if resp3 {
+        for conn in via.iter_mut().chain(direct.iter_mut()) {
+            conn.command(&["HELLO", "3"]).await;
+        }
+    }
     for (who, args, n) in &steps {
         if !args.is_empty() {
             via[*who].send(&support::encode_command(args)).await;

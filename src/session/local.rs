@@ -584,6 +584,7 @@ fn client_command(
         }
         "getname" => Some(Route::Reply(match &client.entry.name() {
             Some(n) => reply::bulk(n),
+            None if client.resp3 => Bytes::from_static(b"_\r\n"),
             None => Bytes::from_static(reply::NULL),
         })),
         "id" => Some(Route::Reply(reply::integer(client.meta.id as i64))),

@@ -115,6 +115,8 @@ fn confirmation(kind: &str, name: Option<&[u8]>, count: usize, resp3: bool) -> B
     put_bulk(&mut out, kind.as_bytes());
     match name {
         Some(n) => put_bulk(&mut out, n),
+        // Redis's null: `_` in RESP3.
+        None if resp3 => out.extend_from_slice(b"_\r\n"),
         None => out.extend_from_slice(b"$-1\r\n"),
     }
     out.extend_from_slice(format!(":{count}\r\n").as_bytes());

@@ -146,18 +146,23 @@ pub fn frame_len(buf: &[u8]) -> Option<usize> {
         return match redis_protocol::resp3::decode::complete::decode_range(buf) {
             Ok(Some((_, len))) => Some(len),
             Ok(None) => None,
+            // Redis itself puts a RESP2 null (`$-1`) in some RESP3 pushes (PUNSUBSCRIBE
+            // with no pattern left), which redis-protocol refuses: respgate's scanner
+            // frames it.
+            Err(_) if matches!(respgate::protocol::scan::scan_reply(buf), Ok(Some(_))) => {
+                respgate::protocol::scan::scan_reply(buf).ok().flatten()
+            }
             Err(e) => panic!("invalid RESP3 from the server ({e:?}): {:?}", show(buf)),
         };
     }
     match redis_protocol::resp2::decode::decode_range(buf) {
         Ok(Some((_, len))) => Some(len),
         Ok(None) => None,
-        // An array with RESP3 elements (`*2 ... _`): RESP3 frames it.
-        Err(_) if redis_protocol::resp3::decode::complete::decode_range(buf).is_ok() => {
-            redis_protocol::resp3::decode::complete::decode_range(buf)
-                .ok()
-                .flatten()
-                .map(|(_, len)| len)
+        // An array with RESP3 elements (`*2 ... _`, COMMAND INFO's maps after HELLO 3):
+        // respgate's scanner frames it (redis-protocol's RESP3 decoder refuses some
+        // incomplete nested frames instead of waiting).
+        Err(_) if respgate::protocol::scan::scan_reply(buf).is_ok() => {
+            respgate::protocol::scan::scan_reply(buf).ok().flatten()
         }
         Err(e) => panic!(
             "invalid RESP2 from the server ({e:?}): {:?}",
