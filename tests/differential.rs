@@ -620,7 +620,7 @@ async fn compare(seed: u64, commands: usize, mode: Mode) {
         tag: format!("diff{seed}-{}", std::process::id()),
         in_multi: false,
     };
-    if mode == Mode::Resp3 {
+    if matches!(mode, Mode::Resp3 | Mode::SpreadResp3) {
         // The HELLO replies differ (server id, mode): only what follows is compared.
         via.command(&["HELLO", "3"]).await;
         direct.command(&["HELLO", "3"]).await;
@@ -638,7 +638,7 @@ async fn compare(seed: u64, commands: usize, mode: Mode) {
     let mut sent = 0;
     while sent < commands {
         let batch = match mode {
-            Mode::Spread => vec![gen.spread_command()],
+            Mode::Spread | Mode::SpreadResp3 => vec![gen.spread_command()],
             _ => gen.commands(),
         };
         for args in batch {
@@ -719,6 +719,8 @@ enum Mode {
     Resp3,
     /// Keys over many slots: the commands respgate splits, and single-key ones.
     Spread,
+    /// The same over RESP3.
+    SpreadResp3,
 }
 
 #[tokio::test]
@@ -740,6 +742,7 @@ async fn multi_key_commands_split_over_slots_get_the_replies_of_one_redis() {
     for seed in 21..=22 {
         compare(seed, 3000, Mode::Spread).await;
     }
+    compare(23, 3000, Mode::SpreadResp3).await;
 }
 
 /// Everything `conn` sends back before closing or falling silent for `quiet`, and
@@ -804,7 +807,13 @@ async fn inline_commands_and_protocol_errors_get_redis_own_bytes() {
         b"*1\r\n$4\r\nPING\r\nPING\r\n*1\r\n$4\r\nPING\r\n".to_vec(),
         b"*3\r\n$3\r\nSET\r\n$1\r\n".to_vec(),
         format!("*2\r\n$3\r\nGET\r\n${}\r\n{k}a\r\n", k.len() + 1).into_bytes(),
-        format!("DEL {k}a {k}b {k}c {k}d {k}e\r\n").into_bytes(),
+        format!(
+            "CLIENT REPLY SKIP\r\nSET {k}r 1\r\nGET {k}r\r\nCLIENT REPLY OFF\r\nSET {k}r 2\r\n\
+             GET {k}r\r\nCLIENT REPLY ON\r\nGET {k}r\r\nCLIENT REPLY BAD\r\nCLIENT REPLY\r\n"
+        )
+        .into_bytes(),
+        format!("CLIENT REPLY SKIP\r\nGET {k}nil\r\nGET {k}nil\r\n").into_bytes(),
+        format!("DEL {k}a {k}b {k}c {k}d {k}e {k}r\r\n").into_bytes(),
     ];
     let quiet = Duration::from_millis(300);
     for input in &inputs {
