@@ -72,10 +72,25 @@ struct Gen {
     rng: StdRng,
     tag: String,
     in_multi: bool,
+    /// Key prefixes to draw from (ACL tests); empty: `{tag}:kN` keys.
+    prefixes: Vec<&'static str>,
 }
 
 impl Gen {
+    fn new(seed: u64, tag: String) -> Gen {
+        Gen {
+            rng: StdRng::seed_from_u64(seed),
+            tag,
+            in_multi: false,
+            prefixes: Vec::new(),
+        }
+    }
+
     fn key(&mut self) -> String {
+        if !self.prefixes.is_empty() {
+            let p = self.prefixes[self.rng.random_range(0..self.prefixes.len())];
+            return format!("{p}{{{}}}{}", self.tag, self.rng.random_range(0..2));
+        }
         format!("{{{}}}:k{}", self.tag, self.rng.random_range(0..6))
     }
     /// A key of its own slot (no hash tag): [`Gen::spread_command`].
@@ -615,11 +630,7 @@ async fn compare(seed: u64, commands: usize, mode: Mode) {
     let proxy = support::proxy_for_shared().await;
     let mut via = RawConn::connect(proxy.local_addr()).await;
     let mut direct = RawConn::connect(standalone.addr).await;
-    let mut gen = Gen {
-        rng: StdRng::seed_from_u64(seed),
-        tag: format!("diff{seed}-{}", std::process::id()),
-        in_multi: false,
-    };
+    let mut gen = Gen::new(seed, format!("diff{seed}-{}", std::process::id()));
     if matches!(mode, Mode::Resp3 | Mode::SpreadResp3) {
         // The HELLO replies differ (server id, mode): only what follows is compared.
         via.command(&["HELLO", "3"]).await;
@@ -671,11 +682,7 @@ async fn pipelined_random_commands_get_the_same_replies() {
     let proxy = support::proxy_for_shared().await;
     let mut via = RawConn::connect(proxy.local_addr()).await;
     let mut direct = RawConn::connect(standalone.addr).await;
-    let mut gen = Gen {
-        rng: StdRng::seed_from_u64(seed),
-        tag: format!("pdiff{seed}-{}", std::process::id()),
-        in_multi: false,
-    };
+    let mut gen = Gen::new(seed, format!("pdiff{seed}-{}", std::process::id()));
     let mut del = vec!["DEL".to_string()];
     del.extend((0..6).map(|i| format!("{{{}}}:k{i}", gen.tag)));
     via.command(&del).await;
@@ -990,6 +997,124 @@ async fn pubsub_matches(resp3: bool) {
             if *who == 0 { "subscriber" } else { "publisher" },
             args.join(" ")
         );
+    }
+    proxy.shutdown().await;
+}
+
+/// ACLs: respgate with `[auth] mode = "users"` and a standalone Redis given the same
+/// users with `ACL SETUSER` (and the default user off) answer the same random commands
+/// over keys inside and outside each user's patterns with the same bytes: NOAUTH,
+/// WRONGPASS, NOPERM for commands, keys and channels, and everything allowed.
+#[tokio::test]
+async fn acl_users_get_the_replies_redis_acls_give() {
+    use respgate::config::{AuthConfig, AuthMode, UserConfig};
+    let users: [(&str, &str); 6] = [
+        (
+            "auth-service",
+            "on ~refresh:* ~rl:* ~session:* +@all -@dangerous",
+        ),
+        (
+            "inventory-service",
+            "on ~lock:product:* +@read +@write +@scripting +@connection +@transaction -@dangerous",
+        ),
+        ("order-service", "on ~saga:* &orders.* +@all -@dangerous"),
+        (
+            "search-service",
+            "on ~cache:search:* +@read +@connection +set +setex +expire +del",
+        ),
+        ("reader", "on %R~ro:* ~rw:* +@all -@dangerous"),
+        ("narrow", "on ~rw:* +get +set +mget -@dangerous +ping"),
+    ];
+    let standalone = Standalone::start();
+    let mut admin = RawConn::connect(standalone.addr).await;
+    for (name, rules) in users {
+        let mut args: Vec<String> =
+            vec!["ACL".into(), "SETUSER".into(), name.into(), "reset".into()];
+        args.extend(rules.split(' ').map(String::from));
+        args.push(format!(">{name}-pw"));
+        assert_eq!(show(&admin.command(&args).await), "+OK\\r\\n", "{name}");
+    }
+    let mut config = support::test_config(&support::shared_cluster_seeds());
+    config.auth = AuthConfig {
+        mode: Some(AuthMode::Users),
+        max_failures: 1000,
+        failure_window_secs: 60,
+        lockout_secs: 60,
+        users: users
+            .iter()
+            .map(|(name, rules)| UserConfig {
+                name: name.to_string(),
+                rules: format!(
+                    "{rules} #{}",
+                    respgate::acl::hash_password(format!("{name}-pw").as_bytes())
+                ),
+            })
+            .collect(),
+    };
+    let proxy = support::start_proxy(config).await;
+    // From here on Redis's unauthenticated connections get NOAUTH, as respgate's do.
+    assert_eq!(
+        show(&admin.command(&["ACL", "SETUSER", "default", "off"]).await),
+        "+OK\\r\\n"
+    );
+
+    let prefixes = vec![
+        "refresh:",
+        "rl:",
+        "session:",
+        "lock:product:",
+        "saga:",
+        "cache:search:",
+        "ro:",
+        "rw:",
+        "other:",
+    ];
+    for (seed, (name, _)) in users.iter().enumerate() {
+        let mut via = RawConn::connect(proxy.local_addr()).await;
+        let mut direct = RawConn::connect(standalone.addr).await;
+        let before = [
+            vec!["GET".to_string(), "rw:x".into()],
+            vec!["AUTH".into(), name.to_string(), "wrong".into()],
+            vec!["AUTH".into(), "nobody".into(), "x".into()],
+            vec!["AUTH".into(), name.to_string(), format!("{name}-pw")],
+            vec!["ACL".into(), "WHOAMI".into()],
+        ];
+        for args in &before {
+            let (a, b) = (via.command(args).await, direct.command(args).await);
+            assert_eq!(show(&a), show(&b), "{name}: `{}`", args.join(" "));
+        }
+        let mut gen = Gen::new(
+            100 + seed as u64,
+            format!("acl{seed}-{}", std::process::id()),
+        );
+        gen.prefixes = prefixes.clone();
+        let mut history: Vec<String> = Vec::new();
+        for _ in 0..1500 {
+            for args in gen.commands() {
+                let line = args.join(" ");
+                let (a, b) = (via.command(&args).await, direct.command(&args).await);
+                history.push(format!("{line}  ->  {}", show(&b)));
+                if a != b {
+                    let tail = history.len().saturating_sub(8);
+                    panic!(
+                        "user {name}: `{line}`\n  respgate: {}\n  redis:    {}\nbefore:\n  {}",
+                        show(&a),
+                        show(&b),
+                        history[tail..].join("\n  ")
+                    );
+                }
+            }
+        }
+        // Channels: `&orders.*` for order-service; the others have none (resetchannels
+        // is the default in Redis 7).
+        for args in [
+            vec!["PUBLISH", "orders.created", "1"],
+            vec!["PUBLISH", "billing", "1"],
+            vec!["SUBSCRIBE", "billing"],
+        ] {
+            let (a, b) = (via.command(&args).await, direct.command(&args).await);
+            assert_eq!(show(&a), show(&b), "{name}: `{}`", args.join(" "));
+        }
     }
     proxy.shutdown().await;
 }

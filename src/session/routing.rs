@@ -112,6 +112,26 @@ fn split_by_slot(
     }
 }
 
+/// A command refused before it runs (wrong arity, NOAUTH, NOPERM), as Redis's
+/// `rejectCommand` does it: inside MULTI the transaction is flagged (EXEC will answer
+/// EXECABORT); a refused EXEC discards the transaction and words the error as
+/// `EXECABORT Transaction discarded because of: <error>`, in or out of MULTI.
+fn rejected(client: &mut ClientState, info: &CommandInfo, error: Bytes) -> Route {
+    if info.name == "exec" {
+        client.tx = None;
+        let text = error.strip_prefix(b"-").unwrap_or(&error);
+        let text = text.strip_suffix(b"\r\n").unwrap_or(text);
+        return Route::Reply(reply::error(&format!(
+            "EXECABORT Transaction discarded because of: {}",
+            String::from_utf8_lossy(text)
+        )));
+    }
+    if let Some(tx) = client.tx.as_mut() {
+        tx.aborted = true;
+    }
+    Route::Reply(error)
+}
+
 /// Routes a request whose arguments are `args`.
 pub fn route(
     ctx: &SessionContext,
@@ -130,15 +150,19 @@ pub fn route(
     };
     let lookup = table.lookup(args);
     let Lookup::Found(info) = lookup else {
+        let error = lookup.error_reply(args).unwrap_or_default();
+        if let Lookup::WrongArity(info) = lookup {
+            return rejected(client, info, error);
+        }
         if let Some(tx) = client.tx.as_mut() {
             tx.aborted = true;
         }
-        return Route::Reply(lookup.error_reply(args).unwrap_or_default());
+        return Route::Reply(error);
     };
     info.metrics.requests.increment(1);
     client.entry.set_cmd(&info.name);
     if let Some(refused) = super::auth::check(ctx, client, info, args, keys, table) {
-        return Route::Reply(refused);
+        return rejected(client, info, refused);
     }
     if let Some(verdict) = crate::guards::check(
         &ctx.guards,
