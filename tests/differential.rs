@@ -1118,3 +1118,121 @@ async fn acl_users_get_the_replies_redis_acls_give() {
     }
     proxy.shutdown().await;
 }
+
+/// The elements of a flat RESP array of bulk strings, as strings.
+fn bulk_items(reply: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(reply).into_owned();
+    let mut lines = text.split("\r\n");
+    let header = lines.next().unwrap_or_default();
+    assert!(header.starts_with('*'), "not an array: {:?}", show(reply));
+    let mut out = Vec::new();
+    while let Some(l) = lines.next() {
+        if l.starts_with('$') {
+            out.push(lines.next().unwrap_or_default().to_string());
+        }
+    }
+    out
+}
+
+/// All keys a full SCAN iteration with `extra` options returns (cursor values differ
+/// between respgate and Redis, the set of keys must not).
+async fn scan_all(conn: &mut RawConn, extra: &[&str]) -> Vec<String> {
+    let mut cursor = "0".to_string();
+    let mut keys = std::collections::BTreeSet::new();
+    loop {
+        let mut args = vec!["SCAN", cursor.as_str()];
+        args.extend_from_slice(extra);
+        let reply = conn.command(&args).await;
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        // *2 $n cursor *m ...
+        let mut parts = text.splitn(4, "\r\n");
+        let (_, _, next, rest) = (parts.next(), parts.next(), parts.next(), parts.next());
+        let next = next.unwrap_or_default().to_string();
+        keys.extend(bulk_items(rest.unwrap_or_default().as_bytes()));
+        if next == "0" {
+            return keys.into_iter().collect();
+        }
+        cursor = next;
+    }
+}
+
+/// Commands over the whole keyspace, on a cluster no other test touches: KEYS, SCAN
+/// (MATCH, COUNT, TYPE), DBSIZE, RANDOMKEY, EXISTS over many slots, FLUSHDB/FLUSHALL
+/// give what a standalone Redis holding the same keys gives (KEYS and SCAN as sets: the
+/// order of keys is each server's own).
+#[tokio::test]
+async fn keyspace_commands_match_a_standalone_redis() {
+    let quiet = support::quiet_cluster().await;
+    quiet.flush();
+    let standalone = Standalone::start();
+    let proxy = quiet.proxy().await;
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    let mut direct = RawConn::connect(standalone.addr).await;
+    // Empty first.
+    for args in [vec!["DBSIZE"], vec!["RANDOMKEY"], vec!["KEYS", "*"]] {
+        let (a, b) = (via.command(&args).await, direct.command(&args).await);
+        assert_eq!(show(&a), show(&b), "`{}`", args.join(" "));
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    for i in 0..300 {
+        let key = format!("ks:{}:{i}", ["user", "cart", "order"][i % 3]);
+        let args: Vec<String> = match rng.random_range(0..3) {
+            0 => vec!["SET".into(), key, "v".into()],
+            1 => vec!["RPUSH".into(), key, "a".into()],
+            _ => vec!["HSET".into(), key, "f".into(), "v".into()],
+        };
+        let (a, b) = (via.command(&args).await, direct.command(&args).await);
+        assert_eq!(show(&a), show(&b));
+    }
+    let (a, b) = (
+        via.command(&["DBSIZE"]).await,
+        direct.command(&["DBSIZE"]).await,
+    );
+    assert_eq!(show(&a), show(&b), "DBSIZE");
+    for pattern in ["*", "ks:user:*", "ks:*:1?", "nothing*", "ks:[co]*:2"] {
+        let mut a = bulk_items(&via.command(&["KEYS", pattern]).await);
+        let mut b = bulk_items(&direct.command(&["KEYS", pattern]).await);
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "KEYS {pattern}");
+    }
+    for extra in [
+        vec![],
+        vec!["MATCH", "ks:cart:*"],
+        vec!["COUNT", "7"],
+        vec!["TYPE", "list"],
+        vec!["MATCH", "ks:order:1*", "TYPE", "hash", "COUNT", "50"],
+    ] {
+        assert_eq!(
+            scan_all(&mut via, &extra).await,
+            scan_all(&mut direct, &extra).await,
+            "SCAN {}",
+            extra.join(" ")
+        );
+    }
+    // RANDOMKEY: some key, of those that exist.
+    let r = via.command(&["RANDOMKEY"]).await;
+    let key = bulk_items(&[b"*1\r\n".as_slice(), &r].concat());
+    assert!(key[0].starts_with("ks:"), "RANDOMKEY gave {:?}", show(&r));
+    let many: Vec<String> = (0..40).map(|i| format!("ks:user:{i}")).collect();
+    let mut args = vec!["EXISTS".to_string()];
+    args.extend(many.iter().cloned());
+    let (a, b) = (via.command(&args).await, direct.command(&args).await);
+    assert_eq!(show(&a), show(&b), "EXISTS over many slots");
+    for args in [
+        vec!["FLUSHDB"],
+        vec!["DBSIZE"],
+        vec!["RANDOMKEY"],
+        vec!["SET", "ks:after", "1"],
+        vec!["FLUSHALL", "SYNC"],
+        vec!["DBSIZE"],
+        vec!["FLUSHALL", "BAD"],
+        vec!["SCAN", "abc"],
+        vec!["SCAN", "0", "COUNT", "0"],
+        vec!["KEYS"],
+    ] {
+        let (a, b) = (via.command(&args).await, direct.command(&args).await);
+        assert_eq!(show(&a), show(&b), "`{}`", args.join(" "));
+    }
+    proxy.shutdown().await;
+}
