@@ -86,6 +86,19 @@ impl Gen {
         }
     }
 
+    /// A script of this run's own (the script cache is cluster-wide and outlives tests),
+    /// and its SHA1 digest.
+    fn script(&self) -> String {
+        format!("return redis.call('GET', KEYS[1]) -- {}", self.tag)
+    }
+    fn script_sha(&self) -> String {
+        use sha1::Digest;
+        sha1::Sha1::digest(self.script().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     fn key(&mut self) -> String {
         if !self.prefixes.is_empty() {
             let p = self.prefixes[self.rng.random_range(0..self.prefixes.len())];
@@ -191,9 +204,9 @@ impl Gen {
     /// inside a transaction.
     fn command(&mut self) -> Vec<String> {
         let mut c = self.any_command();
-        // SCRIPT is refused inside MULTI by respgate: it runs on every master, not on
-        // the transaction's node.
-        while self.in_multi && c[0] == "SCRIPT" {
+        // SCRIPT and FUNCTION are refused inside MULTI by respgate: they run on every
+        // master, not on the transaction's node.
+        while self.in_multi && (c[0] == "SCRIPT" || c[0] == "FUNCTION") {
             c = self.any_command();
         }
         match c[0].as_str() {
@@ -206,8 +219,9 @@ impl Gen {
 
     fn any_command(&mut self) -> Vec<String> {
         let k = self.key();
+        let sha = self.script_sha();
         let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<String>>();
-        match self.rng.random_range(0..132) {
+        match self.rng.random_range(0..138) {
             // Strings.
             0 => {
                 let v = self.value();
@@ -599,13 +613,11 @@ impl Gen {
             125 => s(&["XREAD", "COUNT", "2", "STREAMS", &k, "0-0"]),
             126 => s(&["XREAD", "BLOCK", "10", "STREAMS", &k, "$"]),
             // Scripts by digest (SCRIPT LOAD goes to every master through respgate).
-            127 => s(&["SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])"]),
-            128 => s(&[
-                "EVALSHA",
-                "d3c21d0c2b9ca22f82737626a27bcaf5d288f99f",
-                "1",
-                &k,
-            ]),
+            127 => {
+                let script = self.script();
+                s(&["SCRIPT", "LOAD", &script])
+            }
+            128 => s(&["EVALSHA", &sha, "1", &k]),
             129 => s(&[
                 "EVALSHA",
                 "ffffffffffffffffffffffffffffffffffffffff",
@@ -615,10 +627,28 @@ impl Gen {
             130 => s(&[
                 "SCRIPT",
                 "EXISTS",
-                "d3c21d0c2b9ca22f82737626a27bcaf5d288f99f",
+                &sha,
                 "ffffffffffffffffffffffffffffffffffffffff",
             ]),
-            _ => s(&["EVAL_RO", "return redis.call('GET', KEYS[1])", "1", &k]),
+            131 => s(&["EVAL_RO", "return redis.call('GET', KEYS[1])", "1", &k]),
+            // Functions: a library of this run's own (libraries are cluster-wide).
+            132 | 133 => {
+                let lib = format!("lib{}", self.tag.replace('-', "_"));
+                let code = format!(
+                    "#!lua name={lib}\nredis.register_function('{lib}_get', function(keys, args) return redis.call('GET', keys[1]) end)"
+                );
+                if self.rng.random_bool(0.5) {
+                    s(&["FUNCTION", "LOAD", &code])
+                } else {
+                    s(&["FUNCTION", "LOAD", "REPLACE", &code])
+                }
+            }
+            134 | 135 => {
+                let f = format!("lib{}_get", self.tag.replace('-', "_"));
+                s(&["FCALL", &f, "1", &k])
+            }
+            136 => s(&["FCALL", "nosuchfunction", "1", &k]),
+            _ => s(&["FCALL_RO", "nosuchfunction", "0"]),
         }
     }
 }
