@@ -850,6 +850,11 @@ async fn inline_commands_and_protocol_errors_get_redis_own_bytes() {
         )
         .into_bytes(),
         format!("CLIENT REPLY SKIP\r\nGET {k}nil\r\nGET {k}nil\r\n").into_bytes(),
+        b"PING\r\nQUIT\r\nPING\r\n".to_vec(),
+        b"QUIT extra\r\nPING\r\n".to_vec(),
+        format!("MULTI\r\nSET {k}m 1\r\nRESET\r\nEXEC\r\nGET {k}m\r\n").into_bytes(),
+        format!("MULTI\r\nSET {k}m 1\r\nEXEC x\r\nEXEC\r\n").into_bytes(),
+        format!("WATCH {k}w\r\nMULTI\r\nQUIT\r\n").into_bytes(),
         format!("DEL {k}a {k}b {k}c {k}d {k}e {k}r\r\n").into_bytes(),
     ];
     let quiet = Duration::from_millis(300);

@@ -121,6 +121,12 @@ fn rejected(client: &mut ClientState, info: &CommandInfo, error: Bytes) -> Route
         client.tx = None;
         let text = error.strip_prefix(b"-").unwrap_or(&error);
         let text = text.strip_suffix(b"\r\n").unwrap_or(text);
+        // Redis formats the arity refusal without its `ERR ` code here.
+        let text = if text.starts_with(b"ERR wrong number of arguments") {
+            &text[4..]
+        } else {
+            text
+        };
         return Route::Reply(reply::error(&format!(
             "EXECABORT Transaction discarded because of: {}",
             String::from_utf8_lossy(text)
