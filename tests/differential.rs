@@ -221,7 +221,7 @@ impl Gen {
         let k = self.key();
         let sha = self.script_sha();
         let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<String>>();
-        match self.rng.random_range(0..138) {
+        match self.rng.random_range(0..156) {
             // Strings.
             0 => {
                 let v = self.value();
@@ -648,7 +648,79 @@ impl Gen {
                 s(&["FCALL", &f, "1", &k])
             }
             136 => s(&["FCALL", "nosuchfunction", "1", &k]),
-            _ => s(&["FCALL_RO", "nosuchfunction", "0"]),
+            137 => s(&["FCALL_RO", "nosuchfunction", "0"]),
+            // Stream consumer groups (nothing that reports idle times).
+            138 => s(&[
+                "XGROUP",
+                "CREATE",
+                &k,
+                "g1",
+                self.pick(&["0", "$"]),
+                "MKSTREAM",
+            ]),
+            139 => s(&[
+                "XREADGROUP",
+                "GROUP",
+                "g1",
+                self.pick(&["alice", "bob"]),
+                "COUNT",
+                "2",
+                "STREAMS",
+                &k,
+                ">",
+            ]),
+            140 => s(&["XREADGROUP", "GROUP", "g1", "alice", "STREAMS", &k, "0"]),
+            141 => s(&["XACK", &k, "g1", self.pick(&["1-0", "2-1", "3-0"])]),
+            142 => s(&["XPENDING", &k, "g1"]),
+            143 => s(&[
+                "XCLAIM",
+                &k,
+                "g1",
+                "bob",
+                "0",
+                self.pick(&["1-0", "2-0", "5-1"]),
+                "JUSTID",
+            ]),
+            144 => s(&["XAUTOCLAIM", &k, "g1", "carol", "0", "0-0", "COUNT", "3"]),
+            145 => s(&["XINFO", "GROUPS", &k]),
+            146 => s(&["XGROUP", "DESTROY", &k, "g1"]),
+            147 => s(&["XDEL", &k, self.pick(&["1-0", "2-0"])]),
+            148 => s(&["XINFO", "STREAM", &k]),
+            // Odds and ends.
+            149 => s(&["BITFIELD", &k, "INCRBY", "u8", "0", "200", "GET", "i4", "4"]),
+            150 => s(&["GEOADD", &k, "15.087269", "37.502669", "Catania"]),
+            151 => s(&[
+                "GEOSEARCH",
+                &k,
+                "FROMLONLAT",
+                "15",
+                "37",
+                "BYRADIUS",
+                "200",
+                "km",
+                "ASC",
+                "WITHDIST",
+            ]),
+            152 => {
+                let k2 = self.key();
+                s(&[
+                    "GEOSEARCHSTORE",
+                    &k2,
+                    &k,
+                    "FROMMEMBER",
+                    "Palermo",
+                    "BYBOX",
+                    "400",
+                    "400",
+                    "km",
+                ])
+            }
+            153 => s(&["OBJECT", "REFCOUNT", &k]),
+            154 => s(&["RPUSHX", &k, "a", "b"]),
+            _ => {
+                let k2 = self.key();
+                s(&["ZRANGESTORE", &k2, &k, "0", "-1"])
+            }
         }
     }
 }

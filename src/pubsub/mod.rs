@@ -71,6 +71,9 @@ enum HubCommand {
         kind: Kind,
         name: Bytes,
         id: u64,
+        /// Answered once the hub has applied it (its counts no longer include the
+        /// client), so the client's confirmation follows that.
+        done: oneshot::Sender<()>,
     },
 }
 
@@ -202,10 +205,17 @@ impl PubSubHub {
         rx
     }
 
-    pub fn unsubscribe(&self, kind: Kind, name: Bytes, id: u64) {
-        let _ = self
-            .commands_for(kind)
-            .send(HubCommand::Unsubscribe { kind, name, id });
+    /// Unregisters subscriber `id` from `name`; resolves once the hub has applied it
+    /// (PUBLISH's receiver count no longer includes it).
+    pub fn unsubscribe(&self, kind: Kind, name: Bytes, id: u64) -> oneshot::Receiver<()> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.commands_for(kind).send(HubCommand::Unsubscribe {
+            kind,
+            name,
+            id,
+            done,
+        });
+        rx
     }
 }
 
@@ -390,7 +400,12 @@ fn apply(
                 let _ = done.send(());
             }
         }
-        HubCommand::Unsubscribe { kind, name, id } => {
+        HubCommand::Unsubscribe {
+            kind,
+            name,
+            id,
+            done,
+        } => {
             let key = (kind, name.clone());
             if let Some(entry) = subs.get_mut(&key) {
                 entry.remove(&id);
@@ -405,6 +420,7 @@ fn apply(
                 }
             }
             sync_count(subs, counts, kind, &name);
+            let _ = done.send(());
         }
     }
 }

@@ -141,7 +141,7 @@ impl ShardHub {
                     let _ = done.send(());
                 }
             }
-            HubCommand::Unsubscribe { name, id, .. } => {
+            HubCommand::Unsubscribe { name, id, done, .. } => {
                 let key = (Kind::Shard, name.clone());
                 if let Some(entry) = self.subs.get_mut(&key) {
                     entry.remove(&id);
@@ -151,6 +151,7 @@ impl ShardHub {
                     }
                 }
                 sync_count(&self.subs, &self.counts, Kind::Shard, &name);
+                let _ = done.send(());
             }
         }
     }

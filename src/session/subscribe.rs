@@ -265,10 +265,13 @@ pub fn unsubscribe(
         replies.push((None, confirmation(word, None, s.count(kind), resp3)));
     }
     for name in names {
-        if s.set(kind).remove(&name) {
-            s.hub.unsubscribe(kind, name.clone(), s.id);
-        }
-        replies.push((None, confirmation(word, Some(&name), s.count(kind), resp3)));
+        // The confirmation waits for the hub, so a PUBLISH the client sends after it
+        // no longer counts the client.
+        let wait = s
+            .set(kind)
+            .remove(&name)
+            .then(|| s.hub.unsubscribe(kind, name.clone(), s.id));
+        replies.push((wait, confirmation(word, Some(&name), s.count(kind), resp3)));
     }
     if s.total() == 0 {
         *subs = None;
