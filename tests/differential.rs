@@ -19,6 +19,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{show, RawConn};
 
+/// Sends `args` through respgate and to Redis and asserts the same reply bytes;
+/// `context` prefixes the failure message.
+async fn same<A: AsRef<[u8]>>(via: &mut RawConn, direct: &mut RawConn, args: &[A], context: &str) {
+    let (a, b) = (via.command(args).await, direct.command(args).await);
+    let line: Vec<String> = args
+        .iter()
+        .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
+        .collect();
+    assert_eq!(show(&a), show(&b), "{context}`{}`", line.join(" "));
+}
+
 /// A standalone redis-server on a free loopback port, killed on drop.
 struct Standalone {
     child: Child,
@@ -1187,8 +1198,7 @@ async fn acl_users_get_the_replies_redis_acls_give() {
             vec!["ACL".into(), "WHOAMI".into()],
         ];
         for args in &before {
-            let (a, b) = (via.command(args).await, direct.command(args).await);
-            assert_eq!(show(&a), show(&b), "{name}: `{}`", args.join(" "));
+            same(&mut via, &mut direct, args, &format!("{name}: ")).await;
         }
         let mut gen = Gen::new(
             100 + seed as u64,
@@ -1219,8 +1229,7 @@ async fn acl_users_get_the_replies_redis_acls_give() {
             vec!["PUBLISH", "billing", "1"],
             vec!["SUBSCRIBE", "billing"],
         ] {
-            let (a, b) = (via.command(&args).await, direct.command(&args).await);
-            assert_eq!(show(&a), show(&b), "{name}: `{}`", args.join(" "));
+            same(&mut via, &mut direct, &args, &format!("{name}: ")).await;
         }
     }
     proxy.shutdown().await;
@@ -1277,8 +1286,7 @@ async fn keyspace_commands_match_a_standalone_redis() {
     let mut direct = RawConn::connect(standalone.addr).await;
     // Empty first.
     for args in [vec!["DBSIZE"], vec!["RANDOMKEY"], vec!["KEYS", "*"]] {
-        let (a, b) = (via.command(&args).await, direct.command(&args).await);
-        assert_eq!(show(&a), show(&b), "`{}`", args.join(" "));
+        same(&mut via, &mut direct, &args, "").await;
     }
     let mut rng = StdRng::seed_from_u64(7);
     for i in 0..300 {
@@ -1288,8 +1296,7 @@ async fn keyspace_commands_match_a_standalone_redis() {
             1 => vec!["RPUSH".into(), key, "a".into()],
             _ => vec!["HSET".into(), key, "f".into(), "v".into()],
         };
-        let (a, b) = (via.command(&args).await, direct.command(&args).await);
-        assert_eq!(show(&a), show(&b));
+        same(&mut via, &mut direct, &args, "").await;
     }
     let (a, b) = (
         via.command(&["DBSIZE"]).await,
@@ -1324,8 +1331,7 @@ async fn keyspace_commands_match_a_standalone_redis() {
     let many: Vec<String> = (0..40).map(|i| format!("ks:user:{i}")).collect();
     let mut args = vec!["EXISTS".to_string()];
     args.extend(many.iter().cloned());
-    let (a, b) = (via.command(&args).await, direct.command(&args).await);
-    assert_eq!(show(&a), show(&b), "EXISTS over many slots");
+    same(&mut via, &mut direct, &args, "over many slots: ").await;
     for args in [
         vec!["FLUSHDB"],
         vec!["DBSIZE"],
@@ -1338,8 +1344,7 @@ async fn keyspace_commands_match_a_standalone_redis() {
         vec!["SCAN", "0", "COUNT", "0"],
         vec!["KEYS"],
     ] {
-        let (a, b) = (via.command(&args).await, direct.command(&args).await);
-        assert_eq!(show(&a), show(&b), "`{}`", args.join(" "));
+        same(&mut via, &mut direct, &args, "").await;
     }
     proxy.shutdown().await;
 }
