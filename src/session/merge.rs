@@ -343,10 +343,43 @@ fn info(parts: &[Bytes], proxy_section: &str) -> Option<Bytes> {
             }
         }
     }
+    // Counters of the whole cluster are summed over the masters; connected_clients is
+    // respgate's own clients (its `# Proxy` section has the figure), as `redis-cli
+    // --stat` and dashboards read them from a standalone Redis.
+    const SUMMED: [&str; 4] = [
+        "total_commands_processed",
+        "instantaneous_ops_per_sec",
+        "keyspace_hits",
+        "keyspace_misses",
+    ];
+    let mut sums = [0i64; SUMMED.len()];
+    for p in parts {
+        let text = bulk_text(p)?;
+        for line in text.lines() {
+            if let Some((name, value)) = line.split_once(':') {
+                if let Some(i) = SUMMED.iter().position(|s| *s == name) {
+                    sums[i] += value.trim().parse::<i64>().unwrap_or(0);
+                }
+            }
+        }
+    }
+    let own_clients = proxy_section
+        .lines()
+        .find_map(|l| l.strip_prefix("proxy_connected_clients:"));
     let mut out = String::with_capacity(first.len() + 256);
     let mut in_keyspace = false;
     let mut saw_keyspace = false;
     for line in first.split("\r\n") {
+        if let Some((name, _)) = line.split_once(':') {
+            if let Some(i) = SUMMED.iter().position(|s| *s == name) {
+                out.push_str(&format!("{name}:{}\r\n", sums[i]));
+                continue;
+            }
+            if let (Some(n), "connected_clients") = (own_clients, name) {
+                out.push_str(&format!("connected_clients:{}\r\n", n.trim()));
+                continue;
+            }
+        }
         if line.starts_with('#') {
             in_keyspace = line.trim() == "# Keyspace";
             if in_keyspace {
@@ -533,5 +566,23 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# Proxy\r\nproxy:respgate\r\n"), "{text}");
+    }
+
+    #[test]
+    fn info_counts_respgate_clients_and_sums_cluster_counters() {
+        let node = |commands: u32| {
+            let text = format!(
+                "# Clients\r\nconnected_clients:7\r\n\r\n# Stats\r\ntotal_commands_processed:{commands}\r\ninstantaneous_ops_per_sec:2\r\n"
+            );
+            b(&format!("${}\r\n{text}\r\n", text.len()))
+        };
+        let how = Merge::Info {
+            proxy_section: "# Proxy\r\nproxy_connected_clients:42\r\n".into(),
+        };
+        let out = merge(&how, &[node(10), node(5)]);
+        let text = bulk_text(&out).unwrap();
+        assert!(text.contains("connected_clients:42\r\n"), "{text}");
+        assert!(text.contains("total_commands_processed:15\r\n"), "{text}");
+        assert!(text.contains("instantaneous_ops_per_sec:4\r\n"), "{text}");
     }
 }
