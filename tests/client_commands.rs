@@ -133,3 +133,18 @@ async fn client_reply_off_on_and_skip_behave_as_in_redis() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn client_info_shows_the_protocol_after_hello() {
+    let proxy = support::proxy_for_shared().await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let info = bulk_text(&c.command(&["CLIENT", "INFO"]).await);
+    assert_eq!(field(info.trim_end(), "resp"), Some("2"), "{info}");
+    c.command(&["HELLO", "3"]).await;
+    let info = bulk_text(&c.command(&["CLIENT", "INFO"]).await);
+    assert_eq!(field(info.trim_end(), "resp"), Some("3"), "{info}");
+    c.command(&["RESET"]).await;
+    let info = bulk_text(&c.command(&["CLIENT", "INFO"]).await);
+    assert_eq!(field(info.trim_end(), "resp"), Some("2"), "{info}");
+    proxy.shutdown().await;
+}

@@ -37,6 +37,21 @@ pub fn bulk(data: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Text as Redis sends CLIENT INFO / CLIENT LIST / INFO: a bulk string, or over RESP3
+/// a verbatim string of format `txt` (`=<len>\r\ntxt:<text>\r\n`).
+pub fn verbatim(text: &[u8], resp3: bool) -> Bytes {
+    if !resp3 {
+        return bulk(text);
+    }
+    let mut out = BytesMut::with_capacity(text.len() + 20);
+    out.put_u8(b'=');
+    out.extend_from_slice((text.len() + 4).to_string().as_bytes());
+    out.extend_from_slice(b"\r\ntxt:");
+    out.extend_from_slice(text);
+    out.extend_from_slice(b"\r\n");
+    out.freeze()
+}
+
 /// Appends a bulk string to `out`.
 pub fn put_bulk(out: &mut BytesMut, data: &[u8]) {
     out.put_u8(b'$');

@@ -30,6 +30,8 @@ pub struct ClientEntry {
     last_active_ms: AtomicU64,
     /// Subscriptions (channels, patterns, shard channels), for `sub=` / `psub=` / `ssub=`.
     pub subs: [AtomicU64; 3],
+    /// The protocol the client speaks (2, or 3 after HELLO 3), for `resp=`.
+    pub resp: std::sync::atomic::AtomicU8,
     kill: Arc<Shutdown>,
 }
 
@@ -101,7 +103,7 @@ impl ClientEntry {
         };
         let multi = in_multi.map_or(-1, |n| n as i64);
         format!(
-            "id={} addr={} laddr={} fd=-1 name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={multi} cmd={} user={} redir=-1 resp=2\n",
+            "id={} addr={} laddr={} fd=-1 name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={multi} cmd={} user={} redir=-1 resp={}\n",
             self.id,
             self.peer,
             self.local,
@@ -109,6 +111,7 @@ impl ClientEntry {
             idle_ms / 1000,
             self.cmd(),
             self.user(),
+            self.resp.load(Ordering::Relaxed),
         )
     }
 
@@ -145,6 +148,7 @@ impl ClientRegistry {
             cmd: Default::default(),
             last_active_ms: AtomicU64::new(0),
             subs: Default::default(),
+            resp: std::sync::atomic::AtomicU8::new(2),
             kill,
         });
         self.lock().insert(id, entry.clone());

@@ -53,6 +53,10 @@ pub fn answer(
             client.tx = None;
             client.subs = None;
             client.resp3 = false;
+            client
+                .entry
+                .resp
+                .store(2, std::sync::atomic::Ordering::Relaxed);
             client.watch_slot = None;
             client.auth.reset(&ctx.security);
             client
@@ -391,7 +395,7 @@ fn client_list(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
             out.push_str(&entry.info_line(None));
         }
     }
-    Route::Reply(reply::bulk(out.as_bytes()))
+    Route::Reply(reply::verbatim(out.as_bytes(), client.resp3))
 }
 
 /// CLIENT KILL addr (old form: +OK or an error) or CLIENT KILL <filter value> ...
@@ -516,6 +520,10 @@ fn hello(ctx: &SessionContext, client: &mut ClientState, args: Args<'_>) -> Opti
         client.set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
     }
     client.resp3 = resp3;
+    client.entry.resp.store(
+        if resp3 { 3 } else { 2 },
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let version = ctx.cluster.redis_version();
     let mut out = BytesMut::new();
     if resp3 {
@@ -588,7 +596,10 @@ fn client_command(
             None => Bytes::from_static(reply::NULL),
         })),
         "id" => Some(Route::Reply(reply::integer(client.meta.id as i64))),
-        "info" => Some(Route::Reply(reply::bulk(client.info_line().as_bytes()))),
+        "info" => Some(Route::Reply(reply::verbatim(
+            client.info_line().as_bytes(),
+            client.resp3,
+        ))),
         "setinfo" => ok(),
         "tracking" | "caching" | "getredir" | "trackinginfo" => err(&format!(
             "ERR respgate: CLIENT {} is not supported: client-side caching needs invalidation messages from every node for this connection's keys, which respgate does not relay",

@@ -414,9 +414,9 @@ fn info(parts: &[Bytes], proxy_section: &str) -> Option<Bytes> {
         }
         out.push_str(proxy_section);
     }
-    let mut b = BytesMut::new();
-    put_bulk(&mut b, out.as_bytes());
-    Some(b.freeze())
+    // Over RESP3 the nodes answer with a verbatim string: so does respgate.
+    let resp3 = parts.first().is_some_and(|p| p.first() == Some(&b'='));
+    Some(crate::protocol::reply::verbatim(out.as_bytes(), resp3))
 }
 
 /// Packs a shard index, a tag of the shard's master and the node's cursor into one
