@@ -83,7 +83,7 @@ pub fn answer(
             err("ERR This instance has cluster support disabled")
         }
         _ if name.starts_with("acl|") => super::auth::acl(ctx, client, &name[4..], args),
-        _ if name.starts_with("client|") => client_command(ctx, client, &name[7..], args),
+        _ if name.starts_with("client|") => client_command(ctx, client, info, &name[7..], args),
         "multi" | "exec" | "discard" | "watch" | "unwatch" => not_yet(
             "MULTI/EXEC/WATCH",
             "transactions need a pinned backend connection",
@@ -557,14 +557,26 @@ fn valid_client_name(name: &[u8]) -> bool {
 fn client_command(
     ctx: &SessionContext,
     client: &mut ClientState,
+    info: &CommandInfo,
     sub: &str,
     args: Args<'_>,
 ) -> Option<Route> {
     match sub {
         "list" => Some(client_list(ctx, client, args)),
         "kill" => Some(client_kill(ctx, client, args)),
-        // respgate never evicts clients: accepted for compatibility.
-        "no-evict" => ok(),
+        // Every master pauses (or resumes) its clients, respgate's links among them:
+        // respgate's clients wait as a standalone Redis's would.
+        "pause" | "unpause" => fan_out(info, Merge::AllOk),
+        // respgate never evicts clients: accepted for compatibility, with Redis's
+        // argument check.
+        "no-evict" => {
+            let on_off = args.get(2);
+            if on_off.eq_ignore_ascii_case(b"on") || on_off.eq_ignore_ascii_case(b"off") {
+                ok()
+            } else {
+                err("ERR syntax error")
+            }
+        }
         "reply" => {
             let mode = args.get(2);
             if mode.eq_ignore_ascii_case(b"on") {
@@ -601,13 +613,23 @@ fn client_command(
             client.resp3,
         ))),
         "setinfo" => ok(),
-        "tracking" | "caching" | "getredir" | "trackinginfo" => err(&format!(
-            "ERR respgate: CLIENT {} is not supported: client-side caching needs invalidation messages from every node for this connection's keys, which respgate does not relay",
-            sub.to_uppercase()
-        )),
+        // Tracking is never on through respgate, so the questions about it get the
+        // answers Redis gives a client without tracking; only turning it on is refused.
+        "getredir" => Some(Route::Reply(reply::integer(-1))),
+        "trackinginfo" => Some(Route::Reply(Bytes::from_static(if client.resp3 {
+            b"%3\r\n$5\r\nflags\r\n~1\r\n$3\r\noff\r\n$8\r\nredirect\r\n:-1\r\n$8\r\nprefixes\r\n*0\r\n"
+        } else {
+            b"*6\r\n$5\r\nflags\r\n*1\r\n$3\r\noff\r\n$8\r\nredirect\r\n:-1\r\n$8\r\nprefixes\r\n*0\r\n"
+        }))),
+        "caching" => err("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"),
+        "tracking" if args.get(2).eq_ignore_ascii_case(b"off") => ok(),
+        "tracking" if !args.get(2).eq_ignore_ascii_case(b"on") => err("ERR syntax error"),
+        "tracking" => err(
+            "ERR respgate: CLIENT TRACKING is not supported: client-side caching needs invalidation messages from every node for this connection's keys, which respgate does not relay",
+        ),
         _ => not_yet(
             &format!("CLIENT {}", sub.to_uppercase()),
-            "respgate answers CLIENT SETNAME, GETNAME, ID, INFO, LIST, KILL and NO-EVICT",
+            "respgate answers CLIENT SETNAME, GETNAME, ID, INFO, LIST, KILL, REPLY, NO-EVICT, PAUSE, UNPAUSE, GETREDIR and TRACKINGINFO",
         ),
     }
 }
