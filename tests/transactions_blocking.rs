@@ -1441,3 +1441,67 @@ async fn pipelined_requests_keep_their_order_across_watch_exec_and_blocking_comm
     }
     proxy.shutdown().await;
 }
+
+/// CLIENT UNBLOCK names a respgate client; respgate unblocks that client's own
+/// connection on the node, and the client gets what Redis sends: a timeout (nil) or
+/// `-UNBLOCKED`.
+#[tokio::test]
+async fn client_unblock_unblocks_a_client_blocked_through_respgate() {
+    let proxy = proxy_for_shared().await;
+    let addr = proxy.local_addr();
+    let k = "{tx-unblock}list";
+    let mut blocked = RawConn::connect(addr).await;
+    let mut admin = RawConn::connect(addr).await;
+    let id = String::from_utf8_lossy(&blocked.command(&["CLIENT", "ID"]).await)
+        .trim_start_matches(':')
+        .trim_end()
+        .to_string();
+    for (mode, want) in [
+        (None, "*-1\r\n"),
+        (Some("TIMEOUT"), "*-1\r\n"),
+        (
+            Some("ERROR"),
+            "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n",
+        ),
+    ] {
+        blocked.send(&encode_command(&["BRPOP", k, "0"])).await;
+        let mut args = vec!["CLIENT", "UNBLOCK", id.as_str()];
+        args.extend(mode);
+        // The BRPOP reaches the node a moment later: retry until it is blocked there.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = show(&admin.command(&args).await);
+            if r == ":1\\r\\n" {
+                break;
+            }
+            assert_eq!(r, ":0\\r\\n");
+            assert!(Instant::now() < deadline, "the BRPOP never blocked");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            show(&blocked.read_reply().await),
+            show(want.as_bytes()),
+            "{mode:?}"
+        );
+    }
+    // Not blocked, unknown, or malformed: Redis's answers.
+    assert_eq!(
+        show(&admin.command(&["CLIENT", "UNBLOCK", &id]).await),
+        ":0\\r\\n"
+    );
+    assert_eq!(
+        show(&admin.command(&["CLIENT", "UNBLOCK", "999999"]).await),
+        ":0\\r\\n"
+    );
+    assert_eq!(
+        show(&admin.command(&["CLIENT", "UNBLOCK", &id, "LATER"]).await),
+        "-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\\r\\n"
+    );
+    assert_eq!(
+        show(&admin.command(&["CLIENT", "UNBLOCK", "abc"]).await),
+        "-ERR value is not an integer or out of range\\r\\n"
+    );
+    // The unblocked client works on.
+    assert_eq!(show(&blocked.command(&["PING"]).await), "+PONG\\r\\n");
+    proxy.shutdown().await;
+}

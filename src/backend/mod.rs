@@ -67,6 +67,9 @@ pub struct LinkOptions {
     pub resp3: bool,
     /// Speak TLS to the nodes (`[cluster.tls]`).
     pub tls: Option<UpstreamTls>,
+    /// Ask the node for the connection's `CLIENT ID` after connecting and keep it here
+    /// (dedicated links: CLIENT UNBLOCK names the blocked connection by it).
+    pub client_id: Option<Arc<std::sync::atomic::AtomicI64>>,
 }
 
 impl LinkOptions {
@@ -178,21 +181,35 @@ pub struct DedicatedLink {
     addr: Arc<str>,
     tx: mpsc::UnboundedSender<Job>,
     resp3: bool,
+    /// The connection's `CLIENT ID` on the node (-1 until connected).
+    backend_id: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl DedicatedLink {
     /// Starts a link task for `addr` with `opts` (`dedicated` is forced on).
     pub fn spawn(addr: &str, mut opts: LinkOptions, on_failure: Arc<Notify>) -> DedicatedLink {
         opts.dedicated = true;
+        let backend_id = Arc::new(std::sync::atomic::AtomicI64::new(-1));
+        opts.client_id = Some(backend_id.clone());
         let resp3 = opts.resp3;
         let addr: Arc<str> = Arc::from(addr);
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run_link(addr.clone(), Arc::new(opts), rx, on_failure));
-        DedicatedLink { addr, tx, resp3 }
+        DedicatedLink {
+            addr,
+            tx,
+            resp3,
+            backend_id,
+        }
     }
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The node's `CLIENT ID` for this connection, shared (-1 until it connects).
+    pub fn backend_id(&self) -> Arc<std::sync::atomic::AtomicI64> {
+        self.backend_id.clone()
     }
 
     /// Whether the link speaks RESP3.
@@ -281,6 +298,12 @@ async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<BackendStrea
         hello.extend_from_slice(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
         expected += 1;
     }
+    // The reply number that answers CLIENT ID, when asked.
+    let id_reply = opts.client_id.as_ref().map(|_| {
+        hello.extend_from_slice(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n");
+        expected += 1;
+        expected - 1
+    });
     // The connection only counts once the node has answered: a dying node's listening
     // socket still completes TCP handshakes and then resets them, and a request written
     // on such a connection would be reported Lost (maybe executed) though Redis never
@@ -305,6 +328,12 @@ async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<BackendStrea
                     if reply.first() == Some(&b'-') {
                         let text = String::from_utf8_lossy(&reply[1..len - 2]).into_owned();
                         return Err(std::io::Error::other(format!("handshake refused: {text}")));
+                    }
+                    if Some(seen) == id_reply {
+                        let id = crate::protocol::scan::parse_int(&reply[1..len - 2]);
+                        if let (Some(slot), Some(id)) = (&opts.client_id, id) {
+                            slot.store(id, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                     seen += 1;
                 }

@@ -58,6 +58,7 @@ impl Cluster {
             dedicated: false,
             resp3: false,
             tls,
+            client_id: None,
         };
         Ok(Arc::new(Cluster {
             topology: ArcSwapOption::empty(),

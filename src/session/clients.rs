@@ -32,6 +32,9 @@ pub struct ClientEntry {
     pub subs: [AtomicU64; 3],
     /// The protocol the client speaks (2, or 3 after HELLO 3), for `resp=`.
     pub resp: std::sync::atomic::AtomicU8,
+    /// The client's own backend connections (node, the node's CLIENT ID for it), for
+    /// CLIENT UNBLOCK. Written when one is opened (rare).
+    pub dedicated: Mutex<Vec<(Arc<str>, Arc<std::sync::atomic::AtomicI64>)>>,
     kill: Arc<Shutdown>,
 }
 
@@ -149,6 +152,7 @@ impl ClientRegistry {
             last_active_ms: AtomicU64::new(0),
             subs: Default::default(),
             resp: std::sync::atomic::AtomicU8::new(2),
+            dedicated: Mutex::new(Vec::new()),
             kill,
         });
         self.lock().insert(id, entry.clone());

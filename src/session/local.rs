@@ -398,6 +398,62 @@ fn client_list(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
     Route::Reply(reply::verbatim(out.as_bytes(), client.resp3))
 }
 
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: a respgate client blocks on connections of its
+/// own, so the unblock goes to each of those nodes naming that connection's id there;
+/// the blocked client then gets the node's timeout or `-UNBLOCKED` reply as usual. The
+/// answer is how many nodes had it blocked (0 or 1), as Redis answers.
+fn client_unblock(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> Route {
+    let mode: &[u8] = match args.len() {
+        4 if args.get(3).eq_ignore_ascii_case(b"timeout") => b"TIMEOUT",
+        4 if args.get(3).eq_ignore_ascii_case(b"error") => b"ERROR",
+        4 => {
+            return Route::Reply(reply::error(
+                "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+            ))
+        }
+        _ => b"TIMEOUT",
+    };
+    let Some(id) = parse_int(args.get(2)) else {
+        return Route::Reply(reply::error("ERR value is not an integer or out of range"));
+    };
+    let zero = || Route::Reply(reply::integer(0));
+    let Some(target) = ctx.registry.all().into_iter().find(|e| e.id as i64 == id) else {
+        return zero();
+    };
+    let links = target
+        .dedicated
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let topo = ctx.cluster.topology();
+    let Some(topo) = topo.as_ref() else {
+        return zero();
+    };
+    let parts: Vec<(Option<u16>, Bytes)> = links
+        .iter()
+        .filter_map(|(addr, backend_id)| {
+            let backend_id = backend_id.load(std::sync::atomic::Ordering::Relaxed);
+            let shard = topo
+                .shards()
+                .iter()
+                .position(|s| s.master.addr() == &**addr)?;
+            (backend_id >= 0).then(|| {
+                let id = backend_id.to_string();
+                let words: [&[u8]; 4] = [b"CLIENT", b"UNBLOCK", id.as_bytes(), mode];
+                (topo.shard_slot(shard), reply::command(words))
+            })
+        })
+        .collect();
+    if parts.is_empty() {
+        return zero();
+    }
+    Route::Split {
+        parts,
+        merge: Merge::Sum,
+        latency: info.metrics.latency.clone(),
+    }
+}
+
 /// CLIENT KILL addr (old form: +OK or an error) or CLIENT KILL <filter value> ...
 /// (ID, ADDR, LADDR, USER, SKIPME: the number killed), over respgate's own clients.
 fn client_kill(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Route {
@@ -564,6 +620,7 @@ fn client_command(
     match sub {
         "list" => Some(client_list(ctx, client, args)),
         "kill" => Some(client_kill(ctx, client, args)),
+        "unblock" => Some(client_unblock(ctx, info, args)),
         // Every master pauses (or resumes) its clients, respgate's links among them:
         // respgate's clients wait as a standalone Redis's would.
         "pause" | "unpause" => fan_out(info, Merge::AllOk),
@@ -629,7 +686,7 @@ fn client_command(
         ),
         _ => not_yet(
             &format!("CLIENT {}", sub.to_uppercase()),
-            "respgate answers CLIENT SETNAME, GETNAME, ID, INFO, LIST, KILL, REPLY, NO-EVICT, PAUSE, UNPAUSE, GETREDIR and TRACKINGINFO",
+            "respgate answers CLIENT SETNAME, GETNAME, ID, INFO, LIST, KILL, UNBLOCK, REPLY, NO-EVICT, PAUSE, UNPAUSE, GETREDIR and TRACKINGINFO",
         ),
     }
 }

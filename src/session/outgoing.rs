@@ -6,6 +6,7 @@ use super::{merge, routing, Pending, Remote, Session, Split, Step};
 use crate::backend::{DedicatedLink, Job, LinkError, ReplyResult};
 use crate::protocol::reply;
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -312,6 +313,12 @@ impl Session {
                 )
             })?;
         let link = self.ctx.cluster.dedicated_link(addr, resp3);
+        self.client
+            .entry
+            .dedicated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((Arc::from(addr), link.backend_id()));
         self.dedicated.push((link, permit));
         Ok(&self.dedicated.last().expect("just pushed").0)
     }
