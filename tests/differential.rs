@@ -48,6 +48,8 @@ impl Standalone {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            // As the test cluster's nodes are configured.
+            .args(["--enable-debug-command", "yes"])
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -1030,6 +1032,10 @@ async fn commands_respgate_answers_itself_match_a_standalone_redis() {
         vec!["UNWATCH"],
         vec!["DISCARD"],
         vec!["SET", &format!("{k}x"), "1"],
+        vec!["DEBUG", "OBJECT", &format!("{k}nokey")],
+        vec!["OBJECT", "ENCODING", &format!("{k}x")],
+        vec!["SLOWLOG", "RESET"],
+        vec!["SAVE"],
         vec!["RESET"],
         vec!["CLIENT", "GETNAME"],
         vec!["DEL", &format!("{k}x")],

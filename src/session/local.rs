@@ -179,6 +179,23 @@ pub fn answer(
             "ERR respgate: {} is not allowed: a Redis Cluster has only database 0",
             name.to_uppercase()
         )),
+        // DEBUG OBJECT reads one key's internals: asked of the key's master.
+        "debug" if args.len() == 3 && args.get(1).eq_ignore_ascii_case(b"object") => {
+            Some(Route::Forward {
+                slot: Some(crate::cluster::key_slot(args.get(2))),
+                rewritten: None,
+                latency: info.metrics.latency.clone(),
+                replies: 1,
+                dedicated: false,
+                replica: None,
+            })
+        }
+        // Persistence on every master: the client asked for the whole dataset.
+        "save" => fan_out(info, Merge::AllOk),
+        "bgsave" | "bgrewriteaof" => fan_out(info, Merge::First),
+        "slowlog|len" => fan_out(info, Merge::Sum),
+        "slowlog|reset" => fan_out(info, Merge::AllOk),
+        "slowlog|get" => fan_out(info, Merge::Concat),
         "sync" | "psync" | "replicaof" | "slaveof" | "shutdown" | "debug" | "failover" => {
             err(&format!(
                 "ERR respgate: {} is not allowed through the proxy; run it on a node",
