@@ -792,11 +792,19 @@ async fn compare(seed: u64, commands: usize, mode: Mode) {
 /// standalone Redis gets them one by one): pipelining must not change any reply.
 #[tokio::test]
 async fn pipelined_random_commands_get_the_same_replies() {
-    let seed = 99;
+    pipelined(99, false).await;
+    pipelined(98, true).await;
+}
+
+async fn pipelined(seed: u64, resp3: bool) {
     let standalone = Standalone::start();
     let proxy = support::proxy_for_shared().await;
     let mut via = RawConn::connect(proxy.local_addr()).await;
     let mut direct = RawConn::connect(standalone.addr).await;
+    if resp3 {
+        via.command(&["HELLO", "3"]).await;
+        direct.command(&["HELLO", "3"]).await;
+    }
     let mut gen = Gen::new(seed, format!("pdiff{seed}-{}", std::process::id()));
     let mut del = vec!["DEL".to_string()];
     del.extend((0..6).map(|i| format!("{{{}}}:k{i}", gen.tag)));
@@ -1322,12 +1330,21 @@ async fn scan_all(conn: &mut RawConn, extra: &[&str]) -> Vec<String> {
 /// order of keys is each server's own).
 #[tokio::test]
 async fn keyspace_commands_match_a_standalone_redis() {
+    keyspace_commands_match(false).await;
+    keyspace_commands_match(true).await;
+}
+
+async fn keyspace_commands_match(resp3: bool) {
     let quiet = support::quiet_cluster().await;
     quiet.flush();
     let standalone = Standalone::start();
     let proxy = quiet.proxy().await;
     let mut via = RawConn::connect(proxy.local_addr()).await;
     let mut direct = RawConn::connect(standalone.addr).await;
+    if resp3 {
+        via.command(&["HELLO", "3"]).await;
+        direct.command(&["HELLO", "3"]).await;
+    }
     // Empty first.
     for args in [vec!["DBSIZE"], vec!["RANDOMKEY"], vec!["KEYS", "*"]] {
         same(&mut via, &mut direct, &args, "").await;
