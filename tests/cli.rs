@@ -113,17 +113,15 @@ fn sigterm_drains_and_exits_zero_on_one_thread() {
 }
 
 fn sigterm_drains_and_exits_zero_with(worker_threads: usize) {
-    let seeds = support::shared_cluster_seeds();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let config = dir.path().join("respgate.toml");
-    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    let seeds = toml_seeds();
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\nworker_threads = {worker_threads}\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"none\"\n",
-            seeds.join(", ")
+            "[server]\nlisten = \"{addr}\"\nworker_threads = {worker_threads}\n[cluster]\nseeds = [{seeds}]\n[auth]\nmode = \"none\"\n"
         ),
     )
     .unwrap();
@@ -267,7 +265,6 @@ fn dev_no_guards_lets_flushall_through() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
-/// One request on a plain socket, one line of reply.
 /// The next line the server sends.
 fn request_line(reader: &mut BufReader<TcpStream>) -> String {
     let mut out = String::new();
@@ -275,11 +272,41 @@ fn request_line(reader: &mut BufReader<TcpStream>) -> String {
     out
 }
 
+/// One request on a plain socket, one line of reply.
 fn request(reader: &mut BufReader<TcpStream>, line: &str) -> String {
     reader.get_mut().write_all(line.as_bytes()).unwrap();
-    let mut out = String::new();
-    reader.read_line(&mut out).unwrap();
-    out
+    request_line(reader)
+}
+
+/// The shared cluster's seeds as the items of a TOML array (`"a", "b"`).
+fn toml_seeds() -> String {
+    support::shared_cluster_seeds()
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Starts `respgate --config config` (killed when dropped, so no respgate outlives a
+/// failed assertion) and connects to `addr` once it listens.
+fn start_with_config(config: &std::path::Path, addr: &str) -> (KillOnDrop, BufReader<TcpStream>) {
+    let child = KillOnDrop(
+        respgate()
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("respgate to listen", Duration::from_secs(20), || {
+        TcpStream::connect(addr).is_ok()
+    });
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    (child, BufReader::new(stream))
 }
 
 #[test]
@@ -302,42 +329,24 @@ fn hash_password_prints_a_redis_acl_hash() {
 
 #[test]
 fn sighup_reloads_users_without_dropping_connections() {
-    let seeds = support::shared_cluster_seeds();
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let config = dir.path().join("respgate.toml");
-    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    let seeds = toml_seeds();
     let hash = respgate::acl::hash_password(b"pw");
     let write = |rules: &str, guards: &str| {
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"users\"\n[[auth.users]]\nname = \"svc\"\nrules = \"on #{hash} {rules}\"\n{guards}",
-                seeds.join(", ")
+                "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{seeds}]\n[auth]\nmode = \"users\"\n[[auth.users]]\nname = \"svc\"\nrules = \"on #{hash} {rules}\"\n{guards}"
             ),
         )
         .unwrap()
     };
     // No [guards] section: the built-in safe rules apply.
     write("~hup:a:* ~hup:b:* +@all", "");
-    let child = respgate()
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed even when an assertion fails, so no respgate outlives the test.
-    let mut child = KillOnDrop(child);
+    let (mut child, mut c) = start_with_config(&config, &addr);
     let child = &mut child.0;
-    wait_for("respgate to listen", Duration::from_secs(20), || {
-        TcpStream::connect(&addr).is_ok()
-    });
-    let stream = TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut c = BufReader::new(stream);
     assert_eq!(request(&mut c, "AUTH svc pw\r\n"), "+OK\r\n");
     wait_for(
         "the cluster to be discovered",
@@ -351,8 +360,7 @@ fn sighup_reloads_users_without_dropping_connections() {
     assert!(request(&mut c, "KEYS *hup-none*\r\n")
         .starts_with("-ERR respgate: KEYS without a prefix is limited to 1/min per user (rule keys-scan); retry in "));
     assert_eq!(request(&mut c, "ECHO x\r\n"), "$1\r\n");
-    let mut rest = String::new();
-    c.read_line(&mut rest).unwrap();
+    request_line(&mut c);
     // Remove hup:b:* from the user: its next command on that prefix is refused; and a
     // guard rule is added.
     write(
@@ -396,9 +404,8 @@ impl Drop for KillOnDrop {
 /// in the cluster): across both, exactly the budget passes.
 #[test]
 fn two_respgate_processes_share_one_global_budget() {
-    let seeds = support::shared_cluster_seeds();
     let dir = tempfile::tempdir().unwrap();
-    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    let seeds = toml_seeds();
     let rule = format!("shared-echo-procs-{}", std::process::id());
     let mut children = Vec::new();
     let mut conns = Vec::new();
@@ -408,29 +415,14 @@ fn two_respgate_processes_share_one_global_budget() {
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"none\"\n\
+                "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [{seeds}]\n[auth]\nmode = \"none\"\n\
                  [guards]\nsafe_defaults = false\n[[guards.rules]]\nname = \"{rule}\"\n\
-                 commands = [\"echo\"]\naction = \"limit\"\nrate = \"5/h\"\nscope = \"global\"\nshared = true\n",
-                seeds.join(", ")
+                 commands = [\"echo\"]\naction = \"limit\"\nrate = \"5/h\"\nscope = \"global\"\nshared = true\n"
             ),
         )
         .unwrap();
-        let child = respgate()
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        children.push(KillOnDrop(child));
-        wait_for("respgate to listen", Duration::from_secs(20), || {
-            TcpStream::connect(&addr).is_ok()
-        });
-        let stream = TcpStream::connect(&addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut c = BufReader::new(stream);
+        let (child, mut c) = start_with_config(&config, &addr);
+        children.push(child);
         wait_for(
             "the cluster to be discovered",
             Duration::from_secs(20),
@@ -443,9 +435,7 @@ fn two_respgate_processes_share_one_global_budget() {
         let c = &mut conns[i % 2];
         let first = request(c, "ECHO x\r\n");
         if first == "$1\r\n" {
-            let mut payload = String::new();
-            c.read_line(&mut payload).unwrap();
-            assert_eq!(payload, "x\r\n");
+            assert_eq!(request_line(c), "x\r\n");
             passed += 1;
         } else {
             assert!(

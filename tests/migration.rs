@@ -215,21 +215,8 @@ fn migrate_slot(
     phase: &Phase,
 ) -> MigrationStats {
     let began = Instant::now();
-    let (from_id, to_id) = (
-        support::node_id(cluster, from),
-        support::node_id(cluster, to),
-    );
     let s = slot.to_string();
-    support::node_ok(
-        cluster,
-        to,
-        &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id],
-    );
-    support::node_ok(
-        cluster,
-        from,
-        &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id],
-    );
+    support::slot_move_begin(cluster, slot, from, to);
     phase.migrating.store(true, Ordering::SeqCst);
 
     let (host, port) = (to.ip().to_string(), to.port().to_string());
@@ -257,21 +244,12 @@ fn migrate_slot(
         std::thread::sleep(BATCH_PAUSE);
     }
 
-    // Target first, then source, then everyone else (redis-cli's order).
-    let mut order = vec![to, from];
-    order.extend(
-        cluster
-            .masters()
-            .into_iter()
-            .filter(|m| *m != to && *m != from),
-    );
-    for node in order {
-        support::node_ok(cluster, node, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]);
+    support::slot_move_end(cluster, slot, from, to, |node| {
         if node == from {
             // From here on the source answers MOVED: the migration is over for clients.
             phase.migrating.store(false, Ordering::SeqCst);
         }
-    }
+    });
     MigrationStats {
         keys_moved,
         batches,

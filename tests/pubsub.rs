@@ -61,15 +61,6 @@ fn pmessage(pattern: &str, channel: &str, payload: &str) -> Vec<u8> {
     encode_command(&["pmessage", pattern, channel, payload])
 }
 
-/// The integer ending a reply (`:n\r\n`, alone or as the last element of an array).
-fn trailing_int(reply: &[u8]) -> i64 {
-    let text = String::from_utf8_lossy(reply);
-    let last = text.trim_end().rsplit("\r\n").next().unwrap_or_default();
-    last.strip_prefix(':')
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no trailing integer in {:?}", show(reply)))
-}
-
 /// PUBLISH through `conn`; returns the receiver count in the reply.
 async fn publish(conn: &mut RawConn, channel: &str, payload: &str) -> i64 {
     let reply = conn.command(&["PUBLISH", channel, payload]).await;
@@ -1159,22 +1150,13 @@ async fn pubsub_numsub_and_channels_count_respgate_clients() {
             &c.command(&["PUBSUB", "NUMSUB", &channel, "nobody-here"])
                 .await
         ),
-        show(
-            format!(
-                "*4\r\n${}\r\n{channel}\r\n:3\r\n$11\r\nnobody-here\r\n:0\r\n",
-                channel.len()
-            )
-            .as_bytes()
-        )
+        show(&numsub_reply(&[(&channel, 3), ("nobody-here", 0)]))
     );
     let channels = show(
         &c.command(&["PUBSUB", "CHANNELS", &format!("{channel}*")])
             .await,
     );
-    assert_eq!(
-        channels,
-        show(format!("*1\r\n${}\r\n{channel}\r\n", channel.len()).as_bytes())
-    );
+    assert_eq!(channels, show(&encode_command(&[&channel])));
     drop(subscribers);
     proxy.shutdown().await;
 }

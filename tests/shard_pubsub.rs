@@ -28,15 +28,6 @@ fn smessage(channel: &str, payload: &str) -> Vec<u8> {
     encode_command(&["smessage", channel, payload])
 }
 
-/// The integer ending a reply (`:n\r\n`, alone or as the last element of an array).
-fn trailing_int(reply: &[u8]) -> i64 {
-    let text = String::from_utf8_lossy(reply);
-    let last = text.trim_end().rsplit("\r\n").next().unwrap_or_default();
-    last.strip_prefix(':')
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no trailing integer in {:?}", show(reply)))
-}
-
 /// `PUBSUB SHARDNUMSUB channel` asked directly of `node`.
 async fn shardnumsub(node: SocketAddr, channel: &str) -> i64 {
     let mut conn = RawConn::connect(node).await;
@@ -70,8 +61,8 @@ async fn ssubscribe_spublish_and_sunsubscribe_are_byte_identical_to_redis() {
     let got = pair.read("SSUBSCRIBE a b (2)").await;
     assert_eq!(show(&got), show(&confirmation("ssubscribe", Some(&b), 2)));
 
-    // SPUBLISH from another respgate client: one receiver on the owner (respgate's
-    // subscription) plus the reference connection.
+    // SPUBLISH from another respgate client: respgate's subscriber plus the reference
+    // connection.
     let reply = publisher.command(&["SPUBLISH", &a, "hello"]).await;
     assert_eq!(show(&reply), ":2\\r\\n");
     let got = pair.read("smessage on a").await;
@@ -169,18 +160,12 @@ async fn a_hundred_clients_on_one_shard_channel_share_one_backend_subscription()
             &c.command(&["PUBSUB", "SHARDNUMSUB", &channel, "nobody"])
                 .await
         ),
-        show(
-            format!(
-                "*4\r\n${}\r\n{channel}\r\n:{CLIENTS}\r\n$6\r\nnobody\r\n:0\r\n",
-                channel.len()
-            )
-            .as_bytes()
-        )
+        show(&numsub_reply(&[(&channel, CLIENTS as i64), ("nobody", 0)]))
     );
     let pattern = format!("{}*", tag("hundred"));
     assert_eq!(
         show(&c.command(&["PUBSUB", "SHARDCHANNELS", &pattern]).await),
-        show(format!("*1\r\n${}\r\n{channel}\r\n", channel.len()).as_bytes())
+        show(&encode_command(&[&channel]))
     );
 
     // One SPUBLISH: one receiver on the node, every client gets the message, and the
@@ -257,28 +242,8 @@ async fn a_resp3_client_gets_shard_confirmations_and_messages_as_pushes() {
 /// Moves an empty `slot` from `from` to `to` (SETSLOT IMPORTING / MIGRATING, then NODE on
 /// the target, the source and the rest, as `redis-cli --cluster reshard` does).
 fn move_empty_slot(cluster: &DevCluster, slot: u16, from: SocketAddr, to: SocketAddr) {
-    let (from_id, to_id) = (node_id(cluster, from), node_id(cluster, to));
-    let s = slot.to_string();
-    node_ok(
-        cluster,
-        to,
-        &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id],
-    );
-    node_ok(
-        cluster,
-        from,
-        &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id],
-    );
-    let mut order = vec![to, from];
-    order.extend(
-        cluster
-            .masters()
-            .into_iter()
-            .filter(|m| *m != to && *m != from),
-    );
-    for node in order {
-        node_ok(cluster, node, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]);
-    }
+    slot_move_begin(cluster, slot, from, to);
+    slot_move_end(cluster, slot, from, to, |_| {});
 }
 
 /// When the channel's slot moves to another master, the old owner drops its shard

@@ -339,6 +339,65 @@ pub fn node_ok(cluster: &DevCluster, node: SocketAddr, args: &[&str]) {
     }
 }
 
+/// The integer ending a reply (`:n\r\n`, alone or as the last element of an array).
+pub fn trailing_int(reply: &[u8]) -> i64 {
+    let text = String::from_utf8_lossy(reply);
+    let last = text.trim_end().rsplit("\r\n").next().unwrap_or_default();
+    last.strip_prefix(':')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no trailing integer in {:?}", show(reply)))
+}
+
+/// The RESP2 bytes of a PUBSUB NUMSUB / SHARDNUMSUB reply: `[channel, count, ...]`.
+pub fn numsub_reply(counts: &[(&str, i64)]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", counts.len() * 2);
+    for (channel, n) in counts {
+        out.push_str(&format!("${}\r\n{channel}\r\n:{n}\r\n", channel.len()));
+    }
+    out.into_bytes()
+}
+
+/// The first half of moving `slot` from `from` to `to` as `redis-cli --cluster
+/// reshard` does: IMPORTING on the target, MIGRATING on the source. Keys are moved
+/// (MIGRATE) between the halves.
+pub fn slot_move_begin(cluster: &DevCluster, slot: u16, from: SocketAddr, to: SocketAddr) {
+    let (from_id, to_id) = (node_id(cluster, from), node_id(cluster, to));
+    let s = slot.to_string();
+    node_ok(
+        cluster,
+        to,
+        &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id],
+    );
+    node_ok(
+        cluster,
+        from,
+        &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id],
+    );
+}
+
+/// The second half: SETSLOT NODE on the target, then the source, then every other
+/// master (redis-cli's order); `after` runs after each node has been told.
+pub fn slot_move_end(
+    cluster: &DevCluster,
+    slot: u16,
+    from: SocketAddr,
+    to: SocketAddr,
+    mut after: impl FnMut(SocketAddr),
+) {
+    let (s, to_id) = (slot.to_string(), node_id(cluster, to));
+    let mut order = vec![to, from];
+    order.extend(
+        cluster
+            .masters()
+            .into_iter()
+            .filter(|m| *m != to && *m != from),
+    );
+    for node in order {
+        node_ok(cluster, node, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]);
+        after(node);
+    }
+}
+
 /// A redis-crate error as the client sees it: `CODE detail` for server errors (e.g.
 /// `ERR respgate: ...`, `CLUSTERDOWN ...`), the description otherwise.
 pub fn error_text(e: &redis::RedisError) -> String {
