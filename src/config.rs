@@ -63,8 +63,8 @@ impl Default for ReplicaReadsConfig {
     fn default() -> Self {
         ReplicaReadsConfig {
             default_policy: ReadPolicyKind::Master,
-            max_lag_ms: 1000,
-            max_lag_bytes: 1024 * 1024,
+            max_lag_ms: default_max_lag_ms(),
+            max_lag_bytes: default_max_lag_bytes(),
             rules: Vec::new(),
             poll_interval_ms: 100,
             recover_ms: 1000,
@@ -715,10 +715,13 @@ impl Config {
                 ));
             }
         }
-        if r.rules.len() + 1 > 8 {
+        if r.rules.len() + 1 > crate::cluster::replicas::MAX_BOUNDS {
             return Err(bad(
                 "replica_reads.rules",
-                "at most 7 rules (each has its own lag bound)".into(),
+                format!(
+                    "at most {} rules (each has its own lag bound)",
+                    crate::cluster::replicas::MAX_BOUNDS - 1
+                ),
             ));
         }
         self.validate_auth(path)?;

@@ -106,15 +106,10 @@ pub fn spawn_client<F>(fut: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    match POOL.get() {
-        Some(p) => {
-            let i = p.next.fetch_add(1, Ordering::Relaxed);
-            p.handles[i % p.handles.len()].spawn(fut);
-        }
-        None => {
-            tokio::spawn(fut);
-        }
-    }
+    let next = POOL
+        .get()
+        .map_or(0, |p| p.next.fetch_add(1, Ordering::Relaxed));
+    spawn_on(next, fut);
 }
 
 /// Links per node for `per_worker` connections on each worker.

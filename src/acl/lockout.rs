@@ -61,11 +61,11 @@ impl Lockout {
         (until > now).then(|| until - now)
     }
 
-    /// Records a failure; returns true when it locked the address.
-    pub fn failed(&self, addr: IpAddr) -> bool {
+    /// Records a failure (locking the address out when it has failed too often).
+    pub fn failed(&self, addr: IpAddr) {
         let s = *self.settings.lock().unwrap();
         if s.max_failures == 0 {
-            return false;
+            return;
         }
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap();
@@ -98,8 +98,6 @@ impl Lockout {
             e.locked_until = Some(now + s.lockout);
             e.failures = 0;
             e.window_start = now;
-            return true;
         }
-        false
     }
 }

@@ -260,24 +260,6 @@ impl Acl {
         }
     }
 
-    /// The key permissions (`READ`/`WRITE` bits) `key` has under this user's patterns.
-    #[inline]
-    pub fn key_permissions(&self, key: &[u8]) -> u8 {
-        if self.allkeys {
-            return READ | WRITE;
-        }
-        let mut perms = 0;
-        for (pattern, flags) in &self.keys {
-            if perms | flags != perms && pattern.matches(key) {
-                perms |= flags;
-                if perms == READ | WRITE {
-                    break;
-                }
-            }
-        }
-        perms
-    }
-
     /// Whether `key` may be accessed with `needed` permissions (Redis's
     /// `ACLSelectorCheckKey`: every needed bit must come from one pattern).
     #[inline]

@@ -204,8 +204,7 @@ impl Topology {
     /// The master serving `slot`, if any shard does.
     #[inline]
     pub fn master_for_slot(&self, slot: u16) -> Option<&Arc<Node>> {
-        let i = *self.slot_shard.get(slot as usize)?;
-        self.shards.get(i as usize).map(|s| &s.master)
+        self.shard_for_slot(slot).map(|s| &s.master)
     }
 
     /// The shard serving `slot`, if any.

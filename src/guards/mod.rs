@@ -156,8 +156,9 @@ pub struct Rule {
     denied: metrics::Counter,
     limited: metrics::Counter,
     passed: metrics::Counter,
-    /// Checks of a keyed bucket map since it last exceeded [`MAX_KEYED`]: pruning runs
-    /// on every 256th, so a map full of active buckets is not walked per request.
+    /// Checks of a keyed bucket map: every 256th looks at its size (`len()` read-locks
+    /// every shard of the map) and prunes it past [`MAX_KEYED`], so neither the size
+    /// nor a map full of active buckets is walked per request.
     prune_tick: std::sync::atomic::AtomicU32,
 }
 
@@ -394,7 +395,8 @@ impl Rule {
             Limiter::Global(l) => l.check(),
             Limiter::User(l) => {
                 let r = l.check_key(user);
-                if l.len() > MAX_KEYED && self.prune_due() {
+                // The tick first: `len()` read-locks every shard of the map.
+                if self.prune_due() && l.len() > MAX_KEYED {
                     l.retain_recent();
                     l.shrink_to_fit();
                 }
@@ -402,7 +404,7 @@ impl Rule {
             }
             Limiter::Addr(l) => {
                 let r = l.check_key(&addr);
-                if l.len() > MAX_KEYED && self.prune_due() {
+                if self.prune_due() && l.len() > MAX_KEYED {
                     l.retain_recent();
                     l.shrink_to_fit();
                 }

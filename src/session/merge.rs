@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 pub enum Merge {
     /// Integer replies added up (DEL, UNLINK, EXISTS, TOUCH, DBSIZE).
     Sum,
-    /// `+OK` when every part said OK (MSET, FLUSHALL, SCRIPT FLUSH, CONFIG SET, ...).
+    /// `+OK` when every part said OK (MSET, FLUSHALL, SCRIPT FLUSH, SAVE, ...).
     AllOk,
     /// Arrays concatenated (KEYS).
     Concat,

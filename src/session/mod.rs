@@ -667,16 +667,23 @@ impl Session {
     /// still in flight on the other kind of connection, and two connections give no
     /// order between them. Without this a pipelined `SET k v` + `WATCH k` could watch
     /// before the SET ran (and EXEC would fail), or `LPUSH k a` + `BLPOP k 0` block
-    /// before the push. Clients that never used their own connection pay one check.
+    /// before the push. Clients that never used their own connection pay one check;
+    /// others look back to the newest request in flight.
     fn must_hold(&self, dedicated: bool) -> bool {
         if self.dedicated.is_empty() && !dedicated {
             return false;
         }
-        self.pending.iter().any(|p| match p {
-            Pending::Remote(r) => r.dedicated != dedicated,
-            Pending::Split(_) => dedicated,
-            _ => false,
-        })
+        // Every request in flight uses the same kind of connection (one of the other kind
+        // is held until they are answered), so the newest one tells which.
+        self.pending
+            .iter()
+            .rev()
+            .find_map(|p| match p {
+                Pending::Remote(r) => Some(r.dedicated),
+                Pending::Split(_) => Some(false),
+                _ => None,
+            })
+            .is_some_and(|lane| lane != dedicated)
     }
 
     /// Queues what routing decided for `raw`.

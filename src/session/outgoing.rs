@@ -96,12 +96,12 @@ impl Session {
             .map(|k| &shard.replicas[(start + k) % n])
             .find(|r| {
                 policy.eligible(&shard.master, r, bound, now)
+                    // A write still in flight (floor u64::MAX): no heartbeat is newer.
                     && floor.is_none_or(|f| {
-                        f != u64::MAX
-                            && r.lag()
-                                .heartbeat_ms
-                                .load(std::sync::atomic::Ordering::Acquire)
-                                > f
+                        r.lag()
+                            .heartbeat_ms
+                            .load(std::sync::atomic::Ordering::Acquire)
+                            > f
                     })
             })
             .cloned();
