@@ -107,7 +107,8 @@ enum Denied {
     SortOption(&'static str),
 }
 
-/// The refusal for this request, if the connection may not run it.
+/// The refusal for this request (`Err`), if the connection may not run it. `Ok(true)`:
+/// checking a restricted user's keys found them in `keys`, which routing then reuses.
 pub fn check(
     ctx: &SessionContext,
     client: &mut ClientState,
@@ -115,7 +116,7 @@ pub fn check(
     args: Args<'_>,
     keys: &mut Vec<KeyRef>,
     table: &Arc<CommandTable>,
-) -> Option<Bytes> {
+) -> Result<bool, Bytes> {
     let generation = ctx.security.generation();
     if generation != client.auth.generation {
         client.auth.refresh(&ctx.security, generation);
@@ -124,12 +125,12 @@ pub fn check(
     let auth = &mut client.auth;
     let Some(user) = &auth.user else {
         if no_auth {
-            return None;
+            return Ok(false);
         }
-        return Some(deny(client, info, Denied::NoAuth, "not authenticated"));
+        return Err(deny(client, info, Denied::NoAuth, "not authenticated"));
     };
     if user.unrestricted || no_auth {
-        return None;
+        return Ok(false);
     }
     let table_id = Arc::as_ptr(table) as usize;
     if auth.commands.as_ref().is_none_or(|c| c.0 != table_id) {
@@ -137,7 +138,10 @@ pub fn check(
     }
     // Decided on borrows (no reference counting per request); the refusal, rare, is
     // built afterwards.
-    let (why, rule, object) = refusal(&client.auth, info, args, keys)?;
+    let mut keys_found = false;
+    let Some((why, rule, object)) = refusal(&client.auth, info, args, keys, &mut keys_found) else {
+        return Ok(keys_found);
+    };
     ctx.security.log.add(
         why.log_reason(),
         log_context(client),
@@ -145,7 +149,7 @@ pub fn check(
         client.auth.name(),
         client.info_line().trim_end().to_string(),
     );
-    Some(deny(client, info, why, &rule))
+    Err(deny(client, info, why, &rule))
 }
 
 impl Denied {
@@ -161,11 +165,13 @@ impl Denied {
 
 /// Checks a restricted user's command, keys and channels: why, by which rule, and what
 /// (ACL LOG's object: the command, key or channel) the request is refused, if it is.
+/// `keys_found`: the request's keys are in `keys` (found to check them).
 fn refusal(
     auth: &SessionAuth,
     info: &CommandInfo,
     args: Args<'_>,
     keys: &mut Vec<KeyRef>,
+    keys_found: &mut bool,
 ) -> Option<(Denied, String, String)> {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let user = auth.user.as_ref()?;
@@ -197,7 +203,8 @@ fn refusal(
                 ));
             }
         }
-        if !info.has_no_keys() && info.keys(args, keys).is_ok() {
+        *keys_found = !info.has_no_keys() && info.keys(args, keys).is_ok();
+        if *keys_found {
             let refused = keys.iter().find(|k| {
                 !k.flags.contains(KeyFlags::NOT_KEY)
                     && !acl.key_allowed(k.key(args), needed(k.flags))

@@ -167,9 +167,10 @@ pub fn route(
     };
     info.metrics.requests.increment(1);
     client.entry.set_cmd(&info.name);
-    if let Some(refused) = super::auth::check(ctx, client, info, args, keys, table) {
-        return rejected(client, info, refused);
-    }
+    let keys_found = match super::auth::check(ctx, client, info, args, keys, table) {
+        Ok(found) => found,
+        Err(refused) => return rejected(client, info, refused),
+    };
     if let Some(verdict) = crate::guards::check(
         &ctx.guards,
         &mut client.guards,
@@ -221,7 +222,14 @@ pub fn route(
         }
     }
 
-    match info.keys(args, keys) {
+    // A restricted user's keys were found for the ACL check already (nothing since
+    // touched `keys`).
+    let found = if keys_found {
+        Ok(())
+    } else {
+        info.keys(args, keys)
+    };
+    match found {
         Ok(()) => {}
         // Malformed for its key specs: the node answers with Redis's own syntax error.
         Err(KeysError::Invalid) => {
