@@ -163,6 +163,33 @@ impl Node {
         self.send_on(links, client_id, job);
     }
 
+    /// Queues one request (one reply) on the link that serves `client_id` (control-plane
+    /// tasks speaking for a client); the reply arrives on the receiver ([`answer`]).
+    pub fn request(
+        &self,
+        client_id: u64,
+        resp3: bool,
+        bytes: Bytes,
+    ) -> oneshot::Receiver<ReplyResult> {
+        let (tx, rx) = oneshot::channel();
+        self.send(
+            client_id,
+            Job {
+                bytes,
+                asking: false,
+                resp3,
+                replies: 1,
+                reply: tx,
+            },
+        );
+        rx
+    }
+
+    /// [`Node::request`] and its [`answer`].
+    pub async fn ask(&self, client_id: u64, resp3: bool, bytes: Bytes) -> Result<Bytes, String> {
+        answer(self.request(client_id, resp3, bytes)).await
+    }
+
     fn send_on(&self, links: &[mpsc::UnboundedSender<Job>], client_id: u64, job: Job) {
         // On a worker thread, one of that worker's own links: the request never leaves
         // the thread (see `crate::workers`).
@@ -173,6 +200,17 @@ impl Node {
                 self.addr
             ))));
         }
+    }
+}
+
+/// The reply a [`Node::request`] got, or why there is none, in words.
+pub async fn answer(rx: oneshot::Receiver<ReplyResult>) -> Result<Bytes, String> {
+    match rx.await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(LinkError::NotSent(why) | LinkError::Lost(why) | LinkError::TimedOut(why))) => {
+            Err(why)
+        }
+        Err(_) => Err("backend link dropped".into()),
     }
 }
 

@@ -8,7 +8,6 @@
 //! within the budget. When the cluster cannot count (node down, timeout, error), the
 //! rule's `on_error` decides: `open` lets the request pass, `closed` refuses it.
 
-use crate::backend::{Job, LinkError, Node};
 use crate::cluster::{key_slot, Cluster};
 use crate::config::FailMode;
 use crate::protocol::reply;
@@ -108,12 +107,10 @@ async fn count(
             .and_then(|t| t.master_for_slot(key_slot(key.as_bytes())).cloned())
             .ok_or_else(|| "no master for the counter's slot".to_string())?
     };
-    let mut answer = ask(&node, client_id, request.clone()).await?;
-    if let Some(rest) = answer.strip_prefix(b"-MOVED ") {
-        let text = String::from_utf8_lossy(rest);
-        let addr = text.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut answer = node.ask(client_id, false, request.clone()).await?;
+    if let Some((_, addr)) = crate::session::moved_target(&answer) {
         cluster.request_refresh();
-        answer = ask(&cluster.node(&addr), client_id, request).await?;
+        answer = cluster.node(&addr).ask(client_id, false, request).await?;
     }
     let text = std::str::from_utf8(&answer).map_err(|_| "unreadable reply".to_string())?;
     match text.strip_prefix(':') {
@@ -122,27 +119,5 @@ async fn count(
             .parse()
             .map_err(|_| format!("unexpected reply {text:?}")),
         None => Err(text.trim_end().trim_start_matches('-').to_string()),
-    }
-}
-
-/// Sends one request on the client's link of `node`.
-pub async fn ask(node: &Node, client_id: u64, request: Bytes) -> Result<Bytes, String> {
-    let (tx, rx) = oneshot::channel();
-    node.send(
-        client_id,
-        Job {
-            bytes: request,
-            asking: false,
-            resp3: false,
-            replies: 1,
-            reply: tx,
-        },
-    );
-    match rx.await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(LinkError::NotSent(why) | LinkError::Lost(why) | LinkError::TimedOut(why))) => {
-            Err(why)
-        }
-        Err(_) => Err("backend link dropped".into()),
     }
 }

@@ -12,7 +12,7 @@
 //! it sees its effect. The task uses the client's own backend links, behind whatever
 //! that client sent before.
 
-use crate::backend::{Job, LinkError, Node};
+use crate::backend::Node;
 use crate::cluster::Cluster;
 use crate::protocol::reply;
 use crate::protocol::scan::{parse_int, scan_reply};
@@ -50,37 +50,6 @@ fn every_node(cluster: &Cluster) -> Vec<Arc<Node>> {
     nodes
 }
 
-/// Queues `request` for `node` on the client's link; the reply arrives on the receiver.
-fn send(
-    node: &Node,
-    client_id: u64,
-    resp3: bool,
-    request: Bytes,
-) -> oneshot::Receiver<crate::backend::ReplyResult> {
-    let (tx, rx) = oneshot::channel();
-    node.send(
-        client_id,
-        Job {
-            bytes: request,
-            asking: false,
-            resp3,
-            replies: 1,
-            reply: tx,
-        },
-    );
-    rx
-}
-
-async fn outcome(rx: oneshot::Receiver<crate::backend::ReplyResult>) -> Result<Bytes, String> {
-    match rx.await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(LinkError::NotSent(why) | LinkError::Lost(why) | LinkError::TimedOut(why))) => {
-            Err(why)
-        }
-        Err(_) => Err("backend link dropped".into()),
-    }
-}
-
 /// Sends `request` to every node at once; the answers in node order.
 async fn ask_all(
     nodes: &[Arc<Node>],
@@ -90,11 +59,11 @@ async fn ask_all(
 ) -> Vec<Result<Bytes, String>> {
     let pending: Vec<_> = nodes
         .iter()
-        .map(|node| send(node, client_id, resp3, request.clone()))
+        .map(|node| node.request(client_id, resp3, request.clone()))
         .collect();
     let mut out = Vec::with_capacity(pending.len());
     for rx in pending {
-        out.push(outcome(rx).await);
+        out.push(crate::backend::answer(rx).await);
     }
     out
 }
@@ -172,7 +141,7 @@ async fn run(cluster: &Cluster, client_id: u64, resp3: bool, args: &[Bytes]) -> 
         if words.len() == 2 {
             continue;
         }
-        match outcome(send(node, client_id, resp3, reply::command(words))).await {
+        match node.ask(client_id, resp3, reply::command(words)).await {
             Ok(bytes) if bytes.first() != Some(&b'-') => {}
             other => tracing::warn!(
                 node = node.addr(),

@@ -9,7 +9,6 @@
 
 use crate::acl::{User, READ};
 use crate::cluster::Cluster;
-use crate::guards::shared::ask;
 use crate::protocol::reply::{self, put_array_header, put_bulk};
 use crate::protocol::scan::parse_int;
 use bytes::{Bytes, BytesMut};
@@ -55,7 +54,7 @@ async fn run(
         loop {
             let request =
                 reply::command([&b"SCAN"[..], &cursor, b"MATCH", pattern, b"COUNT", b"1000"]);
-            let answer = match ask(&node, client_id, request).await {
+            let answer = match node.ask(client_id, false, request).await {
                 Ok(a) => a,
                 Err(why) => {
                     return reply::error(&format!(
