@@ -300,8 +300,7 @@ async fn run(
                     let mut out = BytesMut::new();
                     while let Ok(Some(len)) = scan_reply(&rbuf) {
                         let frame = rbuf.split_to(len).freeze();
-                        note_held(&frame, &held);
-                        for (kind, name) in dispatch(frame, &mut subs, &mut waiting, &counts) {
+                        for (kind, name) in dispatch(frame, &mut subs, &mut waiting, &counts, &held) {
                             out.extend_from_slice(&reply::command([kind.unsubscribe().as_bytes(), &name[..]]));
                         }
                     }
@@ -363,15 +362,25 @@ async fn connect_to(cluster: &Cluster, addr: &str) -> Option<BackendStream> {
     Some(stream)
 }
 
-/// Applies a subscriber's command (and mirrors the channel's count); with a live
-/// connection, writes what the backend must do into `out`.
-fn apply(
+/// What a subscriber's command asks of the backend connection.
+enum Change {
+    None,
+    /// The name's first subscriber: subscribe on the backend.
+    Subscribe(Kind, Bytes),
+    /// Its last subscriber left: unsubscribe on the backend.
+    Unsubscribe(Kind, Bytes),
+}
+
+/// Applies a subscriber's command to `subs` and mirrors the name's count (for both hub
+/// tasks). A subscription is confirmed once the backend's is active: the first
+/// subscriber of a name waits for it, later ones only while it is still pending. An
+/// unsubscription is confirmed at once.
+fn register(
     cmd: HubCommand,
     subs: &mut Subscribers,
     waiting: &mut Waiting,
-    live: Option<&mut BytesMut>,
     counts: &Counts,
-) {
+) -> Change {
     match cmd {
         HubCommand::Subscribe {
             kind,
@@ -381,24 +390,21 @@ fn apply(
             client,
             done,
         } => {
-            let entry = subs.entry((kind, name.clone())).or_default();
+            let key = (kind, name);
+            let entry = subs.entry(key.clone()).or_default();
             let first = entry.is_empty();
             entry.insert(id, (tx, client));
-            sync_count(subs, counts, kind, &name);
-            if first {
-                // Confirmed when the backend confirms (now, or when it (re)connects).
-                if let Some(out) = live {
-                    out.extend_from_slice(&reply::command([
-                        kind.subscribe().as_bytes(),
-                        &name[..],
-                    ]));
+            sync_count(subs, counts, kind, &key.1);
+            if first || waiting.iter().any(|(k, _)| *k == key) {
+                let name = key.1.clone();
+                waiting.push((key, done));
+                if first {
+                    return Change::Subscribe(kind, name);
                 }
-                waiting.push(((kind, name), done));
-            } else if waiting.iter().any(|(k, _)| *k == (kind, name.clone())) {
-                waiting.push(((kind, name), done));
             } else {
                 let _ = done.send(());
             }
+            Change::None
         }
         HubCommand::Unsubscribe {
             kind,
@@ -406,75 +412,93 @@ fn apply(
             id,
             done,
         } => {
-            let key = (kind, name.clone());
+            let key = (kind, name);
+            let mut emptied = false;
             if let Some(entry) = subs.get_mut(&key) {
                 entry.remove(&id);
                 if entry.is_empty() {
                     subs.remove(&key);
-                    if let Some(out) = live {
-                        out.extend_from_slice(&reply::command([
-                            kind.unsubscribe().as_bytes(),
-                            &name[..],
-                        ]));
-                    }
+                    emptied = true;
                 }
             }
-            sync_count(subs, counts, kind, &name);
+            sync_count(subs, counts, kind, &key.1);
             let _ = done.send(());
+            if emptied {
+                Change::Unsubscribe(kind, key.1)
+            } else {
+                Change::None
+            }
         }
     }
 }
 
-/// Tracks the node's (un)subscription confirmations in `held`.
-fn note_held(frame: &Bytes, held: &Held) {
-    let Some((kind, name)) = crate::session::merge::pubsub_fields(frame) else {
-        return;
+/// The backend confirmed `key`: every subscriber waiting for it is confirmed.
+fn confirm(waiting: &mut Waiting, key: &(Kind, Bytes)) {
+    let (confirmed, rest): (Waiting, Waiting) = std::mem::take(waiting)
+        .into_iter()
+        .partition(|(k, _)| k == key);
+    *waiting = rest;
+    for (_, done) in confirmed {
+        let _ = done.send(());
+    }
+}
+
+/// Applies a subscriber's command (see [`register`]); with a live connection, writes
+/// what the backend must do into `out`.
+fn apply(
+    cmd: HubCommand,
+    subs: &mut Subscribers,
+    waiting: &mut Waiting,
+    live: Option<&mut BytesMut>,
+    counts: &Counts,
+) {
+    let (word, name) = match register(cmd, subs, waiting, counts) {
+        Change::None => return,
+        Change::Subscribe(kind, name) => (kind.subscribe(), name),
+        Change::Unsubscribe(kind, name) => (kind.unsubscribe(), name),
     };
-    let (key, on) = match kind {
-        b"subscribe" => ((Kind::Channel, frame.slice_ref(name)), true),
-        b"psubscribe" => ((Kind::Pattern, frame.slice_ref(name)), true),
-        b"unsubscribe" => ((Kind::Channel, frame.slice_ref(name)), false),
-        b"punsubscribe" => ((Kind::Pattern, frame.slice_ref(name)), false),
-        _ => return,
-    };
-    let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
-    if on {
-        held.insert(key);
-    } else {
-        held.remove(&key);
+    // Without a connection, the (re)connect subscribes to whatever is in `subs`.
+    if let Some(out) = live {
+        out.extend_from_slice(&reply::command([word.as_bytes(), &name[..]]));
     }
 }
 
 /// Routes one frame from the backend: a message to its subscribers, or a confirmation.
 /// Returns the subscriptions nobody holds any more (their subscribers were dropped),
 /// for the caller to end on the backend.
+/// Confirmations are also tracked in `held` (what the node counts the hub for).
 fn dispatch(
     frame: Bytes,
     subs: &mut Subscribers,
     waiting: &mut Waiting,
     counts: &Counts,
+    held: &Held,
 ) -> Vec<(Kind, Bytes)> {
     let Some((kind, name)) = crate::session::merge::pubsub_fields(&frame) else {
         return Vec::new();
     };
     let name = frame.slice_ref(name);
+    let held_key = |kind| (kind, name.clone());
     let key = match kind {
         b"message" => Some((Kind::Channel, name)),
         b"pmessage" => Some((Kind::Pattern, name)),
         b"subscribe" | b"psubscribe" => {
-            let kind = if kind == b"subscribe" {
+            let key = held_key(if kind == b"subscribe" {
                 Kind::Channel
             } else {
                 Kind::Pattern
-            };
-            let key = (kind, name);
-            let (confirmed, rest): (Waiting, Waiting) = std::mem::take(waiting)
-                .into_iter()
-                .partition(|(k, _)| *k == key);
-            *waiting = rest;
-            for (_, done) in confirmed {
-                let _ = done.send(());
-            }
+            });
+            confirm(waiting, &key);
+            held.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+            None
+        }
+        b"unsubscribe" | b"punsubscribe" => {
+            let key = held_key(if kind == b"unsubscribe" {
+                Kind::Channel
+            } else {
+                Kind::Pattern
+            });
+            held.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
             None
         }
         _ => None,

@@ -21,7 +21,9 @@
 //! Clients never see any of it: their subscriptions stand, and messages published while
 //! a channel moves are lost, as for a reconnecting client.
 
-use super::{connect_to, deliver, sync_count, Counts, HubCommand, Kind, Subscribers, Waiting};
+use super::{
+    confirm, connect_to, deliver, register, Change, Counts, HubCommand, Kind, Subscribers, Waiting,
+};
 use crate::cluster::{key_slot, Cluster};
 use crate::protocol::reply;
 use crate::protocol::scan::scan_reply;
@@ -60,6 +62,19 @@ struct Conn {
     owed: VecDeque<(Op, Bytes)>,
     /// Channels subscribed, or being subscribed, here.
     channels: HashSet<Bytes>,
+}
+
+impl Conn {
+    /// Takes the owed reply to `op` on `name` off the list; false when none was owed.
+    fn settle(&mut self, op: Op, name: &Bytes) -> bool {
+        match self.owed.iter().position(|(o, n)| *o == op && n == name) {
+            Some(i) => {
+                self.owed.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 struct ShardHub {
@@ -118,41 +133,10 @@ pub(super) async fn run(
 
 impl ShardHub {
     fn apply(&mut self, cmd: HubCommand) {
-        match cmd {
-            HubCommand::Subscribe {
-                name,
-                id,
-                tx,
-                client,
-                done,
-                ..
-            } => {
-                let key = (Kind::Shard, name.clone());
-                let entry = self.subs.entry(key.clone()).or_default();
-                let first = entry.is_empty();
-                entry.insert(id, (tx, client));
-                sync_count(&self.subs, &self.counts, Kind::Shard, &name);
-                if first {
-                    self.waiting.push((key, done));
-                    self.place(name, None);
-                } else if self.waiting.iter().any(|(k, _)| *k == key) {
-                    self.waiting.push((key, done));
-                } else {
-                    let _ = done.send(());
-                }
-            }
-            HubCommand::Unsubscribe { name, id, done, .. } => {
-                let key = (Kind::Shard, name.clone());
-                if let Some(entry) = self.subs.get_mut(&key) {
-                    entry.remove(&id);
-                    if entry.is_empty() {
-                        self.subs.remove(&key);
-                        self.release(&name);
-                    }
-                }
-                sync_count(&self.subs, &self.counts, Kind::Shard, &name);
-                let _ = done.send(());
-            }
+        match register(cmd, &mut self.subs, &mut self.waiting, &self.counts) {
+            Change::Subscribe(_, name) => self.place(name, None),
+            Change::Unsubscribe(_, name) => self.release(&name),
+            Change::None => {}
         }
     }
 
@@ -293,38 +277,19 @@ impl ShardHub {
                 }
             }
             b"ssubscribe" => {
-                if let Some(i) = conn
-                    .owed
-                    .iter()
-                    .position(|(op, n)| *op == Op::Subscribe && *n == name)
-                {
-                    conn.owed.remove(i);
-                }
-                let key = (Kind::Shard, name);
-                let (confirmed, rest): (Waiting, Waiting) = std::mem::take(&mut self.waiting)
-                    .into_iter()
-                    .partition(|(k, _)| *k == key);
-                self.waiting = rest;
-                for (_, done) in confirmed {
-                    let _ = done.send(());
-                }
+                conn.settle(Op::Subscribe, &name);
+                confirm(&mut self.waiting, &(Kind::Shard, name));
             }
-            b"sunsubscribe" => {
-                if let Some(i) = conn
-                    .owed
-                    .iter()
-                    .position(|(op, n)| *op == Op::Unsubscribe && *n == name)
-                {
-                    conn.owed.remove(i);
-                } else if self.placed.get(&name) == Some(&id) {
-                    // Unasked: the node no longer serves the channel's slot.
-                    tracing::debug!(node = %conn.addr, channel = ?name, "shard channel moved");
-                    conn.channels.remove(&name);
-                    self.placed.remove(&name);
-                    self.cluster.request_refresh();
-                    self.place(name, None);
-                    self.close_if_idle(id);
-                }
+            // Unasked: the node no longer serves the channel's slot.
+            b"sunsubscribe"
+                if !conn.settle(Op::Unsubscribe, &name) && self.placed.get(&name) == Some(&id) =>
+            {
+                tracing::debug!(node = %conn.addr, channel = ?name, "shard channel moved");
+                conn.channels.remove(&name);
+                self.placed.remove(&name);
+                self.cluster.request_refresh();
+                self.place(name, None);
+                self.close_if_idle(id);
             }
             _ => {}
         }
