@@ -292,17 +292,6 @@ fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// The payload of a bulk reply (None for null or non-bulk).
-fn bulk(frame: &[u8]) -> Option<&[u8]> {
-    let rest = frame.strip_prefix(b"$")?;
-    let nl = rest.iter().position(|&b| b == b'\n')?;
-    let len: usize = std::str::from_utf8(&rest[..nl.checked_sub(1)?])
-        .ok()?
-        .parse()
-        .ok()?;
-    rest.get(nl + 1..nl + 1 + len)
-}
-
 /// Measures every replica's lag, every `poll_interval`, until `shutdown` resolves.
 pub async fn run_tracker(
     cluster: Arc<Cluster>,
@@ -378,7 +367,7 @@ async fn poll_shard(policy: &ReadPolicy, master: &Arc<Node>, replicas: &[Arc<Nod
         let lag = replica.lag();
         if let Some(bytes) = poll.await {
             if let Ok(Some(first)) = crate::protocol::scan::scan_reply(&bytes) {
-                if let Some(hb) = bulk(&bytes[..first])
+                if let Some(hb) = crate::session::merge::bulk_payload(&bytes[..first])
                     .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
                 {
                     lag.heartbeat_ms.fetch_max(hb, Ordering::AcqRel);

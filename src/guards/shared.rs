@@ -13,7 +13,7 @@ use crate::config::FailMode;
 use crate::protocol::reply;
 use bytes::Bytes;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 const SCRIPT: &str = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n";
@@ -46,9 +46,7 @@ pub fn start(
 
 async fn take(cluster: &Cluster, client_id: u64, b: &SharedBudget, refusal: &str) -> Option<Bytes> {
     let window_ms = b.window.as_millis().max(1) as u64;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = crate::cluster::replicas::now_ms();
     let window = now_ms / window_ms;
     let key = format!("respgate:guard:{{{}}}:{window}", b.rule);
     let ttl = (window_ms + 1000).to_string();

@@ -157,19 +157,11 @@ pub fn array_items(reply: &[u8]) -> Option<Vec<&[u8]>> {
 /// `subscribe`, ...): the payloads of its first two bulk strings.
 pub fn pubsub_fields(frame: &[u8]) -> Option<(&[u8], &[u8])> {
     let items = array_items(frame)?;
-    let payload = |i: usize| -> Option<&[u8]> {
-        let item = *items.get(i)?;
-        if item.first() != Some(&b'$') {
-            return None;
-        }
-        let start = item.iter().position(|&b| b == b'\n')? + 1;
-        item.get(start..item.len().checked_sub(2)?)
-    };
-    Some((payload(0)?, payload(1)?))
+    Some((bulk_payload(items.first()?)?, bulk_payload(items.get(1)?)?))
 }
 
-/// The payload of a bulk string reply.
-fn bulk_payload(item: &[u8]) -> Option<&[u8]> {
+/// The payload of a bulk string reply (`None` for a null or anything else).
+pub(crate) fn bulk_payload(item: &[u8]) -> Option<&[u8]> {
     if item.first() != Some(&b'$') {
         return None;
     }
