@@ -35,6 +35,9 @@ pub struct SessionAuth {
     commands: Option<Arc<(usize, CompiledCommands)>>,
     /// The [`Security::generation`] `user` was read at.
     generation: u64,
+    /// Whether `[replica_reads] read_your_writes` names the user (decided on the first
+    /// write, forgotten when the user changes).
+    read_your_writes: Option<bool>,
 }
 
 impl SessionAuth {
@@ -53,7 +56,16 @@ impl SessionAuth {
             user: by_cert.or_else(|| users.initial()),
             commands: None,
             generation,
+            read_your_writes: None,
         }
+    }
+
+    /// Whether `policy` tracks this user's writes for read-your-writes.
+    pub fn read_your_writes(&mut self, policy: &crate::cluster::replicas::ReadPolicy) -> bool {
+        let name = self.user.as_ref().map_or("default", |u| u.name.as_str());
+        *self
+            .read_your_writes
+            .get_or_insert_with(|| policy.read_your_writes(name))
     }
 
     /// The user's name (`default` before authentication, as CLIENT LIST shows it).
@@ -75,6 +87,7 @@ impl SessionAuth {
         self.user = Some(user);
         self.commands = None;
         self.generation = generation;
+        self.read_your_writes = None;
     }
 
     /// RESET: back to how a new connection starts.
@@ -92,6 +105,7 @@ impl SessionAuth {
         };
         self.commands = None;
         self.generation = generation;
+        self.read_your_writes = None;
     }
 }
 

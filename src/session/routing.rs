@@ -258,7 +258,7 @@ pub fn route(
         (info.is_blocking() && blocks(info, args)) || (slot.is_some() && slot == client.watch_slot);
     // Read-your-writes: this client's writes are tracked per master.
     let ryw_write = match &ctx.read_policy {
-        Some(policy) if info.is_write() && policy.read_your_writes(client.auth.name()) => {
+        Some(policy) if info.is_write() && client.auth.read_your_writes(policy) => {
             Some(TRACKED_WRITE)
         }
         _ => None,
