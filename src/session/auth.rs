@@ -297,10 +297,8 @@ fn needed(flags: KeyFlags) -> u8 {
     n
 }
 
+/// The refusal's reply (the caller, routing's `rejected`, flags a transaction).
 fn deny(client: &mut ClientState, info: &CommandInfo, why: Denied, rule: &str) -> Bytes {
-    if let Some(tx) = client.tx.as_mut() {
-        tx.aborted = true;
-    }
     let (reason, text) = match why {
         Denied::NoAuth => ("noauth", NOAUTH.to_string()),
         Denied::Command => (

@@ -140,6 +140,13 @@ impl ClientState {
             .info_line(self.tx.as_ref().map(|t| t.queued.len()))
     }
 
+    /// A refused command inside MULTI: EXEC will answer EXECABORT.
+    pub fn abort_transaction(&mut self) {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.aborted = true;
+        }
+    }
+
     /// CLIENT SETNAME / HELLO SETNAME / RESET. The name lives in the registry entry,
     /// where CLIENT LIST reads it too.
     pub fn set_name(&mut self, name: Option<Bytes>) {

@@ -132,9 +132,7 @@ fn rejected(client: &mut ClientState, info: &CommandInfo, error: Bytes) -> Route
             String::from_utf8_lossy(text)
         )));
     }
-    if let Some(tx) = client.tx.as_mut() {
-        tx.aborted = true;
-    }
+    client.abort_transaction();
     Route::Reply(error)
 }
 
@@ -160,9 +158,7 @@ pub fn route(
         if let Lookup::WrongArity(info) = lookup {
             return rejected(client, info, error);
         }
-        if let Some(tx) = client.tx.as_mut() {
-            tx.aborted = true;
-        }
+        client.abort_transaction();
         return Route::Reply(error);
     };
     info.metrics.requests.increment(1);
@@ -198,9 +194,7 @@ pub fn route(
     if client.tx.is_some() && matches!(info.name.as_str(), "persist" | "getex") {
         let set = client.guards.set(&ctx.guards, table);
         if let TtlDecision::Refuse(e) = set.ttl.apply(info, args, &[]) {
-            if let Some(tx) = client.tx.as_mut() {
-                tx.aborted = true;
-            }
+            client.abort_transaction();
             return Route::Reply(e);
         }
     }
@@ -308,9 +302,7 @@ fn guarded(
 ) -> Option<Route> {
     let in_multi = client.tx.is_some();
     let refuse = |client: &mut ClientState, e: Bytes| {
-        if let Some(tx) = client.tx.as_mut() {
-            tx.aborted = true;
-        }
+        client.abort_transaction();
         Some(Route::Reply(e))
     };
     match verdict {

@@ -70,12 +70,6 @@ pub fn route(
     }
 }
 
-fn abort(client: &mut ClientState) {
-    if let Some(tx) = client.tx.as_mut() {
-        tx.aborted = true;
-    }
-}
-
 fn queue(
     client: &mut ClientState,
     info: &CommandInfo,
@@ -84,7 +78,7 @@ fn queue(
     queueable: bool,
 ) -> Route {
     if !queueable {
-        abort(client);
+        client.abort_transaction();
         return Route::Reply(reply::error(&format!(
             "ERR respgate: {} cannot be queued in a transaction (it is not a single-node command)",
             info.name.to_uppercase().replace('|', " ")
@@ -95,7 +89,7 @@ fn queue(
         Ok(()) => match common_slot(keys, args) {
             Ok(s) => slot = s,
             Err(()) => {
-                abort(client);
+                client.abort_transaction();
                 return Route::Reply(reply::error(
                     "CROSSSLOT Keys in request don't hash to the same slot",
                 ));
@@ -104,7 +98,7 @@ fn queue(
         // Malformed: queued as is; the node refuses it and EXEC answers EXECABORT.
         Err(KeysError::Invalid) => {}
         Err(_) => {
-            abort(client);
+            client.abort_transaction();
             return Route::Reply(reply::error(&format!(
                 "ERR respgate: cannot tell which keys '{}' touches, so it cannot be routed",
                 info.name
