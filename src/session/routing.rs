@@ -257,22 +257,15 @@ pub fn route(
         }
         _ => None,
     };
+    // The TTL policy may send the write with its EXPIRE behind it, as one job.
+    let (mut rewritten, mut replies) = (None, 1);
     if info.is_write() || info.name == "persist" || info.name == "getex" {
         let set = client.guards.set(&ctx.guards, table);
         if !set.ttl.is_empty() {
             match set.ttl.apply(info, args, keys) {
                 TtlDecision::Pass => {}
                 TtlDecision::Refuse(e) => return Route::Reply(e),
-                TtlDecision::Expire { job, replies } => {
-                    return Route::Forward {
-                        slot,
-                        rewritten: Some(job),
-                        latency: info.metrics.latency.clone(),
-                        replies,
-                        dedicated,
-                        replica: ryw_write,
-                    }
-                }
+                TtlDecision::Expire { job, replies: n } => (rewritten, replies) = (Some(job), n),
             }
         }
     }
@@ -284,9 +277,9 @@ pub fn route(
     };
     Route::Forward {
         slot,
-        rewritten: None,
+        rewritten,
         latency: info.metrics.latency.clone(),
-        replies: 1,
+        replies,
         dedicated,
         replica,
     }
