@@ -319,7 +319,9 @@ fn fail_queued(first: Job, rx: &mut mpsc::UnboundedReceiver<Job>, why: &str) {
     }
 }
 
-async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<BackendStream> {
+/// Connects to `addr` and runs the handshake `opts` asks for (AUTH, READONLY, HELLO 3,
+/// CLIENT ID), ending with a PING: the connection counts only once the node answered.
+pub(crate) async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<BackendStream> {
     let mut stream =
         crate::tls::connect_node(addr, opts.tls.as_ref(), opts.connect_timeout).await?;
     let mut hello = BytesMut::new();

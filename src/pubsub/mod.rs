@@ -337,29 +337,13 @@ async fn connect(cluster: &Cluster) -> Option<(BackendStream, String)> {
     Some((stream, addr))
 }
 
-/// A connection to `addr` (TLS when the cluster needs it), authenticated when the
-/// cluster needs it.
+/// A connection to `addr` made as the backend links make theirs (TLS and AUTH as the
+/// cluster needs, answered within the request timeout).
 async fn connect_to(cluster: &Cluster, addr: &str) -> Option<BackendStream> {
-    let opts = cluster.link_options();
-    let mut stream = crate::tls::connect_node(addr, opts.tls.as_ref(), opts.connect_timeout)
+    crate::backend::connect(addr, cluster.link_options())
         .await
         .map_err(|e| tracing::warn!(node = %addr, error = %e, "pub/sub backend connect failed"))
-        .ok()?;
-    if let Some(auth) = opts.auth_command() {
-        stream.write_all(&auth).await.ok()?;
-        stream.flush().await.ok()?;
-        let mut buf = BytesMut::with_capacity(256);
-        loop {
-            stream.read_buf(&mut buf).await.ok()?;
-            if let Ok(Some(len)) = scan_reply(&buf) {
-                if buf[0] == b'-' || len == 0 {
-                    return None;
-                }
-                break;
-            }
-        }
-    }
-    Some(stream)
+        .ok()
 }
 
 /// What a subscriber's command asks of the backend connection.
