@@ -424,7 +424,7 @@ fn cross_slot(info: &CommandInfo, args: Args<'_>) -> Route {
             "CROSSSLOT Keys in request don't hash to the same slot (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)",
         )),
         _ => Route::Reply(reply::error(
-            "CROSSSLOT Keys in request don't hash to the same slot",
+            reply::CROSSSLOT,
         )),
     }
 }

@@ -189,7 +189,7 @@ fn cross_slot(kind: Kind, args: Args<'_>) -> Option<Route> {
         .any(|ch| crate::cluster::key_slot(ch) != slot)
         .then(|| {
             Route::Reply(crate::protocol::reply::error(
-                "CROSSSLOT Keys in request don't hash to the same slot",
+                crate::protocol::reply::CROSSSLOT,
             ))
         })
 }

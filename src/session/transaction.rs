@@ -90,9 +90,7 @@ fn queue(
             Ok(s) => slot = s,
             Err(()) => {
                 client.abort_transaction();
-                return Route::Reply(reply::error(
-                    "CROSSSLOT Keys in request don't hash to the same slot",
-                ));
+                return Route::Reply(reply::error(reply::CROSSSLOT));
             }
         },
         // Malformed: queued as is; the node refuses it and EXEC answers EXECABORT.
@@ -147,11 +145,7 @@ fn watch(
 ) -> Route {
     let slot = match info.keys(args, keys).ok().map(|()| common_slot(keys, args)) {
         Some(Ok(Some(slot))) => slot,
-        _ => {
-            return Route::Reply(reply::error(
-                "CROSSSLOT Keys in request don't hash to the same slot",
-            ))
-        }
+        _ => return Route::Reply(reply::error(reply::CROSSSLOT)),
     };
     if client.watch_slot.is_some_and(|w| w != slot) {
         return Route::Reply(reply::error(
