@@ -321,11 +321,7 @@ async fn slot_migrated_live_under_load_there_and_back() {
 
     let slot = key_slot(TAG.as_bytes());
     let source = cluster.master_for_slot(slot);
-    let target = cluster
-        .masters()
-        .into_iter()
-        .find(|m| *m != source)
-        .expect("a second master");
+    let target = support::another_master(&cluster, source);
     eprintln!("slot {slot}: source {source}, target {target}");
 
     let mut admin = support::client(addr).await;

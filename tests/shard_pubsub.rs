@@ -258,11 +258,7 @@ async fn a_shard_subscription_follows_its_slot_to_another_master() {
     let channel = format!("{}ch", tag("moving"));
     let slot = key_slot(channel.as_bytes());
     let source = cluster.master_for_slot(slot);
-    let target = cluster
-        .masters()
-        .into_iter()
-        .find(|m| *m != source)
-        .expect("a second master");
+    let target = another_master(&cluster, source);
     let numsub = |node: SocketAddr| -> i64 {
         let r = cluster
             .command(node, &["PUBSUB", "SHARDNUMSUB", &channel])

@@ -1159,35 +1159,21 @@ async fn config_set_changes_every_node_or_none() {
 
     // One valid and one invalid parameter: every node refuses both (Redis applies a
     // CONFIG SET whole or not at all); the client gets the node's own error.
-    let direct = raw(
-        nodes[0],
-        &[
-            "CONFIG",
-            "SET",
-            "maxmemory-policy",
-            "allkeys-lru",
-            "maxmemory",
-            "notanumber",
-        ],
-    )
-    .await;
+    let half_bad = [
+        "CONFIG",
+        "SET",
+        "maxmemory-policy",
+        "allkeys-lru",
+        "maxmemory",
+        "notanumber",
+    ];
+    let direct = raw(nodes[0], &half_bad).await;
     assert!(
         direct.starts_with(b"-ERR CONFIG SET failed"),
         "{}",
         show(&direct)
     );
-    let reply = raw(
-        addr,
-        &[
-            "CONFIG",
-            "SET",
-            "maxmemory-policy",
-            "allkeys-lru",
-            "maxmemory",
-            "notanumber",
-        ],
-    )
-    .await;
+    let reply = raw(addr, &half_bad).await;
     assert_eq!(show(&reply), show(&direct));
     all_equal(
         &config_everywhere(&quiet, "maxmemory-policy"),

@@ -357,6 +357,15 @@ pub fn numsub_reply(counts: &[(&str, i64)]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// A master of `cluster` other than `than` (a slot's destination).
+pub fn another_master(cluster: &DevCluster, than: SocketAddr) -> SocketAddr {
+    cluster
+        .masters()
+        .into_iter()
+        .find(|m| *m != than)
+        .expect("a second master")
+}
+
 /// The first half of moving `slot` from `from` to `to` as `redis-cli --cluster
 /// reshard` does: IMPORTING on the target, MIGRATING on the source. Keys are moved
 /// (MIGRATE) between the halves.
