@@ -13,6 +13,7 @@ pub mod devcluster;
 pub mod guards;
 pub mod protocol;
 pub mod pubsub;
+pub mod scripts;
 pub mod server;
 pub mod session;
 pub mod shutdown;

@@ -100,6 +100,7 @@ fn main() -> ExitCode {
                     c.cluster.seeds.len(),
                     c.ttl.len()
                 );
+                println!("{}", c.scripts.describe());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -43,6 +43,7 @@ pub struct Proxy {
     task: Option<JoinHandle<()>>,
     security: Arc<Security>,
     guards: Arc<crate::guards::Guards>,
+    scripts: Arc<crate::scripts::Scripts>,
 }
 
 impl Proxy {
@@ -89,6 +90,13 @@ impl Proxy {
             crate::guards::Guards::new(&config.guards, &config.ttl)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
         );
+        let scripts = Arc::new(crate::scripts::Scripts::new(&config.scripts));
+        scripts.rebuild(
+            &security.users(),
+            &guards.current(),
+            config.cluster.upstream_password().as_deref(),
+        );
+        tracing::info!("{}", config.scripts.describe());
         let s = &config.server;
         let read_policy = crate::cluster::replicas::ReadPolicy::new(&config.replica_reads);
         let ctx = Arc::new(SessionContext {
@@ -112,7 +120,21 @@ impl Proxy {
             security: security.clone(),
             read_policy: read_policy.clone(),
             guards: guards.clone(),
+            scripts: scripts.clone(),
         });
+        // Script identities on every node once the topology is known.
+        if scripts.isolation() == crate::config::ScriptIsolation::Acl {
+            let (cluster, scripts) = (cluster.clone(), scripts.clone());
+            tokio::spawn(async move {
+                for _ in 0..600 {
+                    if cluster.topology().is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                crate::scripts::sync(cluster, scripts, Vec::new()).await;
+            });
+        }
         // Replica reads: the lag tracker runs while the proxy does.
         let tracker = read_policy.map(|policy| {
             tracing::info!(
@@ -160,6 +182,7 @@ impl Proxy {
             task: Some(task),
             security,
             guards,
+            scripts,
         })
     }
 
@@ -179,6 +202,20 @@ impl Proxy {
             .map_err(|(k, m)| format!("{k}: {m}"))?;
         self.security.replace(&config.auth)?;
         self.guards.replace(&config.guards, &config.ttl)?;
+        // Script identities follow the new users and guards: rebuilt here (new links
+        // per identity), pushed to every node, removed users' mirrors deleted.
+        let removed = self.scripts.rebuild(
+            &self.security.users(),
+            &self.guards.current(),
+            self.cluster.config().upstream_password().as_deref(),
+        );
+        if self.scripts.isolation() == crate::config::ScriptIsolation::Acl {
+            tokio::spawn(crate::scripts::sync(
+                self.cluster.clone(),
+                self.scripts.clone(),
+                removed,
+            ));
+        }
         if let (Some(current), Some(settings)) = (&self.tls, tls) {
             current.store(Arc::new(settings));
         }

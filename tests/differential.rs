@@ -14,9 +14,8 @@ mod support;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::standalone::Standalone;
 use support::{show, RawConn};
 
 /// Sends `args` through respgate and to Redis and asserts the same reply bytes;
@@ -28,56 +27,6 @@ async fn same<A: AsRef<[u8]>>(via: &mut RawConn, direct: &mut RawConn, args: &[A
         .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
         .collect();
     assert_eq!(show(&a), show(&b), "{context}`{}`", line.join(" "));
-}
-
-/// A standalone redis-server on a free loopback port, killed on drop.
-struct Standalone {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Standalone {
-    fn start() -> Standalone {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            // As the test cluster's nodes are configured.
-            .args(["--enable-debug-command", "yes"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/setup.sh installs it)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "standalone redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Standalone {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Standalone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Builds random commands over a handful of keys of one hash tag.

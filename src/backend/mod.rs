@@ -30,6 +30,22 @@ pub enum LinkError {
     Lost(String),
     /// Written, and the node did not answer within the request timeout.
     TimedOut(String),
+    /// Never written: the node refused the identity the connection must run as (a
+    /// user's script identity, see [`NodeIdentity`]). Not retried: it will not change
+    /// until the node's or respgate's configuration does.
+    Refused(String),
+}
+
+/// A node user that some requests run as instead of respgate's own (a client's script
+/// identity). The link authenticates as respgate first, sends `setup` (the user's
+/// `ACL SETUSER`, so a node that joined or restarted has it before it serves the user),
+/// then `AUTH user secret`. If any step is refused the connection is not used: a
+/// request meant for this identity never runs as respgate.
+#[derive(Debug)]
+pub struct NodeIdentity {
+    pub user: Arc<str>,
+    pub secret: String,
+    pub setup: Option<Bytes>,
 }
 
 /// The reply to one request: the raw reply bytes, or why there is none.
@@ -70,6 +86,8 @@ pub struct LinkOptions {
     /// Ask the node for the connection's `CLIENT ID` after connecting and keep it here
     /// (dedicated links: CLIENT UNBLOCK names the blocked connection by it).
     pub client_id: Option<Arc<std::sync::atomic::AtomicI64>>,
+    /// Run as this node user after authenticating as respgate ([`NodeIdentity`]).
+    pub identity: Option<Arc<NodeIdentity>>,
 }
 
 impl LinkOptions {
@@ -96,6 +114,44 @@ pub struct Node {
     links_ro3: Box<[mpsc::UnboundedSender<Job>]>,
     /// Replication lag measured by the replica-read tracker (when this is a replica).
     lag: crate::cluster::replicas::Lag,
+    /// Links that run as a client's script identity ([`Node::send_as`]), opened on first
+    /// use per identity; an entry whose identity was dropped (reload) is pruned when the
+    /// next one is added.
+    identity_links: arc_swap::ArcSwap<Vec<IdentityLinks>>,
+    /// Serialises adding to `identity_links` (rare: once per identity and node).
+    identity_lock: std::sync::Mutex<()>,
+    /// How links connect, for the identity links opened later.
+    opts: LinkOptions,
+    on_failure: Arc<Notify>,
+}
+
+/// One identity's links to a node (RESP2 and RESP3 sets, one link per worker each).
+struct IdentityLinks {
+    identity: std::sync::Weak<NodeIdentity>,
+    links: Box<[mpsc::UnboundedSender<Job>]>,
+    links3: Box<[mpsc::UnboundedSender<Job>]>,
+}
+
+/// Starts `per_worker` link tasks per worker thread for `addr` with `opts`, laid out
+/// worker by worker (see `crate::workers`); they connect on first use.
+fn spawn_link_set(
+    addr: &Arc<str>,
+    per_worker: usize,
+    opts: LinkOptions,
+    on_failure: &Arc<Notify>,
+) -> Box<[mpsc::UnboundedSender<Job>]> {
+    let opts = Arc::new(opts);
+    let total = crate::workers::links_per_node(per_worker);
+    (0..total)
+        .map(|i| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            crate::workers::spawn_on(
+                crate::workers::worker_of_link(i, total),
+                run_link(addr.clone(), opts.clone(), rx, on_failure.clone()),
+            );
+            tx
+        })
+        .collect()
 }
 
 impl Node {
@@ -103,24 +159,13 @@ impl Node {
     /// notified whenever a connection to this node fails, so the topology is refreshed.
     pub fn spawn(addr: &str, links: usize, opts: LinkOptions, on_failure: Arc<Notify>) -> Node {
         let addr: Arc<str> = Arc::from(addr);
-        let spawn_links = |resp3: bool, readonly: bool| -> Box<[mpsc::UnboundedSender<Job>]> {
-            let opts = Arc::new(LinkOptions {
+        let spawn_links = |resp3: bool, readonly: bool| {
+            let opts = LinkOptions {
                 resp3,
                 readonly,
                 ..opts.clone()
-            });
-            // `links` per worker, laid out worker by worker (see `crate::workers`).
-            let total = crate::workers::links_per_node(links);
-            (0..total)
-                .map(|i| {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    crate::workers::spawn_on(
-                        crate::workers::worker_of_link(i, total),
-                        run_link(addr.clone(), opts.clone(), rx, on_failure.clone()),
-                    );
-                    tx
-                })
-                .collect()
+            };
+            spawn_link_set(&addr, links, opts, &on_failure)
         };
         // Links connect on first use: the RESP3 set costs two idle tasks until a RESP3
         // client shows up.
@@ -133,7 +178,61 @@ impl Node {
             links_ro,
             links_ro3,
             lag: Default::default(),
+            identity_links: Default::default(),
+            identity_lock: Default::default(),
+            opts,
+            on_failure,
         }
+    }
+
+    /// Queues `job` on a link that runs as `identity` (a client's script identity),
+    /// opening this node's links for it on first use. Not a per-request path of plain
+    /// commands: only scripts and transactions that hold one come here.
+    pub fn send_as(&self, identity: &Arc<NodeIdentity>, client_id: u64, job: Job) {
+        let wanted = Arc::as_ptr(identity);
+        let current = self.identity_links.load();
+        let found = current
+            .iter()
+            .find(|l| std::sync::Weak::as_ptr(&l.identity) == wanted);
+        if let Some(set) = found {
+            let links = if job.resp3 { &set.links3 } else { &set.links };
+            return self.send_on(links, client_id, job);
+        }
+        drop(current);
+        {
+            let _adding = self.identity_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let current = self.identity_links.load_full();
+            if !current
+                .iter()
+                .any(|l| std::sync::Weak::as_ptr(&l.identity) == wanted)
+            {
+                let spawn = |resp3: bool| {
+                    let opts = LinkOptions {
+                        resp3,
+                        readonly: false,
+                        identity: Some(identity.clone()),
+                        ..self.opts.clone()
+                    };
+                    spawn_link_set(&self.addr, 1, opts, &self.on_failure)
+                };
+                let mut next: Vec<IdentityLinks> = current
+                    .iter()
+                    .filter(|l| l.identity.strong_count() > 0)
+                    .map(|l| IdentityLinks {
+                        identity: l.identity.clone(),
+                        links: l.links.clone(),
+                        links3: l.links3.clone(),
+                    })
+                    .collect();
+                next.push(IdentityLinks {
+                    identity: Arc::downgrade(identity),
+                    links: spawn(false),
+                    links3: spawn(true),
+                });
+                self.identity_links.store(Arc::new(next));
+            }
+        }
+        self.send_as(identity, client_id, job)
     }
 
     /// Replication lag measurements (replica reads).
@@ -207,9 +306,12 @@ impl Node {
 pub async fn answer(rx: oneshot::Receiver<ReplyResult>) -> Result<Bytes, String> {
     match rx.await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(LinkError::NotSent(why) | LinkError::Lost(why) | LinkError::TimedOut(why))) => {
-            Err(why)
-        }
+        Ok(Err(
+            LinkError::NotSent(why)
+            | LinkError::Lost(why)
+            | LinkError::TimedOut(why)
+            | LinkError::Refused(why),
+        )) => Err(why),
         Err(_) => Err("backend link dropped".into()),
     }
 }
@@ -221,6 +323,8 @@ pub struct DedicatedLink {
     resp3: bool,
     /// The connection's `CLIENT ID` on the node (-1 until connected).
     backend_id: Arc<std::sync::atomic::AtomicI64>,
+    /// The identity the connection runs as (`None`: respgate's own).
+    identity: Option<Arc<NodeIdentity>>,
 }
 
 impl DedicatedLink {
@@ -230,6 +334,7 @@ impl DedicatedLink {
         let backend_id = Arc::new(std::sync::atomic::AtomicI64::new(-1));
         opts.client_id = Some(backend_id.clone());
         let resp3 = opts.resp3;
+        let identity = opts.identity.clone();
         let addr: Arc<str> = Arc::from(addr);
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run_link(addr.clone(), Arc::new(opts), rx, on_failure));
@@ -238,6 +343,16 @@ impl DedicatedLink {
             tx,
             resp3,
             backend_id,
+            identity,
+        }
+    }
+
+    /// Whether the link runs as `identity` (`None`: as respgate).
+    pub fn runs_as(&self, identity: Option<&Arc<NodeIdentity>>) -> bool {
+        match (&self.identity, identity) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 
@@ -292,6 +407,19 @@ async fn run_link(
     while let Some(first) = rx.recv().await {
         let stream = match connect(&addr, &opts).await {
             Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::warn!(node = %addr, error = %e, "backend refused the link's identity");
+                metrics::counter!("respgate_backend_identity_refusals_total").increment(1);
+                let why = format!("{addr} refused: {e}");
+                let refuse = |job: Job| {
+                    let _ = job.reply.send(Err(LinkError::Refused(why.clone())));
+                };
+                refuse(first);
+                while let Ok(job) = rx.try_recv() {
+                    refuse(job);
+                }
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(node = %addr, error = %e, "backend connect failed");
                 metrics::counter!("respgate_backend_connect_failures_total").increment(1);
@@ -351,6 +479,23 @@ pub(crate) async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<B
     // loading its data (-LOADING) is refused the same way.
     hello.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
     expected += 1;
+    // Last, the identity switch (after PING: the identity may not be allowed PING, HELLO
+    // or CLIENT). A refusal there is PermissionDenied.
+    let mut identity_replies = 0..0;
+    if let Some(id) = &opts.identity {
+        let first = expected;
+        if let Some(setup) = &id.setup {
+            hello.extend_from_slice(setup);
+            expected += 1;
+        }
+        hello.extend_from_slice(&crate::protocol::reply::command([
+            "AUTH",
+            &*id.user,
+            id.secret.as_str(),
+        ]));
+        expected += 1;
+        identity_replies = first..expected;
+    }
     {
         // A node busy with a slow script answers late but is not down: the handshake gets
         // the request timeout, not the connect timeout.
@@ -367,6 +512,13 @@ pub(crate) async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<B
                     let reply = buf.split_to(len);
                     if reply.first() == Some(&b'-') {
                         let text = String::from_utf8_lossy(&reply[1..len - 2]).into_owned();
+                        if identity_replies.contains(&seen) {
+                            let user = opts.identity.as_ref().map_or("", |i| &*i.user);
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::PermissionDenied,
+                                format!("running as node user {user} refused: {text}"),
+                            ));
+                        }
                         return Err(std::io::Error::other(format!("handshake refused: {text}")));
                     }
                     if Some(seen) == id_reply {

@@ -7,6 +7,7 @@
 //! behind a mutex that the request path never touches.
 
 pub mod control;
+pub mod redirect;
 pub mod replicas;
 pub mod slot;
 pub mod topology;
@@ -34,6 +35,9 @@ pub struct Cluster {
     redis_version: ArcSwapOption<String>,
     registry: Mutex<HashMap<String, Weak<Node>>>,
     refresh: Arc<Notify>,
+    /// Successful discoveries so far (whether or not the layout changed): a reply that
+    /// claims the layout changed is checked against a discovery newer than it.
+    refreshes: std::sync::atomic::AtomicU64,
     config: ClusterConfig,
     link_options: LinkOptions,
 }
@@ -59,6 +63,7 @@ impl Cluster {
             resp3: false,
             tls,
             client_id: None,
+            identity: None,
         };
         Ok(Arc::new(Cluster {
             topology: ArcSwapOption::empty(),
@@ -67,6 +72,7 @@ impl Cluster {
             redis_version: ArcSwapOption::empty(),
             registry: Mutex::new(HashMap::new()),
             refresh: Arc::new(Notify::new()),
+            refreshes: Default::default(),
             config,
             link_options,
         }))
@@ -97,10 +103,17 @@ impl Cluster {
             .unwrap_or_else(|| "7.0.0".into())
     }
 
-    /// A connection of its own to `addr`, for one client's blocking commands.
-    pub fn dedicated_link(&self, addr: &str, resp3: bool) -> crate::backend::DedicatedLink {
+    /// A connection of its own to `addr`, for one client's blocking commands, running as
+    /// `identity` when given (the client's script identity).
+    pub fn dedicated_link(
+        &self,
+        addr: &str,
+        resp3: bool,
+        identity: Option<Arc<crate::backend::NodeIdentity>>,
+    ) -> crate::backend::DedicatedLink {
         let opts = LinkOptions {
             resp3,
+            identity,
             ..self.link_options.clone()
         };
         crate::backend::DedicatedLink::spawn(addr, opts, self.refresh.clone())
@@ -118,6 +131,24 @@ impl Cluster {
     /// Asks the refresher for a topology refresh soon (debounced).
     pub fn request_refresh(&self) {
         self.refresh.notify_one();
+    }
+
+    /// How many discoveries have succeeded (see [`redirect`]).
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The node at `addr` if the current topology names it (as a master or a replica).
+    /// Redirection targets go through here: respgate connects, and sends its node
+    /// credentials, only to nodes the cluster itself reported.
+    pub fn known_node(&self, addr: &str) -> Option<Arc<Node>> {
+        let topo = self.topology.load();
+        topo.as_ref()?.shards().iter().find_map(|s| {
+            std::iter::once(&s.master)
+                .chain(s.replicas.iter())
+                .find(|n| n.addr() == addr)
+                .cloned()
+        })
     }
 
     /// The handle for `addr`, shared with every topology that names it.
@@ -140,9 +171,11 @@ impl Cluster {
     /// Records a MOVED redirection: `slot` is now served by `addr`. The full map is
     /// refreshed soon after; this patch makes the next requests for the slot go straight
     /// to the right node meanwhile.
+    /// An address the topology does not name is not patched in (a reply is not proof
+    /// that a node exists): only the refresh can bring a new node in.
     pub fn apply_moved(&self, slot: u16, addr: &str) {
         let current = self.topology.load_full();
-        if let Some(topo) = current {
+        if let (Some(topo), Some(_)) = (current, self.known_node(addr)) {
             if topo.master_for_slot(slot).map(|n| n.addr()) != Some(addr) {
                 let patched = topo.with_moved_slot(slot, addr, |a| self.node(a));
                 self.topology.store(Some(Arc::new(patched)));
@@ -177,6 +210,8 @@ impl Cluster {
                         self.load_commands(addr).await?;
                     }
                     self.publish(layout);
+                    self.refreshes
+                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                     return Ok(());
                 }
                 Err(e) => errors.push(e),

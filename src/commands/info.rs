@@ -273,6 +273,20 @@ impl CommandInfo {
         self.has_flag(cmd_flags::BLOCKING)
     }
 
+    /// Runs code on the node: EVAL, EVALSHA, FCALL and their `_RO` forms (`@scripting`
+    /// commands other than SCRIPT and FUNCTION subcommands). One bit test for every
+    /// other command.
+    #[inline]
+    pub fn runs_script(&self) -> bool {
+        static BIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let bit = *BIT.get_or_init(|| acl_category_bit(b"scripting").unwrap_or(0));
+        self.acl_categories & bit != 0
+            && matches!(
+                self.name.as_str(),
+                "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+            )
+    }
+
     /// `admin`.
     pub fn is_admin(&self) -> bool {
         self.has_flag(cmd_flags::ADMIN)

@@ -540,6 +540,37 @@ impl GuardSet {
         c
     }
 
+    /// The commands a script run by `user` must not call, as `ACL SETUSER` rules
+    /// (`-flushall`, `-config|set`): every command a deny or limit rule names for that
+    /// user, unless an earlier unconditional allow rule exempts it. Inside a script
+    /// respgate cannot count or look at arguments, so a limit (or a rule with an
+    /// argument condition) becomes a plain deny there: stricter, never looser.
+    pub fn script_denials(&self, user: &str) -> Vec<String> {
+        let mut exempt: Vec<&str> = Vec::new();
+        let mut denied: Vec<String> = Vec::new();
+        for r in &self.rules {
+            let applies = r.users.as_ref().is_none_or(|u| u.iter().any(|n| n == user))
+                && !r.except_users.iter().any(|n| n == user);
+            if !applies {
+                continue;
+            }
+            let unconditional = r.without_prefix.is_none() && r.scan_count_above.is_none();
+            for c in &r.commands {
+                let spec = c.strip_suffix("|*").unwrap_or(c);
+                match r.action {
+                    GuardAction::Allow if unconditional && r.rewrite.is_none() => exempt.push(spec),
+                    GuardAction::Allow => {}
+                    GuardAction::Deny | GuardAction::Limit => {
+                        if !exempt.contains(&spec) && !denied.iter().any(|d| d[1..] == *spec) {
+                            denied.push(format!("-{spec}"));
+                        }
+                    }
+                }
+            }
+        }
+        denied
+    }
+
     /// One line per rule, for the startup log.
     pub fn describe(&self) -> Vec<String> {
         self.rules

@@ -106,9 +106,14 @@ async fn count(
             .ok_or_else(|| "no master for the counter's slot".to_string())?
     };
     let mut answer = node.ask(client_id, false, request.clone()).await?;
-    if let Some((_, addr)) = crate::session::moved_target(&answer) {
+    // respgate's own counting script: its MOVED is the node's. Followed to a node of the
+    // topology only (the one redirect rule: credentials go to known nodes alone).
+    if let Some((_, addr)) = crate::cluster::redirect::moved_target(&answer) {
         cluster.request_refresh();
-        answer = cluster.node(&addr).ask(client_id, false, request).await?;
+        let node = cluster
+            .known_node(&addr)
+            .ok_or_else(|| format!("redirected to {addr}, which the topology does not name"))?;
+        answer = node.ask(client_id, false, request).await?;
     }
     let text = std::str::from_utf8(&answer).map_err(|_| "unreadable reply".to_string())?;
     match text.strip_prefix(':') {

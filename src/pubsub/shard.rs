@@ -302,12 +302,17 @@ impl ShardHub {
             conn.channels.remove(&name);
         }
         self.placed.remove(&name);
-        match crate::session::moved_target(error) {
+        let known =
+            |(slot, addr): (u16, String)| self.cluster.known_node(&addr).map(|_| (slot, addr));
+        match crate::cluster::redirect::moved_target(error).and_then(known) {
             Some((slot, addr)) => {
                 self.cluster.apply_moved(slot, &addr);
                 self.place(name, Some(addr));
             }
+            // Not a MOVED, or to a node the topology does not name (yet): the refresh
+            // decides.
             None => {
+                self.cluster.request_refresh();
                 tracing::debug!(
                     channel = ?name,
                     error = %String::from_utf8_lossy(error).trim_end(),

@@ -188,6 +188,8 @@ pub fn answer(
                 replies: 1,
                 dedicated: false,
                 replica: None,
+                run_as: None,
+                script: false,
             })
         }
         // Persistence on every master: the client asked for the whole dataset.

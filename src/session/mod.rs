@@ -65,6 +65,8 @@ pub struct SessionContext {
     pub read_policy: Option<Arc<crate::cluster::replicas::ReadPolicy>>,
     /// Guard rules and the TTL policy (swapped on reload).
     pub guards: Arc<crate::guards::Guards>,
+    /// How scripts run under their caller's rules (mirrors rebuilt on reload).
+    pub scripts: Arc<crate::scripts::Scripts>,
 }
 
 /// Who the client is, for CLIENT INFO / ID and logs.
@@ -131,6 +133,8 @@ pub struct Transaction {
     pub slot: Option<u16>,
     /// A queued command was refused: EXEC answers EXECABORT.
     pub aborted: bool,
+    /// A queued script runs as this identity: the whole transaction does.
+    pub run_as: Option<Arc<crate::backend::NodeIdentity>>,
 }
 
 impl ClientState {
@@ -215,6 +219,23 @@ struct Remote {
     bound: Option<u8>,
     /// A write tracked for read-your-writes: the master it went to.
     ryw_master: Option<usize>,
+    /// Runs on the node as this identity (a script, or a transaction holding one).
+    run_as: Option<Arc<crate::backend::NodeIdentity>>,
+    /// A script call: how its replies are trusted ([`crate::cluster::redirect`]).
+    script: Option<Box<ScriptCall>>,
+}
+
+/// A script call in flight. Its error replies are data: only a MOVED for its own slot
+/// that a newer topology confirms makes respgate send it again.
+#[derive(Default)]
+struct ScriptCall {
+    /// The master it was last sent to.
+    sent_to: Option<String>,
+    /// A MOVED waiting for a newer topology: the reply, and the discoveries counted
+    /// when it came.
+    moved: Option<(Bytes, u64)>,
+    /// The verdict on that MOVED is in: the reply now waiting is final as it is.
+    settled: bool,
 }
 
 /// What the head of the queue produced (for a split request: which part).
@@ -457,14 +478,6 @@ fn push_message(out: &mut BytesMut, frame: &[u8], resp3: bool) {
         out.extend_from_slice(&frame[1..]);
     } else {
         out.extend_from_slice(frame);
-    }
-}
-
-/// The slot and address of a `-MOVED slot host:port` reply.
-pub(crate) fn moved_target(reply: &[u8]) -> Option<(u16, String)> {
-    match routing::classify_error(reply) {
-        routing::ReplyKind::Moved { slot, addr } => Some((slot, addr)),
-        _ => None,
     }
 }
 
@@ -761,12 +774,16 @@ impl Session {
                 replies,
                 dedicated,
                 replica,
+                run_as,
+                script,
             } => {
                 let request = rewritten.unwrap_or(raw);
                 let how = outgoing::Sending {
                     replies,
                     dedicated,
                     replica,
+                    run_as,
+                    script,
                 };
                 let remote = self.forward(request, slot, arrived, latency, how);
                 self.pending.push_back(Pending::Remote(remote));

@@ -2,8 +2,9 @@
 //! follow a redirection, retry after a backoff, unpack a transaction's replies, or hand
 //! the reply to the client. Blocking commands and WATCH use the client's own links.
 
-use super::{merge, routing, Pending, Remote, Session, Split, Step};
-use crate::backend::{DedicatedLink, Job, LinkError, ReplyResult};
+use super::{merge, routing, Pending, Remote, ScriptCall, Session, Split, Step};
+use crate::backend::{DedicatedLink, Job, LinkError, NodeIdentity, ReplyResult};
+use crate::cluster::redirect::{self, Decision, Origin};
 use crate::protocol::reply;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -17,6 +18,10 @@ pub(super) struct Sending {
     pub replies: u32,
     pub dedicated: bool,
     pub replica: Option<u8>,
+    /// Run on the node as this identity (scripts, transactions holding one).
+    pub run_as: Option<Arc<NodeIdentity>>,
+    /// A script call: its replies are data.
+    pub script: bool,
 }
 
 impl Session {
@@ -33,6 +38,8 @@ impl Session {
             replies,
             dedicated,
             replica,
+            run_as,
+            script,
         } = how;
         let mut ryw_master = None;
         let target = match (replica, slot) {
@@ -45,8 +52,22 @@ impl Session {
         };
         let rx = match &target {
             Some(node) => self.send_to_replica(node, &request, replies),
-            None => self.send_job(&request, slot, None, false, replies, dedicated),
+            None => self.send_job(
+                &request,
+                slot,
+                None,
+                false,
+                replies,
+                dedicated,
+                run_as.as_ref(),
+            ),
         };
+        let script = script.then(|| {
+            Box::new(ScriptCall {
+                sent_to: self.master_addr(slot),
+                ..ScriptCall::default()
+            })
+        });
         Remote {
             rx,
             request,
@@ -61,7 +82,62 @@ impl Session {
             replica: target.is_some(),
             bound: replica.filter(|b| *b != routing::TRACKED_WRITE),
             ryw_master,
+            run_as,
+            script,
         }
+    }
+
+    /// The address of the master serving `slot` (any master's when keyless) now.
+    fn master_addr(&self, slot: Option<u16>) -> Option<String> {
+        let topo = self.ctx.cluster.topology();
+        let t = topo.as_ref()?;
+        let node = match slot {
+            Some(slot) => t.master_for_slot(slot),
+            None => t.any_master(self.client.meta.id),
+        };
+        node.map(|n| n.addr().to_string())
+    }
+
+    /// A script's MOVED was waiting for a newer topology (see [`ScriptCall`]): `true`
+    /// when the call must be sent again (the slot's master changed), else its reply is
+    /// settled as final (or the wait goes on, within the retry deadline).
+    fn confirm_script_moved(&mut self, remote: &mut Remote) -> bool {
+        let Some((reply, seen)) = remote.script.as_mut().and_then(|c| c.moved.take()) else {
+            return true;
+        };
+        // Two discoveries since the reply: the second began after it came.
+        if self.ctx.cluster.refreshes() < seen + 2 {
+            if self.schedule_retry(remote) {
+                if let Some(call) = remote.script.as_mut() {
+                    call.moved = Some((reply, seen));
+                }
+                return false;
+            }
+            return self.settle(remote, reply);
+        }
+        let owner = self.master_addr(remote.slot);
+        let call = remote.script.as_mut().expect("checked above");
+        if owner.is_none() || owner == call.sent_to {
+            // The node that answered still serves the slot: the MOVED was the script's
+            // own reply. It reaches the client as it is.
+            return self.settle(remote, reply);
+        }
+        call.sent_to = owner;
+        remote.redirects += 1;
+        metrics::counter!("respgate_redirects_total", "kind" => "moved").increment(1);
+        true
+    }
+
+    /// Makes `reply` the final reply of `remote` (delivered through its channel).
+    fn settle(&mut self, remote: &mut Remote, reply: Bytes) -> bool {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Ok(reply));
+        remote.rx = rx;
+        remote.retry_at = None;
+        if let Some(call) = remote.script.as_mut() {
+            call.settled = true;
+        }
+        false
     }
 
     /// An eligible replica of `slot`'s shard for a read under bound `bound`, spreading
@@ -179,6 +255,8 @@ impl Session {
                     replies: 1,
                     dedicated: false,
                     replica: None,
+                    run_as: None,
+                    script: false,
                 };
                 self.forward(request, slot, arrived, metrics::Histogram::noop(), how)
             })
@@ -195,6 +273,9 @@ impl Session {
 
     /// Re-sends `remote` to `to` (a redirection target) or to whoever serves its slot now.
     pub(super) fn send(&mut self, remote: &mut Remote, to: Option<&str>, asking: bool) {
+        if remote.script.is_some() && !self.confirm_script_moved(remote) {
+            return;
+        }
         // A retried read that a replica may serve: an eligible replica first (its master
         // may be the node that just failed).
         if let (None, Some(bound), Some(slot), false) =
@@ -214,13 +295,19 @@ impl Session {
             asking,
             remote.replies,
             remote.dedicated,
+            remote.run_as.as_ref(),
         );
+        if let (Some(call), Some(to)) = (remote.script.as_mut(), to) {
+            call.sent_to = Some(to.to_string());
+        }
         remote.retry_at = None;
     }
 
     /// Queues `request` on the backend link for `to`, or for the master of `slot` (any
     /// master when keyless), and returns where its reply will arrive. `dedicated` uses
-    /// this client's own connection (blocking commands).
+    /// this client's own connection (blocking commands); `run_as`, links that run as
+    /// that identity. `to` must be a node of the topology (the redirect policy checked).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn send_job(
         &mut self,
         request: &Bytes,
@@ -229,6 +316,7 @@ impl Session {
         asking: bool,
         replies: u32,
         dedicated: bool,
+        run_as: Option<&Arc<NodeIdentity>>,
     ) -> oneshot::Receiver<ReplyResult> {
         let (tx, rx) = oneshot::channel();
         let job = Job {
@@ -248,7 +336,10 @@ impl Session {
                 None => t.any_master(client_id),
             });
             if let Some(node) = node {
-                node.send(client_id, job);
+                match run_as {
+                    None => node.send(client_id, job),
+                    Some(id) => node.send_as(id, client_id, job),
+                }
                 return rx;
             }
         }
@@ -275,7 +366,15 @@ impl Session {
             return rx;
         };
         if !dedicated {
-            self.ctx.cluster.node(&addr).send(client_id, job);
+            // Credentials go to nodes of the topology only.
+            match (self.ctx.cluster.known_node(&addr), run_as) {
+                (Some(node), None) => node.send(client_id, job),
+                (Some(node), Some(id)) => node.send_as(id, client_id, job),
+                (None, _) => {
+                    let why = format!("{addr} is not a node of the cluster's topology");
+                    let _ = job.reply.send(Err(LinkError::NotSent(why)));
+                }
+            }
             return rx;
         }
         match self.dedicated_link(&addr) {
@@ -294,11 +393,16 @@ impl Session {
         // flight must not be dropped when the client's next blocking command goes to
         // another node.
         let resp3 = self.client.resp3;
-        if let Some(i) = self
-            .dedicated
-            .iter()
-            .position(|(l, _)| l.addr() == addr && l.resp3() == resp3)
-        {
+        // The client's own links run as its script identity (a script queued in a
+        // WATCHed transaction runs on one).
+        let identity = self
+            .client
+            .auth
+            .user()
+            .and_then(|u| self.ctx.scripts.identity(&u.name));
+        if let Some(i) = self.dedicated.iter().position(|(l, _)| {
+            l.addr() == addr && l.resp3() == resp3 && l.runs_as(identity.as_ref())
+        }) {
             return Ok(&self.dedicated[i].0);
         }
         let permit = self
@@ -312,7 +416,10 @@ impl Session {
                     self.ctx.max_dedicated
                 )
             })?;
-        let link = self.ctx.cluster.dedicated_link(addr, resp3);
+        if self.ctx.cluster.known_node(addr).is_none() {
+            return Err(format!("{addr} is not a node of the cluster's topology"));
+        }
+        let link = self.ctx.cluster.dedicated_link(addr, resp3, identity);
         self.client
             .entry
             .dedicated
@@ -352,24 +459,41 @@ impl Session {
             other => other,
         };
         let bytes = match result {
-            Ok(bytes) => match routing::classify_error(&bytes) {
-                routing::ReplyKind::Moved { slot, addr }
-                    if r.redirects < self.ctx.max_redirects =>
-                {
-                    r.redirects += 1;
-                    self.ctx.cluster.apply_moved(slot, &addr);
-                    self.send(r, Some(&addr), false);
-                    return Step::Again;
+            Ok(bytes) if r.script.as_ref().is_some_and(|c| c.settled) => bytes,
+            Ok(bytes) => {
+                let origin = match r.script {
+                    Some(_) => Origin::Script,
+                    None => Origin::Command,
+                };
+                match redirect::decide(&self.ctx.cluster, &bytes, origin, r.slot) {
+                    Decision::Follow {
+                        addr,
+                        asking,
+                        moved_slot,
+                    } if r.redirects < self.ctx.max_redirects => {
+                        r.redirects += 1;
+                        match moved_slot {
+                            Some(slot) => self.ctx.cluster.apply_moved(slot, &addr),
+                            None => metrics::counter!("respgate_redirects_total", "kind" => "ask")
+                                .increment(1),
+                        }
+                        self.send(r, Some(&addr), asking);
+                        return Step::Again;
+                    }
+                    Decision::RetryLater if self.schedule_retry(r) => return Step::Again,
+                    Decision::Confirm { .. } if r.redirects < self.ctx.max_redirects => {
+                        let seen = self.ctx.cluster.refreshes();
+                        if self.schedule_retry(r) {
+                            if let Some(call) = r.script.as_mut() {
+                                call.moved = Some((bytes, seen));
+                            }
+                            return Step::Again;
+                        }
+                        bytes
+                    }
+                    _ => bytes,
                 }
-                routing::ReplyKind::Ask { addr } if r.redirects < self.ctx.max_redirects => {
-                    r.redirects += 1;
-                    metrics::counter!("respgate_redirects_total", "kind" => "ask").increment(1);
-                    self.send(r, Some(&addr), true);
-                    return Step::Again;
-                }
-                routing::ReplyKind::Retryable if self.schedule_retry(r) => return Step::Again,
-                _ => bytes,
-            },
+            }
             Err(LinkError::NotSent(why)) => {
                 if self.schedule_retry(r) {
                     return Step::Again;
@@ -380,6 +504,9 @@ impl Session {
                 metrics::counter!("respgate_backend_request_failures_total").increment(1);
                 reply::error(&format!("ERR respgate: {why}"))
             }
+            Err(LinkError::Refused(why)) => reply::error(&format!(
+                "ERR respgate: this runs on the node as your own user, and {why}"
+            )),
         };
         Step::Final(bytes)
     }
@@ -396,17 +523,24 @@ impl Session {
             pos += len;
         }
         for f in &frames {
-            match routing::classify_error(&bytes[f.clone()]) {
-                routing::ReplyKind::Moved { slot, addr }
-                    if r.redirects < self.ctx.max_redirects =>
-                {
+            match redirect::decide(
+                &self.ctx.cluster,
+                &bytes[f.clone()],
+                Origin::Command,
+                r.slot,
+            ) {
+                Decision::Follow {
+                    addr,
+                    asking: false,
+                    moved_slot: Some(slot),
+                } if r.redirects < self.ctx.max_redirects => {
                     r.redirects += 1;
                     self.ctx.cluster.apply_moved(slot, &addr);
                     self.send(r, Some(&addr), false);
                     return Some(Step::Again);
                 }
                 // ASKING covers one command, not a transaction: wait for the migration.
-                routing::ReplyKind::Ask { .. } | routing::ReplyKind::Retryable
+                Decision::Follow { asking: true, .. } | Decision::RetryLater
                     if self.schedule_retry(r) =>
                 {
                     return Some(Step::Again);

@@ -7,6 +7,7 @@ use super::subscribe;
 use super::transaction;
 use super::ClientState;
 use super::SessionContext;
+use crate::backend::NodeIdentity;
 use crate::cluster::key_slot;
 use crate::commands::{CommandInfo, KeyRef, KeysError, Lookup};
 use crate::guards::ttl::TtlDecision;
@@ -14,6 +15,7 @@ use crate::guards::Verdict;
 use crate::protocol::{reply, Args};
 use crate::pubsub::Kind;
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// The decision for one request.
 pub enum Route {
@@ -34,6 +36,10 @@ pub enum Route {
         dedicated: bool,
         /// A read a replica may serve under this lag bound (`[replica_reads]`).
         replica: Option<u8>,
+        /// Runs on the node as this identity (a script, or a transaction holding one).
+        run_as: Option<Arc<NodeIdentity>>,
+        /// A script call: its replies are data ([`crate::cluster::redirect`]).
+        script: bool,
     },
     /// Queue the request in the client's transaction and answer `+QUEUED`.
     Queue,
@@ -189,6 +195,17 @@ pub fn route(
         }
     }
 
+    // Scripts run under the caller's rules on the node (or only when allow-listed).
+    let run_as = if info.runs_script() {
+        match ctx.scripts.decide(client.auth.user(), &info.name, args) {
+            crate::scripts::Decision::As(id) => Some(id),
+            crate::scripts::Decision::AsRespgate => None,
+            crate::scripts::Decision::Refuse(e) => return rejected(client, info, e),
+        }
+    } else {
+        None
+    };
+
     // PERSIST on a key the TTL policy covers is refused, queued in MULTI too (the
     // policy's EXPIREs are added only outside transactions).
     if client.tx.is_some() && matches!(info.name.as_str(), "persist" | "getex") {
@@ -205,6 +222,11 @@ pub fn route(
     let queueing = client.tx.is_some() && !matches!(info.name.as_str(), "reset" | "quit");
     if queueing || transaction_command {
         let queueable = !transaction_command && local::queueable(info, args);
+        if queueable && run_as.is_some() {
+            if let Some(tx) = client.tx.as_mut() {
+                tx.run_as = run_as;
+            }
+        }
         return transaction::route(client, info, args, keys, queueable);
     }
 
@@ -234,6 +256,8 @@ pub fn route(
                 replies: 1,
                 dedicated: false,
                 replica: None,
+                run_as,
+                script: info.runs_script(),
             }
         }
         Err(_) => {
@@ -269,8 +293,9 @@ pub fn route(
             }
         }
     }
+    let script = info.runs_script();
     let replica = match (&ctx.read_policy, keys.first()) {
-        (Some(policy), Some(k)) if !dedicated && info.is_readonly() => {
+        (Some(policy), Some(k)) if !dedicated && !script && info.is_readonly() => {
             policy.bound_for(k.key(args))
         }
         _ => ryw_write,
@@ -282,6 +307,8 @@ pub fn route(
         replies,
         dedicated,
         replica,
+        run_as,
+        script,
     }
 }
 
@@ -426,91 +453,5 @@ fn cross_slot(info: &CommandInfo, args: Args<'_>) -> Route {
         _ => Route::Reply(reply::error(
             reply::CROSSSLOT,
         )),
-    }
-}
-
-/// What a backend reply means for routing.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ReplyKind {
-    /// `-MOVED slot host:port`: the slot lives elsewhere for good.
-    Moved { slot: u16, addr: String },
-    /// `-ASK slot host:port`: this one request goes elsewhere (slot being migrated).
-    Ask { addr: String },
-    /// `-TRYAGAIN` / `-CLUSTERDOWN`: retry shortly.
-    Retryable,
-    /// Anything else: give it to the client as it is.
-    Final,
-}
-
-/// Classifies a reply; only error replies are looked at beyond their first byte.
-#[inline]
-pub fn classify_error(reply: &[u8]) -> ReplyKind {
-    if reply.first() != Some(&b'-') {
-        return ReplyKind::Final;
-    }
-    let line = &reply[1..reply.len().saturating_sub(2)];
-    if line.starts_with(b"TRYAGAIN") || line.starts_with(b"CLUSTERDOWN") {
-        return ReplyKind::Retryable;
-    }
-    let (is_moved, rest) = if let Some(rest) = line.strip_prefix(b"MOVED ") {
-        (true, rest)
-    } else if let Some(rest) = line.strip_prefix(b"ASK ") {
-        (false, rest)
-    } else {
-        return ReplyKind::Final;
-    };
-    let text = String::from_utf8_lossy(rest);
-    let mut parts = text.split(' ');
-    let (Some(slot), Some(addr)) = (parts.next(), parts.next()) else {
-        return ReplyKind::Final;
-    };
-    let Ok(slot) = slot.parse::<u16>() else {
-        return ReplyKind::Final;
-    };
-    // Redis sends `:port` alone when the node does not know its own address.
-    if addr.starts_with(':') {
-        return ReplyKind::Final;
-    }
-    if is_moved {
-        ReplyKind::Moved {
-            slot,
-            addr: addr.to_string(),
-        }
-    } else {
-        ReplyKind::Ask {
-            addr: addr.to_string(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_redirections() {
-        assert_eq!(
-            classify_error(b"-MOVED 3999 127.0.0.1:6381\r\n"),
-            ReplyKind::Moved {
-                slot: 3999,
-                addr: "127.0.0.1:6381".into()
-            }
-        );
-        assert_eq!(
-            classify_error(b"-ASK 3999 127.0.0.1:6381\r\n"),
-            ReplyKind::Ask {
-                addr: "127.0.0.1:6381".into()
-            }
-        );
-        assert_eq!(
-            classify_error(b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n"),
-            ReplyKind::Retryable
-        );
-        assert_eq!(
-            classify_error(b"-CLUSTERDOWN The cluster is down\r\n"),
-            ReplyKind::Retryable
-        );
-        assert_eq!(classify_error(b"-ERR wrong type\r\n"), ReplyKind::Final);
-        assert_eq!(classify_error(b"$5\r\nMOVED\r\n"), ReplyKind::Final);
     }
 }

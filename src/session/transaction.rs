@@ -130,6 +130,8 @@ fn pinned(slot: u16, job: &[u8], replies: u32, info: &CommandInfo) -> Route {
         replies,
         dedicated: true,
         replica: None,
+        run_as: None,
+        script: false,
     }
 }
 
@@ -185,5 +187,9 @@ fn exec(tx: Transaction, info: &CommandInfo, watched: Option<u16>) -> Route {
         // With WATCH, on the connection that watched the keys.
         dedicated: watched.is_some(),
         replica: None,
+        // A queued script runs as its caller's identity; the transaction's own replies
+        // (OK, QUEUED, EXEC's array) come from the node, so it is no script call.
+        run_as: tx.run_as,
+        script: false,
     }
 }

@@ -1,0 +1,323 @@
+//! Scripts and functions under their caller's rules.
+//!
+//! **Why.** respgate checks what it can see: a command, its keys, its channels. A script
+//! (EVAL, EVALSHA, FCALL and their `_RO` forms) runs commands respgate never sees, so
+//! its rules must be enforced by the node that runs it. With `isolation = "acl"` (the
+//! default) every respgate user is mirrored onto every node as a Redis ACL user
+//! ([`Mirror`]) carrying the user's key, channel and command rules, minus what the
+//! guards deny that user and minus the key-listing commands a restricted user only gets
+//! filtered through respgate; scripts run as that user, on links that authenticated as
+//! it ([`crate::backend::Node::send_as`]). The mirror's password is derived from
+//! respgate's own node password, so it is a secret only respgate knows, and every
+//! respgate instance in front of the cluster derives the same one.
+//!
+//! **Kept in step.** Each identity link sends the user's `ACL SETUSER` on connecting
+//! (a node that joins or restarts has the user before it serves that user's scripts);
+//! start and SIGHUP push every mirror to every node and delete the mirrors of removed
+//! users ([`sync`]). A refused switch of identity fails the call: it never runs with
+//! respgate's own rights.
+//!
+//! **Allowlist mode.** Where the nodes do not let respgate manage users (a managed
+//! service), `isolation = "allowlist"`: restricted users may run only the scripts whose
+//! SHA1 is listed, and no functions; scripts run as respgate's node user.
+//!
+//! **Must not.** Log or reply with a mirror's secret.
+
+use crate::acl::{User, Users};
+use crate::backend::NodeIdentity;
+use crate::cluster::Cluster;
+use crate::config::{ScriptIsolation, ScriptsConfig};
+use crate::guards::GuardSet;
+use crate::protocol::Args;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Node user names of mirrors start with this; [`sync`] deletes stale ones.
+pub const MIRROR_PREFIX: &str = "respgate-mirror:";
+
+/// One respgate user as a node user.
+#[derive(Debug)]
+pub struct Mirror {
+    /// What the links run as (name, secret, `ACL SETUSER` to send first).
+    pub identity: Arc<NodeIdentity>,
+    /// The `ACL SETUSER` arguments (for [`sync`]).
+    pub setuser: Vec<String>,
+}
+
+/// The node user name for respgate user `user`.
+pub fn mirror_name(user: &str) -> String {
+    format!("{MIRROR_PREFIX}{user}")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Mirror {
+    /// The mirror of `user` under `guards`, its secret derived from `upstream_password`.
+    pub fn new(user: &User, guards: &GuardSet, upstream_password: Option<&str>) -> Mirror {
+        let name = mirror_name(&user.name);
+        let secret = hex(&Sha256::digest(
+            format!(
+                "respgate-mirror\0{}\0{}",
+                upstream_password.unwrap_or(""),
+                user.name
+            )
+            .as_bytes(),
+        ));
+        let acl = &user.acl;
+        let mut setuser: Vec<String> = vec!["ACL".into(), "SETUSER".into(), name.clone()];
+        setuser.push("reset".into());
+        setuser.push("on".into());
+        setuser.push(format!("#{}", hex(&Sha256::digest(secret.as_bytes()))));
+        setuser.extend(acl.keys_description().split(' ').map(String::from));
+        setuser.extend(acl.channels_description().split(' ').map(String::from));
+        setuser.extend(acl.commands_description().split(' ').map(String::from));
+        setuser.extend(guards.script_denials(&user.name));
+        if !acl.allkeys {
+            // respgate filters these for a restricted user; a node would list every key.
+            setuser.extend(["-keys", "-scan", "-randomkey"].map(String::from));
+        }
+        let setup = crate::protocol::reply::command(setuser.iter().map(String::as_str));
+        Mirror {
+            identity: Arc::new(NodeIdentity {
+                user: Arc::from(name.as_str()),
+                secret,
+                setup: Some(setup),
+            }),
+            setuser,
+        }
+    }
+}
+
+/// What a session needs to decide how a script call runs.
+pub struct Scripts {
+    isolation: ScriptIsolation,
+    allowed: Vec<String>,
+    /// User name -> mirror, rebuilt on start and reload.
+    mirrors: ArcSwap<HashMap<String, Arc<Mirror>>>,
+}
+
+/// How one script call runs.
+pub enum Decision {
+    /// On the node as this identity.
+    As(Arc<NodeIdentity>),
+    /// As respgate's own node user (allowlist mode: an unrestricted or allow-listed call).
+    AsRespgate,
+    /// Refused with this error.
+    Refuse(Bytes),
+}
+
+impl Scripts {
+    pub fn new(cfg: &ScriptsConfig) -> Scripts {
+        Scripts {
+            isolation: cfg.isolation,
+            allowed: cfg
+                .allowed_sha1
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            mirrors: Default::default(),
+        }
+    }
+
+    pub fn isolation(&self) -> ScriptIsolation {
+        self.isolation
+    }
+
+    /// Rebuilds the mirrors for `users` and `guards`; returns the names of node users
+    /// that are no longer mirrors (their respgate user was removed).
+    pub fn rebuild(
+        &self,
+        users: &Users,
+        guards: &GuardSet,
+        upstream_password: Option<&str>,
+    ) -> Vec<String> {
+        if self.isolation != ScriptIsolation::Acl {
+            return Vec::new();
+        }
+        let next: HashMap<String, Arc<Mirror>> = users
+            .sorted()
+            .into_iter()
+            .map(|u| {
+                (
+                    u.name.clone(),
+                    Arc::new(Mirror::new(u, guards, upstream_password)),
+                )
+            })
+            .collect();
+        let old = self.mirrors.swap(Arc::new(next));
+        old.keys()
+            .filter(|u| users.get(u).is_none())
+            .map(|u| mirror_name(u))
+            .collect()
+    }
+
+    /// Every mirror in force.
+    pub fn mirrors(&self) -> Vec<Arc<Mirror>> {
+        self.mirrors.load().values().cloned().collect()
+    }
+
+    /// The identity `user`'s scripts run as (acl mode), also used for the user's own
+    /// connections (WATCH, blocking commands), where a queued script may run.
+    pub fn identity(&self, user: &str) -> Option<Arc<NodeIdentity>> {
+        if self.isolation != ScriptIsolation::Acl {
+            return None;
+        }
+        self.mirrors.load().get(user).map(|m| m.identity.clone())
+    }
+
+    /// How `user`'s script call `args` (EVAL, EVALSHA, FCALL, ...) runs.
+    pub fn decide(&self, user: Option<&Arc<User>>, name: &str, args: Args<'_>) -> Decision {
+        let Some(user) = user else {
+            return Decision::Refuse(crate::protocol::reply::error(
+                "NOAUTH Authentication required.",
+            ));
+        };
+        match self.isolation {
+            ScriptIsolation::Acl => match self.identity(&user.name) {
+                Some(id) => Decision::As(id),
+                None => Decision::Refuse(crate::protocol::reply::error(&format!(
+                    "ERR respgate: no node identity for user '{}' yet; scripts cannot run",
+                    user.name
+                ))),
+            },
+            ScriptIsolation::Allowlist if user.unrestricted => Decision::AsRespgate,
+            ScriptIsolation::Allowlist => {
+                let sha = match name {
+                    "eval" | "eval_ro" => {
+                        use sha1::Digest as _;
+                        Some(hex(&sha1::Sha1::digest(args.get(1))))
+                    }
+                    "evalsha" | "evalsha_ro" => {
+                        Some(String::from_utf8_lossy(args.get(1)).to_ascii_lowercase())
+                    }
+                    _ => None,
+                };
+                match sha {
+                    Some(sha) if self.allowed.contains(&sha) => Decision::AsRespgate,
+                    Some(sha) => Decision::Refuse(crate::protocol::reply::error(&format!(
+                        "NOPERM respgate: script {sha} is not in scripts.allowed_sha1 (isolation \"allowlist\": restricted users run only allow-listed scripts)"
+                    ))),
+                    None => Decision::Refuse(crate::protocol::reply::error(
+                        "NOPERM respgate: functions are not available to restricted users with scripts.isolation = \"allowlist\"",
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Pushes every mirror to every node of the topology and deletes `removed` node users
+/// (and any other `respgate-mirror:` user no respgate user stands for). Failures are
+/// logged: the identity links set their user up again on connecting, and a node that
+/// refuses makes the user's scripts fail, never run as respgate.
+pub async fn sync(cluster: Arc<Cluster>, scripts: Arc<Scripts>, removed: Vec<String>) {
+    let Some(topo) = cluster.topology().as_ref().cloned() else {
+        return;
+    };
+    let mirrors = scripts.mirrors();
+    let opts = cluster.link_options().clone();
+    let nodes: Vec<String> = topo
+        .shards()
+        .iter()
+        .flat_map(|s| std::iter::once(&s.master).chain(s.replicas.iter()))
+        .map(|n| n.addr().to_string())
+        .collect();
+    let wanted: Vec<String> = mirrors
+        .iter()
+        .map(|m| m.identity.user.to_string())
+        .collect();
+    let mut failures = 0;
+    for addr in &nodes {
+        for m in &mirrors {
+            let args: Vec<&str> = m.setuser.iter().map(String::as_str).collect();
+            if let Err(e) = crate::cluster::control::query(addr, &args, &opts).await {
+                failures += 1;
+                tracing::warn!(node = %addr, user = %m.identity.user, error = %e, "could not set up a script identity on a node: that user's scripts fail there until it can");
+            }
+        }
+        let mut stale = removed.clone();
+        if let Ok((frame, _)) = crate::cluster::control::query(addr, &["ACL", "USERS"], &opts).await
+        {
+            use crate::cluster::control::FrameExt;
+            if let Some(items) = frame.as_array() {
+                for item in items {
+                    if let Some(name) = item.as_text() {
+                        if name.starts_with(MIRROR_PREFIX)
+                            && !wanted.iter().any(|w| w == name)
+                            && !stale.iter().any(|s| s == name)
+                        {
+                            stale.push(name.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        for name in &stale {
+            let _ = crate::cluster::control::query(addr, &["ACL", "DELUSER", name], &opts).await;
+        }
+    }
+    tracing::info!(
+        nodes = nodes.len(),
+        users = mirrors.len(),
+        failures,
+        "script identities pushed to the nodes"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::Acl;
+
+    fn guards() -> GuardSet {
+        let cfg = crate::config::GuardsConfig {
+            admins: vec!["ops".into()],
+            ..crate::config::GuardsConfig::file_default()
+        };
+        GuardSet::from_config(&cfg, &[]).unwrap()
+    }
+
+    #[test]
+    fn a_mirror_carries_the_users_rules_and_the_guards_denials() {
+        let user = User::new(
+            "inventory-service",
+            Acl::parse("on nopass ~lock:product:* +@read +@write +@scripting -@dangerous").unwrap(),
+        );
+        let m = Mirror::new(&user, &guards(), Some("pw"));
+        let rules = m.setuser.join(" ");
+        assert!(rules.starts_with("ACL SETUSER respgate-mirror:inventory-service reset on #"));
+        assert!(
+            rules.contains(" ~lock:product:* resetchannels +@read +@write +@scripting -@dangerous")
+        );
+        assert!(rules.contains(" -flushall"), "{rules}");
+        assert!(rules.contains(" -config|set"), "{rules}");
+        assert!(rules.ends_with("-keys -scan -randomkey"), "{rules}");
+        assert!(
+            !rules.contains(&m.identity.secret),
+            "the secret is sent hashed"
+        );
+        // Every respgate in front of the cluster derives the same secret; another
+        // node password gives another one.
+        assert_eq!(
+            m.identity.secret,
+            Mirror::new(&user, &guards(), Some("pw")).identity.secret
+        );
+        assert_ne!(
+            m.identity.secret,
+            Mirror::new(&user, &guards(), Some("px")).identity.secret
+        );
+    }
+
+    #[test]
+    fn admins_scripts_may_not_call_what_they_may_only_run_at_a_rate() {
+        let ops = User::new("ops", Acl::parse("on nopass ~* &* +@all").unwrap());
+        let rules = Mirror::new(&ops, &guards(), None).setuser.join(" ");
+        assert!(rules.contains(" -flushall"), "{rules}");
+        assert!(!rules.contains("-randomkey"), "{rules}");
+    }
+}
