@@ -238,6 +238,35 @@ struct ScriptCall {
     settled: bool,
 }
 
+/// Which kind of backend connection a request goes on. Two connections give no order
+/// between them, so a request on another kind than requests in flight waits for them
+/// ([`Session::must_hold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// The shared links of the client's worker.
+    Shared,
+    /// The client's own connection (blocking commands, WATCH).
+    Own,
+    /// The links that run as the client's script identity.
+    Identity,
+}
+
+impl Lane {
+    fn of(dedicated: bool, identity: bool) -> Lane {
+        match (dedicated, identity) {
+            (true, _) => Lane::Own,
+            (false, true) => Lane::Identity,
+            (false, false) => Lane::Shared,
+        }
+    }
+}
+
+impl Remote {
+    fn lane(&self) -> Lane {
+        Lane::of(self.dedicated, self.run_as.is_some())
+    }
+}
+
 /// What the head of the queue produced (for a split request: which part).
 enum HeadEvent {
     Reply(usize, ReplyResult),
@@ -317,6 +346,7 @@ pub async fn run<R, W>(
         write_deferred: false,
         clock: None,
         dedicated: Vec::new(),
+        identity_used: false,
         mute_next: false,
         task_pending: false,
         out: BytesMut::new(),
@@ -557,6 +587,8 @@ struct Session {
     /// This client's own backend connection, for blocking commands, and its place in
     /// the `max_dedicated_connections` bound.
     dedicated: Vec<(DedicatedLink, tokio::sync::OwnedSemaphorePermit)>,
+    /// A request went on the script identity's links: later ones check their lane.
+    identity_used: bool,
     out: BytesMut,
     pending: VecDeque<Pending>,
     ranges: Vec<Range<u32>>,
@@ -689,8 +721,8 @@ impl Session {
     /// before the SET ran (and EXEC would fail), or `LPUSH k a` + `BLPOP k 0` block
     /// before the push. Clients that never used their own connection pay one check;
     /// others look back to the newest request in flight.
-    fn must_hold(&self, dedicated: bool) -> bool {
-        if self.dedicated.is_empty() && !dedicated {
+    fn must_hold(&self, lane: Lane) -> bool {
+        if lane == Lane::Shared && self.dedicated.is_empty() && !self.identity_used {
             return false;
         }
         // Every request in flight uses the same kind of connection (one of the other kind
@@ -699,21 +731,23 @@ impl Session {
             .iter()
             .rev()
             .find_map(|p| match p {
-                Pending::Remote(r) => Some(r.dedicated),
-                Pending::Split(_) => Some(false),
+                Pending::Remote(r) => Some(r.lane()),
+                Pending::Split(_) => Some(Lane::Shared),
                 _ => None,
             })
-            .is_some_and(|lane| lane != dedicated)
+            .is_some_and(|l| l != lane)
     }
 
     /// Queues what routing decided for `raw`.
     fn apply_route(&mut self, decision: routing::Route, raw: Bytes, arrived: Instant) {
         let lane = match &decision {
-            routing::Route::Forward { dedicated, .. } => Some(*dedicated),
-            routing::Route::Split { .. } | routing::Route::FanOut { .. } => Some(false),
+            routing::Route::Forward {
+                dedicated, run_as, ..
+            } => Some(Lane::of(*dedicated, run_as.is_some())),
+            routing::Route::Split { .. } | routing::Route::FanOut { .. } => Some(Lane::Shared),
             _ => None,
         };
-        if lane.is_some_and(|dedicated| self.must_hold(dedicated)) {
+        if lane.is_some_and(|lane| self.must_hold(lane)) {
             self.pending.push_back(Pending::Held(Box::new(Held {
                 decision,
                 raw,
@@ -778,6 +812,7 @@ impl Session {
                 script,
             } => {
                 let request = rewritten.unwrap_or(raw);
+                self.identity_used |= run_as.is_some();
                 let how = outgoing::Sending {
                     replies,
                     dedicated,
