@@ -447,6 +447,29 @@ async fn a_client_blocked_in_wait_does_not_hold_up_other_clients() {
 
 /// Waits until a node has executed a request that set `key` to "1" (which shows respgate
 /// has read and forwarded every request before it).
+/// Waits until `key`'s master runs a script (it answers other commands with -BUSY).
+async fn wait_until_busy(key: &str) {
+    let owner = shared_owner_of(key);
+    let busy = tokio::time::timeout(EVENTUALLY, async {
+        loop {
+            let r = with_shared_cluster(|cl| cl.command(owner, &["GET", key]));
+            let text = match r {
+                Ok(v) => format!("{v:?}"),
+                Err(e) => e.to_string(),
+            };
+            if text.contains("BUSY") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        busy.is_ok(),
+        "respgate never forwarded the script to {key}'s master"
+    );
+}
+
 async fn wait_until_executed(key: &str) {
     let owner = shared_owner_of(key);
     let executed = tokio::time::timeout(EVENTUALLY, async {
@@ -531,15 +554,10 @@ async fn shutdown_closes_connections_still_busy_when_the_grace_period_ends() {
     cfg.server.shutdown_grace_secs = 1;
     let proxy: Proxy = start_proxy(cfg).await;
     let slow_key = "{lim-grace}slow";
-    let marker = (0..)
-        .map(|i| format!("lim-grace:marker:{i}"))
-        .find(|k| shared_owner_of(k) != shared_owner_of(slow_key))
-        .unwrap();
     let mut c = RawConn::connect(proxy.local_addr()).await;
-    let mut requests = encode_command(&["EVAL", BUSY, "1", slow_key, "3000000"]);
-    requests.extend(encode_command(&["SET", marker.as_str(), "1"]));
-    c.send(&requests).await;
-    wait_until_executed(&marker).await;
+    c.send(&encode_command(&["EVAL", BUSY, "1", slow_key, "3000000"]))
+        .await;
+    wait_until_busy(slow_key).await;
 
     tokio::time::timeout(EVENTUALLY, proxy.shutdown())
         .await

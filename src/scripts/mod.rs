@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Node user names of mirrors start with this; [`sync`] deletes stale ones.
+/// Node user names of mirrors start with this.
 pub const MIRROR_PREFIX: &str = "respgate-mirror:";
 
 /// One respgate user as a node user.
@@ -212,9 +212,11 @@ impl Scripts {
 }
 
 /// Pushes every mirror to every node of the topology and deletes `removed` node users
-/// (and any other `respgate-mirror:` user no respgate user stands for). Failures are
-/// logged: the identity links set their user up again on connecting, and a node that
-/// refuses makes the user's scripts fail, never run as respgate.
+/// (mirrors of users a reload removed; Redis then closes their connections). Other
+/// `respgate-mirror:` users are left alone: another respgate in front of the cluster
+/// may run another configuration (a rolling change). Failures are logged: the identity
+/// links set their user up again on connecting, and a node that refuses makes the
+/// user's scripts fail, never run as respgate.
 pub async fn sync(cluster: Arc<Cluster>, scripts: Arc<Scripts>, removed: Vec<String>) {
     let Some(topo) = cluster.topology().as_ref().cloned() else {
         return;
@@ -227,10 +229,6 @@ pub async fn sync(cluster: Arc<Cluster>, scripts: Arc<Scripts>, removed: Vec<Str
         .flat_map(|s| std::iter::once(&s.master).chain(s.replicas.iter()))
         .map(|n| n.addr().to_string())
         .collect();
-    let wanted: Vec<String> = mirrors
-        .iter()
-        .map(|m| m.identity.user.to_string())
-        .collect();
     let mut failures = 0;
     for addr in &nodes {
         for m in &mirrors {
@@ -240,24 +238,7 @@ pub async fn sync(cluster: Arc<Cluster>, scripts: Arc<Scripts>, removed: Vec<Str
                 tracing::warn!(node = %addr, user = %m.identity.user, error = %e, "could not set up a script identity on a node: that user's scripts fail there until it can");
             }
         }
-        let mut stale = removed.clone();
-        if let Ok((frame, _)) = crate::cluster::control::query(addr, &["ACL", "USERS"], &opts).await
-        {
-            use crate::cluster::control::FrameExt;
-            if let Some(items) = frame.as_array() {
-                for item in items {
-                    if let Some(name) = item.as_text() {
-                        if name.starts_with(MIRROR_PREFIX)
-                            && !wanted.iter().any(|w| w == name)
-                            && !stale.iter().any(|s| s == name)
-                        {
-                            stale.push(name.to_string());
-                        }
-                    }
-                }
-            }
-        }
-        for name in &stale {
+        for name in &removed {
             let _ = crate::cluster::control::query(addr, &["ACL", "DELUSER", name], &opts).await;
         }
     }
