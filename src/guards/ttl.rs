@@ -382,17 +382,18 @@ impl TtlPolicy {
             return Ok(None);
         };
         let max = max as i64;
+        let max_ms = max.saturating_mul(1000);
         let (now_s, now_ms) = now();
         let (relative_ms, capped) = match unit {
             Unit::Seconds => (given.saturating_mul(1000), max),
-            Unit::Millis => (given, max * 1000),
+            Unit::Millis => (given, max_ms),
             Unit::UnixSeconds => (
                 given.saturating_sub(now_s).saturating_mul(1000),
-                now_s + max,
+                now_s.saturating_add(max),
             ),
-            Unit::UnixMillis => (given.saturating_sub(now_ms), now_ms + max * 1000),
+            Unit::UnixMillis => (given.saturating_sub(now_ms), now_ms.saturating_add(max_ms)),
         };
-        if relative_ms <= max * 1000 {
+        if relative_ms <= max_ms {
             return Ok(None);
         }
         if over == TtlOverMax::Reject {

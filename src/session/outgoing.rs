@@ -506,3 +506,30 @@ fn replica_should_yield(result: &ReplyResult) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::without_last_elements;
+    use bytes::Bytes;
+
+    #[test]
+    fn exec_reply_loses_only_the_hidden_elements() {
+        let exec = Bytes::from_static(b"*4\r\n+OK\r\n*1\r\n:1\r\n:1\r\n:0\r\n");
+        assert_eq!(
+            &without_last_elements(exec, 2)[..],
+            b"*2\r\n+OK\r\n*1\r\n:1\r\n"
+        );
+        // Not an array with that many elements: as it came.
+        for reply in [
+            &b"*-1\r\n"[..],
+            b"_\r\n",
+            b"-EXECABORT Transaction discarded because of previous errors.\r\n",
+            b"*1\r\n:1\r\n",
+        ] {
+            assert_eq!(
+                &without_last_elements(Bytes::copy_from_slice(reply), 2)[..],
+                reply
+            );
+        }
+    }
+}
