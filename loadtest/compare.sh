@@ -182,6 +182,8 @@ mode = "none"
 pattern = "session:*"
 default_seconds = 86400
 mode = "add"
+# The request path only: no background sweep while measuring.
+sweep_interval_secs = 0
 EOF
 elif [[ $MODE == replica ]]; then
     cat >>"$OUT/respgate.toml" <<EOF

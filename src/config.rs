@@ -341,6 +341,54 @@ pub struct TtlRuleConfig {
     pub default_seconds: u64,
     #[serde(default)]
     pub mode: TtlMode,
+    /// The longest expiry a client may give such a key (EXPIRE and friends, SET EX,
+    /// SETEX, GETEX EX ...); absent: no cap.
+    #[serde(default)]
+    pub max_seconds: Option<u64>,
+    /// What happens to an expiry above `max_seconds` (default: `reject`).
+    #[serde(default)]
+    pub over_max: Option<TtlOverMax>,
+    /// Seconds between two passes of the background sweeper (SCAN MATCH pattern on
+    /// every master, `EXPIRE key default_seconds NX` on each key found); 0: no sweeper.
+    #[serde(default = "TtlRuleConfig::default_sweep_interval_secs")]
+    pub sweep_interval_secs: u64,
+    /// Keys the sweeper may examine per second (its SCAN COUNT budget), per pattern.
+    #[serde(default = "TtlRuleConfig::default_sweep_keys_per_sec")]
+    pub sweep_keys_per_sec: u64,
+}
+
+impl TtlRuleConfig {
+    pub const fn default_sweep_interval_secs() -> u64 {
+        60
+    }
+
+    pub const fn default_sweep_keys_per_sec() -> u64 {
+        5000
+    }
+
+    /// A rule for `pattern` with `default_seconds`, everything else at its default.
+    pub fn new(pattern: &str, default_seconds: u64) -> TtlRuleConfig {
+        TtlRuleConfig {
+            pattern: pattern.into(),
+            default_seconds,
+            mode: TtlMode::default(),
+            max_seconds: None,
+            over_max: None,
+            sweep_interval_secs: Self::default_sweep_interval_secs(),
+            sweep_keys_per_sec: Self::default_sweep_keys_per_sec(),
+        }
+    }
+}
+
+/// `over_max` of a `[[ttl]]` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TtlOverMax {
+    /// Refuse the command.
+    #[default]
+    Reject,
+    /// Rewrite the expiry to `max_seconds`.
+    Cap,
 }
 
 /// `add`: an `EXPIRE key N NX` follows the write; `reject`: SET without expiry refused.
@@ -1080,6 +1128,28 @@ mod tests {
             parse("[[ttl]]\npattern = \"s:*\"\ndefault_seconds = 0\n").unwrap_err(),
             "t.toml: ttl[0].default_seconds: must be at least 1"
         );
+        let ttl = |extra: &str| {
+            parse(&format!(
+                "[[ttl]]\npattern = \"s:*\"\ndefault_seconds = 100\n{extra}\n"
+            ))
+        };
+        assert!(ttl("max_seconds = 100\nover_max = \"cap\"").is_ok());
+        assert!(ttl("sweep_interval_secs = 0\nsweep_keys_per_sec = 0").is_ok());
+        assert_eq!(
+            ttl("max_seconds = 99").unwrap_err(),
+            "t.toml: ttl[0].max_seconds: 99 is below default_seconds (100): the policy's own EXPIRE would be over the cap"
+        );
+        assert_eq!(
+            ttl("over_max = \"cap\"").unwrap_err(),
+            "t.toml: ttl[0].over_max: set, but there is no max_seconds to enforce"
+        );
+        assert_eq!(
+            ttl("sweep_keys_per_sec = 0").unwrap_err(),
+            "t.toml: ttl[0].sweep_keys_per_sec: must be at least 1 (sweep_interval_secs = 0 turns the sweeper off)"
+        );
+        assert!(ttl("over_max = \"clip\"")
+            .unwrap_err()
+            .contains("ttl[0].over_max: unknown variant `clip`"));
     }
 
     #[test]

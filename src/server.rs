@@ -157,6 +157,17 @@ impl Proxy {
                 listener.above(RUNNING).await;
             }))
         };
+        // The TTL policy's sweeper (idle while no [[ttl]] rule sweeps).
+        let sweeper = {
+            let listener = shutdown.listen();
+            tokio::spawn(crate::guards::sweeper::run(
+                cluster.clone(),
+                guards.clone(),
+                async move {
+                    listener.above(RUNNING).await;
+                },
+            ))
+        };
         let grace = Duration::from_secs(s.shutdown_grace_secs);
         let max_clients = s.max_clients;
         if let Some(addr) = addr {
@@ -169,6 +180,7 @@ impl Proxy {
         let task = tokio::spawn(async move {
             accept_loop(plain, tls, ctx, max_clients, signal, grace).await;
             refresher.abort();
+            sweeper.abort();
             if let Some(t) = tracker {
                 t.abort();
             }

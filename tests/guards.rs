@@ -484,16 +484,17 @@ fn ttl_of(key: &str) -> i64 {
 #[tokio::test]
 async fn ttl_policy_adds_missing_expiries_and_refuses_persist() {
     let mut c = test_config(&shared_cluster_seeds());
+    // No sweeper: the expiries checked here are the ones added on the request path.
     c.ttl = vec![
         TtlRuleConfig {
-            pattern: "gsession:*".into(),
-            default_seconds: 1000,
             mode: TtlMode::Add,
+            sweep_interval_secs: 0,
+            ..TtlRuleConfig::new("gsession:*", 1000)
         },
         TtlRuleConfig {
-            pattern: "gstrict:*".into(),
-            default_seconds: 1000,
             mode: TtlMode::Reject,
+            sweep_interval_secs: 0,
+            ..TtlRuleConfig::new("gstrict:*", 1000)
         },
     ];
     let proxy = start_proxy(c).await;

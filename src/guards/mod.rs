@@ -19,6 +19,7 @@
 //! rule and the action only.
 
 pub mod shared;
+pub mod sweeper;
 pub mod ttl;
 
 use crate::commands::{CommandInfo, CommandTable};

@@ -190,6 +190,7 @@ pub fn answer(
                 replica: None,
                 run_as: None,
                 script: false,
+                hidden: 0,
             })
         }
         // Persistence on every master: the client asked for the whole dataset.
@@ -285,7 +286,7 @@ fn publish(info: &CommandInfo, args: Args<'_>, slot: Option<u16>, adjust: i64) -
         return None;
     }
     Some(Route::Split {
-        parts: vec![(slot, reply::command(args.iter().collect::<Vec<_>>()))],
+        parts: vec![(slot, reply::command(args.iter().collect::<Vec<_>>()), 1)],
         merge: Merge::Add(adjust),
         latency: info.metrics.latency.clone(),
     })
@@ -354,7 +355,7 @@ fn scan(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> Route {
             .collect::<Vec<_>>(),
     );
     Route::Split {
-        parts: vec![(topo.shard_slot(shard as usize), request)],
+        parts: vec![(topo.shard_slot(shard as usize), request, 1)],
         merge: Merge::Scan {
             shard,
             tags: (0..shards).map(|i| topo.shard_tag(i)).collect(),
@@ -448,7 +449,7 @@ fn client_unblock(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> R
     let Some(topo) = topo.as_ref() else {
         return zero();
     };
-    let parts: Vec<(Option<u16>, Bytes)> = links
+    let parts: Vec<(Option<u16>, Bytes, u32)> = links
         .iter()
         .filter_map(|(addr, backend_id)| {
             let backend_id = backend_id.load(std::sync::atomic::Ordering::Relaxed);
@@ -459,7 +460,7 @@ fn client_unblock(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> R
             (backend_id >= 0).then(|| {
                 let id = backend_id.to_string();
                 let words: [&[u8]; 4] = [b"CLIENT", b"UNBLOCK", id.as_bytes(), mode];
-                (topo.shard_slot(shard), reply::command(words))
+                (topo.shard_slot(shard), reply::command(words), 1)
             })
         })
         .collect();

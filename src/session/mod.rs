@@ -135,6 +135,8 @@ pub struct Transaction {
     pub aborted: bool,
     /// A queued script runs as this identity: the whole transaction does.
     pub run_as: Option<Arc<crate::backend::NodeIdentity>>,
+    /// The TTL policy's EXPIREs for the covered keys written, sent before EXEC.
+    pub expires: crate::guards::ttl::PendingExpires,
 }
 
 impl ClientState {
@@ -217,6 +219,9 @@ struct Remote {
     replica: bool,
     /// The lag bound a replica may serve it under (re-checked when it is re-sent).
     bound: Option<u8>,
+    /// A transaction: elements at the end of EXEC's reply that answer respgate's own
+    /// queued commands (the TTL policy's EXPIREs), taken out before the client sees it.
+    hidden: u32,
     /// A write tracked for read-your-writes: the master it went to.
     ryw_master: Option<usize>,
     /// Runs on the node as this identity (a script, or a transaction holding one).
@@ -774,9 +779,9 @@ impl Session {
                     });
                 }
             }
-            routing::Route::Queue => {
+            routing::Route::Queue(rewritten) => {
                 if let Some(tx) = self.client.tx.as_mut() {
-                    tx.queued.push(raw);
+                    tx.queued.push(rewritten.unwrap_or(raw));
                 }
                 self.pending
                     .push_back(Pending::Ready(Bytes::from_static(b"+QUEUED\r\n")));
@@ -787,9 +792,9 @@ impl Session {
             }
             routing::Route::FanOut { merge, latency } => {
                 let topo = self.ctx.cluster.topology();
-                let parts: Vec<(Option<u16>, Bytes)> = match topo.as_ref() {
+                let parts: Vec<(Option<u16>, Bytes, u32)> = match topo.as_ref() {
                     Some(t) => (0..t.shards().len())
-                        .map(|i| (t.shard_slot(i), raw.clone()))
+                        .map(|i| (t.shard_slot(i), raw.clone(), 1))
                         .collect(),
                     None => Vec::new(),
                 };
@@ -810,6 +815,7 @@ impl Session {
                 replica,
                 run_as,
                 script,
+                hidden,
             } => {
                 let request = rewritten.unwrap_or(raw);
                 self.identity_used |= run_as.is_some();
@@ -819,6 +825,7 @@ impl Session {
                     replica,
                     run_as,
                     script,
+                    hidden,
                 };
                 let remote = self.forward(request, slot, arrived, latency, how);
                 self.pending.push_back(Pending::Remote(remote));

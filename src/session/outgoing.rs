@@ -22,6 +22,8 @@ pub(super) struct Sending {
     pub run_as: Option<Arc<NodeIdentity>>,
     /// A script call: its replies are data.
     pub script: bool,
+    /// See `Remote::hidden`.
+    pub hidden: u32,
 }
 
 impl Session {
@@ -40,6 +42,7 @@ impl Session {
             replica,
             run_as,
             script,
+            hidden,
         } = how;
         let mut ryw_master = None;
         let target = match (replica, slot) {
@@ -84,6 +87,7 @@ impl Session {
             ryw_master,
             run_as,
             script,
+            hidden,
         }
     }
 
@@ -237,7 +241,7 @@ impl Session {
     /// Sends every part of a split request and queues it for merging.
     pub(super) fn push_split(
         &mut self,
-        parts: Vec<(Option<u16>, Bytes)>,
+        parts: Vec<(Option<u16>, Bytes, u32)>,
         merge: merge::Merge,
         latency: metrics::Histogram,
         arrived: Instant,
@@ -250,13 +254,14 @@ impl Session {
         }
         let parts: Vec<Remote> = parts
             .into_iter()
-            .map(|(slot, request)| {
+            .map(|(slot, request, replies)| {
                 let how = Sending {
-                    replies: 1,
+                    replies,
                     dedicated: false,
                     replica: None,
                     run_as: None,
                     script: false,
+                    hidden: 0,
                 };
                 self.forward(request, slot, arrived, metrics::Histogram::noop(), how)
             })
@@ -559,7 +564,11 @@ impl Session {
         if bytes[first.start] == b'-' {
             return Some(Step::Final(bytes.slice(first)));
         }
-        Some(Step::Final(bytes.slice(frames.last()?.clone())))
+        let exec = bytes.slice(frames.last()?.clone());
+        if r.hidden > 0 {
+            return Some(Step::Final(without_last_elements(exec, r.hidden)));
+        }
+        Some(Step::Final(exec))
     }
 
     /// Arranges a retry with backoff if the retry deadline allows; the topology is
@@ -576,6 +585,38 @@ impl Session {
         self.ctx.cluster.request_refresh();
         true
     }
+}
+
+/// EXEC's reply without its last `hidden` elements (the replies to the TTL policy's
+/// EXPIREs): the bytes Redis gives for the client's own commands. A reply that is not
+/// an array of at least that many elements (EXECABORT, a WATCH abort's null) is
+/// returned as it is.
+fn without_last_elements(exec: Bytes, hidden: u32) -> Bytes {
+    use crate::protocol::scan::{parse_int, scan_reply};
+    let Some(header_end) = exec.windows(2).position(|w| w == b"\r\n") else {
+        return exec;
+    };
+    if exec.first() != Some(&b'*') {
+        return exec;
+    }
+    let Some(n) = parse_int(&exec[1..header_end]) else {
+        return exec;
+    };
+    let keep = n - i64::from(hidden);
+    if keep < 0 {
+        return exec;
+    }
+    let mut pos = header_end + 2;
+    for _ in 0..keep {
+        match scan_reply(&exec[pos..]) {
+            Ok(Some(len)) => pos += len,
+            _ => return exec,
+        }
+    }
+    let mut out = bytes::BytesMut::with_capacity(pos + 8);
+    crate::protocol::reply::put_array_header(&mut out, keep as usize);
+    out.extend_from_slice(&exec[header_end + 2..pos]);
+    out.freeze()
 }
 
 /// Whether a replica's answer should be replaced by the master's: it could not be
@@ -596,6 +637,33 @@ fn replica_should_yield(result: &ReplyResult) -> bool {
                 ]
                 .iter()
                 .any(|p| bytes.starts_with(p))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_last_elements;
+    use bytes::Bytes;
+
+    #[test]
+    fn exec_reply_loses_only_the_hidden_elements() {
+        let exec = Bytes::from_static(b"*4\r\n+OK\r\n*1\r\n:1\r\n:1\r\n:0\r\n");
+        assert_eq!(
+            &without_last_elements(exec, 2)[..],
+            b"*2\r\n+OK\r\n*1\r\n:1\r\n"
+        );
+        // Not an array with that many elements: as it came.
+        for reply in [
+            &b"*-1\r\n"[..],
+            b"_\r\n",
+            b"-EXECABORT Transaction discarded because of previous errors.\r\n",
+            b"*1\r\n:1\r\n",
+        ] {
+            assert_eq!(
+                &without_last_elements(Bytes::copy_from_slice(reply), 2)[..],
+                reply
+            );
         }
     }
 }

@@ -10,11 +10,11 @@ use super::SessionContext;
 use crate::backend::NodeIdentity;
 use crate::cluster::key_slot;
 use crate::commands::{CommandInfo, KeyRef, KeysError, Lookup};
-use crate::guards::ttl::TtlDecision;
+use crate::guards::ttl::{TtlDecision, TtlPolicy};
 use crate::guards::Verdict;
 use crate::protocol::{reply, Args};
 use crate::pubsub::Kind;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
 /// The decision for one request.
@@ -40,14 +40,19 @@ pub enum Route {
         run_as: Option<Arc<NodeIdentity>>,
         /// A script call: its replies are data ([`crate::cluster::redirect`]).
         script: bool,
+        /// A transaction: the last `hidden` elements of EXEC's reply answer commands
+        /// respgate queued itself (the TTL policy's EXPIREs) and are taken out.
+        hidden: u32,
     },
-    /// Queue the request in the client's transaction and answer `+QUEUED`.
-    Queue,
+    /// Queue the request (or these bytes instead: the TTL policy capped its expiry) in
+    /// the client's transaction and answer `+QUEUED`.
+    Queue(Option<Bytes>),
     /// (Un)subscription replies, each ready or waiting for the hub's confirmation.
     Subscribed(subscribe::Confirmations),
-    /// Send each part (a request for a slot) and merge the replies.
+    /// Send each part (a request for a slot, producing `n` replies of which the first
+    /// is merged: the rest answer the TTL policy's EXPIREs) and merge the replies.
     Split {
-        parts: Vec<(Option<u16>, Bytes)>,
+        parts: Vec<(Option<u16>, Bytes, u32)>,
         merge: Merge,
         latency: metrics::Histogram,
     },
@@ -77,11 +82,14 @@ enum Layout {
 }
 
 /// Splits a multi-key request by slot, keeping the order in which slots first appear.
+/// With `ttl` (an MSET under a TTL policy), each part's covered keys get the policy's
+/// EXPIRE behind it.
 fn split_by_slot(
     args: Args<'_>,
     layout: Layout,
     merge_for: impl FnOnce(Vec<Vec<u32>>, usize) -> Merge,
     latency: metrics::Histogram,
+    ttl: Option<&TtlPolicy>,
 ) -> Route {
     let step = match layout {
         Layout::Keys => 1,
@@ -104,7 +112,19 @@ fn split_by_slot(
             for &i in idx {
                 words.extend((i..(i + step).min(args.len())).map(|j| args.get(j)));
             }
-            (Some(*slot), reply::command(words))
+            let part = reply::command(words);
+            let Some(ttl) = ttl else {
+                return (Some(*slot), part, 1);
+            };
+            let mut job = BytesMut::new();
+            let expires = ttl.expire_covered(&mut job, idx.iter().map(|&i| args.get(i)));
+            if expires == 0 {
+                return (Some(*slot), part, 1);
+            }
+            let mut out = BytesMut::with_capacity(part.len() + job.len());
+            out.extend_from_slice(&part);
+            out.extend_from_slice(&job);
+            (Some(*slot), out.freeze(), 1 + expires)
         })
         .collect();
     let positions = groups
@@ -206,16 +226,6 @@ pub fn route(
         None
     };
 
-    // PERSIST on a key the TTL policy covers is refused, queued in MULTI too (the
-    // policy's EXPIREs are added only outside transactions).
-    if client.tx.is_some() && matches!(info.name.as_str(), "persist" | "getex") {
-        let set = client.guards.set(&ctx.guards, table);
-        if let TtlDecision::Refuse(e) = set.ttl.apply(info, args, &[]) {
-            client.abort_transaction();
-            return Route::Reply(e);
-        }
-    }
-
     let transaction_command = info.acl_categories & transaction_category() != 0;
     // RESET and QUIT act at once even inside MULTI, as in Redis (the names are compared
     // only inside a transaction: not on the common path).
@@ -227,7 +237,10 @@ pub fn route(
                 tx.run_as = run_as;
             }
         }
-        return transaction::route(client, info, args, keys, queueable);
+        // The TTL policy applies to queued commands too (its EXPIREs go before EXEC).
+        let set = client.guards.set(&ctx.guards, table).clone();
+        let ttl = (!set.ttl.is_empty()).then_some(&set.ttl);
+        return transaction::route(client, info, args, keys, queueable, ttl);
     }
 
     // The common case: a plain keyed data command.
@@ -258,6 +271,7 @@ pub fn route(
                 replica: None,
                 run_as,
                 script: info.runs_script(),
+                hidden: 0,
             }
         }
         Err(_) => {
@@ -268,7 +282,8 @@ pub fn route(
         }
     }
     let Ok(slot) = common_slot(keys, args) else {
-        return cross_slot(info, args);
+        let set = client.guards.set(&ctx.guards, table);
+        return cross_slot(info, args, (!set.ttl.is_empty()).then_some(&set.ttl));
     };
     // Blocking commands, and while keys are watched, the commands for their slot, go on
     // the client's own connection.
@@ -289,7 +304,7 @@ pub fn route(
             match set.ttl.apply(info, args, keys) {
                 TtlDecision::Pass => {}
                 TtlDecision::Refuse(e) => return Route::Reply(e),
-                TtlDecision::Expire { job, replies: n } => (rewritten, replies) = (Some(job), n),
+                TtlDecision::Rewrite { job, replies: n } => (rewritten, replies) = (Some(job), n),
             }
         }
     }
@@ -309,6 +324,7 @@ pub fn route(
         replica,
         run_as,
         script,
+        hidden: 0,
     }
 }
 
@@ -438,15 +454,16 @@ fn transaction_category() -> u64 {
 }
 
 /// A request whose keys span slots: split when the command allows it, else CROSSSLOT.
-fn cross_slot(info: &CommandInfo, args: Args<'_>) -> Route {
+/// `ttl`: the TTL policy, when it has rules (MSET's parts get their EXPIREs).
+fn cross_slot(info: &CommandInfo, args: Args<'_>, ttl: Option<&TtlPolicy>) -> Route {
     let latency = info.metrics.latency.clone();
     match info.name.as_str() {
-        "mget" => split_by_slot(args, Layout::Keys, |positions, total| Merge::Mget { positions, total }, latency),
-        "del" | "unlink" | "exists" | "touch" => split_by_slot(args, Layout::Keys, |_, _| Merge::Sum, latency),
+        "mget" => split_by_slot(args, Layout::Keys, |positions, total| Merge::Mget { positions, total }, latency, None),
+        "del" | "unlink" | "exists" | "touch" => split_by_slot(args, Layout::Keys, |_, _| Merge::Sum, latency, None),
         "mset" if args.len() % 2 == 0 => {
             Route::Reply(crate::commands::replies::wrong_arity_reply(info))
         }
-        "mset" => split_by_slot(args, Layout::Pairs, |_, _| Merge::AllOk, latency),
+        "mset" => split_by_slot(args, Layout::Pairs, |_, _| Merge::AllOk, latency, ttl),
         "msetnx" => Route::Reply(reply::error(
             "CROSSSLOT Keys in request don't hash to the same slot (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)",
         )),

@@ -10,7 +10,6 @@
 use crate::acl::{User, READ};
 use crate::cluster::Cluster;
 use crate::protocol::reply::{self, put_array_header, put_bulk};
-use crate::protocol::scan::parse_int;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -66,7 +65,7 @@ async fn run(
             if answer.first() == Some(&b'-') {
                 return answer;
             }
-            let Some((next, batch)) = parse_scan(&answer) else {
+            let Some((next, batch)) = reply::parse_scan(&answer) else {
                 return reply::error("ERR respgate: unreadable SCAN reply");
             };
             for k in batch {
@@ -94,58 +93,4 @@ async fn run(
         put_bulk(&mut out, k);
     }
     out.freeze()
-}
-
-/// A SCAN reply: the next cursor and the batch of keys.
-fn parse_scan(b: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
-    let mut pos = 0;
-    let line = |pos: &mut usize| -> Option<(u8, i64)> {
-        let start = *pos;
-        let end = start + b[start..].windows(2).position(|w| w == b"\r\n")?;
-        *pos = end + 2;
-        Some((b[start], parse_int(&b[start + 1..end])?))
-    };
-    let bulk = |pos: &mut usize| -> Option<Bytes> {
-        let (t, n) = line(pos)?;
-        if t != b'$' || n < 0 {
-            return None;
-        }
-        let s = *pos;
-        let e = s + n as usize;
-        if e + 2 > b.len() {
-            return None;
-        }
-        *pos = e + 2;
-        Some(b.slice(s..e))
-    };
-    if line(&mut pos)? != (b'*', 2) {
-        return None;
-    }
-    let cursor = bulk(&mut pos)?;
-    let (t, n) = line(&mut pos)?;
-    if t != b'*' {
-        return None;
-    }
-    let mut keys = Vec::with_capacity(n.max(0) as usize);
-    for _ in 0..n {
-        keys.push(bulk(&mut pos)?);
-    }
-    Some((cursor, keys))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parses_scan_replies() {
-        let b = bytes::Bytes::from_static(b"*2\r\n$3\r\n128\r\n*2\r\n$1\r\na\r\n$2\r\nbc\r\n");
-        let (c, k) = super::parse_scan(&b).unwrap();
-        assert_eq!(&c[..], b"128");
-        assert_eq!(
-            k,
-            vec![
-                bytes::Bytes::from_static(b"a"),
-                bytes::Bytes::from_static(b"bc")
-            ]
-        );
-    }
 }

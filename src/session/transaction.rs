@@ -15,6 +15,7 @@
 use super::routing::{common_slot, Route};
 use super::{ClientState, Transaction};
 use crate::commands::{CommandInfo, KeyRef, KeysError};
+use crate::guards::ttl::TtlPolicy;
 use crate::protocol::{reply, Args};
 use bytes::{Bytes, BytesMut};
 
@@ -23,12 +24,17 @@ const EXECABORT: &str = "EXECABORT Transaction discarded because of previous err
 /// Handles MULTI, EXEC, DISCARD, WATCH, UNWATCH, and every command while a transaction
 /// is being queued. `queueable` says whether the command can run inside EXEC on a node
 /// (false for what respgate answers itself or fans out).
+///
+/// `ttl`: the TTL policy, when it has rules. Queued writes to keys it covers get their
+/// EXPIREs queued last, before EXEC, and EXEC's reply loses their elements (see
+/// `crate::guards::ttl`); a DISCARDed or aborted transaction sends none.
 pub fn route(
     client: &mut ClientState,
     info: &CommandInfo,
     args: Args<'_>,
     keys: &mut Vec<KeyRef>,
     queueable: bool,
+    ttl: Option<&TtlPolicy>,
 ) -> Route {
     let ok = || Route::Reply(Bytes::from_static(reply::OK));
     let err = |m: &str| Route::Reply(reply::error(m));
@@ -64,8 +70,8 @@ pub fn route(
             None => ok(),
         },
         // Queued as Redis does (EXEC then answers OK for it).
-        ("unwatch", true) => queue(client, info, args, keys, true),
-        (_, true) => queue(client, info, args, keys, queueable),
+        ("unwatch", true) => queue(client, info, args, keys, true, None),
+        (_, true) => queue(client, info, args, keys, queueable, ttl),
         (_, false) => err("ERR respgate: not a transaction command"),
     }
 }
@@ -76,6 +82,7 @@ fn queue(
     args: Args<'_>,
     keys: &mut Vec<KeyRef>,
     queueable: bool,
+    ttl: Option<&TtlPolicy>,
 ) -> Route {
     if !queueable {
         client.abort_transaction();
@@ -113,9 +120,21 @@ fn queue(
                 "CROSSSLOT Keys in request don't hash to the same slot (respgate: every key of a transaction must share one slot)",
             ));
         }
-        tx.slot = Some(s);
     }
-    Route::Queue
+    let mut rewritten = None;
+    if let Some(ttl) = ttl.filter(|_| info.is_write()) {
+        match ttl.apply_queued(info, args, keys, &mut tx.expires) {
+            Ok(r) => rewritten = r,
+            Err(refusal) => {
+                tx.aborted = true;
+                return Route::Reply(refusal);
+            }
+        }
+    }
+    if slot.is_some() {
+        tx.slot = slot;
+    }
+    Route::Queue(rewritten)
 }
 
 const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
@@ -132,6 +151,7 @@ fn pinned(slot: u16, job: &[u8], replies: u32, info: &CommandInfo) -> Route {
         replica: None,
         run_as: None,
         script: false,
+        hidden: 0,
     }
 }
 
@@ -178,12 +198,15 @@ fn exec(tx: Transaction, info: &CommandInfo, watched: Option<u16>) -> Route {
     for q in &tx.queued {
         job.extend_from_slice(q);
     }
+    // The TTL policy's EXPIREs run last, inside the transaction: only if it runs.
+    tx.expires.write_to(&mut job);
     job.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+    let hidden = tx.expires.len() as u32;
     Route::Forward {
         slot: tx.slot.or(watched),
         rewritten: Some(job.freeze()),
         latency: info.metrics.latency.clone(),
-        replies: tx.queued.len() as u32 + 2,
+        replies: tx.queued.len() as u32 + hidden + 2,
         // With WATCH, on the connection that watched the keys.
         dedicated: watched.is_some(),
         replica: None,
@@ -191,5 +214,6 @@ fn exec(tx: Transaction, info: &CommandInfo, watched: Option<u16>) -> Route {
         // (OK, QUEUED, EXEC's array) come from the node, so it is no script call.
         run_as: tx.run_as,
         script: false,
+        hidden,
     }
 }

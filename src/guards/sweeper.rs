@@ -1,0 +1,204 @@
+//! The TTL sweeper: keys matching a `[[ttl]]` pattern that respgate never saw written
+//! (a script's `redis.call('SET', ...)`, a write straight to a node) still get an expiry.
+//!
+//! For each pattern whose `sweep_interval_secs` is above 0, one pass walks every
+//! master's keyspace with `SCAN cursor MATCH pattern COUNT n` and sends
+//! `EXPIRE key default_seconds NX` for every key found: `NX` sets an expiry only where
+//! none exists, so no TTL has to be read first and keys that have one keep it. A pass
+//! examines at most `sweep_keys_per_sec` keys per second (SCAN's COUNT is the unit of
+//! work; the pass sleeps between batches), so a large keyspace takes longer rather than
+//! loading the nodes. The next pass starts `sweep_interval_secs` after one ends.
+//!
+//! Off the request path: one task, on respgate's own links to the masters
+//! (`Node::send` with a control-plane client id), one batch at a time. The policy is
+//! read again before every pass, so a reload (SIGHUP) changes patterns and pace.
+//! Counted in `respgate_ttl_sweeper_expired_total{pattern}` and logged once per pass.
+
+use super::ttl::SweepRule;
+use super::Guards;
+use crate::backend::{answer, Job, Node};
+use crate::cluster::Cluster;
+use crate::protocol::reply;
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The client id the sweeper's requests are sent under (it picks the node link).
+const SWEEPER_CLIENT_ID: u64 = u64::MAX - 1;
+
+/// Runs sweep passes while `shutdown` is pending.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    guards: Arc<Guards>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    // Pattern -> when its next pass is due.
+    let mut due: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let rules = guards.current().ttl.sweeps();
+        due.retain(|p, _| rules.iter().any(|r| &r.pattern == p));
+        let now = Instant::now();
+        let next = rules
+            .iter()
+            .find(|r| due.get(&r.pattern).is_none_or(|at| *at <= now));
+        let wait = match next {
+            Some(rule) if cluster.topology().is_some() => {
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = pass(&cluster, rule) => {}
+                }
+                due.insert(rule.pattern.clone(), Instant::now() + rule.interval);
+                Duration::ZERO
+            }
+            // Nothing due (or no topology yet): look again within a second, so a reload
+            // or a shorter interval is picked up soon.
+            _ => due
+                .values()
+                .min()
+                .map_or(Duration::from_secs(1), |at| {
+                    at.saturating_duration_since(now)
+                })
+                .min(Duration::from_secs(1))
+                .max(Duration::from_millis(10)),
+        };
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// One pass of `rule` over every master.
+async fn pass(cluster: &Cluster, rule: &SweepRule) {
+    let masters: Vec<Arc<Node>> = match cluster.topology().as_ref() {
+        Some(t) => t.shards().iter().map(|s| s.master.clone()).collect(),
+        None => return,
+    };
+    let started = Instant::now();
+    let (mut scanned, mut expired, mut failed) = (0u64, 0u64, 0usize);
+    for node in &masters {
+        match sweep_node(node, rule, &mut scanned, &mut expired).await {
+            Ok(()) => {}
+            Err(why) => {
+                failed += 1;
+                tracing::warn!(pattern = %rule.pattern, node = node.addr(), error = %why, "ttl sweep of a node failed");
+            }
+        }
+    }
+    if expired > 0 {
+        metrics::counter!("respgate_ttl_sweeper_expired_total", "pattern" => rule.pattern.clone())
+            .increment(expired);
+    }
+    let ms = started.elapsed().as_millis() as u64;
+    if expired > 0 || failed > 0 {
+        tracing::info!(
+            pattern = %rule.pattern,
+            keys_found = scanned,
+            expiries_added = expired,
+            seconds = rule.seconds,
+            masters = masters.len(),
+            failed_masters = failed,
+            ms,
+            "ttl sweep: keys without an expiry got the policy's default"
+        );
+    } else {
+        tracing::debug!(pattern = %rule.pattern, keys_found = scanned, ms, "ttl sweep: every key had an expiry");
+    }
+}
+
+/// Walks one master's keyspace for `rule`, at its pace.
+async fn sweep_node(
+    node: &Node,
+    rule: &SweepRule,
+    scanned: &mut u64,
+    expired: &mut u64,
+) -> Result<(), String> {
+    // Ten batches a second at most; COUNT is the work a SCAN call does.
+    let count = (rule.keys_per_sec / 10).clamp(10, 1000);
+    let batch_time = Duration::from_secs_f64(count as f64 / rule.keys_per_sec.max(1) as f64);
+    let count_text = count.to_string();
+    let seconds = rule.seconds.to_string();
+    let mut cursor = Bytes::from_static(b"0");
+    loop {
+        let started = Instant::now();
+        let request = reply::command([
+            &b"SCAN"[..],
+            &cursor,
+            b"MATCH",
+            rule.pattern.as_bytes(),
+            b"COUNT",
+            count_text.as_bytes(),
+        ]);
+        let answer = ask(node, request, 1).await?;
+        if answer.first() == Some(&b'-') {
+            return Err(String::from_utf8_lossy(&answer).trim_end().to_string());
+        }
+        let (next, keys) = reply::parse_scan(&answer).ok_or("unreadable SCAN reply")?;
+        *scanned += keys.len() as u64;
+        if !keys.is_empty() {
+            let mut job = BytesMut::new();
+            for k in &keys {
+                job.extend_from_slice(&reply::command([
+                    &b"EXPIRE"[..],
+                    k,
+                    seconds.as_bytes(),
+                    b"NX",
+                ]));
+            }
+            let replies = ask(node, job.freeze(), keys.len() as u32).await?;
+            *expired += count_ones(&replies);
+        }
+        if &next[..] == b"0" {
+            return Ok(());
+        }
+        cursor = next;
+        let spent = started.elapsed();
+        if spent < batch_time {
+            tokio::time::sleep(batch_time - spent).await;
+        }
+    }
+}
+
+/// Sends `bytes` (producing `replies` replies) to `node` and waits for them all.
+async fn ask(node: &Node, bytes: Bytes, replies: u32) -> Result<Bytes, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.send(
+        SWEEPER_CLIENT_ID,
+        Job {
+            bytes,
+            asking: false,
+            resp3: false,
+            replies,
+            reply: tx,
+        },
+    );
+    answer(rx).await
+}
+
+/// How many of the replies in `bytes` are `:1` (an EXPIRE that set an expiry).
+fn count_ones(bytes: &[u8]) -> u64 {
+    let mut pos = 0;
+    let mut n = 0;
+    while pos < bytes.len() {
+        let Ok(Some(len)) = crate::protocol::scan::scan_reply(&bytes[pos..]) else {
+            break;
+        };
+        if &bytes[pos..pos + len] == b":1\r\n" {
+            n += 1;
+        }
+        pos += len;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_expiries_set() {
+        assert_eq!(super::count_ones(b":1\r\n:0\r\n:1\r\n-ERR x\r\n"), 2);
+    }
+}
