@@ -15,6 +15,7 @@
 //! not read its replies for `output_stall_timeout_secs` is disconnected.
 
 mod auth;
+mod client_scope;
 pub mod clients;
 mod config_set;
 mod local;

@@ -1,0 +1,350 @@
+//! Tenant isolation for what no single tenant owns: function libraries, other users'
+//! connections, node secrets, the audit log, and RANDOMKEY over a tenant's own keys.
+//!
+//! Every test runs the users of `config/production.example.toml` (auth-service,
+//! inventory-service, order-service, search-service, ops) with known passwords and the
+//! guards' safe defaults with `admins = ["ops"]`, in front of real redis-server
+//! clusters.
+
+mod support;
+
+use respgate::acl::hash_password;
+use respgate::config::{AuthConfig, AuthMode, Config, GuardAction, GuardsConfig, UserConfig};
+use std::net::SocketAddr;
+use support::*;
+
+/// The users of `config/production.example.toml`, each with the password `<name>-pw`.
+const USERS: &[(&str, &str)] = &[
+    (
+        "auth-service",
+        "~refresh:* ~rl:* ~session:* +@all -@dangerous",
+    ),
+    (
+        "inventory-service",
+        "~lock:product:* +@read +@write +@scripting +@connection +@transaction -@dangerous",
+    ),
+    ("order-service", "~saga:* +@all -@dangerous"),
+    (
+        "search-service",
+        "~cache:search:* +@read +@connection +set +setex +expire +del",
+    ),
+    ("ops", "~* &* +@all"),
+];
+
+fn tenant_users() -> AuthConfig {
+    AuthConfig {
+        mode: Some(AuthMode::Users),
+        users: USERS
+            .iter()
+            .map(|(name, rules)| UserConfig {
+                name: (*name).into(),
+                rules: format!(
+                    "on #{} {rules}",
+                    hash_password(format!("{name}-pw").as_bytes())
+                ),
+            })
+            .collect(),
+        ..AuthConfig::default()
+    }
+}
+
+/// The production users, the safe defaults and `admins = ["ops"]`, in front of `seeds`.
+fn tenant_config(seeds: &[SocketAddr]) -> Config {
+    let mut c = test_config(seeds);
+    c.auth = tenant_users();
+    c.guards = GuardsConfig {
+        admins: vec!["ops".into()],
+        ..GuardsConfig::file_default()
+    };
+    c
+}
+
+async fn login(addr: SocketAddr, user: &str) -> RawConn {
+    let mut c = RawConn::connect(addr).await;
+    let pw = format!("{user}-pw");
+    assert_eq!(cmd(&mut c, &["AUTH", user, &pw]).await, "+OK\r\n", "{user}");
+    c
+}
+
+async fn cmd<A: AsRef<[u8]>>(c: &mut RawConn, args: &[A]) -> String {
+    String::from_utf8_lossy(&c.command(args).await).into_owned()
+}
+
+fn denied(what: &str) -> String {
+    format!("-ERR respgate: {what} is denied by rule 'dangerous-admin-only' (ask an admin)\r\n")
+}
+
+/// The payload of a bulk string reply.
+fn bulk(reply: &[u8]) -> Vec<u8> {
+    let start = reply.iter().position(|&b| b == b'\n').expect("a bulk") + 1;
+    assert_eq!(reply[0], b'$', "{}", show(reply));
+    reply[start..reply.len() - 2].to_vec()
+}
+
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+// ---- 1. function libraries have no owner: only admins ship them ----
+
+fn library(name: &str, body: &str) -> String {
+    format!("#!lua name={name}\nredis.register_function('{name}_f', function() return '{body}' end)")
+}
+
+/// Whether every master of the shared cluster has library `name` whose function answers
+/// `body`.
+fn library_on_every_master(name: &str, body: &str) -> bool {
+    let masters = with_shared_cluster(|c| c.masters());
+    masters.into_iter().all(|m| {
+        let r = on_node(m, &["FCALL", &format!("{name}_f"), "0"]);
+        r.as_str() == Some(body)
+    })
+}
+
+#[tokio::test]
+async fn only_admins_load_delete_restore_or_flush_function_libraries() {
+    let proxy = start_proxy(tenant_config(&shared_cluster_seeds())).await;
+    let addr = proxy.local_addr();
+    let mut ops = login(addr, "ops").await;
+    let lib = "tenant_orders";
+    assert_eq!(
+        cmd(&mut ops, &["FUNCTION", "LOAD", "REPLACE", &library(lib, "v1")]).await,
+        format!("${}\r\n{lib}\r\n", lib.len())
+    );
+    assert!(library_on_every_master(lib, "v1"));
+    let dump = bulk(&ops.command(&["FUNCTION", "DUMP"]).await);
+
+    // A team with @scripting (and @write) may call the library, not change it.
+    let mut inventory = login(addr, "inventory-service").await;
+    assert_eq!(
+        cmd(&mut inventory, &["FCALL", "tenant_orders_f", "0"]).await,
+        "$2\r\nv1\r\n"
+    );
+    let evil = library(lib, "hijacked");
+    let other = library("tenant_inventory", "mine");
+    let attempts: Vec<(Vec<&[u8]>, &str)> = vec![
+        (
+            vec![b"FUNCTION", b"DELETE", lib.as_bytes()],
+            "FUNCTION DELETE",
+        ),
+        (
+            vec![b"FUNCTION", b"LOAD", b"REPLACE", evil.as_bytes()],
+            "FUNCTION LOAD",
+        ),
+        (vec![b"FUNCTION", b"LOAD", other.as_bytes()], "FUNCTION LOAD"),
+        (
+            vec![b"FUNCTION", b"RESTORE", &dump, b"FLUSH"],
+            "FUNCTION RESTORE FLUSH (counts as FUNCTION FLUSH)",
+        ),
+        (
+            vec![b"FUNCTION", b"RESTORE", &dump, b"REPLACE"],
+            "FUNCTION RESTORE REPLACE (counts as FUNCTION FLUSH)",
+        ),
+        (vec![b"FUNCTION", b"RESTORE", &dump], "FUNCTION RESTORE"),
+        (vec![b"FUNCTION", b"FLUSH"], "FUNCTION FLUSH"),
+        (vec![b"FUNCTION", b"FLUSH", b"ASYNC"], "FUNCTION FLUSH"),
+    ];
+    for (args, what) in &attempts {
+        assert_eq!(
+            cmd(&mut inventory, args).await,
+            denied(what),
+            "{:?}",
+            String::from_utf8_lossy(args[1])
+        );
+    }
+    // The same for every non-admin team.
+    for user in ["auth-service", "order-service"] {
+        let mut c = login(addr, user).await;
+        assert_eq!(
+            cmd(&mut c, &["FUNCTION", "DELETE", lib]).await,
+            denied("FUNCTION DELETE"),
+            "{user}"
+        );
+    }
+    assert!(library_on_every_master(lib, "v1"));
+    // The admin ships and removes it (the deploy step).
+    assert_eq!(cmd(&mut ops, &["FUNCTION", "DELETE", lib]).await, "+OK\r\n");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn function_restore_with_flush_or_replace_counts_as_function_flush() {
+    // Only a rule about FUNCTION FLUSH: RESTORE's FLUSH and REPLACE fall under it,
+    // RESTORE's APPEND does not.
+    let mut c = tenant_config(&shared_cluster_seeds());
+    c.guards = GuardsConfig {
+        safe_defaults: false,
+        rules: vec![respgate::config::GuardRuleConfig::new(
+            "no-function-flush",
+            &["function|flush"],
+            GuardAction::Deny,
+        )],
+        ..GuardsConfig::file_default()
+    };
+    let proxy = start_proxy(c).await;
+    let mut inventory = login(proxy.local_addr(), "inventory-service").await;
+    let rule = |what: &str| {
+        format!("-ERR respgate: {what} is denied by rule 'no-function-flush' (ask an admin)\r\n")
+    };
+    for policy in ["FLUSH", "flush", "REPLACE"] {
+        let args: [&[u8]; 4] = [b"FUNCTION", b"RESTORE", b"not-a-dump", policy.as_bytes()];
+        assert_eq!(
+            cmd(&mut inventory, &args).await,
+            rule(&format!(
+                "FUNCTION RESTORE {} (counts as FUNCTION FLUSH)",
+                policy.to_uppercase()
+            ))
+        );
+    }
+    // APPEND reaches the node, which refuses the bad payload itself.
+    let append = cmd(
+        &mut inventory,
+        &["FUNCTION", "RESTORE", "not-a-dump", "APPEND"],
+    )
+    .await;
+    assert!(
+        append.starts_with("-ERR") && !append.contains("respgate"),
+        "{append}"
+    );
+    proxy.shutdown().await;
+}
+
+// ---- 2. +@connection stays within the caller's own user ----
+
+async fn client_id(c: &mut RawConn) -> String {
+    cmd(c, &["CLIENT", "ID"])
+        .await
+        .trim_start_matches(':')
+        .trim_end()
+        .to_string()
+}
+
+/// The CLIENT LIST lines a connection gets.
+async fn client_list(c: &mut RawConn) -> Vec<String> {
+    let text = String::from_utf8_lossy(&bulk(&c.command(&["CLIENT", "LIST"]).await)).into_owned();
+    text.lines().map(str::to_string).collect()
+}
+
+async fn alive(c: &mut RawConn) -> bool {
+    cmd(c, &["PING"]).await == "+PONG\r\n"
+}
+
+#[tokio::test]
+async fn client_list_and_kill_see_only_the_callers_own_users_connections() {
+    let proxy = start_proxy(tenant_config(&shared_cluster_seeds())).await;
+    let addr = proxy.local_addr();
+    let mut ops = login(addr, "ops").await;
+    assert_eq!(
+        cmd(&mut ops, &["CLIENT", "SETNAME", "ops-console"]).await,
+        "+OK\r\n"
+    );
+    let ops_id = client_id(&mut ops).await;
+    let ops_addr = ops.stream.local_addr().unwrap().to_string();
+    let mut search = login(addr, "search-service").await;
+    let mut search2 = login(addr, "search-service").await;
+    let mut inventory = login(addr, "inventory-service").await;
+
+    // CLIENT LIST: a tenant sees its own connections, the admin sees all.
+    let lines = client_list(&mut search).await;
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| field(l, "user") == Some("search-service")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().all(|l| !l.contains("ops-console")));
+    let everyone = client_list(&mut ops).await;
+    for user in ["ops", "search-service", "inventory-service"] {
+        assert!(
+            everyone.iter().any(|l| field(l, "user") == Some(user)),
+            "{user}: {everyone:#?}"
+        );
+    }
+    assert_eq!(
+        cmd(&mut search, &["CLIENT", "LIST", "ID", &ops_id]).await,
+        "$0\r\n\r\n"
+    );
+
+    // CLIENT KILL in every form: another user's connection is "no such client".
+    assert_eq!(
+        cmd(&mut search, &["CLIENT", "KILL", "USER", "ops"]).await,
+        ":0\r\n"
+    );
+    assert_eq!(
+        cmd(&mut search, &["CLIENT", "KILL", "ID", &ops_id]).await,
+        ":0\r\n"
+    );
+    assert_eq!(
+        cmd(&mut search, &["CLIENT", "KILL", &ops_addr]).await,
+        "-ERR No such client\r\n"
+    );
+    assert_eq!(
+        cmd(&mut search, &["CLIENT", "KILL", "ADDR", &ops_addr]).await,
+        ":0\r\n"
+    );
+    assert_eq!(
+        cmd(
+            &mut search,
+            &["CLIENT", "KILL", "ID", &ops_id, "USER", "ops", "SKIPME", "no"]
+        )
+        .await,
+        ":0\r\n"
+    );
+    assert_eq!(
+        cmd(&mut search, &["CLIENT", "UNBLOCK", &ops_id]).await,
+        ":0\r\n"
+    );
+    assert!(alive(&mut ops).await);
+    // LADDR matches every connection of this listener: only search-service's other one
+    // is killed (SKIPME yes spares the caller).
+    assert_eq!(
+        cmd(&mut search, &["CLIENT", "KILL", "LADDR", &addr.to_string()]).await,
+        ":1\r\n"
+    );
+    search2.expect_closed().await;
+    assert!(alive(&mut ops).await);
+    assert!(alive(&mut inventory).await);
+    assert!(alive(&mut search).await);
+
+    // The admin acts on anyone.
+    assert_eq!(
+        cmd(&mut ops, &["CLIENT", "KILL", "USER", "inventory-service"]).await,
+        ":1\r\n"
+    );
+    inventory.expect_closed().await;
+    let search_addr = search.stream.local_addr().unwrap().to_string();
+    assert_eq!(
+        cmd(&mut ops, &["CLIENT", "KILL", &search_addr]).await,
+        "+OK\r\n"
+    );
+    search.expect_closed().await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn node_wide_client_controls_are_admin_only() {
+    let proxy = start_proxy(tenant_config(&shared_cluster_seeds())).await;
+    let addr = proxy.local_addr();
+    let mut search = login(addr, "search-service").await;
+    for (args, what) in [
+        (&["CLIENT", "PAUSE", "2000", "WRITE"][..], "CLIENT PAUSE"),
+        (&["CLIENT", "PAUSE", "2000"], "CLIENT PAUSE"),
+        (&["CLIENT", "UNPAUSE"], "CLIENT UNPAUSE"),
+        (&["CLIENT", "NO-EVICT", "on"], "CLIENT NO-EVICT"),
+    ] {
+        assert_eq!(cmd(&mut search, args).await, denied(what));
+    }
+    // Nothing was paused: a write goes through at once.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        cmd(&mut search, &["SET", "cache:search:tenant-pause", "v", "EX", "60"]).await,
+        "+OK\r\n"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_millis(1000));
+    let mut ops = login(addr, "ops").await;
+    assert_eq!(cmd(&mut ops, &["CLIENT", "UNPAUSE"]).await, "+OK\r\n");
+    assert_eq!(cmd(&mut ops, &["CLIENT", "NO-EVICT", "on"]).await, "+OK\r\n");
+    proxy.shutdown().await;
+}
