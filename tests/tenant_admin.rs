@@ -348,3 +348,118 @@ async fn node_wide_client_controls_are_admin_only() {
     assert_eq!(cmd(&mut ops, &["CLIENT", "NO-EVICT", "on"]).await, "+OK\r\n");
     proxy.shutdown().await;
 }
+
+// ---- 3. CONFIG GET never hands out a node secret ----
+
+const REQUIREPASS: &str = "Np-requirepass-7f3Kq";
+const MASTERAUTH: &str = "Np-masterauth-2Lw9x";
+const MASTERUSER: &str = "Np-masteruser-5Vb1c";
+const KEY_PASS: &str = "Np-tls-key-pass-8Hj4m";
+const CLIENT_KEY_PASS: &str = "Np-tls-client-key-pass-3Zr6t";
+
+#[tokio::test]
+async fn config_get_redacts_node_secrets_for_everyone_in_resp2_and_resp3() {
+    use respgate::devcluster::{DevCluster, DevClusterOptions};
+    // A private cluster whose nodes hold every kind of secret (no replicas: nothing
+    // replicates with these made-up master credentials); requirepass is set last, once
+    // the cluster is formed, and respgate logs in to the nodes with it.
+    let secrets = [
+        ("masterauth", MASTERAUTH),
+        ("masteruser", MASTERUSER),
+        ("tls-key-file-pass", KEY_PASS),
+        ("tls-client-key-file-pass", CLIENT_KEY_PASS),
+    ];
+    let cluster = tokio::task::spawn_blocking(move || {
+        let c = DevCluster::start(DevClusterOptions {
+            masters: 3,
+            replicas_per_master: 0,
+            extra_config: secrets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..DevClusterOptions::default()
+        })
+        .expect("private cluster starts");
+        for node in c.seeds() {
+            node_ok(&c, node, &["CONFIG", "SET", "requirepass", REQUIREPASS]);
+        }
+        c
+    })
+    .await
+    .unwrap();
+    let mut config = tenant_config(&cluster.seeds());
+    config.cluster.password = Some(REQUIREPASS.into());
+    let proxy = start_proxy(config).await;
+    let addr = proxy.local_addr();
+    let all_secrets = [
+        REQUIREPASS,
+        MASTERAUTH,
+        MASTERUSER,
+        KEY_PASS,
+        CLIENT_KEY_PASS,
+    ];
+    let requests: Vec<Vec<&str>> = vec![
+        vec!["CONFIG", "GET", "requirepass"],
+        vec!["CONFIG", "GET", "REQUIREPASS"],
+        vec!["CONFIG", "GET", "masterauth"],
+        vec!["CONFIG", "GET", "masteruser"],
+        vec!["CONFIG", "GET", "tls-key-file-pass"],
+        vec!["CONFIG", "GET", "tls-client-key-file-pass"],
+        vec!["CONFIG", "GET", "*"],
+        vec!["CONFIG", "GET", "*pass*"],
+        vec!["CONFIG", "GET", "*auth*"],
+        vec!["CONFIG", "GET", "master*"],
+        vec!["CONFIG", "GET", "maxmemory", "requirepass", "port", "masterauth"],
+        vec!["CONFIG", "GET", "tls-*", "*user*"],
+    ];
+    for resp3 in [false, true] {
+        let mut ops = RawConn::connect(addr).await;
+        let hello = ops
+            .command(&[
+                "HELLO",
+                if resp3 { "3" } else { "2" },
+                "AUTH",
+                "ops",
+                "ops-pw",
+            ])
+            .await;
+        assert!(matches!(hello[0], b'%' | b'*'), "{}", show(&hello));
+        for request in &requests {
+            let got = ops.command(request).await;
+            let text = show(&got);
+            assert!(
+                matches!(got[0], b'*' | b'%'),
+                "{request:?} resp3={resp3}: {text}"
+            );
+            for secret in all_secrets {
+                assert!(
+                    !text.contains(secret),
+                    "{request:?} resp3={resp3} leaks {secret}: {text}"
+                );
+            }
+        }
+        // Each secret's name is still there, with the redacted value.
+        let got = show(&ops.command(&["CONFIG", "GET", "requirepass"]).await);
+        let header = if resp3 { "%1" } else { "*2" };
+        assert_eq!(
+            got,
+            format!("{header}\\r\\n$11\\r\\nrequirepass\\r\\n$10\\r\\n<redacted>\\r\\n")
+        );
+        let got = show(&ops.command(&["CONFIG", "GET", "*pass*"]).await);
+        for name in ["requirepass", "tls-key-file-pass", "tls-client-key-file-pass"] {
+            assert!(
+                got.contains(&format!("{name}\\r\\n$10\\r\\n<redacted>")),
+                "{got}"
+            );
+        }
+        // Other parameters pass unchanged.
+        assert_eq!(
+            show(&ops.command(&["CONFIG", "GET", "maxmemory-policy"]).await),
+            format!("{header}\\r\\n$16\\r\\nmaxmemory-policy\\r\\n$10\\r\\nnoeviction\\r\\n")
+        );
+    }
+    proxy.shutdown().await;
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .unwrap();
+}

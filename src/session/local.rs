@@ -97,6 +97,7 @@ pub fn answer(
         "dbsize" => fan_out(info, Merge::Sum),
         "flushall" | "flushdb" | "script|flush" | "function|flush" | "function|delete"
         | "function|restore" | "config|resetstat" | "config|rewrite" => fan_out(info, Merge::AllOk),
+        "config|get" => Some(super::config_get::route(info, args)),
         "config|set" => Some(Route::Task(super::config_set::start(
             ctx.cluster.clone(),
             client.meta.id,

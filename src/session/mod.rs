@@ -17,6 +17,7 @@
 mod auth;
 mod client_scope;
 pub mod clients;
+mod config_get;
 mod config_set;
 mod local;
 pub mod merge;
