@@ -463,3 +463,55 @@ async fn config_get_redacts_node_secrets_for_everyone_in_resp2_and_resp3() {
         .await
         .unwrap();
 }
+
+// ---- 5. RANDOMKEY finds a restricted user's keys among many others ----
+
+#[tokio::test]
+async fn randomkey_returns_one_of_a_restricted_users_readable_keys() {
+    let quiet = quiet_cluster().await;
+    quiet.flush();
+    let proxy = start_proxy(tenant_config(&quiet.seeds())).await;
+    let addr = proxy.local_addr();
+    let mut ops = login(addr, "ops").await;
+    // 60,000 keys search-service may not read (1,000 per MSET, one hash tag each, the
+    // tags spread over the masters), and its own 200.
+    for batch in 0..60 {
+        let mut args = vec!["MSET".to_string()];
+        for i in 0..1000 {
+            args.push(format!("{{rk{batch}}}:other:{i}"));
+            args.push("x".into());
+        }
+        assert_eq!(cmd(&mut ops, &args).await, "+OK\r\n");
+    }
+    let mut args = vec!["MSET".to_string()];
+    for i in 0..200 {
+        args.push(format!("cache:search:rk:{i}"));
+        args.push("v".into());
+    }
+    assert_eq!(cmd(&mut ops, &args).await, "+OK\r\n");
+    assert_eq!(cmd(&mut ops, &["DBSIZE"]).await, ":60200\r\n");
+
+    let mut search = login(addr, "search-service").await;
+    let mut seen = std::collections::HashSet::new();
+    for attempt in 0..6 {
+        let got = search.command(&["RANDOMKEY"]).await;
+        assert_eq!(got[0], b'$', "try {attempt}: {}", show(&got));
+        let key = String::from_utf8(bulk(&got)).unwrap();
+        assert!(
+            key.starts_with("cache:search:rk:"),
+            "try {attempt}: {key}"
+        );
+        seen.insert(key);
+    }
+    assert!(seen.len() > 1, "always the same key: {seen:?}");
+    // A user with no readable key gets nil, in RESP2 and RESP3.
+    let mut orders = login(addr, "order-service").await;
+    assert_eq!(cmd(&mut orders, &["RANDOMKEY"]).await, "$-1\r\n");
+    let hello = orders.command(&["HELLO", "3"]).await;
+    assert_eq!(hello[0], b'%');
+    assert_eq!(cmd(&mut orders, &["RANDOMKEY"]).await, "_\r\n");
+    // An unrestricted user still gets any key.
+    assert_eq!(cmd(&mut ops, &["RANDOMKEY"]).await.as_bytes()[0], b'$');
+    proxy.shutdown().await;
+    quiet.flush();
+}

@@ -104,7 +104,15 @@ pub fn answer(
             client.resp3,
             args.iter().map(Bytes::copy_from_slice).collect(),
         ))),
-        "randomkey" => fan_out(info, readable(client, Merge::AnyNonNull)),
+        "randomkey" => match client.auth.key_filter() {
+            Some(user) => Some(Route::Task(super::random_key::start(
+                ctx.cluster.clone(),
+                client.meta.id,
+                client.resp3,
+                user,
+            ))),
+            None => fan_out(info, Merge::AnyNonNull),
+        },
         "script|load" | "function|load" => fan_out(info, Merge::First),
         "script|exists" => fan_out(info, Merge::AndArrays),
         "info" => {

@@ -22,6 +22,7 @@ mod config_set;
 mod local;
 pub mod merge;
 mod outgoing;
+mod random_key;
 mod routing;
 mod safe_keys;
 mod subscribe;

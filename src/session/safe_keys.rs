@@ -97,7 +97,7 @@ async fn run(
 }
 
 /// A SCAN reply: the next cursor and the batch of keys.
-fn parse_scan(b: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
+pub(super) fn parse_scan(b: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
     let mut pos = 0;
     let line = |pos: &mut usize| -> Option<(u8, i64)> {
         let start = *pos;
