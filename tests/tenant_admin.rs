@@ -89,7 +89,9 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 // ---- 1. function libraries have no owner: only admins ship them ----
 
 fn library(name: &str, body: &str) -> String {
-    format!("#!lua name={name}\nredis.register_function('{name}_f', function() return '{body}' end)")
+    format!(
+        "#!lua name={name}\nredis.register_function('{name}_f', function() return '{body}' end)"
+    )
 }
 
 /// Whether every master of the shared cluster has library `name` whose function answers
@@ -109,7 +111,11 @@ async fn only_admins_load_delete_restore_or_flush_function_libraries() {
     let mut ops = login(addr, "ops").await;
     let lib = "tenant_orders";
     assert_eq!(
-        cmd(&mut ops, &["FUNCTION", "LOAD", "REPLACE", &library(lib, "v1")]).await,
+        cmd(
+            &mut ops,
+            &["FUNCTION", "LOAD", "REPLACE", &library(lib, "v1")]
+        )
+        .await,
         format!("${}\r\n{lib}\r\n", lib.len())
     );
     assert!(library_on_every_master(lib, "v1"));
@@ -132,7 +138,10 @@ async fn only_admins_load_delete_restore_or_flush_function_libraries() {
             vec![b"FUNCTION", b"LOAD", b"REPLACE", evil.as_bytes()],
             "FUNCTION LOAD",
         ),
-        (vec![b"FUNCTION", b"LOAD", other.as_bytes()], "FUNCTION LOAD"),
+        (
+            vec![b"FUNCTION", b"LOAD", other.as_bytes()],
+            "FUNCTION LOAD",
+        ),
         (
             vec![b"FUNCTION", b"RESTORE", &dump, b"FLUSH"],
             "FUNCTION RESTORE FLUSH (counts as FUNCTION FLUSH)",
@@ -339,13 +348,20 @@ async fn node_wide_client_controls_are_admin_only() {
     // Nothing was paused: a write goes through at once.
     let started = std::time::Instant::now();
     assert_eq!(
-        cmd(&mut search, &["SET", "cache:search:tenant-pause", "v", "EX", "60"]).await,
+        cmd(
+            &mut search,
+            &["SET", "cache:search:tenant-pause", "v", "EX", "60"]
+        )
+        .await,
         "+OK\r\n"
     );
     assert!(started.elapsed() < std::time::Duration::from_millis(1000));
     let mut ops = login(addr, "ops").await;
     assert_eq!(cmd(&mut ops, &["CLIENT", "UNPAUSE"]).await, "+OK\r\n");
-    assert_eq!(cmd(&mut ops, &["CLIENT", "NO-EVICT", "on"]).await, "+OK\r\n");
+    assert_eq!(
+        cmd(&mut ops, &["CLIENT", "NO-EVICT", "on"]).await,
+        "+OK\r\n"
+    );
     proxy.shutdown().await;
 }
 
@@ -409,7 +425,14 @@ async fn config_get_redacts_node_secrets_for_everyone_in_resp2_and_resp3() {
         vec!["CONFIG", "GET", "*pass*"],
         vec!["CONFIG", "GET", "*auth*"],
         vec!["CONFIG", "GET", "master*"],
-        vec!["CONFIG", "GET", "maxmemory", "requirepass", "port", "masterauth"],
+        vec![
+            "CONFIG",
+            "GET",
+            "maxmemory",
+            "requirepass",
+            "port",
+            "masterauth",
+        ],
         vec!["CONFIG", "GET", "tls-*", "*user*"],
     ];
     for resp3 in [false, true] {
@@ -446,7 +469,11 @@ async fn config_get_redacts_node_secrets_for_everyone_in_resp2_and_resp3() {
             format!("{header}\\r\\n$11\\r\\nrequirepass\\r\\n$10\\r\\n<redacted>\\r\\n")
         );
         let got = show(&ops.command(&["CONFIG", "GET", "*pass*"]).await);
-        for name in ["requirepass", "tls-key-file-pass", "tls-client-key-file-pass"] {
+        for name in [
+            "requirepass",
+            "tls-key-file-pass",
+            "tls-client-key-file-pass",
+        ] {
             assert!(
                 got.contains(&format!("{name}\\r\\n$10\\r\\n<redacted>")),
                 "{got}"
@@ -497,10 +524,7 @@ async fn randomkey_returns_one_of_a_restricted_users_readable_keys() {
         let got = search.command(&["RANDOMKEY"]).await;
         assert_eq!(got[0], b'$', "try {attempt}: {}", show(&got));
         let key = String::from_utf8(bulk(&got)).unwrap();
-        assert!(
-            key.starts_with("cache:search:rk:"),
-            "try {attempt}: {key}"
-        );
+        assert!(key.starts_with("cache:search:rk:"), "try {attempt}: {key}");
         seen.insert(key);
     }
     assert!(seen.len() > 1, "always the same key: {seen:?}");
@@ -514,4 +538,242 @@ async fn randomkey_returns_one_of_a_restricted_users_readable_keys() {
     assert_eq!(cmd(&mut ops, &["RANDOMKEY"]).await.as_bytes()[0], b'$');
     proxy.shutdown().await;
     quiet.flush();
+}
+
+// ---- 4. the audit log: escaped, complete ----
+
+/// Everything logged under `respgate::audit` by this test binary, as the binary's
+/// formatter writes it (without colours). Installed once, as the global subscriber, so
+/// the worker threads' sessions log into it too.
+fn audit_log() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("respgate::audit=info"))
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        log
+    })
+    .clone()
+}
+
+/// The audit lines, each checked to be a proper line: no control character inside, and
+/// none of them a forgery (those start with the year 2099).
+fn audit_lines() -> Vec<String> {
+    let log = audit_log();
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for line in &lines {
+        assert!(
+            !line.chars().any(|c| c.is_control()),
+            "control character in an audit line: {line:?}"
+        );
+        assert!(!line.starts_with("2099"), "forged audit line: {line:?}");
+    }
+    lines
+}
+
+/// Waits until an audit line contains every one of `parts`; returns it.
+async fn audit_line(parts: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(l) = audit_lines()
+            .into_iter()
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+        {
+            return l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit line with {parts:?}; have:\n{}",
+            audit_lines().join("\n")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+const FORGED: &str = "2099-01-01T00:00:00.000000Z  INFO respgate::audit: authenticated event=\"auth\" user=\"ops\" addr=10.9.9.9 method=\"password\"";
+
+#[tokio::test]
+async fn audit_lines_escape_what_clients_send() {
+    audit_log();
+    let proxy = start_proxy(tenant_config(&shared_cluster_seeds())).await;
+    let addr = proxy.local_addr();
+    let mut c = RawConn::connect(addr).await;
+    let user = format!("fake-{}\n{FORGED}", std::process::id());
+    assert_eq!(
+        cmd(&mut c, &["AUTH", &user, "x"]).await,
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    let hello_user = "hello\r\n\u{1b}[31mred\u{0}\\\"q\"";
+    let got = cmd(&mut c, &["HELLO", "3", "AUTH", hello_user, "x"]).await;
+    assert!(got.starts_with("-WRONGPASS"), "{got}");
+    // audit_lines() fails on any forged line or raw control character.
+    let line = audit_line(&["event=\"auth_failed\"", "fake-"]).await;
+    assert!(
+        line.contains(&format!(
+            "user=\"fake-{}\\n2099-01-01T00:00:00.000000Z  INFO respgate::audit: authenticated event=\\\"auth\\\" user=\\\"ops\\\"",
+            std::process::id()
+        )),
+        "{line}"
+    );
+    audit_line(&[
+        "event=\"auth_failed\"",
+        "user=\"hello\\r\\n\\u{1b}[31mred\\0\\\\\\\"q\\\"\"",
+    ])
+    .await;
+    // Logins, ACL and guard refusals carry quoted fields too.
+    let mut search = login(addr, "search-service").await;
+    audit_line(&[
+        "event=\"auth\"",
+        "user=\"search-service\"",
+        "method=\"password\"",
+    ])
+    .await;
+    assert!(cmd(&mut search, &["GET", "saga:1"])
+        .await
+        .starts_with("-NOPERM"));
+    audit_line(&[
+        "event=\"denied\"",
+        "user=\"search-service\"",
+        "command=\"get\"",
+    ])
+    .await;
+    assert_eq!(
+        cmd(&mut search, &["CLIENT", "PAUSE", "10"]).await,
+        denied("CLIENT PAUSE")
+    );
+    audit_line(&[
+        "event=\"guard_denied\"",
+        "rule=\"dangerous-admin-only\"",
+        "user=\"search-service\"",
+        "command=\"client|pause\"",
+    ])
+    .await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_flush_that_passes_is_an_audit_line() {
+    audit_log();
+    let quiet = quiet_cluster().await;
+    let proxy = start_proxy(tenant_config(&quiet.seeds())).await;
+    let addr = proxy.local_addr();
+    let mut search = login(addr, "search-service").await;
+    assert!(cmd(&mut search, &["FLUSHALL"]).await.starts_with("-NOPERM"));
+    let mut ops = login(addr, "ops").await;
+    let from = ops.stream.local_addr().unwrap().ip().to_string();
+    assert_eq!(
+        cmd(&mut ops, &["SET", "tenant:flush", "v"]).await,
+        "+OK\r\n"
+    );
+    assert_eq!(cmd(&mut ops, &["FLUSHALL", "SYNC"]).await, "+OK\r\n");
+    assert_eq!(cmd(&mut ops, &["FLUSHDB"]).await, "+OK\r\n");
+    let addr_field = format!("addr={from}");
+    audit_line(&[
+        "event=\"flush\"",
+        "user=\"ops\"",
+        &addr_field,
+        "command=\"flushall\"",
+        "args=\"SYNC\"",
+    ])
+    .await;
+    audit_line(&["event=\"flush\"", "user=\"ops\"", "command=\"flushdb\""]).await;
+    // The refused one is an ACL line, not a flush.
+    assert!(!audit_lines()
+        .iter()
+        .any(|l| l.contains("event=\"flush\"") && l.contains("search-service")));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_logins_and_refused_certificates_are_audit_lines() {
+    use respgate::config::{ClientAuth, TlsConfig};
+    use support::pki::Pki;
+    audit_log();
+    let server_pki = Pki::new("tenant-server");
+    let clients = Pki::new("tenant-clients");
+    let stranger = Pki::new("tenant-stranger");
+    let server = server_pki.server("server");
+    let mut config = tenant_config(&shared_cluster_seeds());
+    config.tls = Some(TlsConfig {
+        listen: "127.0.0.1:0".into(),
+        cert: server.cert.clone(),
+        key: server.key.clone(),
+        client_auth: ClientAuth::Optional,
+        client_ca: Some(clients.ca.clone()),
+        cert_user: Default::default(),
+        handshake_timeout_ms: 5000,
+    });
+    let proxy = start_proxy(config).await;
+    let tls_addr = proxy.tls_addr().unwrap();
+    let connect = |cert: support::pki::CertFiles| {
+        let ca = server_pki.ca_pem();
+        async move {
+            let c = redis::Client::build_with_tls(
+                format!("rediss://{tls_addr}/"),
+                redis::TlsCertificates {
+                    client_tls: Some(redis::ClientTlsConfig {
+                        client_cert: std::fs::read(&cert.cert).unwrap(),
+                        client_key: std::fs::read(&cert.key).unwrap(),
+                    }),
+                    root_cert: Some(ca),
+                },
+            )?;
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                c.get_multiplexed_async_connection(),
+            )
+            .await
+            .expect("TLS connect hung")
+        }
+    };
+    let limit = std::time::Duration::from_secs(10);
+    // A certificate naming a user logs in as it: one audit line.
+    let mut con = connect(clients.issue("search", "search-service", &[]))
+        .await
+        .expect("a client CA certificate connects");
+    let got: Option<String> = call(&mut con, redis::cmd("GET").arg("cache:search:x"), limit)
+        .await
+        .unwrap();
+    assert_eq!(got, None);
+    let refused = call::<String>(&mut con, redis::cmd("GET").arg("saga:x"), limit).await;
+    assert!(refused.unwrap_err().starts_with("NOPERM"));
+    audit_line(&[
+        "event=\"auth\"",
+        "user=\"search-service\"",
+        "method=\"certificate\"",
+    ])
+    .await;
+    // Verified, but it names no user (and tries to forge a line): refused, escaped.
+    let forged_cn = format!("nobody\n{FORGED}");
+    let mut con = connect(clients.issue("nobody", &forged_cn, &[]))
+        .await
+        .expect("the handshake itself succeeds");
+    let got = call::<String>(&mut con, redis::cmd("GET").arg("cache:search:x"), limit).await;
+    assert!(got.unwrap_err().starts_with("NOAUTH"));
+    let line = audit_line(&["event=\"cert_refused\"", "nobody\\n2099"]).await;
+    assert!(line.contains("names no enabled user"), "{line}");
+    // A certificate of another CA fails the handshake: refused, with the reason.
+    assert!(connect(stranger.issue("intruder", "ops", &[]))
+        .await
+        .is_err());
+    let line = audit_line(&["event=\"cert_refused\"", "identity=None"]).await;
+    assert!(line.contains("certificate"), "{line}");
+    proxy.shutdown().await;
 }

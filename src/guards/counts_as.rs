@@ -56,7 +56,11 @@ mod tests {
         ] {
             assert!(with_args(words, |a| counts_as("function|restore", a).is_none()));
         }
-        assert!(with_args(&["FUNCTION", "FLUSH"], |a| counts_as("function|flush", a).is_none()));
+        assert!(with_args(&["FUNCTION", "FLUSH"], |a| counts_as(
+            "function|flush",
+            a
+        )
+        .is_none()));
         assert_eq!(may_count_as("function|restore"), Some("function|flush"));
         assert_eq!(may_count_as("get"), None);
     }

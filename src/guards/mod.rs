@@ -679,7 +679,7 @@ fn evaluate(
             }
             GuardAction::Deny => {
                 rule.denied.increment(1);
-                tracing::warn!(target: "respgate::audit", event = "guard_denied", rule = %rule.name, user = %user, %addr, command = %info.name, "request refused by a guard");
+                crate::audit::guard_denied(&rule.name, user, addr, &info.name);
                 return Some(Verdict::Refuse(reply::error(&format!(
                     "ERR respgate: {} is denied by rule '{}' (ask an admin)",
                     rule.what(info, args),
@@ -708,7 +708,7 @@ fn evaluate(
                     }
                     Err(wait) => {
                         rule.limited.increment(1);
-                        tracing::warn!(target: "respgate::audit", event = "guard_limited", rule = %rule.name, user = %user, %addr, command = %info.name, "request over its rate");
+                        crate::audit::guard_limited(&rule.name, user, addr, &info.name);
                         Some(Verdict::Refuse(reply::error(&format!(
                             "ERR respgate: {} is limited to {} {} (rule {}); retry in {}",
                             rule.what(info, args),

@@ -104,7 +104,8 @@ mod tests {
         let resp3 = b"%2\r\n$17\r\ntls-key-file-pass\r\n$3\r\nabc\r\n$4\r\nport\r\n$4\r\n6379\r\n";
         assert_eq!(
             &redact(resp3).unwrap()[..],
-            &b"%2\r\n$17\r\ntls-key-file-pass\r\n$10\r\n<redacted>\r\n$4\r\nport\r\n$4\r\n6379\r\n"[..]
+            &b"%2\r\n$17\r\ntls-key-file-pass\r\n$10\r\n<redacted>\r\n$4\r\nport\r\n$4\r\n6379\r\n"
+                [..]
         );
         assert_eq!(&redact(b"*0\r\n").unwrap()[..], b"*0\r\n");
     }

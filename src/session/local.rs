@@ -95,8 +95,17 @@ pub fn answer(
         ),
         "keys" => fan_out(info, readable(client, Merge::Concat)),
         "dbsize" => fan_out(info, Merge::Sum),
-        "flushall" | "flushdb" | "script|flush" | "function|flush" | "function|delete"
-        | "function|restore" | "config|resetstat" | "config|rewrite" => fan_out(info, Merge::AllOk),
+        "flushall" | "flushdb" => {
+            crate::audit::flush_passed(
+                client.auth.name(),
+                client.meta.peer.ip(),
+                name,
+                args.iter().skip(1),
+            );
+            fan_out(info, Merge::AllOk)
+        }
+        "script|flush" | "function|flush" | "function|delete" | "function|restore"
+        | "config|resetstat" | "config|rewrite" => fan_out(info, Merge::AllOk),
         "config|get" => Some(super::config_get::route(info, args)),
         "config|set" => Some(Route::Task(super::config_set::start(
             ctx.cluster.clone(),

@@ -81,6 +81,8 @@ pub struct ClientMeta {
     /// The name a verified client certificate stands for (its CN or SAN, per `[tls]
     /// cert_user`); `None` without TLS or without a client certificate.
     pub cert_identity: Option<String>,
+    /// The client presented a certificate the TLS listener verified.
+    pub client_cert: bool,
 }
 
 /// Per-connection state that commands can change.
@@ -279,6 +281,9 @@ pub async fn run<R, W>(
         .register(meta.id, meta.peer, meta.local, meta.connected_at);
     let _registered = Registered(ctx.clone(), meta.id);
     let auth = auth::SessionAuth::new(&ctx.security, meta.cert_identity.as_deref());
+    if meta.client_cert {
+        auth::audit_certificate(&ctx.security, &auth, &meta);
+    }
     entry.set_user(Arc::from(auth.name()));
     let mut s = Session {
         client: ClientState {

@@ -139,6 +139,9 @@ mod tests {
             Some(b"a:*".to_vec())
         );
         assert_eq!(match_pattern(&user("on ~a:* ~b:* +@all")), None);
-        assert_eq!(match_pattern(&user("on ~a:[xy]? +@all")), Some(b"a:[xy]?".to_vec()));
+        assert_eq!(
+            match_pattern(&user("on ~a:[xy]? +@all")),
+            Some(b"a:[xy]?".to_vec())
+        );
     }
 }
