@@ -5,6 +5,7 @@
 //! and queues them on that node's shared [`backend`] link; replies come back as slices of
 //! the backend's read buffer and are written to the client in request order.
 pub mod acl;
+pub mod audit;
 pub mod backend;
 pub mod cluster;
 pub mod commands;

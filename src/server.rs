@@ -386,6 +386,7 @@ async fn accept_loop(
             connected_at: Instant::now(),
             tls: is_tls,
             cert_identity: None,
+            client_cert: false,
         };
         let ctx = ctx.clone();
         let shutdown = shutdown.listen();
@@ -416,8 +417,9 @@ async fn accept_loop(
                         _ = shutdown.above(RUNNING) => None,
                     };
                     let Some(stream) = stream else { return };
-                    meta.cert_identity =
-                        crate::tls::peer_identity(stream.get_ref().1, settings.cert_user);
+                    let conn = stream.get_ref().1;
+                    meta.client_cert = conn.peer_certificates().is_some_and(|c| !c.is_empty());
+                    meta.cert_identity = crate::tls::peer_identity(conn, settings.cert_user);
                     drop(settings);
                     let _counted = ClientCount::new(ctx.clone());
                     // The TLS session is one state machine for both directions: split()
@@ -481,7 +483,12 @@ async fn handshake(
             Ok(Ok(s)) => return Some(s),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                "error"
+                if refused_client_certificate(&e) {
+                    crate::audit::certificate_refused(peer.ip(), None, &e.to_string());
+                    "client_certificate"
+                } else {
+                    "error"
+                }
             }
             Err(_) => {
                 tracing::debug!(%peer, "TLS handshake timed out");
@@ -490,6 +497,21 @@ async fn handshake(
         };
     metrics::counter!("respgate_tls_handshake_failures_total", "reason" => reason).increment(1);
     None
+}
+
+/// Whether a failed handshake failed over the client's certificate (none where one is
+/// required, or one the client CA does not vouch for): an audit line, not just a debug
+/// one.
+fn refused_client_certificate(e: &std::io::Error) -> bool {
+    use rustls::Error;
+    matches!(
+        e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()),
+        Some(
+            Error::InvalidCertificate(_)
+                | Error::NoCertificatesPresented
+                | Error::InvalidCertRevocationList(_)
+        )
+    )
 }
 
 /// Binds with a listen backlog of 1024: tokio's default (128) overflows when hundreds of

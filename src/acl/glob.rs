@@ -37,6 +37,15 @@ impl Pattern {
         }
     }
 
+    /// The pattern in Redis's glob syntax (for SCAN's MATCH).
+    pub fn glob_text(&self) -> Vec<u8> {
+        match self {
+            Pattern::Any => b"*".to_vec(),
+            Pattern::Prefix(p) => [&p[..], b"*"].concat(),
+            Pattern::Exact(p) | Pattern::Glob(p) => p.to_vec(),
+        }
+    }
+
     #[inline]
     pub fn matches(&self, s: &[u8]) -> bool {
         match self {

@@ -18,9 +18,13 @@
 //! **Must not.** Export per-user metrics: `respgate_guard_decisions_total` carries the
 //! rule and the action only.
 
+mod counts_as;
+pub mod safe_defaults;
 pub mod shared;
 pub mod sweeper;
 pub mod ttl;
+
+pub use safe_defaults::{safe_rules, DANGEROUS};
 
 use crate::commands::{CommandInfo, CommandTable};
 use crate::config::{
@@ -40,75 +44,6 @@ use std::time::Duration;
 /// Keys a keyed bucket map may hold before idle ones are dropped (a full bucket carries
 /// no information, so dropping it changes no decision).
 pub const MAX_KEYED: usize = 10_000;
-
-/// The commands the safe defaults deny to everyone but admins.
-pub const DANGEROUS: &[&str] = &[
-    "flushall",
-    "flushdb",
-    "save",
-    "bgsave",
-    "bgrewriteaof",
-    "shutdown",
-    "debug",
-    "config|set",
-    "config|rewrite",
-    "config|resetstat",
-    "cluster|addslots",
-    "cluster|addslotsrange",
-    "cluster|delslots",
-    "cluster|delslotsrange",
-    "cluster|failover",
-    "cluster|forget",
-    "cluster|meet",
-    "cluster|replicate",
-    "cluster|reset",
-    "cluster|setslot",
-    "cluster|set-config-epoch",
-    "cluster|bumpepoch",
-    "cluster|flushslots",
-    "cluster|saveconfig",
-    "replicaof",
-    "slaveof",
-    "module",
-    "monitor",
-    "script|flush",
-    "function|flush",
-    "acl|setuser",
-    "acl|deluser",
-];
-
-/// The built-in safe rules: admins may run the dangerous commands at `admin_rate` per
-/// user, nobody else may; KEYS without a literal prefix at most once a minute per user.
-pub fn safe_rules(admins: &[String], admin_rate: &str) -> Vec<GuardRuleConfig> {
-    let commands: Vec<String> = DANGEROUS.iter().map(|s| s.to_string()).collect();
-    let base = GuardRuleConfig {
-        commands: commands.clone(),
-        ..GuardRuleConfig::new("", &[], GuardAction::Deny)
-    };
-    let mut rules = Vec::new();
-    if !admins.is_empty() {
-        rules.push(GuardRuleConfig {
-            name: "dangerous-admin-rate".into(),
-            users: Some(admins.to_vec()),
-            action: GuardAction::Limit,
-            rate: Some(admin_rate.to_string()),
-            ..base.clone()
-        });
-    }
-    rules.push(GuardRuleConfig {
-        name: "dangerous-admin-only".into(),
-        ..base.clone()
-    });
-    rules.push(GuardRuleConfig {
-        name: "keys-scan".into(),
-        commands: vec!["keys".into()],
-        key_pattern_without_prefix: Some(true),
-        action: GuardAction::Limit,
-        rate: Some("1/min".into()),
-        ..base
-    });
-    rules
-}
 
 /// A rate as written (`10/s`): count, period, and the unit's name for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,12 +247,25 @@ impl Rule {
     /// Whether this rule names `cmd` (`name`, `container|sub`, or a container's name or
     /// `container|*` for all of it).
     fn names(&self, cmd: &CommandInfo) -> bool {
-        self.commands.iter().any(|c| spec_names(c, cmd))
+        self.names_directly(&cmd.name)
+            || counts_as::may_count_as(&cmd.name).is_some_and(|other| self.names_directly(other))
+    }
+
+    /// Whether this rule names the command `name` itself (not what it may count as).
+    fn names_directly(&self, name: &str) -> bool {
+        self.commands.iter().any(|c| spec_names(c, name))
     }
 
     /// Whether the request (already known to be one of the rule's commands) matches the
     /// rule's user and argument conditions.
     fn matches(&self, info: &CommandInfo, args: Args<'_>, user: &str) -> bool {
+        // Named only through what the command may count as: only when it does.
+        if !self.names_directly(&info.name)
+            && counts_as::counts_as(&info.name, args)
+                .is_none_or(|(other, _)| !self.names_directly(other))
+        {
+            return false;
+        }
         if let Some(users) = &self.users {
             if !users.iter().any(|u| u == user) {
                 return false;
@@ -353,8 +301,15 @@ impl Rule {
     }
 
     /// How the request is described in a refusal (`KEYS without a prefix`).
-    fn what(&self, info: &CommandInfo) -> String {
+    fn what(&self, info: &CommandInfo, args: Args<'_>) -> String {
         let mut s = info.name.to_uppercase().replace('|', " ");
+        if let Some((other, option)) = counts_as::counts_as(&info.name, args) {
+            s = format!(
+                "{s} {} (counts as {})",
+                String::from_utf8_lossy(option).to_uppercase(),
+                other.to_uppercase().replace('|', " ")
+            );
+        }
         match self.without_prefix {
             Some(true) => s.push_str(" without a prefix"),
             Some(false) => s.push_str(" with a prefix"),
@@ -418,9 +373,9 @@ impl Rule {
 
 /// Whether the command spec `c` (`name`, `container|sub`, `container`, `container|*`)
 /// names `cmd`.
-fn spec_names(c: &str, cmd: &CommandInfo) -> bool {
-    let container = cmd.name.split('|').next().unwrap_or("");
-    c == cmd.name || c == container || c.strip_suffix("|*").is_some_and(|p| p == container)
+fn spec_names(c: &str, name: &str) -> bool {
+    let container = name.split('|').next().unwrap_or("");
+    c == name || c == container || c.strip_suffix("|*").is_some_and(|p| p == container)
 }
 
 /// The value of SCAN's option `name` (`MATCH`, `COUNT`).
@@ -457,6 +412,9 @@ pub struct GuardSet {
     pub max_keys_reply: usize,
     /// The rule indices per command id for one command table.
     compiled: ArcSwapOption<(usize, Arc<ById>)>,
+    /// `[guards] admins`: who may act on every tenant's connections (CLIENT LIST /
+    /// KILL), besides running the dangerous commands.
+    admins: Vec<String>,
     /// `"default"`, for keyed buckets of clients without a user.
     default_user: String,
     clock: DefaultClock,
@@ -505,6 +463,7 @@ impl GuardSet {
             ttl: ttl::TtlPolicy::from_config(ttl)?,
             max_keys_reply: cfg.max_keys_reply,
             compiled: ArcSwapOption::empty(),
+            admins: cfg.admins.clone(),
             default_user: "default".into(),
             clock: DefaultClock::default(),
         })
@@ -531,7 +490,8 @@ impl GuardSet {
         }
         for r in &self.rules {
             for c in &r.commands {
-                if !table.all().any(|cmd| spec_names(c, cmd)) {
+                let newer = safe_defaults::NEWER_THAN_7_0.contains(&c.as_str());
+                if !newer && !table.all().any(|cmd| spec_names(c, &cmd.name)) {
                     tracing::warn!(rule = %r.name, command = %c, "guard rule names a command the cluster does not have");
                 }
             }
@@ -603,6 +563,11 @@ impl GuardSet {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty() && self.ttl.is_empty()
+    }
+
+    /// Whether `user` is one of `[guards] admins`.
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.admins.iter().any(|a| a == user)
     }
 }
 
@@ -746,10 +711,10 @@ fn evaluate(
             }
             GuardAction::Deny => {
                 rule.denied.increment(1);
-                tracing::warn!(target: "respgate::audit", event = "guard_denied", rule = %rule.name, user = %user, %addr, command = %info.name, "request refused by a guard");
+                crate::audit::guard_denied(&rule.name, user, addr, &info.name);
                 return Some(Verdict::Refuse(reply::error(&format!(
                     "ERR respgate: {} is denied by rule '{}' (ask an admin)",
-                    rule.what(info),
+                    rule.what(info, args),
                     rule.name
                 ))));
             }
@@ -761,7 +726,7 @@ fn evaluate(
                     let rate = rule.rate.as_ref().map_or("", |r| r.text.as_str());
                     let prefix = format!(
                         "ERR respgate: {} is limited to {} {} (rule {})",
-                        rule.what(info),
+                        rule.what(info, args),
                         rate,
                         rule.scope_text(),
                         rule.name
@@ -775,10 +740,10 @@ fn evaluate(
                     }
                     Err(wait) => {
                         rule.limited.increment(1);
-                        tracing::warn!(target: "respgate::audit", event = "guard_limited", rule = %rule.name, user = %user, %addr, command = %info.name, "request over its rate");
+                        crate::audit::guard_limited(&rule.name, user, addr, &info.name);
                         Some(Verdict::Refuse(reply::error(&format!(
                             "ERR respgate: {} is limited to {} {} (rule {}); retry in {}",
-                            rule.what(info),
+                            rule.what(info, args),
                             rule.rate.as_ref().map_or("", |r| r.text.as_str()),
                             rule.scope_text(),
                             rule.name,

@@ -60,6 +60,11 @@ impl SessionAuth {
         }
     }
 
+    /// Whether the connection was logged in by its certificate naming `identity`.
+    fn by_certificate(&self, identity: Option<&str>) -> bool {
+        identity.is_some_and(|id| self.user.as_ref().is_some_and(|u| u.name == id))
+    }
+
     /// Whether `policy` tracks this user's writes for read-your-writes.
     pub fn read_your_writes(&mut self, policy: &crate::cluster::replicas::ReadPolicy) -> bool {
         let name = self.user.as_ref().map_or("default", |u| u.name.as_str());
@@ -106,6 +111,29 @@ impl SessionAuth {
         self.commands = None;
         self.generation = generation;
         self.read_your_writes = None;
+    }
+}
+
+/// The audit line for a verified client certificate: a login as the user it names, or
+/// a refusal when it names no enabled user (the connection then starts as `default`, or
+/// unauthenticated).
+pub fn audit_certificate(security: &Security, auth: &SessionAuth, meta: &super::ClientMeta) {
+    if !security.users().required {
+        return; // auth.mode = "none": certificates name nobody
+    }
+    let identity = meta.cert_identity.as_deref();
+    if auth.by_certificate(identity) {
+        crate::audit::authenticated(
+            auth.name(),
+            meta.peer.ip(),
+            crate::audit::Method::Certificate,
+        );
+    } else {
+        crate::audit::certificate_refused(
+            meta.peer.ip(),
+            identity,
+            "verified certificate names no enabled user",
+        );
     }
 }
 
@@ -316,15 +344,12 @@ fn deny(client: &mut ClientState, info: &CommandInfo, why: Denied, rule: &str) -
         ),
     };
     metrics::counter!("respgate_acl_denied_total", "reason" => reason).increment(1);
-    tracing::warn!(
-        target: "respgate::audit",
-        event = "denied",
+    crate::audit::acl_denied(
         reason,
-        user = client.auth.name(),
-        addr = %client.meta.peer,
-        command = %info.name,
+        client.auth.name(),
+        client.meta.peer.ip(),
+        &info.name,
         rule,
-        "request refused"
     );
     reply::error(&text)
 }
@@ -352,7 +377,7 @@ pub fn login(
     match ctx.security.authenticate(addr, user, password) {
         Ok(u) => {
             metrics::counter!("respgate_auth_total", "result" => "ok").increment(1);
-            tracing::info!(target: "respgate::audit", event = "auth", user = %u.name, %addr, "authenticated");
+            crate::audit::authenticated(&u.name, addr, crate::audit::Method::Password);
             client.entry.set_user(Arc::from(u.name.as_str()));
             client.auth.login(u, generation);
             Ok(())
@@ -366,12 +391,12 @@ pub fn login(
                 client.info_line().trim_end().to_string(),
             );
             metrics::counter!("respgate_auth_total", "result" => "wrongpass").increment(1);
-            tracing::warn!(target: "respgate::audit", event = "auth_failed", user = %shown_user, %addr, rule = "wrong password, unknown or disabled user", "authentication failed");
+            crate::audit::auth_failed(user, addr);
             Err(reply::error(WRONGPASS))
         }
         Err(AuthError::LockedOut(wait)) => {
             metrics::counter!("respgate_auth_total", "result" => "locked_out").increment(1);
-            tracing::warn!(target: "respgate::audit", event = "auth_refused", user = %shown_user, %addr, rule = "too many failed authentications", "address locked out");
+            crate::audit::auth_locked_out(user, addr);
             Err(reply::error(&format!(
                 "ERR respgate: too many failed authentication attempts from {addr}; retry in {}s",
                 wait.as_secs().max(1)

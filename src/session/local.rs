@@ -6,6 +6,7 @@
 //! gets the error a standalone server gives. Returning `None` lets the request route
 //! normally (keyed, or to any master when keyless).
 
+use super::client_scope::ClientScope;
 use super::merge::{self, Merge};
 use super::routing::Route;
 use super::{ClientState, ReplyMode, SessionContext};
@@ -94,15 +95,33 @@ pub fn answer(
         ),
         "keys" => fan_out(info, readable(client, Merge::Concat)),
         "dbsize" => fan_out(info, Merge::Sum),
-        "flushall" | "flushdb" | "script|flush" | "function|flush" | "function|delete"
-        | "function|restore" | "config|resetstat" | "config|rewrite" => fan_out(info, Merge::AllOk),
+        "flushall" | "flushdb" => {
+            crate::audit::flush_passed(
+                client.auth.name(),
+                client.meta.peer.ip(),
+                name,
+                args.iter().skip(1),
+            );
+            fan_out(info, Merge::AllOk)
+        }
+        "script|flush" | "function|flush" | "function|delete" | "function|restore"
+        | "config|resetstat" | "config|rewrite" => fan_out(info, Merge::AllOk),
+        "config|get" => Some(super::config_get::route(info, args)),
         "config|set" => Some(Route::Task(super::config_set::start(
             ctx.cluster.clone(),
             client.meta.id,
             client.resp3,
             args.iter().map(Bytes::copy_from_slice).collect(),
         ))),
-        "randomkey" => fan_out(info, readable(client, Merge::AnyNonNull)),
+        "randomkey" => match client.auth.key_filter() {
+            Some(user) => Some(Route::Task(super::random_key::start(
+                ctx.cluster.clone(),
+                client.meta.id,
+                client.resp3,
+                user,
+            ))),
+            None => fan_out(info, Merge::AnyNonNull),
+        },
         "script|load" | "function|load" => fan_out(info, Merge::First),
         "script|exists" => fan_out(info, Merge::AndArrays),
         "info" => {
@@ -364,7 +383,8 @@ fn scan(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> Route {
     }
 }
 
-/// CLIENT LIST [TYPE normal|pubsub] [ID id ...]: respgate's own clients.
+/// CLIENT LIST [TYPE normal|pubsub] [ID id ...]: respgate's own clients that the caller
+/// may see ([`ClientScope`]).
 fn client_list(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Route {
     let mut want_type: Option<Vec<u8>> = None;
     let mut ids: Option<Vec<u64>> = None;
@@ -389,7 +409,7 @@ fn client_list(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
         }
     }
     let mut out = String::new();
-    for entry in ctx.registry.all() {
+    for entry in ClientScope::of(ctx, client).clients(&ctx.registry) {
         if ids.as_ref().is_some_and(|ids| !ids.contains(&entry.id)) {
             continue;
         }
@@ -422,7 +442,12 @@ fn client_list(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
 /// own, so the unblock goes to each of those nodes naming that connection's id there;
 /// the blocked client then gets the node's timeout or `-UNBLOCKED` reply as usual. The
 /// answer is how many nodes had it blocked (0 or 1), as Redis answers.
-fn client_unblock(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> Route {
+fn client_unblock(
+    ctx: &SessionContext,
+    client: &ClientState,
+    info: &CommandInfo,
+    args: Args<'_>,
+) -> Route {
     let mode: &[u8] = match args.len() {
         4 if args.get(3).eq_ignore_ascii_case(b"timeout") => b"TIMEOUT",
         4 if args.get(3).eq_ignore_ascii_case(b"error") => b"ERROR",
@@ -437,7 +462,11 @@ fn client_unblock(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> R
         return Route::Reply(reply::error("ERR value is not an integer or out of range"));
     };
     let zero = || Route::Reply(reply::integer(0));
-    let Some(target) = ctx.registry.all().into_iter().find(|e| e.id as i64 == id) else {
+    let Some(target) = ClientScope::of(ctx, client)
+        .clients(&ctx.registry)
+        .into_iter()
+        .find(|e| e.id as i64 == id)
+    else {
         return zero();
     };
     let links = target
@@ -475,9 +504,10 @@ fn client_unblock(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> R
 }
 
 /// CLIENT KILL addr (old form: +OK or an error) or CLIENT KILL <filter value> ...
-/// (ID, ADDR, LADDR, USER, SKIPME: the number killed), over respgate's own clients.
+/// (ID, ADDR, LADDR, USER, SKIPME: the number killed), over respgate's own clients that
+/// the caller may act on ([`ClientScope`]).
 fn client_kill(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Route {
-    let all = ctx.registry.all();
+    let all = ClientScope::of(ctx, client).clients(&ctx.registry);
     if args.len() == 3 {
         let addr = String::from_utf8_lossy(args.get(2)).into_owned();
         return match all.iter().find(|e| e.peer.to_string() == addr) {
@@ -640,7 +670,7 @@ fn client_command(
     match sub {
         "list" => Some(client_list(ctx, client, args)),
         "kill" => Some(client_kill(ctx, client, args)),
-        "unblock" => Some(client_unblock(ctx, info, args)),
+        "unblock" => Some(client_unblock(ctx, client, info, args)),
         // Every master pauses (or resumes) its clients, respgate's links among them:
         // respgate's clients wait as a standalone Redis's would.
         "pause" | "unpause" => fan_out(info, Merge::AllOk),

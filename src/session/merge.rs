@@ -49,6 +49,8 @@ pub enum Merge {
         inner: Box<Merge>,
         filter: ReadFilter,
     },
+    /// CONFIG GET (one part): secret parameters' values redacted (`config_get`).
+    RedactSecrets,
 }
 
 /// The user whose readable keys a reply is filtered to.
@@ -102,6 +104,7 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
             }
             other => other.cloned(),
         },
+        Merge::RedactSecrets => parts.first().and_then(|p| super::config_get::redact(p)),
         Merge::Readable { inner, filter } => {
             let filtered: Option<Vec<Bytes>> =
                 parts.iter().map(|p| filter_part(p, filter)).collect();

@@ -15,11 +15,14 @@
 //! not read its replies for `output_stall_timeout_secs` is disconnected.
 
 mod auth;
+mod client_scope;
 pub mod clients;
+mod config_get;
 mod config_set;
 mod local;
 pub mod merge;
 mod outgoing;
+mod random_key;
 mod routing;
 mod safe_keys;
 mod subscribe;
@@ -80,6 +83,8 @@ pub struct ClientMeta {
     /// The name a verified client certificate stands for (its CN or SAN, per `[tls]
     /// cert_user`); `None` without TLS or without a client certificate.
     pub cert_identity: Option<String>,
+    /// The client presented a certificate the TLS listener verified.
+    pub client_cert: bool,
 }
 
 /// Per-connection state that commands can change.
@@ -331,6 +336,9 @@ pub async fn run<R, W>(
         .register(meta.id, meta.peer, meta.local, meta.connected_at);
     let _registered = Registered(ctx.clone(), meta.id);
     let auth = auth::SessionAuth::new(&ctx.security, meta.cert_identity.as_deref());
+    if meta.client_cert {
+        auth::audit_certificate(&ctx.security, &auth, &meta);
+    }
     entry.set_user(Arc::from(auth.name()));
     let mut s = Session {
         client: ClientState {

@@ -1,0 +1,147 @@
+//! RANDOMKEY for a user limited to key patterns: one of the keys it may read, chosen
+//! at random, or nil only when it has none.
+//!
+//! **Why.** A node's RANDOMKEY picks among all its keys; filtering that answer leaves a
+//! user whose 200 keys sit among millions with nil nearly every time, which reads as
+//! "you have no keys". So respgate looks for the user's keys itself, the way safe KEYS
+//! does (`safe_keys`): `SCAN <cursor> [MATCH <the user's one readable pattern>] COUNT
+//! 1000` on the client's own links, over the masters in random order, each from a
+//! random cursor (a random place in the node's hash table) to the end of its table and
+//! then once from the start. The first batch holding readable keys gives the answer (a
+//! random one of them). Nil means every master was walked and held none.
+//!
+//! **Bounds.** At most [`MAX_SCAN_CALLS`] SCANs per RANDOMKEY; past that the client gets
+//! an error naming the limit rather than a nil that would claim the user has no keys.
+//! Memory: one SCAN batch at a time.
+
+use crate::acl::{User, READ};
+use crate::cluster::Cluster;
+use crate::protocol::reply;
+use crate::protocol::reply::parse_scan;
+use bytes::Bytes;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::Rng;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// SCAN calls one RANDOMKEY may make before it gives up with an error.
+pub const MAX_SCAN_CALLS: usize = 2048;
+
+/// Starts RANDOMKEY over `user`'s readable keys; the reply arrives on the receiver.
+pub fn start(
+    cluster: Arc<Cluster>,
+    client_id: u64,
+    resp3: bool,
+    user: Arc<User>,
+) -> oneshot::Receiver<Bytes> {
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let reply = run(&cluster, client_id, resp3, &user).await;
+        let _ = tx.send(reply);
+    });
+    rx
+}
+
+/// The MATCH pattern for SCAN: the user's only readable pattern, else none (several
+/// patterns cannot be one MATCH; the keys are then filtered here).
+fn match_pattern(user: &User) -> Option<Vec<u8>> {
+    let mut readable = user
+        .acl
+        .keys
+        .iter()
+        .filter(|(_, perms)| perms & READ == READ);
+    match (readable.next(), readable.next()) {
+        (Some((pattern, _)), None) => Some(pattern.glob_text()),
+        _ => None,
+    }
+}
+
+async fn run(cluster: &Cluster, client_id: u64, resp3: bool, user: &User) -> Bytes {
+    let null = || Bytes::from_static(if resp3 { b"_\r\n" } else { b"$-1\r\n" });
+    if !user.acl.keys.iter().any(|(_, perms)| perms & READ == READ) {
+        return null();
+    }
+    let mut masters: Vec<_> = {
+        let topo = cluster.topology();
+        match topo.as_ref() {
+            Some(t) => t.shards().iter().map(|s| s.master.clone()).collect(),
+            None => {
+                return reply::error("CLUSTERDOWN The cluster is down (respgate knows no node yet)")
+            }
+        }
+    };
+    masters.shuffle(&mut rand::rng());
+    let pattern = match_pattern(user);
+    let mut calls = 0;
+    for node in masters {
+        // From a random place to the end of the table, then the whole table once.
+        let start: u64 = rand::rng().random();
+        for first in [start.to_string(), "0".to_string()] {
+            let mut cursor = Bytes::from(first);
+            loop {
+                if calls == MAX_SCAN_CALLS {
+                    return reply::error(&format!(
+                        "ERR respgate: RANDOMKEY found none of this user's keys within {MAX_SCAN_CALLS} SCAN calls (its limit for users limited to key patterns); use SCAN with MATCH"
+                    ));
+                }
+                calls += 1;
+                let mut words: Vec<&[u8]> = vec![b"SCAN", &cursor];
+                if let Some(p) = &pattern {
+                    words.extend([&b"MATCH"[..], p]);
+                }
+                words.extend([&b"COUNT"[..], b"1000"]);
+                let answer = match node.ask(client_id, false, reply::command(words)).await {
+                    Ok(a) => a,
+                    Err(why) => {
+                        return reply::error(&format!(
+                            "ERR respgate: RANDOMKEY (served by SCAN) failed on {}: {why}",
+                            node.addr()
+                        ))
+                    }
+                };
+                if answer.first() == Some(&b'-') {
+                    return answer;
+                }
+                let Some((next, batch)) = parse_scan(&answer) else {
+                    return reply::error("ERR respgate: unreadable SCAN reply");
+                };
+                let readable: Vec<&Bytes> = batch
+                    .iter()
+                    .filter(|k| user.acl.key_allowed(k, READ))
+                    .collect();
+                if let Some(key) = readable.choose(&mut rand::rng()) {
+                    return reply::bulk(key);
+                }
+                if &next[..] == b"0" {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+    }
+    null()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::Acl;
+
+    #[test]
+    fn one_readable_pattern_is_scans_match_several_are_filtered_here() {
+        let user = |rules: &str| User::new("u", Acl::parse(rules).unwrap());
+        assert_eq!(
+            match_pattern(&user("on ~cache:search:* +@all")),
+            Some(b"cache:search:*".to_vec())
+        );
+        assert_eq!(
+            match_pattern(&user("on %R~a:* %W~b:* +@all")),
+            Some(b"a:*".to_vec())
+        );
+        assert_eq!(match_pattern(&user("on ~a:* ~b:* +@all")), None);
+        assert_eq!(
+            match_pattern(&user("on ~a:[xy]? +@all")),
+            Some(b"a:[xy]?".to_vec())
+        );
+    }
+}
