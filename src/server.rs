@@ -90,12 +90,12 @@ impl Proxy {
             crate::guards::Guards::new(&config.guards, &config.ttl)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
         );
-        let scripts = Arc::new(crate::scripts::Scripts::new(&config.scripts));
-        scripts.rebuild(
-            &security.users(),
-            &guards.current(),
-            config.cluster.upstream_password().as_deref(),
-        );
+        let scripts = Arc::new(crate::scripts::Scripts::new(
+            &config.scripts,
+            security.clone(),
+            guards.clone(),
+            config.cluster.upstream_password(),
+        ));
         tracing::info!("{}", config.scripts.describe());
         let s = &config.server;
         let read_policy = crate::cluster::replicas::ReadPolicy::new(&config.replica_reads);
@@ -122,15 +122,19 @@ impl Proxy {
             guards: guards.clone(),
             scripts: scripts.clone(),
         });
-        // Script identities on every node once the topology is known.
+        // Script identities, built once the command table is known (their rules name
+        // only commands the nodes have), then pushed to every node.
         if scripts.isolation() == crate::config::ScriptIsolation::Acl {
             let (cluster, scripts) = (cluster.clone(), scripts.clone());
             tokio::spawn(async move {
-                for _ in 0..600 {
-                    if cluster.topology().is_some() {
+                loop {
+                    if let (Some(table), Some(_)) =
+                        (cluster.commands().as_ref(), cluster.topology().as_ref())
+                    {
+                        scripts.rebuild(table);
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 crate::scripts::sync(cluster, scripts, Vec::new()).await;
             });
@@ -216,11 +220,10 @@ impl Proxy {
         self.guards.replace(&config.guards, &config.ttl)?;
         // Script identities follow the new users and guards: rebuilt here (new links
         // per identity), pushed to every node, removed users' mirrors deleted.
-        let removed = self.scripts.rebuild(
-            &self.security.users(),
-            &self.guards.current(),
-            self.cluster.config().upstream_password().as_deref(),
-        );
+        let removed = match self.cluster.commands().as_ref() {
+            Some(table) => self.scripts.rebuild(table),
+            None => Vec::new(),
+        };
         if self.scripts.isolation() == crate::config::ScriptIsolation::Acl {
             tokio::spawn(crate::scripts::sync(
                 self.cluster.clone(),

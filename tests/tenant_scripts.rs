@@ -218,22 +218,24 @@ async fn scripts_in_transactions_run_as_the_caller_too() {
         !r.contains("token-of-dave") && r.contains("user executing the script can't"),
         "{r}"
     );
-    // WATCH pins the transaction to the client's own connection: it runs as the caller.
+    // WATCH holds the client's own connection, which runs as respgate: a script cannot
+    // be queued there, so it runs neither as respgate nor outside the WATCH.
     let own = same_slot_key("lock:product:", "session:dave");
     assert_eq!(cmd(&mut inv, &["WATCH", &own]).await, "+OK\r\n");
     assert_eq!(cmd(&mut inv, &["MULTI"]).await, "+OK\r\n");
-    assert_eq!(
-        cmd(
-            &mut inv,
-            &["EVAL", "return redis.call('GET','session:dave')", "1", &own]
-        )
-        .await,
-        "+QUEUED\r\n"
+    let r = cmd(
+        &mut inv,
+        &["EVAL", "return redis.call('GET','session:dave')", "1", &own],
+    )
+    .await;
+    assert!(
+        r.starts_with("-ERR respgate: EVAL cannot be queued in a WATCHed transaction"),
+        "{r}"
     );
     let r = cmd(&mut inv, &["EXEC"]).await;
-    assert!(
-        !r.contains("token-of-dave") && r.contains("user executing the script can't"),
-        "{r}"
+    assert_eq!(
+        r,
+        "-EXECABORT Transaction discarded because of previous errors.\r\n"
     );
 }
 
@@ -478,4 +480,27 @@ async fn restricted_users_get_the_refusals_redis_gives() {
             assert_eq!(a, b, "{args:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn script_debug_and_asking_never_reach_a_shared_node_link() {
+    // Both change the state of the node connection they arrive on, which other clients
+    // share: SCRIPT DEBUG would put the next EVAL on that link into the Lua debugger.
+    let proxy = start_proxy(shop_config()).await;
+    let mut auth = login(proxy.local_addr(), "auth-service").await;
+    for mode in ["YES", "SYNC", "NO"] {
+        let r = cmd(&mut auth, &["SCRIPT", "DEBUG", mode]).await;
+        assert!(
+            r.starts_with("-ERR respgate: SCRIPT DEBUG is not supported"),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        cmd(&mut auth, &["ASKING"]).await,
+        "-ERR This instance has cluster support disabled\r\n"
+    );
+    assert_eq!(cmd(&mut auth, &["MULTI"]).await, "+OK\r\n");
+    let r = cmd(&mut auth, &["SCRIPT", "DEBUG", "SYNC"]).await;
+    assert!(r.starts_with("-ERR"), "{r}");
+    assert_eq!(cmd(&mut auth, &["DISCARD"]).await, "+OK\r\n");
 }

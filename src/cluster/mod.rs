@@ -103,17 +103,10 @@ impl Cluster {
             .unwrap_or_else(|| "7.0.0".into())
     }
 
-    /// A connection of its own to `addr`, for one client's blocking commands, running as
-    /// `identity` when given (the client's script identity).
-    pub fn dedicated_link(
-        &self,
-        addr: &str,
-        resp3: bool,
-        identity: Option<Arc<crate::backend::NodeIdentity>>,
-    ) -> crate::backend::DedicatedLink {
+    /// A connection of its own to `addr`, for one client's blocking commands and WATCH.
+    pub fn dedicated_link(&self, addr: &str, resp3: bool) -> crate::backend::DedicatedLink {
         let opts = LinkOptions {
             resp3,
-            identity,
             ..self.link_options.clone()
         };
         crate::backend::DedicatedLink::spawn(addr, opts, self.refresh.clone())

@@ -506,7 +506,9 @@ impl GuardSet {
     /// user, unless an earlier unconditional allow rule exempts it. Inside a script
     /// respgate cannot count or look at arguments, so a limit (or a rule with an
     /// argument condition) becomes a plain deny there: stricter, never looser.
-    pub fn script_denials(&self, user: &str) -> Vec<String> {
+    /// Only commands `table` has are named (a node refuses `ACL SETUSER` rules for
+    /// commands it does not know).
+    pub fn script_denials(&self, user: &str, table: &CommandTable) -> Vec<String> {
         let mut exempt: Vec<&str> = Vec::new();
         let mut denied: Vec<String> = Vec::new();
         for r in &self.rules {
@@ -522,7 +524,11 @@ impl GuardSet {
                     GuardAction::Allow if unconditional && r.rewrite.is_none() => exempt.push(spec),
                     GuardAction::Allow => {}
                     GuardAction::Deny | GuardAction::Limit => {
-                        if !exempt.contains(&spec) && !denied.iter().any(|d| d[1..] == *spec) {
+                        let known = table.all().any(|cmd| spec_names(spec, &cmd.name));
+                        if known
+                            && !exempt.contains(&spec)
+                            && !denied.iter().any(|d| d[1..] == *spec)
+                        {
                             denied.push(format!("-{spec}"));
                         }
                     }

@@ -23,9 +23,10 @@
 //!
 //! **Must not.** Log or reply with a mirror's secret.
 
-use crate::acl::{User, Users};
+use crate::acl::User;
 use crate::backend::NodeIdentity;
 use crate::cluster::Cluster;
+use crate::commands::CommandTable;
 use crate::config::{ScriptIsolation, ScriptsConfig};
 use crate::guards::GuardSet;
 use crate::protocol::Args;
@@ -57,8 +58,14 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Mirror {
-    /// The mirror of `user` under `guards`, its secret derived from `upstream_password`.
-    pub fn new(user: &User, guards: &GuardSet, upstream_password: Option<&str>) -> Mirror {
+    /// The mirror of `user` under `guards` for the cluster's command `table`, its secret
+    /// derived from `upstream_password`.
+    pub fn new(
+        user: &User,
+        guards: &GuardSet,
+        table: &CommandTable,
+        upstream_password: Option<&str>,
+    ) -> Mirror {
         let name = mirror_name(&user.name);
         let secret = hex(&Sha256::digest(
             format!(
@@ -76,7 +83,7 @@ impl Mirror {
         setuser.extend(acl.keys_description().split(' ').map(String::from));
         setuser.extend(acl.channels_description().split(' ').map(String::from));
         setuser.extend(acl.commands_description().split(' ').map(String::from));
-        setuser.extend(guards.script_denials(&user.name));
+        setuser.extend(guards.script_denials(&user.name, table));
         if !acl.allkeys {
             // respgate filters these for a restricted user; a node would list every key.
             setuser.extend(["-keys", "-scan", "-randomkey"].map(String::from));
@@ -97,8 +104,14 @@ impl Mirror {
 pub struct Scripts {
     isolation: ScriptIsolation,
     allowed: Vec<String>,
-    /// User name -> mirror, rebuilt on start and reload.
-    mirrors: ArcSwap<HashMap<String, Arc<Mirror>>>,
+    /// The command table the mirrors were built for (its address; 0: none yet) and the
+    /// mirrors by user name. Rebuilt on reload, and on first use with a new table.
+    mirrors: ArcSwap<(usize, HashMap<String, Arc<Mirror>>)>,
+    /// Serialises rebuilds.
+    building: std::sync::Mutex<()>,
+    security: Arc<crate::acl::Security>,
+    guards: Arc<crate::guards::Guards>,
+    upstream_password: Option<String>,
 }
 
 /// How one script call runs.
@@ -112,7 +125,12 @@ pub enum Decision {
 }
 
 impl Scripts {
-    pub fn new(cfg: &ScriptsConfig) -> Scripts {
+    pub fn new(
+        cfg: &ScriptsConfig,
+        security: Arc<crate::acl::Security>,
+        guards: Arc<crate::guards::Guards>,
+        upstream_password: Option<String>,
+    ) -> Scripts {
         Scripts {
             isolation: cfg.isolation,
             allowed: cfg
@@ -121,6 +139,10 @@ impl Scripts {
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
             mirrors: Default::default(),
+            building: Default::default(),
+            security,
+            guards,
+            upstream_password,
         }
     }
 
@@ -128,29 +150,29 @@ impl Scripts {
         self.isolation
     }
 
-    /// Rebuilds the mirrors for `users` and `guards`; returns the names of node users
-    /// that are no longer mirrors (their respgate user was removed).
-    pub fn rebuild(
-        &self,
-        users: &Users,
-        guards: &GuardSet,
-        upstream_password: Option<&str>,
-    ) -> Vec<String> {
+    /// Rebuilds the mirrors from the users and guards in force, for the cluster's command
+    /// `table` (a node refuses rules naming commands it does not have); returns the
+    /// node user names of users no longer configured (a reload removed them).
+    pub fn rebuild(&self, table: &Arc<CommandTable>) -> Vec<String> {
         if self.isolation != ScriptIsolation::Acl {
             return Vec::new();
         }
+        let _one = self.building.lock().unwrap_or_else(|p| p.into_inner());
+        let users = self.security.users();
+        let guards = self.guards.current();
         let next: HashMap<String, Arc<Mirror>> = users
             .sorted()
             .into_iter()
             .map(|u| {
-                (
-                    u.name.clone(),
-                    Arc::new(Mirror::new(u, guards, upstream_password)),
-                )
+                let m = Mirror::new(u, &guards, table, self.upstream_password.as_deref());
+                (u.name.clone(), Arc::new(m))
             })
             .collect();
-        let old = self.mirrors.swap(Arc::new(next));
-        old.keys()
+        let old = self
+            .mirrors
+            .swap(Arc::new((Arc::as_ptr(table) as usize, next)));
+        old.1
+            .keys()
             .filter(|u| users.get(u).is_none())
             .map(|u| mirror_name(u))
             .collect()
@@ -158,27 +180,37 @@ impl Scripts {
 
     /// Every mirror in force.
     pub fn mirrors(&self) -> Vec<Arc<Mirror>> {
-        self.mirrors.load().values().cloned().collect()
+        self.mirrors.load().1.values().cloned().collect()
     }
 
     /// The identity `user`'s scripts run as (acl mode), also used for the user's own
-    /// connections (WATCH, blocking commands), where a queued script may run.
-    pub fn identity(&self, user: &str) -> Option<Arc<NodeIdentity>> {
+    /// connections (WATCH, blocking commands), where a queued script may run. Built on
+    /// first use for `table`.
+    pub fn identity(&self, user: &str, table: &Arc<CommandTable>) -> Option<Arc<NodeIdentity>> {
         if self.isolation != ScriptIsolation::Acl {
             return None;
         }
-        self.mirrors.load().get(user).map(|m| m.identity.clone())
+        if self.mirrors.load().0 != Arc::as_ptr(table) as usize {
+            self.rebuild(table);
+        }
+        self.mirrors.load().1.get(user).map(|m| m.identity.clone())
     }
 
     /// How `user`'s script call `args` (EVAL, EVALSHA, FCALL, ...) runs.
-    pub fn decide(&self, user: Option<&Arc<User>>, name: &str, args: Args<'_>) -> Decision {
+    pub fn decide(
+        &self,
+        user: Option<&Arc<User>>,
+        name: &str,
+        args: Args<'_>,
+        table: &Arc<CommandTable>,
+    ) -> Decision {
         let Some(user) = user else {
             return Decision::Refuse(crate::protocol::reply::error(
                 "NOAUTH Authentication required.",
             ));
         };
         match self.isolation {
-            ScriptIsolation::Acl => match self.identity(&user.name) {
+            ScriptIsolation::Acl => match self.identity(&user.name, table) {
                 Some(id) => Decision::As(id),
                 None => Decision::Refuse(crate::protocol::reply::error(&format!(
                     "ERR respgate: no node identity for user '{}' yet; scripts cannot run",
@@ -235,6 +267,8 @@ pub async fn sync(cluster: Arc<Cluster>, scripts: Arc<Scripts>, removed: Vec<Str
             let args: Vec<&str> = m.setuser.iter().map(String::as_str).collect();
             if let Err(e) = crate::cluster::control::query(addr, &args, &opts).await {
                 failures += 1;
+                // The error repeats the command; its arguments carry the secret's hash.
+                let e = e.rsplit_once(" answered ").map_or("no answer", |(_, r)| r);
                 tracing::warn!(node = %addr, user = %m.identity.user, error = %e, "could not set up a script identity on a node: that user's scripts fail there until it can");
             }
         }
@@ -255,6 +289,11 @@ mod tests {
     use super::*;
     use crate::acl::Acl;
 
+    fn table() -> CommandTable {
+        CommandTable::from_command_reply(include_bytes!("../../tests/fixtures/command-7.0.resp"))
+            .unwrap()
+    }
+
     fn guards() -> GuardSet {
         let cfg = crate::config::GuardsConfig {
             admins: vec!["ops".into()],
@@ -269,7 +308,7 @@ mod tests {
             "inventory-service",
             Acl::parse("on nopass ~lock:product:* +@read +@write +@scripting -@dangerous").unwrap(),
         );
-        let m = Mirror::new(&user, &guards(), Some("pw"));
+        let m = Mirror::new(&user, &guards(), &table(), Some("pw"));
         let rules = m.setuser.join(" ");
         assert!(rules.starts_with("ACL SETUSER respgate-mirror:inventory-service reset on #"));
         assert!(
@@ -286,19 +325,28 @@ mod tests {
         // node password gives another one.
         assert_eq!(
             m.identity.secret,
-            Mirror::new(&user, &guards(), Some("pw")).identity.secret
+            Mirror::new(&user, &guards(), &table(), Some("pw"))
+                .identity
+                .secret
         );
         assert_ne!(
             m.identity.secret,
-            Mirror::new(&user, &guards(), Some("px")).identity.secret
+            Mirror::new(&user, &guards(), &table(), Some("px"))
+                .identity
+                .secret
         );
     }
 
     #[test]
     fn admins_scripts_may_not_call_what_they_may_only_run_at_a_rate() {
         let ops = User::new("ops", Acl::parse("on nopass ~* &* +@all").unwrap());
-        let rules = Mirror::new(&ops, &guards(), None).setuser.join(" ");
+        let rules = Mirror::new(&ops, &guards(), &table(), None)
+            .setuser
+            .join(" ");
         assert!(rules.contains(" -flushall"), "{rules}");
         assert!(!rules.contains("-randomkey"), "{rules}");
+        // Redis 7.0 has no CLIENT NO-TOUCH: a rule naming it would make the node refuse
+        // the whole user.
+        assert!(!rules.contains("no-touch"), "{rules}");
     }
 }

@@ -156,6 +156,14 @@ pub fn answer(
             },
             other => other,
         }),
+        // The Lua debugger holds the connection it was asked on: a node link other
+        // clients share. Refused for everyone.
+        "script|debug" => err(
+            "ERR respgate: SCRIPT DEBUG is not supported (the Lua debugger would take over a node connection other clients share)",
+        ),
+        // A standalone Redis's answer; forwarded, it would flag a shared node link for
+        // another client's next command.
+        "asking" => err("ERR This instance has cluster support disabled"),
         "script|kill" | "function|kill" | "function|stats" => not_yet(
             &name.to_uppercase().replace('|', " "),
             "it would need every master's running script",
@@ -250,6 +258,8 @@ pub fn queueable(info: &CommandInfo, args: Args<'_>) -> bool {
             | "reset"
             | "readonly"
             | "readwrite"
+            | "asking"
+            | "acl"
             | "auth"
             | "hello"
             | "cluster"

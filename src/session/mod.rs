@@ -261,19 +261,23 @@ enum Lane {
     Identity,
 }
 
+/// A lane and, for [`Lane::Identity`], which identity (links of two identities give no
+/// order between them either: a client that re-authenticated as another user).
+type LaneKey = (Lane, usize);
+
 impl Lane {
-    fn of(dedicated: bool, identity: bool) -> Lane {
+    fn of(dedicated: bool, identity: Option<&Arc<crate::backend::NodeIdentity>>) -> LaneKey {
         match (dedicated, identity) {
-            (true, _) => Lane::Own,
-            (false, true) => Lane::Identity,
-            (false, false) => Lane::Shared,
+            (true, _) => (Lane::Own, 0),
+            (false, Some(id)) => (Lane::Identity, Arc::as_ptr(id) as usize),
+            (false, None) => (Lane::Shared, 0),
         }
     }
 }
 
 impl Remote {
-    fn lane(&self) -> Lane {
-        Lane::of(self.dedicated, self.run_as.is_some())
+    fn lane(&self) -> LaneKey {
+        Lane::of(self.dedicated, self.run_as.as_ref())
     }
 }
 
@@ -734,8 +738,8 @@ impl Session {
     /// before the SET ran (and EXEC would fail), or `LPUSH k a` + `BLPOP k 0` block
     /// before the push. Clients that never used their own connection pay one check;
     /// others look back to the newest request in flight.
-    fn must_hold(&self, lane: Lane) -> bool {
-        if lane == Lane::Shared && self.dedicated.is_empty() && !self.identity_used {
+    fn must_hold(&self, lane: LaneKey) -> bool {
+        if lane.0 == Lane::Shared && self.dedicated.is_empty() && !self.identity_used {
             return false;
         }
         // Every request in flight uses the same kind of connection (one of the other kind
@@ -745,7 +749,7 @@ impl Session {
             .rev()
             .find_map(|p| match p {
                 Pending::Remote(r) => Some(r.lane()),
-                Pending::Split(_) => Some(Lane::Shared),
+                Pending::Split(_) => Some((Lane::Shared, 0)),
                 _ => None,
             })
             .is_some_and(|l| l != lane)
@@ -756,8 +760,8 @@ impl Session {
         let lane = match &decision {
             routing::Route::Forward {
                 dedicated, run_as, ..
-            } => Some(Lane::of(*dedicated, run_as.is_some())),
-            routing::Route::Split { .. } | routing::Route::FanOut { .. } => Some(Lane::Shared),
+            } => Some(Lane::of(*dedicated, run_as.as_ref())),
+            routing::Route::Split { .. } | routing::Route::FanOut { .. } => Some((Lane::Shared, 0)),
             _ => None,
         };
         if lane.is_some_and(|lane| self.must_hold(lane)) {

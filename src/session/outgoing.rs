@@ -398,16 +398,11 @@ impl Session {
         // flight must not be dropped when the client's next blocking command goes to
         // another node.
         let resp3 = self.client.resp3;
-        // The client's own links run as its script identity (a script queued in a
-        // WATCHed transaction runs on one).
-        let identity = self
-            .client
-            .auth
-            .user()
-            .and_then(|u| self.ctx.scripts.identity(&u.name));
-        if let Some(i) = self.dedicated.iter().position(|(l, _)| {
-            l.addr() == addr && l.resp3() == resp3 && l.runs_as(identity.as_ref())
-        }) {
+        if let Some(i) = self
+            .dedicated
+            .iter()
+            .position(|(l, _)| l.addr() == addr && l.resp3() == resp3)
+        {
             return Ok(&self.dedicated[i].0);
         }
         let permit = self
@@ -424,7 +419,7 @@ impl Session {
         if self.ctx.cluster.known_node(addr).is_none() {
             return Err(format!("{addr} is not a node of the cluster's topology"));
         }
-        let link = self.ctx.cluster.dedicated_link(addr, resp3, identity);
+        let link = self.ctx.cluster.dedicated_link(addr, resp3);
         self.client
             .entry
             .dedicated

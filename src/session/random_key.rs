@@ -25,7 +25,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// SCAN calls one RANDOMKEY may make before it gives up with an error.
-pub const MAX_SCAN_CALLS: usize = 2048;
+pub const MAX_SCAN_CALLS: usize = 256;
 
 /// Starts RANDOMKEY over `user`'s readable keys; the reply arrives on the receiver.
 pub fn start(

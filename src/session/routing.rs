@@ -217,7 +217,10 @@ pub fn route(
 
     // Scripts run under the caller's rules on the node (or only when allow-listed).
     let run_as = if info.runs_script() {
-        match ctx.scripts.decide(client.auth.user(), &info.name, args) {
+        match ctx
+            .scripts
+            .decide(client.auth.user(), &info.name, args, table)
+        {
             crate::scripts::Decision::As(id) => Some(id),
             crate::scripts::Decision::AsRespgate => None,
             crate::scripts::Decision::Refuse(e) => return rejected(client, info, e),
@@ -233,6 +236,16 @@ pub fn route(
     if queueing || transaction_command {
         let queueable = !transaction_command && local::queueable(info, args);
         if queueable && run_as.is_some() {
+            // WATCH holds the client's own connection, which runs as respgate; the
+            // script must run as the caller, on another connection, where the WATCH
+            // would not hold. Refused rather than run either way wrong.
+            if client.watch_slot.is_some() {
+                client.abort_transaction();
+                return Route::Reply(reply::error(&format!(
+                    "ERR respgate: {} cannot be queued in a WATCHed transaction (scripts run as your own user on the nodes, on another connection than the one that watches)",
+                    info.name.to_uppercase()
+                )));
+            }
             if let Some(tx) = client.tx.as_mut() {
                 tx.run_as = run_as;
             }
