@@ -512,3 +512,55 @@ async fn expiries_over_max_seconds_are_capped() {
     assert_eq!(cmd(&mut c, &["TTL", "tpc:{t}m"]).await, "+QUEUED\r\n");
     assert_eq!(cmd(&mut c, &["EXEC"]).await, "*2\r\n+OK\r\n:1000\r\n");
 }
+
+#[tokio::test]
+async fn an_expiry_brought_along_by_rename_copy_or_a_script_is_lowered_to_max_seconds() {
+    // RENAME and COPY carry the source's TTL over (EXPIRE ... NX then does nothing), and
+    // a script can set any expiry: with max_seconds, the request path lowers what a
+    // write brought along, and the sweeper what a script set.
+    let proxy = proxy_with(vec![TtlRuleConfig {
+        max_seconds: Some(1000),
+        sweep_interval_secs: 1,
+        ..rule("tpl:*", 100)
+    }])
+    .await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let within = |k: &str| {
+        let t = ttl_of(k);
+        assert!((1..=1000).contains(&t), "{k}: TTL {t}, want at most 1000");
+    };
+    for (i, via) in ["RENAME", "COPY", "RENAMENX"].iter().enumerate() {
+        let (src, dst) = (format!("{{tpl{i}}}src"), format!("tpl:{{tpl{i}}}dst"));
+        assert_eq!(
+            cmd(&mut c, &["SET", &src, "v", "EX", "999999999"]).await,
+            "+OK\r\n"
+        );
+        let r = cmd(&mut c, &[via, &src, &dst]).await;
+        assert!(r == "+OK\r\n" || r == ":1\r\n", "{via}: {r}");
+        within(&dst);
+    }
+    // A script's own expiry: the sweeper lowers it.
+    let key = "tpl:{script}";
+    assert_eq!(
+        cmd(
+            &mut c,
+            &[
+                "EVAL",
+                "redis.call('SET',KEYS[1],'v','EX',999999999) return 1",
+                "1",
+                key
+            ]
+        )
+        .await,
+        ":1\r\n"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ttl_of(key) > 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweeper never lowered {key}'s TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    within(key);
+}

@@ -122,6 +122,8 @@ async fn sweep_node(
     let batch_time = Duration::from_secs_f64(count as f64 / rule.keys_per_sec.max(1) as f64);
     let count_text = count.to_string();
     let seconds = rule.seconds.to_string();
+    let max = rule.max.map(|m| m.to_string());
+    let per_key = 1 + max.is_some() as u32;
     let mut cursor = Bytes::from_static(b"0");
     loop {
         let started = Instant::now();
@@ -148,9 +150,19 @@ async fn sweep_node(
                     seconds.as_bytes(),
                     b"NX",
                 ]));
+                // A longer expiry than max_seconds (a script's, a RENAMEd key's) is
+                // lowered to it.
+                if let Some(max) = &max {
+                    job.extend_from_slice(&reply::command([
+                        &b"EXPIRE"[..],
+                        k,
+                        max.as_bytes(),
+                        b"LT",
+                    ]));
+                }
             }
-            let replies = ask(node, job.freeze(), keys.len() as u32).await?;
-            *expired += count_ones(&replies);
+            let replies = ask(node, job.freeze(), keys.len() as u32 * per_key).await?;
+            *expired += count_ones(&replies, per_key as usize);
         }
         if &next[..] == b"0" {
             return Ok(());
@@ -179,18 +191,21 @@ async fn ask(node: &Node, bytes: Bytes, replies: u32) -> Result<Bytes, String> {
     answer(rx).await
 }
 
-/// How many of the replies in `bytes` are `:1` (an EXPIRE that set an expiry).
-fn count_ones(bytes: &[u8]) -> u64 {
+/// How many of the replies in `bytes` are `:1` (an EXPIRE that set an expiry), counting
+/// only the first of each `per_key` replies (the `NX` one).
+fn count_ones(bytes: &[u8], per_key: usize) -> u64 {
     let mut pos = 0;
     let mut n = 0;
+    let mut i = 0;
     while pos < bytes.len() {
         let Ok(Some(len)) = crate::protocol::scan::scan_reply(&bytes[pos..]) else {
             break;
         };
-        if &bytes[pos..pos + len] == b":1\r\n" {
+        if i % per_key == 0 && &bytes[pos..pos + len] == b":1\r\n" {
             n += 1;
         }
         pos += len;
+        i += 1;
     }
     n
 }
@@ -199,6 +214,7 @@ fn count_ones(bytes: &[u8]) -> u64 {
 mod tests {
     #[test]
     fn counts_expiries_set() {
-        assert_eq!(super::count_ones(b":1\r\n:0\r\n:1\r\n-ERR x\r\n"), 2);
+        assert_eq!(super::count_ones(b":1\r\n:0\r\n:1\r\n-ERR x\r\n", 1), 2);
+        assert_eq!(super::count_ones(b":1\r\n:1\r\n:0\r\n:1\r\n", 2), 1);
     }
 }

@@ -73,6 +73,8 @@ pub enum TtlDecision {
 pub struct SweepRule {
     pub pattern: String,
     pub seconds: u64,
+    /// `max_seconds`: a longer expiry found is lowered to it (`EXPIRE key max LT`).
+    pub max: Option<u64>,
     pub interval: Duration,
     pub keys_per_sec: u64,
 }
@@ -81,29 +83,38 @@ pub struct SweepRule {
 /// last inside the transaction.
 #[derive(Default, Debug)]
 pub struct PendingExpires {
-    keys: Vec<(Bytes, u64)>,
+    /// Key, default seconds, `max_seconds`.
+    keys: Vec<(Bytes, u64, Option<u64>)>,
 }
 
 impl PendingExpires {
     /// How many EXPIREs (and so replies) there are.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.keys
+            .iter()
+            .map(|(_, _, max)| 1 + max.is_some() as usize)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
-    fn add(&mut self, key: &[u8], seconds: u64) {
-        if !self.keys.iter().any(|(k, _)| &k[..] == key) {
-            self.keys.push((Bytes::copy_from_slice(key), seconds));
+    fn add(&mut self, key: &[u8], rule: &TtlRule) {
+        if !self.keys.iter().any(|(k, _, _)| &k[..] == key) {
+            let max = rule.max.map(|(m, _)| m);
+            self.keys
+                .push((Bytes::copy_from_slice(key), rule.seconds, max));
         }
     }
 
-    /// Writes `EXPIRE key N NX` for each key.
+    /// Writes the policy's EXPIREs for each key ([`put_policy`]).
     pub fn write_to(&self, out: &mut BytesMut) {
-        for (key, seconds) in &self.keys {
-            put_expire(out, key, seconds.to_string().as_bytes());
+        for (key, seconds, max) in &self.keys {
+            put_expire(out, key, seconds.to_string().as_bytes(), b"NX");
+            if let Some(max) = max {
+                put_expire(out, key, max.to_string().as_bytes(), b"LT");
+            }
         }
     }
 }
@@ -217,6 +228,7 @@ impl TtlPolicy {
             .map(|r| SweepRule {
                 pattern: r.source.clone(),
                 seconds: r.seconds,
+                max: r.max.map(|(m, _)| m),
                 interval: r.sweep_interval,
                 keys_per_sec: r.sweep_keys_per_sec,
             })
@@ -233,8 +245,7 @@ impl TtlPolicy {
         let mut replies = 1;
         let checked = self.check(info, args, keys, |key, rule| {
             let out = job.get_or_insert_with(|| BytesMut::with_capacity(48 + key.len()));
-            put_expire(out, key, rule.seconds_text.as_bytes());
-            replies += 1;
+            replies += put_policy(out, key, rule);
         });
         let rewritten = match checked {
             Err(refusal) => return TtlDecision::Refuse(refusal),
@@ -269,7 +280,7 @@ impl TtlPolicy {
         keys: &[KeyRef],
         pending: &mut PendingExpires,
     ) -> Result<Option<Bytes>, Bytes> {
-        self.check(info, args, keys, |key, rule| pending.add(key, rule.seconds))
+        self.check(info, args, keys, |key, rule| pending.add(key, rule))
     }
 
     /// Appends `EXPIRE key N NX` to `out` for each of `keys` a rule covers; returns how
@@ -282,8 +293,7 @@ impl TtlPolicy {
         let mut n = 0;
         for key in keys {
             if let Some(rule) = self.rule_for(key) {
-                put_expire(out, key, rule.seconds_text.as_bytes());
-                n += 1;
+                n += put_policy(out, key, rule);
             }
         }
         n
@@ -416,12 +426,27 @@ impl TtlPolicy {
     }
 }
 
-/// `EXPIRE key seconds NX`.
-fn put_expire(out: &mut BytesMut, key: &[u8], seconds: &[u8]) {
+/// `EXPIRE key seconds <flag>`.
+fn put_expire(out: &mut BytesMut, key: &[u8], seconds: &[u8], flag: &[u8]) {
     out.extend_from_slice(b"*4\r\n$6\r\nEXPIRE\r\n");
     put_bulk(out, key);
     put_bulk(out, seconds);
-    out.extend_from_slice(b"$2\r\nNX\r\n");
+    put_bulk(out, flag);
+}
+
+/// What a write to a covered key gets behind it: `EXPIRE key N NX` (a key without
+/// expiry gets the default) and, with `max_seconds`, `EXPIRE key max LT` (an expiry the
+/// key brought along, from RENAME, COPY or RESTORE of a longer-lived source, is lowered
+/// to the maximum). Returns how many commands (and so replies) were written.
+fn put_policy(out: &mut BytesMut, key: &[u8], rule: &TtlRule) -> u32 {
+    put_expire(out, key, rule.seconds_text.as_bytes(), b"NX");
+    match rule.max {
+        Some((max, _)) => {
+            put_expire(out, key, max.to_string().as_bytes(), b"LT");
+            2
+        }
+        None => 1,
+    }
 }
 
 /// Seconds and milliseconds since the Unix epoch.
