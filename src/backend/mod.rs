@@ -323,6 +323,8 @@ pub struct DedicatedLink {
     resp3: bool,
     /// The connection's `CLIENT ID` on the node (-1 until connected).
     backend_id: Arc<std::sync::atomic::AtomicI64>,
+    /// The identity the connection runs as (`None`: respgate's own).
+    identity: Option<Arc<NodeIdentity>>,
 }
 
 impl DedicatedLink {
@@ -332,6 +334,7 @@ impl DedicatedLink {
         let backend_id = Arc::new(std::sync::atomic::AtomicI64::new(-1));
         opts.client_id = Some(backend_id.clone());
         let resp3 = opts.resp3;
+        let identity = opts.identity.clone();
         let addr: Arc<str> = Arc::from(addr);
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run_link(addr.clone(), Arc::new(opts), rx, on_failure));
@@ -340,6 +343,16 @@ impl DedicatedLink {
             tx,
             resp3,
             backend_id,
+            identity,
+        }
+    }
+
+    /// Whether the link runs as `identity` (`None`: as respgate).
+    pub fn runs_as(&self, identity: Option<&Arc<NodeIdentity>>) -> bool {
+        match (&self.identity, identity) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 

@@ -103,10 +103,17 @@ impl Cluster {
             .unwrap_or_else(|| "7.0.0".into())
     }
 
-    /// A connection of its own to `addr`, for one client's blocking commands and WATCH.
-    pub fn dedicated_link(&self, addr: &str, resp3: bool) -> crate::backend::DedicatedLink {
+    /// A connection of its own to `addr`, for one client's blocking commands and WATCH,
+    /// running as `identity` when given (a WATCH: its transaction may hold a script).
+    pub fn dedicated_link(
+        &self,
+        addr: &str,
+        resp3: bool,
+        identity: Option<Arc<crate::backend::NodeIdentity>>,
+    ) -> crate::backend::DedicatedLink {
         let opts = LinkOptions {
             resp3,
+            identity,
             ..self.link_options.clone()
         };
         crate::backend::DedicatedLink::spawn(addr, opts, self.refresh.clone())

@@ -100,6 +100,10 @@ pub struct ClientState {
     pub resp3: bool,
     /// The slot of the keys WATCHed on the client's pinned connection.
     pub watch_slot: Option<u16>,
+    /// The identity that pinned connection runs as (the user's script identity at
+    /// WATCH, so a script queued in the transaction runs as the caller; kept across a
+    /// later AUTH, as the WATCH itself is).
+    pub watch_identity: Option<Arc<crate::backend::NodeIdentity>>,
     /// CLIENT REPLY.
     pub reply: ReplyMode,
     /// Who the client authenticated as.
@@ -268,7 +272,7 @@ type LaneKey = (Lane, usize);
 impl Lane {
     fn of(dedicated: bool, identity: Option<&Arc<crate::backend::NodeIdentity>>) -> LaneKey {
         match (dedicated, identity) {
-            (true, _) => (Lane::Own, 0),
+            (true, id) => (Lane::Own, id.map_or(0, |id| Arc::as_ptr(id) as usize)),
             (false, Some(id)) => (Lane::Identity, Arc::as_ptr(id) as usize),
             (false, None) => (Lane::Shared, 0),
         }
@@ -352,6 +356,7 @@ pub async fn run<R, W>(
             entry,
             resp3: false,
             watch_slot: None,
+            watch_identity: None,
             reply: ReplyMode::On,
             auth,
             guards: Default::default(),

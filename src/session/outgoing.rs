@@ -382,7 +382,7 @@ impl Session {
             }
             return rx;
         }
-        match self.dedicated_link(&addr) {
+        match self.dedicated_link(&addr, run_as) {
             Ok(link) => link.send(job),
             Err(why) => {
                 let _ = job.reply.send(Err(LinkError::Lost(why)));
@@ -393,7 +393,11 @@ impl Session {
 
     /// This client's own connection to `addr`, opened on first use within the
     /// `max_dedicated_connections` bound.
-    pub(super) fn dedicated_link(&mut self, addr: &str) -> Result<&DedicatedLink, String> {
+    pub(super) fn dedicated_link(
+        &mut self,
+        addr: &str,
+        identity: Option<&Arc<NodeIdentity>>,
+    ) -> Result<&DedicatedLink, String> {
         // One link per node, kept while the client lives: a link with a command in
         // flight must not be dropped when the client's next blocking command goes to
         // another node.
@@ -401,7 +405,7 @@ impl Session {
         if let Some(i) = self
             .dedicated
             .iter()
-            .position(|(l, _)| l.addr() == addr && l.resp3() == resp3)
+            .position(|(l, _)| l.addr() == addr && l.resp3() == resp3 && l.runs_as(identity))
         {
             return Ok(&self.dedicated[i].0);
         }
@@ -419,7 +423,10 @@ impl Session {
         if self.ctx.cluster.known_node(addr).is_none() {
             return Err(format!("{addr} is not a node of the cluster's topology"));
         }
-        let link = self.ctx.cluster.dedicated_link(addr, resp3);
+        let link = self
+            .ctx
+            .cluster
+            .dedicated_link(addr, resp3, identity.cloned());
         self.client
             .entry
             .dedicated

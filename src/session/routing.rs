@@ -236,19 +236,17 @@ pub fn route(
     if queueing || transaction_command {
         let queueable = !transaction_command && local::queueable(info, args);
         if queueable && run_as.is_some() {
-            // WATCH holds the client's own connection, which runs as respgate; the
-            // script must run as the caller, on another connection, where the WATCH
-            // would not hold. Refused rather than run either way wrong.
-            if client.watch_slot.is_some() {
-                client.abort_transaction();
-                return Route::Reply(reply::error(&format!(
-                    "ERR respgate: {} cannot be queued in a WATCHed transaction (scripts run as your own user on the nodes, on another connection than the one that watches)",
-                    info.name.to_uppercase()
-                )));
-            }
             if let Some(tx) = client.tx.as_mut() {
                 tx.run_as = run_as;
             }
+        }
+        // A first WATCH pins a connection of the client's own that runs as the user's
+        // script identity: a script queued in the transaction then runs as the caller.
+        if info.name == "watch" && client.watch_slot.is_none() && client.tx.is_none() {
+            client.watch_identity = client
+                .auth
+                .user()
+                .and_then(|u| ctx.scripts.identity(&u.name, table));
         }
         // The TTL policy applies to queued commands too (its EXPIREs go before EXEC).
         let set = client.guards.set(&ctx.guards, table).clone();
@@ -300,8 +298,13 @@ pub fn route(
     };
     // Blocking commands, and while keys are watched, the commands for their slot, go on
     // the client's own connection.
-    let dedicated =
-        (info.is_blocking() && blocks(info, args)) || (slot.is_some() && slot == client.watch_slot);
+    let watched = slot.is_some() && slot == client.watch_slot;
+    let dedicated = (info.is_blocking() && blocks(info, args)) || watched;
+    // The watching connection runs as the identity it was opened with.
+    let run_as = match run_as {
+        None if watched => client.watch_identity.clone(),
+        other => other,
+    };
     // Read-your-writes: this client's writes are tracked per master.
     let ryw_write = match &ctx.read_policy {
         Some(policy) if info.is_write() && client.auth.read_your_writes(policy) => {

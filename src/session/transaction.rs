@@ -54,18 +54,21 @@ pub fn route(
             client.tx = None;
             // DISCARD also forgets the watched keys (on the pinned connection).
             match client.watch_slot.take() {
-                Some(slot) => pinned(slot, UNWATCH, 1, info),
+                Some(slot) => pinned(slot, UNWATCH, 1, info, client.watch_identity.take()),
                 None => ok(),
             }
         }
         ("exec", true) => {
-            let watched = client.watch_slot.take();
+            let watched = client
+                .watch_slot
+                .take()
+                .map(|slot| (slot, client.watch_identity.take()));
             exec(client.tx.take().unwrap_or_default(), info, watched)
         }
         ("watch", true) => err("ERR WATCH inside MULTI is not allowed"),
         ("watch", false) => watch(client, info, args, keys),
         ("unwatch", false) => match client.watch_slot.take() {
-            Some(slot) => pinned(slot, UNWATCH, 1, info),
+            Some(slot) => pinned(slot, UNWATCH, 1, info, client.watch_identity.take()),
             // Nothing is watched, so there is nothing to forget.
             None => ok(),
         },
@@ -141,7 +144,13 @@ const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
 
 /// Sends `job` (producing `replies` replies; the client gets the last) on the client's
 /// connection pinned to the master of `slot`.
-fn pinned(slot: u16, job: &[u8], replies: u32, info: &CommandInfo) -> Route {
+fn pinned(
+    slot: u16,
+    job: &[u8],
+    replies: u32,
+    info: &CommandInfo,
+    run_as: Option<std::sync::Arc<crate::backend::NodeIdentity>>,
+) -> Route {
     Route::Forward {
         slot: Some(slot),
         rewritten: Some(Bytes::copy_from_slice(job)),
@@ -149,7 +158,7 @@ fn pinned(slot: u16, job: &[u8], replies: u32, info: &CommandInfo) -> Route {
         replies,
         dedicated: true,
         replica: None,
-        run_as: None,
+        run_as,
         script: false,
         hidden: 0,
     }
@@ -183,10 +192,16 @@ fn watch(
     };
     job.extend_from_slice(&reply::command(args.iter().collect::<Vec<_>>()));
     client.watch_slot = Some(slot);
-    pinned(slot, &job, replies, info)
+    pinned(slot, &job, replies, info, client.watch_identity.clone())
 }
 
-fn exec(tx: Transaction, info: &CommandInfo, watched: Option<u16>) -> Route {
+/// EXEC: the transaction as one job, on the connection that watched its keys when
+/// `watched` (its slot and the identity that connection runs as).
+fn exec(
+    tx: Transaction,
+    info: &CommandInfo,
+    watched: Option<(u16, Option<std::sync::Arc<crate::backend::NodeIdentity>>)>,
+) -> Route {
     if tx.aborted {
         return Route::Reply(reply::error(EXECABORT));
     }
@@ -202,17 +217,24 @@ fn exec(tx: Transaction, info: &CommandInfo, watched: Option<u16>) -> Route {
     tx.expires.write_to(&mut job);
     job.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
     let hidden = tx.expires.len() as u32;
+    let dedicated = watched.is_some();
+    let (watched, run_as) = match watched {
+        // On the watching connection, which runs as the user's script identity.
+        Some((slot, identity)) => (Some(slot), identity),
+        // A queued script runs as its caller's identity.
+        None => (None, tx.run_as),
+    };
     Route::Forward {
         slot: tx.slot.or(watched),
         rewritten: Some(job.freeze()),
         latency: info.metrics.latency.clone(),
         replies: tx.queued.len() as u32 + hidden + 2,
         // With WATCH, on the connection that watched the keys.
-        dedicated: watched.is_some(),
+        dedicated,
         replica: None,
-        // A queued script runs as its caller's identity; the transaction's own replies
-        // (OK, QUEUED, EXEC's array) come from the node, so it is no script call.
-        run_as: tx.run_as,
+        run_as,
+        // The transaction's own replies (OK, QUEUED, EXEC's array) come from the node,
+        // so it is no script call.
         script: false,
         hidden,
     }
