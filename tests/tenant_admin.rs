@@ -8,67 +8,9 @@
 
 mod support;
 
-use respgate::acl::hash_password;
-use respgate::config::{AuthConfig, AuthMode, Config, GuardAction, GuardsConfig, UserConfig};
-use std::net::SocketAddr;
+use respgate::config::{GuardAction, GuardsConfig};
+use support::shop::{cmd, login};
 use support::*;
-
-/// The users of `config/production.example.toml`, each with the password `<name>-pw`.
-const USERS: &[(&str, &str)] = &[
-    (
-        "auth-service",
-        "~refresh:* ~rl:* ~session:* +@all -@dangerous",
-    ),
-    (
-        "inventory-service",
-        "~lock:product:* +@read +@write +@scripting +@connection +@transaction -@dangerous",
-    ),
-    ("order-service", "~saga:* +@all -@dangerous"),
-    (
-        "search-service",
-        "~cache:search:* +@read +@connection +set +setex +expire +del",
-    ),
-    ("ops", "~* &* +@all"),
-];
-
-fn tenant_users() -> AuthConfig {
-    AuthConfig {
-        mode: Some(AuthMode::Users),
-        users: USERS
-            .iter()
-            .map(|(name, rules)| UserConfig {
-                name: (*name).into(),
-                rules: format!(
-                    "on #{} {rules}",
-                    hash_password(format!("{name}-pw").as_bytes())
-                ),
-            })
-            .collect(),
-        ..AuthConfig::default()
-    }
-}
-
-/// The production users, the safe defaults and `admins = ["ops"]`, in front of `seeds`.
-fn tenant_config(seeds: &[SocketAddr]) -> Config {
-    let mut c = test_config(seeds);
-    c.auth = tenant_users();
-    c.guards = GuardsConfig {
-        admins: vec!["ops".into()],
-        ..GuardsConfig::file_default()
-    };
-    c
-}
-
-async fn login(addr: SocketAddr, user: &str) -> RawConn {
-    let mut c = RawConn::connect(addr).await;
-    let pw = format!("{user}-pw");
-    assert_eq!(cmd(&mut c, &["AUTH", user, &pw]).await, "+OK\r\n", "{user}");
-    c
-}
-
-async fn cmd<A: AsRef<[u8]>>(c: &mut RawConn, args: &[A]) -> String {
-    String::from_utf8_lossy(&c.command(args).await).into_owned()
-}
 
 fn denied(what: &str) -> String {
     format!("-ERR respgate: {what} is denied by rule 'dangerous-admin-only' (ask an admin)\r\n")
@@ -106,7 +48,7 @@ fn library_on_every_master(name: &str, body: &str) -> bool {
 
 #[tokio::test]
 async fn only_admins_load_delete_restore_or_flush_function_libraries() {
-    let proxy = start_proxy(tenant_config(&shared_cluster_seeds())).await;
+    let proxy = start_proxy(shop::config(&shared_cluster_seeds())).await;
     let addr = proxy.local_addr();
     let mut ops = login(addr, "ops").await;
     let lib = "tenant_orders";
@@ -181,7 +123,7 @@ async fn only_admins_load_delete_restore_or_flush_function_libraries() {
 async fn function_restore_with_flush_or_replace_counts_as_function_flush() {
     // Only a rule about FUNCTION FLUSH: RESTORE's FLUSH and REPLACE fall under it,
     // RESTORE's APPEND does not.
-    let mut c = tenant_config(&shared_cluster_seeds());
+    let mut c = shop::config(&shared_cluster_seeds());
     c.guards = GuardsConfig {
         safe_defaults: false,
         rules: vec![respgate::config::GuardRuleConfig::new(
@@ -241,7 +183,7 @@ async fn alive(c: &mut RawConn) -> bool {
 
 #[tokio::test]
 async fn client_list_and_kill_see_only_the_callers_own_users_connections() {
-    let proxy = start_proxy(tenant_config(&shared_cluster_seeds())).await;
+    let proxy = start_proxy(shop::config(&shared_cluster_seeds())).await;
     let addr = proxy.local_addr();
     let mut ops = login(addr, "ops").await;
     assert_eq!(
@@ -334,7 +276,7 @@ async fn client_list_and_kill_see_only_the_callers_own_users_connections() {
 
 #[tokio::test]
 async fn node_wide_client_controls_are_admin_only() {
-    let proxy = start_proxy(tenant_config(&shared_cluster_seeds())).await;
+    let proxy = start_proxy(shop::config(&shared_cluster_seeds())).await;
     let addr = proxy.local_addr();
     let mut search = login(addr, "search-service").await;
     for (args, what) in [
@@ -403,7 +345,7 @@ async fn config_get_redacts_node_secrets_for_everyone_in_resp2_and_resp3() {
     })
     .await
     .unwrap();
-    let mut config = tenant_config(&cluster.seeds());
+    let mut config = shop::config(&cluster.seeds());
     config.cluster.password = Some(REQUIREPASS.into());
     let proxy = start_proxy(config).await;
     let addr = proxy.local_addr();
@@ -497,7 +439,7 @@ async fn config_get_redacts_node_secrets_for_everyone_in_resp2_and_resp3() {
 async fn randomkey_returns_one_of_a_restricted_users_readable_keys() {
     let quiet = quiet_cluster().await;
     quiet.flush();
-    let proxy = start_proxy(tenant_config(&quiet.seeds())).await;
+    let proxy = start_proxy(shop::config(&quiet.seeds())).await;
     let addr = proxy.local_addr();
     let mut ops = login(addr, "ops").await;
     // 60,000 keys search-service may not read (1,000 per MSET, one hash tag each, the
@@ -612,7 +554,7 @@ const FORGED: &str = "2099-01-01T00:00:00.000000Z  INFO respgate::audit: authent
 #[tokio::test]
 async fn audit_lines_escape_what_clients_send() {
     audit_log();
-    let proxy = start_proxy(tenant_config(&shared_cluster_seeds())).await;
+    let proxy = start_proxy(shop::config(&shared_cluster_seeds())).await;
     let addr = proxy.local_addr();
     let mut c = RawConn::connect(addr).await;
     let user = format!("fake-{}\n{FORGED}", std::process::id());
@@ -672,7 +614,7 @@ async fn audit_lines_escape_what_clients_send() {
 async fn a_flush_that_passes_is_an_audit_line() {
     audit_log();
     let quiet = quiet_cluster().await;
-    let proxy = start_proxy(tenant_config(&quiet.seeds())).await;
+    let proxy = start_proxy(shop::config(&quiet.seeds())).await;
     let addr = proxy.local_addr();
     let mut search = login(addr, "search-service").await;
     assert!(cmd(&mut search, &["FLUSHALL"]).await.starts_with("-NOPERM"));
@@ -710,7 +652,7 @@ async fn certificate_logins_and_refused_certificates_are_audit_lines() {
     let clients = Pki::new("tenant-clients");
     let stranger = Pki::new("tenant-stranger");
     let server = server_pki.server("server");
-    let mut config = tenant_config(&shared_cluster_seeds());
+    let mut config = shop::config(&shared_cluster_seeds());
     config.tls = Some(TlsConfig {
         listen: "127.0.0.1:0".into(),
         cert: server.cert.clone(),

@@ -5,66 +5,14 @@
 
 mod support;
 
-use respgate::acl::hash_password;
-use respgate::config::{AuthConfig, AuthMode, Config, GuardsConfig, UserConfig};
-use std::net::SocketAddr;
+use respgate::config::Config;
 use std::time::Duration;
+use support::shop::{cmd, login};
 use support::standalone::Standalone;
 use support::*;
 
-fn user(name: &str, rules: &str) -> UserConfig {
-    UserConfig {
-        name: name.into(),
-        rules: format!(
-            "{rules} #{}",
-            hash_password(format!("{name}-pw").as_bytes())
-        ),
-    }
-}
-
-/// The users of config/production.example.toml.
-const SHOP: &[(&str, &str)] = &[
-    (
-        "auth-service",
-        "on ~refresh:* ~rl:* ~session:* +@all -@dangerous",
-    ),
-    (
-        "inventory-service",
-        "on ~lock:product:* +@read +@write +@scripting +@connection +@transaction -@dangerous",
-    ),
-    ("order-service", "on ~saga:* +@all -@dangerous"),
-    (
-        "search-service",
-        "on ~cache:search:* +@read +@connection +set +setex +expire +del",
-    ),
-    ("ops", "on ~* &* +@all"),
-];
-
 fn shop_config() -> Config {
-    let mut c = test_config(&shared_cluster_seeds());
-    c.auth = AuthConfig {
-        mode: Some(AuthMode::Users),
-        max_failures: 1000,
-        failure_window_secs: 60,
-        lockout_secs: 60,
-        users: SHOP.iter().map(|(n, r)| user(n, r)).collect(),
-    };
-    c.guards = GuardsConfig {
-        admins: vec!["ops".into()],
-        ..GuardsConfig::file_default()
-    };
-    c
-}
-
-async fn login(addr: SocketAddr, user: &str) -> RawConn {
-    let mut c = RawConn::connect(addr).await;
-    let pw = format!("{user}-pw");
-    assert_eq!(cmd(&mut c, &["AUTH", user, &pw]).await, "+OK\r\n");
-    c
-}
-
-async fn cmd(c: &mut RawConn, args: &[&str]) -> String {
-    String::from_utf8_lossy(&c.command(args).await).into_owned()
+    shop::config(&shared_cluster_seeds())
 }
 
 /// An ACL refusal as Redis words it, for a command (`-NOPERM ... no permissions ...`)
@@ -376,7 +324,7 @@ async fn a_reload_changes_what_a_script_may_reach() {
     let mut config = shop_config();
     for u in &mut config.auth.users {
         if u.name == "inventory-service" {
-            *u = user(
+            *u = shop::user(
                 "inventory-service",
                 "on ~lock:product:* ~saga:* +@read +@write +@scripting +@connection -@dangerous",
             );
@@ -434,10 +382,10 @@ async fn allowlist_mode_runs_only_listed_scripts_for_restricted_users() {
 async fn restricted_users_get_the_refusals_redis_gives() {
     let standalone = Standalone::start();
     let proxy = start_proxy(shop_config()).await;
-    for (name, rules) in SHOP.iter().filter(|(n, _)| *n != "ops") {
+    for (name, rules) in shop::USERS.iter().filter(|(n, _)| *n != "ops") {
         let pw = format!("{name}-pw");
         let mut direct = RawConn::connect(standalone.addr).await;
-        let mut setuser = vec!["ACL", "SETUSER", name, "reset"];
+        let mut setuser = vec!["ACL", "SETUSER", name, "reset", "on"];
         let password = format!(">{pw}");
         setuser.push(&password);
         setuser.extend(rules.split(' '));

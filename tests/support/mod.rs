@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod shop;
 pub mod standalone;
 
 use respgate::config::Config;
