@@ -100,7 +100,7 @@ run() { # ROUND SIDE WORKLOAD PIPELINE N
     local reqs=$n
     [[ $work == setget ]] && reqs=$((2 * n))
     awk -F'"' -v r="$round" -v s="$side" -v w="$work" -v p="$p" -v t=$((after - before)) -v hz="$CLK_TCK" -v q="$reqs" \
-        'NR > 1 && $2 != "" { printf "%s\t%s\t%s-%s\t%s\t%s\t%.3f\n", r, s, w, $2, p, $4, t / hz * 1e6 / q }' "$raw" >>"$ROWS"
+        '$4 ~ /^[0-9.]+$/ { printf "%s\t%s\t%s-%s\t%s\t%s\t%.3f\n", r, s, w, $2, p, $4, t / hz * 1e6 / q }' "$raw" >>"$ROWS"
 }
 
 for round in $(seq 1 "$ROUNDS"); do
