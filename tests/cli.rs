@@ -447,3 +447,42 @@ fn two_respgate_processes_share_one_global_budget() {
     assert_eq!(passed, 5, "exactly the budget passes across both processes");
     support::on_owner("cli:shared:ready", &["DEL", "cli:shared:ready"]);
 }
+
+#[test]
+fn check_config_says_which_script_isolation_is_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scripts.toml");
+    let base = "[server]\nlisten = \"127.0.0.1:0\"\n[cluster]\nseeds = [\"127.0.0.1:7000\"]\n[auth]\nmode = \"none\"\n";
+    std::fs::write(&path, base).unwrap();
+    let out = respgate().arg("check-config").arg(&path).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("script isolation: acl ("), "{text}");
+
+    let sha = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
+    std::fs::write(
+        &path,
+        format!("{base}[scripts]\nisolation = \"allowlist\"\nallowed_sha1 = [\"{sha}\"]\n"),
+    )
+    .unwrap();
+    let out = respgate().arg("check-config").arg(&path).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "script isolation: allowlist (restricted users may run 1 allow-listed script(s)"
+        ),
+        "{text}"
+    );
+
+    std::fs::write(
+        &path,
+        format!("{base}[scripts]\nisolation = \"allowlist\"\nallowed_sha1 = [\"nope\"]\n"),
+    )
+    .unwrap();
+    let out = respgate().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("scripts.allowed_sha1[0]: \"nope\" is not a SHA1"),
+        "{err}"
+    );
+}
