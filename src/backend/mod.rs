@@ -270,6 +270,18 @@ impl Node {
         resp3: bool,
         bytes: Bytes,
     ) -> oneshot::Receiver<ReplyResult> {
+        self.request_replies(client_id, resp3, bytes, 1)
+    }
+
+    /// [`Node::request`] for `bytes` that produce `replies` replies (a pipeline),
+    /// handed back together.
+    pub fn request_replies(
+        &self,
+        client_id: u64,
+        resp3: bool,
+        bytes: Bytes,
+        replies: u32,
+    ) -> oneshot::Receiver<ReplyResult> {
         let (tx, rx) = oneshot::channel();
         self.send(
             client_id,
@@ -277,7 +289,7 @@ impl Node {
                 bytes,
                 asking: false,
                 resp3,
-                replies: 1,
+                replies,
                 reply: tx,
             },
         );

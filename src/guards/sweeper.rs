@@ -16,7 +16,7 @@
 
 use super::ttl::SweepRule;
 use super::Guards;
-use crate::backend::{answer, Job, Node};
+use crate::backend::{answer, Node};
 use crate::cluster::Cluster;
 use crate::protocol::reply;
 use bytes::{Bytes, BytesMut};
@@ -177,18 +177,7 @@ async fn sweep_node(
 
 /// Sends `bytes` (producing `replies` replies) to `node` and waits for them all.
 async fn ask(node: &Node, bytes: Bytes, replies: u32) -> Result<Bytes, String> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    node.send(
-        SWEEPER_CLIENT_ID,
-        Job {
-            bytes,
-            asking: false,
-            resp3: false,
-            replies,
-            reply: tx,
-        },
-    );
-    answer(rx).await
+    answer(node.request_replies(SWEEPER_CLIENT_ID, false, bytes, replies)).await
 }
 
 /// How many of the replies in `bytes` are `:1` (an EXPIRE that set an expiry), counting
