@@ -367,7 +367,7 @@ async fn poll_shard(policy: &ReadPolicy, master: &Arc<Node>, replicas: &[Arc<Nod
         let lag = replica.lag();
         if let Some(bytes) = poll.await {
             if let Ok(Some(first)) = crate::protocol::scan::scan_reply(&bytes) {
-                if let Some(hb) = crate::session::merge::bulk_payload(&bytes[..first])
+                if let Some(hb) = crate::protocol::value::bulk_payload(&bytes[..first])
                     .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
                 {
                     lag.heartbeat_ms.fetch_max(hb, Ordering::AcqRel);

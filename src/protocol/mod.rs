@@ -2,4 +2,5 @@
 pub mod args;
 pub mod reply;
 pub mod scan;
+pub mod value;
 pub use args::{Args, OwnedArgs};

@@ -20,7 +20,7 @@ mod shard;
 use crate::cluster::Cluster;
 use crate::protocol::reply;
 use crate::protocol::scan::scan_reply;
-use crate::session::clients::ClientEntry;
+use crate::clients::ClientEntry;
 use crate::tls::BackendStream;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
@@ -458,7 +458,7 @@ fn dispatch(
     counts: &Counts,
     held: &Held,
 ) -> Vec<(Kind, Bytes)> {
-    let Some((kind, name)) = crate::session::merge::pubsub_fields(&frame) else {
+    let Some((kind, name)) = crate::protocol::value::pubsub_fields(&frame) else {
         return Vec::new();
     };
     let name = frame.slice_ref(name);

@@ -265,7 +265,7 @@ impl ShardHub {
             }
             return;
         }
-        let Some((kind, name)) = crate::session::merge::pubsub_fields(&frame) else {
+        let Some((kind, name)) = crate::protocol::value::pubsub_fields(&frame) else {
             return;
         };
         let name = frame.slice_ref(name);

@@ -11,7 +11,7 @@
 //!
 //! **Must not.** Be consulted per ordinary request: only the CLIENT commands read it.
 
-use super::clients::{ClientEntry, ClientRegistry};
+use crate::clients::{ClientEntry, ClientRegistry};
 use super::{ClientState, SessionContext};
 use std::sync::Arc;
 

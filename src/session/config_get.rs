@@ -16,11 +16,12 @@
 //! **Must not.** Let a secret value through because the reply had an unexpected shape:
 //! a reply that cannot be read is replaced by an error.
 
-use super::merge::{bulk_payload, Merge};
+use super::merge::Merge;
 use super::routing::Route;
 use crate::commands::CommandInfo;
 use crate::protocol::reply::{self, put_bulk};
 use crate::protocol::scan::{parse_int, scan_reply};
+use crate::protocol::value::bulk_payload;
 use crate::protocol::Args;
 use bytes::{Bytes, BytesMut};
 

@@ -6,7 +6,7 @@
 //! in part order), so a client never sees a half-merged answer.
 
 use crate::protocol::reply::{put_array_header, put_bulk};
-use crate::protocol::scan::{parse_int, scan_reply};
+use crate::protocol::value::{array_items, bulk_payload, bulk_text, integer, is_null};
 use bytes::{Bytes, BytesMut};
 
 /// How the parts' replies become one.
@@ -119,57 +119,12 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
     })
 }
 
-fn is_null(reply: &[u8]) -> bool {
-    reply == b"$-1\r\n" || reply == b"*-1\r\n" || reply == b"_\r\n"
-}
-
-fn integer(reply: &[u8]) -> Option<i64> {
-    let body = reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
-    parse_int(body)
-}
-
 fn sum(parts: &[Bytes]) -> Option<Bytes> {
     let mut total = 0i64;
     for p in parts {
         total += integer(p)?;
     }
     Some(Bytes::from(format!(":{total}\r\n")))
-}
-
-/// The elements of an array reply, each as its raw bytes (a null array has none).
-pub fn array_items(reply: &[u8]) -> Option<Vec<&[u8]>> {
-    if is_null(reply) {
-        return Some(Vec::new());
-    }
-    let header_end = reply.iter().position(|&b| b == b'\r')?;
-    if !matches!(reply.first(), Some(b'*' | b'~')) {
-        return None;
-    }
-    let n = parse_int(&reply[1..header_end])?;
-    let mut pos = header_end + 2;
-    let mut items = Vec::with_capacity(n.max(0) as usize);
-    for _ in 0..n {
-        let len = scan_reply(&reply[pos..]).ok()??;
-        items.push(&reply[pos..pos + len]);
-        pos += len;
-    }
-    Some(items)
-}
-
-/// The kind and the channel (or pattern) of a pub/sub frame (`message`, `pmessage`,
-/// `subscribe`, ...): the payloads of its first two bulk strings.
-pub fn pubsub_fields(frame: &[u8]) -> Option<(&[u8], &[u8])> {
-    let items = array_items(frame)?;
-    Some((bulk_payload(items.first()?)?, bulk_payload(items.get(1)?)?))
-}
-
-/// The payload of a bulk string reply (`None` for a null or anything else).
-pub(crate) fn bulk_payload(item: &[u8]) -> Option<&[u8]> {
-    if item.first() != Some(&b'$') {
-        return None;
-    }
-    let start = item.iter().position(|&b| b == b'\n')? + 1;
-    item.get(start..item.len().checked_sub(2)?)
 }
 
 /// One part's reply with unreadable keys removed: an array of keys (KEYS), a SCAN reply
@@ -293,21 +248,6 @@ fn mget(parts: &[Bytes], positions: &[Vec<u32>], total: usize) -> Option<Bytes> 
         }
     }
     Some(array_of(slots.into_iter()))
-}
-
-fn bulk_text(reply: &[u8]) -> Option<&str> {
-    let header_end = reply.iter().position(|&b| b == b'\r')?;
-    if !matches!(reply.first(), Some(b'$' | b'=')) {
-        return None;
-    }
-    let len = parse_int(&reply[1..header_end])?;
-    let body = reply.get(header_end + 2..header_end + 2 + len.max(0) as usize)?;
-    // A RESP3 verbatim string starts with its format: `txt:`.
-    let body = match reply[0] {
-        b'=' => body.get(4..)?,
-        _ => body,
-    };
-    std::str::from_utf8(body).ok()
 }
 
 fn info(parts: &[Bytes], proxy_section: &str) -> Option<Bytes> {

@@ -16,7 +16,7 @@
 
 mod auth;
 mod client_scope;
-pub mod clients;
+use crate::clients;
 mod config_get;
 mod config_set;
 mod local;

@@ -5,7 +5,7 @@
 //! PSUBSCRIBE count channels and patterns together, SSUBSCRIBE / SUNSUBSCRIBE count shard
 //! channels; the client stays in subscribed mode while it has any of the three.
 
-use super::clients::ClientEntry;
+use crate::clients::ClientEntry;
 use super::routing::Route;
 use crate::commands::CommandInfo;
 use crate::protocol::reply::{put_array_header, put_bulk};
@@ -53,7 +53,7 @@ impl Subscriptions {
     /// already in its queue when it unsubscribed is dropped, as Redis sends none after
     /// the UNSUBSCRIBE confirmation.
     pub fn wants(&self, frame: &[u8]) -> bool {
-        match super::merge::pubsub_fields(frame) {
+        match crate::protocol::value::pubsub_fields(frame) {
             Some((b"message", channel)) => self.channels.contains(channel),
             Some((b"pmessage", pattern)) => self.patterns.contains(pattern),
             Some((b"smessage", channel)) => self.shards.contains(channel),
