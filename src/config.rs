@@ -9,6 +9,10 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Lag bounds `[replica_reads]` may define: the default's and one per rule (each node
+/// keeps, per bound, when it was last outside it).
+pub const MAX_LAG_BOUNDS: usize = 8;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -816,12 +820,12 @@ impl Config {
                 ));
             }
         }
-        if r.rules.len() + 1 > crate::cluster::replicas::MAX_BOUNDS {
+        if r.rules.len() + 1 > MAX_LAG_BOUNDS {
             return Err(bad(
                 "replica_reads.rules",
                 format!(
                     "at most {} rules (each has its own lag bound)",
-                    crate::cluster::replicas::MAX_BOUNDS - 1
+                    MAX_LAG_BOUNDS - 1
                 ),
             ));
         }

@@ -12,6 +12,8 @@
 //! reports what happened to each request ([`LinkError`]) and asks the cluster for a
 //! topology refresh when its connection fails.
 
+pub mod lag;
+
 use crate::protocol::scan::scan_reply;
 use crate::tls::{BackendStream, UpstreamTls};
 use bytes::{Bytes, BytesMut};
@@ -113,7 +115,7 @@ pub struct Node {
     links_ro: Box<[mpsc::UnboundedSender<Job>]>,
     links_ro3: Box<[mpsc::UnboundedSender<Job>]>,
     /// Replication lag measured by the replica-read tracker (when this is a replica).
-    lag: crate::cluster::replicas::Lag,
+    lag: lag::Lag,
     /// Links that run as a client's script identity ([`Node::send_as`]), opened on first
     /// use per identity; an entry whose identity was dropped (reload) is pruned when the
     /// next one is added.
@@ -236,7 +238,7 @@ impl Node {
     }
 
     /// Replication lag measurements (replica reads).
-    pub fn lag(&self) -> &crate::cluster::replicas::Lag {
+    pub fn lag(&self) -> &lag::Lag {
         &self.lag
     }
 

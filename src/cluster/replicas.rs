@@ -37,12 +37,12 @@ use crate::cluster::{key_slot, Cluster};
 use crate::config::{ReadPolicyKind, ReplicaReadsConfig};
 use crate::protocol::reply;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Distinct lag bounds (the default policy's and one per rule).
-pub const MAX_BOUNDS: usize = 8;
+pub const MAX_BOUNDS: usize = crate::config::MAX_LAG_BOUNDS;
 
 /// respgate's clock for heartbeats: ms since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -51,20 +51,7 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// What the tracker measured of one node (kept on its [`Node`]).
-#[derive(Default)]
-pub struct Lag {
-    /// When this node last answered the tracker as a master (ms; 0: never).
-    pub master_ok_ms: AtomicU64,
-    /// When the tracker last failed to reach it as a master (ms; 0: never).
-    pub master_fail_ms: AtomicU64,
-    /// The newest heartbeat read from this node (0: none yet).
-    pub heartbeat_ms: AtomicU64,
-    pub link_up: AtomicBool,
-    pub bytes_behind: AtomicU64,
-    /// Per bound: when the node was last seen outside it.
-    pub last_outside_ms: [AtomicU64; MAX_BOUNDS],
-}
+pub use crate::backend::lag::Lag;
 
 /// One lag bound.
 #[derive(Debug, Clone, Copy)]
