@@ -555,7 +555,7 @@ pub struct ServerConfig {
     /// Worker threads, each a single-threaded runtime serving its share of the clients
     /// with its own links to every node (0: one per core; 1: one thread for everything,
     /// the cheapest per request when the proxy shares a small machine). See
-    /// `crate::workers`.
+    /// the workers module.
     pub worker_threads: usize,
     /// Backend connections owned by one client, for blocking commands (BLPOP, ...);
     /// past it, a blocking command gets an error instead of a connection.
@@ -669,17 +669,19 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads, parses and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// Reads and parses `path`, with the checks this module can make alone (syntax,
+    /// ranges, consistency between fields). The checks that need other modules (TLS
+    /// files, ACL rules, guard rules) are theirs: the loader module runs both.
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             file: path.to_owned(),
             source,
         })?;
-        Config::parse(&text, path)
+        Config::from_toml(&text, path)
     }
 
-    /// Parses and validates TOML text; `path` only names the file in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    /// [`Config::read`] for TOML text; `path` only names the file in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
             file: path.to_owned(),
             message: e.to_string(),
@@ -742,10 +744,7 @@ impl Config {
             if t.handshake_timeout_ms == 0 {
                 return Err(bad("tls.handshake_timeout_ms", "must be above 0".into()));
             }
-            crate::tls::server_config(t).map_err(|(key, message)| bad(&key, message))?;
         }
-        crate::tls::UpstreamTls::from_config(self.cluster.tls.as_ref())
-            .map_err(|(key, message)| bad(&key, message))?;
         for (key, v) in [
             ("server.max_clients", s.max_clients),
             ("server.max_bulk_bytes", s.max_bulk_bytes),
@@ -832,8 +831,6 @@ impl Config {
         self.validate_auth(path)?;
         self.scripts
             .validate()
-            .map_err(|(key, message)| bad(&key, message))?;
-        crate::guards::validate(&self.guards, &self.ttl)
             .map_err(|(key, message)| bad(&key, message))
     }
 
@@ -883,10 +880,6 @@ impl Config {
                     .into(),
             ));
         }
-        crate::acl::Users::from_config(a).map_err(|e| match e.split_once(": ") {
-            Some((key, msg)) => bad(key, msg.to_string()),
-            None => bad("auth", e),
-        })?;
         Ok(())
     }
 }
@@ -928,12 +921,12 @@ mod tests {
     /// Parses `text` with `[auth] mode = "none"` in front (a file must choose a mode).
     fn parse(text: &str) -> Result<Config, String> {
         let text = format!("[auth]\nmode = \"none\"\n{text}");
-        Config::parse(&text, Path::new("t.toml")).map_err(|e| e.to_string())
+        crate::loader::parse(&text, Path::new("t.toml")).map_err(|e| e.to_string())
     }
 
     #[test]
     fn a_file_must_choose_an_auth_mode() {
-        let e = Config::parse("", Path::new("t.toml"))
+        let e = crate::loader::parse("", Path::new("t.toml"))
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("t.toml: auth.mode: choose mode"), "{e}");
@@ -943,7 +936,7 @@ mod tests {
             "{e}"
         );
         let users = |rules: &str| {
-            Config::parse(
+            crate::loader::parse(
                 &format!("[auth]\nmode = \"users\"\n[[auth.users]]\nname = \"svc\"\nrules = \"{rules}\"\n"),
                 Path::new("t.toml"),
             )
@@ -1093,7 +1086,7 @@ mod tests {
         for f in ["config/respgate.toml", "config/production.example.toml"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
             std::env::set_var("RESPGATE_UPSTREAM_PASSWORD", "x");
-            let c = Config::load(&path).unwrap();
+            let c = crate::loader::load(&path).unwrap();
             assert!(
                 c.guards.enabled && c.guards.safe_defaults,
                 "{f} is not protective"
@@ -1163,7 +1156,7 @@ mod tests {
             let text = std::fs::read_to_string(&path).unwrap();
             // The production example reads its password from the environment.
             std::env::set_var("RESPGATE_UPSTREAM_PASSWORD", "x");
-            Config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+            crate::loader::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 }

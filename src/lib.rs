@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod devcluster;
 pub mod guards;
+pub mod loader;
 pub mod protocol;
 pub mod pubsub;
 pub mod scripts;

@@ -63,7 +63,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { file }) => match Config::load(&file) {
+        Some(Command::CheckConfig { file }) => match respgate::loader::load(&file) {
             Ok(c) => {
                 let listen = if c.server.listen.is_empty() {
                     "no plain listener".to_string()
@@ -163,7 +163,7 @@ fn main() -> ExitCode {
             code
         }
         None => {
-            let config = match Config::load(&cli.config) {
+            let config = match respgate::loader::load(&cli.config) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -263,7 +263,7 @@ fn reload(proxy: &Proxy, path: Option<&std::path::Path>) {
         tracing::warn!("SIGHUP ignored: no configuration file to reload");
         return;
     };
-    match Config::load(path)
+    match respgate::loader::load(path)
         .map_err(|e| e.to_string())
         .and_then(|c| proxy.reload(&c))
     {

@@ -537,7 +537,7 @@ async fn auth_none_is_explicit_and_open() {
         "+OK\r\n"
     );
     assert_eq!(cmd(&mut c, &["AUTH", "someone", "x"]).await, WRONGPASS);
-    let e = Config::parse(
+    let e = respgate::loader::parse(
         "[cluster]\nseeds = [\"127.0.0.1:7000\"]\n",
         std::path::Path::new("f.toml"),
     )

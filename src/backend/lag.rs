@@ -19,4 +19,3 @@ pub struct Lag {
     /// Per bound: when the node was last seen outside it.
     pub last_outside_ms: [AtomicU64; MAX_BOUNDS],
 }
-

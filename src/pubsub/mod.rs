@@ -17,10 +17,10 @@
 
 mod shard;
 
+use crate::clients::ClientEntry;
 use crate::cluster::Cluster;
 use crate::protocol::reply;
 use crate::protocol::scan::scan_reply;
-use crate::clients::ClientEntry;
 use crate::tls::BackendStream;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;

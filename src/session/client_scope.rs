@@ -11,8 +11,8 @@
 //!
 //! **Must not.** Be consulted per ordinary request: only the CLIENT commands read it.
 
-use crate::clients::{ClientEntry, ClientRegistry};
 use super::{ClientState, SessionContext};
+use crate::clients::{ClientEntry, ClientRegistry};
 use std::sync::Arc;
 
 /// The connections a caller may see.

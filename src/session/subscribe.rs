@@ -5,8 +5,8 @@
 //! PSUBSCRIBE count channels and patterns together, SSUBSCRIBE / SUNSUBSCRIBE count shard
 //! channels; the client stays in subscribed mode while it has any of the three.
 
-use crate::clients::ClientEntry;
 use super::routing::Route;
+use crate::clients::ClientEntry;
 use crate::commands::CommandInfo;
 use crate::protocol::reply::{put_array_header, put_bulk};
 use crate::protocol::Args;
