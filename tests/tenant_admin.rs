@@ -719,3 +719,33 @@ async fn certificate_logins_and_refused_certificates_are_audit_lines() {
     assert!(line.contains("certificate"), "{line}");
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn another_teams_library_code_is_for_admins_only() {
+    let proxy = start_proxy(shop::config(&shared_cluster_seeds())).await;
+    let mut inv = login(proxy.local_addr(), "inventory-service").await;
+    assert!(cmd(&mut inv, &["FUNCTION", "LIST"]).await.starts_with('*'));
+    let r = cmd(&mut inv, &["FUNCTION", "LIST", "WITHCODE"]).await;
+    assert!(
+        r.starts_with("-ERR respgate: FUNCTION LIST WITHCODE shows every team's library code"),
+        "{r}"
+    );
+    let r = cmd(
+        &mut inv,
+        &["FUNCTION", "LIST", "LIBRARYNAME", "x", "withcode"],
+    )
+    .await;
+    assert!(
+        r.starts_with("-ERR respgate: FUNCTION LIST WITHCODE"),
+        "{r}"
+    );
+    assert_eq!(
+        cmd(&mut inv, &["FUNCTION", "DUMP"]).await,
+        denied("FUNCTION DUMP")
+    );
+    let mut ops = login(proxy.local_addr(), "ops").await;
+    assert!(cmd(&mut ops, &["FUNCTION", "LIST", "WITHCODE"])
+        .await
+        .starts_with('*'));
+    assert!(cmd(&mut ops, &["FUNCTION", "DUMP"]).await.starts_with('$'));
+}

@@ -52,6 +52,8 @@ pub const DANGEROUS: &[&str] = &[
     "function|delete",
     "function|restore",
     "function|flush",
+    // Every team's library code, dumped.
+    "function|dump",
     // Node-wide client controls: they freeze or change every tenant's connections.
     "client|pause",
     "client|unpause",

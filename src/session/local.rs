@@ -156,6 +156,15 @@ pub fn answer(
             },
             other => other,
         }),
+        // Library code is every team's: a restricted user who is no admin sees the
+        // libraries and their functions, not their code.
+        "function|list"
+            if args.iter().skip(2).any(|a| a.eq_ignore_ascii_case(b"withcode"))
+                && client.auth.user().is_some_and(|u| !u.unrestricted)
+                && !ctx.guards.current().is_admin(client.auth.name()) =>
+        {
+            err("ERR respgate: FUNCTION LIST WITHCODE shows every team's library code: admins only ([guards] admins)")
+        }
         // The Lua debugger holds the connection it was asked on: a node link other
         // clients share. Refused for everyone.
         "script|debug" => err(
