@@ -158,6 +158,11 @@ impl Scripts {
             return Vec::new();
         }
         let _one = self.building.lock().unwrap_or_else(|p| p.into_inner());
+        self.rebuild_locked(table)
+    }
+
+    /// [`Scripts::rebuild`] with `building` held.
+    fn rebuild_locked(&self, table: &Arc<CommandTable>) -> Vec<String> {
         let users = self.security.users();
         let guards = self.guards.current();
         let next: HashMap<String, Arc<Mirror>> = users
@@ -190,8 +195,14 @@ impl Scripts {
         if self.isolation != ScriptIsolation::Acl {
             return None;
         }
-        if self.mirrors.load().0 != Arc::as_ptr(table) as usize {
-            self.rebuild(table);
+        let built_for = |s: &Self| s.mirrors.load().0 == Arc::as_ptr(table) as usize;
+        if !built_for(self) {
+            // Checked again under the lock: two sessions meeting a new table at once
+            // build once (a second build would make new identities, and new links).
+            let _one = self.building.lock().unwrap_or_else(|p| p.into_inner());
+            if !built_for(self) {
+                self.rebuild_locked(table);
+            }
         }
         self.mirrors.load().1.get(user).map(|m| m.identity.clone())
     }

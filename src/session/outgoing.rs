@@ -120,13 +120,12 @@ impl Session {
             return self.settle(remote, reply);
         }
         let owner = self.master_addr(remote.slot);
-        let call = remote.script.as_mut().expect("checked above");
-        if owner.is_none() || owner == call.sent_to {
+        let sent_to = remote.script.as_ref().and_then(|c| c.sent_to.as_ref());
+        if owner.is_none() || owner.as_ref() == sent_to {
             // The node that answered still serves the slot: the MOVED was the script's
             // own reply. It reaches the client as it is.
             return self.settle(remote, reply);
         }
-        call.sent_to = owner;
         remote.redirects += 1;
         metrics::counter!("respgate_redirects_total", "kind" => "moved").increment(1);
         true
@@ -278,8 +277,16 @@ impl Session {
 
     /// Re-sends `remote` to `to` (a redirection target) or to whoever serves its slot now.
     pub(super) fn send(&mut self, remote: &mut Remote, to: Option<&str>, asking: bool) {
-        if remote.script.is_some() && !self.confirm_script_moved(remote) {
-            return;
+        if remote.script.is_some() {
+            if !self.confirm_script_moved(remote) {
+                return;
+            }
+            // A script goes where the topology says (it never follows a reply's
+            // address): remember which master that is.
+            let owner = self.master_addr(remote.slot);
+            if let Some(call) = remote.script.as_mut() {
+                call.sent_to = owner;
+            }
         }
         // A retried read that a replica may serve: an eligible replica first (its master
         // may be the node that just failed).
@@ -302,9 +309,6 @@ impl Session {
             remote.dedicated,
             remote.run_as.as_ref(),
         );
-        if let (Some(call), Some(to)) = (remote.script.as_mut(), to) {
-            call.sent_to = Some(to.to_string());
-        }
         remote.retry_at = None;
     }
 

@@ -216,7 +216,8 @@ pub fn route(
     }
 
     // Scripts run under the caller's rules on the node (or only when allow-listed).
-    let run_as = if info.runs_script() {
+    let script = info.runs_script();
+    let run_as = if script {
         match ctx
             .scripts
             .decide(client.auth.user(), &info.name, args, table)
@@ -281,7 +282,7 @@ pub fn route(
                 dedicated: false,
                 replica: None,
                 run_as,
-                script: info.runs_script(),
+                script,
                 hidden: 0,
             }
         }
@@ -324,7 +325,6 @@ pub fn route(
             }
         }
     }
-    let script = info.runs_script();
     let replica = match (&ctx.read_policy, keys.first()) {
         (Some(policy), Some(k)) if !dedicated && !script && info.is_readonly() => {
             policy.bound_for(k.key(args))
