@@ -85,6 +85,21 @@ pub fn current() -> Option<usize> {
     CURRENT.with(Cell::get)
 }
 
+/// Spawns `fut` on the caller's runtime (a session's worker) and returns where its one
+/// result arrives: the control-plane tasks a request waits for (CONFIG SET, KEYS and
+/// RANDOMKEY served by SCAN, shared guard budgets).
+pub fn spawn_answer<T, F>(fut: F) -> tokio::sync::oneshot::Receiver<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx
+}
+
 /// Spawns `fut` on worker `index % count()`, or with `tokio::spawn` without a pool.
 pub fn spawn_on<F>(index: usize, fut: F)
 where

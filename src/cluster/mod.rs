@@ -7,6 +7,7 @@
 //! behind a mutex that the request path never touches.
 
 pub mod control;
+pub mod keyspace;
 pub mod redirect;
 pub mod replicas;
 pub mod slot;

@@ -36,12 +36,7 @@ pub fn start(
     budget: Arc<SharedBudget>,
     refusal: String,
 ) -> oneshot::Receiver<Option<Bytes>> {
-    let (tx, rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let verdict = take(&cluster, client_id, &budget, &refusal).await;
-        let _ = tx.send(verdict);
-    });
-    rx
+    crate::workers::spawn_answer(async move { take(&cluster, client_id, &budget, &refusal).await })
 }
 
 async fn take(cluster: &Cluster, client_id: u64, b: &SharedBudget, refusal: &str) -> Option<Bytes> {

@@ -17,6 +17,7 @@
 use super::ttl::SweepRule;
 use super::Guards;
 use crate::backend::{answer, Node};
+use crate::cluster::keyspace::{scan_step, ScanError};
 use crate::cluster::Cluster;
 use crate::protocol::reply;
 use bytes::{Bytes, BytesMut};
@@ -74,9 +75,8 @@ pub async fn run(
 
 /// One pass of `rule` over every master.
 async fn pass(cluster: &Cluster, rule: &SweepRule) {
-    let masters: Vec<Arc<Node>> = match cluster.topology().as_ref() {
-        Some(t) => t.shards().iter().map(|s| s.master.clone()).collect(),
-        None => return,
+    let Some(masters) = crate::cluster::keyspace::masters(cluster) else {
+        return;
     };
     let started = Instant::now();
     let (mut scanned, mut expired, mut failed) = (0u64, 0u64, 0usize);
@@ -127,19 +127,18 @@ async fn sweep_node(
     let mut cursor = Bytes::from_static(b"0");
     loop {
         let started = Instant::now();
-        let request = reply::command([
-            &b"SCAN"[..],
+        let step = scan_step(
+            node,
+            SWEEPER_CLIENT_ID,
             &cursor,
-            b"MATCH",
-            rule.pattern.as_bytes(),
-            b"COUNT",
+            Some(rule.pattern.as_bytes()),
             count_text.as_bytes(),
-        ]);
-        let answer = ask(node, request, 1).await?;
-        if answer.first() == Some(&b'-') {
-            return Err(String::from_utf8_lossy(&answer).trim_end().to_string());
-        }
-        let (next, keys) = reply::parse_scan(&answer).ok_or("unreadable SCAN reply")?;
+        );
+        let (next, keys) = step.await.map_err(|e| match e {
+            ScanError::Node(e) => String::from_utf8_lossy(&e).trim_end().to_string(),
+            ScanError::Link(why) => why,
+            ScanError::Unreadable => "unreadable SCAN reply".to_string(),
+        })?;
         *scanned += keys.len() as u64;
         if !keys.is_empty() {
             let mut job = BytesMut::new();

@@ -28,12 +28,7 @@ pub fn start(
     resp3: bool,
     args: Vec<Bytes>,
 ) -> oneshot::Receiver<Bytes> {
-    let (tx, rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let reply = run(&cluster, client_id, resp3, &args).await;
-        let _ = tx.send(reply);
-    });
-    rx
+    crate::workers::spawn_answer(async move { run(&cluster, client_id, resp3, &args).await })
 }
 
 /// Every node serving slots, masters and replicas, once each.

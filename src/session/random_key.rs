@@ -15,9 +15,9 @@
 //! Memory: one SCAN batch at a time.
 
 use crate::acl::{User, READ};
+use crate::cluster::keyspace::{self, scan_step};
 use crate::cluster::Cluster;
 use crate::protocol::reply;
-use crate::protocol::reply::parse_scan;
 use bytes::Bytes;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
@@ -34,12 +34,7 @@ pub fn start(
     resp3: bool,
     user: Arc<User>,
 ) -> oneshot::Receiver<Bytes> {
-    let (tx, rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let reply = run(&cluster, client_id, resp3, &user).await;
-        let _ = tx.send(reply);
-    });
-    rx
+    crate::workers::spawn_answer(async move { run(&cluster, client_id, resp3, &user).await })
 }
 
 /// The MATCH pattern for SCAN: the user's only readable pattern, else none (several
@@ -62,9 +57,8 @@ async fn run(cluster: &Cluster, client_id: u64, resp3: bool, user: &User) -> Byt
         return null();
     }
     let mut masters: Vec<_> = {
-        let topo = cluster.topology();
-        match topo.as_ref() {
-            Some(t) => t.shards().iter().map(|s| s.master.clone()).collect(),
+        match keyspace::masters(cluster) {
+            Some(m) => m,
             None => {
                 return reply::error("CLUSTERDOWN The cluster is down (respgate knows no node yet)")
             }
@@ -85,25 +79,10 @@ async fn run(cluster: &Cluster, client_id: u64, resp3: bool, user: &User) -> Byt
                     ));
                 }
                 calls += 1;
-                let mut words: Vec<&[u8]> = vec![b"SCAN", &cursor];
-                if let Some(p) = &pattern {
-                    words.extend([&b"MATCH"[..], p]);
-                }
-                words.extend([&b"COUNT"[..], b"1000"]);
-                let answer = match node.ask(client_id, false, reply::command(words)).await {
-                    Ok(a) => a,
-                    Err(why) => {
-                        return reply::error(&format!(
-                            "ERR respgate: RANDOMKEY (served by SCAN) failed on {}: {why}",
-                            node.addr()
-                        ))
-                    }
-                };
-                if answer.first() == Some(&b'-') {
-                    return answer;
-                }
-                let Some((next, batch)) = parse_scan(&answer) else {
-                    return reply::error("ERR respgate: unreadable SCAN reply");
+                let step = scan_step(&node, client_id, &cursor, pattern.as_deref(), b"1000");
+                let (next, batch) = match step.await {
+                    Ok(step) => step,
+                    Err(e) => return e.reply("RANDOMKEY", &node),
                 };
                 let readable: Vec<&Bytes> = batch
                     .iter()

@@ -8,6 +8,7 @@
 //! user may not read are left out, as for KEYS.
 
 use crate::acl::{User, READ};
+use crate::cluster::keyspace::{self, scan_step};
 use crate::cluster::Cluster;
 use crate::protocol::reply::{self, put_array_header, put_bulk};
 use bytes::{Bytes, BytesMut};
@@ -22,12 +23,9 @@ pub fn start(
     max: usize,
     filter: Option<Arc<User>>,
 ) -> oneshot::Receiver<Bytes> {
-    let (tx, rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let reply = run(&cluster, client_id, &pattern, max, filter.as_deref()).await;
-        let _ = tx.send(reply);
-    });
-    rx
+    crate::workers::spawn_answer(async move {
+        run(&cluster, client_id, &pattern, max, filter.as_deref()).await
+    })
 }
 
 async fn run(
@@ -37,36 +35,18 @@ async fn run(
     max: usize,
     filter: Option<&User>,
 ) -> Bytes {
-    let masters: Vec<_> = {
-        let topo = cluster.topology();
-        match topo.as_ref() {
-            Some(t) => t.shards().iter().map(|s| s.master.clone()).collect(),
-            None => {
-                return reply::error("CLUSTERDOWN The cluster is down (respgate knows no node yet)")
-            }
-        }
+    let Some(masters) = keyspace::masters(cluster) else {
+        return reply::error("CLUSTERDOWN The cluster is down (respgate knows no node yet)");
     };
     let mut keys: Vec<Bytes> = Vec::new();
     let mut bytes = 0usize;
     for node in masters {
         let mut cursor = Bytes::from_static(b"0");
         loop {
-            let request =
-                reply::command([&b"SCAN"[..], &cursor, b"MATCH", pattern, b"COUNT", b"1000"]);
-            let answer = match node.ask(client_id, false, request).await {
-                Ok(a) => a,
-                Err(why) => {
-                    return reply::error(&format!(
-                        "ERR respgate: KEYS (served by SCAN) failed on {}: {why}",
-                        node.addr()
-                    ))
-                }
-            };
-            if answer.first() == Some(&b'-') {
-                return answer;
-            }
-            let Some((next, batch)) = reply::parse_scan(&answer) else {
-                return reply::error("ERR respgate: unreadable SCAN reply");
+            let step = scan_step(&node, client_id, &cursor, Some(pattern), b"1000");
+            let (next, batch) = match step.await {
+                Ok(step) => step,
+                Err(e) => return e.reply("KEYS", &node),
             };
             for k in batch {
                 if filter.is_some_and(|u| !u.acl.key_allowed(&k, READ)) {

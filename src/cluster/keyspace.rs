@@ -1,0 +1,70 @@
+//! Walking the keyspace with SCAN, one node and one call at a time: what KEYS served by
+//! SCAN, RANDOMKEY for a restricted user and the TTL sweeper share. Control plane, off
+//! the request path: each step is one request on respgate's own link to the node.
+
+use super::Cluster;
+use crate::backend::Node;
+use crate::protocol::reply;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Every master of the current topology (`None` before discovery).
+pub fn masters(cluster: &Cluster) -> Option<Vec<Arc<Node>>> {
+    let topo = cluster.topology();
+    Some(
+        topo.as_ref()?
+            .shards()
+            .iter()
+            .map(|s| s.master.clone())
+            .collect(),
+    )
+}
+
+/// Why a SCAN step gave no keys.
+#[derive(Debug)]
+pub enum ScanError {
+    /// The node could not be asked (unreachable, link lost, timed out).
+    Link(String),
+    /// The node answered with this error reply.
+    Node(Bytes),
+    /// The answer was not a SCAN reply.
+    Unreadable,
+}
+
+impl ScanError {
+    /// The error as a reply to a client: the node's own, or `-ERR respgate: <what> ...`.
+    pub fn reply(self, what: &str, node: &Node) -> Bytes {
+        match self {
+            ScanError::Node(e) => e,
+            ScanError::Link(why) => reply::error(&format!(
+                "ERR respgate: {what} (served by SCAN) failed on {}: {why}",
+                node.addr()
+            )),
+            ScanError::Unreadable => reply::error("ERR respgate: unreadable SCAN reply"),
+        }
+    }
+}
+
+/// One `SCAN cursor [MATCH pattern] COUNT count` on `node` (on the link that serves
+/// `client_id`): the next cursor and the keys.
+pub async fn scan_step(
+    node: &Node,
+    client_id: u64,
+    cursor: &[u8],
+    pattern: Option<&[u8]>,
+    count: &[u8],
+) -> Result<(Bytes, Vec<Bytes>), ScanError> {
+    let mut words: Vec<&[u8]> = vec![b"SCAN", cursor];
+    if let Some(p) = pattern {
+        words.extend([&b"MATCH"[..], p]);
+    }
+    words.extend([&b"COUNT"[..], count]);
+    let answer = node
+        .ask(client_id, false, reply::command(words))
+        .await
+        .map_err(ScanError::Link)?;
+    if answer.first() == Some(&b'-') {
+        return Err(ScanError::Node(answer));
+    }
+    reply::parse_scan(&answer).ok_or(ScanError::Unreadable)
+}
