@@ -460,3 +460,18 @@ async fn script_debug_and_asking_never_reach_a_shared_node_link() {
     assert!(r.starts_with("-ERR"), "{r}");
     assert_eq!(cmd(&mut auth, &["DISCARD"]).await, "+OK\r\n");
 }
+
+#[tokio::test]
+async fn a_script_cannot_list_keys_by_slot() {
+    // CLUSTER GETKEYSINSLOT is `@slow` only: `-@dangerous` does not remove it, and a
+    // script of auth-service could list every tenant's key names slot by slot.
+    let proxy = start_proxy(shop_config()).await;
+    on_owner("saga:{slotleak}", &["SET", "saga:{slotleak}", "x"]);
+    let slot = respgate::cluster::key_slot(b"saga:{slotleak}").to_string();
+    let own = same_slot_key("session:", "saga:{slotleak}");
+    let mut auth = login(proxy.local_addr(), "auth-service").await;
+    let script = "return redis.call('CLUSTER','GETKEYSINSLOT',tonumber(ARGV[1]),10)";
+    let r = cmd(&mut auth, &["EVAL", script, "1", &own, &slot]).await;
+    assert!(!r.contains("saga:{slotleak}"), "{r}");
+    assert!(acl_refusal(&r), "{r}");
+}

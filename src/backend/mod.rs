@@ -48,6 +48,30 @@ pub struct NodeIdentity {
     pub user: Arc<str>,
     pub secret: String,
     pub setup: Option<Bytes>,
+    /// Replaced by a reload: its links close, and none connects again (a reconnect
+    /// would send its `setup`, putting the user's old rules back on the node).
+    pub retired: std::sync::atomic::AtomicBool,
+}
+
+impl NodeIdentity {
+    pub fn new(user: &str, secret: String, setup: Option<Bytes>) -> NodeIdentity {
+        NodeIdentity {
+            user: Arc::from(user),
+            secret,
+            setup,
+            retired: Default::default(),
+        }
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks the identity replaced (see [`NodeIdentity::retired`]).
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// The reply to one request: the raw reply bytes, or why there is none.
@@ -117,7 +141,7 @@ pub struct Node {
     /// Replication lag measured by the replica-read tracker (when this is a replica).
     lag: lag::Lag,
     /// Links that run as a client's script identity ([`Node::send_as`]), opened on first
-    /// use per identity; an entry whose identity was dropped (reload) is pruned when the
+    /// use per identity; an entry whose identity was retired (reload) is pruned when the
     /// next one is added.
     identity_links: arc_swap::ArcSwap<Vec<IdentityLinks>>,
     /// Serialises adding to `identity_links` (rare: once per identity and node).
@@ -129,7 +153,7 @@ pub struct Node {
 
 /// One identity's links to a node (RESP2 and RESP3 sets, one link per worker each).
 struct IdentityLinks {
-    identity: std::sync::Weak<NodeIdentity>,
+    identity: Arc<NodeIdentity>,
     links: Box<[mpsc::UnboundedSender<Job>]>,
     links3: Box<[mpsc::UnboundedSender<Job>]>,
 }
@@ -191,12 +215,16 @@ impl Node {
     /// opening this node's links for it on first use. Not a per-request path of plain
     /// commands: only scripts and transactions that hold one come here.
     pub fn send_as(&self, identity: &Arc<NodeIdentity>, client_id: u64, job: Job) {
-        let wanted = Arc::as_ptr(identity);
+        if identity.is_retired() {
+            let why = format!(
+                "{}: identity {} retired by a reload",
+                self.addr, identity.user
+            );
+            let _ = job.reply.send(Err(LinkError::Refused(why)));
+            return;
+        }
         let current = self.identity_links.load();
-        let found = current
-            .iter()
-            .find(|l| std::sync::Weak::as_ptr(&l.identity) == wanted);
-        if let Some(set) = found {
+        if let Some(set) = current.iter().find(|l| Arc::ptr_eq(&l.identity, identity)) {
             let links = if job.resp3 { &set.links3 } else { &set.links };
             return self.send_on(links, client_id, job);
         }
@@ -204,10 +232,7 @@ impl Node {
         {
             let _adding = self.identity_lock.lock().unwrap_or_else(|p| p.into_inner());
             let current = self.identity_links.load_full();
-            if !current
-                .iter()
-                .any(|l| std::sync::Weak::as_ptr(&l.identity) == wanted)
-            {
+            if !current.iter().any(|l| Arc::ptr_eq(&l.identity, identity)) {
                 let spawn = |resp3: bool| {
                     let opts = LinkOptions {
                         resp3,
@@ -217,9 +242,11 @@ impl Node {
                     };
                     spawn_link_set(&self.addr, 1, opts, &self.on_failure)
                 };
+                // Retired identities' links are dropped here: their tasks close once
+                // their last reply is delivered.
                 let mut next: Vec<IdentityLinks> = current
                     .iter()
-                    .filter(|l| l.identity.strong_count() > 0)
+                    .filter(|l| !l.identity.is_retired())
                     .map(|l| IdentityLinks {
                         identity: l.identity.clone(),
                         links: l.links.clone(),
@@ -227,7 +254,7 @@ impl Node {
                     })
                     .collect();
                 next.push(IdentityLinks {
-                    identity: Arc::downgrade(identity),
+                    identity: identity.clone(),
                     links: spawn(false),
                     links3: spawn(true),
                 });
@@ -464,6 +491,12 @@ fn fail_queued(first: Job, rx: &mut mpsc::UnboundedReceiver<Job>, why: &str) {
 /// Connects to `addr` and runs the handshake `opts` asks for (AUTH, READONLY, HELLO 3,
 /// CLIENT ID), ending with a PING: the connection counts only once the node answered.
 pub(crate) async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<BackendStream> {
+    if let Some(id) = opts.identity.as_ref().filter(|id| id.is_retired()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("identity {} retired by a reload", id.user),
+        ));
+    }
     let mut stream =
         crate::tls::connect_node(addr, opts.tls.as_ref(), opts.connect_timeout).await?;
     let mut hello = BytesMut::new();

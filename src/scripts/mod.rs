@@ -85,16 +85,13 @@ impl Mirror {
         setuser.extend(acl.commands_description().split(' ').map(String::from));
         setuser.extend(guards.script_denials(&user.name, table));
         if !acl.allkeys {
-            // respgate filters these for a restricted user; a node would list every key.
-            setuser.extend(["-keys", "-scan", "-randomkey"].map(String::from));
+            // respgate filters these for a restricted user; a node would list every key
+            // (CLUSTER GETKEYSINSLOT is `@slow` only: `-@dangerous` keeps it).
+            setuser.extend(["-keys", "-scan", "-randomkey", "-cluster"].map(String::from));
         }
         let setup = crate::protocol::reply::command(setuser.iter().map(String::as_str));
         Mirror {
-            identity: Arc::new(NodeIdentity {
-                user: Arc::from(name.as_str()),
-                secret,
-                setup: Some(setup),
-            }),
+            identity: Arc::new(NodeIdentity::new(&name, secret, Some(setup))),
             setuser,
         }
     }
@@ -165,17 +162,29 @@ impl Scripts {
     fn rebuild_locked(&self, table: &Arc<CommandTable>) -> Vec<String> {
         let users = self.security.users();
         let guards = self.guards.current();
+        let old = self.mirrors.load_full();
+        // A user whose rules did not change keeps its identity (and its links).
         let next: HashMap<String, Arc<Mirror>> = users
             .sorted()
             .into_iter()
             .map(|u| {
                 let m = Mirror::new(u, &guards, table, self.upstream_password.as_deref());
-                (u.name.clone(), Arc::new(m))
+                let m = match old.1.get(&u.name) {
+                    Some(kept) if kept.setuser == m.setuser => kept.clone(),
+                    _ => Arc::new(m),
+                };
+                (u.name.clone(), m)
             })
             .collect();
-        let old = self
-            .mirrors
-            .swap(Arc::new((Arc::as_ptr(table) as usize, next)));
+        // The others are retired: their links close and never reconnect with the old
+        // rules.
+        for (name, m) in &old.1 {
+            if next.get(name).is_none_or(|n| !Arc::ptr_eq(n, m)) {
+                m.identity.retire();
+            }
+        }
+        self.mirrors
+            .store(Arc::new((Arc::as_ptr(table) as usize, next)));
         old.1
             .keys()
             .filter(|u| users.get(u).is_none())
@@ -327,7 +336,10 @@ mod tests {
         );
         assert!(rules.contains(" -flushall"), "{rules}");
         assert!(rules.contains(" -config|set"), "{rules}");
-        assert!(rules.ends_with("-keys -scan -randomkey"), "{rules}");
+        assert!(
+            rules.ends_with("-keys -scan -randomkey -cluster"),
+            "{rules}"
+        );
         assert!(
             !rules.contains(&m.identity.secret),
             "the secret is sent hashed"
@@ -359,5 +371,41 @@ mod tests {
         // Redis 7.0 has no CLIENT NO-TOUCH: a rule naming it would make the node refuse
         // the whole user.
         assert!(!rules.contains("no-touch"), "{rules}");
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_identities_and_retires_changed_ones() {
+        let auth = |rules: &str| crate::config::AuthConfig {
+            mode: Some(crate::config::AuthMode::Users),
+            users: vec![
+                crate::config::UserConfig {
+                    name: "a".into(),
+                    rules: "on nopass ~a:* +@all".into(),
+                },
+                crate::config::UserConfig {
+                    name: "b".into(),
+                    rules: rules.into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let security = Arc::new(crate::acl::Security::new(&auth("on nopass ~b:* +@all")).unwrap());
+        let guards = Arc::new(
+            crate::guards::Guards::new(&crate::config::GuardsConfig::file_default(), &[]).unwrap(),
+        );
+        let scripts = Scripts::new(&ScriptsConfig::default(), security.clone(), guards, None);
+        let table = Arc::new(table());
+        let (a, b) = (
+            scripts.identity("a", &table).unwrap(),
+            scripts.identity("b", &table).unwrap(),
+        );
+        security
+            .replace(&auth("on nopass ~b:* ~c:* +@all"))
+            .unwrap();
+        assert!(scripts.rebuild(&table).is_empty());
+        assert!(Arc::ptr_eq(&a, &scripts.identity("a", &table).unwrap()));
+        assert!(!a.is_retired());
+        assert!(b.is_retired(), "b's old rules must never be sent again");
+        assert!(!Arc::ptr_eq(&b, &scripts.identity("b", &table).unwrap()));
     }
 }
