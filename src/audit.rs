@@ -26,14 +26,22 @@ impl<'a> Text<'a> {
     }
 }
 
+/// Bytes of a field written to the log at most: a client's 500 MB user name is not
+/// logged (escaped, three times over) in full.
+pub const MAX_FIELD: usize = 256;
+
 impl fmt::Display for Text<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use fmt::Write;
+        let shown = &self.0[..self.0.len().min(MAX_FIELD)];
         f.write_char('"')?;
-        for c in String::from_utf8_lossy(self.0).chars() {
+        for c in String::from_utf8_lossy(shown).chars() {
             for e in c.escape_debug() {
                 f.write_char(e)?;
             }
+        }
+        if shown.len() < self.0.len() {
+            write!(f, "...({} bytes)", self.0.len())?;
         }
         f.write_char('"')
     }
@@ -114,7 +122,15 @@ pub fn flush_passed<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::Text;
+    use super::{Text, MAX_FIELD};
+
+    #[test]
+    fn long_fields_are_cut() {
+        let long = vec![b'x'; 10 * MAX_FIELD];
+        let shown = Text(&long).to_string();
+        assert_eq!(shown.len(), MAX_FIELD + 2 + "...(2560 bytes)".len());
+        assert!(shown.ends_with("...(2560 bytes)\""), "{shown}");
+    }
 
     #[test]
     fn fields_are_quoted_and_escaped_to_one_line() {

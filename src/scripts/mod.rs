@@ -23,7 +23,7 @@
 //!
 //! **Must not.** Log or reply with a mirror's secret.
 
-use crate::acl::User;
+use crate::acl::{hash_password, User};
 use crate::backend::NodeIdentity;
 use crate::cluster::Cluster;
 use crate::commands::CommandTable;
@@ -32,7 +32,7 @@ use crate::guards::GuardSet;
 use crate::protocol::Args;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -67,19 +67,19 @@ impl Mirror {
         upstream_password: Option<&str>,
     ) -> Mirror {
         let name = mirror_name(&user.name);
-        let secret = hex(&Sha256::digest(
+        let secret = hash_password(
             format!(
                 "respgate-mirror\0{}\0{}",
                 upstream_password.unwrap_or(""),
                 user.name
             )
             .as_bytes(),
-        ));
+        );
         let acl = &user.acl;
         let mut setuser: Vec<String> = vec!["ACL".into(), "SETUSER".into(), name.clone()];
         setuser.push("reset".into());
         setuser.push("on".into());
-        setuser.push(format!("#{}", hex(&Sha256::digest(secret.as_bytes()))));
+        setuser.push(format!("#{}", hash_password(secret.as_bytes())));
         setuser.extend(acl.keys_description().split(' ').map(String::from));
         setuser.extend(acl.channels_description().split(' ').map(String::from));
         setuser.extend(acl.commands_description().split(' ').map(String::from));

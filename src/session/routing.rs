@@ -315,7 +315,8 @@ pub fn route(
     };
     // The TTL policy may send the write with its EXPIRE behind it, as one job.
     let (mut rewritten, mut replies) = (None, 1);
-    if info.is_write() || info.name == "persist" || info.name == "getex" {
+    // PERSIST and GETEX are `write` commands too.
+    if info.is_write() {
         let set = client.guards.set(&ctx.guards, table);
         if !set.ttl.is_empty() {
             match set.ttl.apply(info, args, keys) {
