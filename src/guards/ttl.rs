@@ -43,6 +43,8 @@ struct TtlRule {
     source: String,
     seconds: u64,
     seconds_text: String,
+    /// `max_seconds` as written in `EXPIRE key max LT`.
+    max_text: Option<String>,
     mode: TtlMode,
     /// `max_seconds` and what to do above it.
     max: Option<(u64, TtlOverMax)>,
@@ -170,6 +172,7 @@ impl TtlPolicy {
                 source: r.pattern.clone(),
                 seconds: r.default_seconds,
                 seconds_text: r.default_seconds.to_string(),
+                max_text: r.max_seconds.map(|m| m.to_string()),
                 mode: r.mode,
                 max: r.max_seconds.map(|m| (m, r.over_max.unwrap_or_default())),
                 sweep_interval: Duration::from_secs(r.sweep_interval_secs),
@@ -241,32 +244,29 @@ impl TtlPolicy {
 
     /// Applies the policy to a request about to be forwarded (`keys` found already).
     pub fn apply(&self, info: &CommandInfo, args: Args<'_>, keys: &[KeyRef]) -> TtlDecision {
+        // The request and its EXPIREs, written once into one buffer (a covered write
+        // never has its request rewritten: only expiry arguments are capped).
         let mut job: Option<BytesMut> = None;
         let mut replies = 1;
         let checked = self.check(info, args, keys, |key, rule| {
-            let out = job.get_or_insert_with(|| BytesMut::with_capacity(48 + key.len()));
+            let out = job.get_or_insert_with(|| {
+                let mut out = BytesMut::with_capacity(args.raw().len() + 64 + key.len());
+                out.extend_from_slice(args.raw());
+                out
+            });
             replies += put_policy(out, key, rule);
         });
-        let rewritten = match checked {
-            Err(refusal) => return TtlDecision::Refuse(refusal),
-            Ok(r) => r,
-        };
-        match (rewritten, job) {
-            (None, None) => TtlDecision::Pass,
-            (Some(request), None) => TtlDecision::Rewrite {
+        match (checked, job) {
+            (Err(refusal), _) => TtlDecision::Refuse(refusal),
+            (Ok(None), None) => TtlDecision::Pass,
+            (Ok(Some(request)), _) => TtlDecision::Rewrite {
                 job: request,
+                replies: 1,
+            },
+            (Ok(None), Some(job)) => TtlDecision::Rewrite {
+                job: job.freeze(),
                 replies,
             },
-            (request, Some(expires)) => {
-                let request = request.as_deref().unwrap_or(args.raw());
-                let mut out = BytesMut::with_capacity(request.len() + expires.len());
-                out.extend_from_slice(request);
-                out.extend_from_slice(&expires);
-                TtlDecision::Rewrite {
-                    job: out.freeze(),
-                    replies,
-                }
-            }
         }
     }
 
@@ -440,9 +440,9 @@ fn put_expire(out: &mut BytesMut, key: &[u8], seconds: &[u8], flag: &[u8]) {
 /// to the maximum). Returns how many commands (and so replies) were written.
 fn put_policy(out: &mut BytesMut, key: &[u8], rule: &TtlRule) -> u32 {
     put_expire(out, key, rule.seconds_text.as_bytes(), b"NX");
-    match rule.max {
-        Some((max, _)) => {
-            put_expire(out, key, max.to_string().as_bytes(), b"LT");
+    match &rule.max_text {
+        Some(max) => {
+            put_expire(out, key, max.as_bytes(), b"LT");
             2
         }
         None => 1,
