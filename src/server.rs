@@ -216,8 +216,10 @@ impl Proxy {
         };
         crate::guards::validate(&config.guards, &config.ttl)
             .map_err(|(k, m)| format!("{k}: {m}"))?;
-        self.security.replace(&config.auth)?;
+        // Guards first, users last: a session that sees the new users (it compares their
+        // generation) sees the new guards too.
         self.guards.replace(&config.guards, &config.ttl)?;
+        self.security.replace(&config.auth)?;
         // Script identities follow the new users and guards: rebuilt here (new links
         // per identity), pushed to every node, removed users' mirrors deleted.
         let removed = match self.cluster.commands().as_ref() {
