@@ -94,14 +94,15 @@ fn main() -> ExitCode {
                 let guards = respgate::guards::GuardSet::from_config(&c.guards, &c.ttl)
                     .map(|g| g.describe().len())
                     .unwrap_or(0);
-                println!(
-                    "{}: OK ({listen}{tls}, {} seed(s), {auth}{replicas}, {guards} guard rule(s), {} ttl rule(s))",
-                    file.display(),
-                    c.cluster.seeds.len(),
-                    c.ttl.len()
-                );
-                println!("{}", c.scripts.describe());
-                ExitCode::SUCCESS
+                print_lines([
+                    format!(
+                        "{}: OK ({listen}{tls}, {} seed(s), {auth}{replicas}, {guards} guard rule(s), {} ttl rule(s))",
+                        file.display(),
+                        c.cluster.seeds.len(),
+                        c.ttl.len()
+                    ),
+                    c.scripts.describe(),
+                ])
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -116,15 +117,15 @@ fn main() -> ExitCode {
             }
             let password = line.strip_suffix('\n').unwrap_or(&line);
             let password = password.strip_suffix('\r').unwrap_or(password);
-            println!("#{}", respgate::acl::hash_password(password.as_bytes()));
-            ExitCode::SUCCESS
+            print_lines([format!(
+                "#{}",
+                respgate::acl::hash_password(password.as_bytes())
+            )])
         }
-        Some(Command::Slot { keys }) => {
-            for k in keys {
-                println!("{}\t{}", respgate::cluster::key_slot(k.as_bytes()), k);
-            }
-            ExitCode::SUCCESS
-        }
+        Some(Command::Slot { keys }) => print_lines(
+            keys.iter()
+                .map(|k| format!("{}\t{}", respgate::cluster::key_slot(k.as_bytes()), k)),
+        ),
         Some(Command::Dev {
             listen,
             masters,
@@ -172,6 +173,26 @@ fn main() -> ExitCode {
             };
             init_logging(&config.log.level);
             run(config, Some(cli.config))
+        }
+    }
+}
+
+/// Writes `lines` to stdout. A reader that stops early (`respgate slot ... | head`)
+/// closes the pipe: that ends the output quietly with success, where `println!` would
+/// panic ("failed printing to stdout: Broken pipe"); any other write error is reported.
+fn print_lines(lines: impl IntoIterator<Item = String>) -> ExitCode {
+    use std::io::{ErrorKind, Write};
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = lines
+        .into_iter()
+        .try_for_each(|line| writeln!(out, "{line}"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("respgate: cannot write to stdout: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -57,6 +57,31 @@ fn slot_prints_redis_hash_slots() {
     assert_eq!(text, "12182\tfoo\n8106\t{user1}:a\n8106\tuser1\n");
 }
 
+/// `respgate slot KEY... | head`: the reader closes the pipe after a line; respgate
+/// stops quietly (exit 0, nothing on stderr) instead of panicking on the broken pipe.
+#[test]
+fn slot_into_a_closed_pipe_exits_quietly() {
+    // Far more output than a pipe buffers (64 KiB), so respgate is still writing when
+    // the reader goes away.
+    let keys: Vec<String> = (0..40_000).map(|i| format!("key:{i:08}")).collect();
+    let mut child = respgate()
+        .arg("slot")
+        .args(&keys)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.ends_with("\tkey:00000000\n"), "{first:?}");
+    drop(stdout); // `head -1` exits
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "stderr: {stderr}");
+    assert!(out.status.success(), "{:?}", out.status);
+}
+
 #[test]
 fn check_config_accepts_the_shipped_configs() {
     for f in ["config/respgate.toml", "config/production.example.toml"] {
