@@ -81,9 +81,11 @@ pub fn auth_failed(user: &[u8], addr: IpAddr) {
     tracing::warn!(target: "respgate::audit", event = "auth_failed", user = %Text(user), %addr, rule = "wrong password, unknown or disabled user", "authentication failed");
 }
 
-/// AUTH / HELLO AUTH refused because the address is locked out.
-pub fn auth_locked_out(user: &[u8], addr: IpAddr) {
-    tracing::warn!(target: "respgate::audit", event = "auth_refused", user = %Text(user), %addr, rule = "too many failed authentications", "address locked out");
+/// AUTH / HELLO AUTH refused because the user is locked out at this address, or the
+/// address is (`rule`: the limit reached, `auth.max_failures` or
+/// `auth.max_unknown_user_failures`).
+pub fn auth_locked_out(user: &[u8], addr: IpAddr, rule: &str) {
+    tracing::warn!(target: "respgate::audit", event = "auth_refused", user = %Text(user), %addr, rule, "locked out after too many failed authentications");
 }
 
 /// A TLS client certificate was refused: the handshake failed over it, or it was

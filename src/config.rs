@@ -494,12 +494,20 @@ pub struct AuthConfig {
     /// Required in a file (no silent open proxy). A `Config` built in code without it
     /// runs as `none`.
     pub mode: Option<AuthMode>,
-    /// Failed authentications from one address within `failure_window_secs` that lock
-    /// the address out (0: never).
+    /// Failed authentications of one user from one address within
+    /// `failure_window_secs` that lock that user out from that address (0: never).
+    /// Other users behind the same address are not affected.
     pub max_failures: u32,
     pub failure_window_secs: u64,
-    /// How long a locked-out address is refused.
+    /// How long a locked-out user (or address) is refused.
     pub lockout_secs: u64,
+    /// Failed authentications with unknown user names from one address within
+    /// `failure_window_secs` that lock the whole address out (0: never): stops one
+    /// address spraying guesses over many names.
+    pub max_unknown_user_failures: u32,
+    /// (user, address) and address entries the lockout tracks at most (memory bound);
+    /// when full, expired entries go first, then the oldest.
+    pub lockout_max_entries: usize,
     pub users: Vec<UserConfig>,
 }
 
@@ -510,6 +518,8 @@ impl Default for AuthConfig {
             max_failures: 20,
             failure_window_secs: 60,
             lockout_secs: 300,
+            max_unknown_user_failures: 20,
+            lockout_max_entries: 100_000,
             users: Vec::new(),
         }
     }
@@ -873,11 +883,19 @@ impl Config {
                 ));
             }
         }
-        if a.max_failures > 0 && (a.failure_window_secs == 0 || a.lockout_secs == 0) {
+        let lockout = a.max_failures > 0 || a.max_unknown_user_failures > 0;
+        if lockout && (a.failure_window_secs == 0 || a.lockout_secs == 0) {
             return Err(bad(
                 "auth.lockout_secs",
-                "failure_window_secs and lockout_secs must be above 0 when max_failures is set"
+                "failure_window_secs and lockout_secs must be above 0 when max_failures or \
+                 max_unknown_user_failures is set"
                     .into(),
+            ));
+        }
+        if lockout && a.lockout_max_entries == 0 {
+            return Err(bad(
+                "auth.lockout_max_entries",
+                "must be at least 1 while a lockout is on".into(),
             ));
         }
         Ok(())

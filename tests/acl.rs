@@ -57,6 +57,8 @@ fn shop_auth(users: Vec<UserConfig>, max_failures: u32) -> AuthConfig {
         max_failures,
         failure_window_secs: 60,
         lockout_secs: 60,
+        max_unknown_user_failures: max_failures,
+        lockout_max_entries: 100_000,
         users,
     }
 }
@@ -491,39 +493,108 @@ async fn reload_applies_to_live_connections_and_bad_files_change_nothing() {
     let _ = cmd(&mut ops, &["DEL", "rl:1.2.3.4:1", "session:r1"]).await;
 }
 
+/// A connection from 127.0.0.2 (loopback too): another client address.
+async fn connect_from(ip: &str, addr: SocketAddr) -> RawConn {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    RawConn::from_stream(socket.connect(addr).await.unwrap())
+}
+
+const LOCKED_USER: &str =
+    "-ERR respgate: too many failed authentication attempts for this user from 127.0.0.1 (auth.max_failures); retry in ";
+
+/// Five wrong passwords of one service behind an address lock that service out from
+/// that address, and nobody else: the other services behind the same address (a NAT, a
+/// node running several of them) keep logging in.
 #[tokio::test]
-async fn fifty_wrong_passwords_lock_out_that_address_only() {
-    let seeds = shared_cluster_seeds();
-    let mut cfg = test_config(&seeds);
-    cfg.auth = shop_auth(shop_users(), 50);
+async fn failures_lock_out_that_user_at_that_address_only() {
+    let mut cfg = test_config(&shared_cluster_seeds());
+    cfg.auth = shop_auth(shop_users(), 5);
     let proxy = start_proxy(cfg).await;
     let addr = proxy.local_addr();
     let mut attacker = RawConn::connect(addr).await;
-    for _ in 0..50 {
+    for _ in 0..5 {
         assert_eq!(
             cmd(&mut attacker, &["AUTH", "ops", "guess"]).await,
             WRONGPASS
         );
     }
-    // Locked: even the right password is refused now, with the reason and the wait.
+    // ops is locked from 127.0.0.1: even its right password is refused, naming the limit.
     let refused = cmd(&mut attacker, &["AUTH", "ops", "ops-pw"]).await;
+    assert!(refused.starts_with(LOCKED_USER), "{refused}");
+    let mut again = RawConn::connect(addr).await;
+    let hello = cmd(&mut again, &["HELLO", "3", "AUTH", "ops", "ops-pw"]).await;
+    assert!(hello.starts_with(LOCKED_USER), "{hello}");
+    // Another user from the same address logs in (on the attacker's own connection too).
+    let mut neighbour = RawConn::connect(addr).await;
+    assert_eq!(
+        cmd(
+            &mut neighbour,
+            &["AUTH", "order-service", "order-service-pw"]
+        )
+        .await,
+        "+OK\r\n"
+    );
+    assert_eq!(cmd(&mut neighbour, &["PING"]).await, "+PONG\r\n");
+    assert_eq!(
+        cmd(&mut attacker, &["AUTH", "reader", "reader-pw"]).await,
+        "+OK\r\n"
+    );
+    // ops from another address is unaffected.
+    let mut other = connect_from("127.0.0.2", addr).await;
+    assert_eq!(cmd(&mut other, &["AUTH", "ops", "ops-pw"]).await, "+OK\r\n");
+    assert_eq!(cmd(&mut other, &["PING"]).await, "+PONG\r\n");
+}
+
+/// HELLO AUTH is counted like AUTH: guessing through it locks the same way.
+#[tokio::test]
+async fn hello_auth_failures_count_towards_the_lockout() {
+    let mut cfg = test_config(&shared_cluster_seeds());
+    cfg.auth = shop_auth(shop_users(), 3);
+    let proxy = start_proxy(cfg).await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    for _ in 0..3 {
+        assert_eq!(
+            cmd(&mut c, &["HELLO", "3", "AUTH", "ops", "guess"]).await,
+            WRONGPASS
+        );
+    }
+    let refused = cmd(&mut c, &["AUTH", "ops", "ops-pw"]).await;
+    assert!(refused.starts_with(LOCKED_USER), "{refused}");
+}
+
+/// One address trying many user names that do not exist: each name alone stays under
+/// `max_failures`, but the address as a whole hits `max_unknown_user_failures` and is
+/// refused, for every user, until the lockout ends. Other addresses are unaffected.
+#[tokio::test]
+async fn spraying_unknown_user_names_locks_the_address() {
+    let mut cfg = test_config(&shared_cluster_seeds());
+    cfg.auth = shop_auth(shop_users(), 5);
+    cfg.auth.max_unknown_user_failures = 8;
+    let proxy = start_proxy(cfg).await;
+    let addr = proxy.local_addr();
+    let mut sprayer = RawConn::connect(addr).await;
+    for i in 0..8 {
+        let name = format!("guess-{i}");
+        assert_eq!(
+            cmd(&mut sprayer, &["AUTH", &name, "password1"]).await,
+            WRONGPASS,
+            "{name}"
+        );
+    }
+    let refused = cmd(&mut sprayer, &["AUTH", "guess-8", "password1"]).await;
     assert!(
         refused.starts_with(
-            "-ERR respgate: too many failed authentication attempts from 127.0.0.1; retry in "
+            "-ERR respgate: too many failed authentication attempts with unknown user names from 127.0.0.1 (auth.max_unknown_user_failures); retry in "
         ),
         "{refused}"
     );
-    let mut again = RawConn::connect(addr).await;
-    assert!(cmd(&mut again, &["HELLO", "3", "AUTH", "ops", "ops-pw"])
-        .await
-        .contains("too many failed"));
-    // Another address (127.0.0.2 is loopback too) is unaffected.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-    let stream = socket.connect(addr).await.unwrap();
-    let mut other = RawConn::from_stream(stream);
+    // The whole address: a real user with its right password too.
+    let mut c = RawConn::connect(addr).await;
+    let ops = cmd(&mut c, &["AUTH", "ops", "ops-pw"]).await;
+    assert!(ops.contains("(auth.max_unknown_user_failures)"), "{ops}");
+    let mut other = connect_from("127.0.0.2", addr).await;
     assert_eq!(cmd(&mut other, &["AUTH", "ops", "ops-pw"]).await, "+OK\r\n");
-    assert_eq!(cmd(&mut other, &["PING"]).await, "+PONG\r\n");
 }
 
 #[tokio::test]

@@ -1159,6 +1159,8 @@ async fn acl_users_get_the_replies_redis_acls_give() {
         max_failures: 1000,
         failure_window_secs: 60,
         lockout_secs: 60,
+        max_unknown_user_failures: 1000,
+        lockout_max_entries: 100_000,
         users: users
             .iter()
             .map(|(name, rules)| UserConfig {

@@ -1,23 +1,92 @@
-//! Brute-force protection: failed authentications are counted per client address; past
-//! `max_failures` within `failure_window_secs`, the address is refused for
-//! `lockout_secs`. Touched only by AUTH / HELLO AUTH, never by ordinary requests, so a
-//! mutex is fine here. The map is pruned so a scan from many addresses stays bounded.
+//! Brute-force protection for password logins (AUTH, HELLO AUTH).
+//!
+//! **Per user and address.** Failures are counted per (user name, client address): past
+//! `auth.max_failures` within `auth.failure_window_secs`, that user is refused from that
+//! address for `auth.lockout_secs`. Other users behind the same address (a NAT, a host
+//! running several services) keep logging in: one service's wrong password does not
+//! lock its neighbours out.
+//!
+//! **Unknown names.** A name that is no user is counted the same way (so whether the
+//! next attempt is locked does not tell if the name exists) and, in addition, per
+//! address: past `auth.max_unknown_user_failures` such failures within the window, the
+//! whole address is refused for `auth.lockout_secs`. That stops one address spraying
+//! guesses over many user names, which the per-user count alone never would.
+//!
+//! **No extra guesses in parallel.** An attempt is counted when it is admitted, before
+//! its password is checked, and given back if the password was right; both under one
+//! lock, so a thousand connections guessing at once get `max_failures` guesses, not a
+//! thousand. Only AUTH / HELLO AUTH come here, never ordinary requests, so a mutex is
+//! fine.
+//!
+//! **Bounded.** At most `auth.lockout_max_entries` entries, each a fixed size: the user
+//! name is kept as a keyed 64-bit hash, whatever length the client sent. A successful
+//! login leaves no entry behind. When the table is full, expired entries go first, then
+//! the oldest counters, then the oldest locks: an attacker with many names or addresses
+//! cannot grow it, and must fill it with fresh entries to push a lock out early.
 
 use crate::config::AuthConfig;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Addresses tracked at most; beyond it, entries whose window has passed are dropped
-/// and, if still full, the oldest are.
-const MAX_TRACKED: usize = 100_000;
+/// Which limit refused an attempt, and for how long still.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locked {
+    pub wait: Duration,
+    /// The whole address (`auth.max_unknown_user_failures`) rather than this user from it
+    /// (`auth.max_failures`).
+    pub address: bool,
+}
+
+impl Locked {
+    /// The config option whose limit was reached.
+    pub fn option(&self) -> &'static str {
+        if self.address {
+            "auth.max_unknown_user_failures"
+        } else {
+            "auth.max_failures"
+        }
+    }
+}
+
+/// An admitted attempt, already counted as a failure until [`Lockout::succeeded`] says
+/// otherwise.
+#[must_use]
+pub struct Attempt {
+    user: Option<Key>,
+    unknown: bool,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
     max_failures: u32,
+    max_unknown: u32,
     window: Duration,
     lockout: Duration,
+    max_entries: usize,
+}
+
+impl Settings {
+    fn from(cfg: &AuthConfig) -> Settings {
+        Settings {
+            max_failures: cfg.max_failures,
+            max_unknown: cfg.max_unknown_user_failures,
+            window: Duration::from_secs(cfg.failure_window_secs),
+            lockout: Duration::from_secs(cfg.lockout_secs),
+            max_entries: cfg.lockout_max_entries.max(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    /// A user name (hashed) from an address.
+    User(IpAddr, u64),
+    /// Failures on unknown user names from an address.
+    Address(IpAddr),
 }
 
 struct Entry {
@@ -26,78 +95,186 @@ struct Entry {
     locked_until: Option<Instant>,
 }
 
+impl Entry {
+    fn new(now: Instant) -> Entry {
+        Entry {
+            failures: 0,
+            window_start: now,
+            locked_until: None,
+        }
+    }
+
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        self.locked_until.filter(|&u| u > now).map(|u| u - now)
+    }
+
+    /// Neither locked nor counting any more: forgettable.
+    fn expired(&self, now: Instant, window: Duration) -> bool {
+        self.wait(now).is_none() && now.duration_since(self.window_start) >= window
+    }
+
+    /// Starts a new window if the last one is over (a lock that ran out included).
+    fn refresh(&mut self, now: Instant, window: Duration) {
+        if self.expired(now, window) {
+            *self = Entry::new(now);
+        }
+    }
+
+    /// Counts a failure; locks when it reaches `max`.
+    fn fail(&mut self, now: Instant, max: u32, lockout: Duration) {
+        self.failures = self.failures.saturating_add(1);
+        if self.failures >= max {
+            self.lock(now, lockout);
+        }
+    }
+
+    fn lock(&mut self, now: Instant, lockout: Duration) {
+        self.locked_until = Some(now + lockout);
+        self.failures = 0;
+        self.window_start = now;
+    }
+}
+
+struct State {
+    settings: Settings,
+    entries: HashMap<Key, Entry>,
+}
+
 pub struct Lockout {
-    settings: Mutex<Settings>,
-    entries: Mutex<HashMap<IpAddr, Entry>>,
+    state: Mutex<State>,
+    /// Keys the user-name hash (an attacker cannot aim names at one entry).
+    names: RandomState,
 }
 
 impl Lockout {
     pub fn new(cfg: &AuthConfig) -> Lockout {
-        let l = Lockout {
-            settings: Mutex::new(Settings {
-                max_failures: 0,
-                window: Duration::ZERO,
-                lockout: Duration::ZERO,
+        Lockout {
+            state: Mutex::new(State {
+                settings: Settings::from(cfg),
+                entries: HashMap::new(),
             }),
-            entries: Mutex::new(HashMap::new()),
-        };
-        l.configure(cfg);
-        l
-    }
-
-    pub fn configure(&self, cfg: &AuthConfig) {
-        *self.settings.lock().unwrap() = Settings {
-            max_failures: cfg.max_failures,
-            window: Duration::from_secs(cfg.failure_window_secs),
-            lockout: Duration::from_secs(cfg.lockout_secs),
-        };
-    }
-
-    /// How long `addr` is still refused, if it is.
-    pub fn locked(&self, addr: IpAddr) -> Option<Duration> {
-        let now = Instant::now();
-        let entries = self.entries.lock().unwrap();
-        let until = entries.get(&addr)?.locked_until?;
-        (until > now).then(|| until - now)
-    }
-
-    /// Records a failure (locking the address out when it has failed too often).
-    pub fn failed(&self, addr: IpAddr) {
-        let s = *self.settings.lock().unwrap();
-        if s.max_failures == 0 {
-            return;
+            names: RandomState::new(),
         }
+    }
+
+    /// New limits (reload); counts and locks in progress are kept.
+    pub fn configure(&self, cfg: &AuthConfig) {
+        self.state.lock().unwrap().settings = Settings::from(cfg);
+    }
+
+    /// Entries tracked now (a metric, and tests of the bound).
+    pub fn tracked(&self) -> usize {
+        self.state.lock().unwrap().entries.len()
+    }
+
+    /// Admits an attempt to log in as `user` (`known`: a configured user, enabled or
+    /// not) from `addr`, counting it as a failure until [`Lockout::succeeded`]; or says
+    /// which limit refuses it, without the password being looked at.
+    pub fn admit(&self, addr: IpAddr, user: &[u8], known: bool) -> Result<Attempt, Locked> {
         let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap();
-        if entries.len() >= MAX_TRACKED && !entries.contains_key(&addr) {
-            entries.retain(|_, e| {
-                now.duration_since(e.window_start) < s.window
-                    || e.locked_until.is_some_and(|u| u > now)
+        let mut state = self.state.lock().unwrap();
+        let s = state.settings;
+        let address = Key::Address(addr);
+        if let Some(wait) = state.entries.get(&address).and_then(|e| e.wait(now)) {
+            return Err(Locked {
+                wait,
+                address: true,
             });
-            if entries.len() >= MAX_TRACKED {
-                let oldest = entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.window_start)
-                    .map(|(a, _)| *a);
-                if let Some(a) = oldest {
-                    entries.remove(&a);
+        }
+        let mut attempt = Attempt {
+            user: None,
+            unknown: !known,
+        };
+        if s.max_failures > 0 {
+            let key = Key::User(addr, self.names.hash_one(user));
+            let e = state.entry(key, now);
+            e.refresh(now, s.window);
+            if let Some(wait) = e.wait(now) {
+                return Err(Locked {
+                    wait,
+                    address: false,
+                });
+            }
+            if e.failures >= s.max_failures {
+                // Attempts admitted in parallel already hold every guess left.
+                e.lock(now, s.lockout);
+                return Err(Locked {
+                    wait: s.lockout,
+                    address: false,
+                });
+            }
+            e.failures += 1;
+            attempt.user = Some(key);
+        }
+        Ok(attempt)
+    }
+
+    /// The password was right: the attempt is no failure (an entry left with nothing to
+    /// count is dropped, so successful logins leave no trace).
+    pub fn succeeded(&self, attempt: Attempt) {
+        let Some(key) = attempt.user else { return };
+        let mut state = self.state.lock().unwrap();
+        if let Some(e) = state.entries.get_mut(&key) {
+            e.failures = e.failures.saturating_sub(1);
+            if e.failures == 0 && e.locked_until.is_none() {
+                state.entries.remove(&key);
+            }
+        }
+    }
+
+    /// The attempt failed: locks the user at this address past `max_failures`, and the
+    /// address past `max_unknown_user_failures` failures on unknown names.
+    pub fn failed(&self, addr: IpAddr, attempt: Attempt) {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap();
+        let s = state.settings;
+        if let Some(key) = attempt.user {
+            // Counted at admission; locked now if that was the last guess.
+            if let Some(e) = state.entries.get_mut(&key) {
+                if s.max_failures > 0 && e.failures >= s.max_failures && e.wait(now).is_none() {
+                    e.lock(now, s.lockout);
                 }
             }
         }
-        let e = entries.entry(addr).or_insert(Entry {
-            failures: 0,
-            window_start: now,
-            locked_until: None,
-        });
-        if now.duration_since(e.window_start) >= s.window {
-            e.failures = 0;
-            e.window_start = now;
+        if attempt.unknown && s.max_unknown > 0 {
+            let e = state.entry(Key::Address(addr), now);
+            e.refresh(now, s.window);
+            e.fail(now, s.max_unknown, s.lockout);
         }
-        e.failures += 1;
-        if e.failures >= s.max_failures && e.locked_until.is_none_or(|u| u <= now) {
-            e.locked_until = Some(now + s.lockout);
-            e.failures = 0;
-            e.window_start = now;
+        metrics::gauge!("respgate_auth_lockout_entries").set(state.entries.len() as f64);
+    }
+}
+
+impl State {
+    /// `key`'s entry, created (making room first if the table is full) when missing.
+    fn entry(&mut self, key: Key, now: Instant) -> &mut Entry {
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.settings.max_entries {
+            self.make_room(now);
         }
+        self.entries.entry(key).or_insert_with(|| Entry::new(now))
+    }
+
+    /// Drops expired entries; if that is not enough, the least useful eighth of the
+    /// table (counters before locks, oldest first), so the cost of a full table is paid
+    /// once per many insertions, not on each.
+    fn make_room(&mut self, now: Instant) {
+        let window = self.settings.window;
+        self.entries.retain(|_, e| !e.expired(now, window));
+        let max = self.settings.max_entries;
+        let keep = max - (max / 8).max(1);
+        if self.entries.len() <= keep {
+            return;
+        }
+        let excess = self.entries.len() - keep;
+        let mut ranked: Vec<((bool, Instant), Key)> = self
+            .entries
+            .iter()
+            .map(|(k, e)| ((e.wait(now).is_some(), e.window_start), *k))
+            .collect();
+        ranked.select_nth_unstable_by_key(excess - 1, |r| r.0);
+        for (_, key) in &ranked[..excess] {
+            self.entries.remove(key);
+        }
+        metrics::counter!("respgate_auth_lockout_evicted_total").increment(excess as u64);
     }
 }

@@ -28,9 +28,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-pub use lockout::Lockout;
+pub use lockout::{Locked, Lockout};
 pub use rules::{Acl, CommandRule, CompiledCommands, READ, WRITE};
 
 /// SHA-256 of `password`, as lowercase hex (what `#<hash>` rules hold).
@@ -106,8 +105,9 @@ impl User {
 pub enum AuthError {
     /// Unknown user, wrong password or disabled user (one answer for all three).
     WrongPass,
-    /// This address failed too often; retry after this long.
-    LockedOut(Duration),
+    /// Refused without looking at the password: this user failed too often from this
+    /// address, or the address failed too often on unknown user names.
+    LockedOut(Locked),
 }
 
 /// The configured users (one immutable snapshot; a reload builds a new one).
@@ -202,21 +202,21 @@ impl Security {
         Ok(())
     }
 
-    /// Checks `user`'s `password` for a client at `addr`, counting failures per address.
+    /// Checks `user`'s `password` for a client at `addr`, counting failures per user
+    /// and address, and per address for unknown user names (see the lockout module).
     pub fn authenticate(
         &self,
         addr: IpAddr,
         user: &[u8],
         password: &[u8],
     ) -> Result<Arc<User>, AuthError> {
-        if let Some(wait) = self.lockout.locked(addr) {
-            return Err(AuthError::LockedOut(wait));
-        }
         let users = self.users.load();
-        let found = std::str::from_utf8(user)
-            .ok()
-            .and_then(|u| users.get(u))
-            .filter(|u| u.acl.enabled);
+        let named = std::str::from_utf8(user).ok().and_then(|u| users.get(u));
+        let attempt = self
+            .lockout
+            .admit(addr, user, named.is_some())
+            .map_err(AuthError::LockedOut)?;
+        let found = named.filter(|u| u.acl.enabled);
         // The hash is computed even for an unknown user, so timing does not reveal
         // which user names exist.
         let ok = match found {
@@ -227,9 +227,12 @@ impl Security {
             }
         };
         match (found, ok) {
-            (Some(u), true) => Ok(u.clone()),
+            (Some(u), true) => {
+                self.lockout.succeeded(attempt);
+                Ok(u.clone())
+            }
             _ => {
-                self.lockout.failed(addr);
+                self.lockout.failed(addr, attempt);
                 Err(AuthError::WrongPass)
             }
         }

@@ -149,19 +149,39 @@ fn unrestricted_users_skip_checks() {
     assert!(!user("on nopass ~a* &* +@all").unrestricted);
 }
 
-#[test]
-fn lockout_counts_per_address() {
+fn lockout_security(max_failures: u32, max_unknown: u32, max_entries: usize) -> Security {
     let cfg = crate::config::AuthConfig {
         mode: Some(crate::config::AuthMode::Users),
-        max_failures: 3,
+        max_failures,
         failure_window_secs: 60,
         lockout_secs: 60,
-        users: vec![crate::config::UserConfig {
-            name: "svc".into(),
-            rules: format!("on #{} ~* +@all", hash_password(b"good")),
-        }],
+        max_unknown_user_failures: max_unknown,
+        lockout_max_entries: max_entries,
+        users: ["svc", "other", "off"]
+            .iter()
+            .map(|name| crate::config::UserConfig {
+                name: name.to_string(),
+                rules: format!(
+                    "{} #{} ~* +@all",
+                    if *name == "off" { "off" } else { "on" },
+                    hash_password(b"good")
+                ),
+            })
+            .collect(),
     };
-    let s = Security::new(&cfg).unwrap();
+    Security::new(&cfg).unwrap()
+}
+
+fn locked(r: Result<Arc<User>, AuthError>) -> Option<&'static str> {
+    match r {
+        Err(AuthError::LockedOut(l)) => Some(l.option()),
+        _ => None,
+    }
+}
+
+#[test]
+fn lockout_counts_per_user_and_address() {
+    let s = lockout_security(3, 100, 1000);
     let a: IpAddr = "10.0.0.1".parse().unwrap();
     let b: IpAddr = "10.0.0.2".parse().unwrap();
     for _ in 0..3 {
@@ -170,13 +190,113 @@ fn lockout_counts_per_address() {
             AuthError::WrongPass
         );
     }
-    assert!(matches!(
-        s.authenticate(a, b"svc", b"good"),
-        Err(AuthError::LockedOut(_))
-    ));
-    assert!(s.authenticate(b, b"svc", b"good").is_ok());
+    // svc is locked from a, even with its password...
     assert_eq!(
-        s.authenticate(b, b"nobody", b"good").unwrap_err(),
-        AuthError::WrongPass
+        locked(s.authenticate(a, b"svc", b"good")),
+        Some("auth.max_failures")
     );
+    // ... but not from b, and other users behind a are not locked at all.
+    assert!(s.authenticate(b, b"svc", b"good").is_ok());
+    assert!(s.authenticate(a, b"other", b"good").is_ok());
+    // A disabled user is counted like any named user.
+    for _ in 0..3 {
+        assert_eq!(
+            s.authenticate(a, b"off", b"good").unwrap_err(),
+            AuthError::WrongPass
+        );
+    }
+    assert_eq!(
+        locked(s.authenticate(a, b"off", b"good")),
+        Some("auth.max_failures")
+    );
+    // Successful logins leave nothing behind: only the two locks are tracked.
+    assert_eq!(s.lockout.tracked(), 2);
+}
+
+#[test]
+fn unknown_names_lock_like_users_and_spraying_locks_the_address() {
+    let s = lockout_security(3, 10, 1000);
+    let a: IpAddr = "10.0.0.1".parse().unwrap();
+    // An unknown name is locked after 3 failures like a real one: the answer does not
+    // tell whether the name exists.
+    for _ in 0..3 {
+        assert_eq!(
+            s.authenticate(a, b"ghost", b"x").unwrap_err(),
+            AuthError::WrongPass
+        );
+    }
+    assert_eq!(
+        locked(s.authenticate(a, b"ghost", b"x")),
+        Some("auth.max_failures")
+    );
+    // Spraying other names: 10 unknown-name failures in all lock the whole address,
+    // known users and right passwords included.
+    for i in 0..7 {
+        let name = format!("spray{i}");
+        assert_eq!(
+            s.authenticate(a, name.as_bytes(), b"x").unwrap_err(),
+            AuthError::WrongPass
+        );
+    }
+    assert_eq!(
+        locked(s.authenticate(a, b"spray-next", b"x")),
+        Some("auth.max_unknown_user_failures")
+    );
+    assert_eq!(
+        locked(s.authenticate(a, b"svc", b"good")),
+        Some("auth.max_unknown_user_failures")
+    );
+    let b: IpAddr = "10.0.0.2".parse().unwrap();
+    assert!(s.authenticate(b, b"svc", b"good").is_ok());
+}
+
+#[test]
+fn wrong_passwords_on_known_users_never_lock_the_address() {
+    let s = lockout_security(1000, 3, 1000);
+    let a: IpAddr = "10.0.0.1".parse().unwrap();
+    for _ in 0..50 {
+        assert!(s.authenticate(a, b"svc", b"bad").is_err());
+    }
+    assert!(s.authenticate(a, b"other", b"good").is_ok());
+}
+
+#[test]
+fn lockout_table_stays_bounded_and_keeps_locks_longest() {
+    let s = lockout_security(2, 0, 64);
+    let locked_addr: IpAddr = "10.0.0.1".parse().unwrap();
+    for _ in 0..2 {
+        let _ = s.authenticate(locked_addr, b"svc", b"bad");
+    }
+    // Thousands of names from thousands of addresses, one failure each.
+    for i in 0..5000u32 {
+        let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i));
+        let name = format!("name{i}-{}", "x".repeat(1000));
+        let _ = s.authenticate(addr, name.as_bytes(), b"bad");
+        assert!(s.lockout.tracked() <= 64, "{}", s.lockout.tracked());
+    }
+    // The lock outlived the counters pushed out around it.
+    assert_eq!(
+        locked(s.authenticate(locked_addr, b"svc", b"good")),
+        Some("auth.max_failures")
+    );
+}
+
+#[test]
+fn parallel_guesses_get_no_more_than_max_failures() {
+    let s = Arc::new(lockout_security(5, 0, 1000));
+    let a: IpAddr = "10.0.0.1".parse().unwrap();
+    let wrong = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..50 {
+                    if matches!(s.authenticate(a, b"svc", b"bad"), Err(AuthError::WrongPass)) {
+                        wrong.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    // Every password actually checked was a counted failure: at most 5 per window.
+    assert_eq!(wrong.into_inner(), 5);
 }

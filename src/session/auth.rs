@@ -394,15 +394,27 @@ pub fn login(
             crate::audit::auth_failed(user, addr);
             Err(reply::error(WRONGPASS))
         }
-        Err(AuthError::LockedOut(wait)) => {
+        Err(AuthError::LockedOut(locked)) => {
             metrics::counter!("respgate_auth_total", "result" => "locked_out").increment(1);
-            crate::audit::auth_locked_out(user, addr);
-            Err(reply::error(&format!(
-                "ERR respgate: too many failed authentication attempts from {addr}; retry in {}s",
-                wait.as_secs().max(1)
-            )))
+            crate::audit::auth_locked_out(user, addr, locked.option());
+            Err(reply::error(&locked_out_text(&locked, addr)))
         }
     }
+}
+
+/// The refusal of a locked-out login, naming the limit reached. The same text whether
+/// the user name exists or not.
+fn locked_out_text(locked: &crate::acl::Locked, addr: std::net::IpAddr) -> String {
+    let whom = if locked.address {
+        "with unknown user names"
+    } else {
+        "for this user"
+    };
+    format!(
+        "ERR respgate: too many failed authentication attempts {whom} from {addr} ({}); retry in {}s",
+        locked.option(),
+        locked.wait.as_secs().max(1)
+    )
 }
 
 /// AUTH [user] password.
