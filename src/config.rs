@@ -424,13 +424,22 @@ pub struct TlsConfig {
     #[serde(default)]
     pub cert_user: CertUser,
     /// A client that has not finished its TLS handshake this long after connecting is
-    /// closed (it holds a `max_clients` slot meanwhile).
+    /// closed (it holds a `max_clients` place meanwhile; the wait for a handshake
+    /// permit counts too).
     #[serde(default = "default_handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
+    /// Handshakes past their ClientHello at once; more wait for a permit (within
+    /// `handshake_timeout_ms`), so a flood of handshakes cannot take all CPU and memory.
+    #[serde(default = "default_max_handshakes_in_flight")]
+    pub max_handshakes_in_flight: usize,
 }
 
 fn default_handshake_timeout_ms() -> u64 {
     5000
+}
+
+pub fn default_max_handshakes_in_flight() -> usize {
+    128
 }
 
 impl TlsConfig {
@@ -753,6 +762,12 @@ impl Config {
             }
             if t.handshake_timeout_ms == 0 {
                 return Err(bad("tls.handshake_timeout_ms", "must be above 0".into()));
+            }
+            if t.max_handshakes_in_flight == 0 {
+                return Err(bad(
+                    "tls.max_handshakes_in_flight",
+                    "must be at least 1".into(),
+                ));
             }
         }
         for (key, v) in [

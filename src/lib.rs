@@ -5,6 +5,7 @@
 //! and queues them on that node's shared [`backend`] link; replies come back as slices of
 //! the backend's read buffer and are written to the client in request order.
 pub mod acl;
+pub mod admission;
 pub mod audit;
 pub mod backend;
 pub mod clients;
@@ -16,6 +17,7 @@ pub mod guards;
 pub mod loader;
 pub mod protocol;
 pub mod pubsub;
+pub mod reload;
 pub mod scripts;
 pub mod server;
 pub mod session;

@@ -278,7 +278,8 @@ async fn wait_for_signal(proxy: &Proxy, path: Option<&std::path::Path>) {
     let _ = Duration::ZERO;
 }
 
-/// SIGHUP: re-read the config file and apply what can change while running.
+/// SIGHUP: re-read the config file and apply what can change while running; say which
+/// changed settings need a restart.
 fn reload(proxy: &Proxy, path: Option<&std::path::Path>) {
     let Some(path) = path else {
         tracing::warn!("SIGHUP ignored: no configuration file to reload");
@@ -288,7 +289,12 @@ fn reload(proxy: &Proxy, path: Option<&std::path::Path>) {
         .map_err(|e| e.to_string())
         .and_then(|c| proxy.reload(&c))
     {
-        Ok(()) => eprintln!("respgate: reloaded {}", path.display()),
+        Ok(restart) if restart.is_empty() => eprintln!("respgate: reloaded {}", path.display()),
+        Ok(restart) => eprintln!(
+            "respgate: reloaded {}; these settings need a restart and keep their running values: {}",
+            path.display(),
+            restart.join(", ")
+        ),
         Err(e) => {
             tracing::error!(error = %e, "reload rejected; the running configuration is unchanged");
             eprintln!("respgate: reload rejected, running configuration unchanged: {e}");

@@ -5,15 +5,19 @@
 //! binary, `respgate dev` and the integration tests all start it the same way.
 //!
 //! Two listeners share one accept loop, one `max_clients` and one set of sessions: the
-//! plain one (`[server] listen`, may be disabled) and the TLS one (`[tls]`). A TLS
-//! client's handshake runs in its own task under a timeout, holding a `max_clients`
-//! slot, so a slow or garbage handshake never holds up the accept loop. The TLS server
-//! configuration sits behind an `ArcSwap`: [`Proxy::reload_tls`] swaps certificates for
-//! new connections while established ones keep their session.
+//! plain one (`[server] listen`, may be disabled) and the TLS one (`[tls]`). The accept
+//! loop takes a `max_clients` place first and refuses over the limit before any TLS; a
+//! TLS client's handshake then runs in its own task under a timeout, with a bounded
+//! number in flight (the admission module says why), so a slow or garbage handshake
+//! never holds up the accept loop. The TLS server configuration sits behind an
+//! `ArcSwap`: [`Proxy::reload_tls`] swaps certificates for new connections while
+//! established ones keep their session. [`Proxy::reload`] applies what a SIGHUP can
+//! change and names what needs a restart (the reload module).
 
 use crate::acl::Security;
+use crate::admission::{handshake, ClientSlots, TlsSettings};
 use crate::cluster::Cluster;
-use crate::config::{CertUser, Config, TlsConfig};
+use crate::config::{Config, TlsConfig};
 use crate::protocol::scan::RequestLimits;
 use crate::session::{self, ClientMeta, SessionContext};
 use crate::shutdown::{Shutdown, DRAIN, RUNNING, STOP};
@@ -44,6 +48,11 @@ pub struct Proxy {
     security: Arc<Security>,
     guards: Arc<crate::guards::Guards>,
     scripts: Arc<crate::scripts::Scripts>,
+    /// The `max_clients` places (the limit is reloadable).
+    slots: Arc<ClientSlots>,
+    /// The configuration started with: what a reload is compared against for the
+    /// settings that need a restart.
+    running: Config,
 }
 
 impl Proxy {
@@ -58,7 +67,7 @@ impl Proxy {
         };
         let tls = match &config.tls {
             Some(t) => {
-                let settings = TlsSettings::load(t).map_err(invalid)?;
+                let settings = TlsSettings::load(t, None).map_err(invalid)?;
                 Some((
                     listen(&t.listen)?,
                     Arc::new(ArcSwap::from_pointee(settings)),
@@ -173,7 +182,7 @@ impl Proxy {
             ))
         };
         let grace = Duration::from_secs(s.shutdown_grace_secs);
-        let max_clients = s.max_clients;
+        let slots = ClientSlots::new(s.max_clients);
         if let Some(addr) = addr {
             tracing::info!(%addr, "respgate listening");
         }
@@ -181,8 +190,9 @@ impl Proxy {
             tracing::info!(%addr, "respgate listening (TLS)");
         }
         let signal = shutdown.clone();
+        let accept_slots = slots.clone();
         let task = tokio::spawn(async move {
-            accept_loop(plain, tls, ctx, max_clients, signal, grace).await;
+            accept_loop(plain, tls, ctx, accept_slots, signal, grace).await;
             refresher.abort();
             sweeper.abort();
             if let Some(t) = tracker {
@@ -199,17 +209,22 @@ impl Proxy {
             security,
             guards,
             scripts,
+            slots,
+            running: config,
         })
     }
 
     /// Applies a reloaded configuration (SIGHUP): users, ACL rules and lockout
-    /// settings, and the TLS certificates. Connections stay up; each picks up the new
-    /// rules from its next command, new TLS connections get the new certificate.
-    /// Everything is loaded and checked before anything is swapped: on error nothing
-    /// changes.
-    pub fn reload(&self, config: &Config) -> Result<(), String> {
+    /// settings, guards and TTL policy, the TLS listener's certificates and settings,
+    /// and `server.max_clients`. Connections stay up; each picks up the new rules from
+    /// its next command, new TLS connections get the new certificate. Everything is
+    /// loaded and checked before anything is swapped: on error nothing changes. Every
+    /// other setting is read once at start: the answer names those that differ from
+    /// the running values (each also logged as a warning), which keep running until a
+    /// restart.
+    pub fn reload(&self, config: &Config) -> Result<Vec<String>, String> {
         let tls = match (&self.tls, &config.tls) {
-            (Some(_), Some(cfg)) => Some(TlsSettings::load(cfg)?),
+            (Some(current), Some(cfg)) => Some(TlsSettings::load(cfg, Some(&current.load()))?),
             (None, None) => None,
             (Some(_), None) => return Err("removing the TLS listener needs a restart".into()),
             (None, Some(_)) => return Err("adding a TLS listener ([tls]) needs a restart".into()),
@@ -236,8 +251,19 @@ impl Proxy {
         if let (Some(current), Some(settings)) = (&self.tls, tls) {
             current.store(Arc::new(settings));
         }
-        tracing::info!("configuration reloaded: users, ACL rules, guards, TTL policy and certificates replaced");
-        Ok(())
+        self.slots.set_limit(config.server.max_clients);
+        tracing::info!(
+            max_clients = config.server.max_clients,
+            "configuration reloaded: users, ACL rules, lockout, guards, TTL policy, TLS certificates and server.max_clients replaced"
+        );
+        let restart = crate::reload::needs_restart(&self.running, config);
+        if !restart.is_empty() {
+            tracing::warn!(
+                settings = %restart.join(", "),
+                "these settings changed but need a restart: they keep their running values"
+            );
+        }
+        Ok(restart)
     }
 
     /// The address plain-TCP clients connect to (the TLS address when the plain
@@ -267,7 +293,7 @@ impl Proxy {
         let Some(current) = &self.tls else {
             return Err("no TLS listener is running: adding one ([tls]) needs a restart".into());
         };
-        current.store(Arc::new(TlsSettings::load(cfg)?));
+        current.store(Arc::new(TlsSettings::load(cfg, Some(&current.load()))?));
         tracing::info!(cert = %cfg.cert.display(), "TLS certificates reloaded");
         Ok(())
     }
@@ -316,24 +342,6 @@ impl Drop for Proxy {
     }
 }
 
-/// What the TLS listener needs per connection; replaced whole by [`Proxy::reload_tls`].
-struct TlsSettings {
-    acceptor: tokio_rustls::TlsAcceptor,
-    cert_user: CertUser,
-    handshake_timeout: Duration,
-}
-
-impl TlsSettings {
-    fn load(cfg: &TlsConfig) -> Result<TlsSettings, String> {
-        let config = crate::tls::server_config(cfg).map_err(|(key, e)| format!("{key}: {e}"))?;
-        Ok(TlsSettings {
-            acceptor: tokio_rustls::TlsAcceptor::from(config),
-            cert_user: cfg.cert_user,
-            handshake_timeout: cfg.handshake_timeout(),
-        })
-    }
-}
-
 /// Accepts on `listener`, or never when there is none.
 async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
     match listener {
@@ -346,12 +354,11 @@ async fn accept_loop(
     plain: Option<TcpListener>,
     tls: Option<(TcpListener, Arc<ArcSwap<TlsSettings>>)>,
     ctx: Arc<SessionContext>,
-    max_clients: usize,
+    slots: Arc<ClientSlots>,
     shutdown: Arc<Shutdown>,
     grace: Duration,
 ) {
     let stop = shutdown.listen();
-    let slots = Arc::new(Semaphore::new(max_clients));
     let tracker = TaskTracker::new();
     let next_id = AtomicU64::new(1);
     loop {
@@ -369,19 +376,20 @@ async fn accept_loop(
                 continue;
             }
         };
+        // The place first, before any TLS: a TLS client over the limit is closed
+        // without a handshake (see the admission module).
+        let Some(permit) = slots.try_take() else {
+            metrics::counter!("respgate_clients_rejected_total", "reason" => "max_clients")
+                .increment(1);
+            if !is_tls {
+                tokio::spawn(refuse(stream));
+            }
+            continue;
+        };
         // One load per connection (never per request): a reload applies from the next.
         let settings = match (&tls, is_tls) {
             (Some((_, s)), true) => Some(s.load_full()),
             _ => None,
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("respgate_clients_rejected_total", "reason" => "max_clients")
-                .increment(1);
-            match settings {
-                None => tokio::spawn(refuse(stream)),
-                Some(settings) => tokio::spawn(refuse_tls(stream, settings)),
-            };
-            continue;
         };
         let _ = stream.set_nodelay(true);
         let meta = ClientMeta {
@@ -416,7 +424,7 @@ async fn accept_loop(
                         return;
                     };
                     let mut meta = meta;
-                    // The handshake holds the max_clients slot but no accept-loop time.
+                    // The handshake holds the max_clients place but no accept-loop time.
                     let stream = tokio::select! {
                         s = handshake(stream, peer, &settings) => s,
                         _ = shutdown.above(RUNNING) => None,
@@ -474,51 +482,6 @@ impl Handoff {
     }
 }
 
-/// The server side of a TLS handshake, within the handshake timeout; `None` (logged and
-/// counted) when it fails or times out.
-async fn handshake(
-    stream: TcpStream,
-    peer: SocketAddr,
-    settings: &TlsSettings,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let reason =
-        match tokio::time::timeout(settings.handshake_timeout, settings.acceptor.accept(stream))
-            .await
-        {
-            Ok(Ok(s)) => return Some(s),
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                if refused_client_certificate(&e) {
-                    crate::audit::certificate_refused(peer.ip(), None, &e.to_string());
-                    "client_certificate"
-                } else {
-                    "error"
-                }
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "TLS handshake timed out");
-                "timeout"
-            }
-        };
-    metrics::counter!("respgate_tls_handshake_failures_total", "reason" => reason).increment(1);
-    None
-}
-
-/// Whether a failed handshake failed over the client's certificate (none where one is
-/// required, or one the client CA does not vouch for): an audit line, not just a debug
-/// one.
-fn refused_client_certificate(e: &std::io::Error) -> bool {
-    use rustls::Error;
-    matches!(
-        e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()),
-        Some(
-            Error::InvalidCertificate(_)
-                | Error::NoCertificatesPresented
-                | Error::InvalidCertRevocationList(_)
-        )
-    )
-}
-
 /// Binds with a listen backlog of 1024: tokio's default (128) overflows when hundreds of
 /// clients reconnect at once (after a failover, a deploy), and each overflowed client
 /// then waits a full second to retry its SYN.
@@ -552,21 +515,6 @@ impl Drop for ClientCount {
         metrics::gauge!("respgate_connected_clients").decrement(1.0);
         self.0.clients.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// [`refuse`] for a TLS client: the error is only readable inside a TLS session.
-async fn refuse_tls(stream: TcpStream, settings: Arc<TlsSettings>) {
-    let peer = stream
-        .peer_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let timeout = settings.handshake_timeout;
-    let _ = tokio::time::timeout(timeout, async {
-        if let Some(mut s) = handshake(stream, peer, &settings).await {
-            let _ = s.write_all(MAX_CLIENTS_REPLY).await;
-            let _ = s.shutdown().await;
-        }
-    })
-    .await;
 }
 
 async fn refuse(mut stream: TcpStream) {

@@ -417,6 +417,7 @@ mod tests {
             client_ca: Some(dir.join("ca.pem")),
             cert_user: CertUser::Cn,
             handshake_timeout_ms: 1000,
+            max_handshakes_in_flight: crate::config::default_max_handshakes_in_flight(),
         }
     }
 

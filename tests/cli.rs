@@ -416,6 +416,80 @@ fn sighup_reloads_users_without_dropping_connections() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
+/// SIGHUP applies a lowered `server.max_clients` to new connections (it used to log
+/// "configuration reloaded" and keep the old limit), and names the changed settings a
+/// reload cannot apply instead of ignoring them in silence.
+#[test]
+fn sighup_applies_max_clients_and_names_settings_that_need_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("respgate.toml");
+    let log = dir.path().join("stderr.log");
+    let seeds = toml_seeds();
+    let write = |max_clients: usize, idle: u64, guards: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"{addr}\"\nmax_clients = {max_clients}\nidle_timeout_secs = {idle}\n[cluster]\nseeds = [{seeds}]\n[auth]\nmode = \"none\"\n{guards}"
+            ),
+        )
+        .unwrap()
+    };
+    write(3, 0, "");
+    let child = KillOnDrop(
+        respgate()
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("respgate to listen", Duration::from_secs(20), || {
+        ping(&addr)
+    });
+    // Two clients connected, under the limit of 3.
+    let connect = || {
+        let s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        BufReader::new(s)
+    };
+    let mut first = connect();
+    let mut second = connect();
+    assert_eq!(request(&mut first, "PING\r\n"), "+PONG\r\n");
+    assert_eq!(request(&mut second, "PING\r\n"), "+PONG\r\n");
+    // Lower the limit to 2 (and change a setting a reload cannot apply); a guard rule
+    // denying ECHO shows when the reload has happened.
+    write(
+        2,
+        30,
+        "[[guards.rules]]\nname = \"no-echo\"\ncommands = [\"echo\"]\naction = \"deny\"\n",
+    );
+    unsafe {
+        libc::kill(child.0.id() as i32, libc::SIGHUP);
+    }
+    wait_for("the reload to apply", Duration::from_secs(20), || {
+        request(&mut first, "ECHO x\r\n").starts_with("-ERR respgate: ECHO is denied")
+    });
+    // A third client is now one too many; the two connected stay.
+    let mut third = connect();
+    assert_eq!(
+        request(&mut third, "PING\r\n"),
+        "-ERR max number of clients reached\r\n"
+    );
+    assert_eq!(request(&mut second, "PING\r\n"), "+PONG\r\n");
+    // Only the setting that was not applied is named.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let said = text
+        .lines()
+        .find(|l| l.starts_with("respgate: reloaded"))
+        .unwrap_or_else(|| panic!("no reload line: {text}"));
+    assert!(
+        said.ends_with("need a restart and keep their running values: server.idle_timeout_secs"),
+        "{said}"
+    );
+}
+
 struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {

@@ -661,6 +661,7 @@ async fn certificate_logins_and_refused_certificates_are_audit_lines() {
         client_ca: Some(clients.ca.clone()),
         cert_user: Default::default(),
         handshake_timeout_ms: 5000,
+        max_handshakes_in_flight: respgate::config::default_max_handshakes_in_flight(),
     });
     let proxy = start_proxy(config).await;
     let tls_addr = proxy.tls_addr().unwrap();

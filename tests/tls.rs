@@ -24,6 +24,7 @@ fn tls_section(server: &CertFiles, client_auth: ClientAuth, client_ca: Option<&P
         client_ca: client_ca.map(Path::to_path_buf),
         cert_user: Default::default(),
         handshake_timeout_ms: 5000,
+        max_handshakes_in_flight: respgate::config::default_max_handshakes_in_flight(),
     }
 }
 
@@ -355,24 +356,126 @@ async fn reloaded_certificate_serves_new_connections_and_keeps_old_ones() {
     assert!(e.contains("no TLS listener"), "{e}");
 }
 
+/// Over `max_clients`, a TLS client is closed before any handshake: a flood of refused
+/// connections costs no key exchange, no signature, no TLS state (it used to get a full
+/// handshake each, in its own task, to be told the limit over TLS).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_handshakes_count_against_max_clients() {
+async fn over_max_clients_a_tls_client_is_closed_without_a_handshake() {
     let pki = Pki::new("limits");
     let mut config = test_config(&shared_cluster_seeds());
     config.server.max_clients = 1;
-    config.tls = Some(tls_section(&pki.server("server"), ClientAuth::None, None));
+    let mut tls = tls_section(&pki.server("server"), ClientAuth::None, None);
+    tls.handshake_timeout_ms = 60_000;
+    config.tls = Some(tls);
     let proxy = start_proxy(config).await;
-    // A client that never handshakes holds the only slot...
-    let _silent = tokio::net::TcpStream::connect(proxy.tls_addr().unwrap())
-        .await
-        .unwrap();
+    let addr = proxy.tls_addr().unwrap();
+    // A client that never handshakes holds the only place...
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // ... so the next one is told over TLS that the limit is reached.
-    let mut refused = RawTls::connect(proxy.tls_addr().unwrap(), &pki).await;
-    assert_eq!(
-        show(&refused.read_some().await),
-        "-ERR max number of clients reached\\r\\n"
+    // ... so the next one's handshake fails: closed at once, no ServerHello.
+    let refused = tokio::time::timeout(LIMIT, RawTls::try_connect(addr, &pki))
+        .await
+        .expect("the refused client was neither closed nor served");
+    assert!(
+        refused.is_err(),
+        "the client over max_clients got a TLS session"
     );
+    // The place is given back when the silent client leaves.
+    drop(silent);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut c = loop {
+        match RawTls::try_connect(addr, &pki).await {
+            Ok(c) => break c,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    c.send(b"PING\r\n").await;
+    assert_eq!(show(&c.read_some().await), "+PONG\\r\\n");
+}
+
+/// `tls.max_handshakes_in_flight`: a handshake past its ClientHello holds a permit, and
+/// the next waits for it; a client that connects and sends nothing holds none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_in_flight_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new("inflight");
+    let mut config = test_config(&shared_cluster_seeds());
+    let mut tls = tls_section(&pki.server("server"), ClientAuth::None, None);
+    tls.handshake_timeout_ms = 60_000;
+    tls.max_handshakes_in_flight = 1;
+    config.tls = Some(tls);
+    let proxy = start_proxy(config).await;
+    let addr = proxy.tls_addr().unwrap();
+    // Silent connections hold no permit: a real client still gets through.
+    let _silent: Vec<_> = futures_connect(addr, 3).await;
+    tokio::time::timeout(LIMIT, RawTls::try_connect(addr, &pki))
+        .await
+        .expect("silent connections held up the handshake")
+        .expect("handshake beside silent connections");
+    // A client that sends its ClientHello and then stalls holds the only permit (the
+    // server's reply shows it got past the ClientHello).
+    let mut conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(client_config(&pki)),
+        rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+    )
+    .unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(&hello).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(LIMIT, stalled.read(&mut buf))
+        .await
+        .expect("no ServerHello")
+        .unwrap();
+    assert!(n > 0, "closed instead of a ServerHello");
+    // The next handshake waits...
+    let waiting = tokio::spawn({
+        let pki_ca = pki.ca.clone();
+        async move { RawTls::try_connect_ca(addr, &pki_ca).await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a second handshake ran beside the first with max_handshakes_in_flight = 1"
+    );
+    // ... until the stalled one goes away.
+    drop(stalled);
+    tokio::time::timeout(LIMIT, waiting)
+        .await
+        .expect("the waiting handshake never got its permit")
+        .unwrap()
+        .expect("the waiting handshake completes");
+}
+
+/// `n` TCP connections that never send anything.
+async fn futures_connect(addr: SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    out
+}
+
+/// A rustls client configuration trusting `ca` (a PEM file).
+fn client_config_ca(ca: &Path) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
+fn client_config(pki: &Pki) -> rustls::ClientConfig {
+    client_config_ca(&pki.ca)
 }
 
 /// Certificates for a TLS-only dev cluster and respgate's side of it.
@@ -514,25 +617,20 @@ struct RawTls {
 
 impl RawTls {
     async fn connect(addr: SocketAddr, pki: &Pki) -> RawTls {
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(rustls::pki_types::CertificateDer::from_pem_file(&pki.ca).unwrap())
-            .unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        RawTls::try_connect(addr, pki).await.unwrap()
+    }
+
+    async fn try_connect(addr: SocketAddr, pki: &Pki) -> std::io::Result<RawTls> {
+        RawTls::try_connect_ca(addr, &pki.ca).await
+    }
+
+    async fn try_connect_ca(addr: SocketAddr, ca: &Path) -> std::io::Result<RawTls> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
         let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config_ca(ca)))
             .connect(name, tcp)
-            .await
-            .unwrap();
-        RawTls { stream }
+            .await?;
+        Ok(RawTls { stream })
     }
 
     async fn send(&mut self, bytes: &[u8]) {
