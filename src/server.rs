@@ -112,8 +112,10 @@ impl Proxy {
             retry_deadline: config.cluster.retry_deadline(),
             max_redirects: config.cluster.max_redirects,
             clients: std::sync::atomic::AtomicUsize::new(0),
-            dedicated_slots: Arc::new(Semaphore::new(s.max_dedicated_connections)),
-            max_dedicated: s.max_dedicated_connections,
+            dedicated: crate::session::DedicatedQuota::new(
+                s.max_dedicated_connections,
+                s.max_dedicated_per_user,
+            ),
             pubsub: crate::pubsub::PubSubHub::start(cluster.clone()),
             pubsub_queue: s.pubsub_queue_messages,
             registry: Default::default(),

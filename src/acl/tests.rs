@@ -157,6 +157,7 @@ fn lockout_counts_per_address() {
         failure_window_secs: 60,
         lockout_secs: 60,
         users: vec![crate::config::UserConfig {
+            max_dedicated_connections: None,
             name: "svc".into(),
             rules: format!("on #{} ~* +@all", hash_password(b"good")),
         }],
