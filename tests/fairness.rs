@@ -24,10 +24,16 @@ async fn keys_refused_inside_multi_spends_no_guard_token() {
     let mut c = login(proxy.local_addr(), "ops").await;
     assert_eq!(cmd(&mut c, &["MULTI"]).await, "+OK\r\n");
     let refused = cmd(&mut c, &["KEYS", "*"]).await;
-    assert!(refused.starts_with("-ERR respgate: KEYS cannot be queued"), "{refused}");
+    assert!(
+        refused.starts_with("-ERR respgate: KEYS cannot be queued"),
+        "{refused}"
+    );
     assert!(cmd(&mut c, &["EXEC"]).await.starts_with("-EXECABORT"));
     let keys = cmd(&mut c, &["KEYS", "*"]).await;
-    assert!(keys.starts_with('*'), "the refused KEYS spent the token: {keys}");
+    assert!(
+        keys.starts_with('*'),
+        "the refused KEYS spent the token: {keys}"
+    );
     // The token is spent now: the next one is limited.
     let limited = cmd(&mut c, &["KEYS", "*"]).await;
     assert!(
@@ -52,8 +58,12 @@ async fn a_tenant_at_its_dedicated_quota_does_not_starve_another() {
     let mut blocked = Vec::new();
     for i in 0..3 {
         let mut b = login(addr, "order-service").await;
-        b.send(&encode_command(&["BLPOP", &format!("saga:q:{id}:{i}"), "0"]))
-            .await;
+        b.send(&encode_command(&[
+            "BLPOP",
+            &format!("saga:q:{id}:{i}"),
+            "0",
+        ]))
+        .await;
         blocked.push(b);
     }
     for b in &mut blocked {
@@ -69,7 +79,9 @@ async fn a_tenant_at_its_dedicated_quota_does_not_starve_another() {
     let w = format!("saga:w:{id}");
     assert_eq!(
         cmd(&mut a, &["WATCH", &w]).await,
-        format!("-ERR respgate: WATCH refused: user 'order-service' already holds 3 {per_user}\r\n")
+        format!(
+            "-ERR respgate: WATCH refused: user 'order-service' already holds 3 {per_user}\r\n"
+        )
     );
     // ... and leaves nothing watched: the slot's commands run on the shared links.
     assert_eq!(cmd(&mut a, &["SET", &w, "1"]).await, "+OK\r\n");
@@ -106,12 +118,13 @@ async fn a_tenant_at_its_dedicated_quota_does_not_starve_another() {
         if r == "*-1\r\n" {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "place not given back: {r}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "place not given back: {r}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for b in &mut blocked {
-        drop(b);
-    }
+    drop(blocked);
 }
 
 /// With every connection of clients' own taken, a WATCH is refused naming WATCH and
@@ -220,7 +233,10 @@ fn scan_counts_logged(quiet: &QuietCluster, master: SocketAddr) -> Vec<u64> {
         };
         let words: Vec<String> = args
             .iter()
-            .filter_map(|a| a.as_bytes().map(|b| String::from_utf8_lossy(b).to_lowercase()))
+            .filter_map(|a| {
+                a.as_bytes()
+                    .map(|b| String::from_utf8_lossy(b).to_lowercase())
+            })
             .collect();
         if words.first().map(String::as_str) != Some("scan") {
             continue;
@@ -244,7 +260,11 @@ async fn keyspace_walks_are_served_by_scan_capped_and_bounded_per_user() {
     let masters = quiet.masters();
     for &m in &masters {
         node(&quiet, m, &["CONFIG", "RESETSTAT"]);
-        node(&quiet, m, &["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+        node(
+            &quiet,
+            m,
+            &["CONFIG", "SET", "slowlog-log-slower-than", "0"],
+        );
         node(&quiet, m, &["CONFIG", "SET", "slowlog-max-len", "100000"]);
         node(&quiet, m, &["SLOWLOG", "RESET"]);
     }
@@ -280,7 +300,11 @@ async fn keyspace_walks_are_served_by_scan_capped_and_bounded_per_user() {
     let n: usize = keys[1..keys.find('\r').unwrap()].parse().unwrap();
     assert_eq!(n, KEYS_PER_MASTER * masters.len() / 10, "KEYS q0* by SCAN");
     let scan = scan.await.unwrap();
-    assert!(scan.starts_with("*2\r\n"), "{}", &scan[..scan.len().min(200)]);
+    assert!(
+        scan.starts_with("*2\r\n"),
+        "{}",
+        &scan[..scan.len().min(200)]
+    );
 
     for &m in &masters {
         assert_eq!(calls(&quiet, m, "keys"), 0, "{m} ran KEYS");
@@ -324,18 +348,28 @@ async fn keyspace_walks_are_served_by_scan_capped_and_bounded_per_user() {
         format!("-ERR respgate: KEYS refused: user 'ops' already has 2 {limit}")
     );
     let mut other = login(addr, "auth-service").await;
-    let r = cmd(&mut other, &["SCAN", "0", "MATCH", "session:*", "COUNT", "10"]).await;
+    let r = cmd(
+        &mut other,
+        &["SCAN", "0", "MATCH", "session:*", "COUNT", "10"],
+    )
+    .await;
     assert!(r.starts_with("*2\r\n"), "{r}");
     for walk in [first, second] {
         assert!(walk.await.unwrap().starts_with('*'));
     }
     // Both done: ops walks again.
-    assert!(cmd(&mut third, &["SCAN", "0", "MATCH", "q3*", "COUNT", "10"])
-        .await
-        .starts_with("*2\r\n"));
+    assert!(
+        cmd(&mut third, &["SCAN", "0", "MATCH", "q3*", "COUNT", "10"])
+            .await
+            .starts_with("*2\r\n")
+    );
 
     for &m in &masters {
-        node(&quiet, m, &["CONFIG", "SET", "slowlog-log-slower-than", "10000"]);
+        node(
+            &quiet,
+            m,
+            &["CONFIG", "SET", "slowlog-log-slower-than", "10000"],
+        );
         node(&quiet, m, &["CONFIG", "SET", "slowlog-max-len", "128"]);
         node(&quiet, m, &["SLOWLOG", "RESET"]);
     }

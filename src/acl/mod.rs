@@ -132,8 +132,7 @@ impl Users {
                     Acl::parse(&u.rules).map_err(|e| format!("auth.users[{i}].rules: {e}"))?;
                 let mut user = User::new(&u.name, acl);
                 user.max_dedicated = u.max_dedicated_connections;
-                if users.insert(u.name.clone(), Arc::new(user)).is_some()
-                {
+                if users.insert(u.name.clone(), Arc::new(user)).is_some() {
                     return Err(format!(
                         "auth.users[{i}].name: user {:?} is defined twice",
                         u.name

@@ -427,7 +427,11 @@ impl Session {
         let permit = self
             .ctx
             .dedicated
-            .take(self.client.auth.name(), self.client.auth.user().map(|u| &**u), pin)
+            .take(
+                self.client.auth.name(),
+                self.client.auth.user().map(|u| &**u),
+                pin,
+            )
             .map_err(DedicatedError::Refused)?;
         if self.ctx.cluster.known_node(addr).is_none() {
             return Err(DedicatedError::Other(format!(

@@ -284,7 +284,16 @@ pub fn route(
     }
 
     // The plain path decides without side effects: its refusals spend no token.
-    let route = keyed(ctx, client, info, args, keys, table, keys_found, (run_as, script));
+    let route = keyed(
+        ctx,
+        client,
+        info,
+        args,
+        keys,
+        table,
+        keys_found,
+        (run_as, script),
+    );
     if matches!(&route, Route::Reply(e) if e.first() == Some(&b'-')) {
         return route;
     }

@@ -55,7 +55,14 @@ pub fn route(
             client.tx = None;
             // DISCARD also forgets the watched keys (on the pinned connection).
             match client.watch_slot.take() {
-                Some(slot) => pinned(slot, UNWATCH, 1, info, client.watch_identity.take(), Pin::Watched),
+                Some(slot) => pinned(
+                    slot,
+                    UNWATCH,
+                    1,
+                    info,
+                    client.watch_identity.take(),
+                    Pin::Watched,
+                ),
                 None => ok(),
             }
         }
@@ -69,7 +76,14 @@ pub fn route(
         ("watch", true) => err("ERR WATCH inside MULTI is not allowed"),
         ("watch", false) => watch(client, info, args, keys),
         ("unwatch", false) => match client.watch_slot.take() {
-            Some(slot) => pinned(slot, UNWATCH, 1, info, client.watch_identity.take(), Pin::Watched),
+            Some(slot) => pinned(
+                slot,
+                UNWATCH,
+                1,
+                info,
+                client.watch_identity.take(),
+                Pin::Watched,
+            ),
             // Nothing is watched, so there is nothing to forget.
             None => ok(),
         },
