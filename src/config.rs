@@ -194,6 +194,17 @@ pub struct GuardsConfig {
     /// The most keys a KEYS served by SCAN (`rewrite = "scan"`) may return.
     #[serde(default = "default_max_keys_reply")]
     pub max_keys_reply: usize,
+    /// A client's SCAN COUNT above this is lowered to it (SCAN may return fewer keys
+    /// than COUNT): no SCAN step walks more of a node's keyspace at once. A bound, not
+    /// a rule: it applies with `enabled = false` too.
+    #[serde(default = "default_max_scan_count")]
+    pub max_scan_count: u64,
+    /// Keyspace walks (KEYS, SCAN, RANDOMKEY's search for a user limited to key
+    /// patterns) one user may have in flight at once, over all its connections; past
+    /// it the command is refused. A bound, not a rule: it applies with `enabled =
+    /// false` too.
+    #[serde(default = "default_max_keyspace_walks_per_user")]
+    pub max_keyspace_walks_per_user: usize,
     #[serde(default)]
     pub rules: Vec<GuardRuleConfig>,
 }
@@ -204,6 +215,14 @@ fn default_admin_rate() -> String {
 
 fn default_max_keys_reply() -> usize {
     100_000
+}
+
+fn default_max_scan_count() -> u64 {
+    1000
+}
+
+fn default_max_keyspace_walks_per_user() -> usize {
+    8
 }
 
 impl Default for GuardsConfig {
@@ -222,6 +241,8 @@ impl GuardsConfig {
             admins: Vec::new(),
             admin_rate: default_admin_rate(),
             max_keys_reply: default_max_keys_reply(),
+            max_scan_count: default_max_scan_count(),
+            max_keyspace_walks_per_user: default_max_keyspace_walks_per_user(),
             rules: Vec::new(),
         }
     }
@@ -548,6 +569,10 @@ pub enum AuthMode {
 pub struct UserConfig {
     pub name: String,
     pub rules: String,
+    /// Connections of its own (blocking commands, WATCH) this user's clients may hold
+    /// together; absent: `server.max_dedicated_per_user`.
+    #[serde(default)]
+    pub max_dedicated_connections: Option<usize>,
 }
 
 /// The client-facing side.
@@ -576,9 +601,13 @@ pub struct ServerConfig {
     /// the cheapest per request when the proxy shares a small machine). See
     /// the workers module.
     pub worker_threads: usize,
-    /// Backend connections owned by one client, for blocking commands (BLPOP, ...);
-    /// past it, a blocking command gets an error instead of a connection.
+    /// Backend connections owned by one client, for blocking commands (BLPOP, ...) and
+    /// WATCH, for all clients together; past it, such a command gets an error instead
+    /// of a connection.
     pub max_dedicated_connections: usize,
+    /// The same, per user (all its clients together), unless the user sets its own
+    /// `max_dedicated_connections` in `[[auth.users]]`: no tenant can take every place.
+    pub max_dedicated_per_user: usize,
     /// Messages a subscriber may have waiting; one that falls further behind is
     /// disconnected (Redis's pubsub output-buffer limit, counted in messages).
     pub pubsub_queue_messages: usize,
@@ -597,6 +626,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 10,
             worker_threads: 0,
             max_dedicated_connections: 1000,
+            max_dedicated_per_user: 250,
             pubsub_queue_messages: 10_000,
         }
     }

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
@@ -121,8 +120,10 @@ impl Proxy {
             retry_deadline: config.cluster.retry_deadline(),
             max_redirects: config.cluster.max_redirects,
             clients: std::sync::atomic::AtomicUsize::new(0),
-            dedicated_slots: Arc::new(Semaphore::new(s.max_dedicated_connections)),
-            max_dedicated: s.max_dedicated_connections,
+            dedicated: crate::session::DedicatedQuota::new(
+                s.max_dedicated_connections,
+                s.max_dedicated_per_user,
+            ),
             pubsub: crate::pubsub::PubSubHub::start(cluster.clone()),
             pubsub_queue: s.pubsub_queue_messages,
             registry: Default::default(),

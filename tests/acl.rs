@@ -18,6 +18,7 @@ const NOPERM_CHANNELS: &str =
 
 fn user(name: &str, rules: &str) -> UserConfig {
     UserConfig {
+        max_dedicated_connections: None,
         name: name.into(),
         rules: format!(
             "{rules} #{}",

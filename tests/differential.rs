@@ -1164,6 +1164,7 @@ async fn acl_users_get_the_replies_redis_acls_give() {
         users: users
             .iter()
             .map(|(name, rules)| UserConfig {
+                max_dedicated_connections: None,
                 name: name.to_string(),
                 rules: format!(
                     "{rules} #{}",

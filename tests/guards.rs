@@ -35,6 +35,7 @@ fn guards(rules: Vec<GuardRuleConfig>) -> GuardsConfig {
 
 fn user(name: &str) -> UserConfig {
     UserConfig {
+        max_dedicated_connections: None,
         name: name.into(),
         rules: format!(
             "on ~* &* +@all #{}",

@@ -667,6 +667,7 @@ async fn a_client_certificate_authenticates_as_its_user() {
     config.auth = AuthConfig {
         mode: Some(AuthMode::Users),
         users: vec![UserConfig {
+            max_dedicated_connections: None,
             name: "inventory-service".into(),
             rules: format!(
                 "on #{} ~lock:product:* +@all -@dangerous",

@@ -30,7 +30,8 @@ use support::*;
 /// Anti-hang limit for one call (never a timing assertion).
 const LIMIT: Duration = Duration::from_secs(20);
 const EXECABORT: &str = "-EXECABORT Transaction discarded because of previous errors.\r\n";
-const TOO_MANY_BLOCKING: &str = "-ERR respgate: too many clients in blocking commands";
+const TOO_MANY_BLOCKING: &str =
+    "-ERR respgate: blocking command refused: every connection of clients' own is taken (server.max_dedicated_connections";
 
 /// Index (in address order) of the master where blocking tests without a `CLIENT LIST`
 /// count block.

@@ -47,6 +47,9 @@ pub struct User {
     pub acl: Acl,
     /// No restriction at all (`on nopass ~* &* +@all`-like): checks are skipped.
     pub unrestricted: bool,
+    /// Connections of its own its clients may hold (`max_dedicated_connections` in
+    /// `[[auth.users]]`); `None`: `server.max_dedicated_per_user`.
+    pub max_dedicated: Option<usize>,
     /// The command rules resolved for the command table at that address.
     compiled: ArcSwapOption<(usize, CompiledCommands)>,
 }
@@ -59,6 +62,7 @@ impl User {
             name: name.to_string(),
             acl,
             unrestricted,
+            max_dedicated: None,
             compiled: ArcSwapOption::empty(),
         }
     }
@@ -126,10 +130,9 @@ impl Users {
             for (i, u) in cfg.users.iter().enumerate() {
                 let acl =
                     Acl::parse(&u.rules).map_err(|e| format!("auth.users[{i}].rules: {e}"))?;
-                if users
-                    .insert(u.name.clone(), Arc::new(User::new(&u.name, acl)))
-                    .is_some()
-                {
+                let mut user = User::new(&u.name, acl);
+                user.max_dedicated = u.max_dedicated_connections;
+                if users.insert(u.name.clone(), Arc::new(user)).is_some() {
                     return Err(format!(
                         "auth.users[{i}].name: user {:?} is defined twice",
                         u.name

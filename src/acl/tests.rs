@@ -160,6 +160,7 @@ fn lockout_security(max_failures: u32, max_unknown: u32, max_entries: usize) -> 
         users: ["svc", "other", "off"]
             .iter()
             .map(|name| crate::config::UserConfig {
+                max_dedicated_connections: None,
                 name: name.to_string(),
                 rules: format!(
                     "{} #{} ~* +@all",

@@ -19,6 +19,7 @@
 //! rule and the action only.
 
 mod counts_as;
+pub mod in_flight;
 pub mod safe_defaults;
 pub mod shared;
 pub mod sweeper;
@@ -399,8 +400,11 @@ pub fn no_literal_prefix(pattern: &[u8]) -> bool {
 pub enum Verdict {
     /// Refused: this error.
     Refuse(Bytes),
-    /// Serve this KEYS by SCAN on every master, at most `max` keys.
-    SafeKeys { max: usize },
+    /// Serve this KEYS by SCAN on every master, at most `max` keys (once `charge`, if
+    /// a limit rule matched, is paid).
+    SafeKeys { max: usize, charge: Option<Charge> },
+    /// A limit rule matched: the request runs if its token can be paid.
+    Charge(Charge),
     /// Count it against a budget kept in the cluster first.
     Shared(Arc<shared::SharedBudget>, String),
 }
@@ -410,6 +414,10 @@ pub struct GuardSet {
     rules: Vec<Rule>,
     pub ttl: ttl::TtlPolicy,
     pub max_keys_reply: usize,
+    /// `guards.max_scan_count`: a client's SCAN COUNT above it is lowered to it.
+    pub max_scan_count: u64,
+    /// `guards.max_keyspace_walks_per_user`.
+    pub max_walks: usize,
     /// The rule indices per command id for one command table.
     compiled: ArcSwapOption<(usize, Arc<ById>)>,
     /// `[guards] admins`: who may act on every tenant's connections (CLIENT LIST /
@@ -455,13 +463,24 @@ impl GuardSet {
         if rules.len() > u16::MAX as usize {
             return Err(("guards.rules".into(), "too many rules".into()));
         }
-        if cfg.max_keys_reply == 0 {
-            return Err(("guards.max_keys_reply".into(), "must be at least 1".into()));
+        for (key, value) in [
+            ("guards.max_keys_reply", cfg.max_keys_reply as u64),
+            ("guards.max_scan_count", cfg.max_scan_count),
+            (
+                "guards.max_keyspace_walks_per_user",
+                cfg.max_keyspace_walks_per_user as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err((key.into(), "must be at least 1".into()));
+            }
         }
         Ok(GuardSet {
             rules,
             ttl: ttl::TtlPolicy::from_config(ttl)?,
             max_keys_reply: cfg.max_keys_reply,
+            max_scan_count: cfg.max_scan_count,
+            max_walks: cfg.max_keyspace_walks_per_user,
             compiled: ArcSwapOption::empty(),
             admins: cfg.admins.clone(),
             default_user: "default".into(),
@@ -586,6 +605,8 @@ pub fn validate(cfg: &GuardsConfig, ttl: &[TtlRuleConfig]) -> Result<(), (String
 pub struct Guards {
     set: ArcSwap<GuardSet>,
     generation: AtomicU64,
+    /// Keyspace walks in flight per user (kept across reloads).
+    walks: in_flight::PerUser,
 }
 
 impl Guards {
@@ -595,6 +616,7 @@ impl Guards {
         Ok(Guards {
             set: ArcSwap::from_pointee(set),
             generation: AtomicU64::new(0),
+            walks: Default::default(),
         })
     }
 
@@ -614,6 +636,26 @@ impl Guards {
 
     pub fn current(&self) -> Arc<GuardSet> {
         self.set.load_full()
+    }
+
+    /// A place for one keyspace walk (`what`: KEYS, SCAN, RANDOMKEY) of `user`, within
+    /// `max` (`guards.max_keyspace_walks_per_user` of the set in force); else the
+    /// refusal naming that limit.
+    pub fn begin_walk(
+        &self,
+        max: usize,
+        user: &str,
+        what: &str,
+    ) -> Result<in_flight::WalkHold, Bytes> {
+        match self.walks.try_hold(user, max) {
+            Ok(held) => Ok(in_flight::WalkHold::new(held)),
+            Err(held) => {
+                metrics::counter!("respgate_keyspace_walks_refused_total").increment(1);
+                Err(reply::error(&format!(
+                    "ERR respgate: {what} refused: user '{user}' already has {held} keyspace walks (KEYS, SCAN, RANDOMKEY searches) in flight, its limit (guards.max_keyspace_walks_per_user = {max}); retry once one is answered"
+                )))
+            }
+        }
     }
 }
 
@@ -707,13 +749,14 @@ fn evaluate(
         if !rule.matches(info, args, user) {
             continue;
         }
-        let rewrite = rule.rewrite.map(|GuardRewrite::Scan| Verdict::SafeKeys {
+        let safe_keys = |charge| Verdict::SafeKeys {
             max: set.max_keys_reply,
-        });
+            charge,
+        };
         match rule.action {
             GuardAction::Allow => {
                 rule.passed.increment(1);
-                return rewrite;
+                return rule.rewrite.map(|GuardRewrite::Scan| safe_keys(None));
             }
             GuardAction::Deny => {
                 rule.denied.increment(1);
@@ -727,7 +770,7 @@ fn evaluate(
             GuardAction::Limit => {
                 if let Some(budget) = &rule.shared {
                     if bypass {
-                        return rewrite;
+                        return rule.rewrite.map(|GuardRewrite::Scan| safe_keys(None));
                     }
                     let rate = rule.rate.as_ref().map_or("", |r| r.text.as_str());
                     let prefix = format!(
@@ -739,28 +782,61 @@ fn evaluate(
                     );
                     return Some(Verdict::Shared(budget.clone(), prefix));
                 }
-                return match rule.take(user, addr, &set.clock) {
-                    Ok(()) => {
-                        rule.passed.increment(1);
-                        rewrite
-                    }
-                    Err(wait) => {
-                        rule.limited.increment(1);
-                        crate::audit::guard_limited(&rule.name, user, addr, &info.name);
-                        Some(Verdict::Refuse(reply::error(&format!(
-                            "ERR respgate: {} is limited to {} {} (rule {}); retry in {}",
-                            rule.what(info, args),
-                            rule.rate.as_ref().map_or("", |r| r.text.as_str()),
-                            rule.scope_text(),
-                            rule.name,
-                            retry_text(wait)
-                        ))))
-                    }
+                // The token is taken only once nothing else refuses the request.
+                let charge = Charge {
+                    set: cache.set.clone()?,
+                    rule: i,
                 };
+                return Some(match rule.rewrite {
+                    Some(GuardRewrite::Scan) => safe_keys(Some(charge)),
+                    None => Verdict::Charge(charge),
+                });
             }
         }
     }
     None
+}
+
+/// A limit rule's token, owed by a request the rule matched: taken by [`Charge::pay`]
+/// when the request is about to run, after every other check that could refuse it
+/// (MULTI's rules, subscribed mode, CROSSSLOT, ...), so a refused command spends none.
+pub struct Charge {
+    set: Arc<GuardSet>,
+    rule: u16,
+}
+
+impl Charge {
+    /// Takes the token; the refusal (naming the rule, its rate and the wait) when the
+    /// bucket is empty.
+    pub fn pay(
+        self,
+        info: &CommandInfo,
+        args: Args<'_>,
+        user: Option<&String>,
+        addr: IpAddr,
+    ) -> Result<(), Bytes> {
+        let set = &*self.set;
+        let rule = &set.rules[self.rule as usize];
+        let user = user.unwrap_or(&set.default_user);
+        match rule.take(user, addr, &set.clock) {
+            Ok(()) => {
+                rule.passed.increment(1);
+                Ok(())
+            }
+            Err(wait) => {
+                rule.limited.increment(1);
+                crate::audit::guard_limited(&rule.name, user, addr, &info.name);
+                Err(reply::error(&format!(
+                    "ERR respgate: {} is limited to {} {} (rule {}); retry in {}",
+                    rule.what(info, args),
+                    rule.rate.as_ref().map_or("", |r| r.text.as_str()),
+                    rule.scope_text(),
+                    rule.name,
+                    retry_text(wait)
+                )))
+            }
+        }
+    }
 }
 
 /// `42s`, or `0.3s` under a second (never `0s`).
@@ -796,10 +872,7 @@ mod tests {
     }
 
     fn rule_config(scope: GuardScope, rate: &str) -> GuardRuleConfig {
-        let mut r = safe_rules(&[], "1/min").pop().unwrap();
-        r.name = "t".into();
-        r.key_pattern_without_prefix = None;
-        r.commands = vec!["echo".into()];
+        let mut r = GuardRuleConfig::new("t", &["echo"], GuardAction::Limit);
         r.rate = Some(rate.into());
         r.scope = scope;
         r

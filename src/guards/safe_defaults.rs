@@ -13,7 +13,7 @@
 //! **Must not.** Name a command that a tenant needs for its own data: a rule here is a
 //! refusal for every non-admin user.
 
-use crate::config::{GuardAction, GuardRuleConfig};
+use crate::config::{GuardAction, GuardRewrite, GuardRuleConfig};
 
 /// The commands the safe defaults deny to everyone but admins.
 pub const DANGEROUS: &[&str] = &[
@@ -68,7 +68,9 @@ pub const DANGEROUS: &[&str] = &[
 pub const NEWER_THAN_7_0: &[&str] = &["client|no-touch"];
 
 /// The built-in safe rules: admins may run the dangerous commands at `admin_rate` per
-/// user, nobody else may; KEYS without a literal prefix at most once a minute per user.
+/// user, nobody else may. Every KEYS is served by SCAN (a node walks its whole keyspace
+/// for KEYS whatever the pattern: a literal prefix saves nothing), and KEYS without a
+/// literal prefix at most once a minute per user.
 pub fn safe_rules(admins: &[String], admin_rate: &str) -> Vec<GuardRuleConfig> {
     let commands: Vec<String> = DANGEROUS.iter().map(|s| s.to_string()).collect();
     let base = GuardRuleConfig {
@@ -95,6 +97,14 @@ pub fn safe_rules(admins: &[String], admin_rate: &str) -> Vec<GuardRuleConfig> {
         key_pattern_without_prefix: Some(true),
         action: GuardAction::Limit,
         rate: Some("1/min".into()),
+        rewrite: Some(GuardRewrite::Scan),
+        ..base.clone()
+    });
+    rules.push(GuardRuleConfig {
+        name: "keys-by-scan".into(),
+        commands: vec!["keys".into()],
+        action: GuardAction::Allow,
+        rewrite: Some(GuardRewrite::Scan),
         ..base
     });
     rules

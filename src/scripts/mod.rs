@@ -379,10 +379,12 @@ mod tests {
             mode: Some(crate::config::AuthMode::Users),
             users: vec![
                 crate::config::UserConfig {
+                    max_dedicated_connections: None,
                     name: "a".into(),
                     rules: "on nopass ~a:* +@all".into(),
                 },
                 crate::config::UserConfig {
+                    max_dedicated_connections: None,
                     name: "b".into(),
                     rules: rules.into(),
                 },

@@ -36,7 +36,7 @@ pub fn answer(
     client: &mut ClientState,
     info: &CommandInfo,
     args: Args<'_>,
-    table: &CommandTable,
+    table: &std::sync::Arc<CommandTable>,
 ) -> Option<Route> {
     let name = info.name.as_str();
     match name {
@@ -93,7 +93,17 @@ pub fn answer(
             "MONITOR",
             "it would need every node's command stream merged",
         ),
-        "keys" => fan_out(info, readable(client, Merge::Concat)),
+        // KEYS on every node (no guard rule serves it by SCAN).
+        "keys" => Some(match walk(ctx, client, table, "KEYS") {
+            Ok(hold) => Route::FanOut {
+                merge: Merge::Walk {
+                    inner: Box::new(readable(client, Merge::Concat)),
+                    hold,
+                },
+                latency: info.metrics.latency.clone(),
+            },
+            Err(refused) => refused,
+        }),
         "dbsize" => fan_out(info, Merge::Sum),
         "flushall" | "flushdb" => {
             crate::audit::flush_passed(
@@ -114,12 +124,16 @@ pub fn answer(
             args.iter().map(Bytes::copy_from_slice).collect(),
         ))),
         "randomkey" => match client.auth.key_filter() {
-            Some(user) => Some(Route::Task(super::random_key::start(
-                ctx.cluster.clone(),
-                client.meta.id,
-                client.resp3,
-                user,
-            ))),
+            Some(user) => Some(match walk(ctx, client, table, "RANDOMKEY") {
+                Ok(hold) => Route::Task(super::random_key::start(
+                    ctx.cluster.clone(),
+                    client.meta.id,
+                    client.resp3,
+                    user,
+                    hold,
+                )),
+                Err(refused) => refused,
+            }),
             None => fan_out(info, Merge::AnyNonNull),
         },
         "script|load" | "function|load" => fan_out(info, Merge::First),
@@ -144,18 +158,28 @@ pub fn answer(
                 },
             )
         }
-        "scan" => Some(match scan(ctx, info, args) {
-            Route::Split {
-                parts,
-                merge,
-                latency,
-            } => Route::Split {
-                parts,
-                merge: readable(client, merge),
-                latency,
-            },
-            other => other,
-        }),
+        "scan" => {
+            let max_count = client.guards.set(&ctx.guards, table).max_scan_count;
+            let hold = match walk(ctx, client, table, "SCAN") {
+                Ok(hold) => hold,
+                Err(refused) => return Some(refused),
+            };
+            Some(match scan(ctx, info, args, max_count) {
+                Route::Split {
+                    parts,
+                    merge,
+                    latency,
+                } => Route::Split {
+                    parts,
+                    merge: Merge::Walk {
+                        inner: Box::new(readable(client, merge)),
+                        hold,
+                    },
+                    latency,
+                },
+                other => other,
+            })
+        }
         // Library code is every team's: a restricted user who is no admin sees the
         // libraries and their functions, not their code.
         "function|list"
@@ -222,7 +246,7 @@ pub fn answer(
                 rewritten: None,
                 latency: info.metrics.latency.clone(),
                 replies: 1,
-                dedicated: false,
+                dedicated: None,
                 replica: None,
                 run_as: None,
                 script: false,
@@ -305,6 +329,20 @@ pub fn queueable(info: &CommandInfo, args: Args<'_>) -> bool {
     )
 }
 
+/// A place for one keyspace walk of the client's user
+/// (`guards.max_keyspace_walks_per_user`); the refusal as the route otherwise.
+pub(super) fn walk(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    table: &std::sync::Arc<CommandTable>,
+    what: &str,
+) -> Result<crate::guards::in_flight::WalkHold, Route> {
+    let max = client.guards.set(&ctx.guards, table).max_walks;
+    ctx.guards
+        .begin_walk(max, client.auth.name(), what)
+        .map_err(Route::Reply)
+}
+
 /// `merge`, filtered to the keys the client's user may read when it is limited to key
 /// patterns: a tenant never learns another tenant's key names.
 fn readable(client: &ClientState, merge: Merge) -> Merge {
@@ -357,7 +395,10 @@ fn proxy_info(ctx: &SessionContext) -> String {
 
 /// SCAN over the whole cluster: one shard at a time, in slot order, the shard and its
 /// node's cursor packed into the cursor the client sees (see `merge::encode_scan_cursor`).
-fn scan(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> Route {
+///
+/// A COUNT above `max_count` (`guards.max_scan_count`) is lowered to it: SCAN may
+/// return fewer keys than COUNT, and no node walks more of its table in one step.
+fn scan(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>, max_count: u64) -> Route {
     let Some(cursor) = std::str::from_utf8(args.get(1))
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
@@ -386,12 +427,19 @@ fn scan(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) -> Route {
         node_cursor = 0;
     }
     let node_cursor = node_cursor.to_string();
-    let request = reply::command(
-        args.iter()
-            .enumerate()
-            .map(|(i, a)| if i == 1 { node_cursor.as_bytes() } else { a })
-            .collect::<Vec<_>>(),
-    );
+    let capped = max_count.to_string();
+    let mut words: Vec<&[u8]> = args.iter().collect();
+    words[1] = node_cursor.as_bytes();
+    for i in (2..words.len().saturating_sub(1)).step_by(2) {
+        // Only a valid COUNT above the cap: anything else reaches the node as it is
+        // (and gets Redis's own error).
+        let above = words[i].eq_ignore_ascii_case(b"count")
+            && parse_int(words[i + 1]).is_some_and(|n| n > max_count as i64);
+        if above {
+            words[i + 1] = capped.as_bytes();
+        }
+    }
+    let request = reply::command(words);
     Route::Split {
         parts: vec![(topo.shard_slot(shard as usize), request, 1)],
         merge: Merge::Scan {

@@ -51,6 +51,13 @@ pub enum Merge {
     },
     /// CONFIG GET (one part): secret parameters' values redacted (`config_get`).
     RedactSecrets,
+    /// `inner`, for a keyspace walk (KEYS, SCAN): the request holds its place among
+    /// its user's walks in flight (`guards.max_keyspace_walks_per_user`) until its
+    /// reply is merged or the client goes.
+    Walk {
+        inner: Box<Merge>,
+        hold: crate::guards::in_flight::WalkHold,
+    },
 }
 
 /// The user whose readable keys a reply is filtered to.
@@ -105,6 +112,7 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
             other => other.cloned(),
         },
         Merge::RedactSecrets => parts.first().and_then(|p| super::config_get::redact(p)),
+        Merge::Walk { inner, .. } => return merge(inner, parts),
         Merge::Readable { inner, filter } => {
             let filtered: Option<Vec<Bytes>> =
                 parts.iter().map(|p| filter_part(p, filter)).collect();

@@ -19,6 +19,7 @@ mod client_scope;
 use crate::clients;
 mod config_get;
 mod config_set;
+mod dedicated;
 mod local;
 pub mod merge;
 mod outgoing;
@@ -27,6 +28,8 @@ mod routing;
 mod safe_keys;
 mod subscribe;
 mod transaction;
+
+pub use dedicated::Quota as DedicatedQuota;
 
 use crate::backend::{DedicatedLink, LinkError, ReplyResult};
 use crate::cluster::Cluster;
@@ -53,9 +56,9 @@ pub struct SessionContext {
     pub max_redirects: u32,
     /// Connected clients (for INFO's Proxy section).
     pub clients: std::sync::atomic::AtomicUsize,
-    /// Bound on clients' own backend connections (blocking commands).
-    pub dedicated_slots: Arc<tokio::sync::Semaphore>,
-    pub max_dedicated: usize,
+    /// Bounds on clients' own backend connections (blocking commands, WATCH), for all
+    /// and per user.
+    pub dedicated: dedicated::Quota,
     /// The shared pub/sub subscription.
     pub pubsub: crate::pubsub::PubSubHub,
     /// Messages a subscriber may have queued before it is disconnected.
@@ -222,8 +225,8 @@ struct Remote {
     latency: metrics::Histogram,
     /// Replies the request produces (N+2 for a transaction sent as one job).
     replies: u32,
-    /// Sent on this client's own connection (blocking commands).
-    dedicated: bool,
+    /// Sent on this client's own connection, and why (blocking commands, WATCH).
+    dedicated: Option<dedicated::Pin>,
     /// Sent to a replica (replica reads): errors send it to the master instead.
     replica: bool,
     /// The lag bound a replica may serve it under (re-checked when it is re-sent).
@@ -281,7 +284,7 @@ impl Lane {
 
 impl Remote {
     fn lane(&self) -> LaneKey {
-        Lane::of(self.dedicated, self.run_as.as_ref())
+        Lane::of(self.dedicated.is_some(), self.run_as.as_ref())
     }
 }
 
@@ -462,7 +465,7 @@ pub async fn run<R, W>(
                         // A client gone while blocked (BLPOP 0) would otherwise hold its
                         // backend connection, and consume a value pushed later, forever:
                         // do as Redis does on EOF and end the session now.
-                        if s.pending.iter().any(|p| matches!(p, Pending::Remote(r) if r.dedicated)) {
+                        if s.pending.iter().any(|p| matches!(p, Pending::Remote(r) if r.dedicated.is_some())) {
                             break;
                         }
                     }
@@ -606,9 +609,9 @@ struct Session {
     /// A [`Pending::Task`] is queued (always last): no request is read or dispatched
     /// until it is done, so the client's next commands run after it.
     task_pending: bool,
-    /// This client's own backend connection, for blocking commands, and its place in
-    /// the `max_dedicated_connections` bound.
-    dedicated: Vec<(DedicatedLink, tokio::sync::OwnedSemaphorePermit)>,
+    /// This client's own backend connections (blocking commands, WATCH), each with its
+    /// place in the bounds on them (`dedicated::Quota`).
+    dedicated: Vec<(DedicatedLink, dedicated::Place)>,
     /// A request went on the script identity's links: later ones check their lane.
     identity_used: bool,
     out: BytesMut,
@@ -765,7 +768,7 @@ impl Session {
         let lane = match &decision {
             routing::Route::Forward {
                 dedicated, run_as, ..
-            } => Some(Lane::of(*dedicated, run_as.as_ref())),
+            } => Some(Lane::of(dedicated.is_some(), run_as.as_ref())),
             routing::Route::Split { .. } | routing::Route::FanOut { .. } => Some((Lane::Shared, 0)),
             _ => None,
         };

@@ -2,6 +2,7 @@
 //! follow a redirection, retry after a backoff, unpack a transaction's replies, or hand
 //! the reply to the client. Blocking commands and WATCH use the client's own links.
 
+use super::dedicated::Pin;
 use super::{merge, routing, Pending, Remote, ScriptCall, Session, Split, Step};
 use crate::backend::{DedicatedLink, Job, LinkError, NodeIdentity, ReplyResult};
 use crate::cluster::redirect::{self, Decision, Origin};
@@ -16,7 +17,7 @@ use tokio::sync::oneshot;
 /// [`routing::TRACKED_WRITE`]).
 pub(super) struct Sending {
     pub replies: u32,
-    pub dedicated: bool,
+    pub dedicated: Option<Pin>,
     pub replica: Option<u8>,
     /// Run on the node as this identity (scripts, transactions holding one).
     pub run_as: Option<Arc<NodeIdentity>>,
@@ -256,7 +257,7 @@ impl Session {
             .map(|(slot, request, replies)| {
                 let how = Sending {
                     replies,
-                    dedicated: false,
+                    dedicated: None,
                     replica: None,
                     run_as: None,
                     script: false,
@@ -324,7 +325,7 @@ impl Session {
         to: Option<&str>,
         asking: bool,
         replies: u32,
-        dedicated: bool,
+        dedicated: Option<Pin>,
         run_as: Option<&Arc<NodeIdentity>>,
     ) -> oneshot::Receiver<ReplyResult> {
         let (tx, rx) = oneshot::channel();
@@ -338,7 +339,7 @@ impl Session {
         let client_id = self.client.meta.id;
         // The common case first, without an owned address: the shared link of the
         // slot's master.
-        if to.is_none() && !dedicated {
+        if to.is_none() && dedicated.is_none() {
             let topo = self.ctx.cluster.topology();
             let node = topo.as_ref().and_then(|t| match slot {
                 Some(slot) => t.master_for_slot(slot),
@@ -374,7 +375,7 @@ impl Session {
             let _ = job.reply.send(Err(LinkError::NotSent(why)));
             return rx;
         };
-        if !dedicated {
+        let Some(pin) = dedicated else {
             // Credentials go to nodes of the topology only.
             match (self.ctx.cluster.known_node(&addr), run_as) {
                 (Some(node), None) => node.send(client_id, job),
@@ -385,23 +386,33 @@ impl Session {
                 }
             }
             return rx;
-        }
-        match self.dedicated_link(&addr, run_as) {
+        };
+        match self.dedicated_link(&addr, run_as, pin) {
             Ok(link) => link.send(job),
-            Err(why) => {
+            Err(DedicatedError::Refused(refusal)) => {
+                // The client's reply, not a backend failure. A refused WATCH leaves
+                // nothing watched, as a WATCH that failed in Redis.
+                if pin == Pin::Watch && self.client.watch_slot == slot {
+                    self.client.watch_slot = None;
+                    self.client.watch_identity = None;
+                }
+                let _ = job.reply.send(Ok(refusal));
+            }
+            Err(DedicatedError::Other(why)) => {
                 let _ = job.reply.send(Err(LinkError::Lost(why)));
             }
         }
         rx
     }
 
-    /// This client's own connection to `addr`, opened on first use within the
-    /// `max_dedicated_connections` bound.
+    /// This client's own connection to `addr`, opened on first use within the bounds
+    /// on such connections (`server.max_dedicated_connections`, and per user).
     pub(super) fn dedicated_link(
         &mut self,
         addr: &str,
         identity: Option<&Arc<NodeIdentity>>,
-    ) -> Result<&DedicatedLink, String> {
+        pin: Pin,
+    ) -> Result<&DedicatedLink, DedicatedError> {
         // One link per node, kept while the client lives: a link with a command in
         // flight must not be dropped when the client's next blocking command goes to
         // another node.
@@ -415,17 +426,17 @@ impl Session {
         }
         let permit = self
             .ctx
-            .dedicated_slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| {
-                format!(
-                    "too many clients in blocking commands (server.max_dedicated_connections = {})",
-                    self.ctx.max_dedicated
-                )
-            })?;
+            .dedicated
+            .take(
+                self.client.auth.name(),
+                self.client.auth.user().map(|u| &**u),
+                pin,
+            )
+            .map_err(DedicatedError::Refused)?;
         if self.ctx.cluster.known_node(addr).is_none() {
-            return Err(format!("{addr} is not a node of the cluster's topology"));
+            return Err(DedicatedError::Other(format!(
+                "{addr} is not a node of the cluster's topology"
+            )));
         }
         let link = self
             .ctx
@@ -591,6 +602,14 @@ impl Session {
         self.ctx.cluster.request_refresh();
         true
     }
+}
+
+/// Why a connection of the client's own could not be had.
+pub(super) enum DedicatedError {
+    /// A bound on such connections refused it: this error reply is the client's.
+    Refused(Bytes),
+    /// Not a node of the topology.
+    Other(String),
 }
 
 /// EXEC's reply without its last `hidden` elements (the replies to the TTL policy's

@@ -12,11 +12,13 @@
 //!
 //! **Bounds.** At most [`MAX_SCAN_CALLS`] SCANs per RANDOMKEY; past that the client gets
 //! an error naming the limit rather than a nil that would claim the user has no keys.
-//! Memory: one SCAN batch at a time.
+//! Memory: one SCAN batch at a time. The search holds one of its user's keyspace walks
+//! in flight (`guards.max_keyspace_walks_per_user`) until it is done.
 
 use crate::acl::{User, READ};
 use crate::cluster::keyspace::{self, scan_step};
 use crate::cluster::Cluster;
+use crate::guards::in_flight::WalkHold;
 use crate::protocol::reply;
 use bytes::Bytes;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -33,8 +35,13 @@ pub fn start(
     client_id: u64,
     resp3: bool,
     user: Arc<User>,
+    hold: WalkHold,
 ) -> oneshot::Receiver<Bytes> {
-    crate::workers::spawn_answer(async move { run(&cluster, client_id, resp3, &user).await })
+    crate::workers::spawn_answer(async move {
+        let answer = run(&cluster, client_id, resp3, &user).await;
+        drop(hold); // the walk's place, held until it is done
+        answer
+    })
 }
 
 /// The MATCH pattern for SCAN: the user's only readable pattern, else none (several

@@ -1,6 +1,7 @@
 //! Deciding what to do with one request: answer it here, refuse it, or forward it to the
 //! node that serves its keys' slot.
 
+use super::dedicated::Pin;
 use super::local;
 use super::merge::Merge;
 use super::subscribe;
@@ -32,8 +33,8 @@ pub enum Route {
         latency: metrics::Histogram,
         /// Replies the forwarded bytes produce (N+2 for a transaction).
         replies: u32,
-        /// On the client's own connection (blocking commands).
-        dedicated: bool,
+        /// On the client's own connection, and why (blocking commands, WATCH).
+        dedicated: Option<Pin>,
         /// A read a replica may serve under this lag bound (`[replica_reads]`).
         replica: Option<u8>,
         /// Runs on the node as this identity (a script, or a transaction holding one).
@@ -193,6 +194,9 @@ pub fn route(
         Ok(found) => found,
         Err(refused) => return rejected(client, info, refused),
     };
+    // A limit rule's token is owed (`charge`) and paid only where the request is about
+    // to run: a command refused for another reason spends none.
+    let mut charge = None;
     if let Some(verdict) = crate::guards::check(
         &ctx.guards,
         &mut client.guards,
@@ -202,7 +206,7 @@ pub fn route(
         client.auth.user().map(|u| &u.name),
         client.meta.peer.ip(),
     ) {
-        if let Some(route) = guarded(ctx, client, info, args, verdict) {
+        if let Some(route) = guarded(ctx, client, table, (info, args), verdict, &mut charge) {
             return route;
         }
     }
@@ -210,6 +214,14 @@ pub fn route(
     // Subscribed-mode rules come first (MULTI is refused there too); SUBSCRIBE inside
     // MULTI is left to the transaction rules.
     if client.subs.is_some() || (info.is_pubsub() && client.tx.is_none()) {
+        let refused = client.subs.is_some()
+            && !client.resp3
+            && !subscribe::allowed_in_subscribed_mode(&info.name);
+        if !refused {
+            if let Some(route) = pay(&mut charge, client, info, args) {
+                return route;
+            }
+        }
         if let Some(route) = pubsub(ctx, client, info, args) {
             return route;
         }
@@ -249,6 +261,11 @@ pub fn route(
                 .user()
                 .and_then(|u| ctx.scripts.identity(&u.name, table));
         }
+        if !transaction::refuses(client, info, queueable, transaction_command) {
+            if let Some(route) = pay(&mut charge, client, info, args) {
+                return route;
+            }
+        }
         // The TTL policy applies to queued commands too (its EXPIREs go before EXEC).
         let set = client.guards.set(&ctx.guards, table).clone();
         let ttl = (!set.ttl.is_empty()).then_some(&set.ttl);
@@ -258,11 +275,60 @@ pub fn route(
     // The common case: a plain keyed data command.
     let special = info.is_blocking() || info.is_pubsub() || info.has_no_keys();
     if special || info.name == "move" {
+        if let Some(route) = pay(&mut charge, client, info, args) {
+            return route;
+        }
         if let Some(route) = local::answer(ctx, client, info, args, table) {
             return route;
         }
     }
 
+    // The plain path decides without side effects: its refusals spend no token.
+    let route = keyed(
+        ctx,
+        client,
+        info,
+        args,
+        keys,
+        table,
+        keys_found,
+        (run_as, script),
+    );
+    if matches!(&route, Route::Reply(e) if e.first() == Some(&b'-')) {
+        return route;
+    }
+    pay(&mut charge, client, info, args).unwrap_or(route)
+}
+
+/// Takes the token a limit rule matched for a request about to run; the refusal when
+/// none is left (inside MULTI it aborts the transaction, as every guard refusal does).
+fn pay(
+    charge: &mut Option<crate::guards::Charge>,
+    client: &mut ClientState,
+    info: &CommandInfo,
+    args: Args<'_>,
+) -> Option<Route> {
+    let user = client.auth.user().map(|u| &u.name);
+    let refusal = charge
+        .take()?
+        .pay(info, args, user, client.meta.peer.ip())
+        .err()?;
+    client.abort_transaction();
+    Some(Route::Reply(refusal))
+}
+
+/// A plain keyed command: forwarded to its slot's master (split by slot, or refused).
+#[allow(clippy::too_many_arguments)]
+fn keyed(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    info: &CommandInfo,
+    args: Args<'_>,
+    keys: &mut Vec<KeyRef>,
+    table: &Arc<crate::commands::CommandTable>,
+    keys_found: bool,
+    (run_as, script): (Option<Arc<NodeIdentity>>, bool),
+) -> Route {
     // A restricted user's keys were found for the ACL check already (nothing since
     // touched `keys`).
     let found = if keys_found {
@@ -279,7 +345,7 @@ pub fn route(
                 rewritten: None,
                 latency: info.metrics.latency.clone(),
                 replies: 1,
-                dedicated: false,
+                dedicated: None,
                 replica: None,
                 run_as,
                 script,
@@ -300,7 +366,13 @@ pub fn route(
     // Blocking commands, and while keys are watched, the commands for their slot, go on
     // the client's own connection.
     let watched = slot.is_some() && slot == client.watch_slot;
-    let dedicated = (info.is_blocking() && blocks(info, args)) || watched;
+    let dedicated = if watched {
+        Some(Pin::Watched)
+    } else if info.is_blocking() && blocks(info, args) {
+        Some(Pin::Blocking)
+    } else {
+        None
+    };
     // The watching connection runs as the identity it was opened with.
     let run_as = match run_as {
         None if watched => client.watch_identity.clone(),
@@ -327,7 +399,7 @@ pub fn route(
         }
     }
     let replica = match (&ctx.read_policy, keys.first()) {
-        (Some(policy), Some(k)) if !dedicated && !script && info.is_readonly() => {
+        (Some(policy), Some(k)) if dedicated.is_none() && !script && info.is_readonly() => {
             policy.bound_for(k.key(args))
         }
         _ => ryw_write,
@@ -345,13 +417,15 @@ pub fn route(
     }
 }
 
-/// Acts on a guard's verdict; `None` lets the request route on.
+/// Acts on a guard's verdict; `None` lets the request route on (with the token a limit
+/// rule matched left in `charge`, to be paid where it runs).
 fn guarded(
     ctx: &SessionContext,
     client: &mut ClientState,
-    info: &CommandInfo,
-    args: Args<'_>,
+    table: &Arc<crate::commands::CommandTable>,
+    (info, args): (&CommandInfo, Args<'_>),
     verdict: Verdict,
+    charge: &mut Option<crate::guards::Charge>,
 ) -> Option<Route> {
     let in_multi = client.tx.is_some();
     let refuse = |client: &mut ClientState, e: Bytes| {
@@ -367,13 +441,14 @@ fn guarded(
                 info.name.to_uppercase()
             )),
         ),
-        Verdict::SafeKeys { max } => Some(Route::Task(super::safe_keys::start(
-            ctx.cluster.clone(),
-            client.meta.id,
-            Bytes::copy_from_slice(args.get(1)),
-            max,
-            client.auth.key_filter(),
-        ))),
+        Verdict::Charge(c) => {
+            *charge = Some(c);
+            None
+        }
+        Verdict::SafeKeys { max, charge: owed } => {
+            *charge = owed;
+            Some(safe_keys(ctx, client, table, (info, args), max, charge))
+        }
         Verdict::Shared(budget, refusal) => Some(Route::Gate(crate::guards::shared::start(
             ctx.cluster.clone(),
             client.meta.id,
@@ -381,6 +456,33 @@ fn guarded(
             refusal,
         ))),
     }
+}
+
+/// KEYS served by SCAN (a task), as one of the user's keyspace walks in flight.
+/// The walk's place is taken before the guard's token, so a walk refused spends none.
+fn safe_keys(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    table: &Arc<crate::commands::CommandTable>,
+    (info, args): (&CommandInfo, Args<'_>),
+    max: usize,
+    charge: &mut Option<crate::guards::Charge>,
+) -> Route {
+    let hold = match local::walk(ctx, client, table, "KEYS") {
+        Ok(hold) => hold,
+        Err(refused) => return refused,
+    };
+    if let Some(refused) = pay(charge, client, info, args) {
+        return refused;
+    }
+    Route::Task(super::safe_keys::start(
+        ctx.cluster.clone(),
+        client.meta.id,
+        Bytes::copy_from_slice(args.get(1)),
+        max,
+        client.auth.key_filter(),
+        hold,
+    ))
 }
 
 /// Subscriptions and subscribed-mode rules; `None` lets the command route on.

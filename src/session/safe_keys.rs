@@ -6,10 +6,17 @@
 //! (an array, as KEYS). Past `max_keys_reply` keys it stops and answers an error
 //! instead, so respgate's memory stays bounded whatever the keyspace. Keys the client's
 //! user may not read are left out, as for KEYS.
+//!
+//! **Cost.** The same as KEYS for the nodes in total (every key of every master is
+//! visited once), but in steps of `COUNT 1000`: each node's event loop is held about a
+//! millisecond per step instead of the whole walk at once, so other tenants' commands
+//! run between the steps. A walk holds one of its user's keyspace walks in flight
+//! (`guards.max_keyspace_walks_per_user`) until it is done.
 
 use crate::acl::{User, READ};
 use crate::cluster::keyspace::{self, scan_step};
 use crate::cluster::Cluster;
+use crate::guards::in_flight::WalkHold;
 use crate::protocol::reply::{self, put_array_header, put_bulk};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -22,9 +29,12 @@ pub fn start(
     pattern: Bytes,
     max: usize,
     filter: Option<Arc<User>>,
+    hold: WalkHold,
 ) -> oneshot::Receiver<Bytes> {
     crate::workers::spawn_answer(async move {
-        run(&cluster, client_id, &pattern, max, filter.as_deref()).await
+        let answer = run(&cluster, client_id, &pattern, max, filter.as_deref()).await;
+        drop(hold); // the walk's place, held until it is done
+        answer
     })
 }
 

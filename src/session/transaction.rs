@@ -12,6 +12,7 @@
 //! commands use), and its commands for that slot and its EXEC go there until EXEC,
 //! DISCARD or UNWATCH.
 
+use super::dedicated::Pin;
 use super::routing::{common_slot, Route};
 use super::{ClientState, Transaction};
 use crate::commands::{CommandInfo, KeyRef, KeysError};
@@ -54,7 +55,14 @@ pub fn route(
             client.tx = None;
             // DISCARD also forgets the watched keys (on the pinned connection).
             match client.watch_slot.take() {
-                Some(slot) => pinned(slot, UNWATCH, 1, info, client.watch_identity.take()),
+                Some(slot) => pinned(
+                    slot,
+                    UNWATCH,
+                    1,
+                    info,
+                    client.watch_identity.take(),
+                    Pin::Watched,
+                ),
                 None => ok(),
             }
         }
@@ -68,7 +76,14 @@ pub fn route(
         ("watch", true) => err("ERR WATCH inside MULTI is not allowed"),
         ("watch", false) => watch(client, info, args, keys),
         ("unwatch", false) => match client.watch_slot.take() {
-            Some(slot) => pinned(slot, UNWATCH, 1, info, client.watch_identity.take()),
+            Some(slot) => pinned(
+                slot,
+                UNWATCH,
+                1,
+                info,
+                client.watch_identity.take(),
+                Pin::Watched,
+            ),
             // Nothing is watched, so there is nothing to forget.
             None => ok(),
         },
@@ -76,6 +91,23 @@ pub fn route(
         ("unwatch", true) => queue(client, info, args, keys, true, None),
         (_, true) => queue(client, info, args, keys, queueable, ttl),
         (_, false) => err("ERR respgate: not a transaction command"),
+    }
+}
+
+/// Whether [`route`] will refuse this command without running or queueing it (MULTI's
+/// rules), so a guard's token is not spent on it.
+pub fn refuses(
+    client: &ClientState,
+    info: &CommandInfo,
+    queueable: bool,
+    transaction_command: bool,
+) -> bool {
+    let in_multi = client.tx.is_some();
+    match info.name.as_str() {
+        "multi" | "watch" => in_multi,
+        "exec" | "discard" => !in_multi,
+        "unwatch" => false,
+        _ => in_multi && !transaction_command && !queueable,
     }
 }
 
@@ -150,13 +182,14 @@ fn pinned(
     replies: u32,
     info: &CommandInfo,
     run_as: Option<std::sync::Arc<crate::backend::NodeIdentity>>,
+    pin: Pin,
 ) -> Route {
     Route::Forward {
         slot: Some(slot),
         rewritten: Some(Bytes::copy_from_slice(job)),
         latency: info.metrics.latency.clone(),
         replies,
-        dedicated: true,
+        dedicated: Some(pin),
         replica: None,
         run_as,
         script: false,
@@ -191,8 +224,17 @@ fn watch(
         1
     };
     job.extend_from_slice(&reply::command(args.iter().collect::<Vec<_>>()));
+    // Undone if the connection cannot be had (`Session::send_job`): a refused WATCH
+    // leaves nothing watched.
     client.watch_slot = Some(slot);
-    pinned(slot, &job, replies, info, client.watch_identity.clone())
+    pinned(
+        slot,
+        &job,
+        replies,
+        info,
+        client.watch_identity.clone(),
+        Pin::Watch,
+    )
 }
 
 /// EXEC: the transaction as one job, on the connection that watched its keys when
@@ -230,7 +272,7 @@ fn exec(
         latency: info.metrics.latency.clone(),
         replies: tx.queued.len() as u32 + hidden + 2,
         // With WATCH, on the connection that watched the keys.
-        dedicated,
+        dedicated: dedicated.then_some(Pin::Exec),
         replica: None,
         run_as,
         // The transaction's own replies (OK, QUEUED, EXEC's array) come from the node,

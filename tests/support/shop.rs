@@ -28,6 +28,7 @@ pub const USERS: &[(&str, &str)] = &[
 /// A user with password `<name>-pw` and `rules`.
 pub fn user(name: &str, rules: &str) -> UserConfig {
     UserConfig {
+        max_dedicated_connections: None,
         name: name.into(),
         rules: format!(
             "on #{} {rules}",
