@@ -968,6 +968,19 @@ mod tests {
     }
 
     #[test]
+    fn hedge_after_ms_must_be_below_the_request_timeout() {
+        let c = parse("").unwrap();
+        assert_eq!(c.replica_reads.hedge_after_ms, 100);
+        let replicas = "[replica_reads]\ndefault_policy = \"prefer_replica\"\n";
+        let e = parse(&format!("[cluster]\nrequest_timeout_ms = 100\n{replicas}")).unwrap_err();
+        assert!(
+            e.starts_with("t.toml: replica_reads.hedge_after_ms: 100 ms is not below cluster.request_timeout_ms (100 ms)"),
+            "{e}"
+        );
+        assert!(parse(&format!("{replicas}hedge_after_ms = 0\n")).is_ok());
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:6380");

@@ -70,7 +70,8 @@ impl Session {
 /// Waits for `r`'s reply, hedging when its time comes. The reply of whichever node
 /// answers first is returned; when that is the master, `r` no longer counts as a replica
 /// read. A replica's answer that it cannot serve (`replica_should_yield`) makes the
-/// master's answer the one waited for.
+/// master's answer the one waited for, and a master that could not be asked (link
+/// error) the replica's.
 pub(super) async fn wait(r: &mut Remote, part: usize) -> HeadEvent {
     loop {
         let at = match &mut r.hedge {
@@ -83,6 +84,10 @@ pub(super) async fn wait(r: &mut Remote, part: usize) -> HeadEvent {
                 };
                 if from_master {
                     r.hedge = Hedge::Off;
+                    if result.is_err() {
+                        // The master could not be asked: the replica's answer it is.
+                        continue;
+                    }
                     r.replica = None;
                     return HeadEvent::Reply(part, result);
                 }
@@ -118,6 +123,9 @@ pub(super) fn try_reply(r: &mut Remote) -> Option<ReplyResult> {
     };
     let result = try_recv(master)?;
     r.hedge = Hedge::Off;
+    if result.is_err() {
+        return None; // the master could not be asked: wait for the replica
+    }
     r.replica = None;
     Some(result)
 }
