@@ -114,6 +114,10 @@ pub struct ReplicaReadsConfig {
     /// Users whose reads on a shard go to its master until a replica has everything
     /// they wrote there (`["*"]`: everyone; with auth "none" the user is `default`).
     pub read_your_writes: Vec<String>,
+    /// A read sent to a replica that has not answered after this long is sent to the
+    /// shard's master as well, and the first answer wins (a frozen replica then costs a
+    /// read this much, not `cluster.request_timeout_ms`). 0: never hedge.
+    pub hedge_after_ms: u64,
 }
 
 impl Default for ReplicaReadsConfig {
@@ -127,6 +131,7 @@ impl Default for ReplicaReadsConfig {
             recover_ms: 1000,
             heartbeat_prefix: "respgate:heartbeat".into(),
             read_your_writes: Vec::new(),
+            hedge_after_ms: 100,
         }
     }
 }
@@ -874,6 +879,15 @@ impl Config {
                 ));
             }
         }
+        if r.enabled() && r.hedge_after_ms >= c.request_timeout_ms {
+            return Err(bad(
+                "replica_reads.hedge_after_ms",
+                format!(
+                    "{} ms is not below cluster.request_timeout_ms ({} ms): the master would never be asked in time",
+                    r.hedge_after_ms, c.request_timeout_ms
+                ),
+            ));
+        }
         if r.rules.len() + 1 > MAX_LAG_BOUNDS {
             return Err(bad(
                 "replica_reads.rules",
@@ -1014,6 +1028,19 @@ mod tests {
             users("on +@nosuch").unwrap_err(),
             "t.toml: auth.users[0].rules: '+@nosuch': unknown command category 'nosuch'"
         );
+    }
+
+    #[test]
+    fn hedge_after_ms_must_be_below_the_request_timeout() {
+        let c = parse("").unwrap();
+        assert_eq!(c.replica_reads.hedge_after_ms, 100);
+        let replicas = "[replica_reads]\ndefault_policy = \"prefer_replica\"\n";
+        let e = parse(&format!("[cluster]\nrequest_timeout_ms = 100\n{replicas}")).unwrap_err();
+        assert!(
+            e.starts_with("t.toml: replica_reads.hedge_after_ms: 100 ms is not below cluster.request_timeout_ms (100 ms)"),
+            "{e}"
+        );
+        assert!(parse(&format!("{replicas}hedge_after_ms = 0\n")).is_ok());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! the tracker writes it, the session reads it.
 
 use crate::config::MAX_LAG_BOUNDS as MAX_BOUNDS;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 /// What the tracker measured of one node (kept on its [`super::Node`]).
 #[derive(Default)]
@@ -18,4 +18,7 @@ pub struct Lag {
     pub bytes_behind: AtomicU64,
     /// Per bound: when the node was last seen outside it.
     pub last_outside_ms: [AtomicU64; MAX_BOUNDS],
+    /// Reads on this replica that were hedged (sent to the master too, see
+    /// `session::hedge`) since it last answered the tracker's poll.
+    pub hedge_strikes: AtomicU32,
 }

@@ -22,6 +22,7 @@ use crate::config::ClusterConfig;
 use arc_swap::{ArcSwapOption, Guard};
 use control::FrameExt;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -39,6 +40,8 @@ pub struct Cluster {
     /// Successful discoveries so far (whether or not the layout changed): a reply that
     /// claims the layout changed is checked against a discovery newer than it.
     refreshes: std::sync::atomic::AtomicU64,
+    /// Topologies published by discovery so far (each one's [`Topology::generation`]).
+    generations: AtomicU64,
     config: ClusterConfig,
     link_options: LinkOptions,
 }
@@ -74,6 +77,7 @@ impl Cluster {
             registry: Mutex::new(HashMap::new()),
             refresh: Arc::new(Notify::new()),
             refreshes: Default::default(),
+            generations: AtomicU64::new(0),
             config,
             link_options,
         }))
@@ -139,17 +143,15 @@ impl Cluster {
         self.refreshes.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// The node at `addr` if the current topology names it (as a master or a replica).
+    /// The node at `addr` if the current topology names it (as a master, a replica, or
+    /// a master that serves no slot yet, which a migration ASKs requests to).
     /// Redirection targets go through here: respgate connects, and sends its node
-    /// credentials, only to nodes the cluster itself reported.
+    /// credentials, only to nodes the cluster itself reported; the topology holds their
+    /// handles, so every request to them reuses the node's pooled links.
     pub fn known_node(&self, addr: &str) -> Option<Arc<Node>> {
         let topo = self.topology.load();
-        topo.as_ref()?.shards().iter().find_map(|s| {
-            std::iter::once(&s.master)
-                .chain(s.replicas.iter())
-                .find(|n| n.addr() == addr)
-                .cloned()
-        })
+        let found = topo.as_ref()?.nodes().find(|n| n.addr() == addr).cloned();
+        found
     }
 
     /// The handle for `addr`, shared with every topology that names it.
@@ -175,15 +177,41 @@ impl Cluster {
     /// An address the topology does not name is not patched in (a reply is not proof
     /// that a node exists): only the refresh can bring a new node in.
     pub fn apply_moved(&self, slot: u16, addr: &str) {
-        let current = self.topology.load_full();
-        if let (Some(topo), Some(_)) = (current, self.known_node(addr)) {
-            if topo.master_for_slot(slot).map(|n| n.addr()) != Some(addr) {
-                let patched = topo.with_moved_slot(slot, addr, |a| self.node(a));
-                self.topology.store(Some(Arc::new(patched)));
-            }
+        if let Some(topo) = self.topology.load_full() {
+            self.patch_moved(topo.generation(), slot, addr);
         }
         metrics::counter!("respgate_redirects_total", "kind" => "moved").increment(1);
         self.request_refresh();
+    }
+
+    /// Patches `slot -> addr` into the current topology if it still comes from
+    /// discovery `generation`; returns whether it did. The patch is computed from the map
+    /// it replaces and swapped in only if that map is still current (compare-and-swap):
+    /// a map a refresh published meanwhile is newer than anything the redirect knew and
+    /// is never overwritten, while a concurrent patch of the same generation is patched
+    /// on top of.
+    fn patch_moved(&self, generation: u64, slot: u16, addr: &str) -> bool {
+        if self.known_node(addr).is_none() {
+            return false;
+        }
+        // Each failed swap means another patch landed: bounded, they are few.
+        for _ in 0..8 {
+            let current = self.topology.load_full();
+            let Some(topo) = current.as_ref() else {
+                return false;
+            };
+            if topo.generation() != generation
+                || topo.master_for_slot(slot).map(|n| n.addr()) == Some(addr)
+            {
+                return false;
+            }
+            let patched = Some(Arc::new(topo.with_moved_slot(slot, addr, |a| self.node(a))));
+            let previous = self.topology.compare_and_swap(&current, patched);
+            if same(&previous, &current) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Discovers the layout from the known masters first, then the seeds; the first node
@@ -271,7 +299,8 @@ impl Cluster {
             "topology updated"
         );
         metrics::gauge!("respgate_covered_slots").set(covered as f64);
-        let topo = Topology::build(layout, |a| self.node(a));
+        let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
+        let topo = Topology::build(layout, |a| self.node(a)).at_generation(generation);
         self.topology.store(Some(Arc::new(topo)));
     }
 
@@ -303,5 +332,88 @@ impl Cluster {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+/// Whether two loads of the topology are the same map.
+fn same(a: &Option<Arc<Topology>>, b: &Option<Arc<Topology>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use topology::ShardSpec;
+
+    fn layout(split: u16) -> ShardLayout {
+        ShardLayout {
+            shards: vec![
+                ShardSpec {
+                    slots: vec![(0, split - 1)],
+                    master: "127.0.0.1:1".into(),
+                    replicas: Vec::new(),
+                },
+                ShardSpec {
+                    slots: vec![(split, 16383)],
+                    master: "127.0.0.1:2".into(),
+                    replicas: Vec::new(),
+                },
+            ],
+            spare: vec!["127.0.0.1:3".into()],
+        }
+    }
+
+    fn owner(c: &Cluster, slot: u16) -> String {
+        let topo = c.topology();
+        let addr = topo.as_ref().unwrap().master_for_slot(slot).unwrap().addr();
+        addr.to_string()
+    }
+
+    #[tokio::test]
+    async fn a_moved_patch_never_overwrites_a_newer_discovery() {
+        let c = Cluster::new(ClusterConfig::default());
+        c.publish(layout(8192));
+        let seen = c.topology().as_ref().unwrap().generation();
+        // A refresh publishes a newer map (slot 100 moved to :2) between the MOVED reply
+        // and its patch, which was computed from the older map.
+        c.publish(layout(50));
+        assert!(!c.patch_moved(seen, 100, "127.0.0.1:1"));
+        assert_eq!(owner(&c, 100), "127.0.0.1:2", "the newer discovery stands");
+        assert_eq!(owner(&c, 49), "127.0.0.1:1");
+        // Patches of the current generation compose.
+        let now = c.topology().as_ref().unwrap().generation();
+        assert!(now > seen);
+        assert!(c.patch_moved(now, 100, "127.0.0.1:1"));
+        assert!(c.patch_moved(now, 101, "127.0.0.1:1"));
+        assert_eq!(owner(&c, 100), "127.0.0.1:1");
+        assert_eq!(owner(&c, 101), "127.0.0.1:1");
+        assert_eq!(c.topology().as_ref().unwrap().generation(), now);
+        // apply_moved patches the current map.
+        c.apply_moved(102, "127.0.0.1:1");
+        assert_eq!(owner(&c, 102), "127.0.0.1:1");
+        // An address the cluster never reported is never patched in.
+        c.apply_moved(103, "10.9.9.9:6379");
+        assert_eq!(owner(&c, 103), "127.0.0.1:2");
+    }
+
+    #[tokio::test]
+    async fn spare_masters_are_known_nodes_and_become_shards_when_moved_to() {
+        let c = Cluster::new(ClusterConfig::default());
+        c.publish(layout(8192));
+        let spare = c
+            .known_node("127.0.0.1:3")
+            .expect("a spare master is known");
+        // The same handle every time: its links are reused.
+        assert!(Arc::ptr_eq(&spare, &c.known_node("127.0.0.1:3").unwrap()));
+        c.apply_moved(7, "127.0.0.1:3");
+        assert_eq!(owner(&c, 7), "127.0.0.1:3");
+        let topo = c.topology();
+        let t = topo.as_ref().unwrap();
+        assert!(t.layout().spare.is_empty());
+        assert!(Arc::ptr_eq(&spare, t.master_for_slot(7).unwrap()));
     }
 }

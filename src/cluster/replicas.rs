@@ -26,6 +26,13 @@
 //! replica was outside it; the replica serves reads under that bound again only after
 //! `recover_ms` inside it.
 //!
+//! **Hedged reads.** A read already sent to a replica that then stops would wait
+//! `request_timeout_ms` for it; after `hedge_after_ms` without an answer the session sends
+//! it to the master as well and takes whichever answer comes first
+//! (`session::hedge`). A replica that needs [`HEDGE_STRIKES`] hedges between two of its
+//! lag polls is treated as outside every bound, so it serves no reads for `recover_ms`
+//! (or until its lag says it may): the shard's reads are not hedged one by one.
+//!
 //! **Read-your-writes.** A client's write to a shard that has been answered at time `w`
 //! is on every replica whose heartbeat is `> w`: that heartbeat was written after the
 //! write was applied on the master, and replication applies in order. While a write is
@@ -43,6 +50,9 @@ use std::time::Duration;
 
 /// Distinct lag bounds (the default policy's and one per rule).
 pub const MAX_BOUNDS: usize = crate::config::MAX_LAG_BOUNDS;
+
+/// Hedged reads (since its last answered poll) that take a replica out of service.
+pub const HEDGE_STRIKES: u32 = 3;
 
 /// respgate's clock for heartbeats: ms since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -76,6 +86,11 @@ pub struct ReadPolicy {
     /// The same counts, for INFO.
     pub replica_count: AtomicU64,
     pub master_count: AtomicU64,
+    /// A replica read not answered within this is sent to the master too (`None`: never).
+    pub hedge_after: Option<Duration>,
+    /// Reads hedged so far.
+    pub hedged_reads: metrics::Counter,
+    pub hedged_count: AtomicU64,
 }
 
 impl ReadPolicy {
@@ -116,6 +131,10 @@ impl ReadPolicy {
             master_reads: metrics::counter!("respgate_replica_policy_reads_total", "target" => "master"),
             replica_count: AtomicU64::new(0),
             master_count: AtomicU64::new(0),
+            hedge_after: (cfg.hedge_after_ms > 0)
+                .then(|| Duration::from_millis(cfg.hedge_after_ms)),
+            hedged_reads: metrics::counter!("respgate_replica_hedged_reads_total"),
+            hedged_count: AtomicU64::new(0),
         }))
     }
 
@@ -172,14 +191,39 @@ impl ReadPolicy {
                 >= self.recover_ms
     }
 
+    /// A read on `replica` was not answered within `hedge_after` and went to the master
+    /// as well: counted, and at [`HEDGE_STRIKES`] since the replica's last answered poll,
+    /// the replica is outside every bound from now (it must answer polls for
+    /// `recover_ms` before it serves reads again).
+    pub fn hedged(&self, replica: &Node) {
+        self.hedged_reads.increment(1);
+        self.hedged_count.fetch_add(1, Ordering::Relaxed);
+        let lag = replica.lag();
+        let strikes = lag.hedge_strikes.fetch_add(1, Ordering::AcqRel) + 1;
+        if strikes >= HEDGE_STRIKES {
+            let now = now_ms();
+            for outside in &lag.last_outside_ms[..self.bounds.len()] {
+                outside.fetch_max(now, Ordering::Relaxed);
+            }
+            if strikes == HEDGE_STRIKES {
+                tracing::warn!(
+                    replica = replica.addr(),
+                    strikes,
+                    "replica too slow to answer reads: its reads go to the master for now"
+                );
+            }
+        }
+    }
+
     /// Replica-read state for INFO's `# Proxy` section: one line per replica (lag as
     /// time and bytes, link, whether it serves reads under the first bound) and the
     /// reads counted by target.
     pub fn info(&self, cluster: &Cluster) -> String {
         let mut out = format!(
-            "replica_reads_served_by_replicas:{}\r\nreplica_reads_served_by_masters:{}\r\n",
+            "replica_reads_served_by_replicas:{}\r\nreplica_reads_served_by_masters:{}\r\nreplica_reads_hedged:{}\r\n",
             self.replica_count.load(Ordering::Relaxed),
-            self.master_count.load(Ordering::Relaxed)
+            self.master_count.load(Ordering::Relaxed),
+            self.hedged_count.load(Ordering::Relaxed)
         );
         let topo = cluster.topology();
         let Some(topo) = topo.as_ref() else {
@@ -353,6 +397,8 @@ async fn poll_shard(policy: &ReadPolicy, master: &Arc<Node>, replicas: &[Arc<Nod
     for (replica, poll) in replicas.iter().zip(replica_polls) {
         let lag = replica.lag();
         if let Some(bytes) = poll.await {
+            // It answers: earlier hedges were a passing slowness.
+            lag.hedge_strikes.store(0, Ordering::Relaxed);
             if let Ok(Some(first)) = crate::protocol::scan::scan_reply(&bytes) {
                 if let Some(hb) = crate::protocol::value::bulk_payload(&bytes[..first])
                     .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())

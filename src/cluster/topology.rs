@@ -22,14 +22,18 @@ pub struct ShardSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShardLayout {
     pub shards: Vec<ShardSpec>,
+    /// Online masters that serve no slot yet (a node just added, about to receive slots):
+    /// the cluster reported them, so a slot migration may ASK requests to them.
+    pub spare: Vec<String>,
 }
 
 impl ShardLayout {
     /// Parses a `CLUSTER SHARDS` reply (Redis 7). Failed nodes are left out (masters must
     /// be `online`, replicas `online` or `loading`); a shard without an online master is
-    /// skipped (its slots stay uncovered).
+    /// skipped (its slots stay uncovered); the master of a shard without slots is spare.
     pub fn from_shards(frame: &OwnedFrame) -> Result<ShardLayout, String> {
         let mut shards = Vec::new();
+        let mut spare = Vec::new();
         for shard in frame.as_array().ok_or("CLUSTER SHARDS: not an array")? {
             let slots_flat = shard
                 .field("slots")
@@ -66,6 +70,7 @@ impl ShardLayout {
                 }
             }
             if slots.is_empty() {
+                spare.extend(master);
                 continue;
             }
             if let Some(master) = master {
@@ -76,10 +81,10 @@ impl ShardLayout {
                 });
             }
         }
-        Ok(ShardLayout { shards })
+        Ok(ShardLayout { shards, spare })
     }
 
-    /// Parses a `CLUSTER SLOTS` reply (any Redis Cluster version).
+    /// Parses a `CLUSTER SLOTS` reply (it names no spare master) (any Redis Cluster version).
     pub fn from_slots(frame: &OwnedFrame) -> Result<ShardLayout, String> {
         let mut shards: Vec<ShardSpec> = Vec::new();
         for range in frame.as_array().ok_or("CLUSTER SLOTS: not an array")? {
@@ -106,7 +111,10 @@ impl ShardLayout {
                 }),
             }
         }
-        Ok(ShardLayout { shards })
+        Ok(ShardLayout {
+            shards,
+            spare: Vec::new(),
+        })
     }
 
     /// Sorts slot ranges and shards by slot, so that equal layouts compare equal and a
@@ -119,6 +127,7 @@ impl ShardLayout {
         }
         self.shards
             .sort_by_key(|s| s.slots.first().map_or(u16::MAX, |r| r.0));
+        self.spare.sort_unstable();
     }
 
     /// Number of slots some shard serves.
@@ -174,7 +183,11 @@ pub struct Shard {
 pub struct Topology {
     slot_shard: Box<[u16]>,
     shards: Vec<Shard>,
+    /// The spare masters' handles: kept, so requests ASKed to them reuse pooled links.
+    spare: Vec<Arc<Node>>,
     layout: ShardLayout,
+    /// Which discovery this map comes from (MOVED patches keep their base's).
+    generation: u64,
 }
 
 impl Topology {
@@ -194,11 +207,33 @@ impl Topology {
                 replicas: spec.replicas.iter().map(|r| node_for(r)).collect(),
             });
         }
+        let spare = layout.spare.iter().map(|a| node_for(a)).collect();
         Topology {
             slot_shard,
             shards,
+            spare,
             layout,
+            generation: 0,
         }
+    }
+
+    /// This map, marked as coming from discovery number `generation`.
+    pub fn at_generation(mut self, generation: u64) -> Topology {
+        self.generation = generation;
+        self
+    }
+
+    /// The discovery this map comes from (see [`super::Cluster::apply_moved`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every node the map names: masters, their replicas and the spare masters.
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.shards
+            .iter()
+            .flat_map(|s| std::iter::once(&s.master).chain(s.replicas.iter()))
+            .chain(self.spare.iter())
     }
 
     /// The master serving `slot`, if any shard does.
@@ -303,10 +338,19 @@ impl Topology {
         };
         let mut slot_shard = self.slot_shard.clone();
         slot_shard[slot as usize] = idx as u16;
+        // A spare master that serves a slot now is a shard's.
+        let spare_at = layout.spare.iter().position(|a| a == addr);
+        let mut spare = self.spare.clone();
+        if let Some(i) = spare_at {
+            layout.spare.remove(i);
+            spare.remove(i);
+        }
         Topology {
             slot_shard,
             shards,
+            spare,
             layout,
+            generation: self.generation,
         }
     }
 }

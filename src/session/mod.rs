@@ -20,6 +20,7 @@ use crate::clients;
 mod config_get;
 mod config_set;
 mod dedicated;
+mod hedge;
 mod local;
 pub mod merge;
 mod outgoing;
@@ -31,7 +32,7 @@ mod transaction;
 
 pub use dedicated::Quota as DedicatedQuota;
 
-use crate::backend::{DedicatedLink, LinkError, ReplyResult};
+use crate::backend::{DedicatedLink, ReplyResult};
 use crate::cluster::Cluster;
 use crate::protocol::reply;
 use crate::protocol::scan::{scan_request, split_inline, ProtocolError, Request, RequestLimits};
@@ -227,8 +228,10 @@ struct Remote {
     replies: u32,
     /// Sent on this client's own connection, and why (blocking commands, WATCH).
     dedicated: Option<dedicated::Pin>,
-    /// Sent to a replica (replica reads): errors send it to the master instead.
-    replica: bool,
+    /// Sent to this replica (replica reads): errors send it to the master instead.
+    replica: Option<Arc<crate::backend::Node>>,
+    /// A replica read's hedge: when the master is asked too, and its reply.
+    hedge: hedge::Hedge,
     /// The lag bound a replica may serve it under (re-checked when it is re-sent).
     bound: Option<u8>,
     /// A transaction: elements at the end of EXEC's reply that answer respgate's own
@@ -292,6 +295,8 @@ impl Remote {
 enum HeadEvent {
     Reply(usize, ReplyResult),
     RetryDue(usize),
+    /// A replica read has not been answered within `hedge_after_ms`.
+    HedgeDue(usize),
     Confirmed,
     TaskDone(Bytes),
     GateDone(Option<Bytes>),
@@ -310,13 +315,7 @@ fn try_reply(r: &mut Remote) -> Option<ReplyResult> {
     if r.retry_at.is_some() {
         return None;
     }
-    match r.rx.try_recv() {
-        Ok(result) => Some(result),
-        Err(oneshot::error::TryRecvError::Empty) => None,
-        Err(oneshot::error::TryRecvError::Closed) => {
-            Some(Err(LinkError::Lost("backend link dropped".into())))
-        }
-    }
+    hedge::try_reply(r)
 }
 
 /// Output beyond this is flushed before more replies are moved into it.
@@ -588,10 +587,7 @@ async fn wait_remote(r: &mut Remote, part: usize) -> HeadEvent {
         tokio::time::sleep_until(at.into()).await;
         return HeadEvent::RetryDue(part);
     }
-    match (&mut r.rx).await {
-        Ok(result) => HeadEvent::Reply(part, result),
-        Err(_) => HeadEvent::Reply(part, Err(LinkError::Lost("backend link dropped".into()))),
-    }
+    hedge::wait(r, part).await
 }
 
 struct Session {
@@ -974,6 +970,18 @@ impl Session {
                 }
                 Some(Pending::Split(mut split)) => {
                     self.send(&mut split.parts[part], None, false);
+                    self.pending.push_front(Pending::Split(split));
+                }
+                Some(other) => self.pending.push_front(other),
+                None => {}
+            },
+            HeadEvent::HedgeDue(part) => match self.pending.pop_front() {
+                Some(Pending::Remote(mut r)) => {
+                    self.hedge(&mut r);
+                    self.pending.push_front(Pending::Remote(r));
+                }
+                Some(Pending::Split(mut split)) => {
+                    self.hedge(&mut split.parts[part]);
                     self.pending.push_front(Pending::Split(split));
                 }
                 Some(other) => self.pending.push_front(other),

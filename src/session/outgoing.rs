@@ -83,7 +83,11 @@ impl Session {
             latency,
             replies,
             dedicated,
-            replica: target.is_some(),
+            hedge: match target {
+                Some(_) => self.hedge_for(arrived),
+                None => super::hedge::Hedge::Off,
+            },
+            replica: target,
             bound: replica.filter(|b| *b != routing::TRACKED_WRITE),
             ryw_master,
             run_as,
@@ -291,16 +295,19 @@ impl Session {
         }
         // A retried read that a replica may serve: an eligible replica first (its master
         // may be the node that just failed).
-        if let (None, Some(bound), Some(slot), false) =
-            (to, remote.bound, remote.slot, remote.replica)
+        if let (None, Some(bound), Some(slot), None) =
+            (to, remote.bound, remote.slot, &remote.replica)
         {
             if let Some(node) = self.pick_replica(slot, bound) {
                 remote.rx = self.send_to_replica(&node, &remote.request, remote.replies);
-                remote.replica = true;
+                remote.replica = Some(node);
+                let now = self.now();
+                remote.hedge = self.hedge_for(now);
                 remote.retry_at = None;
                 return;
             }
         }
+        remote.hedge = super::hedge::Hedge::Off;
         remote.rx = self.send_job(
             &remote.request,
             remote.slot,
@@ -455,10 +462,10 @@ impl Session {
     /// Decides what a backend reply means for request `r`: final, or re-sent after a
     /// redirection, or scheduled for a retry.
     pub(super) fn advance(&mut self, r: &mut Remote, result: ReplyResult) -> Step {
-        if r.replica && replica_should_yield(&result) {
+        if r.replica.is_some() && replica_should_yield(&result) {
             // A replica that failed, is loading, or does not serve the slot (any more):
             // the master answers instead, invisibly to the client.
-            r.replica = false;
+            r.replica = None;
             r.bound = None; // tried a replica once: the master from now on
             self.send(r, None, false);
             return Step::Again;
@@ -647,7 +654,7 @@ fn without_last_elements(exec: Bytes, hidden: u32) -> Bytes {
 /// Whether a replica's answer should be replaced by the master's: it could not be
 /// reached, timed out, or answered with a redirection or an error that says it cannot
 /// serve (LOADING, MASTERDOWN, READONLY-related, CLUSTERDOWN, TRYAGAIN).
-fn replica_should_yield(result: &ReplyResult) -> bool {
+pub(super) fn replica_should_yield(result: &ReplyResult) -> bool {
     match result {
         Err(_) => true,
         Ok(bytes) => {

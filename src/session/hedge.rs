@@ -1,0 +1,155 @@
+//! Hedged replica reads: a read a replica has not answered within
+//! `replica_reads.hedge_after_ms` is sent to the shard's master as well, and the first
+//! answer is the reply.
+//!
+//! **Why.** A replica that stops (SIGSTOP, a hung host, a long fork) keeps its TCP
+//! connection: reads already sent to it would wait `request_timeout_ms` before the master
+//! answered them. The lag tracker takes such a replica out of service only once its
+//! staleness passes the bound; hedging covers the reads in flight until then.
+//!
+//! **Only reads.** A request is sent to a replica only when it is a read-only command
+//! (`routing`), so sending it to the master too can never run a write twice.
+//!
+//! **Order and the loser.** Hedging replaces the receiver of one queued request and
+//! nothing else, so replies stay in request order. The answer that comes second is never
+//! looked at: its receiver is dropped, and the backend link, which reads every reply
+//! anyway to keep its framing, discards it. A replica that needs hedging again and again
+//! is taken out of service for a while ([`crate::cluster::replicas::ReadPolicy::hedged`]).
+//!
+//! **Cost.** The timer exists only while a replica read is at the head of the queue; a
+//! read answered in time costs one `Option` check.
+
+use super::{HeadEvent, Remote, Session};
+use crate::backend::{LinkError, ReplyResult};
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Where a replica read is in its hedge.
+#[derive(Default)]
+pub(super) enum Hedge {
+    /// Not a replica read, or hedging is off.
+    #[default]
+    Off,
+    /// Sent to a replica: hedge at this time if it has not answered.
+    At(Instant),
+    /// Sent to the master too: its reply arrives here.
+    Sent(oneshot::Receiver<ReplyResult>),
+}
+
+impl Session {
+    /// The hedge for a read sent to a replica now (`sent`: when it was sent).
+    pub(super) fn hedge_for(&self, sent: Instant) -> Hedge {
+        match self.ctx.read_policy.as_ref().and_then(|p| p.hedge_after) {
+            Some(after) => Hedge::At(sent + after),
+            None => Hedge::Off,
+        }
+    }
+
+    /// The replica of `r` has not answered in time: send `r` to the master of its slot
+    /// too, and count it against the replica.
+    pub(super) fn hedge(&mut self, r: &mut Remote) {
+        let (Some(replica), Some(policy)) = (r.replica.as_ref(), self.ctx.read_policy.as_ref())
+        else {
+            r.hedge = Hedge::Off;
+            return;
+        };
+        policy.hedged(replica);
+        let rx = self.send_job(
+            &r.request,
+            r.slot,
+            None,
+            false,
+            r.replies,
+            None,
+            r.run_as.as_ref(),
+        );
+        r.hedge = Hedge::Sent(rx);
+    }
+}
+
+/// Waits for `r`'s reply, hedging when its time comes. The reply of whichever node
+/// answers first is returned; when that is the master, `r` no longer counts as a replica
+/// read. A replica's answer that it cannot serve (`replica_should_yield`) makes the
+/// master's answer the one waited for, and a master that could not be asked (link
+/// error) the replica's.
+pub(super) async fn wait(r: &mut Remote, part: usize) -> HeadEvent {
+    loop {
+        let at = match &mut r.hedge {
+            Hedge::Off => return HeadEvent::Reply(part, received((&mut r.rx).await)),
+            Hedge::At(at) => *at,
+            Hedge::Sent(master) => {
+                let (from_master, result) = tokio::select! {
+                    result = &mut r.rx => (false, received(result)),
+                    result = master => (true, received(result)),
+                };
+                if from_master {
+                    r.hedge = Hedge::Off;
+                    if result.is_err() {
+                        // The master could not be asked: the replica's answer it is.
+                        continue;
+                    }
+                    r.replica = None;
+                    return HeadEvent::Reply(part, result);
+                }
+                if super::outgoing::replica_should_yield(&result) {
+                    master_answers(r);
+                    continue;
+                }
+                r.hedge = Hedge::Off; // the master's reply, when it comes, is dropped
+                return HeadEvent::Reply(part, result);
+            }
+        };
+        return tokio::select! {
+            result = &mut r.rx => HeadEvent::Reply(part, received(result)),
+            _ = tokio::time::sleep_until(at.into()) => HeadEvent::HedgeDue(part),
+        };
+    }
+}
+
+/// `r`'s reply if one has arrived, without waiting (either node's, as [`wait`]).
+pub(super) fn try_reply(r: &mut Remote) -> Option<ReplyResult> {
+    if let Some(result) = try_recv(&mut r.rx) {
+        let Hedge::Sent(_) = r.hedge else {
+            return Some(result);
+        };
+        if !super::outgoing::replica_should_yield(&result) {
+            r.hedge = Hedge::Off;
+            return Some(result);
+        }
+        master_answers(r);
+    }
+    let Hedge::Sent(master) = &mut r.hedge else {
+        return None;
+    };
+    let result = try_recv(master)?;
+    r.hedge = Hedge::Off;
+    if result.is_err() {
+        return None; // the master could not be asked: wait for the replica
+    }
+    r.replica = None;
+    Some(result)
+}
+
+/// The master's reply of a hedged read is now `r`'s only one.
+fn master_answers(r: &mut Remote) {
+    if let Hedge::Sent(master) = std::mem::take(&mut r.hedge) {
+        r.rx = master;
+        r.replica = None;
+    }
+}
+
+fn try_recv(rx: &mut oneshot::Receiver<ReplyResult>) -> Option<ReplyResult> {
+    match rx.try_recv() {
+        Ok(result) => Some(result),
+        Err(oneshot::error::TryRecvError::Empty) => None,
+        Err(oneshot::error::TryRecvError::Closed) => Some(dropped()),
+    }
+}
+
+fn received(result: Result<ReplyResult, oneshot::error::RecvError>) -> ReplyResult {
+    result.unwrap_or_else(|_| dropped())
+}
+
+fn dropped() -> ReplyResult {
+    Err(LinkError::Lost("backend link dropped".into()))
+}
