@@ -613,6 +613,10 @@ pub struct ClusterConfig {
     pub password_env: Option<String>,
     /// TLS to the nodes (`[cluster.tls]`); absent: plain TCP.
     pub tls: Option<UpstreamTlsConfig>,
+    /// Largest reply (or a transaction's replies together) respgate buffers from a node.
+    /// A larger one is never buffered whole: the client gets an error naming this
+    /// option and the rest of the reply is discarded as it arrives.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for ClusterConfig {
@@ -630,9 +634,17 @@ impl Default for ClusterConfig {
             password: None,
             password_env: None,
             tls: None,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
         }
     }
 }
+
+/// Redis's proto-max-bulk-len: the largest string a node stores, so any one value can
+/// still be read whole.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 512 * 1024 * 1024;
+/// Below this, respgate's own control-plane replies (`COMMAND`, `CLUSTER SHARDS`)
+/// could be refused.
+pub const MIN_MAX_REPLY_BYTES: usize = 1024 * 1024;
 
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
@@ -793,6 +805,15 @@ impl Config {
                     format!("environment variable {var} is not set"),
                 ));
             }
+        }
+        if c.max_reply_bytes < MIN_MAX_REPLY_BYTES {
+            return Err(bad(
+                "cluster.max_reply_bytes",
+                format!(
+                    "must be at least {MIN_MAX_REPLY_BYTES} (1 MiB), got {}",
+                    c.max_reply_bytes
+                ),
+            ));
         }
         if c.request_timeout_ms == 0 || c.connect_timeout_ms == 0 {
             return Err(bad(

@@ -319,76 +319,16 @@ pub fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
 ///
 /// Returns `Ok(None)` when incomplete, `Err(())` when the bytes are not RESP (a backend
 /// desync: the connection must be dropped). Aggregates are walked iteratively, by counting
-/// how many values are still owed, so nesting depth costs no stack.
+/// how many values are still owed, so nesting depth costs no stack. This is a
+/// [`ReplyScan`](super::reply_scan::ReplyScan) run once from the start: a reader that
+/// frames a stream arriving in pieces keeps a `ReplyScan` instead, so it does not
+/// rescan what it framed already.
 #[allow(clippy::result_unit_err)]
-pub fn scan_reply(buf: &[u8]) -> Result<Option<usize>, ()> {
-    let mut pos = 0usize;
-    let mut owed: u64 = 1;
-    while owed > 0 {
-        if pos >= buf.len() {
-            return Ok(None);
-        }
-        let kind = buf[pos];
-        let Some(end) = find_crlf(buf, pos + 1) else {
-            return Ok(None);
-        };
-        owed -= 1;
-        let header = &buf[pos + 1..end];
-        pos = end + 2;
-        match kind {
-            b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => {}
-            b'$' | b'!' | b'=' => {
-                let len = parse_int(header).ok_or(())?;
-                if len >= 0 {
-                    let stop = pos + len as usize;
-                    if stop + 2 > buf.len() {
-                        return Ok(None);
-                    }
-                    pos = stop + 2;
-                } else if len != -1 {
-                    return Err(());
-                }
-            }
-            b'*' | b'~' | b'>' => {
-                let n = parse_int(header).ok_or(())?;
-                if n > 0 {
-                    owed += n as u64;
-                } else if n < -1 {
-                    return Err(());
-                }
-            }
-            b'%' => {
-                let n = parse_int(header).ok_or(())?;
-                if n > 0 {
-                    owed += 2 * n as u64;
-                } else if n < 0 {
-                    return Err(());
-                }
-            }
-            b'|' => {
-                // Attributes precede the value they describe.
-                let n = parse_int(header).ok_or(())?;
-                if n < 0 {
-                    return Err(());
-                }
-                owed += 2 * n as u64 + 1;
-            }
-            _ => return Err(()),
-        }
-    }
-    Ok(Some(pos))
-}
-
 #[inline]
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    loop {
-        let nl = memchr_nl(buf.get(i..)?)? + i;
-        if nl > from && buf[nl - 1] == b'\r' {
-            return Some(nl - 1);
-        }
-        i = nl + 1;
-    }
+pub fn scan_reply(buf: &[u8]) -> Result<Option<usize>, ()> {
+    super::reply_scan::ReplyScan::new(1)
+        .scan(buf, usize::MAX)
+        .map_err(|_| ())
 }
 
 #[cfg(test)]
