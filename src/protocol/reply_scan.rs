@@ -187,6 +187,10 @@ impl ReplyScan {
                 _ => return Err(ReplyError::NotResp),
             }
         }
+        if *pos > limit {
+            // Simple lines are not checked one by one: the run as a whole is.
+            return Err(ReplyError::OverLimit);
+        }
         Ok((*pos <= buf.len()).then_some(*pos))
     }
 

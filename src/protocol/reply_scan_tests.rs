@@ -210,3 +210,22 @@ fn over_the_limit_is_known_from_headers_and_the_end_found_after() {
     );
     assert_eq!(ReplyScan::new(1).scan(b"*300\r\n", 1000), Ok(None));
 }
+
+#[test]
+fn a_complete_run_over_the_limit_is_refused_even_when_only_simple_lines_made_it() {
+    // Found by tests/fuzz (scanners): a frame ending in simple lines was framed whole
+    // though longer than the limit.
+    let reply = b"*2\r\n+aaaaaaaaaaaaaaaa\r\n:123456789\r\n";
+    assert_eq!(
+        ReplyScan::new(1).scan(reply, reply.len()),
+        Ok(Some(reply.len()))
+    );
+    assert_eq!(
+        ReplyScan::new(1).scan(reply, reply.len() - 1),
+        Err(ReplyError::OverLimit)
+    );
+    assert_eq!(
+        ReplyScan::new(1).scan(b"+OK\r\n", 4),
+        Err(ReplyError::OverLimit)
+    );
+}
