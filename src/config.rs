@@ -815,11 +815,13 @@ impl Config {
                 ),
             ));
         }
-        if c.request_timeout_ms == 0 || c.connect_timeout_ms == 0 {
-            return Err(bad(
-                "cluster.request_timeout_ms",
-                "timeouts must be above 0".into(),
-            ));
+        for (key, ms) in [
+            ("cluster.request_timeout_ms", c.request_timeout_ms),
+            ("cluster.connect_timeout_ms", c.connect_timeout_ms),
+        ] {
+            if ms == 0 {
+                return Err(bad(key, "timeouts must be above 0".into()));
+            }
         }
         let r = &self.replica_reads;
         if r.poll_interval_ms == 0 {
@@ -943,6 +945,22 @@ mod tests {
     fn parse(text: &str) -> Result<Config, String> {
         let text = format!("[auth]\nmode = \"none\"\n{text}");
         crate::loader::parse(&text, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused_by_its_own_name() {
+        // Found by tests/fuzz (config): connect_timeout_ms = 0 was refused as
+        // cluster.request_timeout_ms.
+        let e = parse("[cluster]\nconnect_timeout_ms = 0\n").unwrap_err();
+        assert_eq!(
+            e,
+            "t.toml: cluster.connect_timeout_ms: timeouts must be above 0"
+        );
+        let e = parse("[cluster]\nrequest_timeout_ms = 0\n").unwrap_err();
+        assert_eq!(
+            e,
+            "t.toml: cluster.request_timeout_ms: timeouts must be above 0"
+        );
     }
 
     #[test]
