@@ -100,12 +100,20 @@ fn our_keys(args: &[String]) -> Option<Result<Vec<Vec<u8>>, ()>> {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(config(4000))]
 
     #[test]
     fn keys_are_always_within_the_request(args in request()) {
         let _ = our_keys(&args);
     }
+}
+
+/// A number to C's atoi but not to Redis's strict string2ll.
+fn atoi_only(a: &str) -> bool {
+    respgate::protocol::scan::parse_int(a.as_bytes()).is_none()
+        && a.trim_start()
+            .trim_start_matches(['+', '-'])
+            .starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// One command on a plain socket: the reply's bytes.
@@ -134,7 +142,7 @@ fn keys_agree_with_a_real_redis_command_getkeys() {
     let conn = std::net::TcpStream::connect(redis.addr).unwrap();
     conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
-    let mut runner = TestRunner::new(config(300));
+    let mut runner = TestRunner::new(config(600));
     let conn = std::cell::RefCell::new(conn);
     let compared = std::cell::Cell::new(0);
     runner
@@ -150,6 +158,10 @@ fn keys_agree_with_a_real_redis_command_getkeys() {
                 // Redis found keys: respgate must find the same, in the same order.
                 // (`*0` is also Redis's answer to invalid arguments of a command whose
                 // keys are optional, EVAL's: either verdict is fine then.)
+                // Redis's getkeys_procs (EVAL's, ZUNIONSTORE's...) read numkeys with
+                // atoi, so `+1` or `01` name keys to COMMAND GETKEYS though the command
+                // itself refuses that numkeys: respgate refusing them is right.
+                Some(b'*') if ours.is_err() && args.iter().any(|a| atoi_only(a)) => {}
                 Some(b'*') if reply != b"*0\r\n" || ours.is_ok() => {
                     let items = respgate::protocol::value::array_items(&reply).unwrap();
                     let theirs: Vec<Vec<u8>> = items

@@ -138,7 +138,7 @@ fn check_reply(frame: &[u8], len: usize, cuts: &[usize], limit: usize) {
 }
 
 proptest! {
-    #![proptest_config(config(400))]
+    #![proptest_config(config(1500))]
 
     #[test]
     fn reply_scanner_agrees_with_redis_protocol_on_resp2(
@@ -231,7 +231,7 @@ fn quoted(word: &[u8]) -> String {
 }
 
 proptest! {
-    #![proptest_config(config(400))]
+    #![proptest_config(config(1500))]
 
     #[test]
     fn request_scanner_agrees_with_redis_protocol(
