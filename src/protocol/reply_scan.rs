@@ -46,7 +46,7 @@ const MIN_VALUE: u64 = 3;
 /// Positions are offsets into the caller's buffer, whose front must stay in place
 /// between calls (or be reported with [`ReplyScan::consume`]); bytes may only be
 /// appended.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ReplyScan {
     /// Offset of the next header; beyond the buffer's end while a bulk payload (and its
     /// CRLF) is still arriving.
@@ -115,11 +115,14 @@ impl ReplyScan {
     /// consistent, so the caller may go on with `usize::MAX` to find the run's end.
     #[inline]
     pub fn scan(&mut self, buf: &[u8], limit: usize) -> Result<Option<usize>, ReplyError> {
-        let mut pos = self.pos;
-        let mut owed = self.owed;
-        let result = self.scan_from(buf, limit, &mut pos, &mut owed);
-        self.pos = pos;
-        self.owed = owed;
+        // On a local copy, so the whole state lives in registers while it runs.
+        let mut state = *self;
+        let mut pos = state.pos;
+        let mut owed = state.owed;
+        let result = state.scan_from(buf, limit, &mut pos, &mut owed);
+        state.pos = pos;
+        state.owed = owed;
+        *self = state;
         result
     }
 
