@@ -6,6 +6,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use redis_protocol::resp2::decode::decode_range;
 use respgate::cluster::key_slot;
+use respgate::protocol::reply_scan::ReplyScan;
 use respgate::protocol::scan::{scan_reply, scan_request, RequestLimits};
 use std::hint::black_box;
 
@@ -34,6 +35,21 @@ fn framing(c: &mut Criterion) {
     });
     c.bench_function("scan_reply nested array", |b| {
         b.iter(|| scan_reply(black_box(array_reply)).unwrap())
+    });
+    // What a backend link does per reply: restart its resumable scanner, frame, under
+    // the `cluster.max_reply_bytes` bound.
+    let mut scan = ReplyScan::new(1);
+    c.bench_function("ReplyScan bulk", |b| {
+        b.iter(|| {
+            scan.restart(1);
+            scan.scan(black_box(bulk_reply), 512 << 20).unwrap()
+        })
+    });
+    c.bench_function("ReplyScan nested array", |b| {
+        b.iter(|| {
+            scan.restart(1);
+            scan.scan(black_box(array_reply), 512 << 20).unwrap()
+        })
     });
     c.bench_function("redis-protocol decode_range nested array", |b| {
         b.iter(|| decode_range(black_box(array_reply)).unwrap())

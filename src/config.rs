@@ -667,6 +667,10 @@ pub struct ClusterConfig {
     pub password_env: Option<String>,
     /// TLS to the nodes (`[cluster.tls]`); absent: plain TCP.
     pub tls: Option<UpstreamTlsConfig>,
+    /// Largest reply (or a transaction's replies together) respgate buffers from a node.
+    /// A larger one is never buffered whole: the client gets an error naming this
+    /// option and the rest of the reply is discarded as it arrives.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for ClusterConfig {
@@ -684,9 +688,17 @@ impl Default for ClusterConfig {
             password: None,
             password_env: None,
             tls: None,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
         }
     }
 }
+
+/// Redis's proto-max-bulk-len: the largest string a node stores, so any one value can
+/// still be read whole.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 512 * 1024 * 1024;
+/// Below this, respgate's own control-plane replies (`COMMAND`, `CLUSTER SHARDS`)
+/// could be refused.
+pub const MIN_MAX_REPLY_BYTES: usize = 1024 * 1024;
 
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
@@ -854,11 +866,22 @@ impl Config {
                 ));
             }
         }
-        if c.request_timeout_ms == 0 || c.connect_timeout_ms == 0 {
+        if c.max_reply_bytes < MIN_MAX_REPLY_BYTES {
             return Err(bad(
-                "cluster.request_timeout_ms",
-                "timeouts must be above 0".into(),
+                "cluster.max_reply_bytes",
+                format!(
+                    "must be at least {MIN_MAX_REPLY_BYTES} (1 MiB), got {}",
+                    c.max_reply_bytes
+                ),
             ));
+        }
+        for (key, ms) in [
+            ("cluster.request_timeout_ms", c.request_timeout_ms),
+            ("cluster.connect_timeout_ms", c.connect_timeout_ms),
+        ] {
+            if ms == 0 {
+                return Err(bad(key, "timeouts must be above 0".into()));
+            }
         }
         let r = &self.replica_reads;
         if r.poll_interval_ms == 0 {
@@ -999,6 +1022,22 @@ mod tests {
     fn parse(text: &str) -> Result<Config, String> {
         let text = format!("[auth]\nmode = \"none\"\n{text}");
         crate::loader::parse(&text, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused_by_its_own_name() {
+        // Found by tests/fuzz (config): connect_timeout_ms = 0 was refused as
+        // cluster.request_timeout_ms.
+        let e = parse("[cluster]\nconnect_timeout_ms = 0\n").unwrap_err();
+        assert_eq!(
+            e,
+            "t.toml: cluster.connect_timeout_ms: timeouts must be above 0"
+        );
+        let e = parse("[cluster]\nrequest_timeout_ms = 0\n").unwrap_err();
+        assert_eq!(
+            e,
+            "t.toml: cluster.request_timeout_ms: timeouts must be above 0"
+        );
     }
 
     #[test]

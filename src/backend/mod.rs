@@ -5,16 +5,17 @@
 //! the same link of a node (`client_id % n`), so its requests to that node execute in the
 //! order it sent them. Each link task owns its socket and its in-flight FIFO outright:
 //! the writer side coalesces every queued request into one buffer (one syscall for many
-//! requests), the reader side frames replies with [`scan_reply`] and hands each back as a
-//! zero-copy slice of the read buffer. Nothing here is locked per request.
+//! requests), the reader side frames replies ([`framing`]: resuming where the last read
+//! stopped, bounded by `cluster.max_reply_bytes`) and hands each back as a zero-copy
+//! slice of the read buffer. Nothing here is locked per request.
 //!
 //! Policy (what a MOVED means, whether to retry) belongs to the session: a link only
 //! reports what happened to each request ([`LinkError`]) and asks the cluster for a
 //! topology refresh when its connection fails.
 
+mod framing;
 pub mod lag;
 
-use crate::protocol::scan::scan_reply;
 use crate::tls::{BackendStream, UpstreamTls};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -114,6 +115,9 @@ pub struct LinkOptions {
     pub client_id: Option<Arc<std::sync::atomic::AtomicI64>>,
     /// Run as this node user after authenticating as respgate ([`NodeIdentity`]).
     pub identity: Option<Arc<NodeIdentity>>,
+    /// Largest reply (or run of replies of one job) buffered (`cluster.max_reply_bytes`,
+    /// see [`framing`]).
+    pub max_reply_bytes: usize,
 }
 
 impl LinkOptions {
@@ -555,7 +559,7 @@ pub(crate) async fn connect(addr: &str, opts: &LinkOptions) -> std::io::Result<B
                 if stream.read_buf(&mut buf).await? == 0 {
                     return Err(std::io::Error::other("closed during handshake"));
                 }
-                while let Ok(Some(len)) = scan_reply(&buf) {
+                while let Some(len) = framing::handshake_reply(&buf, opts.max_reply_bytes)? {
                     let reply = buf.split_to(len);
                     if reply.first() == Some(&b'-') {
                         let text = String::from_utf8_lossy(&reply[1..len - 2]).into_owned();
@@ -629,6 +633,7 @@ where
     let mut inflight: VecDeque<(Inflight, Instant)> = VecDeque::with_capacity(256);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut framer = framing::Framer::new(opts.max_reply_bytes);
     let mut batch: Vec<Job> = Vec::with_capacity(128);
     let mut open = true;
     let mut write_deferred = false;
@@ -650,7 +655,7 @@ where
                     Ok(_) => {}
                     Err(e) => break Err(e),
                 }
-                if let Err(e) = deliver(&mut rbuf, &mut inflight) {
+                if let Err(e) = framer.deliver(&mut rbuf, &mut inflight, addr) {
                     break Err(e);
                 }
                 if rbuf.capacity() - rbuf.len() < 4096 {
@@ -750,45 +755,4 @@ fn enqueue(
     }
     wbuf.extend_from_slice(&job.bytes);
     inflight.push_back((Inflight::Client(job.reply, job.replies.max(1)), now));
-}
-
-/// Hands every complete reply in `rbuf` to the request it answers, in FIFO order.
-fn deliver(
-    rbuf: &mut BytesMut,
-    inflight: &mut VecDeque<(Inflight, Instant)>,
-) -> std::io::Result<()> {
-    let not_resp = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "node sent bytes that are not RESP",
-        )
-    };
-    loop {
-        let wanted = match inflight.front() {
-            Some((Inflight::Client(_, n), _)) => *n,
-            Some((Inflight::Asking, _)) => 1,
-            None if rbuf.is_empty() => return Ok(()),
-            None => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "reply with no request waiting for it",
-                ))
-            }
-        };
-        // The job's replies are contiguous on the connection: take them as one slice.
-        let mut len = 0;
-        for _ in 0..wanted {
-            match scan_reply(&rbuf[len..]) {
-                Ok(Some(n)) => len += n,
-                Ok(None) => return Ok(()),
-                Err(()) => return Err(not_resp()),
-            }
-        }
-        let reply = rbuf.split_to(len).freeze();
-        if let Some((Inflight::Client(tx, _), _)) = inflight.pop_front() {
-            // A dropped receiver (client gone) is fine: the reply is discarded and FIFO
-            // matching stays intact.
-            let _ = tx.send(Ok(reply));
-        }
-    }
 }

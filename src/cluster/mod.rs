@@ -68,6 +68,7 @@ impl Cluster {
             tls,
             client_id: None,
             identity: None,
+            max_reply_bytes: config.max_reply_bytes,
         };
         Ok(Arc::new(Cluster {
             topology: ArcSwapOption::empty(),

@@ -1,6 +1,7 @@
 //! RESP on the wire: framing requests and replies, and composing respgate's own replies.
 pub mod args;
 pub mod reply;
+pub mod reply_scan;
 pub mod scan;
 pub mod value;
 pub use args::{Args, OwnedArgs};

@@ -121,7 +121,8 @@ pub fn parse_scan(b: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
     if t != b'*' {
         return None;
     }
-    let mut keys = Vec::with_capacity(n.max(0) as usize);
+    // Sized by the bytes, never by the count alone (a peer may announce any count).
+    let mut keys = Vec::with_capacity((n.max(0) as usize).min(b.len() / 3));
     for _ in 0..n {
         keys.push(bulk(&mut pos)?);
     }

@@ -212,7 +212,9 @@ pub fn scan_request(
 /// Inline commands (`PING\r\n` typed into telnet): only the line is framed here; its
 /// words are split by [`split_inline`] into an owned multibulk (rare path).
 fn scan_inline(buf: &[u8], ranges: &mut Vec<Range<u32>>) -> Result<Option<Request>, ProtocolError> {
-    let Some(nl) = memchr_nl(buf) else {
+    // Redis looks for the newline with `strchr`, which stops at a NUL: a line with a NUL
+    // before its newline has no newline yet, and waits (until it is too big).
+    let Some(nl) = memchr_nl(buf).filter(|&nl| !buf[..nl].contains(&0)) else {
         return if buf.len() > MAX_LINE {
             Err(ProtocolError::TooBigInlineRequest)
         } else {
@@ -236,6 +238,12 @@ fn scan_inline(buf: &[u8], ranges: &mut Vec<Range<u32>>) -> Result<Option<Reques
 /// blank or the end of the line, else the request has unbalanced quotes.
 pub fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // A C string to Redis: a NUL ends it (a NUL ended a word, but was then never
+    // consumed: an endless loop of empty words).
+    let line = match line.iter().position(|&b| b == 0) {
+        Some(nul) => &line[..nul],
+        None => line,
+    };
     let is_space = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c);
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     // A closing quote must end the word.
@@ -319,76 +327,16 @@ pub fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
 ///
 /// Returns `Ok(None)` when incomplete, `Err(())` when the bytes are not RESP (a backend
 /// desync: the connection must be dropped). Aggregates are walked iteratively, by counting
-/// how many values are still owed, so nesting depth costs no stack.
+/// how many values are still owed, so nesting depth costs no stack. This is a
+/// [`ReplyScan`](super::reply_scan::ReplyScan) run once from the start: a reader that
+/// frames a stream arriving in pieces keeps a `ReplyScan` instead, so it does not
+/// rescan what it framed already.
 #[allow(clippy::result_unit_err)]
-pub fn scan_reply(buf: &[u8]) -> Result<Option<usize>, ()> {
-    let mut pos = 0usize;
-    let mut owed: u64 = 1;
-    while owed > 0 {
-        if pos >= buf.len() {
-            return Ok(None);
-        }
-        let kind = buf[pos];
-        let Some(end) = find_crlf(buf, pos + 1) else {
-            return Ok(None);
-        };
-        owed -= 1;
-        let header = &buf[pos + 1..end];
-        pos = end + 2;
-        match kind {
-            b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => {}
-            b'$' | b'!' | b'=' => {
-                let len = parse_int(header).ok_or(())?;
-                if len >= 0 {
-                    let stop = pos + len as usize;
-                    if stop + 2 > buf.len() {
-                        return Ok(None);
-                    }
-                    pos = stop + 2;
-                } else if len != -1 {
-                    return Err(());
-                }
-            }
-            b'*' | b'~' | b'>' => {
-                let n = parse_int(header).ok_or(())?;
-                if n > 0 {
-                    owed += n as u64;
-                } else if n < -1 {
-                    return Err(());
-                }
-            }
-            b'%' => {
-                let n = parse_int(header).ok_or(())?;
-                if n > 0 {
-                    owed += 2 * n as u64;
-                } else if n < 0 {
-                    return Err(());
-                }
-            }
-            b'|' => {
-                // Attributes precede the value they describe.
-                let n = parse_int(header).ok_or(())?;
-                if n < 0 {
-                    return Err(());
-                }
-                owed += 2 * n as u64 + 1;
-            }
-            _ => return Err(()),
-        }
-    }
-    Ok(Some(pos))
-}
-
 #[inline]
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    loop {
-        let nl = memchr_nl(buf.get(i..)?)? + i;
-        if nl > from && buf[nl - 1] == b'\r' {
-            return Some(nl - 1);
-        }
-        i = nl + 1;
-    }
+pub fn scan_reply(buf: &[u8]) -> Result<Option<usize>, ()> {
+    super::reply_scan::ReplyScan::new(1)
+        .scan(buf, usize::MAX)
+        .map_err(|_| ())
 }
 
 #[cfg(test)]
@@ -484,6 +432,30 @@ mod tests {
         assert_eq!(split(b"DEL \"a\"b"), Err(ProtocolError::UnbalancedQuotes));
         assert_eq!(split(b"ECHO 'a'b"), Err(ProtocolError::UnbalancedQuotes));
         assert!(split(b"   ").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_nul_in_an_inline_line_is_handled_as_redis_does() {
+        // Found by tests/fuzz (scanners): a NUL outside quotes made split_inline push
+        // empty words forever (one request took a worker and all its memory).
+        assert_eq!(
+            split(b"ECHO hi\0 there").unwrap(),
+            vec![b"ECHO".to_vec(), b"hi".to_vec()]
+        );
+        assert_eq!(split(b"\0ECHO x").unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(
+            split(b"ECHO \"a\0b\""),
+            Err(ProtocolError::UnbalancedQuotes)
+        );
+        // Redis finds the newline with strchr: the NUL hides it, the line waits, and
+        // past 64 KB it is too big (redis-server 7.0 answers these lines nothing).
+        assert_eq!(req(b"ECHO hi\0 there\r\n").0, Ok(None));
+        assert_eq!(req(b"\0\r\n").0, Ok(None));
+        let mut long = b"ECHO a\0\r\n".to_vec();
+        long.resize(MAX_LINE + 10, b'x');
+        assert_eq!(req(&long).0, Err(ProtocolError::TooBigInlineRequest));
+        // After the newline a NUL is the next request's business.
+        assert_eq!(req(b"PING\r\n\0").0, Ok(Some(Request::Inline { len: 6 })));
     }
 
     #[test]

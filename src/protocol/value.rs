@@ -26,7 +26,8 @@ pub fn array_items(reply: &[u8]) -> Option<Vec<&[u8]>> {
     }
     let n = parse_int(&reply[1..header_end])?;
     let mut pos = header_end + 2;
-    let mut items = Vec::with_capacity(n.max(0) as usize);
+    // Sized by the bytes, never by the count alone (a peer may announce any count).
+    let mut items = Vec::with_capacity((n.max(0) as usize).min(reply.len() / 3));
     for _ in 0..n {
         let len = scan_reply(&reply[pos..]).ok()??;
         items.push(&reply[pos..pos + len]);
@@ -65,4 +66,18 @@ pub fn bulk_text(reply: &[u8]) -> Option<&str> {
         _ => body,
     };
     std::str::from_utf8(body).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_announced_count_allocates_nothing_by_itself() {
+        // Was `Vec::with_capacity(count)`: a capacity overflow panic (or an abort on
+        // allocating exabytes) for counts no bytes back.
+        assert_eq!(super::array_items(b"*9223372036854775807\r\n"), None);
+        assert_eq!(super::array_items(b"*1152921504606846975\r\n:1\r\n"), None);
+        let scan =
+            bytes::Bytes::from_static(b"*2\r\n$1\r\n0\r\n*1152921504606846975\r\n$1\r\nk\r\n");
+        assert_eq!(crate::protocol::reply::parse_scan(&scan), None);
+    }
 }

@@ -154,11 +154,11 @@ fn config_pairs(reply: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     let n = parse_int(reply.get(1..header_end)?)?;
     let items = match reply.first()? {
         b'*' => n,
-        b'%' => n * 2,
+        b'%' => n.checked_mul(2)?,
         _ => return None,
     };
     let mut pos = header_end + 2;
-    let mut values = Vec::with_capacity(items.max(0) as usize);
+    let mut values = Vec::with_capacity((items.max(0) as usize).min(reply.len() / 3));
     for _ in 0..items {
         let len = scan_reply(reply.get(pos..)?).ok()??;
         values.push(string_payload(&reply[pos..pos + len])?.to_vec());
@@ -201,5 +201,11 @@ mod tests {
         assert_eq!(config_pairs(resp3), Some(want));
         assert_eq!(config_pairs(b"*0\r\n"), Some(Vec::new()));
         assert_eq!(config_pairs(b"-ERR x\r\n"), None);
+    }
+
+    #[test]
+    fn a_hostile_count_is_neither_doubled_past_i64_nor_allocated() {
+        assert_eq!(config_pairs(b"%9223372036854775807\r\n"), None);
+        assert_eq!(config_pairs(b"*576460752303423487\r\n$1\r\na\r\n"), None);
     }
 }
