@@ -90,6 +90,9 @@ pub struct Job {
     /// are handed back together, as one contiguous slice.
     pub replies: u32,
     pub reply: oneshot::Sender<ReplyResult>,
+    /// The client's reply bytes (`None` for respgate's own requests): the link counts
+    /// each reply it hands over, the session takes it back ([`crate::budget`]).
+    pub budget: Option<Arc<crate::budget::OutputBytes>>,
 }
 
 /// How links connect and how long they wait.
@@ -320,6 +323,7 @@ impl Node {
                 resp3,
                 replies,
                 reply: tx,
+                budget: None,
             },
         );
         rx
@@ -430,8 +434,12 @@ const READ_CHUNK: usize = 64 * 1024;
 const COALESCE_MAX: usize = 16 * 1024;
 
 enum Inflight {
-    /// A job's reply sender and how many replies it waits for.
-    Client(oneshot::Sender<ReplyResult>, u32),
+    /// A job's reply sender, how many replies it waits for, and whose bytes they are.
+    Client(
+        oneshot::Sender<ReplyResult>,
+        u32,
+        Option<Arc<crate::budget::OutputBytes>>,
+    ),
     /// The `+OK` of an `ASKING` we sent: swallowed.
     Asking,
 }
@@ -696,7 +704,7 @@ where
                 if due <= Instant::now() {
                     let why = format!("{addr} did not answer within {} ms", opts.request_timeout.as_millis());
                     for (entry, _) in inflight.drain(..) {
-                        if let Inflight::Client(tx, _) = entry {
+                        if let Inflight::Client(tx, ..) = entry {
                             let _ = tx.send(Err(LinkError::TimedOut(why.clone())));
                         }
                     }
@@ -709,7 +717,7 @@ where
     if let Err(e) = &result {
         let why = format!("connection to {addr} lost with the command in flight ({e})");
         for (entry, _) in inflight.drain(..) {
-            if let Inflight::Client(tx, _) = entry {
+            if let Inflight::Client(tx, ..) = entry {
                 let _ = tx.send(Err(LinkError::Lost(why.clone())));
             }
         }
@@ -749,7 +757,30 @@ fn enqueue(
         inflight.push_back((Inflight::Asking, now));
     }
     wbuf.extend_from_slice(&job.bytes);
-    inflight.push_back((Inflight::Client(job.reply, job.replies.max(1)), now));
+    inflight.push_back((
+        Inflight::Client(job.reply, job.replies.max(1), job.budget),
+        now,
+    ));
+}
+
+/// Gives `reply` to the session waiting for it, counted against its client's reply
+/// bytes until the session takes it. A dropped receiver (client gone) is fine: the
+/// reply is discarded (and uncounted) and FIFO matching stays intact.
+#[inline]
+fn hand_over(
+    tx: oneshot::Sender<ReplyResult>,
+    budget: Option<&crate::budget::OutputBytes>,
+    reply: Bytes,
+) {
+    let len = reply.len();
+    if let Some(b) = budget {
+        b.hand_reply(len);
+    }
+    if tx.send(Ok(reply)).is_err() {
+        if let Some(b) = budget {
+            b.take_reply(len);
+        }
+    }
 }
 
 /// Hands every complete reply in `rbuf` to the request it answers, in FIFO order.
@@ -765,7 +796,7 @@ fn deliver(
     };
     loop {
         let wanted = match inflight.front() {
-            Some((Inflight::Client(_, n), _)) => *n,
+            Some((Inflight::Client(_, n, _), _)) => *n,
             Some((Inflight::Asking, _)) => 1,
             None if rbuf.is_empty() => return Ok(()),
             None => {
@@ -785,10 +816,8 @@ fn deliver(
             }
         }
         let reply = rbuf.split_to(len).freeze();
-        if let Some((Inflight::Client(tx, _), _)) = inflight.pop_front() {
-            // A dropped receiver (client gone) is fine: the reply is discarded and FIFO
-            // matching stays intact.
-            let _ = tx.send(Ok(reply));
+        if let Some((Inflight::Client(tx, _, budget), _)) = inflight.pop_front() {
+            hand_over(tx, budget.as_deref(), reply);
         }
     }
 }

@@ -134,6 +134,8 @@ impl Session {
     /// Makes `reply` the final reply of `remote` (delivered through its channel).
     fn settle(&mut self, remote: &mut Remote, reply: Bytes) -> bool {
         let (tx, rx) = oneshot::channel();
+        // Counted again: it is taken again when it reaches the head.
+        self.output.hand_reply(reply.len());
         let _ = tx.send(Ok(reply));
         remote.rx = rx;
         remote.retry_at = None;
@@ -209,6 +211,7 @@ impl Session {
                 resp3: self.client.resp3,
                 replies,
                 reply: tx,
+                budget: Some(self.output.clone()),
             },
         );
         rx
@@ -334,6 +337,7 @@ impl Session {
             resp3: self.client.resp3,
             replies,
             reply: tx,
+            budget: Some(self.output.clone()),
         };
         let client_id = self.client.meta.id;
         // The common case first, without an owned address: the shared link of the
