@@ -33,6 +33,8 @@ pub const COUNTED_MIN: usize = 4096;
 /// The process-wide budget for client buffers.
 pub struct ClientBuffers {
     used: AtomicUsize,
+    /// The highest `used` since [`ClientBuffers::take_high_water`] last looked.
+    high: AtomicUsize,
     limit: usize,
     /// Woken when `used` goes over `limit`: the evictor disconnects the largest holders.
     pub over: Notify,
@@ -42,6 +44,7 @@ impl ClientBuffers {
     pub fn new(limit: usize) -> Arc<ClientBuffers> {
         Arc::new(ClientBuffers {
             used: AtomicUsize::new(0),
+            high: AtomicUsize::new(0),
             limit,
             over: Notify::new(),
         })
@@ -60,8 +63,14 @@ impl ClientBuffers {
         self.used().saturating_sub(self.limit)
     }
 
+    /// The highest use since the last call (then forgotten).
+    pub fn take_high_water(&self) -> usize {
+        self.high.swap(self.used(), Ordering::Relaxed)
+    }
+
     fn add(&self, n: usize) {
         let now = self.used.fetch_add(n, Ordering::Relaxed) + n;
+        self.high.fetch_max(now, Ordering::Relaxed);
         if now > self.limit && now - n <= self.limit {
             self.over.notify_one();
         }
@@ -85,7 +94,10 @@ impl ClientBuffers {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.high.fetch_max(cur + n, Ordering::Relaxed);
+                    return true;
+                }
                 Err(actual) => cur = actual,
             }
         }
@@ -102,6 +114,21 @@ impl ClientBuffers {
             "ERR respgate: client buffers are full (server.max_client_buffer_bytes = {}); retry later",
             self.limit
         )
+    }
+}
+
+/// Gives memory freed by clients back to the OS when the allocator keeps it: with
+/// glibc's malloc, what hostile clients made respgate allocate stayed resident after they
+/// closed (`loadtest/rss.sh`). Called every few seconds; trims only after client buffers
+/// held at least `min` bytes and have since shrunk to a quarter of that.
+pub fn trim_after_spike(process: &ClientBuffers, min: usize) {
+    let high = process.take_high_water();
+    if high >= min && process.used() <= high / 4 {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only walks the allocator's own arenas.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }
 
@@ -177,18 +204,25 @@ impl OutputBytes {
         }
     }
 
-    /// A backend is handing over a reply of `len` bytes (counted if not tiny). Call
-    /// [`OutputBytes::unhand_reply`] if the receiver turned out to be gone.
+    /// A backend is handing over a reply of `len` bytes (counted if not tiny); call
+    /// [`OutputBytes::take_reply`] if the receiver turned out to be gone. `false`: the
+    /// client is being closed for what it holds and will never see this reply: drop it
+    /// rather than hold it until the session notices (its replies are not written any
+    /// more, so nothing is reordered).
     #[inline]
-    pub fn hand_reply(&self, len: usize) {
+    pub fn hand_reply(&self, len: usize) -> bool {
         if len < COUNTED_MIN {
-            return;
+            return true;
+        }
+        if self.killed.load(Ordering::Relaxed) {
+            return false;
         }
         let now = self.held.fetch_add(len, Ordering::Relaxed) + len;
         self.process.add(len);
         if now > self.limits.replies.saturating_mul(2) {
             self.close(Overflow::Replies);
         }
+        true
     }
 
     /// The reply handed over was not delivered (the client is gone), or was taken by the
@@ -203,6 +237,9 @@ impl OutputBytes {
     /// Queues a pub/sub message of `len` bytes: `false` (nothing counted, the client
     /// closed) when the queue would pass `server.pubsub_queue_bytes`.
     pub fn queue_message(&self, len: usize) -> bool {
+        if self.killed.load(Ordering::Relaxed) {
+            return false;
+        }
         let now = self.held.fetch_add(len, Ordering::Relaxed) + len;
         if now > self.limits.messages {
             self.held.fetch_sub(len, Ordering::Relaxed);
@@ -241,10 +278,10 @@ mod tests {
     fn tiny_replies_cost_nothing_and_large_ones_add_up() {
         let process = ClientBuffers::new(1 << 30);
         let c = client(1 << 20, 1 << 20, &process);
-        c.hand_reply(10);
+        assert!(c.hand_reply(10));
         assert_eq!(c.held(), 0);
-        c.hand_reply(5000);
-        c.hand_reply(5000);
+        assert!(c.hand_reply(5000));
+        assert!(c.hand_reply(5000));
         assert_eq!((c.held(), process.used()), (10_000, 10_000));
         c.take_reply(5000);
         c.take_reply(10);
@@ -256,11 +293,14 @@ mod tests {
     fn twice_the_reply_bound_closes_the_client() {
         let process = ClientBuffers::new(1 << 30);
         let c = client(10_000, 1 << 20, &process);
-        c.hand_reply(15_000);
+        assert!(c.hand_reply(15_000));
         assert_eq!(c.overflow(), None);
-        c.hand_reply(6_000);
+        assert!(c.hand_reply(6_000));
         assert_eq!(c.overflow(), Some(Overflow::Replies));
         assert_eq!(c.kill.level(), STOP);
+        // Closed: later replies are dropped, not held.
+        assert!(!c.hand_reply(6_000));
+        assert_eq!(c.held(), 21_000);
     }
 
     #[test]
@@ -281,5 +321,9 @@ mod tests {
         process.give_back(600);
         assert!(process.try_take(1000));
         assert_eq!(process.excess(), 0);
+        assert_eq!(process.take_high_water(), 1000);
+        process.give_back(1000);
+        assert_eq!(process.take_high_water(), 1000);
+        assert_eq!(process.take_high_water(), 0);
     }
 }

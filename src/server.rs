@@ -195,6 +195,15 @@ impl Proxy {
                 }
             })
         };
+        let trimmer = {
+            let buffers = ctx.client_buffers.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    crate::budget::trim_after_spike(&buffers, 16 << 20);
+                }
+            })
+        };
         let grace = Duration::from_secs(s.shutdown_grace_secs);
         let max_clients = s.max_clients;
         if let Some(addr) = addr {
@@ -209,6 +218,7 @@ impl Proxy {
             refresher.abort();
             sweeper.abort();
             evictor.abort();
+            trimmer.abort();
             if let Some(t) = tracker {
                 t.abort();
             }

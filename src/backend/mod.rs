@@ -763,6 +763,9 @@ fn enqueue(
     ));
 }
 
+/// Replies from this size up are copied out of the link's read buffer ([`hand_over`]).
+const OWN_ALLOCATION_MIN: usize = 64 * 1024;
+
 /// Gives `reply` to the session waiting for it, counted against its client's reply
 /// bytes until the session takes it. A dropped receiver (client gone) is fine: the
 /// reply is discarded (and uncounted) and FIFO matching stays intact.
@@ -773,9 +776,20 @@ fn hand_over(
     reply: Bytes,
 ) {
     let len = reply.len();
-    if let Some(b) = budget {
-        b.hand_reply(len);
+    if budget.is_some_and(|b| !b.hand_reply(len)) {
+        // The client is being closed for the bytes it holds: dropped (the receiver
+        // sees the link gone, and no reply is written to that client any more).
+        return;
     }
+    // A large reply is a slice of the link's read buffer, which grew by doubling while it
+    // arrived: held as it is, it would pin up to twice its size (and whatever followed
+    // it). Given an allocation of its own, the link reuses its buffer in place, and what
+    // the budget counts is what is held.
+    let reply = if len >= OWN_ALLOCATION_MIN && budget.is_some() {
+        Bytes::copy_from_slice(&reply)
+    } else {
+        reply
+    };
     if tx.send(Ok(reply)).is_err() {
         if let Some(b) = budget {
             b.take_reply(len);

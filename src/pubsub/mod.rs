@@ -505,6 +505,13 @@ fn deliver(
     let mut evicted = Vec::new();
     if let Some(entry) = subs.get_mut(key) {
         let len = frame.len();
+        // A large frame is a slice of the hub's read buffer, grown by doubling: queued as
+        // it is it would pin up to twice what the queues count (see backend's hand_over).
+        let frame = if len >= 64 * 1024 {
+            Bytes::copy_from_slice(&frame)
+        } else {
+            frame
+        };
         for (id, (tx, client)) in entry.iter() {
             // Over `server.pubsub_queue_bytes`: closed (its session logs why).
             if !client.output.queue_message(len) {

@@ -135,7 +135,12 @@ impl Session {
     fn settle(&mut self, remote: &mut Remote, reply: Bytes) -> bool {
         let (tx, rx) = oneshot::channel();
         // Counted again: it is taken again when it reaches the head.
-        self.output.hand_reply(reply.len());
+        if !self.output.hand_reply(reply.len()) {
+            // Closing for its bytes: the reply will never be written.
+            remote.rx = rx;
+            remote.retry_at = None;
+            return false;
+        }
         let _ = tx.send(Ok(reply));
         remote.rx = rx;
         remote.retry_at = None;
