@@ -190,7 +190,7 @@ impl ClientRegistry {
             .map(|c| (c.output.held(), c))
             .filter(|(held, c)| *held > 0 && c.output.overflow().is_none())
             .collect();
-        holders.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        holders.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
         let mut freed = 0;
         for (held, client) in holders {
             if freed >= excess {
