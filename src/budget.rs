@@ -217,9 +217,11 @@ impl OutputBytes {
         if self.killed.load(Ordering::Relaxed) {
             return false;
         }
-        let now = self.held.fetch_add(len, Ordering::Relaxed) + len;
+        let before = self.held.fetch_add(len, Ordering::Relaxed);
         self.process.add(len);
-        if now > self.limits.replies.saturating_mul(2) {
+        // One reply alone may be larger than the line (a big value read by a client that
+        // reads): only replies piling up behind others close the client.
+        if before > 0 && before + len > self.limits.replies.saturating_mul(2) {
             self.close(Overflow::Replies);
         }
         true
@@ -301,6 +303,18 @@ mod tests {
         // Closed: later replies are dropped, not held.
         assert!(!c.hand_reply(6_000));
         assert_eq!(c.held(), 21_000);
+    }
+
+    #[test]
+    fn one_reply_larger_than_the_bound_alone_is_not_a_pile() {
+        let process = ClientBuffers::new(1 << 30);
+        let c = client(10_000, 1 << 20, &process);
+        assert!(c.hand_reply(50_000));
+        assert_eq!(c.overflow(), None);
+        c.take_reply(50_000);
+        assert!(c.hand_reply(50_000));
+        assert!(c.hand_reply(5_000));
+        assert_eq!(c.overflow(), Some(Overflow::Replies));
     }
 
     #[test]
