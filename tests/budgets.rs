@@ -240,3 +240,20 @@ async fn the_process_budget_closes_the_client_holding_the_most() {
     served(addr, "budgets:evict:good").await;
     proxy.shutdown().await;
 }
+
+/// A client that reads may get one reply larger than its whole reply-bytes line (only
+/// replies piling up behind others count against it).
+#[tokio::test]
+async fn one_large_reply_to_a_client_that_reads_passes() {
+    let mut c = config();
+    c.server.max_pending_reply_bytes = 64 * 1024;
+    let proxy = start_proxy(c).await;
+    let addr = proxy.local_addr();
+    set_large(addr, "budgets:large:v", 512 * 1024).await;
+    let mut reader = RawConn::connect(addr).await;
+    for _ in 0..3 {
+        let reply = reader.command(&["GET", "budgets:large:v"]).await;
+        assert_eq!(reply.len(), 512 * 1024 + b"$524288\r\n\r\n".len());
+    }
+    proxy.shutdown().await;
+}
