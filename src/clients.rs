@@ -6,6 +6,7 @@
 //! mutex is taken when a client connects, disconnects or changes its name, and by the
 //! CLIENT commands themselves.
 
+use crate::budget::{ClientBuffers, OutputBytes, OutputLimits, Overflow};
 use crate::shutdown::{Shutdown, ShutdownListener, STOP};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -35,6 +36,8 @@ pub struct ClientEntry {
     /// The client's own backend connections (node, the node's CLIENT ID for it), for
     /// CLIENT UNBLOCK. Written when one is opened (rare).
     pub dedicated: Mutex<Vec<(Arc<str>, Arc<std::sync::atomic::AtomicI64>)>>,
+    /// Reply and message bytes waiting for this client (the byte budgets).
+    pub output: Arc<OutputBytes>,
     kill: Arc<Shutdown>,
 }
 
@@ -138,9 +141,12 @@ impl ClientRegistry {
         peer: SocketAddr,
         local: SocketAddr,
         connected_at: Instant,
+        limits: OutputLimits,
+        process: &Arc<ClientBuffers>,
     ) -> (Arc<ClientEntry>, ShutdownListener) {
         let kill = Shutdown::new();
         let listener = kill.listen();
+        let output = Arc::new(OutputBytes::new(limits, process.clone(), kill.clone()));
         let entry = Arc::new(ClientEntry {
             id,
             peer,
@@ -153,6 +159,7 @@ impl ClientRegistry {
             subs: Default::default(),
             resp: std::sync::atomic::AtomicU8::new(2),
             dedicated: Mutex::new(Vec::new()),
+            output,
             kill,
         });
         self.lock().insert(id, entry.clone());
@@ -166,6 +173,41 @@ impl ClientRegistry {
     /// All clients, by id.
     pub fn all(&self) -> Vec<Arc<ClientEntry>> {
         self.lock().values().cloned().collect()
+    }
+
+    /// The process is over `server.max_client_buffer_bytes`: disconnects the clients
+    /// holding the most until what they hold covers the excess (Redis 7's client
+    /// eviction under `maxmemory-clients`). Runs off the request path, when the budget
+    /// is crossed.
+    pub fn evict_largest(&self, process: &ClientBuffers) {
+        let excess = process.excess();
+        if excess == 0 {
+            return;
+        }
+        let mut holders: Vec<(usize, Arc<ClientEntry>)> = self
+            .all()
+            .into_iter()
+            .map(|c| (c.output.held(), c))
+            .filter(|(held, c)| *held > 0 && c.output.overflow().is_none())
+            .collect();
+        holders.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+        let mut freed = 0;
+        for (held, client) in holders {
+            if freed >= excess {
+                break;
+            }
+            tracing::warn!(
+                client = client.id,
+                peer = %client.peer,
+                held_bytes = held,
+                limit = process.limit(),
+                "closing the client holding the most buffer: server.max_client_buffer_bytes is spent"
+            );
+            metrics::counter!("respgate_clients_disconnected_total", "reason" => "max_client_buffer_bytes")
+                .increment(1);
+            client.output.close(Overflow::Process);
+            freed += held;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<ClientEntry>>> {

@@ -616,6 +616,21 @@ pub struct ServerConfig {
     /// Messages a subscriber may have waiting; one that falls further behind is
     /// disconnected (Redis's pubsub output-buffer limit, counted in messages).
     pub pubsub_queue_messages: usize,
+    /// Bytes of messages a subscriber may have waiting; one that falls further behind is
+    /// disconnected (Redis's `client-output-buffer-limit pubsub 32mb` hard limit).
+    pub pubsub_queue_bytes: usize,
+    /// Bytes of replies a client may have waiting (handed over by the nodes, not yet
+    /// written to its socket): past it respgate stops reading its requests
+    /// (back-pressure); past twice it the client is disconnected, as Redis does past
+    /// its `client-output-buffer-limit` hard limit. Replies under 4 KiB are not counted
+    /// (`max_pending_replies` bounds those).
+    pub max_pending_reply_bytes: usize,
+    /// One budget for every client's waiting replies and messages and for read buffers
+    /// grown beyond 64 KiB for large requests. When it is spent, a request needing more
+    /// buffer gets `-ERR respgate: client buffers are full (server.max_client_buffer_bytes
+    /// = N); retry later` and the connection closes, and the clients holding the most
+    /// are disconnected until the rest fits (Redis 7's `maxmemory-clients`).
+    pub max_client_buffer_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -633,6 +648,9 @@ impl Default for ServerConfig {
             max_dedicated_connections: 1000,
             max_dedicated_per_user: 250,
             pubsub_queue_messages: 10_000,
+            pubsub_queue_bytes: 32 * 1024 * 1024,
+            max_pending_reply_bytes: 32 * 1024 * 1024,
+            max_client_buffer_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -822,6 +840,9 @@ impl Config {
             ("server.max_bulk_bytes", s.max_bulk_bytes),
             ("server.max_request_bytes", s.max_request_bytes),
             ("server.max_pending_replies", s.max_pending_replies),
+            ("server.pubsub_queue_bytes", s.pubsub_queue_bytes),
+            ("server.max_pending_reply_bytes", s.max_pending_reply_bytes),
+            ("server.max_client_buffer_bytes", s.max_client_buffer_bytes),
             (
                 "cluster.connections_per_node",
                 self.cluster.connections_per_node,

@@ -8,6 +8,7 @@ pub mod acl;
 pub mod admission;
 pub mod audit;
 pub mod backend;
+pub mod budget;
 pub mod clients;
 pub mod cluster;
 pub mod commands;

@@ -107,12 +107,19 @@ impl Proxy {
         tracing::info!("{}", config.scripts.describe());
         let s = &config.server;
         let read_policy = crate::cluster::replicas::ReadPolicy::new(&config.replica_reads);
+        let client_buffers = crate::budget::ClientBuffers::new(s.max_client_buffer_bytes);
         let ctx = Arc::new(SessionContext {
             cluster: cluster.clone(),
             limits: RequestLimits {
                 max_bulk: s.max_bulk_bytes,
                 max_request: s.max_request_bytes,
+                pre_auth: false,
             },
+            output_limits: crate::budget::OutputLimits {
+                replies: s.max_pending_reply_bytes,
+                messages: s.pubsub_queue_bytes,
+            },
+            client_buffers: client_buffers.clone(),
             max_pending: s.max_pending_replies,
             idle_timeout: (s.idle_timeout_secs > 0)
                 .then(|| Duration::from_secs(s.idle_timeout_secs)),
@@ -182,6 +189,31 @@ impl Proxy {
                 },
             ))
         };
+        // `server.max_client_buffer_bytes`: woken when the budget is crossed, disconnects
+        // the clients holding the most.
+        let evictor = {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                loop {
+                    ctx.client_buffers.over.notified().await;
+                    // Closed clients give their bytes back at their next pass; others
+                    // may keep growing meanwhile: look again until the budget holds.
+                    while ctx.client_buffers.excess() > 0 {
+                        ctx.registry.evict_largest(&ctx.client_buffers);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+        };
+        let trimmer = {
+            let buffers = ctx.client_buffers.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    crate::budget::trim_after_spike(&buffers, 16 << 20);
+                }
+            })
+        };
         let grace = Duration::from_secs(s.shutdown_grace_secs);
         let slots = ClientSlots::new(s.max_clients);
         if let Some(addr) = addr {
@@ -196,6 +228,8 @@ impl Proxy {
             accept_loop(plain, tls, ctx, accept_slots, signal, grace).await;
             refresher.abort();
             sweeper.abort();
+            evictor.abort();
+            trimmer.abort();
             if let Some(t) = tracker {
                 t.abort();
             }

@@ -53,7 +53,7 @@ impl Framer {
             }
             if self.scan.is_done() {
                 let wanted = match inflight.front() {
-                    Some((Inflight::Client(_, n), _)) => *n,
+                    Some((Inflight::Client(_, n, _), _)) => *n,
                     Some((Inflight::Asking, _)) => 1,
                     None if rbuf.is_empty() => return Ok(()),
                     None => return Err(invalid("reply with no request waiting for it")),
@@ -64,10 +64,8 @@ impl Framer {
             match self.scan.scan(rbuf, self.limit) {
                 Ok(Some(len)) => {
                     let reply = rbuf.split_to(len).freeze();
-                    if let Some((Inflight::Client(tx, _), _)) = inflight.pop_front() {
-                        // A dropped receiver (client gone) is fine: the reply is
-                        // discarded and FIFO matching stays intact.
-                        let _ = tx.send(Ok(reply));
+                    if let Some((Inflight::Client(tx, _, budget), _)) = inflight.pop_front() {
+                        super::hand_over(tx, budget.as_deref(), reply);
                     }
                 }
                 Ok(None) => return Ok(()),
@@ -76,7 +74,7 @@ impl Framer {
                 }
                 Err(ReplyError::OverLimit) => {
                     match inflight.pop_front() {
-                        Some((Inflight::Client(tx, _), _)) => {
+                        Some((Inflight::Client(tx, ..), _)) => {
                             let _ = tx.send(Ok(over_limit_error(addr, self.limit)));
                         }
                         // ASKING's `+OK` cannot be that large.
@@ -151,7 +149,7 @@ mod tests {
         replies: u32,
     ) -> oneshot::Receiver<super::super::ReplyResult> {
         let (tx, rx) = oneshot::channel();
-        inflight.push_back((Inflight::Client(tx, replies), Instant::now()));
+        inflight.push_back((Inflight::Client(tx, replies, None), Instant::now()));
         rx
     }
 

@@ -91,6 +91,9 @@ pub struct Job {
     /// are handed back together, as one contiguous slice.
     pub replies: u32,
     pub reply: oneshot::Sender<ReplyResult>,
+    /// The client's reply bytes (`None` for respgate's own requests): the link counts
+    /// each reply it hands over, the session takes it back ([`crate::budget`]).
+    pub budget: Option<Arc<crate::budget::OutputBytes>>,
 }
 
 /// How links connect and how long they wait.
@@ -324,6 +327,7 @@ impl Node {
                 resp3,
                 replies,
                 reply: tx,
+                budget: None,
             },
         );
         rx
@@ -434,8 +438,12 @@ const READ_CHUNK: usize = 64 * 1024;
 const COALESCE_MAX: usize = 16 * 1024;
 
 enum Inflight {
-    /// A job's reply sender and how many replies it waits for.
-    Client(oneshot::Sender<ReplyResult>, u32),
+    /// A job's reply sender, how many replies it waits for, and whose bytes they are.
+    Client(
+        oneshot::Sender<ReplyResult>,
+        u32,
+        Option<Arc<crate::budget::OutputBytes>>,
+    ),
     /// The `+OK` of an `ASKING` we sent: swallowed.
     Asking,
 }
@@ -701,7 +709,7 @@ where
                 if due <= Instant::now() {
                     let why = format!("{addr} did not answer within {} ms", opts.request_timeout.as_millis());
                     for (entry, _) in inflight.drain(..) {
-                        if let Inflight::Client(tx, _) = entry {
+                        if let Inflight::Client(tx, ..) = entry {
                             let _ = tx.send(Err(LinkError::TimedOut(why.clone())));
                         }
                     }
@@ -714,7 +722,7 @@ where
     if let Err(e) = &result {
         let why = format!("connection to {addr} lost with the command in flight ({e})");
         for (entry, _) in inflight.drain(..) {
-            if let Inflight::Client(tx, _) = entry {
+            if let Inflight::Client(tx, ..) = entry {
                 let _ = tx.send(Err(LinkError::Lost(why.clone())));
             }
         }
@@ -754,5 +762,42 @@ fn enqueue(
         inflight.push_back((Inflight::Asking, now));
     }
     wbuf.extend_from_slice(&job.bytes);
-    inflight.push_back((Inflight::Client(job.reply, job.replies.max(1)), now));
+    inflight.push_back((
+        Inflight::Client(job.reply, job.replies.max(1), job.budget),
+        now,
+    ));
+}
+
+/// Replies from this size up are copied out of the link's read buffer ([`hand_over`]).
+const OWN_ALLOCATION_MIN: usize = 64 * 1024;
+
+/// Gives `reply` to the session waiting for it, counted against its client's reply
+/// bytes until the session takes it. A dropped receiver (client gone) is fine: the
+/// reply is discarded (and uncounted) and FIFO matching stays intact.
+#[inline]
+fn hand_over(
+    tx: oneshot::Sender<ReplyResult>,
+    budget: Option<&crate::budget::OutputBytes>,
+    reply: Bytes,
+) {
+    let len = reply.len();
+    if budget.is_some_and(|b| !b.hand_reply(len)) {
+        // The client is being closed for the bytes it holds: dropped (the receiver
+        // sees the link gone, and no reply is written to that client any more).
+        return;
+    }
+    // A large reply is a slice of the link's read buffer, which grew by doubling while it
+    // arrived: held as it is, it would pin up to twice its size (and whatever followed
+    // it). Given an allocation of its own, the link reuses its buffer in place, and what
+    // the budget counts is what is held.
+    let reply = if len >= OWN_ALLOCATION_MIN && budget.is_some() {
+        Bytes::copy_from_slice(&reply)
+    } else {
+        reply
+    };
+    if tx.send(Ok(reply)).is_err() {
+        if let Some(b) = budget {
+            b.take_reply(len);
+        }
+    }
 }

@@ -311,6 +311,7 @@ fn ask(
             resp3: false,
             replies,
             reply: tx,
+            budget: None,
         },
     );
     async move { tokio::time::timeout(timeout, rx).await.ok()?.ok()?.ok() }

@@ -25,6 +25,10 @@ pub enum ProtocolError {
     TooBigBulkCountString,
     TooBigInlineRequest,
     UnbalancedQuotes,
+    /// Before login: more than [`PRE_AUTH_MAX_ARGS`] arguments.
+    UnauthenticatedMultibulkLength,
+    /// Before login: an argument longer than [`PRE_AUTH_MAX_BULK`].
+    UnauthenticatedBulkLength,
     /// The request is larger than `max_request_bytes` (respgate's own limit).
     RequestTooLarge {
         limit: usize,
@@ -50,6 +54,10 @@ impl ProtocolError {
             ProtocolError::TooBigBulkCountString => "too big bulk count string".to_string(),
             ProtocolError::TooBigInlineRequest => "too big inline request".to_string(),
             ProtocolError::UnbalancedQuotes => "unbalanced quotes in request".to_string(),
+            ProtocolError::UnauthenticatedMultibulkLength => {
+                "unauthenticated multibulk length".to_string()
+            }
+            ProtocolError::UnauthenticatedBulkLength => "unauthenticated bulk length".to_string(),
             ProtocolError::RequestTooLarge { limit } => {
                 format!("request larger than respgate's max_request_bytes ({limit} bytes)")
             }
@@ -58,6 +66,12 @@ impl ProtocolError {
     }
 }
 
+/// Arguments a client may send in one request before it has logged in (Redis 7.0's
+/// `processMultibulkBuffer`: `ll > 10 && authRequired(c)`).
+pub const PRE_AUTH_MAX_ARGS: i64 = 10;
+/// Longest argument before login (Redis 7.0: `ll > 16384 && authRequired(c)`).
+pub const PRE_AUTH_MAX_BULK: i64 = 16384;
+
 /// Limits applied while framing requests.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
@@ -65,6 +79,21 @@ pub struct RequestLimits {
     pub max_bulk: usize,
     /// Largest whole request, headers included.
     pub max_request: usize,
+    /// The client has not logged in while login is required: Redis's small limits
+    /// ([`PRE_AUTH_MAX_ARGS`], [`PRE_AUTH_MAX_BULK`]) apply, so a stranger cannot make
+    /// the proxy buffer more than ~160 KiB per connection. The session picks the limits
+    /// when its login state changes, not per request.
+    pub pre_auth: bool,
+}
+
+impl RequestLimits {
+    /// These limits for a client that has not logged in yet.
+    pub fn before_login(self) -> RequestLimits {
+        RequestLimits {
+            pre_auth: true,
+            ..self
+        }
+    }
 }
 
 impl Default for RequestLimits {
@@ -72,6 +101,7 @@ impl Default for RequestLimits {
         RequestLimits {
             max_bulk: 512 * 1024 * 1024,
             max_request: 512 * 1024 * 1024,
+            pre_auth: false,
         }
     }
 }
@@ -167,6 +197,9 @@ pub fn scan_request(
     if count > i32::MAX as i64 {
         return Err(ProtocolError::InvalidMultibulkLength);
     }
+    if limits.pre_auth && count > PRE_AUTH_MAX_ARGS {
+        return Err(ProtocolError::UnauthenticatedMultibulkLength);
+    }
     let mut pos = end + 2;
     if count <= 0 {
         return Ok(Some(Request::Empty { len: pos }));
@@ -192,6 +225,9 @@ pub fn scan_request(
         let len = parse_int(&buf[pos + 1..end]).ok_or(ProtocolError::InvalidBulkLength)?;
         if len < 0 || len as u64 > limits.max_bulk as u64 {
             return Err(ProtocolError::InvalidBulkLength);
+        }
+        if limits.pre_auth && len > PRE_AUTH_MAX_BULK {
+            return Err(ProtocolError::UnauthenticatedBulkLength);
         }
         let start = end + 2;
         let stop = start + len as usize;
@@ -376,6 +412,7 @@ mod tests {
         let limits = RequestLimits {
             max_bulk: 1 << 30,
             max_request: 1000,
+            ..RequestLimits::default()
         };
         let out = scan_request(b"*1\r\n$2000\r\n", &limits, &mut Vec::new());
         assert_eq!(out, Err(ProtocolError::RequestTooLarge { limit: 1000 }));
@@ -463,9 +500,49 @@ mod tests {
         let limits = RequestLimits {
             max_bulk: 1 << 20,
             max_request: 1024,
+            ..RequestLimits::default()
         };
         let out = scan_request(b"*401\r\n", &limits, &mut Vec::new());
         assert_eq!(out, Err(ProtocolError::RequestTooLarge { limit: 1024 }));
+    }
+
+    #[test]
+    fn before_login_only_small_requests_are_framed() {
+        let limits = RequestLimits::default().before_login();
+        let mut r = Vec::new();
+        let ten = b"*10\r\n";
+        assert_eq!(scan_request(ten, &limits, &mut r), Ok(None));
+        assert_eq!(
+            scan_request(b"*11\r\n", &limits, &mut r),
+            Err(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        assert_eq!(
+            scan_request(b"*2\r\n$4\r\nAUTH\r\n$16384\r\n", &limits, &mut r),
+            Ok(None)
+        );
+        assert_eq!(
+            scan_request(b"*2\r\n$4\r\nAUTH\r\n$16385\r\n", &limits, &mut r),
+            Err(ProtocolError::UnauthenticatedBulkLength)
+        );
+        // Redis's other checks come first.
+        assert_eq!(
+            scan_request(b"*2\r\n$4\r\nAUTH\r\n$-5\r\n", &limits, &mut r),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            ProtocolError::UnauthenticatedBulkLength.reply(),
+            b"-ERR Protocol error: unauthenticated bulk length\r\n".to_vec()
+        );
+        assert_eq!(
+            ProtocolError::UnauthenticatedMultibulkLength.reply(),
+            b"-ERR Protocol error: unauthenticated multibulk length\r\n".to_vec()
+        );
+        // Logged in: the full limits.
+        let r2 = &mut r;
+        assert_eq!(
+            scan_request(b"*11\r\n", &RequestLimits::default(), r2),
+            Ok(None)
+        );
     }
 
     #[test]

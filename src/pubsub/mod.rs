@@ -504,10 +504,34 @@ fn deliver(
 ) -> Vec<(Kind, Bytes)> {
     let mut evicted = Vec::new();
     if let Some(entry) = subs.get_mut(key) {
+        let len = frame.len();
+        // A large frame is a slice of the hub's read buffer, grown by doubling: queued as
+        // it is it would pin up to twice what the queues count (see backend's hand_over).
+        let frame = if len >= 64 * 1024 {
+            Bytes::copy_from_slice(&frame)
+        } else {
+            frame
+        };
         for (id, (tx, client)) in entry.iter() {
-            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(frame.clone()) {
+            // Over `server.pubsub_queue_bytes`: closed (its session logs why).
+            if !client.output.queue_message(len) {
                 evicted.push(*id);
-                client.kill();
+                continue;
+            }
+            match tx.try_send(frame.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    client.output.take_message(len);
+                    tracing::info!(
+                        client = id,
+                        "dropping a subscriber that does not read its messages (server.pubsub_queue_messages)"
+                    );
+                    metrics::counter!("respgate_clients_disconnected_total", "reason" => "pubsub_queue_full")
+                        .increment(1);
+                    evicted.push(*id);
+                    client.kill();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => client.output.take_message(len),
             }
         }
     }
@@ -516,12 +540,6 @@ fn deliver(
     // A full queue means the subscriber does not keep up: it is dropped from every
     // subscription, so its queue closes and its session disconnects the client.
     for id in evicted {
-        tracing::info!(
-            client = id,
-            "dropping a subscriber that does not read its messages"
-        );
-        metrics::counter!("respgate_clients_disconnected_total", "reason" => "pubsub_queue_full")
-            .increment(1);
         subs.retain(|key, entry| {
             entry.remove(&id);
             if entry.is_empty() {

@@ -10,11 +10,14 @@
 //! could not be reached) are handled when the entry reaches the head of the queue, which
 //! keeps the client's own ordering even across a slot migration.
 //!
-//! Bounds: the read buffer never holds more than one request beyond `max_request_bytes`;
-//! at `max_pending_replies` the session stops reading (back-pressure); a client that does
-//! not read its replies for `output_stall_timeout_secs` is disconnected.
+//! Bounds: the read buffer never holds more than one request beyond `max_request_bytes`
+//! (before login, Redis's small limits: 10 arguments of 16 KiB); at `max_pending_replies`
+//! or `max_pending_reply_bytes` the session stops reading (back-pressure); a client
+//! holding twice that many reply bytes, or that does not read its replies for
+//! `output_stall_timeout_secs`, is disconnected ([`crate::budget`], `buffers.rs`).
 
 mod auth;
+mod buffers;
 mod client_scope;
 use crate::clients;
 mod config_get;
@@ -50,6 +53,10 @@ use tokio::sync::oneshot;
 pub struct SessionContext {
     pub cluster: Arc<Cluster>,
     pub limits: RequestLimits,
+    /// Per-client byte bounds (`max_pending_reply_bytes`, `pubsub_queue_bytes`).
+    pub output_limits: crate::budget::OutputLimits,
+    /// The process-wide budget for client buffers (`max_client_buffer_bytes`).
+    pub client_buffers: Arc<crate::budget::ClientBuffers>,
     pub max_pending: usize,
     pub idle_timeout: Option<Duration>,
     pub stall_timeout: Duration,
@@ -341,16 +348,29 @@ pub async fn run<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (entry, kill) = ctx
-        .registry
-        .register(meta.id, meta.peer, meta.local, meta.connected_at);
+    let (entry, kill) = ctx.registry.register(
+        meta.id,
+        meta.peer,
+        meta.local,
+        meta.connected_at,
+        ctx.output_limits,
+        &ctx.client_buffers,
+    );
     let _registered = Registered(ctx.clone(), meta.id);
     let auth = auth::SessionAuth::new(&ctx.security, meta.cert_identity.as_deref());
     if meta.client_cert {
         auth::audit_certificate(&ctx.security, &auth, &meta);
     }
     entry.set_user(Arc::from(auth.name()));
+    let limits = match auth.user() {
+        Some(_) => ctx.limits,
+        None => ctx.limits.before_login(),
+    };
+    let output = entry.output.clone();
     let mut s = Session {
+        limits,
+        output,
+        read_charged: 0,
         client: ClientState {
             meta,
             tx: None,
@@ -404,14 +424,20 @@ pub async fn run<R, W>(
         if (s.closing || eof) && s.pending.is_empty() && s.out.is_empty() {
             break;
         }
-        let can_read = !s.closing && !eof && !s.task_pending && s.pending.len() < s.ctx.max_pending;
+        let can_read = !s.closing
+            && !eof
+            && !s.task_pending
+            && s.pending.len() < s.ctx.max_pending
+            && s.within_reply_bytes();
         if s.rbuf.is_empty() && s.rbuf.capacity() > KEEP_MAX {
             s.rbuf = BytesMut::with_capacity(READ_MIN);
             s.read_hint = READ_MIN;
         }
-        if s.rbuf.capacity() - s.rbuf.len() < 256 {
-            // At least double while a large request is still arriving: linear copying.
-            s.rbuf.reserve(s.read_hint.max(s.rbuf.len()));
+        if s.read_charged > 0 {
+            s.recharge_read_buffer();
+        }
+        if can_read && s.rbuf.capacity() - s.rbuf.len() < 256 && !s.grow_read_buffer() {
+            continue;
         }
         let spare = s.rbuf.capacity() - s.rbuf.len();
         let head_waiting = matches!(
@@ -481,14 +507,19 @@ pub async fn run<R, W>(
                 match message {
                     Some(m) => {
                         let resp3 = s.client.resp3;
+                        s.output.take_message(m.len());
                         if let Some(subs) = s.client.subs.as_mut() {
                             if subs.wants(&m) {
                                 push_message(&mut s.out, &m, resp3);
                             }
                             while s.out.len() < OUT_HIGH_WATER {
                                 match subs.rx.try_recv() {
-                                    Ok(m) if subs.wants(&m) => push_message(&mut s.out, &m, resp3),
-                                    Ok(_) => {}
+                                    Ok(m) => {
+                                        s.output.take_message(m.len());
+                                        if subs.wants(&m) {
+                                            push_message(&mut s.out, &m, resp3);
+                                        }
+                                    }
                                     Err(_) => break,
                                 }
                             }
@@ -520,6 +551,7 @@ pub async fn run<R, W>(
             }
         }
     }
+    s.log_overflow();
     let _ = wr.flush().await;
     let _ = wr.shutdown().await;
 }
@@ -593,6 +625,12 @@ async fn wait_remote(r: &mut Remote, part: usize) -> HeadEvent {
 struct Session {
     client: ClientState,
     ctx: Arc<SessionContext>,
+    /// The framing limits for the client's login state ([`Session::relimit`]).
+    limits: RequestLimits,
+    /// The client's reply and message bytes (also in its registry entry).
+    output: Arc<crate::budget::OutputBytes>,
+    /// Bytes of `rbuf` beyond [`READ_MAX`] taken from the process budget.
+    read_charged: usize,
     rbuf: BytesMut,
     /// How much to reserve when the read buffer runs low.
     read_hint: usize,
@@ -644,8 +682,11 @@ impl Session {
     /// Frames and dispatches every complete request in the read buffer, up to the
     /// pending-replies bound.
     fn parse_requests(&mut self) {
+        if !self.within_reply_bytes() {
+            return;
+        }
         while !self.closing && !self.task_pending && self.pending.len() < self.ctx.max_pending {
-            let framed = scan_request(&self.rbuf, &self.ctx.limits, &mut self.ranges);
+            let framed = scan_request(&self.rbuf, &self.limits, &mut self.ranges);
             let request = match framed {
                 Ok(None) => break,
                 Ok(Some(Request::Empty { len })) => {
@@ -664,6 +705,10 @@ impl Session {
                     let now = self.now();
                     self.client.entry.touch(now);
                     self.dispatch(raw, now);
+                    // AUTH, HELLO, RESET or a reload may have changed the login state.
+                    if self.limits.pre_auth != self.client.auth.user().is_none() {
+                        self.relimit();
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(client = self.client.meta.id, error = ?e, "protocol error");
@@ -682,7 +727,7 @@ impl Session {
     fn inline_as_multibulk(&mut self, line: &[u8]) -> Result<Bytes, ProtocolError> {
         let words = split_inline(line)?;
         let encoded = reply::command(words.iter());
-        scan_request(&encoded, &self.ctx.limits, &mut self.ranges)?;
+        scan_request(&encoded, &self.limits, &mut self.ranges)?;
         Ok(encoded)
     }
 
@@ -692,6 +737,7 @@ impl Session {
         // UNSUBSCRIBE confirmation must follow every message of that channel).
         if let Some(subs) = self.client.subs.as_mut() {
             while let Ok(m) = subs.rx.try_recv() {
+                self.output.take_message(m.len());
                 if subs.wants(&m) {
                     let mut out = BytesMut::new();
                     push_message(&mut out, &m, self.client.resp3);
@@ -860,7 +906,7 @@ impl Session {
             self.emit(&refusal);
             return;
         }
-        if scan_request(&raw, &self.ctx.limits, &mut self.ranges).is_err() {
+        if scan_request(&raw, &self.limits, &mut self.ranges).is_err() {
             self.emit(&reply::error(
                 "ERR respgate: request could not be framed again",
             ));
@@ -994,6 +1040,9 @@ impl Session {
     /// follows redirections and retries, and once the head's reply is final, moves it
     /// (merged, for a split request) to the output.
     fn on_reply(&mut self, part: usize, result: ReplyResult) {
+        if let Ok(bytes) = &result {
+            self.output.take_reply(bytes.len());
+        }
         let Some(mut head) = self.pending.pop_front() else {
             return;
         };

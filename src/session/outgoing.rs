@@ -139,6 +139,13 @@ impl Session {
     /// Makes `reply` the final reply of `remote` (delivered through its channel).
     fn settle(&mut self, remote: &mut Remote, reply: Bytes) -> bool {
         let (tx, rx) = oneshot::channel();
+        // Counted again: it is taken again when it reaches the head.
+        if !self.output.hand_reply(reply.len()) {
+            // Closing for its bytes: the reply will never be written.
+            remote.rx = rx;
+            remote.retry_at = None;
+            return false;
+        }
         let _ = tx.send(Ok(reply));
         remote.rx = rx;
         remote.retry_at = None;
@@ -214,6 +221,7 @@ impl Session {
                 resp3: self.client.resp3,
                 replies,
                 reply: tx,
+                budget: Some(self.output.clone()),
             },
         );
         rx
@@ -342,6 +350,7 @@ impl Session {
             resp3: self.client.resp3,
             replies,
             reply: tx,
+            budget: Some(self.output.clone()),
         };
         let client_id = self.client.meta.id;
         // The common case first, without an owned address: the shared link of the

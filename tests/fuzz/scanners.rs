@@ -292,10 +292,17 @@ proptest! {
             prop_assert!(len <= bytes.len());
         }
         // Limits: a framed request is within them.
-        let limits = RequestLimits { max_bulk, max_request };
-        if let Ok(Some(Request::Multibulk { len })) = scan_request(&bytes, &limits, &mut ranges) {
-            prop_assert!(len <= max_request);
-            prop_assert!(ranges.iter().all(|r| (r.end - r.start) as usize <= max_bulk));
+        for pre_auth in [false, true] {
+            let limits = RequestLimits { max_bulk, max_request, pre_auth };
+            if let Ok(Some(Request::Multibulk { len })) = scan_request(&bytes, &limits, &mut ranges) {
+                prop_assert!(len <= max_request);
+                prop_assert!(ranges.iter().all(|r| (r.end - r.start) as usize <= max_bulk));
+                if pre_auth {
+                    // Before login, Redis 7.0's own limits (10 arguments, 16384 bytes).
+                    prop_assert!(ranges.len() <= 10);
+                    prop_assert!(ranges.iter().all(|r| (r.end - r.start) as usize <= 16384));
+                }
+            }
         }
     }
 

@@ -1,0 +1,343 @@
+//! Byte budgets: how much a client can make respgate hold, counted in bytes.
+//!
+//! Counts (`max_pending_replies`, `pubsub_queue_messages`) bound how many replies or
+//! messages wait for a client, but one `GET` of a 1 MB value weighs as much as a million
+//! `+OK`s. Two things are counted here:
+//!
+//! - [`OutputBytes`], one per client: bytes of replies a backend has handed over and the
+//!   client's session has not taken yet (they wait behind a slower head, or behind an
+//!   output buffer the client does not read), plus pub/sub messages in its queue. The
+//!   session adds its own output buffer when it judges the client. Past
+//!   `server.max_pending_reply_bytes` the session stops reading requests (back-pressure);
+//!   past twice that, or past `server.pubsub_queue_bytes` for messages, the client is
+//!   closed, as Redis closes a client over its `client-output-buffer-limit`.
+//! - [`ClientBuffers`], one per process: the sum of every client's [`OutputBytes`] and of
+//!   read buffers grown beyond their usual size for large requests
+//!   (`server.max_client_buffer_bytes`). When it is spent, a request that needs more
+//!   buffer is refused and the clients holding the most are disconnected (what Redis
+//!   7's `maxmemory-clients` does).
+//!
+//! Mechanism only: the session, the backend link and the pub/sub hub decide when to add
+//! and take; this file keeps the sums and says when a limit is crossed. Replies shorter
+//! than [`COUNTED_MIN`] are not counted (a `GET`/`SET` pays no atomic for them): at most
+//! `max_pending_replies` of them wait per client, a few MiB at the defaults.
+
+use crate::shutdown::{Shutdown, STOP};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Replies shorter than this are not counted (see the module docs).
+pub const COUNTED_MIN: usize = 4096;
+
+/// The process-wide budget for client buffers.
+pub struct ClientBuffers {
+    used: AtomicUsize,
+    /// The highest `used` since [`ClientBuffers::take_high_water`] last looked.
+    high: AtomicUsize,
+    limit: usize,
+    /// Woken when `used` goes over `limit`: the evictor disconnects the largest holders.
+    pub over: Notify,
+}
+
+impl ClientBuffers {
+    pub fn new(limit: usize) -> Arc<ClientBuffers> {
+        Arc::new(ClientBuffers {
+            used: AtomicUsize::new(0),
+            high: AtomicUsize::new(0),
+            limit,
+            over: Notify::new(),
+        })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Bytes over the budget (0 while within it).
+    pub fn excess(&self) -> usize {
+        self.used().saturating_sub(self.limit)
+    }
+
+    /// The highest use since the last call (then forgotten).
+    pub fn take_high_water(&self) -> usize {
+        self.high.swap(self.used(), Ordering::Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        let now = self.used.fetch_add(n, Ordering::Relaxed) + n;
+        self.high.fetch_max(now, Ordering::Relaxed);
+        if now > self.limit && now - n <= self.limit {
+            self.over.notify_one();
+        }
+    }
+
+    fn sub(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Takes `n` bytes for a buffer that must grow, unless the budget would be spent:
+    /// `false` then, and nothing is taken.
+    pub fn try_take(&self, n: usize) -> bool {
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            if cur.saturating_add(n) > self.limit {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                cur,
+                cur + n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.high.fetch_max(cur + n, Ordering::Relaxed);
+                    return true;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Gives back what [`ClientBuffers::try_take`] took.
+    pub fn give_back(&self, n: usize) {
+        self.sub(n);
+    }
+
+    /// The refusal for a request that needs buffer space the budget no longer has.
+    pub fn refusal(&self) -> String {
+        format!(
+            "ERR respgate: client buffers are full (server.max_client_buffer_bytes = {}); retry later",
+            self.limit
+        )
+    }
+}
+
+/// Gives memory freed by clients back to the OS when the allocator keeps it: with
+/// glibc's malloc, what hostile clients made respgate allocate stayed resident after they
+/// closed (`loadtest/rss.sh`). Called every few seconds; trims only after client buffers
+/// held at least `min` bytes and have since shrunk to a quarter of that.
+pub fn trim_after_spike(process: &ClientBuffers, min: usize) {
+    let high = process.take_high_water();
+    if high >= min && process.used() <= high / 4 {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only walks the allocator's own arenas.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
+/// Per-client limits, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputLimits {
+    /// `server.max_pending_reply_bytes`: reading stops above it; the client is closed
+    /// above twice it.
+    pub replies: usize,
+    /// `server.pubsub_queue_bytes`: a subscriber whose queue would pass it is closed.
+    pub messages: usize,
+}
+
+/// Why a client was closed for what it held (for the session's log line and metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Held replies passed twice `server.max_pending_reply_bytes`.
+    Replies,
+    /// Queued messages would pass `server.pubsub_queue_bytes`.
+    Messages,
+    /// Disconnected to bring the process back under `server.max_client_buffer_bytes`.
+    Process,
+}
+
+/// What one client holds in replies and messages not yet taken by its session.
+pub struct OutputBytes {
+    held: AtomicUsize,
+    limits: OutputLimits,
+    process: Arc<ClientBuffers>,
+    /// The client's kill switch (as CLIENT KILL raises it): a link that hands over the
+    /// reply that crosses the hard limit closes the client at once, even while its
+    /// session sleeps waiting for a socket that never drains.
+    kill: Arc<Shutdown>,
+    overflow: std::sync::Mutex<Option<Overflow>>,
+    killed: AtomicBool,
+}
+
+impl OutputBytes {
+    pub fn new(limits: OutputLimits, process: Arc<ClientBuffers>, kill: Arc<Shutdown>) -> Self {
+        OutputBytes {
+            held: AtomicUsize::new(0),
+            limits,
+            process,
+            kill,
+            overflow: std::sync::Mutex::new(None),
+            killed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn limits(&self) -> OutputLimits {
+        self.limits
+    }
+
+    pub fn process(&self) -> &Arc<ClientBuffers> {
+        &self.process
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Why the client was closed for its bytes, if it was.
+    pub fn overflow(&self) -> Option<Overflow> {
+        *self.overflow.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the client (once) for `why`.
+    pub fn close(&self, why: Overflow) {
+        if !self.killed.swap(true, Ordering::Relaxed) {
+            *self.overflow.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            self.kill.raise(STOP);
+        }
+    }
+
+    /// A backend is handing over a reply of `len` bytes (counted if not tiny); call
+    /// [`OutputBytes::take_reply`] if the receiver turned out to be gone. `false`: the
+    /// client is being closed for what it holds and will never see this reply: drop it
+    /// rather than hold it until the session notices (its replies are not written any
+    /// more, so nothing is reordered).
+    #[inline]
+    pub fn hand_reply(&self, len: usize) -> bool {
+        if len < COUNTED_MIN {
+            return true;
+        }
+        if self.killed.load(Ordering::Relaxed) {
+            return false;
+        }
+        let before = self.held.fetch_add(len, Ordering::Relaxed);
+        self.process.add(len);
+        // One reply alone may be larger than the line (a big value read by a client that
+        // reads): only replies piling up behind others close the client.
+        if before > 0 && before + len > self.limits.replies.saturating_mul(2) {
+            self.close(Overflow::Replies);
+        }
+        true
+    }
+
+    /// The reply handed over was not delivered (the client is gone), or was taken by the
+    /// session.
+    #[inline]
+    pub fn take_reply(&self, len: usize) {
+        if len >= COUNTED_MIN {
+            self.take(len);
+        }
+    }
+
+    /// Queues a pub/sub message of `len` bytes: `false` (nothing counted, the client
+    /// closed) when the queue would pass `server.pubsub_queue_bytes`.
+    pub fn queue_message(&self, len: usize) -> bool {
+        if self.killed.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = self.held.fetch_add(len, Ordering::Relaxed) + len;
+        if now > self.limits.messages {
+            self.held.fetch_sub(len, Ordering::Relaxed);
+            self.close(Overflow::Messages);
+            return false;
+        }
+        self.process.add(len);
+        true
+    }
+
+    /// A queued message left the queue (taken by the session, or dropped with it).
+    #[inline]
+    pub fn take_message(&self, len: usize) {
+        self.take(len);
+    }
+
+    fn take(&self, len: usize) {
+        self.held.fetch_sub(len, Ordering::Relaxed);
+        self.process.sub(len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(replies: usize, messages: usize, process: &Arc<ClientBuffers>) -> OutputBytes {
+        OutputBytes::new(
+            OutputLimits { replies, messages },
+            process.clone(),
+            Shutdown::new(),
+        )
+    }
+
+    #[test]
+    fn tiny_replies_cost_nothing_and_large_ones_add_up() {
+        let process = ClientBuffers::new(1 << 30);
+        let c = client(1 << 20, 1 << 20, &process);
+        assert!(c.hand_reply(10));
+        assert_eq!(c.held(), 0);
+        assert!(c.hand_reply(5000));
+        assert!(c.hand_reply(5000));
+        assert_eq!((c.held(), process.used()), (10_000, 10_000));
+        c.take_reply(5000);
+        c.take_reply(10);
+        assert_eq!((c.held(), process.used()), (5000, 5000));
+        assert_eq!(c.overflow(), None);
+    }
+
+    #[test]
+    fn twice_the_reply_bound_closes_the_client() {
+        let process = ClientBuffers::new(1 << 30);
+        let c = client(10_000, 1 << 20, &process);
+        assert!(c.hand_reply(15_000));
+        assert_eq!(c.overflow(), None);
+        assert!(c.hand_reply(6_000));
+        assert_eq!(c.overflow(), Some(Overflow::Replies));
+        assert_eq!(c.kill.level(), STOP);
+        // Closed: later replies are dropped, not held.
+        assert!(!c.hand_reply(6_000));
+        assert_eq!(c.held(), 21_000);
+    }
+
+    #[test]
+    fn one_reply_larger_than_the_bound_alone_is_not_a_pile() {
+        let process = ClientBuffers::new(1 << 30);
+        let c = client(10_000, 1 << 20, &process);
+        assert!(c.hand_reply(50_000));
+        assert_eq!(c.overflow(), None);
+        c.take_reply(50_000);
+        assert!(c.hand_reply(50_000));
+        assert!(c.hand_reply(5_000));
+        assert_eq!(c.overflow(), Some(Overflow::Replies));
+    }
+
+    #[test]
+    fn a_message_over_the_queue_bound_is_refused() {
+        let process = ClientBuffers::new(1 << 30);
+        let c = client(1 << 20, 100, &process);
+        assert!(c.queue_message(60));
+        assert!(!c.queue_message(60));
+        assert_eq!((c.held(), process.used()), (60, 60));
+        assert_eq!(c.overflow(), Some(Overflow::Messages));
+    }
+
+    #[test]
+    fn the_process_budget_refuses_growth_past_it() {
+        let process = ClientBuffers::new(1000);
+        assert!(process.try_take(600));
+        assert!(!process.try_take(600));
+        process.give_back(600);
+        assert!(process.try_take(1000));
+        assert_eq!(process.excess(), 0);
+        assert_eq!(process.take_high_water(), 1000);
+        process.give_back(1000);
+        assert_eq!(process.take_high_water(), 1000);
+        assert_eq!(process.take_high_water(), 0);
+    }
+}

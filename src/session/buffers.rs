@@ -1,0 +1,133 @@
+//! What a session holds, in bytes: the limits that apply before login, reply bytes
+//! past `server.max_pending_reply_bytes`, read buffers grown for large requests against
+//! `server.max_client_buffer_bytes`, and giving all of it back when the client goes.
+//!
+//! The counting itself lives in [`crate::budget`]; this file is the session's policy.
+//! Nothing here runs per request: limits are picked when the login state changes, the
+//! reply bound is read once per pass, and the read buffer is charged only when it grows
+//! beyond [`READ_MAX`] (a request larger than 64 KiB).
+
+use super::{Pending, Session, READ_MAX};
+use crate::budget::Overflow;
+use crate::protocol::reply;
+
+impl Session {
+    /// Whether the client's replies still fit `server.max_pending_reply_bytes` (replies
+    /// handed over by backends and not yet taken, plus the output buffer): past it no
+    /// request is read until the client reads its replies.
+    #[inline]
+    pub(super) fn within_reply_bytes(&self) -> bool {
+        self.output.held() + self.out.len() < self.output.limits().replies
+    }
+
+    /// The framing limits for the client's login state: Redis's small ones until it has
+    /// logged in (when login is required).
+    pub(super) fn relimit(&mut self) {
+        self.limits = match self.client.auth.user() {
+            Some(_) => self.ctx.limits,
+            None => self.ctx.limits.before_login(),
+        };
+    }
+
+    /// Makes room in the read buffer for more of the request being read. Growth beyond
+    /// [`READ_MAX`] is taken from the process budget; when it is spent the request is
+    /// refused with an error naming `server.max_client_buffer_bytes` and the connection
+    /// closes (its remaining bytes cannot be skipped without reading them). `false`
+    /// when refused.
+    pub(super) fn grow_read_buffer(&mut self) -> bool {
+        // At least double while a large request is still arriving: linear copying.
+        let additional = self.read_hint.max(self.rbuf.len());
+        let wanted = (self.rbuf.len() + additional).max(self.rbuf.capacity() * 2);
+        let charge = wanted.saturating_sub(READ_MAX);
+        if charge > self.read_charged {
+            let process = self.output.process().clone();
+            if !process.try_take(charge - self.read_charged) {
+                tracing::warn!(
+                    client = self.client.meta.id,
+                    peer = %self.client.meta.peer,
+                    buffered = self.rbuf.len(),
+                    limit = process.limit(),
+                    "refusing a large request: server.max_client_buffer_bytes is spent"
+                );
+                metrics::counter!("respgate_requests_refused_total", "limit" => "max_client_buffer_bytes")
+                    .increment(1);
+                self.pending
+                    .push_back(Pending::Ready(reply::error(&process.refusal())));
+                self.rbuf.clear();
+                self.closing = true;
+                return false;
+            }
+            self.read_charged = charge;
+        }
+        self.rbuf.reserve(additional);
+        true
+    }
+
+    /// Gives back what the read buffer no longer holds beyond [`READ_MAX`] (once a
+    /// large request has been framed and its buffer let go).
+    pub(super) fn recharge_read_buffer(&mut self) {
+        let now = self.rbuf.capacity().saturating_sub(READ_MAX);
+        if now < self.read_charged {
+            self.output.process().give_back(self.read_charged - now);
+            self.read_charged = now;
+        }
+    }
+
+    /// The log line and metric for a client closed for the bytes it held.
+    pub(super) fn log_overflow(&self) {
+        let (option, reason, limit) = match self.output.overflow() {
+            Some(Overflow::Replies) => (
+                "server.max_pending_reply_bytes",
+                "max_pending_reply_bytes",
+                self.output.limits().replies,
+            ),
+            Some(Overflow::Messages) => (
+                "server.pubsub_queue_bytes",
+                "pubsub_queue_bytes",
+                self.output.limits().messages,
+            ),
+            // The evictor logged it, with what the client held.
+            Some(Overflow::Process) | None => return,
+        };
+        tracing::info!(
+            client = self.client.meta.id,
+            peer = %self.client.meta.peer,
+            held_bytes = self.output.held() + self.out.len(),
+            limit,
+            "closing client over {option}: it does not read what it asked for"
+        );
+        metrics::counter!("respgate_clients_disconnected_total", "reason" => reason).increment(1);
+    }
+}
+
+impl Drop for Session {
+    /// Gives back every byte the client held: replies already handed over to requests
+    /// still queued, messages still in its queue, and its read buffer's charge. A
+    /// receiver closed here makes a link's later hand-over fail, and the link then
+    /// takes its count back itself.
+    fn drop(&mut self) {
+        let output = &self.output;
+        let take = |rx: &mut tokio::sync::oneshot::Receiver<crate::backend::ReplyResult>| {
+            rx.close();
+            if let Ok(Ok(bytes)) = rx.try_recv() {
+                output.take_reply(bytes.len());
+            }
+        };
+        for p in self.pending.iter_mut() {
+            match p {
+                Pending::Remote(r) => take(&mut r.rx),
+                Pending::Split(split) => split.parts.iter_mut().for_each(|r| take(&mut r.rx)),
+                _ => {}
+            }
+        }
+        if let Some(subs) = self.client.subs.as_mut() {
+            subs.rx.close();
+            while let Ok(m) = subs.rx.try_recv() {
+                output.take_message(m.len());
+            }
+        }
+        if self.read_charged > 0 {
+            output.process().give_back(self.read_charged);
+        }
+    }
+}
