@@ -16,13 +16,46 @@
 //! anyway to keep its framing, discards it. A replica that needs hedging again and again
 //! is taken out of service for a while ([`crate::cluster::replicas::ReadPolicy::hedged`]).
 //!
+//! **Byte budget.** A loser's reply may already be in its receiver, counted against the
+//! client's reply bytes ([`crate::budget`]): every loser is released through
+//! [`Second::release`] (and the master's receiver on drop), which takes such a reply back.
+//!
 //! **Cost.** The timer exists only while a replica read is at the head of the queue; a
 //! read answered in time costs one `Option` check.
 
 use super::{HeadEvent, Remote, Session};
 use crate::backend::{LinkError, ReplyResult};
+use crate::budget::OutputBytes;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
+
+/// The master's receiver of a hedged read, with the client's byte count: whichever
+/// receiver loses is released through it, so a reply already handed over to it is taken
+/// back from the count (a receiver simply dropped would keep it counted for good).
+pub(super) struct Second {
+    rx: oneshot::Receiver<ReplyResult>,
+    output: Arc<OutputBytes>,
+}
+
+impl Second {
+    /// Closes `rx` and takes back the reply it may already hold.
+    fn release(&self, rx: &mut oneshot::Receiver<ReplyResult>) {
+        rx.close();
+        if let Ok(Ok(bytes)) = rx.try_recv() {
+            self.output.take_reply(bytes.len());
+        }
+    }
+}
+
+impl Drop for Second {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(Ok(bytes)) = self.rx.try_recv() {
+            self.output.take_reply(bytes.len());
+        }
+    }
+}
 
 /// Where a replica read is in its hedge.
 #[derive(Default)]
@@ -33,7 +66,7 @@ pub(super) enum Hedge {
     /// Sent to a replica: hedge at this time if it has not answered.
     At(Instant),
     /// Sent to the master too: its reply arrives here.
-    Sent(oneshot::Receiver<ReplyResult>),
+    Sent(Second),
 }
 
 impl Session {
@@ -63,7 +96,10 @@ impl Session {
             None,
             r.run_as.as_ref(),
         );
-        r.hedge = Hedge::Sent(rx);
+        r.hedge = Hedge::Sent(Second {
+            rx,
+            output: self.output.clone(),
+        });
     }
 }
 
@@ -80,14 +116,16 @@ pub(super) async fn wait(r: &mut Remote, part: usize) -> HeadEvent {
             Hedge::Sent(master) => {
                 let (from_master, result) = tokio::select! {
                     result = &mut r.rx => (false, received(result)),
-                    result = master => (true, received(result)),
+                    result = &mut master.rx => (true, received(result)),
                 };
                 if from_master {
-                    r.hedge = Hedge::Off;
                     if result.is_err() {
                         // The master could not be asked: the replica's answer it is.
+                        r.hedge = Hedge::Off;
                         continue;
                     }
+                    master.release(&mut r.rx);
+                    r.hedge = Hedge::Off;
                     r.replica = None;
                     return HeadEvent::Reply(part, result);
                 }
@@ -121,20 +159,23 @@ pub(super) fn try_reply(r: &mut Remote) -> Option<ReplyResult> {
     let Hedge::Sent(master) = &mut r.hedge else {
         return None;
     };
-    let result = try_recv(master)?;
-    r.hedge = Hedge::Off;
+    let result = try_recv(&mut master.rx)?;
     if result.is_err() {
+        r.hedge = Hedge::Off;
         return None; // the master could not be asked: wait for the replica
     }
+    master.release(&mut r.rx);
+    r.hedge = Hedge::Off;
     r.replica = None;
     Some(result)
 }
 
 /// The master's reply of a hedged read is now `r`'s only one.
 fn master_answers(r: &mut Remote) {
-    if let Hedge::Sent(master) = std::mem::take(&mut r.hedge) {
-        r.rx = master;
+    if let Hedge::Sent(mut master) = std::mem::take(&mut r.hedge) {
+        std::mem::swap(&mut r.rx, &mut master.rx);
         r.replica = None;
+        // `master` now holds the replica's receiver, released as it drops.
     }
 }
 
