@@ -27,9 +27,13 @@ LT_BIN=$B_BIN
 A_PID="" B_PID=""
 ab_cleanup() {
     local rc=$?
-    [[ -n $A_PID ]] && kill -TERM "$A_PID" 2>/dev/null || true
-    [[ -n $B_PID ]] && kill -TERM "$B_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
+    local pid
+    for pid in $A_PID $B_PID; do
+        kill -TERM "$pid" 2>/dev/null || true
+        # Only the two proxies: a bare `wait` would also wait for `respgate dev`, which
+        # lt_stop_dev stops next.
+        wait "$pid" 2>/dev/null || true
+    done
     lt_stop_dev
     exit "$rc"
 }
