@@ -54,17 +54,7 @@ pub fn route(
         ("discard", true) => {
             client.tx = None;
             // DISCARD also forgets the watched keys (on the pinned connection).
-            match client.watch_slot.take() {
-                Some(slot) => pinned(
-                    slot,
-                    UNWATCH,
-                    1,
-                    info,
-                    client.watch_identity.take(),
-                    Pin::Watched,
-                ),
-                None => ok(),
-            }
+            unwatch(client, info)
         }
         ("exec", true) => {
             let watched = client
@@ -75,18 +65,7 @@ pub fn route(
         }
         ("watch", true) => err("ERR WATCH inside MULTI is not allowed"),
         ("watch", false) => watch(client, info, args, keys),
-        ("unwatch", false) => match client.watch_slot.take() {
-            Some(slot) => pinned(
-                slot,
-                UNWATCH,
-                1,
-                info,
-                client.watch_identity.take(),
-                Pin::Watched,
-            ),
-            // Nothing is watched, so there is nothing to forget.
-            None => ok(),
-        },
+        ("unwatch", false) => unwatch(client, info),
         // Queued as Redis does (EXEC then answers OK for it).
         ("unwatch", true) => queue(client, info, args, keys, true, None),
         (_, true) => queue(client, info, args, keys, queueable, ttl),
@@ -173,6 +152,22 @@ fn queue(
 }
 
 const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
+
+/// UNWATCH (and DISCARD's forgetting): sent on the pinned connection when something is
+/// watched; with nothing watched there is nothing to forget.
+fn unwatch(client: &mut ClientState, info: &CommandInfo) -> Route {
+    match client.watch_slot.take() {
+        Some(slot) => pinned(
+            slot,
+            UNWATCH,
+            1,
+            info,
+            client.watch_identity.take(),
+            Pin::Watched,
+        ),
+        None => Route::Reply(Bytes::from_static(reply::OK)),
+    }
+}
 
 /// Sends `job` (producing `replies` replies; the client gets the last) on the client's
 /// connection pinned to the master of `slot`.
