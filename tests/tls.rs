@@ -712,3 +712,43 @@ async fn a_client_certificate_authenticates_as_its_user() {
         assert!(e.contains("NOAUTH"), "{e:?}");
     }
 }
+
+/// A TLS client closed for not reading (over `server.max_pending_reply_bytes`) must not
+/// keep its session: the goodbye flush waits for a peer that never reads, so it is
+/// bounded, and what the session held (its `max_clients` place here) comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_closed_for_not_reading_gives_its_place_back() {
+    let pki = Pki::new("goodbye");
+    let mut config = test_config(&shared_cluster_seeds());
+    config.server.max_clients = 1;
+    config.server.max_pending_reply_bytes = 4 << 20;
+    config.tls = Some(tls_section(&pki.server("server"), ClientAuth::None, None));
+    // Large enough to fill the loopback socket's buffers (several MiB) and the TLS
+    // writer's, so the goodbye flush has nowhere to go.
+    let value = vec![b'v'; 1 << 20];
+    let proxy = start_proxy(config).await;
+    let addr = proxy.tls_addr().unwrap();
+    let mut slow = RawTls::connect(addr, &pki).await;
+    slow.send(&encode_command(&[&b"SET"[..], b"tls:goodbye:v", &value]))
+        .await;
+    assert_eq!(show(&slow.read_some().await), "+OK\\r\\n");
+    // 100 GETs of 1 MiB, never read: closed once it holds twice 4 MiB.
+    let gets = encode_pipeline(&vec![&["GET", "tls:goodbye:v"][..]; 100]);
+    slow.send(&gets).await;
+    // The only place comes back although the slow client still never reads.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut c) = RawTls::try_connect(addr, &pki).await {
+            c.send(b"PING\r\n").await;
+            if show(&c.read_some().await) == "+PONG\\r\\n" {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed TLS client still holds the only max_clients place"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(slow);
+}

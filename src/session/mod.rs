@@ -552,9 +552,19 @@ pub async fn run<R, W>(
         }
     }
     s.log_overflow();
-    let _ = wr.flush().await;
-    let _ = wr.shutdown().await;
+    // What the client held (counted bytes, its own backend connections, walk places)
+    // goes back now, not after the goodbye: a TLS flush waits for a peer that may never
+    // read (a client closed for not reading), so the goodbye gets a bounded time.
+    drop(s);
+    let _ = tokio::time::timeout(GOODBYE, async {
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    })
+    .await;
 }
+
+/// How long a closing session tries to flush and shut down its socket.
+const GOODBYE: Duration = Duration::from_secs(1);
 
 /// Appends a pub/sub message frame (RESP2 `*3 message ...`), as a push (`>3 ...`) for a
 /// RESP3 client: the frames differ only in their first byte.
