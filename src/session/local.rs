@@ -383,9 +383,11 @@ fn proxy_info(ctx: &SessionContext) -> String {
         .as_ref()
         .map_or(0, |t| t.shards().len());
     let mut out = format!(
-        "# Proxy\r\nproxy:respgate\r\nproxy_version:{}\r\ncluster_masters:{masters}\r\nproxy_connected_clients:{}\r\n",
+        "# Proxy\r\nproxy:respgate\r\nproxy_version:{}\r\ncluster_masters:{masters}\r\nproxy_connected_clients:{}\r\nproxy_client_buffer_bytes:{}\r\nproxy_client_buffer_limit:{}\r\n",
         env!("CARGO_PKG_VERSION"),
         ctx.clients.load(std::sync::atomic::Ordering::Relaxed),
+        ctx.client_buffers.used(),
+        ctx.client_buffers.limit(),
     );
     if let Some(policy) = &ctx.read_policy {
         out.push_str(&policy.info(&ctx.cluster));

@@ -99,6 +99,15 @@ impl Drop for Subscriptions {
         for c in std::mem::take(&mut self.shards) {
             self.hub.unsubscribe(Kind::Shard, c, self.id);
         }
+        // Messages the hub queued (and counted against the client's bytes) that nobody
+        // will take now (UNSUBSCRIBE of the last channel, RESET): given back, or every
+        // subscribe/unsubscribe cycle would leave its bytes counted for good. Closed
+        // first, so a message published meanwhile fails to queue and is given back by
+        // the hub.
+        self.rx.close();
+        while let Ok(m) = self.rx.try_recv() {
+            self.client.output.take_message(m.len());
+        }
     }
 }
 
