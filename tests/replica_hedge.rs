@@ -2,7 +2,8 @@
 //! replica SIGSTOPped with reads in flight on it. Without hedging those reads waited the
 //! whole `request_timeout_ms` (5 s) before the master answered them; with it the master
 //! answers them after `hedge_after_ms`, in the client's order, and the stopped replica is
-//! then left alone until it answers again.
+//! then left alone until it answers again. A read with a write behind it in the same
+//! pipeline is never hedged (the master's copy would see the write).
 
 mod support;
 
@@ -171,4 +172,19 @@ async fn reads_on_a_stopped_replica_are_answered_by_the_master_long_before_the_t
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // A read followed by a write of the same key, the replica slow: the read is not
+    // hedged, because its copy would reach the master after the write and see it (the
+    // GET answered nil). The replica answers it once it resumes, with the value.
+    tokio::task::block_in_place(|| cluster.pause_node(replica));
+    c.send(&encode_pipeline(&[&["GET", &keys[2]], &["DEL", &keys[2]]]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::task::block_in_place(|| cluster.resume_node(replica));
+    let replies = c.read_replies(2).await;
+    assert_eq!(
+        replies,
+        vec![bulk("v2"), b":1\r\n".to_vec()],
+        "the read saw the write sent after it"
+    );
 }

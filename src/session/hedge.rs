@@ -23,7 +23,7 @@
 //! **Cost.** The timer exists only while a replica read is at the head of the queue; a
 //! read answered in time costs one `Option` check.
 
-use super::{HeadEvent, Remote, Session};
+use super::{HeadEvent, Pending, Remote, Session};
 use crate::backend::{LinkError, ReplyResult};
 use crate::budget::OutputBytes;
 use std::sync::Arc;
@@ -78,9 +78,30 @@ impl Session {
         }
     }
 
+    /// Whether the head request may be hedged now: only while nothing the client sent
+    /// after it is on its way to a master. A hedged copy reaches the master after those
+    /// later requests, so it could see a write the client sent after the read (`GET k`
+    /// then `DEL k` answered nil); a replica read cannot, and requests not sent yet
+    /// (held, gated) wait for the head. Called with the head taken out of the queue.
+    fn may_hedge(&self) -> bool {
+        self.pending.iter().all(|p| match p {
+            Pending::Remote(r) => r.replica.is_some(),
+            Pending::Split(_) | Pending::Task(_) => false,
+            Pending::Ready(_)
+            | Pending::Waiting(..)
+            | Pending::MuteNext
+            | Pending::Gate(..)
+            | Pending::Held(_) => true,
+        })
+    }
+
     /// The replica of `r` has not answered in time: send `r` to the master of its slot
     /// too, and count it against the replica.
     pub(super) fn hedge(&mut self, r: &mut Remote) {
+        if !self.may_hedge() {
+            r.hedge = Hedge::Off;
+            return;
+        }
         let (Some(replica), Some(policy)) = (r.replica.as_ref(), self.ctx.read_policy.as_ref())
         else {
             r.hedge = Hedge::Off;
