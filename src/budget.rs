@@ -11,11 +11,23 @@
 //!   `server.max_pending_reply_bytes` the session stops reading requests (back-pressure);
 //!   past twice that, or past `server.pubsub_queue_bytes` for messages, the client is
 //!   closed, as Redis closes a client over its `client-output-buffer-limit`.
-//! - [`ClientBuffers`], one per process: the sum of every client's [`OutputBytes`] and of
-//!   read buffers grown beyond their usual size for large requests
-//!   (`server.max_client_buffer_bytes`). When it is spent, a request that needs more
-//!   buffer is refused and the clients holding the most are disconnected (what Redis
-//!   7's `maxmemory-clients` does).
+//! - [`ClientBuffers`], one per process: the sum of every client's [`OutputBytes`], of
+//!   read buffers grown beyond their usual size for large requests, and of commands
+//!   queued in transactions ([`Charge`]) (`server.max_client_buffer_bytes`). When it is
+//!   spent, a request that needs more buffer is refused and the clients holding the most
+//!   are disconnected (what Redis 7's `maxmemory-clients` does).
+//!
+//! A pub/sub message goes to every subscriber of its channel as one frame (clones of one
+//! `Bytes`), so the process budget must count the frame once, not once per subscriber:
+//! 200 subscribers of a 1 MiB message hold 1 MiB, and counting 200 MiB would make the
+//! evictor disconnect healthy subscribers. Each subscriber's own line
+//! (`server.pubsub_queue_bytes`) still counts the frame in its queue. The rule depends on
+//! the length alone, so whoever takes a message out of a queue needs nothing more than
+//! its length: a frame of at least [`COUNTED_MIN`] bytes is copied once by the hub into
+//! a [`shared_frame`], which charges the process budget when made and gives the bytes
+//! back when its last clone is dropped (taken and written by every subscriber, or
+//! dropped with a queue); a smaller frame (a slice of the hub's read buffer) is counted
+//! per subscriber, an over-count of at most 4 KiB per subscriber and message.
 //!
 //! Mechanism only: the session, the backend link and the pub/sub hub decide when to add
 //! and take; this file keeps the sums and says when a limit is crossed. Replies shorter
@@ -132,6 +144,71 @@ pub fn trim_after_spike(process: &ClientBuffers, min: usize) {
     }
 }
 
+/// A copy of `frame` for every subscriber of a message to share, counted in the process
+/// budget once, for as long as any clone of it lives (see the module docs). For frames
+/// of [`COUNTED_MIN`] bytes or more: one copy per message, however many subscribers.
+pub fn shared_frame(process: &Arc<ClientBuffers>, frame: &[u8]) -> bytes::Bytes {
+    process.add(frame.len());
+    bytes::Bytes::from_owner(SharedFrame {
+        data: frame.to_vec(),
+        process: process.clone(),
+    })
+}
+
+/// The owner behind a [`shared_frame`]'s clones: dropped with the last of them.
+struct SharedFrame {
+    data: Vec<u8>,
+    process: Arc<ClientBuffers>,
+}
+
+impl AsRef<[u8]> for SharedFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for SharedFrame {
+    fn drop(&mut self) {
+        self.process.sub(self.data.len());
+    }
+}
+
+/// Bytes a client holds outside its replies and messages (the commands queued in its
+/// transaction), taken from the process budget as they come and given back when this
+/// is dropped: at EXEC (once the job is built), DISCARD, RESET, an aborted transaction,
+/// or the client's end.
+pub struct Charge {
+    process: Arc<ClientBuffers>,
+    bytes: usize,
+}
+
+impl Charge {
+    pub fn new(process: Arc<ClientBuffers>) -> Charge {
+        Charge { process, bytes: 0 }
+    }
+
+    /// Bytes taken so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes `n` more bytes, unless the process budget would be spent (`false`: nothing
+    /// taken).
+    pub fn try_add(&mut self, n: usize) -> bool {
+        let ok = self.process.try_take(n);
+        if ok {
+            self.bytes += n;
+        }
+        ok
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.process.give_back(self.bytes);
+    }
+}
+
 /// Per-client limits, in bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct OutputLimits {
@@ -237,7 +314,9 @@ impl OutputBytes {
     }
 
     /// Queues a pub/sub message of `len` bytes: `false` (nothing counted, the client
-    /// closed) when the queue would pass `server.pubsub_queue_bytes`.
+    /// closed) when the queue would pass `server.pubsub_queue_bytes`. A message of
+    /// [`COUNTED_MIN`] bytes or more must be a [`shared_frame`], which is what the process
+    /// budget counts (once for every subscriber); a smaller one is counted here.
     pub fn queue_message(&self, len: usize) -> bool {
         if self.killed.load(Ordering::Relaxed) {
             return false;
@@ -248,14 +327,19 @@ impl OutputBytes {
             self.close(Overflow::Messages);
             return false;
         }
-        self.process.add(len);
+        if len < COUNTED_MIN {
+            self.process.add(len);
+        }
         true
     }
 
     /// A queued message left the queue (taken by the session, or dropped with it).
     #[inline]
     pub fn take_message(&self, len: usize) {
-        self.take(len);
+        self.held.fetch_sub(len, Ordering::Relaxed);
+        if len < COUNTED_MIN {
+            self.process.sub(len);
+        }
     }
 
     fn take(&self, len: usize) {
@@ -325,6 +409,43 @@ mod tests {
         assert!(!c.queue_message(60));
         assert_eq!((c.held(), process.used()), (60, 60));
         assert_eq!(c.overflow(), Some(Overflow::Messages));
+    }
+
+    #[test]
+    fn a_shared_frame_counts_once_in_the_process_budget() {
+        let process = ClientBuffers::new(1 << 30);
+        let clients: Vec<_> = (0..200)
+            .map(|_| client(1 << 20, 2 << 20, &process))
+            .collect();
+        let frame = shared_frame(&process, &vec![b'm'; 1 << 20]);
+        let mut queues = Vec::new();
+        for c in &clients {
+            assert!(c.queue_message(frame.len()));
+            queues.push(frame.clone());
+        }
+        drop(frame);
+        assert_eq!(process.used(), 1 << 20);
+        assert!(clients.iter().all(|c| c.held() == 1 << 20));
+        // Taken by all but one: the bytes stay until the last clone goes.
+        for (c, m) in clients.iter().zip(queues.drain(..199)) {
+            c.take_message(m.len());
+        }
+        assert_eq!(process.used(), 1 << 20);
+        clients[199].take_message(queues[0].len());
+        queues.clear();
+        assert_eq!(process.used(), 0);
+        assert!(clients.iter().all(|c| c.held() == 0));
+    }
+
+    #[test]
+    fn a_charge_is_given_back_when_dropped() {
+        let process = ClientBuffers::new(1000);
+        let mut charge = Charge::new(process.clone());
+        assert!(charge.try_add(600));
+        assert!(!charge.try_add(600));
+        assert_eq!((charge.bytes(), process.used()), (600, 600));
+        drop(charge);
+        assert_eq!(process.used(), 0);
     }
 
     #[test]

@@ -631,6 +631,15 @@ pub struct ServerConfig {
     /// = N); retry later` and the connection closes, and the clients holding the most
     /// are disconnected until the rest fits (Redis 7's `maxmemory-clients`).
     pub max_client_buffer_bytes: usize,
+    /// Bytes of commands one transaction may queue between MULTI and EXEC (respgate's
+    /// own bound: Redis counts them only in `maxmemory-clients`). The command crossing it
+    /// gets `-ERR respgate: transaction longer than server.max_transaction_bytes (N
+    /// bytes)` and EXEC answers EXECABORT. Queued commands are also taken from
+    /// `max_client_buffer_bytes` until EXEC, DISCARD or RESET.
+    pub max_transaction_bytes: usize,
+    /// Longest client name (CLIENT SETNAME, HELLO ... SETNAME), kept for CLIENT LIST:
+    /// respgate's own bound (Redis has none).
+    pub max_client_name_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -651,6 +660,8 @@ impl Default for ServerConfig {
             pubsub_queue_bytes: 32 * 1024 * 1024,
             max_pending_reply_bytes: 32 * 1024 * 1024,
             max_client_buffer_bytes: 128 * 1024 * 1024,
+            max_transaction_bytes: 64 * 1024 * 1024,
+            max_client_name_bytes: 4096,
         }
     }
 }
@@ -843,6 +854,8 @@ impl Config {
             ("server.pubsub_queue_bytes", s.pubsub_queue_bytes),
             ("server.max_pending_reply_bytes", s.max_pending_reply_bytes),
             ("server.max_client_buffer_bytes", s.max_client_buffer_bytes),
+            ("server.max_transaction_bytes", s.max_transaction_bytes),
+            ("server.max_client_name_bytes", s.max_client_name_bytes),
             (
                 "cluster.connections_per_node",
                 self.cluster.connections_per_node,

@@ -121,6 +121,8 @@ impl Proxy {
             },
             client_buffers: client_buffers.clone(),
             max_pending: s.max_pending_replies,
+            max_transaction: s.max_transaction_bytes,
+            max_client_name: s.max_client_name_bytes,
             idle_timeout: (s.idle_timeout_secs > 0)
                 .then(|| Duration::from_secs(s.idle_timeout_secs)),
             stall_timeout: Duration::from_secs(s.output_stall_timeout_secs.max(1)),

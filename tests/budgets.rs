@@ -258,3 +258,179 @@ async fn one_large_reply_to_a_client_that_reads_passes() {
     }
     proxy.shutdown().await;
 }
+
+const EXECABORT: &str = "-EXECABORT Transaction discarded because of previous errors.\\r\\n";
+
+/// Queues `SET key <len bytes>` in `c`'s transaction: the reply.
+async fn queue_set(c: &mut RawConn, key: &str, len: usize) -> String {
+    let value = vec![b'q'; len];
+    show(&c.command(&[&b"SET"[..], key.as_bytes(), &value]).await)
+}
+
+/// Review hole 1: a transaction's queued commands are bounded in bytes
+/// (`server.max_transaction_bytes`), the command crossing it is refused naming the
+/// option, and EXEC then answers EXECABORT, as Redis does for a command refused while
+/// queueing. (Before, `MULTI` and 2,000 `SET k <16 MiB>` were all `+QUEUED`: ~32 GB.)
+#[tokio::test]
+async fn a_transaction_past_max_transaction_bytes_is_refused_and_aborts() {
+    let mut c = config();
+    c.server.max_transaction_bytes = 1 << 20;
+    let proxy = start_proxy(c).await;
+    let addr = proxy.local_addr();
+    let key = "budgets:tx:k";
+    let mut tx = RawConn::connect(addr).await;
+    assert_eq!(show(&tx.command(&["DEL", key]).await), ":0\\r\\n");
+    assert_eq!(show(&tx.command(&["MULTI"]).await), "+OK\\r\\n");
+    for _ in 0..20 {
+        assert_eq!(queue_set(&mut tx, key, 50_000).await, "+QUEUED\\r\\n");
+    }
+    assert_eq!(
+        queue_set(&mut tx, key, 50_000).await,
+        "-ERR respgate: transaction longer than server.max_transaction_bytes (1048576 bytes)\\r\\n"
+    );
+    // As in Redis, later commands are still answered QUEUED; EXEC aborts.
+    assert_eq!(queue_set(&mut tx, key, 10).await, "+QUEUED\\r\\n");
+    assert_eq!(show(&tx.command(&["EXEC"]).await), EXECABORT);
+    assert_eq!(show(&tx.command(&["GET", key]).await), "$-1\\r\\n");
+    // A transaction within the bound runs.
+    assert_eq!(show(&tx.command(&["MULTI"]).await), "+OK\\r\\n");
+    assert_eq!(queue_set(&mut tx, key, 10).await, "+QUEUED\\r\\n");
+    assert_eq!(show(&tx.command(&["EXEC"]).await), "*1\\r\\n+OK\\r\\n");
+    proxy.shutdown().await;
+}
+
+/// Review hole 1, the process budget: queued commands are taken from
+/// `server.max_client_buffer_bytes` until EXEC / DISCARD gives them back, so many
+/// transactions together cannot pass it either.
+#[tokio::test]
+async fn queued_commands_are_taken_from_the_process_budget_and_given_back() {
+    let mut c = config();
+    c.server.max_client_buffer_bytes = 1 << 20;
+    let proxy = start_proxy(c).await;
+    let addr = proxy.local_addr();
+    let key = "budgets:txp:k";
+    let mut a = RawConn::connect(addr).await;
+    let mut b = RawConn::connect(addr).await;
+    assert_eq!(show(&a.command(&["MULTI"]).await), "+OK\\r\\n");
+    for _ in 0..14 {
+        assert_eq!(queue_set(&mut a, key, 50_000).await, "+QUEUED\\r\\n");
+    }
+    // A holds 700 KB: B's transaction is refused before 350 KB more, naming the budget.
+    assert_eq!(show(&b.command(&["MULTI"]).await), "+OK\\r\\n");
+    let mut refused = None;
+    for _ in 0..7 {
+        let reply = queue_set(&mut b, key, 50_000).await;
+        if reply != "+QUEUED\\r\\n" {
+            refused = Some(reply);
+            break;
+        }
+    }
+    assert_eq!(
+        refused.as_deref(),
+        Some("-ERR respgate: client buffers are full (server.max_client_buffer_bytes = 1048576); retry later\\r\\n")
+    );
+    assert_eq!(show(&b.command(&["EXEC"]).await), EXECABORT);
+    // A's EXEC gives its bytes back: B's next transaction of the same size fits.
+    let exec = a.command(&["EXEC"]).await;
+    assert!(show(&exec).starts_with("*14\\r\\n+OK"), "{}", show(&exec));
+    assert_eq!(show(&b.command(&["MULTI"]).await), "+OK\\r\\n");
+    for _ in 0..14 {
+        assert_eq!(queue_set(&mut b, key, 50_000).await, "+QUEUED\\r\\n");
+    }
+    // DISCARD gives them back too.
+    assert_eq!(show(&b.command(&["DISCARD"]).await), "+OK\\r\\n");
+    assert_eq!(show(&a.command(&["MULTI"]).await), "+OK\\r\\n");
+    for _ in 0..14 {
+        assert_eq!(queue_set(&mut a, key, 50_000).await, "+QUEUED\\r\\n");
+    }
+    assert_eq!(show(&a.command(&["DISCARD"]).await), "+OK\\r\\n");
+    served(addr, "budgets:txp:good").await;
+    proxy.shutdown().await;
+}
+
+/// Review hole 2: client names are bounded (`server.max_client_name_bytes`, 4096 by
+/// default; Redis has no bound), for CLIENT SETNAME and HELLO ... SETNAME alike. (Before,
+/// 200 connections with a 16 MiB name each held 3.2 GB in the registry.)
+#[tokio::test]
+async fn a_client_name_longer_than_the_bound_is_refused() {
+    let proxy = start_proxy(config()).await;
+    let addr = proxy.local_addr();
+    let mut c = RawConn::connect(addr).await;
+    let fits = "n".repeat(4096);
+    let long = "n".repeat(4097);
+    let refusal =
+        "-ERR respgate: client name longer than server.max_client_name_bytes (4096 bytes)\\r\\n";
+    assert_eq!(
+        show(&c.command(&["CLIENT", "SETNAME", &fits]).await),
+        "+OK\\r\\n"
+    );
+    assert_eq!(
+        show(&c.command(&["CLIENT", "SETNAME", &long]).await),
+        refusal
+    );
+    let big = vec![b'n'; 16 << 20];
+    assert_eq!(
+        show(&c.command(&[&b"CLIENT"[..], b"SETNAME", &big]).await),
+        refusal
+    );
+    assert_eq!(
+        show(&c.command(&["HELLO", "2", "SETNAME", &long]).await),
+        refusal
+    );
+    // The name set before is kept.
+    assert_eq!(
+        c.command(&["CLIENT", "GETNAME"]).await,
+        format!("$4096\r\n{fits}\r\n").into_bytes()
+    );
+    proxy.shutdown().await;
+}
+
+/// Review hole 3: one message shared by many subscribers is counted once in the process
+/// budget (`server.max_client_buffer_bytes`), while each subscriber's own queue still
+/// counts it: 40 subscribers of 1 MiB messages under an 8 MiB budget are all served.
+/// (Before, each subscriber's copy was counted: 40 MiB per message, and the evictor
+/// closed healthy subscribers.)
+#[tokio::test]
+async fn a_message_shared_by_many_subscribers_counts_once_in_the_process_budget() {
+    let mut c = config();
+    c.server.max_client_buffer_bytes = 8 << 20;
+    let proxy = start_proxy(c).await;
+    let addr = proxy.local_addr();
+    let channel = "budgets:shared";
+    let mut subs = Vec::new();
+    for _ in 0..40 {
+        let mut s = RawConn::connect(addr).await;
+        assert_eq!(
+            s.command(&["SUBSCRIBE", channel]).await,
+            confirmation("subscribe", Some(channel), 1)
+        );
+        subs.push(s);
+    }
+    let mut publisher = RawConn::connect(addr).await;
+    let message = vec![b'm'; 1 << 20];
+    let publish = encode_command(&[&b"PUBLISH"[..], channel.as_bytes(), &message]);
+    publisher.send(&publish.repeat(3)).await;
+    for reply in publisher.read_replies(3).await {
+        assert_eq!(show(&reply), ":40\\r\\n");
+    }
+    let mut expected =
+        format!("*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n", channel.len()).into_bytes();
+    expected.extend_from_slice(format!("${}\r\n", message.len()).as_bytes());
+    expected.extend_from_slice(&message);
+    expected.extend_from_slice(b"\r\n");
+    for (i, s) in subs.iter_mut().enumerate() {
+        for _ in 0..3 {
+            let got = s
+                .try_read_reply()
+                .await
+                .unwrap_or_else(|| panic!("subscriber {i} was disconnected"));
+            assert!(got == expected, "subscriber {i}: {}", show(&got[..64]));
+        }
+        assert_eq!(
+            show(&s.command(&["PING"]).await),
+            "*2\\r\\n$4\\r\\npong\\r\\n$0\\r\\n\\r\\n"
+        );
+    }
+    served(addr, "budgets:shared:good").await;
+    proxy.shutdown().await;
+}

@@ -505,12 +505,14 @@ fn deliver(
     let mut evicted = Vec::new();
     if let Some(entry) = subs.get_mut(key) {
         let len = frame.len();
-        // A large frame is a slice of the hub's read buffer, grown by doubling: queued as
-        // it is it would pin up to twice what the queues count (see backend's hand_over).
-        let frame = if len >= 64 * 1024 {
-            Bytes::copy_from_slice(&frame)
-        } else {
-            frame
+        // A counted frame is copied once for all its subscribers and counted once in the
+        // process budget (`crate::budget::shared_frame`): queued as it is, a slice of the
+        // hub's read buffer (grown by doubling) would pin more than the queues count.
+        let frame = match entry.values().next() {
+            Some((_, client)) if len >= crate::budget::COUNTED_MIN => {
+                crate::budget::shared_frame(client.output.process(), &frame)
+            }
+            _ => frame,
         };
         for (id, (tx, client)) in entry.iter() {
             // Over `server.pubsub_queue_bytes`: closed (its session logs why).

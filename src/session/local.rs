@@ -670,8 +670,8 @@ fn hello(ctx: &SessionContext, client: &mut ClientState, args: Args<'_>) -> Opti
             i += 3;
         } else if opt.eq_ignore_ascii_case(b"setname") && more >= 1 {
             let name = args.get(i + 1);
-            if !valid_client_name(name) {
-                return err(BAD_NAME);
+            if let Some(refused) = bad_client_name(ctx, name) {
+                return refused;
             }
             new_name = Some(name);
             i += 2;
@@ -725,8 +725,17 @@ fn hello(ctx: &SessionContext, client: &mut ClientState, args: Args<'_>) -> Opti
 
 const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
 
-fn valid_client_name(name: &[u8]) -> bool {
-    name.iter().all(|&b| (b'!'..=b'~').contains(&b))
+/// Redis's check of the characters, and respgate's own bound on the length
+/// (`server.max_client_name_bytes`: every name is kept for CLIENT LIST, and Redis has
+/// no bound). The refusal, if refused.
+fn bad_client_name(ctx: &SessionContext, name: &[u8]) -> Option<Option<Route>> {
+    if name.len() > ctx.max_client_name {
+        return Some(err(&format!(
+            "ERR respgate: client name longer than server.max_client_name_bytes ({} bytes)",
+            ctx.max_client_name
+        )));
+    }
+    (!name.iter().all(|&b| (b'!'..=b'~').contains(&b))).then(|| err(BAD_NAME))
 }
 
 fn client_command(
@@ -772,8 +781,8 @@ fn client_command(
         }
         "setname" => {
             let name = args.get(2);
-            if !valid_client_name(name) {
-                return err(BAD_NAME);
+            if let Some(refused) = bad_client_name(ctx, name) {
+                return refused;
             }
             client.set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
             ok()

@@ -58,6 +58,10 @@ pub struct SessionContext {
     /// The process-wide budget for client buffers (`max_client_buffer_bytes`).
     pub client_buffers: Arc<crate::budget::ClientBuffers>,
     pub max_pending: usize,
+    /// `server.max_transaction_bytes`: bytes one transaction may queue.
+    pub max_transaction: usize,
+    /// `server.max_client_name_bytes`: the longest client name.
+    pub max_client_name: usize,
     pub idle_timeout: Option<Duration>,
     pub stall_timeout: Duration,
     pub retry_deadline: Duration,
@@ -157,6 +161,9 @@ pub struct Transaction {
     pub run_as: Option<Arc<crate::backend::NodeIdentity>>,
     /// The TTL policy's EXPIREs for the covered keys written, sent before EXEC.
     pub expires: crate::guards::ttl::PendingExpires,
+    /// The bytes of `queued`, taken from the process budget (given back when the
+    /// transaction is dropped).
+    pub charge: Option<crate::budget::Charge>,
 }
 
 impl ClientState {
@@ -852,11 +859,16 @@ impl Session {
                 }
             }
             routing::Route::Queue(rewritten) => {
-                if let Some(tx) = self.client.tx.as_mut() {
-                    tx.queued.push(rewritten.unwrap_or(raw));
-                }
-                self.pending
-                    .push_back(Pending::Ready(Bytes::from_static(b"+QUEUED\r\n")));
+                let reply = match self.client.tx.as_mut() {
+                    Some(tx) => transaction::hold(
+                        tx,
+                        rewritten.unwrap_or(raw),
+                        self.ctx.max_transaction,
+                        self.output.process(),
+                    ),
+                    None => Bytes::from_static(b"+QUEUED\r\n"),
+                };
+                self.pending.push_back(Pending::Ready(reply));
             }
             routing::Route::ReplyAndClose(bytes) => {
                 self.pending.push_back(Pending::Ready(bytes));

@@ -11,6 +11,12 @@
 //! (one slot) are watched on a connection of the client's own (the one blocking
 //! commands use), and its commands for that slot and its EXEC go there until EXEC,
 //! DISCARD or UNWATCH.
+//!
+//! Queued commands are held by respgate until EXEC, so they are bounded in bytes
+//! (`server.max_transaction_bytes`) and taken from the process budget
+//! (`server.max_client_buffer_bytes`) until the transaction is dropped ([`hold`]). The
+//! command crossing either is refused and EXEC answers EXECABORT, as Redis does after
+//! any command refused while queueing; from then on nothing more is kept.
 
 use super::dedicated::Pin;
 use super::routing::{common_slot, Route};
@@ -149,6 +155,50 @@ fn queue(
         tx.slot = slot;
     }
     Route::Queue(rewritten)
+}
+
+const QUEUED: &[u8] = b"+QUEUED\r\n";
+
+/// Keeps a command routing queued in `tx` (see the module docs): the client's reply,
+/// `+QUEUED` or the refusal naming the limit.
+pub fn hold(
+    tx: &mut Transaction,
+    command: Bytes,
+    limit: usize,
+    process: &std::sync::Arc<crate::budget::ClientBuffers>,
+) -> Bytes {
+    if tx.aborted {
+        // EXEC answers EXECABORT whatever is queued: nothing is kept any more.
+        tx.queued = Vec::new();
+        tx.charge = None;
+        return Bytes::from_static(QUEUED);
+    }
+    let len = command.len();
+    let held = tx.charge.as_ref().map_or(0, |c| c.bytes());
+    let refusal = if held.saturating_add(len) > limit {
+        Some(format!(
+            "ERR respgate: transaction longer than server.max_transaction_bytes ({limit} bytes)"
+        ))
+    } else {
+        let charge = tx
+            .charge
+            .get_or_insert_with(|| crate::budget::Charge::new(process.clone()));
+        (!charge.try_add(len)).then(|| process.refusal())
+    };
+    if let Some(refusal) = refusal {
+        tx.aborted = true;
+        tx.queued = Vec::new();
+        tx.charge = None;
+        return reply::error(&refusal);
+    }
+    // A small command is a slice of a read buffer it would pin whole until EXEC.
+    let command = if len < crate::budget::COUNTED_MIN {
+        Bytes::copy_from_slice(&command)
+    } else {
+        command
+    };
+    tx.queued.push(command);
+    Bytes::from_static(QUEUED)
 }
 
 const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
