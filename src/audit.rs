@@ -82,7 +82,7 @@ pub fn auth_failed(user: &[u8], addr: IpAddr) {
 }
 
 /// AUTH / HELLO AUTH refused because the user is locked out at this address, or the
-/// address is (`rule`: the limit reached, `auth.max_failures` or
+/// address (all failures from it, whatever the names) is (`rule`: the limit reached, `auth.max_failures` or
 /// `auth.max_unknown_user_failures`).
 pub fn auth_locked_out(user: &[u8], addr: IpAddr, rule: &str) {
     tracing::warn!(target: "respgate::audit", event = "auth_refused", user = %Text(user), %addr, rule, "locked out after too many failed authentications");

@@ -534,17 +534,27 @@ pub struct AuthConfig {
     /// Other users behind the same address are not affected.
     pub max_failures: u32,
     pub failure_window_secs: u64,
-    /// How long a locked-out user (or address) is refused.
+    /// How long a locked-out user (or address) is refused. It and the window are at
+    /// most [`MAX_LOCKOUT_SECS`].
     pub lockout_secs: u64,
-    /// Failed authentications with unknown user names from one address within
-    /// `failure_window_secs` that lock the whole address out (0: never): stops one
-    /// address spraying guesses over many names.
+    /// Failed authentications from one address (IPv6: one /64) within
+    /// `failure_window_secs`, on any user names, existing or not, that lock the whole
+    /// address out (0: never): stops one address spraying guesses over many names.
+    /// Known names count too, so the lock does not tell whether a name exists.
     pub max_unknown_user_failures: u32,
     /// (user, address) and address entries the lockout tracks at most (memory bound);
     /// when full, expired entries go first, then the oldest.
     pub lockout_max_entries: usize,
+    /// A connection that has not authenticated this long after connecting is closed
+    /// (0: never). Only where a login is needed (`mode = "users"` without a `nopass`
+    /// default user). respgate's own: Redis has none, but without it silent connections
+    /// would hold `server.max_clients` places for good.
+    pub login_timeout_secs: u64,
     pub users: Vec<UserConfig>,
 }
+
+/// The longest `auth.lockout_secs` / `auth.failure_window_secs` (one day).
+pub const MAX_LOCKOUT_SECS: u64 = 86_400;
 
 impl Default for AuthConfig {
     fn default() -> Self {
@@ -553,8 +563,9 @@ impl Default for AuthConfig {
             max_failures: 20,
             failure_window_secs: 60,
             lockout_secs: 300,
-            max_unknown_user_failures: 20,
+            max_unknown_user_failures: 100,
             lockout_max_entries: 100_000,
+            login_timeout_secs: 10,
             users: Vec::new(),
         }
     }
@@ -1008,6 +1019,17 @@ impl Config {
                     .into(),
             ));
         }
+        for (name, secs) in [
+            ("auth.lockout_secs", a.lockout_secs),
+            ("auth.failure_window_secs", a.failure_window_secs),
+        ] {
+            if secs > MAX_LOCKOUT_SECS {
+                return Err(bad(
+                    name,
+                    format!("{secs} is above the largest allowed, {MAX_LOCKOUT_SECS} (one day)"),
+                ));
+            }
+        }
         if lockout && a.lockout_max_entries == 0 {
             return Err(bad(
                 "auth.lockout_max_entries",
@@ -1114,6 +1136,19 @@ mod tests {
             "{e}"
         );
         assert!(parse(&format!("{replicas}hedge_after_ms = 0\n")).is_ok());
+    }
+
+    #[test]
+    fn lockout_and_window_are_at_most_a_day() {
+        let e = parse("lockout_secs = 18446744073709551615\n").unwrap_err();
+        assert!(e.starts_with("t.toml: auth.lockout_secs: 18446744073709551615 is above the largest allowed, 86400"), "{e}");
+        let e = parse("failure_window_secs = 86401\n").unwrap_err();
+        assert!(
+            e.starts_with("t.toml: auth.failure_window_secs: 86401 is above"),
+            "{e}"
+        );
+        assert!(parse("lockout_secs = 86400\nfailure_window_secs = 86400\n").is_ok());
+        assert_eq!(parse("").unwrap().auth.login_timeout_secs, 10);
     }
 
     #[test]

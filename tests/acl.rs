@@ -58,8 +58,10 @@ fn shop_auth(users: Vec<UserConfig>, max_failures: u32) -> AuthConfig {
         max_failures,
         failure_window_secs: 60,
         lockout_secs: 60,
-        max_unknown_user_failures: max_failures,
+        // Above max_failures: one user's failures lock that user, not its neighbours.
+        max_unknown_user_failures: max_failures.saturating_mul(10),
         lockout_max_entries: 100_000,
+        login_timeout_secs: 10,
         users,
     }
 }
@@ -586,7 +588,7 @@ async fn spraying_unknown_user_names_locks_the_address() {
     let refused = cmd(&mut sprayer, &["AUTH", "guess-8", "password1"]).await;
     assert!(
         refused.starts_with(
-            "-ERR respgate: too many failed authentication attempts with unknown user names from 127.0.0.1 (auth.max_unknown_user_failures); retry in "
+            "-ERR respgate: too many failed authentication attempts from 127.0.0.1 (auth.max_unknown_user_failures); retry in "
         ),
         "{refused}"
     );
@@ -619,4 +621,30 @@ async fn auth_none_is_explicit_and_open() {
         e.starts_with("f.toml: auth.mode: choose mode = \"users\""),
         "{e}"
     );
+}
+
+/// `auth.login_timeout_secs`: a connection that never logs in is closed (even with
+/// `server.idle_timeout_secs = 0`, so silent connections cannot hold every
+/// `server.max_clients` place), while an authenticated one stays.
+#[tokio::test]
+async fn connections_that_never_log_in_are_closed_after_the_login_timeout() {
+    let mut cfg = shop_config();
+    cfg.auth.login_timeout_secs = 1;
+    cfg.server.idle_timeout_secs = 0;
+    let proxy = start_proxy(cfg).await;
+    let addr = proxy.local_addr();
+    let mut logged_in = login(addr, "ops").await;
+    let mut silent = RawConn::connect(addr).await;
+    // Closed without a reply, well within RAW_TIMEOUT (the bound is generous: 1 s).
+    silent.expect_closed().await;
+    // Talking without logging in does not count as logging in.
+    let mut chatty = RawConn::connect(addr).await;
+    chatty.send(b"*1\r\n$4\r\nPING\r\n").await;
+    // NOAUTH, unless a very slow machine already hit the timeout; then closed.
+    while let Some(reply) = chatty.try_read_reply().await {
+        assert_eq!(show(&reply), show(NOAUTH.as_bytes()));
+    }
+    // Past the timeout, the authenticated connection still works.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(cmd(&mut logged_in, &["PING"]).await, "+PONG\r\n");
 }

@@ -1161,6 +1161,7 @@ async fn acl_users_get_the_replies_redis_acls_give() {
         lockout_secs: 60,
         max_unknown_user_failures: 1000,
         lockout_max_entries: 100_000,
+        login_timeout_secs: 10,
         users: users
             .iter()
             .map(|(name, rules)| UserConfig {

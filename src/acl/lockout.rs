@@ -6,17 +6,25 @@
 //! running several services) keep logging in: one service's wrong password does not
 //! lock its neighbours out.
 //!
-//! **Unknown names.** A name that is no user is counted the same way (so whether the
-//! next attempt is locked does not tell if the name exists) and, in addition, per
-//! address: past `auth.max_unknown_user_failures` such failures within the window, the
-//! whole address is refused for `auth.lockout_secs`. That stops one address spraying
-//! guesses over many user names, which the per-user count alone never would.
+//! **Per address, whatever the name.** Every failure from an address, on a user name
+//! that exists or not, also counts for the address: past
+//! `auth.max_unknown_user_failures` within the window, the whole address is refused for
+//! `auth.lockout_secs`. That stops one address spraying guesses over many user names,
+//! which the per-user count alone never would. Known and unknown names move both
+//! counters the same way, so no answer (and no lock) tells whether a name exists: had
+//! only unknown names counted for the address, a probe name whose failure brought the
+//! address lock would have been shown to be no user.
+//!
+//! **Addresses.** An IPv6 client is keyed by its /64 (one host usually holds a whole
+//! /64, and would otherwise get unlimited guesses and fill the table); an IPv4-mapped
+//! IPv6 address counts as the IPv4 address it is.
 //!
 //! **No extra guesses in parallel.** An attempt is counted when it is admitted, before
 //! its password is checked, and given back if the password was right; both under one
 //! lock, so a thousand connections guessing at once get `max_failures` guesses, not a
 //! thousand. Only AUTH / HELLO AUTH come here, never ordinary requests, so a mutex is
-//! fine.
+//! fine; a panic while it was held (none is expected) does not disable logins for good:
+//! the state is used as it was left.
 //!
 //! **Bounded.** At most `auth.lockout_max_entries` entries, each a fixed size: the user
 //! name is kept as a keyed 64-bit hash, whatever length the client sent. A successful
@@ -24,12 +32,12 @@
 //! the oldest counters, then the oldest locks: an attacker with many names or addresses
 //! cannot grow it, and must fill it with fresh entries to push a lock out early.
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, MAX_LOCKOUT_SECS};
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Which limit refused an attempt, and for how long still.
@@ -57,7 +65,6 @@ impl Locked {
 #[must_use]
 pub struct Attempt {
     user: Option<Key>,
-    unknown: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -74,8 +81,9 @@ impl Settings {
         Settings {
             max_failures: cfg.max_failures,
             max_unknown: cfg.max_unknown_user_failures,
-            window: Duration::from_secs(cfg.failure_window_secs),
-            lockout: Duration::from_secs(cfg.lockout_secs),
+            // Bounded by config validation too: `now + lockout` never overflows.
+            window: Duration::from_secs(cfg.failure_window_secs.min(MAX_LOCKOUT_SECS)),
+            lockout: Duration::from_secs(cfg.lockout_secs.min(MAX_LOCKOUT_SECS)),
             max_entries: cfg.lockout_max_entries.max(1),
         }
     }
@@ -85,8 +93,20 @@ impl Settings {
 enum Key {
     /// A user name (hashed) from an address.
     User(IpAddr, u64),
-    /// Failures on unknown user names from an address.
+    /// Failures from an address, whatever the user name.
     Address(IpAddr),
+}
+
+/// The address failures are counted for: an IPv6 address's /64, an IPv4-mapped IPv6
+/// address as IPv4, an IPv4 address as itself.
+pub(crate) fn client_key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+    }
 }
 
 struct Entry {
@@ -129,7 +149,8 @@ impl Entry {
     }
 
     fn lock(&mut self, now: Instant, lockout: Duration) {
-        self.locked_until = Some(now + lockout);
+        // lockout is at most a day (Settings): checked anyway, never a panic under the lock.
+        self.locked_until = now.checked_add(lockout).or(Some(now));
         self.failures = 0;
         self.window_start = now;
     }
@@ -159,20 +180,27 @@ impl Lockout {
 
     /// New limits (reload); counts and locks in progress are kept.
     pub fn configure(&self, cfg: &AuthConfig) {
-        self.state.lock().unwrap().settings = Settings::from(cfg);
+        self.state().settings = Settings::from(cfg);
     }
 
     /// Entries tracked now (a metric, and tests of the bound).
     pub fn tracked(&self) -> usize {
-        self.state.lock().unwrap().entries.len()
+        self.state().entries.len()
     }
 
-    /// Admits an attempt to log in as `user` (`known`: a configured user, enabled or
-    /// not) from `addr`, counting it as a failure until [`Lockout::succeeded`]; or says
-    /// which limit refuses it, without the password being looked at.
-    pub fn admit(&self, addr: IpAddr, user: &[u8], known: bool) -> Result<Attempt, Locked> {
+    /// The table, even if a panic left its mutex poisoned (entries are always in a
+    /// usable state: at worst a count is off by one).
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits an attempt to log in as `user` from `addr`, counting it as a failure until
+    /// [`Lockout::succeeded`]; or says which limit refuses it, without the password
+    /// being looked at. Whether the name exists is deliberately not asked.
+    pub fn admit(&self, addr: IpAddr, user: &[u8]) -> Result<Attempt, Locked> {
         let now = Instant::now();
-        let mut state = self.state.lock().unwrap();
+        let addr = client_key(addr);
+        let mut state = self.state();
         let s = state.settings;
         let address = Key::Address(addr);
         if let Some(wait) = state.entries.get(&address).and_then(|e| e.wait(now)) {
@@ -181,10 +209,7 @@ impl Lockout {
                 address: true,
             });
         }
-        let mut attempt = Attempt {
-            user: None,
-            unknown: !known,
-        };
+        let mut attempt = Attempt { user: None };
         if s.max_failures > 0 {
             let key = Key::User(addr, self.names.hash_one(user));
             let e = state.entry(key, now);
@@ -213,7 +238,7 @@ impl Lockout {
     /// count is dropped, so successful logins leave no trace).
     pub fn succeeded(&self, attempt: Attempt) {
         let Some(key) = attempt.user else { return };
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state();
         if let Some(e) = state.entries.get_mut(&key) {
             e.failures = e.failures.saturating_sub(1);
             if e.failures == 0 && e.locked_until.is_none() {
@@ -223,10 +248,11 @@ impl Lockout {
     }
 
     /// The attempt failed: locks the user at this address past `max_failures`, and the
-    /// address past `max_unknown_user_failures` failures on unknown names.
+    /// address past `max_unknown_user_failures` failures on any names.
     pub fn failed(&self, addr: IpAddr, attempt: Attempt) {
         let now = Instant::now();
-        let mut state = self.state.lock().unwrap();
+        let addr = client_key(addr);
+        let mut state = self.state();
         let s = state.settings;
         if let Some(key) = attempt.user {
             // Counted at admission; locked now if that was the last guess.
@@ -236,7 +262,7 @@ impl Lockout {
                 }
             }
         }
-        if attempt.unknown && s.max_unknown > 0 {
+        if s.max_unknown > 0 {
             let e = state.entry(Key::Address(addr), now);
             e.refresh(now, s.window);
             e.fail(now, s.max_unknown, s.lockout);
@@ -276,5 +302,26 @@ impl State {
             self.entries.remove(key);
         }
         metrics::counter!("respgate_auth_lockout_evicted_total").increment(excess as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poisoned_table_still_serves_logins() {
+        let lockout = std::sync::Arc::new(Lockout::new(&AuthConfig::default()));
+        let l = lockout.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = l.state.lock().unwrap();
+            panic!("poison the lockout mutex");
+        })
+        .join();
+        assert!(lockout.state.is_poisoned());
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let attempt = lockout.admit(a, b"svc").unwrap();
+        lockout.failed(a, attempt);
+        assert_eq!(lockout.tracked(), 2);
     }
 }

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use lockout::{Locked, Lockout};
 pub use rules::{Acl, CommandRule, CompiledCommands, READ, WRITE};
@@ -110,7 +111,7 @@ pub enum AuthError {
     /// Unknown user, wrong password or disabled user (one answer for all three).
     WrongPass,
     /// Refused without looking at the password: this user failed too often from this
-    /// address, or the address failed too often on unknown user names.
+    /// address, or the address failed too often (on any user names).
     LockedOut(Locked),
 }
 
@@ -120,6 +121,9 @@ pub struct Users {
     /// False for `auth.mode = "none"`: everyone is the unrestricted `default` user.
     pub required: bool,
     users: HashMap<String, Arc<User>>,
+    /// `auth.login_timeout_secs`, when on: how long a connection may stay
+    /// unauthenticated.
+    pub login_timeout: Option<Duration>,
 }
 
 impl Users {
@@ -142,7 +146,13 @@ impl Users {
         } else {
             users.insert("default".to_string(), Arc::new(User::open_default()));
         }
-        Ok(Users { required, users })
+        let login_timeout = (required && cfg.login_timeout_secs > 0)
+            .then(|| Duration::from_secs(cfg.login_timeout_secs));
+        Ok(Users {
+            required,
+            users,
+            login_timeout,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<User>> {
@@ -206,7 +216,7 @@ impl Security {
     }
 
     /// Checks `user`'s `password` for a client at `addr`, counting failures per user
-    /// and address, and per address for unknown user names (see the lockout module).
+    /// and address, and per address (see the lockout module).
     pub fn authenticate(
         &self,
         addr: IpAddr,
@@ -217,7 +227,7 @@ impl Security {
         let named = std::str::from_utf8(user).ok().and_then(|u| users.get(u));
         let attempt = self
             .lockout
-            .admit(addr, user, named.is_some())
+            .admit(addr, user)
             .map_err(AuthError::LockedOut)?;
         let found = named.filter(|u| u.acl.enabled);
         // The hash is computed even for an unknown user, so timing does not reveal

@@ -157,6 +157,7 @@ fn lockout_security(max_failures: u32, max_unknown: u32, max_entries: usize) -> 
         lockout_secs: 60,
         max_unknown_user_failures: max_unknown,
         lockout_max_entries: max_entries,
+        login_timeout_secs: 10,
         users: ["svc", "other", "off"]
             .iter()
             .map(|name| crate::config::UserConfig {
@@ -210,8 +211,9 @@ fn lockout_counts_per_user_and_address() {
         locked(s.authenticate(a, b"off", b"good")),
         Some("auth.max_failures")
     );
-    // Successful logins leave nothing behind: only the two locks are tracked.
-    assert_eq!(s.lockout.tracked(), 2);
+    // Successful logins leave nothing behind: only the two locks and the address's
+    // failure count are tracked.
+    assert_eq!(s.lockout.tracked(), 3);
 }
 
 #[test]
@@ -251,14 +253,116 @@ fn unknown_names_lock_like_users_and_spraying_locks_the_address() {
     assert!(s.authenticate(b, b"svc", b"good").is_ok());
 }
 
+/// The reviewer's oracle: after 9 sprayed failures (threshold 10), one failure on a
+/// candidate name then one more guess. Had only unknown names counted for the address,
+/// the lock would come exactly when the candidate is no user. Now it comes either way.
 #[test]
-fn wrong_passwords_on_known_users_never_lock_the_address() {
+fn the_address_lock_does_not_tell_whether_a_name_exists() {
+    let probe = |candidate: &[u8]| {
+        let s = lockout_security(1000, 10, 1000);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        for i in 0..9 {
+            let name = format!("rnd{i}");
+            assert!(locked(s.authenticate(a, name.as_bytes(), b"x")).is_none());
+        }
+        let first = locked(s.authenticate(a, candidate, b"x"));
+        let then = locked(s.authenticate(a, b"rnd-last", b"x"));
+        (first, then)
+    };
+    let known = probe(b"svc");
+    assert_eq!(known, probe(b"ghost"));
+    assert_eq!(known, probe(b"off"));
+    assert_eq!(known, (None, Some("auth.max_unknown_user_failures")));
+}
+
+#[test]
+fn wrong_passwords_on_known_users_count_for_the_address_too() {
     let s = lockout_security(1000, 3, 1000);
     let a: IpAddr = "10.0.0.1".parse().unwrap();
-    for _ in 0..50 {
-        assert!(s.authenticate(a, b"svc", b"bad").is_err());
+    for _ in 0..3 {
+        assert_eq!(
+            s.authenticate(a, b"svc", b"bad").unwrap_err(),
+            AuthError::WrongPass
+        );
     }
-    assert!(s.authenticate(a, b"other", b"good").is_ok());
+    assert_eq!(
+        locked(s.authenticate(a, b"other", b"good")),
+        Some("auth.max_unknown_user_failures")
+    );
+    let b: IpAddr = "10.0.0.2".parse().unwrap();
+    assert!(s.authenticate(b, b"other", b"good").is_ok());
+}
+
+#[test]
+fn ipv6_clients_are_counted_per_64_and_mapped_ipv4_as_ipv4() {
+    let s = lockout_security(1000, 3, 1000);
+    // Three addresses of one /64 share the address counter.
+    for host in [
+        "2001:db8:1:2::1",
+        "2001:db8:1:2::2",
+        "2001:db8:1:2:ffff:1:2:3",
+    ] {
+        let a: IpAddr = host.parse().unwrap();
+        assert!(locked(s.authenticate(a, b"ghost", b"x")).is_none());
+    }
+    let same64: IpAddr = "2001:db8:1:2:abcd::9".parse().unwrap();
+    assert_eq!(
+        locked(s.authenticate(same64, b"svc", b"good")),
+        Some("auth.max_unknown_user_failures")
+    );
+    let next64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+    assert!(s.authenticate(next64, b"svc", b"good").is_ok());
+    // The same client over IPv4 and IPv4-mapped IPv6 is one address.
+    let v4: IpAddr = "10.9.9.9".parse().unwrap();
+    let mapped: IpAddr = "::ffff:10.9.9.9".parse().unwrap();
+    for _ in 0..3 {
+        assert!(locked(s.authenticate(mapped, b"ghost", b"x")).is_none());
+    }
+    assert_eq!(
+        locked(s.authenticate(v4, b"svc", b"good")),
+        Some("auth.max_unknown_user_failures")
+    );
+    // Many hosts of one /64 fill no more than one address entry (and user entries per
+    // name): the table is not flooded.
+    let s = lockout_security(1000, 0, 1000);
+    for i in 0..500u128 {
+        let a = IpAddr::V6(std::net::Ipv6Addr::from(
+            0x2001_0db8_0000_0007_0000_0000_0000_0000u128 + i,
+        ));
+        let _ = s.authenticate(a, b"ghost", b"x");
+    }
+    assert_eq!(s.lockout.tracked(), 1);
+}
+
+#[test]
+fn a_huge_lockout_neither_panics_nor_disables_logins() {
+    // Config refuses lockout_secs above a day; a Security built without that check
+    // (or before it existed: `now + lockout` overflowed and panicked under the mutex,
+    // poisoning it for every later AUTH) still works.
+    let mut cfg = crate::config::AuthConfig {
+        mode: Some(crate::config::AuthMode::Users),
+        max_failures: 1,
+        failure_window_secs: u64::MAX,
+        lockout_secs: u64::MAX,
+        ..Default::default()
+    };
+    cfg.users.push(crate::config::UserConfig {
+        max_dedicated_connections: None,
+        name: "svc".into(),
+        rules: format!("on #{} ~* +@all", hash_password(b"good")),
+    });
+    let s = Security::new(&cfg).unwrap();
+    let a: IpAddr = "10.0.0.1".parse().unwrap();
+    assert_eq!(
+        s.authenticate(a, b"svc", b"bad").unwrap_err(),
+        AuthError::WrongPass
+    );
+    assert_eq!(
+        locked(s.authenticate(a, b"svc", b"good")),
+        Some("auth.max_failures")
+    );
+    let b: IpAddr = "10.0.0.2".parse().unwrap();
+    assert!(s.authenticate(b, b"svc", b"good").is_ok());
 }
 
 #[test]

@@ -17,6 +17,7 @@ use crate::protocol::reply::{self, put_array_header, put_bulk};
 use crate::protocol::Args;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub const NOAUTH: &str = "NOAUTH Authentication required.";
 pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -134,6 +135,49 @@ pub fn audit_certificate(security: &Security, auth: &SessionAuth, meta: &super::
             identity,
             "verified certificate names no enabled user",
         );
+    }
+}
+
+/// `auth.login_timeout_secs`: when a connection that has not authenticated is closed.
+/// Checked by the session's housekeeping timer, never per request: a silent
+/// connection must not hold a `server.max_clients` place for good (Redis has no such
+/// limit; this is respgate's own).
+pub struct LoginDeadline(Option<Instant>);
+
+impl LoginDeadline {
+    /// Set for a connection that starts unauthenticated while the timeout is on.
+    pub fn new(security: &Security, auth: &SessionAuth, connected_at: Instant) -> LoginDeadline {
+        let timeout = security
+            .users()
+            .login_timeout
+            .filter(|_| auth.user.is_none());
+        LoginDeadline(timeout.and_then(|t| connected_at.checked_add(t)))
+    }
+
+    /// Whether the connection must be closed now (logs it and counts it). Once the
+    /// client has authenticated, the deadline is gone for good.
+    pub fn expired(&mut self, client: &ClientState) -> bool {
+        let Some(deadline) = self.0 else { return false };
+        if client.auth.user.is_some() {
+            self.0 = None;
+            return false;
+        }
+        if Instant::now() < deadline {
+            return false;
+        }
+        tracing::info!(
+            client = client.meta.id,
+            peer = %client.meta.peer,
+            "closing client that did not authenticate within auth.login_timeout_secs"
+        );
+        metrics::counter!("respgate_clients_disconnected_total", "reason" => "login_timeout_secs")
+            .increment(1);
+        true
+    }
+
+    /// Time left before the deadline (the housekeeping timer's next wake-up at most).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.0.map(|d| d.saturating_duration_since(Instant::now()))
     }
 }
 
@@ -405,13 +449,9 @@ pub fn login(
 /// The refusal of a locked-out login, naming the limit reached. The same text whether
 /// the user name exists or not.
 fn locked_out_text(locked: &crate::acl::Locked, addr: std::net::IpAddr) -> String {
-    let whom = if locked.address {
-        "with unknown user names"
-    } else {
-        "for this user"
-    };
+    let whom = if locked.address { "" } else { " for this user" };
     format!(
-        "ERR respgate: too many failed authentication attempts {whom} from {addr} ({}); retry in {}s",
+        "ERR respgate: too many failed authentication attempts{whom} from {addr} ({}); retry in {}s",
         locked.option(),
         locked.wait.as_secs().max(1)
     )

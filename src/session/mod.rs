@@ -369,6 +369,7 @@ pub async fn run<R, W>(
         auth::audit_certificate(&ctx.security, &auth, &meta);
     }
     entry.set_user(Arc::from(auth.name()));
+    let login_deadline = auth::LoginDeadline::new(&ctx.security, &auth, meta.connected_at);
     let limits = match auth.user() {
         Some(_) => ctx.limits,
         None => ctx.limits.before_login(),
@@ -411,6 +412,7 @@ pub async fn run<R, W>(
         checked_writes: 0,
         stall_strikes: 0,
         idle_strikes: 0,
+        login_deadline,
     };
     let housekeeping = tokio::time::sleep(s.next_check());
     tokio::pin!(housekeeping);
@@ -678,6 +680,8 @@ struct Session {
     checked_writes: u64,
     stall_strikes: u32,
     idle_strikes: u32,
+    /// `auth.login_timeout_secs` for a connection not authenticated yet.
+    login_deadline: auth::LoginDeadline,
 }
 
 impl Session {
@@ -1108,6 +1112,9 @@ impl Session {
     /// must be disconnected. Progress is judged by counters the hot path bumps anyway, so
     /// no clock is read per request.
     fn housekeeping(&mut self) -> bool {
+        if self.login_deadline.expired(&self.client) {
+            return false;
+        }
         let wrote = self.writes != self.checked_writes;
         let read = self.reads != self.checked_reads;
         self.checked_writes = self.writes;
@@ -1147,6 +1154,11 @@ impl Session {
         if let Some(idle) = self.ctx.idle_timeout {
             period = period.min(idle);
         }
-        (period / 2).max(Duration::from_millis(50))
+        let period = (period / 2).max(Duration::from_millis(50));
+        // Woken at the login deadline itself, not a half period early or late.
+        match self.login_deadline.remaining() {
+            Some(left) => period.min(left.max(Duration::from_millis(50))),
+            None => period,
+        }
     }
 }
