@@ -29,6 +29,12 @@
 //! dropped with a queue); a smaller frame (a slice of the hub's read buffer) is counted
 //! per subscriber, an over-count of at most 4 KiB per subscriber and message.
 //!
+//! The session also charges to the process budget (and to the client's
+//! [`OutputBytes::holding`], which the evictor ranks by) what it holds itself: its
+//! output buffer beyond a floor, and large requests still waiting for their reply
+//! ([`Charge`]). Parts of one split request (MGET over several slots) share a counter, so
+//! the bytes of one request are never judged as replies piling up behind each other.
+//!
 //! Mechanism only: the session, the backend link and the pub/sub hub decide when to add
 //! and take; this file keeps the sums and says when a limit is crossed. Replies shorter
 //! than [`COUNTED_MIN`] are not counted (a `GET`/`SET` pays no atomic for them): at most
@@ -233,6 +239,9 @@ pub enum Overflow {
 /// What one client holds in replies and messages not yet taken by its session.
 pub struct OutputBytes {
     held: AtomicUsize,
+    /// Bytes the session holds itself, charged to the process budget: its output buffer
+    /// beyond a floor and large requests waiting for their replies.
+    session: AtomicUsize,
     limits: OutputLimits,
     process: Arc<ClientBuffers>,
     /// The client's kill switch (as CLIENT KILL raises it): a link that hands over the
@@ -247,6 +256,7 @@ impl OutputBytes {
     pub fn new(limits: OutputLimits, process: Arc<ClientBuffers>, kill: Arc<Shutdown>) -> Self {
         OutputBytes {
             held: AtomicUsize::new(0),
+            session: AtomicUsize::new(0),
             limits,
             process,
             kill,
@@ -266,6 +276,30 @@ impl OutputBytes {
     /// Bytes held now.
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the session holds itself ([`OutputBytes::charge`]).
+    pub fn session_held(&self) -> usize {
+        self.session.load(Ordering::Relaxed)
+    }
+
+    /// Everything the client makes respgate hold that the process budget counts: what
+    /// the evictor ranks clients by.
+    pub fn holding(&self) -> usize {
+        self.held() + self.session_held()
+    }
+
+    /// The session holds `n` more bytes itself (never refused: the bytes exist already;
+    /// past the process budget the evictor closes the largest holders).
+    pub fn charge(&self, n: usize) {
+        self.session.fetch_add(n, Ordering::Relaxed);
+        self.process.add(n);
+    }
+
+    /// The session no longer holds `n` of the bytes it charged.
+    pub fn release(&self, n: usize) {
+        self.session.fetch_sub(n, Ordering::Relaxed);
+        self.process.sub(n);
     }
 
     /// Why the client was closed for its bytes, if it was.
@@ -288,6 +322,15 @@ impl OutputBytes {
     /// more, so nothing is reordered).
     #[inline]
     pub fn hand_reply(&self, len: usize) -> bool {
+        self.hand_part(len, None)
+    }
+
+    /// [`OutputBytes::hand_reply`] for a reply that is one part of a request split over
+    /// several nodes: `request` counts the bytes of that request's parts held, which are
+    /// not a pile (one request's reply alone may be larger than the line, whether it
+    /// comes whole or in parts).
+    #[inline]
+    pub fn hand_part(&self, len: usize, request: Option<&AtomicUsize>) -> bool {
         if len < COUNTED_MIN {
             return true;
         }
@@ -296,9 +339,11 @@ impl OutputBytes {
         }
         let before = self.held.fetch_add(len, Ordering::Relaxed);
         self.process.add(len);
+        let own = request.map_or(0, |r| r.fetch_add(len, Ordering::Relaxed));
         // One reply alone may be larger than the line (a big value read by a client that
         // reads): only replies piling up behind others close the client.
-        if before > 0 && before + len > self.limits.replies.saturating_mul(2) {
+        let others = before.saturating_sub(own);
+        if others > 0 && before + len > self.limits.replies.saturating_mul(2) {
             self.close(Overflow::Replies);
         }
         true
@@ -345,6 +390,29 @@ impl OutputBytes {
     fn take(&self, len: usize) {
         self.held.fetch_sub(len, Ordering::Relaxed);
         self.process.sub(len);
+    }
+}
+
+/// Bytes a session holds itself, charged while this lives (a large request waiting in
+/// the pending queue for its reply).
+pub struct HeldRequest {
+    output: Arc<OutputBytes>,
+    len: usize,
+}
+
+impl HeldRequest {
+    pub fn new(output: &Arc<OutputBytes>, len: usize) -> HeldRequest {
+        output.charge(len);
+        HeldRequest {
+            output: output.clone(),
+            len,
+        }
+    }
+}
+
+impl Drop for HeldRequest {
+    fn drop(&mut self) {
+        self.output.release(self.len);
     }
 }
 
@@ -399,6 +467,32 @@ mod tests {
         assert!(c.hand_reply(50_000));
         assert!(c.hand_reply(5_000));
         assert_eq!(c.overflow(), Some(Overflow::Replies));
+    }
+
+    #[test]
+    fn parts_of_one_request_are_not_a_pile_but_parts_of_two_are() {
+        let process = ClientBuffers::new(1 << 30);
+        let c = client(10_000, 1 << 20, &process);
+        let first = AtomicUsize::new(0);
+        for _ in 0..5 {
+            assert!(c.hand_part(8_000, Some(&first)));
+        }
+        assert_eq!(c.overflow(), None);
+        let second = AtomicUsize::new(0);
+        assert!(c.hand_part(8_000, Some(&second)));
+        assert_eq!(c.overflow(), Some(Overflow::Replies));
+    }
+
+    #[test]
+    fn what_the_session_holds_counts_for_the_process_and_the_evictor() {
+        let process = ClientBuffers::new(1 << 30);
+        let c = Arc::new(client(10_000, 1 << 20, &process));
+        c.charge(70_000);
+        let request = HeldRequest::new(&c, 30_000);
+        assert_eq!((c.holding(), process.used()), (100_000, 100_000));
+        drop(request);
+        c.release(70_000);
+        assert_eq!((c.holding(), process.used()), (0, 0));
     }
 
     #[test]

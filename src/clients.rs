@@ -187,7 +187,7 @@ impl ClientRegistry {
         let mut holders: Vec<(usize, Arc<ClientEntry>)> = self
             .all()
             .into_iter()
-            .map(|c| (c.output.held(), c))
+            .map(|c| (c.output.holding(), c))
             .filter(|(held, c)| *held > 0 && c.output.overflow().is_none())
             .collect();
         holders.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));

@@ -53,7 +53,7 @@ impl Framer {
             }
             if self.scan.is_done() {
                 let wanted = match inflight.front() {
-                    Some((Inflight::Client(_, n, _), _)) => *n,
+                    Some((Inflight::Client(_, n, ..), _)) => *n,
                     Some((Inflight::Asking, _)) => 1,
                     None if rbuf.is_empty() => return Ok(()),
                     None => return Err(invalid("reply with no request waiting for it")),
@@ -64,8 +64,10 @@ impl Framer {
             match self.scan.scan(rbuf, self.limit) {
                 Ok(Some(len)) => {
                     let reply = rbuf.split_to(len).freeze();
-                    if let Some((Inflight::Client(tx, _, budget), _)) = inflight.pop_front() {
-                        super::hand_over(tx, budget.as_deref(), reply);
+                    if let Some((Inflight::Client(tx, _, budget, part_of), _)) =
+                        inflight.pop_front()
+                    {
+                        super::hand_over(tx, budget.as_deref(), part_of.as_deref(), reply);
                     }
                 }
                 Ok(None) => return Ok(()),
@@ -149,7 +151,7 @@ mod tests {
         replies: u32,
     ) -> oneshot::Receiver<super::super::ReplyResult> {
         let (tx, rx) = oneshot::channel();
-        inflight.push_back((Inflight::Client(tx, replies, None), Instant::now()));
+        inflight.push_back((Inflight::Client(tx, replies, None, None), Instant::now()));
         rx
     }
 

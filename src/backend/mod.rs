@@ -94,6 +94,9 @@ pub struct Job {
     /// The client's reply bytes (`None` for respgate's own requests): the link counts
     /// each reply it hands over, the session takes it back ([`crate::budget`]).
     pub budget: Option<Arc<crate::budget::OutputBytes>>,
+    /// One part of a request split over several nodes: the bytes of that request's
+    /// parts held ([`crate::budget::OutputBytes::hand_part`]).
+    pub part_of: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 /// How links connect and how long they wait.
@@ -328,6 +331,7 @@ impl Node {
                 replies,
                 reply: tx,
                 budget: None,
+                part_of: None,
             },
         );
         rx
@@ -438,11 +442,13 @@ const READ_CHUNK: usize = 64 * 1024;
 const COALESCE_MAX: usize = 16 * 1024;
 
 enum Inflight {
-    /// A job's reply sender, how many replies it waits for, and whose bytes they are.
+    /// A job's reply sender, how many replies it waits for, whose bytes they are, and
+    /// the split request it is a part of.
     Client(
         oneshot::Sender<ReplyResult>,
         u32,
         Option<Arc<crate::budget::OutputBytes>>,
+        Option<Arc<std::sync::atomic::AtomicUsize>>,
     ),
     /// The `+OK` of an `ASKING` we sent: swallowed.
     Asking,
@@ -763,7 +769,7 @@ fn enqueue(
     }
     wbuf.extend_from_slice(&job.bytes);
     inflight.push_back((
-        Inflight::Client(job.reply, job.replies.max(1), job.budget),
+        Inflight::Client(job.reply, job.replies.max(1), job.budget, job.part_of),
         now,
     ));
 }
@@ -778,10 +784,11 @@ const OWN_ALLOCATION_MIN: usize = 64 * 1024;
 fn hand_over(
     tx: oneshot::Sender<ReplyResult>,
     budget: Option<&crate::budget::OutputBytes>,
+    part_of: Option<&std::sync::atomic::AtomicUsize>,
     reply: Bytes,
 ) {
     let len = reply.len();
-    if budget.is_some_and(|b| !b.hand_reply(len)) {
+    if budget.is_some_and(|b| !b.hand_part(len, part_of)) {
         // The client is being closed for the bytes it holds: dropped (the receiver
         // sees the link gone, and no reply is written to that client any more).
         return;
@@ -798,6 +805,9 @@ fn hand_over(
     if tx.send(Ok(reply)).is_err() {
         if let Some(b) = budget {
             b.take_reply(len);
+        }
+        if let Some(p) = part_of.filter(|_| len >= crate::budget::COUNTED_MIN) {
+            p.fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

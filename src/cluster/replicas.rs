@@ -312,6 +312,7 @@ fn ask(
             replies,
             reply: tx,
             budget: None,
+            part_of: None,
         },
     );
     async move { tokio::time::timeout(timeout, rx).await.ok()?.ok()?.ok() }

@@ -1,23 +1,113 @@
 //! What a session holds, in bytes: the limits that apply before login, reply bytes
-//! past `server.max_pending_reply_bytes`, read buffers grown for large requests against
-//! `server.max_client_buffer_bytes`, and giving all of it back when the client goes.
+//! past `server.max_pending_reply_bytes`, read buffers grown for large requests and the
+//! output buffer beyond [`OUT_FLOOR`] against `server.max_client_buffer_bytes`, parts
+//! of a split request kept counted until merged (and a merged reply bounded by
+//! `cluster.max_reply_bytes`, as one node's reply is), and giving all of it back when
+//! the client goes.
 //!
 //! The counting itself lives in [`crate::budget`]; this file is the session's policy.
 //! Nothing here runs per request: limits are picked when the login state changes, the
-//! reply bound is read once per pass, and the read buffer is charged only when it grows
-//! beyond [`READ_MAX`] (a request larger than 64 KiB).
+//! reply bound is read once per pass, and the read and output buffers are charged only
+//! beyond 64 KiB ([`READ_MAX`], [`OUT_FLOOR`]).
 
-use super::{Pending, Session, READ_MAX};
+use super::{merge, Pending, Session, Split, OUT_FLOOR, READ_MAX};
 use crate::budget::Overflow;
 use crate::protocol::reply;
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
 
 impl Session {
     /// Whether the client's replies still fit `server.max_pending_reply_bytes` (replies
     /// handed over by backends and not yet taken, plus the output buffer): past it no
     /// request is read until the client reads its replies.
+    /// Large requests waiting for their replies count too (`Remote::_charge`).
     #[inline]
     pub(super) fn within_reply_bytes(&self) -> bool {
-        self.output.held() + self.out.len() < self.output.limits().replies
+        let own = self.output.session_held().saturating_sub(self.out_charged);
+        self.output.held() + own + self.out.len() < self.output.limits().replies
+    }
+
+    /// Charges the output buffer beyond [`OUT_FLOOR`] to the process budget (what the
+    /// client has not read yet is held here once moved out of the pending queue), or
+    /// gives back what it no longer holds. Once per pass, only while it is that large.
+    pub(super) fn recharge_output(&mut self) {
+        let now = self.out.len().saturating_sub(OUT_FLOOR);
+        if now > self.out_charged {
+            self.output.charge(now - self.out_charged);
+        } else {
+            self.output.release(self.out_charged - now);
+        }
+        self.out_charged = now;
+    }
+
+    /// Part `part` of the head split request is final (`len` bytes were handed over,
+    /// and stay counted): kept for the merge, or, once the parts together pass
+    /// `cluster.max_reply_bytes`, dropped. The merged reply once every part is in.
+    pub(super) fn merge_part(
+        &mut self,
+        split: &mut Split,
+        part: usize,
+        bytes: Bytes,
+        len: usize,
+    ) -> Option<Bytes> {
+        let limit = self.ctx.cluster.link_options().max_reply_bytes;
+        let counted = if len >= crate::budget::COUNTED_MIN {
+            len
+        } else {
+            0
+        };
+        split.counted += counted;
+        match split.kept.map(|k| k + bytes.len()).filter(|k| *k <= limit) {
+            Some(kept) => {
+                split.kept = Some(kept);
+                split.done[part] = Some(bytes);
+            }
+            None => {
+                // Over the bound: nothing more is kept for a reply that cannot be sent.
+                split.kept = None;
+                split
+                    .done
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|b| *b = Bytes::new());
+                split.done[part] = Some(Bytes::new());
+                self.give_back_parts(split, split.counted);
+                split.counted = 0;
+            }
+        }
+        if !split.done.iter().all(Option::is_some) {
+            return None;
+        }
+        let merged = match split.kept {
+            Some(_) => {
+                let parts: Vec<Bytes> = split.done.iter_mut().flat_map(Option::take).collect();
+                merge::merge(&split.merge, &parts)
+            }
+            None => {
+                tracing::warn!(
+                    client = self.client.meta.id,
+                    limit,
+                    "merged reply over cluster.max_reply_bytes discarded"
+                );
+                metrics::counter!("respgate_backend_replies_over_limit_total").increment(1);
+                crate::protocol::reply::error(&format!(
+                    "ERR respgate: reply merged from {} parts over cluster.max_reply_bytes \
+                     ({limit} bytes); the command ran, its reply was discarded",
+                    split.parts.len()
+                ))
+            }
+        };
+        self.give_back_parts(split, split.counted);
+        split.counted = 0;
+        Some(merged)
+    }
+
+    /// `n` bytes of `split`'s parts are no longer held (redirected, dropped or merged).
+    pub(super) fn give_back_parts(&self, split: &Split, n: usize) {
+        if n >= crate::budget::COUNTED_MIN {
+            self.output.take_reply(n);
+            split.part_of.fetch_sub(n, Ordering::Relaxed);
+        }
     }
 
     /// The framing limits for the client's login state: Redis's small ones until it has
@@ -116,7 +206,10 @@ impl Drop for Session {
         for p in self.pending.iter_mut() {
             match p {
                 Pending::Remote(r) => take(&mut r.rx),
-                Pending::Split(split) => split.parts.iter_mut().for_each(|r| take(&mut r.rx)),
+                Pending::Split(split) => {
+                    split.parts.iter_mut().for_each(|r| take(&mut r.rx));
+                    output.take_reply(split.counted);
+                }
                 _ => {}
             }
         }
@@ -128,6 +221,9 @@ impl Drop for Session {
         }
         if self.read_charged > 0 {
             output.process().give_back(self.read_charged);
+        }
+        if self.out_charged > 0 {
+            output.release(self.out_charged);
         }
     }
 }

@@ -116,6 +116,7 @@ impl Session {
             r.replies,
             None,
             r.run_as.as_ref(),
+            r.part_of.as_ref(),
         );
         r.hedge = Hedge::Sent(Second {
             rx,

@@ -224,6 +224,14 @@ struct Split {
     merge: merge::Merge,
     started: Instant,
     latency: metrics::Histogram,
+    /// Bytes of this request's parts handed over and still counted (shared with the
+    /// links: parts of one request are not a pile, [`crate::budget`]).
+    part_of: Arc<std::sync::atomic::AtomicUsize>,
+    /// Bytes of the parts in `done` (`None` once over `cluster.max_reply_bytes`: parts
+    /// are dropped as they come and the reply is an error).
+    kept: Option<usize>,
+    /// Of those, the bytes still counted against the client: given back once merged.
+    counted: usize,
 }
 
 struct Remote {
@@ -257,6 +265,11 @@ struct Remote {
     run_as: Option<Arc<crate::backend::NodeIdentity>>,
     /// A script call: how its replies are trusted ([`crate::cluster::redirect`]).
     script: Option<Box<ScriptCall>>,
+    /// One part of a split request: its parts' bytes held ([`Split::part_of`]).
+    part_of: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    /// A large request, kept in an allocation of its own: counted against the client
+    /// and the process until the entry goes ([`REQUEST_COUNTED_MIN`]).
+    _charge: Option<crate::budget::HeldRequest>,
 }
 
 /// A script call in flight. Its error replies are data: only a MOVED for its own slot
@@ -342,6 +355,10 @@ const READ_MIN: usize = 1024;
 const READ_MAX: usize = 64 * 1024;
 /// Buffers emptied above this size are given back instead of kept for reuse.
 const KEEP_MAX: usize = 64 * 1024;
+/// Requests from this size up, kept for their reply, are counted ([`Remote::_charge`]).
+const REQUEST_COUNTED_MIN: usize = 64 * 1024;
+/// The output buffer beyond this is charged to the process budget (`buffers.rs`).
+const OUT_FLOOR: usize = 64 * 1024;
 
 /// Runs one client connection to completion. `shutdown` at DRAIN asks the session to
 /// stop reading, deliver what is in flight and close.
@@ -379,6 +396,7 @@ pub async fn run<R, W>(
         limits,
         output,
         read_charged: 0,
+        out_charged: 0,
         client: ClientState {
             meta,
             tx: None,
@@ -430,6 +448,9 @@ pub async fn run<R, W>(
             s.parse_requests();
         }
         s.drain_ready_heads();
+        if s.out.len() > OUT_FLOOR || s.out_charged > 0 {
+            s.recharge_output();
+        }
         if (s.closing || eof) && s.pending.is_empty() && s.out.is_empty() {
             break;
         }
@@ -650,6 +671,8 @@ struct Session {
     output: Arc<crate::budget::OutputBytes>,
     /// Bytes of `rbuf` beyond [`READ_MAX`] taken from the process budget.
     read_charged: usize,
+    /// Bytes of `out` beyond [`OUT_FLOOR`] charged to the process budget.
+    out_charged: usize,
     rbuf: BytesMut,
     /// How much to reserve when the read buffer runs low.
     read_hint: usize,
@@ -914,6 +937,7 @@ impl Session {
                     run_as,
                     script,
                     hidden,
+                    part_of: None,
                 };
                 let remote = self.forward(request, slot, arrived, latency, how);
                 self.pending.push_back(Pending::Remote(remote));
@@ -1066,12 +1090,15 @@ impl Session {
     /// follows redirections and retries, and once the head's reply is final, moves it
     /// (merged, for a split request) to the output.
     fn on_reply(&mut self, part: usize, result: ReplyResult) {
-        if let Ok(bytes) = &result {
-            self.output.take_reply(bytes.len());
-        }
+        let len = result.as_ref().map_or(0, Bytes::len);
         let Some(mut head) = self.pending.pop_front() else {
+            self.output.take_reply(len);
             return;
         };
+        // A split request's parts stay counted until merged (`merge_part`).
+        if !matches!(head, Pending::Split(_)) {
+            self.output.take_reply(len);
+        }
         let finished = match &mut head {
             Pending::Ready(b) | Pending::Waiting(_, b) => Some((b.clone(), None)),
             Pending::MuteNext | Pending::Task(_) | Pending::Gate(..) | Pending::Held(_) => None,
@@ -1080,20 +1107,13 @@ impl Session {
                 Step::Again => None,
             },
             Pending::Split(split) => match self.advance(&mut split.parts[part], result) {
-                Step::Final(bytes) => {
-                    split.done[part] = Some(bytes);
-                    if split.done.iter().all(Option::is_some) {
-                        let parts: Vec<Bytes> =
-                            split.done.iter_mut().flat_map(Option::take).collect();
-                        Some((
-                            merge::merge(&split.merge, &parts),
-                            Some((split.started, split.latency.clone())),
-                        ))
-                    } else {
-                        None
-                    }
+                Step::Final(bytes) => self
+                    .merge_part(split, part, bytes, len)
+                    .map(|merged| (merged, Some((split.started, split.latency.clone())))),
+                Step::Again => {
+                    self.give_back_parts(split, len);
+                    None
                 }
-                Step::Again => None,
             },
         };
         match finished {

@@ -8,6 +8,7 @@ use crate::backend::{DedicatedLink, Job, LinkError, NodeIdentity, ReplyResult};
 use crate::cluster::redirect::{self, Decision, Origin};
 use crate::protocol::reply;
 use bytes::Bytes;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -25,6 +26,8 @@ pub(super) struct Sending {
     pub script: bool,
     /// See `Remote::hidden`.
     pub hidden: u32,
+    /// See `Remote::part_of`.
+    pub part_of: Option<Arc<AtomicUsize>>,
 }
 
 impl Session {
@@ -44,7 +47,17 @@ impl Session {
             run_as,
             script,
             hidden,
+            part_of,
         } = how;
+        // A large request is kept (for redirections) in an allocation of its own, not
+        // as a slice pinning the client's read buffer, and counted until its entry goes.
+        let (request, charge) = if request.len() >= super::REQUEST_COUNTED_MIN {
+            let own = Bytes::copy_from_slice(&request);
+            let charge = crate::budget::HeldRequest::new(&self.output, own.len());
+            (own, Some(charge))
+        } else {
+            (request, None)
+        };
         let mut ryw_master = None;
         let target = match (replica, slot) {
             (Some(routing::TRACKED_WRITE), Some(slot)) => {
@@ -64,6 +77,7 @@ impl Session {
                 replies,
                 dedicated,
                 run_as.as_ref(),
+                part_of.as_ref(),
             ),
         };
         let script = script.then(|| {
@@ -93,6 +107,8 @@ impl Session {
             run_as,
             script,
             hidden,
+            part_of,
+            _charge: charge,
         }
     }
 
@@ -222,6 +238,7 @@ impl Session {
                 replies,
                 reply: tx,
                 budget: Some(self.output.clone()),
+                part_of: None,
             },
         );
         rx
@@ -264,6 +281,7 @@ impl Session {
             )));
             return;
         }
+        let part_of = Arc::new(AtomicUsize::new(0));
         let parts: Vec<Remote> = parts
             .into_iter()
             .map(|(slot, request, replies)| {
@@ -274,6 +292,7 @@ impl Session {
                     run_as: None,
                     script: false,
                     hidden: 0,
+                    part_of: Some(part_of.clone()),
                 };
                 self.forward(request, slot, arrived, metrics::Histogram::noop(), how)
             })
@@ -285,6 +304,9 @@ impl Session {
             merge,
             started: arrived,
             latency,
+            part_of,
+            kept: Some(0),
+            counted: 0,
         })));
     }
 
@@ -324,6 +346,7 @@ impl Session {
             remote.replies,
             remote.dedicated,
             remote.run_as.as_ref(),
+            remote.part_of.as_ref(),
         );
         remote.retry_at = None;
     }
@@ -342,9 +365,11 @@ impl Session {
         replies: u32,
         dedicated: Option<Pin>,
         run_as: Option<&Arc<NodeIdentity>>,
+        part_of: Option<&Arc<AtomicUsize>>,
     ) -> oneshot::Receiver<ReplyResult> {
         let (tx, rx) = oneshot::channel();
         let job = Job {
+            part_of: part_of.cloned(),
             bytes: request.clone(),
             asking,
             resp3: self.client.resp3,
