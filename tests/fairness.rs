@@ -375,3 +375,46 @@ async fn keyspace_walks_are_served_by_scan_capped_and_bounded_per_user() {
     }
     quiet.flush();
 }
+
+/// HSCAN / SSCAN / ZSCAN: a COUNT above `guards.max_scan_count` (1000) is lowered as
+/// SCAN's is, so one step over a 5,000-field hash (a real hash table, not a listpack)
+/// returns part of it and a cursor to go on with, where COUNT 100000000 reached the node
+/// would have walked it all at once.
+#[tokio::test]
+async fn key_scans_count_is_capped_like_scan() {
+    let proxy = start_proxy(test_config(&shared_cluster_seeds())).await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let key = "fairness:hscan:{h}";
+    let set = "fairness:sscan:{h}";
+    let mut hset: Vec<String> = vec!["HSET".into(), key.into()];
+    let mut sadd: Vec<String> = vec!["SADD".into(), set.into()];
+    for i in 0..5000 {
+        hset.push(format!("f{i}"));
+        hset.push("v".into());
+        sadd.push(format!("m{i}"));
+    }
+    c.command(&["DEL", key, set]).await;
+    assert_eq!(c.command(&hset).await, b":5000\r\n");
+    assert_eq!(c.command(&sadd).await, b":5000\r\n");
+    for (cmd, k) in [("HSCAN", key), ("SSCAN", set)] {
+        let reply = c.command(&[cmd, k, "0", "COUNT", "100000000"]).await;
+        // *2 $<n> <cursor> *<items>
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        let mut lines = text.split("\r\n");
+        assert_eq!(lines.next(), Some("*2"), "{cmd}: {}", show(&reply[..64]));
+        lines.next();
+        let cursor = lines.next().unwrap();
+        let items: usize = lines.next().unwrap()[1..].parse().unwrap();
+        assert_ne!(cursor, "0", "{cmd} walked the whole key in one step");
+        assert!(items < 5000 * 2, "{cmd}: {items} items in one step");
+    }
+    // Below the cap, and options the cap does not touch, reach the node as sent.
+    let reply = c
+        .command(&["HSCAN", key, "0", "COUNT", "10", "MATCH", "f1*"])
+        .await;
+    assert!(reply.starts_with(b"*2\r\n"), "{}", show(&reply));
+    let reply = c.command(&["HSCAN", key, "0", "COUNT", "0"]).await;
+    assert_eq!(show(&reply), "-ERR syntax error\\r\\n");
+    c.command(&["DEL", key, set]).await;
+    proxy.shutdown().await;
+}

@@ -432,15 +432,7 @@ fn scan(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>, max_count: u64
     let capped = max_count.to_string();
     let mut words: Vec<&[u8]> = args.iter().collect();
     words[1] = node_cursor.as_bytes();
-    for i in (2..words.len().saturating_sub(1)).step_by(2) {
-        // Only a valid COUNT above the cap: anything else reaches the node as it is
-        // (and gets Redis's own error).
-        let above = words[i].eq_ignore_ascii_case(b"count")
-            && parse_int(words[i + 1]).is_some_and(|n| n > max_count as i64);
-        if above {
-            words[i + 1] = capped.as_bytes();
-        }
-    }
+    cap_count(&mut words, 2, max_count, &capped);
     let request = reply::command(words);
     Route::Split {
         parts: vec![(topo.shard_slot(shard as usize), request, 1)],
@@ -450,6 +442,31 @@ fn scan(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>, max_count: u64
         },
         latency: info.metrics.latency.clone(),
     }
+}
+
+/// Lowers a COUNT option above `max` (from `words[from]` on, in name/value pairs) to
+/// `capped` (`max`'s text); `true` when it did. Only a valid COUNT above the cap: anything
+/// else reaches the node as it is (and gets Redis's own error).
+fn cap_count<'a>(words: &mut [&'a [u8]], from: usize, max: u64, capped: &'a str) -> bool {
+    let mut lowered = false;
+    for i in (from..words.len().saturating_sub(1)).step_by(2) {
+        let above = words[i].eq_ignore_ascii_case(b"count")
+            && parse_int(words[i + 1]).is_some_and(|n| n > max as i64);
+        if above {
+            words[i + 1] = capped.as_bytes();
+            lowered = true;
+        }
+    }
+    lowered
+}
+
+/// HSCAN / SSCAN / ZSCAN `key cursor [MATCH p] [COUNT n] ...`: the request with a COUNT
+/// above `max` (`guards.max_scan_count`) lowered to it, as SCAN's; `None` when nothing
+/// is above it (the request goes as it came).
+pub(super) fn capped_key_scan(args: Args<'_>, max: u64) -> Option<Bytes> {
+    let capped = max.to_string();
+    let mut words: Vec<&[u8]> = args.iter().collect();
+    cap_count(&mut words, 3, max, &capped).then(|| reply::command(words))
 }
 
 /// CLIENT LIST [TYPE normal|pubsub] [ID id ...]: respgate's own clients that the caller

@@ -398,6 +398,17 @@ fn keyed(
             }
         }
     }
+    // HSCAN / SSCAN / ZSCAN: a COUNT above `guards.max_scan_count` is lowered, as SCAN's
+    // (one step of a huge hash or set would hold its node). The argument count is tested
+    // first, so a GET or SET pays nothing for this.
+    if args.len() >= 5
+        && rewritten.is_none()
+        && info.is_readonly()
+        && matches!(info.name.as_str(), "hscan" | "sscan" | "zscan")
+    {
+        let max = client.guards.set(&ctx.guards, table).max_scan_count;
+        rewritten = local::capped_key_scan(args, max);
+    }
     let replica = match (&ctx.read_policy, keys.first()) {
         (Some(policy), Some(k)) if dedicated.is_none() && !script && info.is_readonly() => {
             policy.bound_for(k.key(args))
