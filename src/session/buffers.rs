@@ -145,6 +145,7 @@ impl Session {
                     .push_back(Pending::Ready(reply::error(&process.refusal())));
                 self.rbuf.clear();
                 self.closing = true;
+                self.linger = true;
                 return false;
             }
             self.read_charged = charge;

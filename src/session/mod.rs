@@ -424,6 +424,7 @@ pub async fn run<R, W>(
         ranges: Vec::with_capacity(8),
         keys: Vec::with_capacity(4),
         closing: false,
+        linger: false,
         reads: 0,
         writes: 0,
         checked_reads: 0,
@@ -585,10 +586,19 @@ pub async fn run<R, W>(
     // What the client held (counted bytes, its own backend connections, walk places)
     // goes back now, not after the goodbye: a TLS flush waits for a peer that may never
     // read (a client closed for not reading), so the goodbye gets a bounded time.
+    let linger = s.linger;
     drop(s);
     let _ = tokio::time::timeout(GOODBYE, async {
         let _ = wr.flush().await;
         let _ = wr.shutdown().await;
+        if linger {
+            // Refused mid-request: the client may still be sending. Closing with its
+            // bytes unread would reset the connection, and a reset can discard the
+            // error reply before the client reads it; read and drop them until it
+            // closes (within GOODBYE).
+            let mut scratch = [0u8; 4096];
+            while matches!(rd.read(&mut scratch).await, Ok(n) if n > 0) {}
+        }
     })
     .await;
 }
@@ -696,6 +706,9 @@ struct Session {
     keys: Vec<crate::commands::KeyRef>,
     /// No more requests are read; the session ends once every reply is written.
     closing: bool,
+    /// Closing mid-request (a protocol error, a refused large request): the client's
+    /// remaining input is drained before the socket closes.
+    linger: bool,
     /// Successful reads and writes, compared at each housekeeping check.
     reads: u64,
     writes: u64,
@@ -761,6 +774,7 @@ impl Session {
                         .push_back(Pending::Ready(Bytes::from(e.reply())));
                     self.rbuf.clear();
                     self.closing = true;
+                    self.linger = true;
                 }
             }
         }
