@@ -193,31 +193,21 @@ impl Session {
 
 impl Drop for Session {
     /// Gives back every byte the client held: replies already handed over to requests
-    /// still queued, messages still in its queue, and its read buffer's charge. A
-    /// receiver closed here makes a link's later hand-over fail, and the link then
-    /// takes its count back itself.
+    /// still queued, its read buffer's and output buffer's charges. (Messages still in
+    /// its subscriber queue are given back by `Subscriptions`' own drop.)
     fn drop(&mut self) {
         let output = &self.output;
-        let take = |rx: &mut tokio::sync::oneshot::Receiver<crate::backend::ReplyResult>| {
-            rx.close();
-            if let Ok(Ok(bytes)) = rx.try_recv() {
-                output.take_reply(bytes.len());
-            }
-        };
         for p in self.pending.iter_mut() {
             match p {
-                Pending::Remote(r) => take(&mut r.rx),
+                Pending::Remote(r) => release_reply(&mut r.rx, output),
                 Pending::Split(split) => {
-                    split.parts.iter_mut().for_each(|r| take(&mut r.rx));
+                    split
+                        .parts
+                        .iter_mut()
+                        .for_each(|r| release_reply(&mut r.rx, output));
                     output.take_reply(split.counted);
                 }
                 _ => {}
-            }
-        }
-        if let Some(subs) = self.client.subs.as_mut() {
-            subs.rx.close();
-            while let Ok(m) = subs.rx.try_recv() {
-                output.take_message(m.len());
             }
         }
         if self.read_charged > 0 {
@@ -226,5 +216,19 @@ impl Drop for Session {
         if self.out_charged > 0 {
             output.release(self.out_charged);
         }
+    }
+}
+
+/// Closes a reply receiver nobody will read and takes back the reply it may already
+/// hold from the client's count. Once closed, a link's later hand-over fails and the
+/// link takes its count back itself; a receiver simply dropped would keep a reply that
+/// had arrived counted for good.
+pub(super) fn release_reply(
+    rx: &mut tokio::sync::oneshot::Receiver<crate::backend::ReplyResult>,
+    output: &crate::budget::OutputBytes,
+) {
+    rx.close();
+    if let Ok(Ok(bytes)) = rx.try_recv() {
+        output.take_reply(bytes.len());
     }
 }

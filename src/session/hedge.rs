@@ -41,19 +41,13 @@ pub(super) struct Second {
 impl Second {
     /// Closes `rx` and takes back the reply it may already hold.
     fn release(&self, rx: &mut oneshot::Receiver<ReplyResult>) {
-        rx.close();
-        if let Ok(Ok(bytes)) = rx.try_recv() {
-            self.output.take_reply(bytes.len());
-        }
+        super::buffers::release_reply(rx, &self.output);
     }
 }
 
 impl Drop for Second {
     fn drop(&mut self) {
-        self.rx.close();
-        if let Ok(Ok(bytes)) = self.rx.try_recv() {
-            self.output.take_reply(bytes.len());
-        }
+        super::buffers::release_reply(&mut self.rx, &self.output);
     }
 }
 
