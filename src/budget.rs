@@ -41,7 +41,7 @@
 //! `max_pending_replies` of them wait per client, a few MiB at the defaults.
 
 use crate::shutdown::{Shutdown, STOP};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -248,9 +248,13 @@ pub struct OutputBytes {
     /// reply that crosses the hard limit closes the client at once, even while its
     /// session sleeps waiting for a socket that never drains.
     kill: Arc<Shutdown>,
-    overflow: std::sync::Mutex<Option<Overflow>>,
-    killed: AtomicBool,
+    /// Why the client was closed for its bytes: [`OPEN`] until then, else an
+    /// [`Overflow`] as `u8` (set once; links test it per counted reply, lock-free).
+    closed: AtomicU8,
 }
+
+/// [`OutputBytes::closed`] of a client not closed for its bytes.
+const OPEN: u8 = 0;
 
 impl OutputBytes {
     pub fn new(limits: OutputLimits, process: Arc<ClientBuffers>, kill: Arc<Shutdown>) -> Self {
@@ -260,8 +264,7 @@ impl OutputBytes {
             limits,
             process,
             kill,
-            overflow: std::sync::Mutex::new(None),
-            killed: AtomicBool::new(false),
+            closed: AtomicU8::new(OPEN),
         }
     }
 
@@ -304,13 +307,30 @@ impl OutputBytes {
 
     /// Why the client was closed for its bytes, if it was.
     pub fn overflow(&self) -> Option<Overflow> {
-        *self.overflow.lock().unwrap_or_else(|p| p.into_inner())
+        match self.closed.load(Ordering::Relaxed) {
+            OPEN => None,
+            1 => Some(Overflow::Replies),
+            2 => Some(Overflow::Messages),
+            _ => Some(Overflow::Process),
+        }
+    }
+
+    fn killed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed) != OPEN
     }
 
     /// Closes the client (once) for `why`.
     pub fn close(&self, why: Overflow) {
-        if !self.killed.swap(true, Ordering::Relaxed) {
-            *self.overflow.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        let code = match why {
+            Overflow::Replies => 1,
+            Overflow::Messages => 2,
+            Overflow::Process => 3,
+        };
+        if self
+            .closed
+            .compare_exchange(OPEN, code, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
             self.kill.raise(STOP);
         }
     }
@@ -334,7 +354,7 @@ impl OutputBytes {
         if len < COUNTED_MIN {
             return true;
         }
-        if self.killed.load(Ordering::Relaxed) {
+        if self.killed() {
             return false;
         }
         let before = self.held.fetch_add(len, Ordering::Relaxed);
@@ -363,7 +383,7 @@ impl OutputBytes {
     /// [`COUNTED_MIN`] bytes or more must be a [`shared_frame`], which is what the process
     /// budget counts (once for every subscriber); a smaller one is counted here.
     pub fn queue_message(&self, len: usize) -> bool {
-        if self.killed.load(Ordering::Relaxed) {
+        if self.killed() {
             return false;
         }
         let now = self.held.fetch_add(len, Ordering::Relaxed) + len;
