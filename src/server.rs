@@ -198,11 +198,18 @@ impl Proxy {
             tokio::spawn(async move {
                 loop {
                     ctx.client_buffers.over.notified().await;
-                    // Closed clients give their bytes back at their next pass; others
-                    // may keep growing meanwhile: look again until the budget holds.
-                    while ctx.client_buffers.excess() > 0 {
-                        ctx.registry.evict_largest(&ctx.client_buffers);
+                    // Only an excess that lasts: within one pass of a session the same
+                    // bytes may be counted twice for a moment (a large request copied
+                    // out of a read buffer whose charge is given back at the end of the
+                    // pass), and evicting on that closed an innocent client. Closed
+                    // clients give their bytes back at their next pass; others may keep
+                    // growing meanwhile: look again until the budget holds.
+                    loop {
                         tokio::time::sleep(Duration::from_millis(50)).await;
+                        if ctx.client_buffers.excess() == 0 {
+                            break;
+                        }
+                        ctx.registry.evict_largest(&ctx.client_buffers);
                     }
                 }
             })
