@@ -342,13 +342,23 @@ impl DevCluster {
 
     /// The master serving `slot`, per `CLUSTER SLOTS` of a live node.
     ///
+    /// A slot can be briefly unassigned in a node's view while a failover settles (the
+    /// answering node has not yet seen the promotion): asked again for up to 10 s.
+    ///
     /// # Panics
-    /// If no running node answers or the slot is unassigned.
+    /// If no running node answers or the slot stays unassigned.
     pub fn master_for_slot(&self, slot: u16) -> SocketAddr {
-        let map = self.ask("CLUSTER SLOTS", |a| self.slot_map(a));
-        match map.iter().find(|(lo, hi, _)| (*lo..=*hi).contains(&slot)) {
-            Some((_, _, owner)) => *owner,
-            None => panic!("slot {slot} is not assigned in the dev cluster: {map:?}"),
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let map = self.ask("CLUSTER SLOTS", |a| self.slot_map(a));
+            if let Some((_, _, owner)) = map.iter().find(|(lo, hi, _)| (*lo..=*hi).contains(&slot))
+            {
+                return *owner;
+            }
+            if std::time::Instant::now() >= deadline {
+                panic!("slot {slot} is not assigned in the dev cluster: {map:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
