@@ -127,11 +127,8 @@ impl ClientBuffers {
     }
 
     /// The refusal for a request that needs buffer space the budget no longer has.
-    pub fn refusal(&self) -> String {
-        format!(
-            "ERR respgate: client buffers are full (server.max_client_buffer_bytes = {}); retry later",
-            self.limit
-        )
+    pub fn refusal(&self) -> crate::protocol::refusal::Refusal {
+        crate::protocol::refusal::Refusal::ClientBuffersFull(self.limit)
     }
 }
 

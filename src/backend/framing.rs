@@ -131,10 +131,11 @@ pub(super) fn handshake_reply(buf: &[u8], limit: usize) -> std::io::Result<Optio
 
 /// What the client gets instead of a reply over the limit. The command did run.
 fn over_limit_error(addr: &str, limit: usize) -> Bytes {
-    crate::protocol::reply::error(&format!(
-        "ERR respgate: reply from {addr} over cluster.max_reply_bytes ({limit} bytes); \
-         the command ran, its reply was discarded"
-    ))
+    crate::protocol::refusal::Refusal::ReplyTooLarge {
+        addr: addr.to_string(),
+        limit,
+    }
+    .reply()
 }
 
 fn invalid(why: &str) -> std::io::Error {

@@ -4,6 +4,7 @@
 
 use super::Cluster;
 use crate::backend::Node;
+use crate::protocol::refusal::Refusal;
 use crate::protocol::reply;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -36,11 +37,13 @@ impl ScanError {
     pub fn reply(self, what: &str, node: &Node) -> Bytes {
         match self {
             ScanError::Node(e) => e,
-            ScanError::Link(why) => reply::error(&format!(
-                "ERR respgate: {what} (served by SCAN) failed on {}: {why}",
-                node.addr()
-            )),
-            ScanError::Unreadable => reply::error("ERR respgate: unreadable SCAN reply"),
+            ScanError::Link(why) => Refusal::ScanFailed {
+                what: what.to_string(),
+                addr: node.addr().to_string(),
+                why: why.to_string(),
+            }
+            .reply(),
+            ScanError::Unreadable => Refusal::UnreadableScan.reply(),
         }
     }
 }

@@ -33,6 +33,7 @@
 use crate::acl::glob::Pattern;
 use crate::commands::{CommandInfo, KeyFlags, KeyRef};
 use crate::config::{TtlMode, TtlOverMax, TtlRuleConfig};
+use crate::protocol::refusal::Refusal;
 use crate::protocol::reply::{self, put_bulk};
 use crate::protocol::Args;
 use bytes::{Bytes, BytesMut};
@@ -339,11 +340,11 @@ impl TtlPolicy {
                 continue;
             };
             if rule.mode == TtlMode::Reject && name == "set" {
-                return Err(reply::error(&format!(
-                    "ERR respgate: keys matching '{}' need an expiry: add EX, PX, EXAT or PXAT (TTL policy, at most {}s)",
-                    rule.source,
-                    rule.max.map_or(rule.seconds, |(m, _)| m)
-                )));
+                return Err(Refusal::TtlNeeded {
+                    pattern: rule.source.clone(),
+                    max_secs: rule.max.map_or(rule.seconds, |(m, _)| m),
+                }
+                .reply());
             }
             covered(key, rule);
         }
@@ -352,11 +353,11 @@ impl TtlPolicy {
 
     fn refuse_persist(&self, name: &str, args: Args<'_>) -> Result<Option<Bytes>, Bytes> {
         match args.try_get(1).and_then(|k| self.rule_for(k)) {
-            Some(r) => Err(reply::error(&format!(
-                "ERR respgate: keys matching '{}' must keep an expiry ({} refused by the TTL policy)",
-                r.source,
-                name.to_uppercase()
-            ))),
+            Some(r) => Err(Refusal::TtlMustStay {
+                pattern: r.source.clone(),
+                command: name.to_uppercase(),
+            }
+            .reply()),
             None => Ok(None),
         }
     }
@@ -407,13 +408,14 @@ impl TtlPolicy {
             return Ok(None);
         }
         if over == TtlOverMax::Reject {
-            return Err(reply::error(&format!(
-                "ERR respgate: {} {} on '{}' is over the TTL policy's max_seconds ({max}) for keys matching '{}'",
-                name.to_uppercase(),
-                String::from_utf8_lossy(args.get(index)),
-                String::from_utf8_lossy(args.get(1)),
-                rule.source,
-            )));
+            return Err(Refusal::TtlOverMax {
+                command: name.to_uppercase(),
+                value: String::from_utf8_lossy(args.get(index)).into_owned(),
+                key: String::from_utf8_lossy(args.get(1)).into_owned(),
+                max: max as u64,
+                pattern: rule.source.clone(),
+            }
+            .reply());
         }
         metrics::counter!("respgate_ttl_capped_total").increment(1);
         let capped = capped.to_string();

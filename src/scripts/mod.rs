@@ -29,6 +29,7 @@ use crate::cluster::Cluster;
 use crate::commands::CommandTable;
 use crate::config::{ScriptIsolation, ScriptsConfig};
 use crate::guards::GuardSet;
+use crate::protocol::refusal::Refusal;
 use crate::protocol::Args;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -225,17 +226,12 @@ impl Scripts {
         table: &Arc<CommandTable>,
     ) -> Decision {
         let Some(user) = user else {
-            return Decision::Refuse(crate::protocol::reply::error(
-                "NOAUTH Authentication required.",
-            ));
+            return Decision::Refuse(Refusal::NoAuth.reply());
         };
         match self.isolation {
             ScriptIsolation::Acl => match self.identity(&user.name, table) {
                 Some(id) => Decision::As(id),
-                None => Decision::Refuse(crate::protocol::reply::error(&format!(
-                    "ERR respgate: no node identity for user '{}' yet; scripts cannot run",
-                    user.name
-                ))),
+                None => Decision::Refuse(Refusal::NoScriptIdentity(user.name.clone()).reply()),
             },
             ScriptIsolation::Allowlist if user.unrestricted => Decision::AsRespgate,
             ScriptIsolation::Allowlist => {
@@ -251,12 +247,8 @@ impl Scripts {
                 };
                 match sha {
                     Some(sha) if self.allowed.contains(&sha) => Decision::AsRespgate,
-                    Some(sha) => Decision::Refuse(crate::protocol::reply::error(&format!(
-                        "NOPERM respgate: script {sha} is not in scripts.allowed_sha1 (isolation \"allowlist\": restricted users run only allow-listed scripts)"
-                    ))),
-                    None => Decision::Refuse(crate::protocol::reply::error(
-                        "NOPERM respgate: functions are not available to restricted users with scripts.isolation = \"allowlist\"",
-                    )),
+                    Some(sha) => Decision::Refuse(Refusal::ScriptNotAllowed(sha).reply()),
+                    None => Decision::Refuse(Refusal::FunctionsNotAllowed.reply()),
                 }
             }
         }

@@ -12,7 +12,7 @@
 
 use super::{merge, Pending, Session, Split, OUT_FLOOR, READ_MAX};
 use crate::budget::Overflow;
-use crate::protocol::reply;
+use crate::protocol::refusal::Refusal;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 
@@ -90,11 +90,11 @@ impl Session {
                     "merged reply over cluster.max_reply_bytes discarded"
                 );
                 metrics::counter!("respgate_backend_replies_over_limit_total").increment(1);
-                crate::protocol::reply::error(&format!(
-                    "ERR respgate: reply merged from {} parts over cluster.max_reply_bytes \
-                     ({limit} bytes); the command ran, its reply was discarded",
-                    split.parts.len()
-                ))
+                Refusal::MergedReplyTooLarge {
+                    parts: split.parts.len(),
+                    limit,
+                }
+                .reply()
             }
         };
         self.give_back_parts(split, split.counted);
@@ -142,7 +142,7 @@ impl Session {
                 metrics::counter!("respgate_requests_refused_total", "limit" => "max_client_buffer_bytes")
                     .increment(1);
                 self.pending
-                    .push_back(Pending::Ready(reply::error(&process.refusal())));
+                    .push_back(Pending::Ready(process.refusal().reply()));
                 self.rbuf.clear();
                 self.closing = true;
                 self.linger = true;

@@ -14,6 +14,7 @@
 
 use crate::backend::Node;
 use crate::cluster::Cluster;
+use crate::protocol::refusal::Refusal;
 use crate::protocol::reply;
 use crate::protocol::scan::{parse_int, scan_reply};
 use bytes::Bytes;
@@ -66,7 +67,7 @@ async fn ask_all(
 async fn run(cluster: &Cluster, client_id: u64, resp3: bool, args: &[Bytes]) -> Bytes {
     let nodes = every_node(cluster);
     if nodes.is_empty() {
-        return reply::error("CLUSTERDOWN The cluster is down (respgate knows no node yet)");
+        return Refusal::NoNodeKnown.reply();
     }
     let names: Vec<&Bytes> = args.iter().skip(2).step_by(2).collect();
 
@@ -91,9 +92,11 @@ async fn run(cluster: &Cluster, client_id: u64, resp3: bool, args: &[Bytes]) -> 
             Ok(values) => values,
             Err(why) => {
                 let addr = node.addr();
-                return reply::error(&format!(
-                    "ERR respgate: CONFIG SET not applied: cannot read the values on {addr}: {why}"
-                ));
+                return Refusal::ConfigSetUnread {
+                    addr: addr.to_string(),
+                    why: why.to_string(),
+                }
+                .reply();
             }
         };
         previous.push(values);
@@ -105,10 +108,13 @@ async fn run(cluster: &Cluster, client_id: u64, resp3: bool, args: &[Bytes]) -> 
     let refusal = answers.iter().zip(&nodes).find_map(|(a, node)| match a {
         Ok(bytes) if bytes.first() == Some(&b'-') => Some(bytes.clone()),
         Ok(_) => None,
-        Err(why) => Some(reply::error(&format!(
-            "ERR respgate: CONFIG SET on {}: {why}",
-            node.addr()
-        ))),
+        Err(why) => Some(
+            Refusal::ConfigSetFailed {
+                addr: node.addr().to_string(),
+                why: why.to_string(),
+            }
+            .reply(),
+        ),
     });
     let Some(refusal) = refusal else {
         return Bytes::from_static(reply::OK);

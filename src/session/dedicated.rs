@@ -18,7 +18,7 @@
 
 use crate::acl::User;
 use crate::guards::in_flight::{Held, PerUser};
-use crate::protocol::reply;
+use crate::protocol::refusal::Refusal;
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -79,25 +79,28 @@ impl Quota {
         let own = user.and_then(|u| u.max_dedicated);
         let max = own.unwrap_or(self.default_per_user);
         let held = self.per_user.try_hold(name, max).map_err(|held| {
-            metrics::counter!("respgate_dedicated_refused_total", "limit" => "user")
-                .increment(1);
+            metrics::counter!("respgate_dedicated_refused_total", "limit" => "user").increment(1);
             let limit = match own {
-                Some(n) => format!("max_dedicated_connections = {n} of user '{name}' in [[auth.users]]"),
+                Some(n) => {
+                    format!("max_dedicated_connections = {n} of user '{name}' in [[auth.users]]")
+                }
                 None => format!("server.max_dedicated_per_user = {max}"),
             };
-            reply::error(&format!(
-                "ERR respgate: {} refused: user '{name}' already holds {held} connections of its own (blocking commands, WATCH), its limit ({limit})",
-                pin.what()
-            ))
+            Refusal::DedicatedPerUser {
+                what: pin.what(),
+                user: name.to_string(),
+                held,
+                limit,
+            }
+            .reply()
         })?;
         let global = self.global.clone().try_acquire_owned().map_err(|_| {
-            metrics::counter!("respgate_dedicated_refused_total", "limit" => "global")
-                .increment(1);
-            reply::error(&format!(
-                "ERR respgate: {} refused: every connection of clients' own is taken (server.max_dedicated_connections = {}, for all users together)",
-                pin.what(),
-                self.max_global
-            ))
+            metrics::counter!("respgate_dedicated_refused_total", "limit" => "global").increment(1);
+            Refusal::DedicatedGlobal {
+                what: pin.what(),
+                max: self.max_global,
+            }
+            .reply()
         })?;
         Ok(Place {
             _user: held,

@@ -5,6 +5,7 @@
 //! each a complete RESP reply; an error from any part is the merged reply (the first one,
 //! in part order), so a client never sees a half-merged answer.
 
+use crate::protocol::refusal::Refusal;
 use crate::protocol::reply::{put_array_header, put_bulk};
 use crate::protocol::value::{array_items, bulk_payload, bulk_text, integer, is_null};
 use bytes::{Bytes, BytesMut};
@@ -122,9 +123,7 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
             };
         }
     };
-    merged.unwrap_or_else(|| {
-        Bytes::from_static(b"-ERR respgate: a node's reply could not be merged\r\n")
-    })
+    merged.unwrap_or_else(|| Refusal::Unmergeable.reply())
 }
 
 fn sum(parts: &[Bytes]) -> Option<Bytes> {

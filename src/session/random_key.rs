@@ -19,6 +19,7 @@ use crate::acl::{User, READ};
 use crate::cluster::keyspace::{self, scan_step};
 use crate::cluster::Cluster;
 use crate::guards::in_flight::WalkHold;
+use crate::protocol::refusal::Refusal;
 use crate::protocol::reply;
 use bytes::Bytes;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -66,9 +67,7 @@ async fn run(cluster: &Cluster, client_id: u64, resp3: bool, user: &User) -> Byt
     let mut masters: Vec<_> = {
         match keyspace::masters(cluster) {
             Some(m) => m,
-            None => {
-                return reply::error("CLUSTERDOWN The cluster is down (respgate knows no node yet)")
-            }
+            None => return Refusal::NoNodeKnown.reply(),
         }
     };
     masters.shuffle(&mut rand::rng());
@@ -81,9 +80,7 @@ async fn run(cluster: &Cluster, client_id: u64, resp3: bool, user: &User) -> Byt
             let mut cursor = Bytes::from(first);
             loop {
                 if calls == MAX_SCAN_CALLS {
-                    return reply::error(&format!(
-                        "ERR respgate: RANDOMKEY found none of this user's keys within {MAX_SCAN_CALLS} SCAN calls (its limit for users limited to key patterns); use SCAN with MATCH"
-                    ));
+                    return Refusal::RandomKeyNotFound(MAX_SCAN_CALLS).reply();
                 }
                 calls += 1;
                 let step = scan_step(&node, client_id, &cursor, pattern.as_deref(), b"1000");

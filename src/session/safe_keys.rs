@@ -17,7 +17,8 @@ use crate::acl::{User, READ};
 use crate::cluster::keyspace::{self, scan_step};
 use crate::cluster::Cluster;
 use crate::guards::in_flight::WalkHold;
-use crate::protocol::reply::{self, put_array_header, put_bulk};
+use crate::protocol::refusal::Refusal;
+use crate::protocol::reply::{put_array_header, put_bulk};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -46,7 +47,7 @@ async fn run(
     filter: Option<&User>,
 ) -> Bytes {
     let Some(masters) = keyspace::masters(cluster) else {
-        return reply::error("CLUSTERDOWN The cluster is down (respgate knows no node yet)");
+        return Refusal::NoNodeKnown.reply();
     };
     let mut keys: Vec<Bytes> = Vec::new();
     let mut bytes = 0usize;
@@ -64,9 +65,7 @@ async fn run(
                 }
                 if keys.len() >= max {
                     metrics::counter!("respgate_safe_keys_overflow_total").increment(1);
-                    return reply::error(&format!(
-                        "ERR respgate: KEYS matches more than {max} keys (guards.max_keys_reply); use SCAN with MATCH and a narrower pattern"
-                    ));
+                    return Refusal::TooManyKeys(max).reply();
                 }
                 bytes += k.len();
                 keys.push(k);

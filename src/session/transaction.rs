@@ -176,9 +176,7 @@ pub fn hold(
     let len = command.len();
     let held = tx.charge.as_ref().map_or(0, |c| c.bytes());
     let refusal = if held.saturating_add(len) > limit {
-        Some(format!(
-            "ERR respgate: transaction longer than server.max_transaction_bytes ({limit} bytes)"
-        ))
+        Some(crate::protocol::refusal::Refusal::TransactionTooLong(limit))
     } else {
         let charge = tx
             .charge
@@ -189,7 +187,7 @@ pub fn hold(
         tx.aborted = true;
         tx.queued = Vec::new();
         tx.charge = None;
-        return reply::error(&refusal);
+        return refusal.reply();
     }
     // A small command is a slice of a read buffer it would pin whole until EXEC.
     let command = if len < crate::budget::COUNTED_MIN {

@@ -1,0 +1,742 @@
+//! Every error respgate answers on its own, typed, and rendered in one place.
+//!
+//! **Job.** A [`Refusal`] names why a request is refused; its `Display` (by `thiserror`)
+//! is the exact error text a client reads, and [`Refusal::reply`] frames it as a RESP
+//! error. Where Redis 7.0 has the same refusal, the text is Redis's own, byte for byte
+//! (`NOAUTH`, `WRONGPASS`, `NOPERM`, `CROSSSLOT`, `EXECABORT`, `ERR syntax error`, ...),
+//! so a client written for one Redis branches on it unchanged. Where the refusal is
+//! respgate's own, the text starts `ERR respgate:` (or the Redis code the situation
+//! resembles, e.g. `CLUSTERDOWN respgate:`) and names the option or rule that refused,
+//! so an operator knows which knob to turn.
+//!
+//! **Why typed.** As rustls does with its alerts: callers branch on a variant, not on
+//! text; a test pins each variant's text (`tests` below lists every variant through an
+//! exhaustive match, so a new variant without a pinned text does not compile); and the
+//! wording lives here rather than in format strings scattered over the session.
+//!
+//! **Must not.** Be built on the hot path of a request that passes: a refusal may
+//! allocate (it is the cold path). Errors a node sends are forwarded as the node wrote
+//! them and never pass through here; Redis's errors that depend on the request bytes
+//! (unknown command, wrong arity) are in `commands::replies`, which quotes the request.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+/// Why a `CROSSSLOT` was answered, when respgate adds a reason to Redis's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrossSlotWhy {
+    /// Redis's text alone.
+    Plain,
+    /// A transaction's keys span slots (one pinned node connection runs it).
+    Transaction,
+    /// WATCHed keys span slots.
+    Watch,
+    /// MSETNX over several slots cannot keep its all-or-nothing guarantee.
+    Msetnx,
+}
+
+/// Which of respgate's own lockouts refused a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockedOutScope {
+    /// This user at this address (`auth.max_failures`).
+    User,
+    /// Every user at this address (`auth.max_unknown_user_failures`).
+    Address,
+}
+
+/// A refusal respgate answers itself. `Display` is the error text without the leading
+/// `-` and the trailing CRLF.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    // ---- Redis's own texts --------------------------------------------------------
+    /// A command before AUTH.
+    #[error("NOAUTH Authentication required.")]
+    NoAuth,
+    /// HELLO with a protocol version before AUTH.
+    #[error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")]
+    HelloNoAuth,
+    /// Wrong user name or password (the same text for both).
+    #[error("WRONGPASS invalid username-password pair or user is disabled.")]
+    WrongPass,
+    /// `AUTH <password>` while the default user has none.
+    #[error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")]
+    NoDefaultPassword,
+    /// The user may not run this command (its lowercase name, `config|get` style).
+    #[error("NOPERM this user has no permissions to run the '{0}' command")]
+    NoPermCommand(String),
+    /// The user may not touch one of the keys.
+    #[error("NOPERM this user has no permissions to access one of the keys used as arguments")]
+    NoPermKey,
+    /// The user may not use one of the channels.
+    #[error("NOPERM this user has no permissions to access one of the channels used as arguments")]
+    NoPermChannel,
+    /// SORT's BY or GET option needs read access to every key.
+    #[error("ERR {0} option of SORT denied due to insufficient ACL permissions.")]
+    SortOptionDenied(&'static str),
+    /// Keys (or shard channels) of more than one slot.
+    #[error("CROSSSLOT Keys in request don't hash to the same slot{}", cross_slot_why(*.0))]
+    CrossSlot(CrossSlotWhy),
+    /// EXEC after a refused command in the transaction.
+    #[error("EXECABORT Transaction discarded because of previous errors.")]
+    ExecAbort,
+    /// A refused EXEC: Redis words the refusal as the transaction's abort.
+    #[error("EXECABORT Transaction discarded because of: {0}")]
+    ExecAbortBecause(String),
+    /// MULTI inside MULTI.
+    #[error("ERR MULTI calls can not be nested")]
+    NestedMulti,
+    /// EXEC with no MULTI.
+    #[error("ERR EXEC without MULTI")]
+    ExecWithoutMulti,
+    /// DISCARD with no MULTI.
+    #[error("ERR DISCARD without MULTI")]
+    DiscardWithoutMulti,
+    /// WATCH inside MULTI.
+    #[error("ERR WATCH inside MULTI is not allowed")]
+    WatchInMulti,
+    /// A command other than (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, QUIT, RESET in
+    /// subscribed mode (the command's lowercase name).
+    #[error("ERR Can't execute '{0}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")]
+    SubscribedMode(String),
+    /// A malformed request.
+    #[error("ERR syntax error")]
+    Syntax,
+    /// An argument that should be an integer.
+    #[error("ERR value is not an integer or out of range")]
+    NotAnInteger,
+    /// A count that must be positive.
+    #[error("ERR value is out of range, must be positive")]
+    NotPositive,
+    /// SELECT of a database other than 0.
+    #[error("ERR DB index is out of range")]
+    DbIndexOutOfRange,
+    /// CLUSTER and ASKING: respgate presents a standalone server.
+    #[error("ERR This instance has cluster support disabled")]
+    ClusterSupportDisabled,
+    /// HELLO with a version that is not 2 or 3.
+    #[error("ERR Protocol version is not an integer or out of range")]
+    ProtocolVersion,
+    /// SCAN with a cursor respgate did not hand out.
+    #[error("ERR invalid cursor")]
+    InvalidCursor,
+    /// CLIENT KILL ID / CLIENT UNBLOCK with an id that is not a number.
+    #[error("ERR Invalid client ID")]
+    InvalidClientId,
+    /// CLIENT KILL ID 0 or below.
+    #[error("ERR client-id should be greater than 0")]
+    ClientIdNotPositive,
+    /// CLIENT KILL of a client that does not exist (or is not the caller's to see).
+    #[error("ERR No such client")]
+    NoSuchClient,
+    /// CLIENT LIST TYPE with an unknown type.
+    #[error("ERR Unknown client type '{0}'")]
+    UnknownClientType(String),
+    /// CLIENT UNBLOCK with a reason other than TIMEOUT or ERROR.
+    #[error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")]
+    UnblockReason,
+    /// CLIENT CACHING outside OPTIN/OPTOUT tracking.
+    #[error("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled")]
+    CachingWithoutTracking,
+
+    // ---- respgate's own: the cluster is not (yet) reachable -----------------------
+    /// No command table yet: respgate has not reached any node.
+    #[error("CLUSTERDOWN The cluster is down (respgate has not reached any node yet)")]
+    NoNodeReached,
+    /// No topology yet.
+    #[error("CLUSTERDOWN The cluster is down (respgate knows no master yet)")]
+    NoMasterKnown,
+    /// No node known yet.
+    #[error("CLUSTERDOWN The cluster is down (respgate knows no node yet)")]
+    NoNodeKnown,
+    /// A request that could not be sent before `retry_deadline_ms` (never written to a
+    /// node, so it did not run).
+    #[error("CLUSTERDOWN respgate: {0}")]
+    NotSent(String),
+
+    // ---- respgate's own: not supported or not allowed through one endpoint ---------
+    /// Not supported yet, with what it would need.
+    #[error("ERR respgate: {what} is not supported yet ({why})")]
+    NotSupportedYet {
+        /// The command, uppercase with spaces (`SCRIPT KILL`).
+        what: Cow<'static, str>,
+        /// What it would need.
+        why: &'static str,
+    },
+    /// Administrative commands that belong on a node (uppercase name).
+    #[error("ERR respgate: {0} is not allowed through the proxy; run it on a node")]
+    RunOnANode(String),
+    /// SWAPDB / MOVE: a cluster has only database 0 (uppercase name).
+    #[error("ERR respgate: {0} is not allowed: a Redis Cluster has only database 0")]
+    OnlyDatabaseZero(String),
+    /// SCRIPT DEBUG.
+    #[error("ERR respgate: SCRIPT DEBUG is not supported (the Lua debugger would take over a node connection other clients share)")]
+    ScriptDebug,
+    /// CLIENT TRACKING ON.
+    #[error("ERR respgate: CLIENT TRACKING is not supported: client-side caching needs invalidation messages from every node for this connection's keys, which respgate does not relay")]
+    ClientTracking,
+    /// FUNCTION LIST WITHCODE by a restricted user who is no admin.
+    #[error("ERR respgate: FUNCTION LIST WITHCODE shows every team's library code: admins only ([guards] admins)")]
+    FunctionCodeAdminsOnly,
+    /// ACL SETUSER and friends: users live in the config file (uppercase subcommand).
+    #[error("ERR respgate: ACL {0} is not available: respgate's users live in its config file ([[auth.users]]); edit it and send SIGHUP")]
+    AclInConfigFile(String),
+    /// COMMAND before the table is loaded.
+    #[error("ERR respgate: command table not loaded")]
+    CommandTableNotLoaded,
+    /// SCAN's cursor has 8 bits for the shard.
+    #[error("ERR respgate: SCAN supports clusters of up to 255 masters")]
+    ScanTooManyMasters,
+    /// Key positions respgate cannot find: it never routes on a guess (lowercase name).
+    #[error("ERR respgate: cannot tell which keys '{0}' touches, so it cannot be routed")]
+    KeysUnknown(String),
+    /// A command that runs on several nodes, queued in MULTI (uppercase, spaced name).
+    #[error(
+        "ERR respgate: {0} cannot be queued in a transaction (it is not a single-node command)"
+    )]
+    NotQueueable(String),
+    /// A guarded command served by SCAN or counted in the cluster, in MULTI.
+    #[error("ERR respgate: {0} cannot be queued in MULTI under its guard rule (served by SCAN or counted in the cluster)")]
+    GuardNotInMulti(String),
+    /// The transaction module asked about a command that is not one of its own.
+    #[error("ERR respgate: not a transaction command")]
+    NotATransactionCommand,
+
+    // ---- respgate's own: a limit refused (each names its option) -------------------
+    /// A login locked out after failures.
+    #[error("ERR respgate: too many failed authentication attempts{} from {addr} ({}); retry in {wait_secs}s", locked_whom(*.scope), locked_option(*.scope))]
+    LockedOut {
+        /// User-and-address or address-wide.
+        scope: LockedOutScope,
+        /// The client's address.
+        addr: std::net::IpAddr,
+        /// Seconds until the lockout ends (at least 1).
+        wait_secs: u64,
+    },
+    /// CLIENT SETNAME over `server.max_client_name_bytes`.
+    #[error("ERR respgate: client name longer than server.max_client_name_bytes ({0} bytes)")]
+    ClientNameTooLong(usize),
+    /// A transaction's queued bytes over `server.max_transaction_bytes`.
+    #[error("ERR respgate: transaction longer than server.max_transaction_bytes ({0} bytes)")]
+    TransactionTooLong(usize),
+    /// The process budget for client buffers is spent.
+    #[error(
+        "ERR respgate: client buffers are full (server.max_client_buffer_bytes = {0}); retry later"
+    )]
+    ClientBuffersFull(usize),
+    /// One node's reply over `cluster.max_reply_bytes`.
+    #[error("ERR respgate: reply from {addr} over cluster.max_reply_bytes ({limit} bytes); the command ran, its reply was discarded")]
+    ReplyTooLarge {
+        /// The node.
+        addr: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A reply merged from several nodes over `cluster.max_reply_bytes`.
+    #[error("ERR respgate: reply merged from {parts} parts over cluster.max_reply_bytes ({limit} bytes); the command ran, its reply was discarded")]
+    MergedReplyTooLarge {
+        /// How many nodes' replies.
+        parts: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// KEYS served by SCAN matched more than `guards.max_keys_reply`.
+    #[error("ERR respgate: KEYS matches more than {0} keys (guards.max_keys_reply); use SCAN with MATCH and a narrower pattern")]
+    TooManyKeys(usize),
+    /// RANDOMKEY for a user limited to key patterns found none of its keys.
+    #[error("ERR respgate: RANDOMKEY found none of this user's keys within {0} SCAN calls (its limit for users limited to key patterns); use SCAN with MATCH")]
+    RandomKeyNotFound(usize),
+    /// A user over `guards.max_keyspace_walks_per_user`.
+    #[error("ERR respgate: {what} refused: user '{user}' already has {held} keyspace walks (KEYS, SCAN, RANDOMKEY searches) in flight, its limit (guards.max_keyspace_walks_per_user = {max}); retry once one is answered")]
+    TooManyWalks {
+        /// KEYS, SCAN or RANDOMKEY.
+        what: &'static str,
+        /// The user.
+        user: String,
+        /// Walks in flight.
+        held: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A user at its own quota of dedicated connections.
+    #[error("ERR respgate: {what} refused: user '{user}' already holds {held} connections of its own (blocking commands, WATCH), its limit ({limit})")]
+    DedicatedPerUser {
+        /// What needed the connection (WATCH, a blocking command).
+        what: &'static str,
+        /// The user.
+        user: String,
+        /// Connections it holds.
+        held: usize,
+        /// The limit and the option that set it.
+        limit: String,
+    },
+    /// Every dedicated connection is taken.
+    #[error("ERR respgate: {what} refused: every connection of clients' own is taken (server.max_dedicated_connections = {max}, for all users together)")]
+    DedicatedGlobal {
+        /// What needed the connection.
+        what: &'static str,
+        /// `server.max_dedicated_connections`.
+        max: usize,
+    },
+
+    // ---- respgate's own: guards, TTL policy, scripts ------------------------------
+    /// A deny rule matched (`what` as the rule words the command).
+    #[error("ERR respgate: {what} is denied by rule '{rule}' (ask an admin)")]
+    GuardDenied {
+        /// The command as the rule describes it.
+        what: String,
+        /// The rule's name.
+        rule: String,
+    },
+    /// A limit rule's bucket is empty.
+    #[error("ERR respgate: {what} is limited to {rate} {scope} (rule {rule}); retry in {retry}")]
+    GuardLimited {
+        /// The command as the rule describes it.
+        what: String,
+        /// The rate (`10/minute`).
+        rate: String,
+        /// Per user, per address, ...
+        scope: String,
+        /// The rule's name.
+        rule: String,
+        /// `42s`, `0.3s`.
+        retry: String,
+    },
+    /// SET without an expiry on keys whose TTL rule rejects that.
+    #[error("ERR respgate: keys matching '{pattern}' need an expiry: add EX, PX, EXAT or PXAT (TTL policy, at most {max_secs}s)")]
+    TtlNeeded {
+        /// The rule's pattern.
+        pattern: String,
+        /// The most the rule allows.
+        max_secs: u64,
+    },
+    /// PERSIST (or the like) on keys that must keep an expiry (uppercase command).
+    #[error("ERR respgate: keys matching '{pattern}' must keep an expiry ({command} refused by the TTL policy)")]
+    TtlMustStay {
+        /// The rule's pattern.
+        pattern: String,
+        /// The refused command.
+        command: String,
+    },
+    /// An expiry over the rule's `max_seconds`.
+    #[error("ERR respgate: {command} {value} on '{key}' is over the TTL policy's max_seconds ({max}) for keys matching '{pattern}'")]
+    TtlOverMax {
+        /// The command, uppercase.
+        command: String,
+        /// The expiry as the client wrote it.
+        value: String,
+        /// The key.
+        key: String,
+        /// The rule's `max_seconds`.
+        max: u64,
+        /// The rule's pattern.
+        pattern: String,
+    },
+    /// A script before the user's node identity exists.
+    #[error("ERR respgate: no node identity for user '{0}' yet; scripts cannot run")]
+    NoScriptIdentity(String),
+    /// A script outside `scripts.allowed_sha1` (allowlist isolation).
+    #[error("NOPERM respgate: script {0} is not in scripts.allowed_sha1 (isolation \"allowlist\": restricted users run only allow-listed scripts)")]
+    ScriptNotAllowed(String),
+    /// FCALL by a restricted user under allowlist isolation.
+    #[error("NOPERM respgate: functions are not available to restricted users with scripts.isolation = \"allowlist\"")]
+    FunctionsNotAllowed,
+    /// A node refused a script's caller identity (the link's reason).
+    #[error("ERR respgate: this runs on the node as your own user, and {0}")]
+    RefusedAsUser(String),
+
+    // ---- respgate's own: a node or a task failed ----------------------------------
+    /// A request written to a node that then failed or did not answer in time: it may
+    /// have run, so it is not re-sent.
+    #[error("ERR respgate: {0}")]
+    Backend(String),
+    /// CONFIG SET could not read the values to restore on a node.
+    #[error("ERR respgate: CONFIG SET not applied: cannot read the values on {addr}: {why}")]
+    ConfigSetUnread {
+        /// The node.
+        addr: String,
+        /// Why.
+        why: String,
+    },
+    /// CONFIG SET failed on a node.
+    #[error("ERR respgate: CONFIG SET on {addr}: {why}")]
+    ConfigSetFailed {
+        /// The node.
+        addr: String,
+        /// Why.
+        why: String,
+    },
+    /// A walk served by SCAN failed on a node.
+    #[error("ERR respgate: {what} (served by SCAN) failed on {addr}: {why}")]
+    ScanFailed {
+        /// KEYS, RANDOMKEY, ...
+        what: String,
+        /// The node.
+        addr: String,
+        /// Why.
+        why: String,
+    },
+    /// A SCAN reply respgate could not read.
+    #[error("ERR respgate: unreadable SCAN reply")]
+    UnreadableScan,
+    /// Nodes' replies that could not be merged into one.
+    #[error("ERR respgate: a node's reply could not be merged")]
+    Unmergeable,
+    /// An EXEC reply that is not an array of the queued commands' replies.
+    #[error("ERR respgate: malformed transaction reply")]
+    MalformedTransactionReply,
+    /// A task (CONFIG SET, RANDOMKEY, ...) ended without answering.
+    #[error("ERR respgate: the command's task ended without a reply")]
+    TaskEnded,
+    /// A held request no longer framed (never expected).
+    #[error("ERR respgate: request could not be framed again")]
+    Reframe,
+}
+
+fn cross_slot_why(why: CrossSlotWhy) -> &'static str {
+    match why {
+        CrossSlotWhy::Plain => "",
+        CrossSlotWhy::Transaction => " (respgate: every key of a transaction must share one slot)",
+        CrossSlotWhy::Watch => " (respgate: every watched key must share one slot)",
+        CrossSlotWhy::Msetnx => {
+            " (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)"
+        }
+    }
+}
+
+fn locked_whom(scope: LockedOutScope) -> &'static str {
+    match scope {
+        LockedOutScope::User => " for this user",
+        LockedOutScope::Address => "",
+    }
+}
+
+fn locked_option(scope: LockedOutScope) -> &'static str {
+    match scope {
+        LockedOutScope::User => "auth.max_failures",
+        LockedOutScope::Address => "auth.max_unknown_user_failures",
+    }
+}
+
+impl Refusal {
+    /// The refusal as a RESP error reply (`-<text>\r\n`; CR and LF in interpolated
+    /// text become spaces, so a refusal can never desync a client).
+    pub fn reply(&self) -> Bytes {
+        super::reply::error(&self.to_string())
+    }
+
+    /// A command name as respgate's refusals print it: `config|get` -> `CONFIG GET`.
+    pub fn command_text(name: &str) -> String {
+        name.to_uppercase().replace('|', " ")
+    }
+}
+
+impl From<Refusal> for Bytes {
+    fn from(r: Refusal) -> Bytes {
+        r.reply()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> std::net::IpAddr {
+        "10.0.0.7".parse().unwrap()
+    }
+
+    /// Checks one refusal's text and reply.
+    fn check(refusal: &Refusal, text: &str) {
+        assert_eq!(refusal.to_string(), text);
+        assert_eq!(refusal.reply(), Bytes::from(format!("-{text}\r\n")));
+    }
+
+    /// One test per variant (and per variant of its reason), as rustls pins each of its
+    /// alerts; `every` lists them for the exhaustiveness check below.
+    macro_rules! pinned_texts {
+        ($($test:ident: $refusal:expr => $text:expr;)*) => {
+            $(
+                #[test]
+                fn $test() {
+                    use Refusal::*;
+                    check(&$refusal, $text);
+                }
+            )*
+            fn every() -> Vec<Refusal> {
+                use Refusal::*;
+                vec![$($refusal),*]
+            }
+        };
+    }
+
+    pinned_texts! {
+        no_auth: NoAuth
+            => "NOAUTH Authentication required.";
+        hello_no_auth: HelloNoAuth
+            => "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+        wrong_pass: WrongPass
+            => "WRONGPASS invalid username-password pair or user is disabled.";
+        no_default_password: NoDefaultPassword
+            => "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
+        no_perm_command: NoPermCommand(String::from("config|get"))
+            => "NOPERM this user has no permissions to run the 'config|get' command";
+        no_perm_key: NoPermKey
+            => "NOPERM this user has no permissions to access one of the keys used as arguments";
+        no_perm_channel: NoPermChannel
+            => "NOPERM this user has no permissions to access one of the channels used as arguments";
+        sort_option_denied: SortOptionDenied("BY")
+            => "ERR BY option of SORT denied due to insufficient ACL permissions.";
+        cross_slot_plain: CrossSlot(CrossSlotWhy::Plain)
+            => "CROSSSLOT Keys in request don't hash to the same slot";
+        cross_slot_transaction: CrossSlot(CrossSlotWhy::Transaction)
+            => "CROSSSLOT Keys in request don't hash to the same slot (respgate: every key of a transaction must share one slot)";
+        cross_slot_watch: CrossSlot(CrossSlotWhy::Watch)
+            => "CROSSSLOT Keys in request don't hash to the same slot (respgate: every watched key must share one slot)";
+        cross_slot_msetnx: CrossSlot(CrossSlotWhy::Msetnx)
+            => "CROSSSLOT Keys in request don't hash to the same slot (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)";
+        exec_abort: ExecAbort
+            => "EXECABORT Transaction discarded because of previous errors.";
+        exec_abort_because: ExecAbortBecause(String::from("NOAUTH Authentication required."))
+            => "EXECABORT Transaction discarded because of: NOAUTH Authentication required.";
+        nested_multi: NestedMulti
+            => "ERR MULTI calls can not be nested";
+        exec_without_multi: ExecWithoutMulti
+            => "ERR EXEC without MULTI";
+        discard_without_multi: DiscardWithoutMulti
+            => "ERR DISCARD without MULTI";
+        watch_in_multi: WatchInMulti
+            => "ERR WATCH inside MULTI is not allowed";
+        subscribed_mode: SubscribedMode(String::from("get"))
+            => "ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context";
+        syntax: Syntax
+            => "ERR syntax error";
+        not_an_integer: NotAnInteger
+            => "ERR value is not an integer or out of range";
+        not_positive: NotPositive
+            => "ERR value is out of range, must be positive";
+        db_index_out_of_range: DbIndexOutOfRange
+            => "ERR DB index is out of range";
+        cluster_support_disabled: ClusterSupportDisabled
+            => "ERR This instance has cluster support disabled";
+        protocol_version: ProtocolVersion
+            => "ERR Protocol version is not an integer or out of range";
+        invalid_cursor: InvalidCursor
+            => "ERR invalid cursor";
+        invalid_client_id: InvalidClientId
+            => "ERR Invalid client ID";
+        client_id_not_positive: ClientIdNotPositive
+            => "ERR client-id should be greater than 0";
+        no_such_client: NoSuchClient
+            => "ERR No such client";
+        unknown_client_type: UnknownClientType(String::from("bogus"))
+            => "ERR Unknown client type 'bogus'";
+        unblock_reason: UnblockReason
+            => "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR";
+        caching_without_tracking: CachingWithoutTracking
+            => "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled";
+        no_node_reached: NoNodeReached
+            => "CLUSTERDOWN The cluster is down (respgate has not reached any node yet)";
+        no_master_known: NoMasterKnown
+            => "CLUSTERDOWN The cluster is down (respgate knows no master yet)";
+        no_node_known: NoNodeKnown
+            => "CLUSTERDOWN The cluster is down (respgate knows no node yet)";
+        not_sent: NotSent(String::from("node 10.0.0.1:7000 unreachable"))
+            => "CLUSTERDOWN respgate: node 10.0.0.1:7000 unreachable";
+        not_supported_yet: NotSupportedYet { what: "SCRIPT KILL".into(), why: "it would need every master's running script" }
+            => "ERR respgate: SCRIPT KILL is not supported yet (it would need every master's running script)";
+        run_on_a_node: RunOnANode(String::from("SHUTDOWN"))
+            => "ERR respgate: SHUTDOWN is not allowed through the proxy; run it on a node";
+        only_database_zero: OnlyDatabaseZero(String::from("SWAPDB"))
+            => "ERR respgate: SWAPDB is not allowed: a Redis Cluster has only database 0";
+        script_debug: ScriptDebug
+            => "ERR respgate: SCRIPT DEBUG is not supported (the Lua debugger would take over a node connection other clients share)";
+        client_tracking: ClientTracking
+            => "ERR respgate: CLIENT TRACKING is not supported: client-side caching needs invalidation messages from every node for this connection's keys, which respgate does not relay";
+        function_code_admins_only: FunctionCodeAdminsOnly
+            => "ERR respgate: FUNCTION LIST WITHCODE shows every team's library code: admins only ([guards] admins)";
+        acl_in_config_file: AclInConfigFile(String::from("SETUSER"))
+            => "ERR respgate: ACL SETUSER is not available: respgate's users live in its config file ([[auth.users]]); edit it and send SIGHUP";
+        command_table_not_loaded: CommandTableNotLoaded
+            => "ERR respgate: command table not loaded";
+        scan_too_many_masters: ScanTooManyMasters
+            => "ERR respgate: SCAN supports clusters of up to 255 masters";
+        keys_unknown: KeysUnknown(String::from("mymodule.cmd"))
+            => "ERR respgate: cannot tell which keys 'mymodule.cmd' touches, so it cannot be routed";
+        not_queueable: NotQueueable(String::from("FLUSHALL"))
+            => "ERR respgate: FLUSHALL cannot be queued in a transaction (it is not a single-node command)";
+        guard_not_in_multi: GuardNotInMulti(String::from("KEYS"))
+            => "ERR respgate: KEYS cannot be queued in MULTI under its guard rule (served by SCAN or counted in the cluster)";
+        not_a_transaction_command: NotATransactionCommand
+            => "ERR respgate: not a transaction command";
+        locked_out_user: LockedOut { scope: LockedOutScope::User, addr: addr(), wait_secs: 30 }
+            => "ERR respgate: too many failed authentication attempts for this user from 10.0.0.7 (auth.max_failures); retry in 30s";
+        locked_out_address: LockedOut { scope: LockedOutScope::Address, addr: addr(), wait_secs: 1 }
+            => "ERR respgate: too many failed authentication attempts from 10.0.0.7 (auth.max_unknown_user_failures); retry in 1s";
+        client_name_too_long: ClientNameTooLong(4096)
+            => "ERR respgate: client name longer than server.max_client_name_bytes (4096 bytes)";
+        transaction_too_long: TransactionTooLong(67108864)
+            => "ERR respgate: transaction longer than server.max_transaction_bytes (67108864 bytes)";
+        client_buffers_full: ClientBuffersFull(134217728)
+            => "ERR respgate: client buffers are full (server.max_client_buffer_bytes = 134217728); retry later";
+        reply_too_large: ReplyTooLarge { addr: String::from("node:1"), limit: 1048576 }
+            => "ERR respgate: reply from node:1 over cluster.max_reply_bytes (1048576 bytes); the command ran, its reply was discarded";
+        merged_reply_too_large: MergedReplyTooLarge { parts: 3, limit: 1048576 }
+            => "ERR respgate: reply merged from 3 parts over cluster.max_reply_bytes (1048576 bytes); the command ran, its reply was discarded";
+        too_many_keys: TooManyKeys(10000)
+            => "ERR respgate: KEYS matches more than 10000 keys (guards.max_keys_reply); use SCAN with MATCH and a narrower pattern";
+        random_key_not_found: RandomKeyNotFound(64)
+            => "ERR respgate: RANDOMKEY found none of this user's keys within 64 SCAN calls (its limit for users limited to key patterns); use SCAN with MATCH";
+        too_many_walks: TooManyWalks { what: "KEYS", user: String::from("search"), held: 8, max: 8 }
+            => "ERR respgate: KEYS refused: user 'search' already has 8 keyspace walks (KEYS, SCAN, RANDOMKEY searches) in flight, its limit (guards.max_keyspace_walks_per_user = 8); retry once one is answered";
+        dedicated_per_user: DedicatedPerUser { what: "WATCH", user: String::from("a"), held: 2, limit: String::from("server.max_dedicated_per_user = 2") }
+            => "ERR respgate: WATCH refused: user 'a' already holds 2 connections of its own (blocking commands, WATCH), its limit (server.max_dedicated_per_user = 2)";
+        dedicated_global: DedicatedGlobal { what: "WATCH", max: 1000 }
+            => "ERR respgate: WATCH refused: every connection of clients' own is taken (server.max_dedicated_connections = 1000, for all users together)";
+        guard_denied: GuardDenied { what: String::from("FLUSHALL"), rule: String::from("no-flush") }
+            => "ERR respgate: FLUSHALL is denied by rule 'no-flush' (ask an admin)";
+        guard_limited: GuardLimited { what: String::from("KEYS"), rate: String::from("10/minute"), scope: String::from("per user"), rule: String::from("keys"), retry: String::from("0.3s") }
+            => "ERR respgate: KEYS is limited to 10/minute per user (rule keys); retry in 0.3s";
+        ttl_needed: TtlNeeded { pattern: String::from("session:*"), max_secs: 86400 }
+            => "ERR respgate: keys matching 'session:*' need an expiry: add EX, PX, EXAT or PXAT (TTL policy, at most 86400s)";
+        ttl_must_stay: TtlMustStay { pattern: String::from("session:*"), command: String::from("PERSIST") }
+            => "ERR respgate: keys matching 'session:*' must keep an expiry (PERSIST refused by the TTL policy)";
+        ttl_over_max: TtlOverMax { command: String::from("EXPIRE"), value: String::from("999999"), key: String::from("session:1"), max: 86400, pattern: String::from("session:*") }
+            => "ERR respgate: EXPIRE 999999 on 'session:1' is over the TTL policy's max_seconds (86400) for keys matching 'session:*'";
+        no_script_identity: NoScriptIdentity(String::from("inventory"))
+            => "ERR respgate: no node identity for user 'inventory' yet; scripts cannot run";
+        script_not_allowed: ScriptNotAllowed(String::from("abc123"))
+            => "NOPERM respgate: script abc123 is not in scripts.allowed_sha1 (isolation \"allowlist\": restricted users run only allow-listed scripts)";
+        functions_not_allowed: FunctionsNotAllowed
+            => "NOPERM respgate: functions are not available to restricted users with scripts.isolation = \"allowlist\"";
+        refused_as_user: RefusedAsUser(String::from("its ACL user could not log in"))
+            => "ERR respgate: this runs on the node as your own user, and its ACL user could not log in";
+        backend: Backend(String::from("node 10.0.0.1:7000 did not answer within 5000 ms"))
+            => "ERR respgate: node 10.0.0.1:7000 did not answer within 5000 ms";
+        config_set_unread: ConfigSetUnread { addr: String::from("n:1"), why: String::from("timed out") }
+            => "ERR respgate: CONFIG SET not applied: cannot read the values on n:1: timed out";
+        config_set_failed: ConfigSetFailed { addr: String::from("n:1"), why: String::from("ERR bad") }
+            => "ERR respgate: CONFIG SET on n:1: ERR bad";
+        scan_failed: ScanFailed { what: String::from("KEYS"), addr: String::from("n:1"), why: String::from("lost") }
+            => "ERR respgate: KEYS (served by SCAN) failed on n:1: lost";
+        unreadable_scan: UnreadableScan
+            => "ERR respgate: unreadable SCAN reply";
+        unmergeable: Unmergeable
+            => "ERR respgate: a node's reply could not be merged";
+        malformed_transaction_reply: MalformedTransactionReply
+            => "ERR respgate: malformed transaction reply";
+        task_ended: TaskEnded
+            => "ERR respgate: the command's task ended without a reply";
+        reframe: Reframe
+            => "ERR respgate: request could not be framed again";
+    }
+
+    /// Compiles only while every variant is named: a new one must be added to
+    /// [`every`] (the count check below then fails until it is).
+    fn pinned(r: &Refusal) -> usize {
+        use Refusal::*;
+        match r {
+            NoAuth => 0,
+            HelloNoAuth => 1,
+            WrongPass => 2,
+            NoDefaultPassword => 3,
+            NoPermCommand(_) => 4,
+            NoPermKey => 5,
+            NoPermChannel => 6,
+            SortOptionDenied(_) => 7,
+            CrossSlot(_) => 8,
+            ExecAbort => 9,
+            ExecAbortBecause(_) => 10,
+            NestedMulti => 11,
+            ExecWithoutMulti => 12,
+            DiscardWithoutMulti => 13,
+            WatchInMulti => 14,
+            SubscribedMode(_) => 15,
+            Syntax => 16,
+            NotAnInteger => 17,
+            NotPositive => 18,
+            DbIndexOutOfRange => 19,
+            ClusterSupportDisabled => 20,
+            ProtocolVersion => 21,
+            InvalidCursor => 22,
+            InvalidClientId => 23,
+            ClientIdNotPositive => 24,
+            NoSuchClient => 25,
+            UnknownClientType(_) => 26,
+            UnblockReason => 27,
+            CachingWithoutTracking => 28,
+            NoNodeReached => 29,
+            NoMasterKnown => 30,
+            NoNodeKnown => 31,
+            NotSent(_) => 32,
+            NotSupportedYet { .. } => 33,
+            RunOnANode(_) => 34,
+            OnlyDatabaseZero(_) => 35,
+            ScriptDebug => 36,
+            ClientTracking => 37,
+            FunctionCodeAdminsOnly => 38,
+            AclInConfigFile(_) => 39,
+            CommandTableNotLoaded => 40,
+            ScanTooManyMasters => 41,
+            KeysUnknown(_) => 42,
+            NotQueueable(_) => 43,
+            GuardNotInMulti(_) => 44,
+            NotATransactionCommand => 45,
+            LockedOut { .. } => 46,
+            ClientNameTooLong(_) => 47,
+            TransactionTooLong(_) => 48,
+            ClientBuffersFull(_) => 49,
+            ReplyTooLarge { .. } => 50,
+            MergedReplyTooLarge { .. } => 51,
+            TooManyKeys(_) => 52,
+            RandomKeyNotFound(_) => 53,
+            TooManyWalks { .. } => 54,
+            DedicatedPerUser { .. } => 55,
+            DedicatedGlobal { .. } => 56,
+            GuardDenied { .. } => 57,
+            GuardLimited { .. } => 58,
+            TtlNeeded { .. } => 59,
+            TtlMustStay { .. } => 60,
+            TtlOverMax { .. } => 61,
+            NoScriptIdentity(_) => 62,
+            ScriptNotAllowed(_) => 63,
+            FunctionsNotAllowed => 64,
+            RefusedAsUser(_) => 65,
+            Backend(_) => 66,
+            ConfigSetUnread { .. } => 67,
+            ConfigSetFailed { .. } => 68,
+            ScanFailed { .. } => 69,
+            UnreadableScan => 70,
+            Unmergeable => 71,
+            MalformedTransactionReply => 72,
+            TaskEnded => 73,
+            Reframe => 74,
+        }
+    }
+
+    const VARIANTS: usize = 75;
+
+    #[test]
+    fn every_variant_has_a_pinned_text() {
+        let mut seen = [false; VARIANTS];
+        for refusal in every() {
+            seen[pinned(&refusal)] = true;
+        }
+        let missing: Vec<usize> = (0..VARIANTS).filter(|i| !seen[*i]).collect();
+        assert!(
+            missing.is_empty(),
+            "variants without a pinned text: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn interpolated_text_cannot_desync_a_client() {
+        let r = Refusal::UnknownClientType("a\r\n+OK".into());
+        assert_eq!(&r.reply()[..], b"-ERR Unknown client type 'a  +OK'\r\n");
+    }
+
+    #[test]
+    fn command_names_print_as_redis_spells_them() {
+        assert_eq!(Refusal::command_text("config|get"), "CONFIG GET");
+        assert_eq!(Refusal::command_text("keys"), "KEYS");
+    }
+}
