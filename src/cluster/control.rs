@@ -10,29 +10,97 @@ use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::OwnedFrame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Why a control-plane query failed. Each names the node (for logs); discovery branches
+/// on [`ControlError::NodeError`] (an old server without `CLUSTER SHARDS`).
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The node did not answer in time.
+    #[error("{addr}: no answer within {ms} ms")]
+    Timeout {
+        /// The node.
+        addr: String,
+        /// The deadline.
+        ms: u128,
+    },
+    /// Connecting, writing or reading failed.
+    #[error("{addr}: {source}")]
+    Io {
+        /// The node.
+        addr: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The node refused respgate's AUTH.
+    #[error("{addr}: AUTH refused: {reply}")]
+    AuthRefused {
+        /// The node.
+        addr: String,
+        /// Its error reply.
+        reply: String,
+    },
+    /// The node answered the command with an error.
+    #[error("{addr}: {command} answered {reply}")]
+    NodeError {
+        /// The node.
+        addr: String,
+        /// The command sent.
+        command: String,
+        /// Its error reply.
+        reply: String,
+    },
+    /// The reply is not RESP2.
+    #[error("{addr}: undecodable reply: {why}")]
+    Undecodable {
+        /// The node.
+        addr: String,
+        /// The decoder's error.
+        why: String,
+    },
+    /// The node closed the connection before answering.
+    #[error("{addr}: connection closed")]
+    Closed {
+        /// The node.
+        addr: String,
+    },
+}
+
+impl ControlError {
+    /// The node does not know the subcommand (`CLUSTER SHARDS` before Redis 7).
+    pub fn is_unknown_subcommand(&self) -> bool {
+        matches!(self, ControlError::NodeError { reply, .. } if reply.contains("unknown subcommand"))
+    }
+}
+
 /// Sends `args` to `addr` (after `AUTH` when configured) and returns the decoded reply and
-/// its raw bytes. Errors are phrased for logs: they name the node.
+/// its raw bytes.
 pub async fn query(
     addr: &str,
     args: &[&str],
     opts: &LinkOptions,
-) -> Result<(OwnedFrame, bytes::Bytes), String> {
+) -> Result<(OwnedFrame, bytes::Bytes), ControlError> {
     // Short on purpose: a paused or overloaded node must not hold up discovery, which
     // moves on to the next candidate.
     let deadline = opts.connect_timeout * 2;
     tokio::time::timeout(deadline, query_inner(addr, args, opts))
         .await
-        .map_err(|_| format!("{addr}: no answer within {} ms", deadline.as_millis()))?
+        .map_err(|_| ControlError::Timeout {
+            addr: addr.to_string(),
+            ms: deadline.as_millis(),
+        })?
 }
 
 async fn query_inner(
     addr: &str,
     args: &[&str],
     opts: &LinkOptions,
-) -> Result<(OwnedFrame, bytes::Bytes), String> {
+) -> Result<(OwnedFrame, bytes::Bytes), ControlError> {
+    let io = |source| ControlError::Io {
+        addr: addr.to_string(),
+        source,
+    };
     let mut stream = crate::tls::connect_node(addr, opts.tls.as_ref(), opts.connect_timeout)
         .await
-        .map_err(|e| format!("{addr}: {e}"))?;
+        .map_err(io)?;
     let mut out = BytesMut::new();
     let mut skip = 0;
     if let Some(auth) = opts.auth_command() {
@@ -40,11 +108,8 @@ async fn query_inner(
         skip = 1;
     }
     out.extend_from_slice(&crate::protocol::reply::command(args.iter()));
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    stream.flush().await.map_err(|e| format!("{addr}: {e}"))?;
+    stream.write_all(&out).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         match decode(&buf) {
@@ -53,24 +118,35 @@ async fn query_inner(
                 if skip > 0 {
                     skip -= 1;
                     if let OwnedFrame::Error(e) = frame {
-                        return Err(format!("{addr}: AUTH refused: {e}"));
+                        return Err(ControlError::AuthRefused {
+                            addr: addr.to_string(),
+                            reply: e,
+                        });
                     }
                     continue;
                 }
                 if let OwnedFrame::Error(e) = &frame {
-                    return Err(format!("{addr}: {} answered {e}", args.join(" ")));
+                    return Err(ControlError::NodeError {
+                        addr: addr.to_string(),
+                        command: args.join(" "),
+                        reply: e.clone(),
+                    });
                 }
                 return Ok((frame, raw));
             }
             Ok(None) => {}
-            Err(e) => return Err(format!("{addr}: undecodable reply: {e:?}")),
+            Err(e) => {
+                return Err(ControlError::Undecodable {
+                    addr: addr.to_string(),
+                    why: format!("{e:?}"),
+                })
+            }
         }
-        let n = stream
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
+        let n = stream.read_buf(&mut buf).await.map_err(io)?;
         if n == 0 {
-            return Err(format!("{addr}: connection closed"));
+            return Err(ControlError::Closed {
+                addr: addr.to_string(),
+            });
         }
     }
 }
@@ -111,5 +187,32 @@ impl FrameExt for OwnedFrame {
         a.chunks(2)
             .find(|kv| kv.len() == 2 && kv[0].as_text() == Some(key))
             .map(|kv| &kv[1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ControlError;
+
+    #[test]
+    fn an_old_server_without_cluster_shards_is_told_apart_by_type() {
+        let old = ControlError::NodeError {
+            addr: "n:1".into(),
+            command: "CLUSTER SHARDS".into(),
+            reply: "ERR unknown subcommand 'SHARDS'. Try CLUSTER HELP.".into(),
+        };
+        assert!(old.is_unknown_subcommand());
+        assert_eq!(
+            old.to_string(),
+            "n:1: CLUSTER SHARDS answered ERR unknown subcommand 'SHARDS'. Try CLUSTER HELP."
+        );
+        let closed = ControlError::Closed { addr: "n:1".into() };
+        assert!(!closed.is_unknown_subcommand());
+        assert_eq!(closed.to_string(), "n:1: connection closed");
+        let auth = ControlError::AuthRefused {
+            addr: "n:1".into(),
+            reply: "ERR unknown subcommand".into(),
+        };
+        assert!(!auth.is_unknown_subcommand(), "only a reply to the command itself");
     }
 }

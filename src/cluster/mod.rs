@@ -253,12 +253,13 @@ impl Cluster {
     async fn discover_from(&self, addr: &str) -> Result<ShardLayout, String> {
         let layout = match control::query(addr, &["CLUSTER", "SHARDS"], &self.link_options).await {
             Ok((frame, _)) => ShardLayout::from_shards(&frame)?,
-            Err(e) if e.contains("unknown subcommand") => {
-                let (frame, _) =
-                    control::query(addr, &["CLUSTER", "SLOTS"], &self.link_options).await?;
+            Err(e) if e.is_unknown_subcommand() => {
+                let (frame, _) = control::query(addr, &["CLUSTER", "SLOTS"], &self.link_options)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 ShardLayout::from_slots(&frame)?
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.to_string()),
         };
         if layout.shards.is_empty() {
             return Err(format!("{addr}: reports no shard serving slots"));
@@ -267,7 +268,9 @@ impl Cluster {
     }
 
     async fn load_commands(&self, addr: &str) -> Result<(), String> {
-        let (_, raw) = control::query(addr, &["COMMAND"], &self.link_options).await?;
+        let (_, raw) = control::query(addr, &["COMMAND"], &self.link_options)
+            .await
+            .map_err(|e| e.to_string())?;
         let table = CommandTable::from_command_reply(&raw)
             .map_err(|e| format!("{addr}: COMMAND reply not understood: {e}"))?;
         tracing::info!(commands = table.len(), node = addr, "command table loaded");

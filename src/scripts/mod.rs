@@ -279,8 +279,12 @@ pub async fn sync(cluster: Arc<Cluster>, scripts: Arc<Scripts>, removed: Vec<Str
             let args: Vec<&str> = m.setuser.iter().map(String::as_str).collect();
             if let Err(e) = crate::cluster::control::query(addr, &args, &opts).await {
                 failures += 1;
-                // The error repeats the command; its arguments carry the secret's hash.
-                let e = e.rsplit_once(" answered ").map_or("no answer", |(_, r)| r);
+                // A node's error names the command, whose arguments carry the secret's
+                // hash: only its reply is logged.
+                let e = match e {
+                    crate::cluster::control::ControlError::NodeError { reply, .. } => reply,
+                    other => other.to_string(),
+                };
                 tracing::warn!(node = %addr, user = %m.identity.user, error = %e, "could not set up a script identity on a node: that user's scripts fail there until it can");
             }
         }
