@@ -1,5 +1,6 @@
 //! RESP on the wire: framing requests and replies, and composing respgate's own replies.
 pub mod args;
+pub mod int;
 pub mod refusal;
 pub mod reply;
 pub mod reply_scan;

@@ -20,10 +20,10 @@
 //! payload is buffered, and the scan can go on to find the end of what must then be
 //! discarded.
 //!
-//! Framing rules are those of [`super::scan::scan_reply`] (which is this scanner, run
+//! Framing rules are those of `protocol::scan::scan_reply` (which is this scanner, run
 //! once on a whole buffer), checked against redis-protocol by `tests/fuzz_scanners.rs`.
 
-use super::scan::parse_int;
+use super::int::parse_int;
 
 /// Why reply bytes could not be framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
