@@ -213,6 +213,9 @@ mod tests {
             addr: "n:1".into(),
             reply: "ERR unknown subcommand".into(),
         };
-        assert!(!auth.is_unknown_subcommand(), "only a reply to the command itself");
+        assert!(
+            !auth.is_unknown_subcommand(),
+            "only a reply to the command itself"
+        );
     }
 }
