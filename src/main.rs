@@ -63,65 +63,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { file }) => match respgate::loader::load(&file) {
-            Ok(c) => {
-                let listen = if c.server.listen.is_empty() {
-                    "no plain listener".to_string()
-                } else {
-                    format!("listen {}", c.server.listen)
-                };
-                let tls = c
-                    .tls
-                    .as_ref()
-                    .map(|t| {
-                        format!(
-                            ", TLS {} (client certificates: {:?})",
-                            t.listen, t.client_auth
-                        )
-                    })
-                    .unwrap_or_default();
-                let auth = match c.auth.mode {
-                    Some(respgate::config::AuthMode::Users) => {
-                        format!("{} user(s)", c.auth.users.len())
-                    }
-                    _ => "no authentication".to_string(),
-                };
-                let replicas = if c.replica_reads.enabled() {
-                    ", replica reads on"
-                } else {
-                    ""
-                };
-                let guards = respgate::guards::GuardSet::from_config(&c.guards, &c.ttl)
-                    .map(|g| g.describe().len())
-                    .unwrap_or(0);
-                print_lines([
-                    format!(
-                        "{}: OK ({listen}{tls}, {} seed(s), {auth}{replicas}, {guards} guard rule(s), {} ttl rule(s))",
-                        file.display(),
-                        c.cluster.seeds.len(),
-                        c.ttl.len()
-                    ),
-                    c.scripts.describe(),
-                ])
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
-        Some(Command::HashPassword) => {
-            let mut line = String::new();
-            if std::io::stdin().read_line(&mut line).is_err() || line.is_empty() {
-                eprintln!("respgate hash-password: type the password on stdin");
-                return ExitCode::from(2);
-            }
-            let password = line.strip_suffix('\n').unwrap_or(&line);
-            let password = password.strip_suffix('\r').unwrap_or(password);
-            print_lines([format!(
-                "#{}",
-                respgate::acl::hash_password(password.as_bytes())
-            )])
-        }
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::HashPassword) => hash_password(),
         Some(Command::Slot { keys }) => print_lines(
             keys.iter()
                 .map(|k| format!("{}\t{}", respgate::cluster::key_slot(k.as_bytes()), k)),
@@ -132,37 +75,7 @@ fn main() -> ExitCode {
             replicas,
             threads,
             no_guards,
-        }) => {
-            init_logging("info");
-            let opts = DevClusterOptions {
-                masters,
-                replicas_per_master: replicas,
-                ..Default::default()
-            };
-            let cluster = match DevCluster::start(opts) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("respgate dev: cannot start the local cluster: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let mut config = Config::default();
-            config.server.listen = listen;
-            config.server.worker_threads = threads;
-            config.guards = if no_guards {
-                respgate::config::GuardsConfig::none()
-            } else {
-                respgate::config::GuardsConfig::file_default()
-            };
-            config.cluster.seeds = cluster.seeds().iter().map(|a| a.to_string()).collect();
-            eprintln!(
-                "respgate dev: cluster nodes {}",
-                config.cluster.seeds.join(" ")
-            );
-            let code = run(config, None);
-            drop(cluster);
-            code
-        }
+        }) => dev(listen, masters, replicas, threads, no_guards),
         None => {
             let config = match respgate::loader::load(&cli.config) {
                 Ok(c) => c,
@@ -175,6 +88,110 @@ fn main() -> ExitCode {
             run(config, Some(cli.config))
         }
     }
+}
+
+/// `respgate check-config FILE`: the summary of a valid file, or what is wrong (exit 2).
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match respgate::loader::load(file) {
+        Ok(c) => {
+            let listen = if c.server.listen.is_empty() {
+                "no plain listener".to_string()
+            } else {
+                format!("listen {}", c.server.listen)
+            };
+            let tls = c
+                .tls
+                .as_ref()
+                .map(|t| {
+                    format!(
+                        ", TLS {} (client certificates: {:?})",
+                        t.listen, t.client_auth
+                    )
+                })
+                .unwrap_or_default();
+            let auth = match c.auth.mode {
+                Some(respgate::config::AuthMode::Users) => {
+                    format!("{} user(s)", c.auth.users.len())
+                }
+                _ => "no authentication".to_string(),
+            };
+            let replicas = if c.replica_reads.enabled() {
+                ", replica reads on"
+            } else {
+                ""
+            };
+            let guards = respgate::guards::GuardSet::from_config(&c.guards, &c.ttl)
+                .map(|g| g.describe().len())
+                .unwrap_or(0);
+            print_lines([
+                format!(
+                    "{}: OK ({listen}{tls}, {} seed(s), {auth}{replicas}, {guards} guard rule(s), {} ttl rule(s))",
+                    file.display(),
+                    c.cluster.seeds.len(),
+                    c.ttl.len()
+                ),
+                c.scripts.describe(),
+            ])
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `respgate hash-password`: `#<sha256>` of the password read from stdin.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() || line.is_empty() {
+        eprintln!("respgate hash-password: type the password on stdin");
+        return ExitCode::from(2);
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    print_lines([format!(
+        "#{}",
+        respgate::acl::hash_password(password.as_bytes())
+    )])
+}
+
+/// `respgate dev`: a throw-away local cluster with the proxy in front of it.
+fn dev(
+    listen: String,
+    masters: usize,
+    replicas: usize,
+    threads: usize,
+    no_guards: bool,
+) -> ExitCode {
+    init_logging("info");
+    let opts = DevClusterOptions {
+        masters,
+        replicas_per_master: replicas,
+        ..Default::default()
+    };
+    let cluster = match DevCluster::start(opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("respgate dev: cannot start the local cluster: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut config = Config::default();
+    config.server.listen = listen;
+    config.server.worker_threads = threads;
+    config.guards = if no_guards {
+        respgate::config::GuardsConfig::none()
+    } else {
+        respgate::config::GuardsConfig::file_default()
+    };
+    config.cluster.seeds = cluster.seeds().iter().map(|a| a.to_string()).collect();
+    eprintln!(
+        "respgate dev: cluster nodes {}",
+        config.cluster.seeds.join(" ")
+    );
+    let code = run(config, None);
+    drop(cluster);
+    code
 }
 
 /// Writes `lines` to stdout. A reader that stops early (`respgate slot ... | head`)

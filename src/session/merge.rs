@@ -259,52 +259,8 @@ fn mget(parts: &[Bytes], positions: &[Vec<u32>], total: usize) -> Option<Bytes> 
 
 fn info(parts: &[Bytes], proxy_section: &str) -> Option<Bytes> {
     let first = bulk_text(parts.first()?)?;
-    // db -> (keys, expires, avg_ttl of the first master reporting it)
-    let mut dbs: Vec<(String, i64, i64, i64)> = Vec::new();
-    for p in parts {
-        let text = bulk_text(p)?;
-        for line in text.lines() {
-            let Some((db, rest)) = line.split_once(':') else {
-                continue;
-            };
-            if !db.starts_with("db") || !rest.starts_with("keys=") {
-                continue;
-            }
-            let field = |name: &str| -> i64 {
-                rest.split(',')
-                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0)
-            };
-            match dbs.iter_mut().find(|d| d.0 == db) {
-                Some(d) => {
-                    d.1 += field("keys");
-                    d.2 += field("expires");
-                }
-                None => dbs.push((db.into(), field("keys"), field("expires"), field("avg_ttl"))),
-            }
-        }
-    }
-    // Counters of the whole cluster are summed over the masters; connected_clients is
-    // respgate's own clients (its `# Proxy` section has the figure), as `redis-cli
-    // --stat` and dashboards read them from a standalone Redis.
-    const SUMMED: [&str; 4] = [
-        "total_commands_processed",
-        "instantaneous_ops_per_sec",
-        "keyspace_hits",
-        "keyspace_misses",
-    ];
-    let mut sums = [0i64; SUMMED.len()];
-    for p in parts {
-        let text = bulk_text(p)?;
-        for line in text.lines() {
-            if let Some((name, value)) = line.split_once(':') {
-                if let Some(i) = SUMMED.iter().position(|s| *s == name) {
-                    sums[i] += value.trim().parse::<i64>().unwrap_or(0);
-                }
-            }
-        }
-    }
+    let dbs = keyspace(parts)?;
+    let sums = summed(parts)?;
     let own_clients = proxy_section
         .lines()
         .find_map(|l| l.strip_prefix("proxy_connected_clients:"));
@@ -359,6 +315,63 @@ fn info(parts: &[Bytes], proxy_section: &str) -> Option<Bytes> {
     // Over RESP3 the nodes answer with a verbatim string: so does respgate.
     let resp3 = parts.first().is_some_and(|p| p.first() == Some(&b'='));
     Some(crate::protocol::reply::verbatim(out.as_bytes(), resp3))
+}
+
+/// Per `db` line of the masters' `# Keyspace`: keys and expires summed, avg_ttl of the
+/// first master reporting it.
+fn keyspace(parts: &[Bytes]) -> Option<Vec<(String, i64, i64, i64)>> {
+    let mut dbs: Vec<(String, i64, i64, i64)> = Vec::new();
+    for p in parts {
+        let text = bulk_text(p)?;
+        for line in text.lines() {
+            let Some((db, rest)) = line.split_once(':') else {
+                continue;
+            };
+            if !db.starts_with("db") || !rest.starts_with("keys=") {
+                continue;
+            }
+            let field = |name: &str| -> i64 {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            match dbs.iter_mut().find(|d| d.0 == db) {
+                Some(d) => {
+                    d.1 += field("keys");
+                    d.2 += field("expires");
+                }
+                None => dbs.push((db.into(), field("keys"), field("expires"), field("avg_ttl"))),
+            }
+        }
+    }
+    Some(dbs)
+}
+
+/// Counters of the whole cluster are summed over the masters; connected_clients is
+/// respgate's own clients (its `# Proxy` section has the figure), as `redis-cli
+/// --stat` and dashboards read them from a standalone Redis.
+const SUMMED: [&str; 4] = [
+    "total_commands_processed",
+    "instantaneous_ops_per_sec",
+    "keyspace_hits",
+    "keyspace_misses",
+];
+
+/// The [`SUMMED`] counters, summed over the masters.
+fn summed(parts: &[Bytes]) -> Option<[i64; SUMMED.len()]> {
+    let mut sums = [0i64; SUMMED.len()];
+    for p in parts {
+        let text = bulk_text(p)?;
+        for line in text.lines() {
+            if let Some((name, value)) = line.split_once(':') {
+                if let Some(i) = SUMMED.iter().position(|s| *s == name) {
+                    sums[i] += value.trim().parse::<i64>().unwrap_or(0);
+                }
+            }
+        }
+    }
+    Some(sums)
 }
 
 /// Packs a shard index, a tag of the shard's master and the node's cursor into one
