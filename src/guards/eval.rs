@@ -8,7 +8,8 @@ use super::{shared, Guards};
 use crate::commands::{CommandInfo, CommandTable};
 use crate::config::GuardAction;
 use crate::config::GuardRewrite;
-use crate::protocol::{reply, Args};
+use crate::protocol::refusal::{GuardLimit, Refusal};
+use crate::protocol::Args;
 use bytes::Bytes;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ pub enum Verdict {
     /// A limit rule matched: the request runs if its token can be paid.
     Charge(Charge),
     /// Count it against a budget kept in the cluster first.
-    Shared(Arc<shared::SharedBudget>, String),
+    Shared(Arc<shared::SharedBudget>, GuardLimit),
 }
 
 /// A session's view of the guards: the set and its compiled vector, as of `generation`
@@ -107,26 +108,20 @@ fn evaluate(
             GuardAction::Deny => {
                 rule.denied.increment(1);
                 crate::audit::guard_denied(&rule.name, user, addr, &info.name);
-                return Some(Verdict::Refuse(reply::error(&format!(
-                    "ERR respgate: {} is denied by rule '{}' (ask an admin)",
-                    rule.what(info, args),
-                    rule.name
-                ))));
+                return Some(Verdict::Refuse(
+                    Refusal::GuardDenied {
+                        what: rule.what(info, args),
+                        rule: rule.name.clone(),
+                    }
+                    .reply(),
+                ));
             }
             GuardAction::Limit => {
                 if let Some(budget) = &rule.shared {
                     if bypass {
                         return rule.rewrite.map(|GuardRewrite::Scan| safe_keys(None));
                     }
-                    let rate = rule.rate.as_ref().map_or("", |r| r.text.as_str());
-                    let prefix = format!(
-                        "ERR respgate: {} is limited to {} {} (rule {})",
-                        rule.what(info, args),
-                        rate,
-                        rule.scope_text(),
-                        rule.name
-                    );
-                    return Some(Verdict::Shared(budget.clone(), prefix));
+                    return Some(Verdict::Shared(budget.clone(), rule.limit(info, args)));
                 }
                 // The token is taken only once nothing else refuses the request.
                 let charge = Charge {
@@ -172,14 +167,11 @@ impl Charge {
             Err(wait) => {
                 rule.limited.increment(1);
                 crate::audit::guard_limited(&rule.name, user, addr, &info.name);
-                Err(reply::error(&format!(
-                    "ERR respgate: {} is limited to {} {} (rule {}); retry in {}",
-                    rule.what(info, args),
-                    rule.rate.as_ref().map_or("", |r| r.text.as_str()),
-                    rule.scope_text(),
-                    rule.name,
-                    retry_text(wait)
-                )))
+                Err(Refusal::GuardLimited {
+                    limit: rule.limit(info, args),
+                    retry: retry_text(wait),
+                }
+                .reply())
             }
         }
     }

@@ -36,7 +36,7 @@ pub use safe_defaults::{safe_rules, DANGEROUS};
 pub use set::{ById, GuardSet};
 
 use crate::config::{GuardsConfig, TtlRuleConfig};
-use crate::protocol::reply;
+use crate::protocol::refusal::Refusal;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,9 +101,13 @@ impl Guards {
             Ok(held) => Ok(in_flight::WalkHold::new(held)),
             Err(held) => {
                 metrics::counter!("respgate_keyspace_walks_refused_total").increment(1);
-                Err(reply::error(&format!(
-                    "ERR respgate: {what} refused: user '{user}' already has {held} keyspace walks (KEYS, SCAN, RANDOMKEY searches) in flight, its limit (guards.max_keyspace_walks_per_user = {max}); retry once one is answered"
-                )))
+                Err(Refusal::TooManyWalks {
+                    what: what.to_string(),
+                    user: user.to_string(),
+                    held,
+                    max,
+                }
+                .reply())
             }
         }
     }

@@ -152,6 +152,24 @@ impl Rule {
         s
     }
 
+    /// The rule as its refusals name it, for the command `info` / `args`.
+    pub(super) fn limit(
+        &self,
+        info: &CommandInfo,
+        args: Args<'_>,
+    ) -> crate::protocol::refusal::GuardLimit {
+        crate::protocol::refusal::GuardLimit {
+            what: self.what(info, args),
+            rate: self
+                .rate
+                .as_ref()
+                .map_or("", |r| r.text.as_str())
+                .to_string(),
+            scope: self.scope_text().to_string(),
+            rule: self.name.clone(),
+        }
+    }
+
     pub(super) fn scope_text(&self) -> &'static str {
         match (self.scope, self.shared.is_some()) {
             (_, true) => "for all respgate instances together",

@@ -10,6 +10,7 @@
 
 use crate::cluster::{key_slot, Cluster};
 use crate::config::FailMode;
+use crate::protocol::refusal::{GuardLimit, Refusal};
 use crate::protocol::reply;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -34,12 +35,17 @@ pub fn start(
     cluster: Arc<Cluster>,
     client_id: u64,
     budget: Arc<SharedBudget>,
-    refusal: String,
+    refusal: GuardLimit,
 ) -> oneshot::Receiver<Option<Bytes>> {
     crate::workers::spawn_answer(async move { take(&cluster, client_id, &budget, &refusal).await })
 }
 
-async fn take(cluster: &Cluster, client_id: u64, b: &SharedBudget, refusal: &str) -> Option<Bytes> {
+async fn take(
+    cluster: &Cluster,
+    client_id: u64,
+    b: &SharedBudget,
+    refusal: &GuardLimit,
+) -> Option<Bytes> {
     let window_ms = b.window.as_millis().max(1) as u64;
     let now_ms = crate::cluster::replicas::now_ms();
     let window = now_ms / window_ms;
@@ -65,13 +71,16 @@ async fn take(cluster: &Cluster, client_id: u64, b: &SharedBudget, refusal: &str
     }
     b.limited.increment(1);
     let wait = Duration::from_millis((window + 1) * window_ms - now_ms);
-    Some(reply::error(&format!(
-        "{refusal}; retry in {}",
-        super::retry_text(wait)
-    )))
+    Some(
+        Refusal::GuardLimited {
+            limit: refusal.clone(),
+            retry: super::retry_text(wait),
+        }
+        .reply(),
+    )
 }
 
-fn failed(b: &SharedBudget, refusal: &str, why: &str) -> Option<Bytes> {
+fn failed(b: &SharedBudget, refusal: &GuardLimit, why: &str) -> Option<Bytes> {
     tracing::warn!(rule = %b.rule, error = %why, on_error = ?b.on_error, "shared guard budget could not be counted");
     match b.on_error {
         FailMode::Open => {
@@ -80,9 +89,13 @@ fn failed(b: &SharedBudget, refusal: &str, why: &str) -> Option<Bytes> {
         }
         FailMode::Closed => {
             b.limited.increment(1);
-            Some(reply::error(&format!(
-                "{refusal}; the shared budget cannot be counted right now ({why}), so the request is refused"
-            )))
+            Some(
+                Refusal::GuardUncounted {
+                    limit: refusal.clone(),
+                    why: why.to_string(),
+                }
+                .reply(),
+            )
         }
     }
 }

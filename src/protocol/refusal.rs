@@ -45,6 +45,20 @@ pub enum LockedOutScope {
     Address,
 }
 
+/// The limit rule a request ran into, as its refusals name it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ERR respgate: {what} is limited to {rate} {scope} (rule {rule})")]
+pub struct GuardLimit {
+    /// The command as the rule describes it.
+    pub what: String,
+    /// The rate (`10/minute`).
+    pub rate: String,
+    /// Per user, per address, ...
+    pub scope: String,
+    /// The rule's name.
+    pub rule: String,
+}
+
 /// A refusal respgate answers itself. `Display` is the error text without the leading
 /// `-` and the trailing CRLF.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -250,7 +264,7 @@ pub enum Refusal {
     #[error("ERR respgate: {what} refused: user '{user}' already has {held} keyspace walks (KEYS, SCAN, RANDOMKEY searches) in flight, its limit (guards.max_keyspace_walks_per_user = {max}); retry once one is answered")]
     TooManyWalks {
         /// KEYS, SCAN or RANDOMKEY.
-        what: &'static str,
+        what: String,
         /// The user.
         user: String,
         /// Walks in flight.
@@ -288,19 +302,24 @@ pub enum Refusal {
         /// The rule's name.
         rule: String,
     },
-    /// A limit rule's bucket is empty.
-    #[error("ERR respgate: {what} is limited to {rate} {scope} (rule {rule}); retry in {retry}")]
+    /// A limit rule's bucket (or its budget counted in the cluster) is empty.
+    #[error("{limit}; retry in {retry}")]
     GuardLimited {
-        /// The command as the rule describes it.
-        what: String,
-        /// The rate (`10/minute`).
-        rate: String,
-        /// Per user, per address, ...
-        scope: String,
-        /// The rule's name.
-        rule: String,
+        /// The rule and the command.
+        limit: GuardLimit,
         /// `42s`, `0.3s`.
         retry: String,
+    },
+    /// A limit rule whose budget is counted in the cluster, refused because it cannot
+    /// be counted (`on_error = "closed"`).
+    #[error(
+        "{limit}; the shared budget cannot be counted right now ({why}), so the request is refused"
+    )]
+    GuardUncounted {
+        /// The rule and the command.
+        limit: GuardLimit,
+        /// Why it could not be counted.
+        why: String,
     },
     /// SET without an expiry on keys whose TTL rule rejects that.
     #[error("ERR respgate: keys matching '{pattern}' need an expiry: add EX, PX, EXAT or PXAT (TTL policy, at most {max_secs}s)")]

@@ -1,6 +1,15 @@
 //! Each refusal's exact text (see `refusal.rs`).
 use super::*;
 
+fn limit() -> GuardLimit {
+    GuardLimit {
+        what: String::from("KEYS"),
+        rate: String::from("10/minute"),
+        scope: String::from("per user"),
+        rule: String::from("keys"),
+    }
+}
+
 fn addr() -> std::net::IpAddr {
     "10.0.0.7".parse().unwrap()
 }
@@ -146,7 +155,7 @@ pinned_texts! {
         => "ERR respgate: KEYS matches more than 10000 keys (guards.max_keys_reply); use SCAN with MATCH and a narrower pattern";
     random_key_not_found: RandomKeyNotFound(64)
         => "ERR respgate: RANDOMKEY found none of this user's keys within 64 SCAN calls (its limit for users limited to key patterns); use SCAN with MATCH";
-    too_many_walks: TooManyWalks { what: "KEYS", user: String::from("search"), held: 8, max: 8 }
+    too_many_walks: TooManyWalks { what: String::from("KEYS"), user: String::from("search"), held: 8, max: 8 }
         => "ERR respgate: KEYS refused: user 'search' already has 8 keyspace walks (KEYS, SCAN, RANDOMKEY searches) in flight, its limit (guards.max_keyspace_walks_per_user = 8); retry once one is answered";
     dedicated_per_user: DedicatedPerUser { what: "WATCH", user: String::from("a"), held: 2, limit: String::from("server.max_dedicated_per_user = 2") }
         => "ERR respgate: WATCH refused: user 'a' already holds 2 connections of its own (blocking commands, WATCH), its limit (server.max_dedicated_per_user = 2)";
@@ -154,8 +163,10 @@ pinned_texts! {
         => "ERR respgate: WATCH refused: every connection of clients' own is taken (server.max_dedicated_connections = 1000, for all users together)";
     guard_denied: GuardDenied { what: String::from("FLUSHALL"), rule: String::from("no-flush") }
         => "ERR respgate: FLUSHALL is denied by rule 'no-flush' (ask an admin)";
-    guard_limited: GuardLimited { what: String::from("KEYS"), rate: String::from("10/minute"), scope: String::from("per user"), rule: String::from("keys"), retry: String::from("0.3s") }
-        => "ERR respgate: KEYS is limited to 10/minute per user (rule keys); retry in 0.3s";
+    guard_limited: GuardLimited { limit: limit(), retry: String::from("0.3s") }
+            => "ERR respgate: KEYS is limited to 10/minute per user (rule keys); retry in 0.3s";
+    guard_uncounted: GuardUncounted { limit: limit(), why: String::from("timed out") }
+            => "ERR respgate: KEYS is limited to 10/minute per user (rule keys); the shared budget cannot be counted right now (timed out), so the request is refused";
     ttl_needed: TtlNeeded { pattern: String::from("session:*"), max_secs: 86400 }
         => "ERR respgate: keys matching 'session:*' need an expiry: add EX, PX, EXAT or PXAT (TTL policy, at most 86400s)";
     ttl_must_stay: TtlMustStay { pattern: String::from("session:*"), command: String::from("PERSIST") }
@@ -254,6 +265,7 @@ fn pinned(r: &Refusal) -> usize {
         DedicatedGlobal { .. } => 56,
         GuardDenied { .. } => 57,
         GuardLimited { .. } => 58,
+        GuardUncounted { .. } => 75,
         TtlNeeded { .. } => 59,
         TtlMustStay { .. } => 60,
         TtlOverMax { .. } => 61,
@@ -273,7 +285,7 @@ fn pinned(r: &Refusal) -> usize {
     }
 }
 
-const VARIANTS: usize = 75;
+const VARIANTS: usize = 76;
 
 #[test]
 fn every_variant_has_a_pinned_text() {
