@@ -27,11 +27,14 @@
 mod info;
 mod keys;
 mod parse;
+pub mod policy;
 pub mod replies;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_keys;
+#[cfg(test)]
+mod tests_policy;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -124,6 +127,8 @@ pub struct CommandTable {
     max_name: usize,
     /// Commands and subcommands, i.e. one past the largest [`CommandInfo::id`].
     ids: usize,
+    /// What each command is to respgate, by [`CommandInfo::id`].
+    policy: policy::Policy,
 }
 
 impl CommandTable {
@@ -154,6 +159,11 @@ impl CommandTable {
             long: Vec::new(),
             max_name: 0,
             ids: 0,
+            policy: policy::Policy::build(
+                commands
+                    .iter()
+                    .flat_map(|c| std::iter::once(c).chain(c.subcommands.iter())),
+            ),
         };
         for (top, cmd) in commands.iter().enumerate() {
             t.insert(&cmd.name, top as u32, NO_SUB)?;
@@ -197,6 +207,13 @@ impl CommandTable {
     /// Number of distinct [`CommandInfo::id`]s (commands and subcommands).
     pub fn id_count(&self) -> usize {
         self.ids
+    }
+
+    /// How respgate treats `info`, a command of this table ([`policy`]): an index, no
+    /// hashing, no allocation.
+    #[inline]
+    pub fn policy(&self, info: &CommandInfo) -> policy::Row {
+        self.policy.row(info)
     }
 
     /// Every command and subcommand.

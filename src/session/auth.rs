@@ -12,6 +12,7 @@ use super::routing::Route;
 use super::ClientState;
 use super::SessionContext;
 use crate::acl::{AuthError, CompiledCommands, Security, User, READ, WRITE};
+use crate::commands::policy::AclCheck;
 use crate::commands::{cmd_flags, CommandInfo, CommandTable, KeyFlags, KeyRef};
 use crate::protocol::reply::{self, put_array_header, put_bulk};
 use crate::protocol::Args;
@@ -225,7 +226,9 @@ pub fn check(
     // Decided on borrows (no reference counting per request); the refusal, rare, is
     // built afterwards.
     let mut keys_found = false;
-    let Some((why, rule, object)) = refusal(&client.auth, info, args, keys, &mut keys_found) else {
+    let acl = table.policy(info).acl;
+    let request = (info, acl, args);
+    let Some((why, rule, object)) = refusal(&client.auth, request, keys, &mut keys_found) else {
         return Ok(keys_found);
     };
     ctx.security.log.add(
@@ -254,8 +257,7 @@ impl Denied {
 /// `keys_found`: the request's keys are in `keys` (found to check them).
 fn refusal(
     auth: &SessionAuth,
-    info: &CommandInfo,
-    args: Args<'_>,
+    (info, check, args): (&CommandInfo, AclCheck, Args<'_>),
     keys: &mut Vec<KeyRef>,
     keys_found: &mut bool,
 ) -> Option<(Denied, String, String)> {
@@ -273,14 +275,14 @@ fn refusal(
     }
     let acl = &user.acl;
     if !acl.allkeys {
-        if matches!(info.name.as_str(), "flushall" | "flushdb") && !acl.writes_all_keys() {
+        if check == AclCheck::WritesAllKeys && !acl.writes_all_keys() {
             return Some((
                 Denied::Key,
                 "needs write permission on all keys".into(),
                 info.name.clone(),
             ));
         }
-        if matches!(info.name.as_str(), "sort" | "sort_ro") {
+        if check == AclCheck::SortPatterns {
             if let Some(option) = sort_pattern_option(args) {
                 return Some((
                     Denied::SortOption(option),
@@ -301,10 +303,10 @@ fn refusal(
         }
     }
     if !acl.allchannels && info.is_pubsub() {
-        let (from, literal) = match info.name.as_str() {
-            "publish" | "spublish" => (1..2.min(args.len()), false),
-            "subscribe" | "ssubscribe" => (1..args.len(), false),
-            "psubscribe" => (1..args.len(), true),
+        let (from, literal) = match check {
+            AclCheck::FirstChannel => (1..2.min(args.len()), false),
+            AclCheck::AllChannels => (1..args.len(), false),
+            AclCheck::AllPatterns => (1..args.len(), true),
             _ => (0..0, false),
         };
         if let Some(i) = from

@@ -1,5 +1,11 @@
 //! Deciding what to do with one request: answer it here, refuse it, or forward it to the
 //! node that serves its keys' slot.
+//!
+//! What a command is to respgate is its row in the command policy
+//! ([`crate::commands::policy`]), looked up by id: routing is that lookup and a match
+//! over the row's class. Requests whose keys span slots are split in `split.rs`.
+
+mod split;
 
 use super::dedicated::Pin;
 use super::local;
@@ -10,12 +16,12 @@ use super::ClientState;
 use super::SessionContext;
 use crate::backend::NodeIdentity;
 use crate::cluster::key_slot;
-use crate::commands::{CommandInfo, KeyRef, KeysError, Lookup};
-use crate::guards::ttl::{TtlDecision, TtlPolicy};
+use crate::commands::policy::{Class, Multi, Row, Tx};
+use crate::commands::{CommandInfo, CommandTable, KeyRef, KeysError, Lookup};
+use crate::guards::ttl::TtlDecision;
 use crate::guards::Verdict;
 use crate::protocol::{reply, Args};
-use crate::pubsub::Kind;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::Arc;
 
 /// The decision for one request.
@@ -74,77 +80,12 @@ pub enum Route {
 /// `Route::Forward::replica` for a write whose master read-your-writes must track.
 pub const TRACKED_WRITE: u8 = u8::MAX;
 
-/// How a multi-key command whose keys span slots is split.
-enum Layout {
-    /// Every argument after the name is a key (MGET, DEL, EXISTS, ...).
-    Keys,
-    /// Key-value pairs (MSET).
-    Pairs,
-}
-
-/// Splits a multi-key request by slot, keeping the order in which slots first appear.
-/// With `ttl` (an MSET under a TTL policy), each part's covered keys get the policy's
-/// EXPIRE behind it.
-fn split_by_slot(
-    args: Args<'_>,
-    layout: Layout,
-    merge_for: impl FnOnce(Vec<Vec<u32>>, usize) -> Merge,
-    latency: metrics::Histogram,
-    ttl: Option<&TtlPolicy>,
-) -> Route {
-    let step = match layout {
-        Layout::Keys => 1,
-        Layout::Pairs => 2,
-    };
-    let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
-    for i in (1..args.len()).step_by(step) {
-        let slot = key_slot(args.get(i));
-        match groups.iter_mut().find(|g| g.0 == slot) {
-            Some(g) => g.1.push(i),
-            None => groups.push((slot, vec![i])),
-        }
-    }
-    let name = args.get(0);
-    let parts = groups
-        .iter()
-        .map(|(slot, idx)| {
-            let mut words: Vec<&[u8]> = Vec::with_capacity(1 + idx.len() * step);
-            words.push(name);
-            for &i in idx {
-                words.extend((i..(i + step).min(args.len())).map(|j| args.get(j)));
-            }
-            let part = reply::command(words);
-            let Some(ttl) = ttl else {
-                return (Some(*slot), part, 1);
-            };
-            let mut job = BytesMut::new();
-            let expires = ttl.expire_covered(&mut job, idx.iter().map(|&i| args.get(i)));
-            if expires == 0 {
-                return (Some(*slot), part, 1);
-            }
-            let mut out = BytesMut::with_capacity(part.len() + job.len());
-            out.extend_from_slice(&part);
-            out.extend_from_slice(&job);
-            (Some(*slot), out.freeze(), 1 + expires)
-        })
-        .collect();
-    let positions = groups
-        .iter()
-        .map(|(_, idx)| idx.iter().map(|&i| ((i - 1) / step) as u32).collect())
-        .collect();
-    Route::Split {
-        parts,
-        merge: merge_for(positions, (args.len() - 1) / step),
-        latency,
-    }
-}
-
 /// A command refused before it runs (wrong arity, NOAUTH, NOPERM), as Redis's
 /// `rejectCommand` does it: inside MULTI the transaction is flagged (EXEC will answer
 /// EXECABORT); a refused EXEC discards the transaction and words the error as
 /// `EXECABORT Transaction discarded because of: <error>`, in or out of MULTI.
-fn rejected(client: &mut ClientState, info: &CommandInfo, error: Bytes) -> Route {
-    if info.name == "exec" {
+fn rejected(client: &mut ClientState, row: Row, error: Bytes) -> Route {
+    if row.class == Class::Transaction(Tx::Exec) {
         client.tx = None;
         let text = error.strip_prefix(b"-").unwrap_or(&error);
         let text = text.strip_suffix(b"\r\n").unwrap_or(text);
@@ -183,16 +124,17 @@ pub fn route(
     let Lookup::Found(info) = lookup else {
         let error = lookup.error_reply(args).unwrap_or_default();
         if let Lookup::WrongArity(info) = lookup {
-            return rejected(client, info, error);
+            return rejected(client, table.policy(info), error);
         }
         client.abort_transaction();
         return Route::Reply(error);
     };
     info.metrics.requests.increment(1);
     client.entry.set_cmd(&info.name);
+    let row = table.policy(info);
     let keys_found = match super::auth::check(ctx, client, info, args, keys, table) {
         Ok(found) => found,
-        Err(refused) => return rejected(client, info, refused),
+        Err(refused) => return rejected(client, row, refused),
     };
     // A limit rule's token is owed (`charge`) and paid only where the request is about
     // to run: a command refused for another reason spends none.
@@ -210,19 +152,50 @@ pub fn route(
             return route;
         }
     }
+    let request = Request {
+        info,
+        row,
+        args,
+        table,
+    };
+    routed(ctx, client, request, keys, keys_found, &mut charge)
+}
 
+/// A request past the ACL and the guards, with what respgate knows of its command.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    info: &'a CommandInfo,
+    row: Row,
+    args: Args<'a>,
+    table: &'a Arc<CommandTable>,
+}
+
+/// Routes a request the ACL and the guards let through: subscriptions, scripts,
+/// transactions, then by its policy row's class.
+fn routed(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    req: Request<'_>,
+    keys: &mut Vec<KeyRef>,
+    keys_found: bool,
+    charge: &mut Option<crate::guards::Charge>,
+) -> Route {
+    let Request {
+        info,
+        row,
+        args,
+        table,
+    } = req;
     // Subscribed-mode rules come first (MULTI is refused there too); SUBSCRIBE inside
     // MULTI is left to the transaction rules.
     if client.subs.is_some() || (info.is_pubsub() && client.tx.is_none()) {
-        let refused = client.subs.is_some()
-            && !client.resp3
-            && !subscribe::allowed_in_subscribed_mode(&info.name);
+        let refused = client.subs.is_some() && !client.resp3 && !row.subscribed;
         if !refused {
-            if let Some(route) = pay(&mut charge, client, info, args) {
+            if let Some(route) = pay(charge, client, info, args) {
                 return route;
             }
         }
-        if let Some(route) = pubsub(ctx, client, info, args) {
+        if let Some(route) = subscribe::route(ctx, client, info, row, args) {
             return route;
         }
     }
@@ -236,68 +209,78 @@ pub fn route(
         {
             crate::scripts::Decision::As(id) => Some(id),
             crate::scripts::Decision::AsRespgate => None,
-            crate::scripts::Decision::Refuse(e) => return rejected(client, info, e),
+            crate::scripts::Decision::Refuse(e) => return rejected(client, row, e),
         }
     } else {
         None
     };
 
-    let transaction_command = info.acl_categories & transaction_category() != 0;
-    // RESET and QUIT act at once even inside MULTI, as in Redis (the names are compared
-    // only inside a transaction: not on the common path).
-    let queueing = client.tx.is_some() && !matches!(info.name.as_str(), "reset" | "quit");
-    if queueing || transaction_command {
-        let queueable = !transaction_command && local::queueable(info, args);
-        if queueable && run_as.is_some() {
-            if let Some(tx) = client.tx.as_mut() {
-                tx.run_as = run_as;
-            }
-        }
-        // A first WATCH pins a connection of the client's own that runs as the user's
-        // script identity: a script queued in the transaction then runs as the caller.
-        if info.name == "watch" && client.watch_slot.is_none() && client.tx.is_none() {
-            client.watch_identity = client
-                .auth
-                .user()
-                .and_then(|u| ctx.scripts.identity(&u.name, table));
-        }
-        if !transaction::refuses(client, info, queueable, transaction_command) {
-            if let Some(route) = pay(&mut charge, client, info, args) {
-                return route;
-            }
-        }
-        // The TTL policy applies to queued commands too (its EXPIREs go before EXEC).
-        let set = client.guards.set(&ctx.guards, table).clone();
-        let ttl = (!set.ttl.is_empty()).then_some(&set.ttl);
-        return transaction::route(client, info, args, keys, queueable, ttl);
+    // RESET and QUIT act at once even inside MULTI, as in Redis.
+    let queueing = client.tx.is_some() && row.multi != Multi::Immediate;
+    if queueing || matches!(row.class, Class::Transaction(_)) {
+        return in_transaction(ctx, client, req, keys, run_as, charge);
     }
 
-    // The common case: a plain keyed data command.
-    let special = info.is_blocking() || info.is_pubsub() || info.has_no_keys();
-    if special || info.name == "move" {
-        if let Some(route) = pay(&mut charge, client, info, args) {
+    // The common case, a plain keyed data command, decides without side effects: its
+    // refusals spend no token. Anything else pays first, then respgate decides.
+    if !row.class.is_plain_keyed() {
+        if let Some(route) = pay(charge, client, info, args) {
             return route;
         }
-        if let Some(route) = local::answer(ctx, client, info, args, table) {
+        if let Some(route) = local::answer(ctx, client, row.class, info, args, table) {
             return route;
         }
     }
-
-    // The plain path decides without side effects: its refusals spend no token.
-    let route = keyed(
-        ctx,
-        client,
-        info,
-        args,
-        keys,
-        table,
-        keys_found,
-        (run_as, script),
-    );
+    let route = keyed(ctx, client, req, keys, keys_found, (run_as, script));
     if matches!(&route, Route::Reply(e) if e.first() == Some(&b'-')) {
         return route;
     }
-    pay(&mut charge, client, info, args).unwrap_or(route)
+    pay(charge, client, info, args).unwrap_or(route)
+}
+
+/// A transaction command, or any command while MULTI queues.
+fn in_transaction(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    req: Request<'_>,
+    keys: &mut Vec<KeyRef>,
+    run_as: Option<Arc<NodeIdentity>>,
+    charge: &mut Option<crate::guards::Charge>,
+) -> Route {
+    let Request {
+        info,
+        row,
+        args,
+        table,
+    } = req;
+    let tx = match row.class {
+        Class::Transaction(tx) => Some(tx),
+        _ => None,
+    };
+    let transaction_command = tx.is_some();
+    let queueable = !transaction_command && row.multi.queueable(args);
+    if queueable && run_as.is_some() {
+        if let Some(tx) = client.tx.as_mut() {
+            tx.run_as = run_as;
+        }
+    }
+    // A first WATCH pins a connection of the client's own that runs as the user's
+    // script identity: a script queued in the transaction then runs as the caller.
+    if tx == Some(Tx::Watch) && client.watch_slot.is_none() && client.tx.is_none() {
+        client.watch_identity = client
+            .auth
+            .user()
+            .and_then(|u| ctx.scripts.identity(&u.name, table));
+    }
+    if !transaction::refuses(client, tx, queueable, transaction_command) {
+        if let Some(route) = pay(charge, client, info, args) {
+            return route;
+        }
+    }
+    // The TTL policy applies to queued commands too (its EXPIREs go before EXEC).
+    let set = client.guards.set(&ctx.guards, table).clone();
+    let ttl = (!set.ttl.is_empty()).then_some(&set.ttl);
+    transaction::route(client, (info, tx), args, keys, queueable, ttl)
 }
 
 /// Takes the token a limit rule matched for a request about to run; the refusal when
@@ -322,13 +305,17 @@ fn pay(
 fn keyed(
     ctx: &SessionContext,
     client: &mut ClientState,
-    info: &CommandInfo,
-    args: Args<'_>,
+    req: Request<'_>,
     keys: &mut Vec<KeyRef>,
-    table: &Arc<crate::commands::CommandTable>,
     keys_found: bool,
     (run_as, script): (Option<Arc<NodeIdentity>>, bool),
 ) -> Route {
+    let Request {
+        info,
+        row,
+        args,
+        table,
+    } = req;
     // A restricted user's keys were found for the ACL check already (nothing since
     // touched `keys`).
     let found = if keys_found {
@@ -361,14 +348,19 @@ fn keyed(
     }
     let Ok(slot) = common_slot(keys, args) else {
         let set = client.guards.set(&ctx.guards, table);
-        return cross_slot(info, args, (!set.ttl.is_empty()).then_some(&set.ttl));
+        return split::cross_slot(
+            info,
+            row.class,
+            args,
+            (!set.ttl.is_empty()).then_some(&set.ttl),
+        );
     };
     // Blocking commands, and while keys are watched, the commands for their slot, go on
     // the client's own connection.
     let watched = slot.is_some() && slot == client.watch_slot;
     let dedicated = if watched {
         Some(Pin::Watched)
-    } else if info.is_blocking() && blocks(info, args) {
+    } else if info.is_blocking() && blocks(row.class, args) {
         Some(Pin::Blocking)
     } else {
         None
@@ -385,30 +377,10 @@ fn keyed(
         }
         _ => None,
     };
-    // The TTL policy may send the write with its EXPIRE behind it, as one job.
-    let (mut rewritten, mut replies) = (None, 1);
-    // PERSIST and GETEX are `write` commands too.
-    if info.is_write() {
-        let set = client.guards.set(&ctx.guards, table);
-        if !set.ttl.is_empty() {
-            match set.ttl.apply(info, args, keys) {
-                TtlDecision::Pass => {}
-                TtlDecision::Refuse(e) => return Route::Reply(e),
-                TtlDecision::Rewrite { job, replies: n } => (rewritten, replies) = (Some(job), n),
-            }
-        }
-    }
-    // HSCAN / SSCAN / ZSCAN: a COUNT above `guards.max_scan_count` is lowered, as SCAN's
-    // (one step of a huge hash or set would hold its node). The argument count is tested
-    // first, so a GET or SET pays nothing for this.
-    if args.len() >= 5
-        && rewritten.is_none()
-        && info.is_readonly()
-        && matches!(info.name.as_str(), "hscan" | "sscan" | "zscan")
-    {
-        let max = client.guards.set(&ctx.guards, table).max_scan_count;
-        rewritten = local::capped_key_scan(args, max);
-    }
+    let (rewritten, replies) = match rewrite(ctx, client, req, keys) {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
     let replica = match (&ctx.read_policy, keys.first()) {
         (Some(policy), Some(k)) if dedicated.is_none() && !script && info.is_readonly() => {
             policy.bound_for(k.key(args))
@@ -496,61 +468,6 @@ fn safe_keys(
     ))
 }
 
-/// Subscriptions and subscribed-mode rules; `None` lets the command route on.
-fn pubsub(
-    ctx: &SessionContext,
-    client: &mut ClientState,
-    info: &CommandInfo,
-    args: Args<'_>,
-) -> Option<Route> {
-    let entry = client.entry.clone();
-    let resp3 = client.resp3;
-    // RESP3 clients may run any command while subscribed (messages are pushes).
-    let subscribed = client.subs.is_some() && !resp3;
-    let route = match info.name.as_str() {
-        "subscribe" => subscribe::subscribe(
-            &mut client.subs,
-            &entry,
-            &ctx.pubsub,
-            ctx.pubsub_queue,
-            Kind::Channel,
-            args,
-            resp3,
-        ),
-        "psubscribe" => subscribe::subscribe(
-            &mut client.subs,
-            &entry,
-            &ctx.pubsub,
-            ctx.pubsub_queue,
-            Kind::Pattern,
-            args,
-            resp3,
-        ),
-        "ssubscribe" => subscribe::subscribe(
-            &mut client.subs,
-            &entry,
-            &ctx.pubsub,
-            ctx.pubsub_queue,
-            Kind::Shard,
-            args,
-            resp3,
-        ),
-        "unsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Channel, args, resp3),
-        "punsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Pattern, args, resp3),
-        "sunsubscribe" => subscribe::unsubscribe(&mut client.subs, Kind::Shard, args, resp3),
-        "ping" if subscribed => subscribe::ping(info, args),
-        name if subscribed && !subscribe::allowed_in_subscribed_mode(name) => {
-            subscribe::refuse(info)
-        }
-        _ => return None,
-    };
-    let counts = client.subs.as_ref().map_or([0; 3], |s| s.counts());
-    for (stored, n) in client.entry.subs.iter().zip(counts) {
-        stored.store(n as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-    Some(route)
-}
-
 /// The slot every key hashes to (`None` without keys), or `Err` when they differ.
 pub(super) fn common_slot(keys: &[KeyRef], args: Args<'_>) -> Result<Option<u16>, ()> {
     let mut slot = None;
@@ -564,41 +481,47 @@ pub(super) fn common_slot(keys: &[KeyRef], args: Args<'_>) -> Result<Option<u16>
     Ok(slot)
 }
 
-/// Whether a command flagged `blocking` really may block: XREAD / XREADGROUP only with
-/// BLOCK (before STREAMS).
-fn blocks(info: &CommandInfo, args: Args<'_>) -> bool {
-    match info.name.as_str() {
-        "xread" | "xreadgroup" => args
-            .iter()
-            .skip(1)
-            .take_while(|a| !a.eq_ignore_ascii_case(b"streams"))
-            .any(|a| a.eq_ignore_ascii_case(b"block")),
-        _ => true,
-    }
-}
-
-/// The ACL category bit of `@transaction` (MULTI, EXEC, DISCARD, WATCH, UNWATCH).
-fn transaction_category() -> u64 {
-    static BIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *BIT.get_or_init(|| crate::commands::acl_category_bit(b"transaction").unwrap_or(0))
-}
-
-/// A request whose keys span slots: split when the command allows it, else CROSSSLOT.
-/// `ttl`: the TTL policy, when it has rules (MSET's parts get their EXPIREs).
-fn cross_slot(info: &CommandInfo, args: Args<'_>, ttl: Option<&TtlPolicy>) -> Route {
-    let latency = info.metrics.latency.clone();
-    match info.name.as_str() {
-        "mget" => split_by_slot(args, Layout::Keys, |positions, total| Merge::Mget { positions, total }, latency, None),
-        "del" | "unlink" | "exists" | "touch" => split_by_slot(args, Layout::Keys, |_, _| Merge::Sum, latency, None),
-        "mset" if args.len() % 2 == 0 => {
-            Route::Reply(crate::commands::replies::wrong_arity_reply(info))
+/// The request as the node gets it, and how many replies it produces: the TTL policy
+/// may send a write with its EXPIRE behind it, as one job, and HSCAN / SSCAN / ZSCAN get
+/// their COUNT capped. `Err`: the TTL policy's refusal.
+fn rewrite(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    Request {
+        info,
+        row,
+        args,
+        table,
+    }: Request<'_>,
+    keys: &[KeyRef],
+) -> Result<(Option<Bytes>, u32), Route> {
+    let (mut rewritten, mut replies) = (None, 1);
+    // PERSIST and GETEX are `write` commands too.
+    if info.is_write() {
+        let set = client.guards.set(&ctx.guards, table);
+        if !set.ttl.is_empty() {
+            match set.ttl.apply(info, args, keys) {
+                TtlDecision::Pass => {}
+                TtlDecision::Refuse(e) => return Err(Route::Reply(e)),
+                TtlDecision::Rewrite { job, replies: n } => (rewritten, replies) = (Some(job), n),
+            }
         }
-        "mset" => split_by_slot(args, Layout::Pairs, |_, _| Merge::AllOk, latency, ttl),
-        "msetnx" => Route::Reply(reply::error(
-            "CROSSSLOT Keys in request don't hash to the same slot (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)",
-        )),
-        _ => Route::Reply(reply::error(
-            reply::CROSSSLOT,
-        )),
+    }
+    // A COUNT above `guards.max_scan_count` is lowered, as SCAN's (one step of a huge
+    // hash or set would hold its node). The argument count is tested first, so a GET or
+    // SET pays nothing for this.
+    if args.len() >= 5 && rewritten.is_none() && info.is_readonly() && row.class == Class::KeyScan {
+        let max = client.guards.set(&ctx.guards, table).max_scan_count;
+        rewritten = local::capped_key_scan(args, max);
+    }
+    Ok((rewritten, replies))
+}
+
+/// Whether a command flagged `blocking` may block with these arguments (XREAD only with
+/// BLOCK: its row says so).
+fn blocks(class: Class, args: Args<'_>) -> bool {
+    match class {
+        Class::Blocking(block) => block.blocks(args),
+        _ => true,
     }
 }

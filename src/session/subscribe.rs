@@ -6,7 +6,9 @@
 //! channels; the client stays in subscribed mode while it has any of the three.
 
 use super::routing::Route;
+use super::{ClientState, SessionContext};
 use crate::clients::ClientEntry;
+use crate::commands::policy::{Channels, Class, Local, Row, Tx};
 use crate::commands::CommandInfo;
 use crate::protocol::reply::{put_array_header, put_bulk};
 use crate::protocol::Args;
@@ -132,30 +134,58 @@ fn confirmation(kind: &str, name: Option<&[u8]>, count: usize, resp3: bool) -> B
     out.freeze()
 }
 
-/// Whether `name` may run in subscribed mode (RESP2).
-pub fn allowed_in_subscribed_mode(name: &str) -> bool {
-    matches!(
-        name,
-        "subscribe"
-            | "psubscribe"
-            | "ssubscribe"
-            | "unsubscribe"
-            | "punsubscribe"
-            | "sunsubscribe"
-            | "ping"
-            | "quit"
-            | "reset"
-    )
+/// The hub's kind of a policy's channels.
+pub fn kind(channels: Channels) -> Kind {
+    match channels {
+        Channels::Channel => Kind::Channel,
+        Channels::Pattern => Kind::Pattern,
+        Channels::Shard => Kind::Shard,
+    }
+}
+
+/// Subscriptions and subscribed-mode rules (the policy row's `subscribed`); `None` lets
+/// the command route on.
+pub fn route(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    info: &CommandInfo,
+    row: Row,
+    args: Args<'_>,
+) -> Option<Route> {
+    let entry = client.entry.clone();
+    let resp3 = client.resp3;
+    // RESP3 clients may run any command while subscribed (messages are pushes).
+    let subscribed = client.subs.is_some() && !resp3;
+    let route = match row.class {
+        Class::Subscribe(channels) => subscribe(
+            &mut client.subs,
+            &entry,
+            &ctx.pubsub,
+            ctx.pubsub_queue,
+            kind(channels),
+            args,
+            resp3,
+        ),
+        Class::Unsubscribe(channels) => unsubscribe(&mut client.subs, kind(channels), args, resp3),
+        Class::Local(Local::Ping) if subscribed => ping(info, args),
+        _ if subscribed && !row.subscribed => refuse(info, row),
+        _ => return None,
+    };
+    let counts = client.subs.as_ref().map_or([0; 3], |s| s.counts());
+    for (stored, n) in client.entry.subs.iter().zip(counts) {
+        stored.store(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    Some(route)
 }
 
 /// Redis's refusal of other commands in subscribed mode.
-pub fn refuse(info: &CommandInfo) -> Route {
+pub fn refuse(info: &CommandInfo, row: Row) -> Route {
     let why = format!(
         "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
         info.name
     );
     // Redis words a refused EXEC as the transaction's abort.
-    let msg = if info.name == "exec" {
+    let msg = if row.class == Class::Transaction(Tx::Exec) {
         format!("EXECABORT Transaction discarded because of: {why}")
     } else {
         format!("ERR {why}")

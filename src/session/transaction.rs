@@ -21,6 +21,7 @@
 use super::dedicated::Pin;
 use super::routing::{common_slot, Route};
 use super::{ClientState, Transaction};
+use crate::commands::policy::Tx;
 use crate::commands::{CommandInfo, KeyRef, KeysError};
 use crate::guards::ttl::TtlPolicy;
 use crate::protocol::{reply, Args};
@@ -30,14 +31,15 @@ const EXECABORT: &str = "EXECABORT Transaction discarded because of previous err
 
 /// Handles MULTI, EXEC, DISCARD, WATCH, UNWATCH, and every command while a transaction
 /// is being queued. `queueable` says whether the command can run inside EXEC on a node
-/// (false for what respgate answers itself or fans out).
+/// (false for what respgate answers itself or fans out); `tx` which transaction command
+/// it is (its policy row's class), if it is one.
 ///
 /// `ttl`: the TTL policy, when it has rules. Queued writes to keys it covers get their
 /// EXPIREs queued last, before EXEC, and EXEC's reply loses their elements (see
 /// `crate::guards::ttl`); a DISCARDed or aborted transaction sends none.
 pub fn route(
     client: &mut ClientState,
-    info: &CommandInfo,
+    (info, tx): (&CommandInfo, Option<Tx>),
     args: Args<'_>,
     keys: &mut Vec<KeyRef>,
     queueable: bool,
@@ -45,53 +47,53 @@ pub fn route(
 ) -> Route {
     let ok = || Route::Reply(Bytes::from_static(reply::OK));
     let err = |m: &str| Route::Reply(reply::error(m));
-    match (info.name.as_str(), client.tx.is_some()) {
+    match (tx, client.tx.is_some()) {
         // As in Redis, these two errors leave the transaction intact.
-        ("multi", true) => err("ERR MULTI calls can not be nested"),
-        ("multi", false) => {
+        (Some(Tx::Multi), true) => err("ERR MULTI calls can not be nested"),
+        (Some(Tx::Multi), false) => {
             client.tx = Some(Transaction {
                 slot: client.watch_slot,
                 ..Transaction::default()
             });
             ok()
         }
-        ("exec", false) => err("ERR EXEC without MULTI"),
-        ("discard", false) => err("ERR DISCARD without MULTI"),
-        ("discard", true) => {
+        (Some(Tx::Exec), false) => err("ERR EXEC without MULTI"),
+        (Some(Tx::Discard), false) => err("ERR DISCARD without MULTI"),
+        (Some(Tx::Discard), true) => {
             client.tx = None;
             // DISCARD also forgets the watched keys (on the pinned connection).
             unwatch(client, info)
         }
-        ("exec", true) => {
+        (Some(Tx::Exec), true) => {
             let watched = client
                 .watch_slot
                 .take()
                 .map(|slot| (slot, client.watch_identity.take()));
             exec(client.tx.take().unwrap_or_default(), info, watched)
         }
-        ("watch", true) => err("ERR WATCH inside MULTI is not allowed"),
-        ("watch", false) => watch(client, info, args, keys),
-        ("unwatch", false) => unwatch(client, info),
+        (Some(Tx::Watch), true) => err("ERR WATCH inside MULTI is not allowed"),
+        (Some(Tx::Watch), false) => watch(client, info, args, keys),
+        (Some(Tx::Unwatch), false) => unwatch(client, info),
         // Queued as Redis does (EXEC then answers OK for it).
-        ("unwatch", true) => queue(client, info, args, keys, true, None),
+        (Some(Tx::Unwatch), true) => queue(client, info, args, keys, true, None),
         (_, true) => queue(client, info, args, keys, queueable, ttl),
         (_, false) => err("ERR respgate: not a transaction command"),
     }
 }
 
 /// Whether [`route`] will refuse this command without running or queueing it (MULTI's
-/// rules), so a guard's token is not spent on it.
+/// rules), so a guard's token is not spent on it. `tx`: which transaction command it is.
 pub fn refuses(
     client: &ClientState,
-    info: &CommandInfo,
+    tx: Option<Tx>,
     queueable: bool,
     transaction_command: bool,
 ) -> bool {
     let in_multi = client.tx.is_some();
-    match info.name.as_str() {
-        "multi" | "watch" => in_multi,
-        "exec" | "discard" => !in_multi,
-        "unwatch" => false,
+    match tx {
+        Some(Tx::Multi | Tx::Watch) => in_multi,
+        Some(Tx::Exec | Tx::Discard) => !in_multi,
+        Some(Tx::Unwatch) => false,
         _ => in_multi && !transaction_command && !queueable,
     }
 }

@@ -1,0 +1,605 @@
+//! The command policy: what each command *is* to respgate, one row per command and
+//! subcommand, built once beside the [`CommandTable`](super::CommandTable) it describes.
+//!
+//! **Job.** Say, for a command the table resolved, how respgate treats it: its routing
+//! [`Class`] (answered here, forwarded by its keys' slot, split by slot, sent to every
+//! master, refused, a transaction or subscription command...), whether it may be queued
+//! in MULTI ([`Multi`]), whether it may run in RESP2 subscribed mode, and which extra ACL
+//! check its arguments need ([`AclCheck`]). The session looks the row up by
+//! [`CommandInfo::id`] (an index into a `Vec`: no hashing of names, no allocation, no
+//! lock) and matches on the class; adding a command to respgate's own handling is one
+//! row in the tables below.
+//!
+//! **Explicit rows and derived rows.** Most commands have no row here: their class is
+//! derived from what the server says of them (`COMMAND`): `@transaction` category, then
+//! `blocking` flag, then `pubsub` flag, then no keys at all, else keyed. An explicit row
+//! takes effect only where respgate has always applied it (its *gate*, see
+//! [`resolve`]): a command respgate answers, fans out or refuses only when the server
+//! says it is blocking, pub/sub or keyless (MOVE excepted); a split or SCAN-capped
+//! command only when it is a plain keyed one; XREAD's blocking rule only when it is
+//! flagged blocking; the transaction commands only in `@transaction`. So a server that
+//! describes a command differently routes it the way its description says, as before.
+//!
+//! **Must not.** Know about sessions, nodes or replies being merged: a class names a
+//! [`MergeKind`], which the session maps to its own merge (which carries runtime data).
+
+use super::CommandInfo;
+use crate::protocol::scan::parse_int;
+use crate::protocol::Args;
+
+/// How respgate routes a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// A plain keyed command: to the master of its keys' slot; CROSSSLOT when the keys
+    /// span slots.
+    Keyed,
+    /// HSCAN / SSCAN / ZSCAN: keyed, with a COUNT above `guards.max_scan_count` lowered.
+    KeyScan,
+    /// Keyed; keys spanning slots are split into one request per slot (in the order the
+    /// slots first appear) and the replies merged.
+    SplitBySlot { layout: Layout, merge: MergeKind },
+    /// Keyed, never split: it would lose its all-or-nothing guarantee (MSETNX).
+    AllOrNothing,
+    /// No keys: to any master (or a slot the arguments name).
+    Keyless,
+    /// May hold the connection: on the client's own connection when it does block.
+    Blocking(Block),
+    /// A `pubsub` command respgate does not handle itself: forwarded.
+    PubSub,
+    /// Answered (or decided) by respgate: a handler of the session's. Some handlers hand
+    /// the request back to the forward path (PUBLISH with nothing to adjust, ...).
+    Local(Local),
+    /// Sent as it is to every master; the replies merged.
+    FanOut(MergeKind),
+    /// Refused by respgate for this reason.
+    Refused(Refusal),
+    /// MULTI / EXEC / DISCARD / WATCH / UNWATCH (`@transaction`).
+    Transaction(Tx),
+    /// SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE: served by the pub/sub hub.
+    Subscribe(Channels),
+    /// UNSUBSCRIBE / PUNSUBSCRIBE / SUNSUBSCRIBE.
+    Unsubscribe(Channels),
+}
+
+impl Class {
+    /// The plain keyed path: the request's own checks decide before a guard's token is
+    /// paid (anything else pays first, then respgate decides).
+    pub fn is_plain_keyed(self) -> bool {
+        matches!(
+            self,
+            Class::Keyed | Class::KeyScan | Class::SplitBySlot { .. } | Class::AllOrNothing
+        )
+    }
+}
+
+/// How a request split by slot is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Every argument after the name is a key (MGET, DEL, EXISTS, ...).
+    Keys,
+    /// Key-value pairs (MSET).
+    Pairs,
+}
+
+/// How the replies of several nodes become one (the session's `Merge` does it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeKind {
+    /// Integers added.
+    Sum,
+    /// `+OK` when every node said so.
+    AllOk,
+    /// The first node's reply.
+    First,
+    /// Arrays of 0/1 ANDed element-wise (SCRIPT EXISTS).
+    AndArrays,
+    /// Arrays joined without duplicates.
+    Union,
+    /// Arrays joined.
+    Concat,
+    /// The first non-null reply.
+    AnyNonNull,
+    /// A split's values put back in the order of the client's keys (MGET).
+    ByPosition,
+}
+
+/// When a command flagged `blocking` blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// Always (BLPOP, BZPOPMIN, ...).
+    Always,
+    /// Only with a BLOCK option before STREAMS (XREAD, XREADGROUP).
+    WithBlockOption,
+}
+
+impl Block {
+    /// Whether this request may block.
+    pub fn blocks(self, args: Args<'_>) -> bool {
+        match self {
+            Block::Always => true,
+            Block::WithBlockOption => args
+                .iter()
+                .skip(1)
+                .take_while(|a| !a.eq_ignore_ascii_case(b"streams"))
+                .any(|a| a.eq_ignore_ascii_case(b"block")),
+        }
+    }
+}
+
+/// The transaction commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tx {
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
+    /// Another `@transaction` command (none in Redis 7.0): refused.
+    Other,
+}
+
+/// Which channels a (un)subscription names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channels {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+/// respgate's own handlers (the session's `local` module).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Local {
+    Ping,
+    Echo,
+    Quit,
+    Reset,
+    Select,
+    /// `+OK`, nothing else (READONLY, READWRITE).
+    Accept,
+    Auth,
+    Hello,
+    /// COMMAND: the nodes' reply as loaded.
+    Command,
+    CommandCount,
+    /// ACL subcommands (respgate's users).
+    Acl,
+    /// CLIENT subcommands (respgate's clients).
+    Client,
+    /// KEYS on every node (or by SCAN under a guard rule).
+    Keys,
+    /// FLUSHALL / FLUSHDB: audited, then on every master.
+    Flush,
+    ConfigGet,
+    ConfigSet,
+    RandomKey,
+    /// INFO: every master's, with respgate's own section.
+    Info,
+    /// SCAN over the whole cluster, one shard at a time.
+    Scan,
+    /// FUNCTION LIST: WITHCODE for admins only.
+    FunctionList,
+    Publish,
+    SPublish,
+    /// PUBSUB NUMSUB / SHARDNUMSUB: counts of respgate's own subscribers.
+    NumSub(Channels),
+    /// DEBUG OBJECT to the key's master; any other DEBUG refused.
+    Debug,
+}
+
+/// Why respgate refuses a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The error a standalone Redis gives (CLUSTER, ASKING).
+    ClusterDisabled,
+    /// Not supported yet; `what` defaults to the command's name in capitals.
+    NotYet {
+        what: Option<&'static str>,
+        why: &'static str,
+    },
+    /// The Lua debugger would take over a shared node connection.
+    ScriptDebug,
+    /// SWAPDB, MOVE: a cluster has only database 0.
+    SingleDatabase,
+    /// Replication and server control: run it on a node.
+    NodeOnly,
+}
+
+impl Refusal {
+    /// The error text (without `-` and CRLF) for command `name` (`script|kill`).
+    pub fn message(self, name: &str) -> String {
+        let upper = || name.to_uppercase().replace('|', " ");
+        match self {
+            Refusal::ClusterDisabled => "ERR This instance has cluster support disabled".into(),
+            Refusal::NotYet { what, why } => format!(
+                "ERR respgate: {} is not supported yet ({why})",
+                what.map_or_else(upper, str::to_string)
+            ),
+            Refusal::ScriptDebug => "ERR respgate: SCRIPT DEBUG is not supported (the Lua debugger would take over a node connection other clients share)".into(),
+            Refusal::SingleDatabase => format!(
+                "ERR respgate: {} is not allowed: a Redis Cluster has only database 0",
+                upper()
+            ),
+            Refusal::NodeOnly => format!(
+                "ERR respgate: {} is not allowed through the proxy; run it on a node",
+                upper()
+            ),
+        }
+    }
+}
+
+/// Whether a command may be queued in MULTI (run by the node inside EXEC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Multi {
+    /// Queued.
+    Queue,
+    /// Only as `SELECT 0`.
+    SelectZero,
+    /// Refused: respgate answers it, fans it out or refuses it, or it is connection
+    /// state that would land on a shared backend connection.
+    Refuse,
+    /// Acts at once even inside MULTI, as in Redis (RESET, QUIT).
+    Immediate,
+}
+
+impl Multi {
+    /// Whether this request can be queued.
+    pub fn queueable(self, args: Args<'_>) -> bool {
+        match self {
+            Multi::Queue => true,
+            Multi::SelectZero => args.len() == 2 && parse_int(args.get(1)) == Some(0),
+            Multi::Refuse | Multi::Immediate => false,
+        }
+    }
+}
+
+/// ACL checks beyond the command and its keys, for users limited to some keys or channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AclCheck {
+    /// None.
+    Plain,
+    /// Needs write permission on every key (FLUSHALL, FLUSHDB).
+    WritesAllKeys,
+    /// SORT's BY pattern and GET read keys the key specs do not name.
+    SortPatterns,
+    /// The channels it names: the first argument only (PUBLISH).
+    FirstChannel,
+    /// Every argument, channels (SUBSCRIBE, SSUBSCRIBE).
+    AllChannels,
+    /// Every argument, patterns matched literally (PSUBSCRIBE).
+    AllPatterns,
+}
+
+/// What respgate knows of one command or subcommand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub class: Class,
+    pub multi: Multi,
+    /// May run in RESP2 subscribed mode.
+    pub subscribed: bool,
+    pub acl: AclCheck,
+}
+
+/// One row per [`CommandInfo::id`] of a table.
+#[derive(Debug, Default)]
+pub struct Policy {
+    rows: Vec<Row>,
+}
+
+impl Policy {
+    /// The rows of `commands` (each with its subcommands), whose ids are dense.
+    pub(super) fn build<'a>(commands: impl Iterator<Item = &'a CommandInfo>) -> Policy {
+        let mut rows = Vec::new();
+        for info in commands {
+            let id = info.id as usize;
+            if rows.len() <= id {
+                rows.resize(id + 1, None);
+            }
+            rows[id] = Some(row(info));
+        }
+        Policy {
+            rows: rows.into_iter().map(|r| r.unwrap_or(FALLBACK)).collect(),
+        }
+    }
+
+    /// The row of `info` (a command of the table this policy was built with).
+    #[inline]
+    pub fn row(&self, info: &CommandInfo) -> Row {
+        match self.rows.get(info.id as usize) {
+            Some(r) => *r,
+            None => row(info),
+        }
+    }
+}
+
+/// Only for ids no command has (never, for a table's own ids).
+const FALLBACK: Row = Row {
+    class: Class::Keyed,
+    multi: Multi::Queue,
+    subscribed: false,
+    acl: AclCheck::Plain,
+};
+
+/// The explicit classes: full names (`script|flush`), or `family|*` for every subcommand
+/// of a container without a row of its own.
+pub const CLASSES: &[(&str, Class)] = &[
+    // Connection commands: a standalone Redis's answers.
+    ("ping", Class::Local(Local::Ping)),
+    ("echo", Class::Local(Local::Echo)),
+    ("quit", Class::Local(Local::Quit)),
+    ("reset", Class::Local(Local::Reset)),
+    ("select", Class::Local(Local::Select)),
+    ("readonly", Class::Local(Local::Accept)),
+    ("readwrite", Class::Local(Local::Accept)),
+    ("auth", Class::Local(Local::Auth)),
+    ("hello", Class::Local(Local::Hello)),
+    ("command", Class::Local(Local::Command)),
+    ("command|count", Class::Local(Local::CommandCount)),
+    ("cluster", Class::Refused(Refusal::ClusterDisabled)),
+    ("cluster|*", Class::Refused(Refusal::ClusterDisabled)),
+    // Forwarded, it would flag a shared node link for another client's next command.
+    ("asking", Class::Refused(Refusal::ClusterDisabled)),
+    ("acl|*", Class::Local(Local::Acl)),
+    ("client|*", Class::Local(Local::Client)),
+    ("multi", Class::Transaction(Tx::Multi)),
+    ("exec", Class::Transaction(Tx::Exec)),
+    ("discard", Class::Transaction(Tx::Discard)),
+    ("watch", Class::Transaction(Tx::Watch)),
+    ("unwatch", Class::Transaction(Tx::Unwatch)),
+    ("monitor", Class::Refused(NOT_YET_MONITOR)),
+    // The whole keyspace.
+    ("keys", Class::Local(Local::Keys)),
+    ("scan", Class::Local(Local::Scan)),
+    ("randomkey", Class::Local(Local::RandomKey)),
+    ("dbsize", Class::FanOut(MergeKind::Sum)),
+    ("flushall", Class::Local(Local::Flush)),
+    ("flushdb", Class::Local(Local::Flush)),
+    ("swapdb", Class::Refused(Refusal::SingleDatabase)),
+    ("move", Class::Refused(Refusal::SingleDatabase)),
+    // Scripts and functions live on every master.
+    ("script|flush", Class::FanOut(MergeKind::AllOk)),
+    ("script|load", Class::FanOut(MergeKind::First)),
+    ("script|exists", Class::FanOut(MergeKind::AndArrays)),
+    ("script|debug", Class::Refused(Refusal::ScriptDebug)),
+    ("script|kill", Class::Refused(NOT_YET_SCRIPTS)),
+    ("function|flush", Class::FanOut(MergeKind::AllOk)),
+    ("function|delete", Class::FanOut(MergeKind::AllOk)),
+    ("function|restore", Class::FanOut(MergeKind::AllOk)),
+    ("function|load", Class::FanOut(MergeKind::First)),
+    ("function|list", Class::Local(Local::FunctionList)),
+    ("function|kill", Class::Refused(NOT_YET_SCRIPTS)),
+    ("function|stats", Class::Refused(NOT_YET_SCRIPTS)),
+    // Server state.
+    ("config|get", Class::Local(Local::ConfigGet)),
+    ("config|set", Class::Local(Local::ConfigSet)),
+    ("config|resetstat", Class::FanOut(MergeKind::AllOk)),
+    ("config|rewrite", Class::FanOut(MergeKind::AllOk)),
+    ("info", Class::Local(Local::Info)),
+    ("save", Class::FanOut(MergeKind::AllOk)),
+    ("bgsave", Class::FanOut(MergeKind::First)),
+    ("bgrewriteaof", Class::FanOut(MergeKind::First)),
+    ("slowlog|len", Class::FanOut(MergeKind::Sum)),
+    ("slowlog|reset", Class::FanOut(MergeKind::AllOk)),
+    ("slowlog|get", Class::FanOut(MergeKind::Concat)),
+    ("debug", Class::Local(Local::Debug)),
+    ("sync", Class::Refused(Refusal::NodeOnly)),
+    ("psync", Class::Refused(Refusal::NodeOnly)),
+    ("replicaof", Class::Refused(Refusal::NodeOnly)),
+    ("slaveof", Class::Refused(Refusal::NodeOnly)),
+    ("shutdown", Class::Refused(Refusal::NodeOnly)),
+    ("failover", Class::Refused(Refusal::NodeOnly)),
+    // WAIT counts acknowledgements of the connection's own writes, and a client's
+    // writes go over shared connections: the answer would mean nothing.
+    ("wait", Class::Refused(NOT_YET_WAIT)),
+    ("waitaof", Class::Refused(NOT_YET_WAIT)),
+    // Pub/sub.
+    ("subscribe", Class::Subscribe(Channels::Channel)),
+    ("psubscribe", Class::Subscribe(Channels::Pattern)),
+    ("ssubscribe", Class::Subscribe(Channels::Shard)),
+    ("unsubscribe", Class::Unsubscribe(Channels::Channel)),
+    ("punsubscribe", Class::Unsubscribe(Channels::Pattern)),
+    ("sunsubscribe", Class::Unsubscribe(Channels::Shard)),
+    ("publish", Class::Local(Local::Publish)),
+    ("spublish", Class::Local(Local::SPublish)),
+    ("pubsub|channels", Class::FanOut(MergeKind::Union)),
+    ("pubsub|shardchannels", Class::FanOut(MergeKind::Union)),
+    ("pubsub|numpat", Class::FanOut(MergeKind::Sum)),
+    (
+        "pubsub|numsub",
+        Class::Local(Local::NumSub(Channels::Channel)),
+    ),
+    (
+        "pubsub|shardnumsub",
+        Class::Local(Local::NumSub(Channels::Shard)),
+    ),
+    // Keyed commands with rules of their own.
+    ("mget", split(Layout::Keys, MergeKind::ByPosition)),
+    ("del", split(Layout::Keys, MergeKind::Sum)),
+    ("unlink", split(Layout::Keys, MergeKind::Sum)),
+    ("exists", split(Layout::Keys, MergeKind::Sum)),
+    ("touch", split(Layout::Keys, MergeKind::Sum)),
+    ("mset", split(Layout::Pairs, MergeKind::AllOk)),
+    ("msetnx", Class::AllOrNothing),
+    ("hscan", Class::KeyScan),
+    ("sscan", Class::KeyScan),
+    ("zscan", Class::KeyScan),
+    ("xread", Class::Blocking(Block::WithBlockOption)),
+    ("xreadgroup", Class::Blocking(Block::WithBlockOption)),
+];
+
+const fn split(layout: Layout, merge: MergeKind) -> Class {
+    Class::SplitBySlot { layout, merge }
+}
+
+const NOT_YET_MONITOR: Refusal = Refusal::NotYet {
+    what: None,
+    why: "it would need every node's command stream merged",
+};
+const NOT_YET_SCRIPTS: Refusal = Refusal::NotYet {
+    what: None,
+    why: "it would need every master's running script",
+};
+const NOT_YET_WAIT: Refusal = Refusal::NotYet {
+    what: None,
+    why: "the client's writes travel on shared backend connections",
+};
+/// The transaction commands where the server does not list them in `@transaction`.
+const NOT_YET_TRANSACTIONS: Refusal = Refusal::NotYet {
+    what: Some("MULTI/EXEC/WATCH"),
+    why: "transactions need a pinned backend connection",
+};
+
+/// Command families (a command and all its subcommands) never queued in MULTI: what
+/// respgate answers itself, fans out or refuses, and connection state that would land
+/// on a shared backend connection. SELECT 0 and COMMAND run on the node as they would
+/// on a standalone Redis.
+pub const NOT_IN_MULTI: &[&str] = &[
+    "readonly",
+    "readwrite",
+    "asking",
+    "acl",
+    "auth",
+    "hello",
+    "cluster",
+    "client",
+    "keys",
+    "scan",
+    "dbsize",
+    "flushall",
+    "flushdb",
+    "randomkey",
+    "script",
+    "function",
+    "config",
+    "info",
+    "swapdb",
+    "move",
+    "sync",
+    "psync",
+    "replicaof",
+    "slaveof",
+    "shutdown",
+    "debug",
+    "failover",
+    "subscribe",
+    "psubscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "sunsubscribe",
+    "pubsub",
+    "monitor",
+    "wait",
+    "waitaof",
+];
+
+/// Acting at once even inside MULTI, as in Redis.
+pub const IMMEDIATE_IN_MULTI: &[&str] = &["reset", "quit"];
+
+/// What a RESP2 client may run in subscribed mode (Redis's list).
+pub const IN_SUBSCRIBED_MODE: &[&str] = &[
+    "subscribe",
+    "psubscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "sunsubscribe",
+    "ping",
+    "quit",
+    "reset",
+];
+
+/// The ACL checks beyond command and keys.
+pub const ACL_CHECKS: &[(&str, AclCheck)] = &[
+    ("flushall", AclCheck::WritesAllKeys),
+    ("flushdb", AclCheck::WritesAllKeys),
+    ("sort", AclCheck::SortPatterns),
+    ("sort_ro", AclCheck::SortPatterns),
+    ("publish", AclCheck::FirstChannel),
+    ("spublish", AclCheck::FirstChannel),
+    ("subscribe", AclCheck::AllChannels),
+    ("ssubscribe", AclCheck::AllChannels),
+    ("psubscribe", AclCheck::AllPatterns),
+];
+
+/// Applied whatever the server says of their keys (MOVE has one).
+const EVEN_KEYED: &[&str] = &["move"];
+
+/// The row of one command.
+fn row(info: &CommandInfo) -> Row {
+    let name = info.name.as_str();
+    let family = name.split('|').next().unwrap_or(name);
+    let multi = if family == "select" {
+        Multi::SelectZero
+    } else if IMMEDIATE_IN_MULTI.contains(&family) {
+        Multi::Immediate
+    } else if NOT_IN_MULTI.contains(&family) {
+        Multi::Refuse
+    } else {
+        Multi::Queue
+    };
+    Row {
+        class: resolve(info, explicit(name), derived(info)),
+        multi,
+        subscribed: IN_SUBSCRIBED_MODE.contains(&name),
+        acl: ACL_CHECKS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(AclCheck::Plain, |(_, c)| *c),
+    }
+}
+
+/// The explicit class of `name` (`cmd|sub`, else `cmd|*`), if any.
+pub fn explicit(name: &str) -> Option<Class> {
+    let find = |n: &str| CLASSES.iter().find(|(k, _)| *k == n).map(|(_, c)| *c);
+    find(name).or_else(|| {
+        let (family, _) = name.split_once('|')?;
+        CLASSES
+            .iter()
+            .find(|(k, _)| k.strip_suffix("|*") == Some(family))
+            .map(|(_, c)| *c)
+    })
+}
+
+/// The class the server's description gives a command with no row.
+pub fn derived(info: &CommandInfo) -> Class {
+    if info.in_acl_category(b"transaction") {
+        Class::Transaction(Tx::Other)
+    } else if info.is_blocking() {
+        Class::Blocking(Block::Always)
+    } else if info.is_pubsub() {
+        Class::PubSub
+    } else if info.has_no_keys() {
+        Class::Keyless
+    } else {
+        Class::Keyed
+    }
+}
+
+/// The class of a command: its explicit row where the row's gate holds (see the module
+/// docs), else `derived`.
+pub fn resolve(info: &CommandInfo, explicit: Option<Class>, derived: Class) -> Class {
+    let Some(class) = explicit else {
+        return derived;
+    };
+    // Blocking, pub/sub or keyless: what respgate answers first.
+    let special = matches!(derived, Class::Blocking(_) | Class::PubSub | Class::Keyless);
+    match class {
+        Class::Transaction(_) if matches!(derived, Class::Transaction(_)) => class,
+        Class::Transaction(_) if special => Class::Refused(NOT_YET_TRANSACTIONS),
+        Class::Transaction(_) => derived,
+        Class::Keyed | Class::KeyScan | Class::SplitBySlot { .. } | Class::AllOrNothing => {
+            if derived == Class::Keyed {
+                class
+            } else {
+                derived
+            }
+        }
+        Class::Blocking(_) if matches!(derived, Class::Blocking(_)) => class,
+        Class::Subscribe(_) | Class::Unsubscribe(_) if info.is_pubsub() => class,
+        Class::Local(_) | Class::FanOut(_) | Class::Refused(_)
+            if special || (derived == Class::Keyed && EVEN_KEYED.contains(&info.name.as_str())) =>
+        {
+            class
+        }
+        _ => derived,
+    }
+}
