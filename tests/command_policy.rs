@@ -5,7 +5,7 @@
 mod support;
 
 use respgate::commands::policy::{
-    self, Block, Channels, Class, Layout, Local, MergeKind, Multi, Refusal, Tx, ACL_CHECKS,
+    self, Block, Channels, Class, Layout, Local, MergeKind, Multi, RefuseReason, Tx, ACL_CHECKS,
     CLASSES, IMMEDIATE_IN_MULTI, IN_SUBSCRIBED_MODE, NOT_IN_MULTI,
 };
 use respgate::commands::CommandTable;
@@ -113,10 +113,10 @@ async fn notable_commands_keep_their_class() {
     assert_eq!(class("script|load"), Class::FanOut(MergeKind::First));
     assert_eq!(
         class("cluster|info"),
-        Class::Refused(Refusal::ClusterDisabled)
+        Class::Refused(RefuseReason::ClusterDisabled)
     );
-    assert_eq!(class("move"), Class::Refused(Refusal::SingleDatabase));
-    assert_eq!(class("shutdown"), Class::Refused(Refusal::NodeOnly));
+    assert_eq!(class("move"), Class::Refused(RefuseReason::SingleDatabase));
+    assert_eq!(class("shutdown"), Class::Refused(RefuseReason::NodeOnly));
     assert_eq!(class("exec"), Class::Transaction(Tx::Exec));
     assert_eq!(class("ssubscribe"), Class::Subscribe(Channels::Shard));
     assert_eq!(class("punsubscribe"), Class::Unsubscribe(Channels::Pattern));

@@ -24,6 +24,7 @@
 //! [`MergeKind`], which the session maps to its own merge (which carries runtime data).
 
 use super::CommandInfo;
+use crate::protocol::refusal::Refusal;
 use crate::protocol::scan::parse_int;
 use crate::protocol::Args;
 
@@ -52,7 +53,7 @@ pub enum Class {
     /// Sent as it is to every master; the replies merged.
     FanOut(MergeKind),
     /// Refused by respgate for this reason.
-    Refused(Refusal),
+    Refused(RefuseReason),
     /// MULTI / EXEC / DISCARD / WATCH / UNWATCH (`@transaction`).
     Transaction(Tx),
     /// SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE: served by the pub/sub hub.
@@ -185,9 +186,10 @@ pub enum Local {
     Debug,
 }
 
-/// Why respgate refuses a command.
+/// Why respgate refuses a command: a row's reason, turned into the typed
+/// [`Refusal`](crate::protocol::refusal::Refusal) that renders its text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub enum RefuseReason {
     /// The error a standalone Redis gives (CLUSTER, ASKING).
     ClusterDisabled,
     /// Not supported yet; `what` defaults to the command's name in capitals.
@@ -203,25 +205,19 @@ pub enum Refusal {
     NodeOnly,
 }
 
-impl Refusal {
-    /// The error text (without `-` and CRLF) for command `name` (`script|kill`).
-    pub fn message(self, name: &str) -> String {
-        let upper = || name.to_uppercase().replace('|', " ");
+impl RefuseReason {
+    /// The refusal of command `name` (`script|kill`).
+    pub fn refusal(self, name: &str) -> Refusal {
+        let upper = || Refusal::command_text(name);
         match self {
-            Refusal::ClusterDisabled => "ERR This instance has cluster support disabled".into(),
-            Refusal::NotYet { what, why } => format!(
-                "ERR respgate: {} is not supported yet ({why})",
-                what.map_or_else(upper, str::to_string)
-            ),
-            Refusal::ScriptDebug => "ERR respgate: SCRIPT DEBUG is not supported (the Lua debugger would take over a node connection other clients share)".into(),
-            Refusal::SingleDatabase => format!(
-                "ERR respgate: {} is not allowed: a Redis Cluster has only database 0",
-                upper()
-            ),
-            Refusal::NodeOnly => format!(
-                "ERR respgate: {} is not allowed through the proxy; run it on a node",
-                upper()
-            ),
+            RefuseReason::ClusterDisabled => Refusal::ClusterSupportDisabled,
+            RefuseReason::NotYet { what, why } => Refusal::NotSupportedYet {
+                what: what.map_or_else(|| upper().into(), Into::into),
+                why,
+            },
+            RefuseReason::ScriptDebug => Refusal::ScriptDebug,
+            RefuseReason::SingleDatabase => Refusal::OnlyDatabaseZero(upper()),
+            RefuseReason::NodeOnly => Refusal::RunOnANode(upper()),
         }
     }
 }
@@ -333,10 +329,10 @@ pub const CLASSES: &[(&str, Class)] = &[
     ("hello", Class::Local(Local::Hello)),
     ("command", Class::Local(Local::Command)),
     ("command|count", Class::Local(Local::CommandCount)),
-    ("cluster", Class::Refused(Refusal::ClusterDisabled)),
-    ("cluster|*", Class::Refused(Refusal::ClusterDisabled)),
+    ("cluster", Class::Refused(RefuseReason::ClusterDisabled)),
+    ("cluster|*", Class::Refused(RefuseReason::ClusterDisabled)),
     // Forwarded, it would flag a shared node link for another client's next command.
-    ("asking", Class::Refused(Refusal::ClusterDisabled)),
+    ("asking", Class::Refused(RefuseReason::ClusterDisabled)),
     ("acl|*", Class::Local(Local::Acl)),
     ("client|*", Class::Local(Local::Client)),
     ("multi", Class::Transaction(Tx::Multi)),
@@ -352,13 +348,13 @@ pub const CLASSES: &[(&str, Class)] = &[
     ("dbsize", Class::FanOut(MergeKind::Sum)),
     ("flushall", Class::Local(Local::Flush)),
     ("flushdb", Class::Local(Local::Flush)),
-    ("swapdb", Class::Refused(Refusal::SingleDatabase)),
-    ("move", Class::Refused(Refusal::SingleDatabase)),
+    ("swapdb", Class::Refused(RefuseReason::SingleDatabase)),
+    ("move", Class::Refused(RefuseReason::SingleDatabase)),
     // Scripts and functions live on every master.
     ("script|flush", Class::FanOut(MergeKind::AllOk)),
     ("script|load", Class::FanOut(MergeKind::First)),
     ("script|exists", Class::FanOut(MergeKind::AndArrays)),
-    ("script|debug", Class::Refused(Refusal::ScriptDebug)),
+    ("script|debug", Class::Refused(RefuseReason::ScriptDebug)),
     ("script|kill", Class::Refused(NOT_YET_SCRIPTS)),
     ("function|flush", Class::FanOut(MergeKind::AllOk)),
     ("function|delete", Class::FanOut(MergeKind::AllOk)),
@@ -380,12 +376,12 @@ pub const CLASSES: &[(&str, Class)] = &[
     ("slowlog|reset", Class::FanOut(MergeKind::AllOk)),
     ("slowlog|get", Class::FanOut(MergeKind::Concat)),
     ("debug", Class::Local(Local::Debug)),
-    ("sync", Class::Refused(Refusal::NodeOnly)),
-    ("psync", Class::Refused(Refusal::NodeOnly)),
-    ("replicaof", Class::Refused(Refusal::NodeOnly)),
-    ("slaveof", Class::Refused(Refusal::NodeOnly)),
-    ("shutdown", Class::Refused(Refusal::NodeOnly)),
-    ("failover", Class::Refused(Refusal::NodeOnly)),
+    ("sync", Class::Refused(RefuseReason::NodeOnly)),
+    ("psync", Class::Refused(RefuseReason::NodeOnly)),
+    ("replicaof", Class::Refused(RefuseReason::NodeOnly)),
+    ("slaveof", Class::Refused(RefuseReason::NodeOnly)),
+    ("shutdown", Class::Refused(RefuseReason::NodeOnly)),
+    ("failover", Class::Refused(RefuseReason::NodeOnly)),
     // WAIT counts acknowledgements of the connection's own writes, and a client's
     // writes go over shared connections: the answer would mean nothing.
     ("wait", Class::Refused(NOT_YET_WAIT)),
@@ -429,20 +425,20 @@ const fn split(layout: Layout, merge: MergeKind) -> Class {
     Class::SplitBySlot { layout, merge }
 }
 
-const NOT_YET_MONITOR: Refusal = Refusal::NotYet {
+const NOT_YET_MONITOR: RefuseReason = RefuseReason::NotYet {
     what: None,
     why: "it would need every node's command stream merged",
 };
-const NOT_YET_SCRIPTS: Refusal = Refusal::NotYet {
+const NOT_YET_SCRIPTS: RefuseReason = RefuseReason::NotYet {
     what: None,
     why: "it would need every master's running script",
 };
-const NOT_YET_WAIT: Refusal = Refusal::NotYet {
+const NOT_YET_WAIT: RefuseReason = RefuseReason::NotYet {
     what: None,
     why: "the client's writes travel on shared backend connections",
 };
 /// The transaction commands where the server does not list them in `@transaction`.
-const NOT_YET_TRANSACTIONS: Refusal = Refusal::NotYet {
+const NOT_YET_TRANSACTIONS: RefuseReason = RefuseReason::NotYet {
     what: Some("MULTI/EXEC/WATCH"),
     why: "transactions need a pinned backend connection",
 };

@@ -56,7 +56,7 @@ fn every_explicit_class_takes_effect_on_redis_7_0() {
         );
     }
     for info in t.all().filter(|c| c.name.starts_with("cluster")) {
-        let want = Class::Refused(Refusal::ClusterDisabled);
+        let want = Class::Refused(RefuseReason::ClusterDisabled);
         assert_eq!(t.policy(info).class, want, "{}", info.name);
     }
 }
@@ -114,7 +114,7 @@ fn notable_rows() {
     assert_eq!(class("msetnx"), Class::AllOrNothing);
     assert_eq!(class("xread"), Class::Blocking(Block::WithBlockOption));
     assert_eq!(class("dbsize"), Class::FanOut(MergeKind::Sum));
-    assert_eq!(class("move"), Class::Refused(Refusal::SingleDatabase));
+    assert_eq!(class("move"), Class::Refused(RefuseReason::SingleDatabase));
     assert_eq!(class("subscribe"), Class::Subscribe(Channels::Channel));
     assert_eq!(class("publish"), Class::Local(Local::Publish));
     assert_eq!(row("ping").multi, Multi::Queue);
@@ -155,14 +155,14 @@ fn xread_blocks_only_with_block_before_streams() {
 #[test]
 fn refusal_texts() {
     assert_eq!(
-        Refusal::NodeOnly.message("shutdown"),
+        RefuseReason::NodeOnly.refusal("shutdown").to_string(),
         "ERR respgate: SHUTDOWN is not allowed through the proxy; run it on a node"
     );
     let Class::Refused(r) = class("script|kill") else {
         panic!()
     };
     assert_eq!(
-        r.message("script|kill"),
+        r.refusal("script|kill").to_string(),
         "ERR respgate: SCRIPT KILL is not supported yet (it would need every master's running script)"
     );
 }

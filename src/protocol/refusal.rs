@@ -113,6 +113,12 @@ pub enum Refusal {
     /// subscribed mode (the command's lowercase name).
     #[error("ERR Can't execute '{0}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")]
     SubscribedMode(String),
+    /// CLIENT SETNAME / HELLO SETNAME with a space, newline or special character.
+    #[error("ERR Client names cannot contain spaces, newlines or special characters.")]
+    BadClientName,
+    /// HELLO with an option it does not know (the option as sent).
+    #[error("ERR Syntax error in HELLO option '{0}'")]
+    HelloOption(String),
     /// A malformed request.
     #[error("ERR syntax error")]
     Syntax,
@@ -131,6 +137,9 @@ pub enum Refusal {
     /// HELLO with a version that is not 2 or 3.
     #[error("ERR Protocol version is not an integer or out of range")]
     ProtocolVersion,
+    /// HELLO with a number that is no supported version.
+    #[error("NOPROTO unsupported protocol version")]
+    NoProto,
     /// SCAN with a cursor respgate did not hand out.
     #[error("ERR invalid cursor")]
     InvalidCursor,

@@ -87,6 +87,9 @@ pinned_texts! {
         => "ERR DB index is out of range";
     cluster_support_disabled: ClusterSupportDisabled
         => "ERR This instance has cluster support disabled";
+    bad_client_name: BadClientName => "ERR Client names cannot contain spaces, newlines or special characters.";
+    hello_option: HelloOption(String::from("bogus")) => "ERR Syntax error in HELLO option 'bogus'";
+    no_proto: NoProto => "NOPROTO unsupported protocol version";
     protocol_version: ProtocolVersion
         => "ERR Protocol version is not an integer or out of range";
     invalid_cursor: InvalidCursor
@@ -228,6 +231,9 @@ fn pinned(r: &Refusal) -> usize {
         DbIndexOutOfRange => 19,
         ClusterSupportDisabled => 20,
         ProtocolVersion => 21,
+        NoProto => 76,
+        BadClientName => 77,
+        HelloOption(_) => 78,
         InvalidCursor => 22,
         InvalidClientId => 23,
         ClientIdNotPositive => 24,
@@ -285,7 +291,7 @@ fn pinned(r: &Refusal) -> usize {
     }
 }
 
-const VARIANTS: usize = 76;
+const VARIANTS: usize = 79;
 
 #[test]
 fn every_variant_has_a_pinned_text() {

@@ -14,20 +14,12 @@ use super::SessionContext;
 use crate::acl::{AuthError, CompiledCommands, Security, User, READ, WRITE};
 use crate::commands::policy::AclCheck;
 use crate::commands::{cmd_flags, CommandInfo, CommandTable, KeyFlags, KeyRef};
+use crate::protocol::refusal::{LockedOutScope, Refusal};
 use crate::protocol::reply::{self, put_array_header, put_bulk};
 use crate::protocol::Args;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub const NOAUTH: &str = "NOAUTH Authentication required.";
-pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-pub const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
-const NOPERM_KEYS: &str =
-    "NOPERM this user has no permissions to access one of the keys used as arguments";
-const NOPERM_CHANNELS: &str =
-    "NOPERM this user has no permissions to access one of the channels used as arguments";
-const NO_DEFAULT_PASSWORD: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
 
 /// Who this connection is.
 pub struct SessionAuth {
@@ -373,21 +365,12 @@ fn needed(flags: KeyFlags) -> u8 {
 
 /// The refusal's reply (the caller, routing's `rejected`, flags a transaction).
 fn deny(client: &mut ClientState, info: &CommandInfo, why: Denied, rule: &str) -> Bytes {
-    let (reason, text) = match why {
-        Denied::NoAuth => ("noauth", NOAUTH.to_string()),
-        Denied::Command => (
-            "command",
-            format!(
-                "NOPERM this user has no permissions to run the '{}' command",
-                info.name
-            ),
-        ),
-        Denied::Key => ("key", NOPERM_KEYS.to_string()),
-        Denied::Channel => ("channel", NOPERM_CHANNELS.to_string()),
-        Denied::SortOption(option) => (
-            "key",
-            format!("ERR {option} option of SORT denied due to insufficient ACL permissions."),
-        ),
+    let (reason, refusal) = match why {
+        Denied::NoAuth => ("noauth", Refusal::NoAuth),
+        Denied::Command => ("command", Refusal::NoPermCommand(info.name.clone())),
+        Denied::Key => ("key", Refusal::NoPermKey),
+        Denied::Channel => ("channel", Refusal::NoPermChannel),
+        Denied::SortOption(option) => ("key", Refusal::SortOptionDenied(option)),
     };
     metrics::counter!("respgate_acl_denied_total", "reason" => reason).increment(1);
     crate::audit::acl_denied(
@@ -397,7 +380,7 @@ fn deny(client: &mut ClientState, info: &CommandInfo, why: Denied, rule: &str) -
         &info.name,
         rule,
     );
-    reply::error(&text)
+    refusal.reply()
 }
 
 /// Authenticates the connection as `user` / `password` (AUTH, HELLO AUTH). On failure,
@@ -415,7 +398,7 @@ pub fn login(
         return if user == b"default" {
             Ok(())
         } else {
-            Err(reply::error(WRONGPASS))
+            Err(Refusal::WrongPass.reply())
         };
     }
     let addr = client.meta.peer.ip();
@@ -438,25 +421,28 @@ pub fn login(
             );
             metrics::counter!("respgate_auth_total", "result" => "wrongpass").increment(1);
             crate::audit::auth_failed(user, addr);
-            Err(reply::error(WRONGPASS))
+            Err(Refusal::WrongPass.reply())
         }
         Err(AuthError::LockedOut(locked)) => {
             metrics::counter!("respgate_auth_total", "result" => "locked_out").increment(1);
             crate::audit::auth_locked_out(user, addr, locked.option());
-            Err(reply::error(&locked_out_text(&locked, addr)))
+            Err(locked_out(&locked, addr).reply())
         }
     }
 }
 
 /// The refusal of a locked-out login, naming the limit reached. The same text whether
 /// the user name exists or not.
-fn locked_out_text(locked: &crate::acl::Locked, addr: std::net::IpAddr) -> String {
-    let whom = if locked.address { "" } else { " for this user" };
-    format!(
-        "ERR respgate: too many failed authentication attempts{whom} from {addr} ({}); retry in {}s",
-        locked.option(),
-        locked.wait.as_secs().max(1)
-    )
+fn locked_out(locked: &crate::acl::Locked, addr: std::net::IpAddr) -> Refusal {
+    Refusal::LockedOut {
+        scope: if locked.address {
+            LockedOutScope::Address
+        } else {
+            LockedOutScope::User
+        },
+        addr,
+        wait_secs: locked.wait.as_secs().max(1),
+    }
 }
 
 /// AUTH [user] password.
@@ -464,12 +450,12 @@ pub fn auth(ctx: &SessionContext, client: &mut ClientState, args: Args<'_>) -> R
     let (user, password) = match args.len() {
         2 => (&b"default"[..], args.get(1)),
         3 => (args.get(1), args.get(2)),
-        _ => return Route::Reply(reply::error("ERR syntax error")),
+        _ => return Route::Reply(Refusal::Syntax.reply()),
     };
     if args.len() == 2 {
         let users = ctx.security.users();
         if users.get("default").is_none_or(|u| u.acl.nopass) {
-            return Route::Reply(reply::error(NO_DEFAULT_PASSWORD));
+            return Route::Reply(Refusal::NoDefaultPassword.reply());
         }
     }
     match login(ctx, client, user, password) {
@@ -510,10 +496,9 @@ pub fn acl(ctx: &SessionContext, client: &ClientState, sub: &str, args: Args<'_>
             }
         }
         "log" => acl_log(ctx, args),
-        "setuser" | "deluser" | "load" | "save" | "dryrun" => reply::error(&format!(
-            "ERR respgate: ACL {} is not available: respgate's users live in its config file ([[auth.users]]); edit it and send SIGHUP",
-            sub.to_uppercase()
-        )),
+        "setuser" | "deluser" | "load" | "save" | "dryrun" => {
+            Refusal::AclInConfigFile(sub.to_uppercase()).reply()
+        }
         _ => return None,
     };
     Some(Route::Reply(reply))
@@ -529,7 +514,7 @@ fn acl_log(ctx: &SessionContext, args: Args<'_>) -> Bytes {
         }
         Some(a) => match crate::protocol::scan::parse_int(a) {
             Some(n) if n >= 0 => Some(n as usize),
-            _ => return reply::error("ERR value is out of range, must be positive"),
+            _ => return Refusal::NotPositive.reply(),
         },
     };
     let entries = ctx.security.log.recent(count);

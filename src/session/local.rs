@@ -20,8 +20,9 @@ pub(super) use scan::capped_key_scan;
 use super::merge::{self, Merge};
 use super::routing::Route;
 use super::{ClientState, SessionContext};
-use crate::commands::policy::{Class, Local, MergeKind, Refusal};
+use crate::commands::policy::{Class, Local, MergeKind, RefuseReason};
 use crate::commands::{CommandInfo, CommandTable};
+use crate::protocol::refusal::Refusal;
 use crate::protocol::reply;
 use crate::protocol::scan::parse_int;
 use crate::protocol::Args;
@@ -31,14 +32,15 @@ fn ok() -> Option<Route> {
     Some(Route::Reply(Bytes::from_static(reply::OK)))
 }
 
-fn err(msg: &str) -> Option<Route> {
-    Some(Route::Reply(reply::error(msg)))
+fn err(refusal: Refusal) -> Option<Route> {
+    Some(Route::Reply(refusal.reply()))
 }
 
-fn not_yet(what: &str, why: &str) -> Option<Route> {
-    err(&format!(
-        "ERR respgate: {what} is not supported yet ({why})"
-    ))
+fn not_yet(what: String, why: &'static str) -> Option<Route> {
+    err(Refusal::NotSupportedYet {
+        what: what.into(),
+        why,
+    })
 }
 
 /// Answers `args` by its policy row's class: respgate's own handlers, fan-outs and
@@ -54,7 +56,7 @@ pub fn answer(
     match class {
         Class::Local(kind) => handle(ctx, client, kind, info, args, table),
         Class::FanOut(kind) => fan_out(info, merge_of(kind, Vec::new(), 0)),
-        Class::Refused(why) => err(&why.message(&info.name)),
+        Class::Refused(why) => Some(Route::Reply(why.refusal(&info.name).reply())),
         _ => None,
     }
 }
@@ -97,17 +99,17 @@ fn handle(
         Local::Reset => Some(reset(ctx, client)),
         Local::Select => match parse_int(args.get(1)) {
             Some(0) => ok(),
-            Some(_) => err("ERR DB index is out of range"),
-            None => err("ERR value is not an integer or out of range"),
+            Some(_) => err(Refusal::DbIndexOutOfRange),
+            None => err(Refusal::NotAnInteger),
         },
         Local::Accept => ok(),
         Local::Auth => Some(super::auth::auth(ctx, client, args)),
         Local::Hello => hello::hello(ctx, client, args),
-        Local::Command => {
-            Some(Route::Reply(ctx.cluster.command_reply().unwrap_or_else(
-                || reply::error("ERR respgate: command table not loaded"),
-            )))
-        }
+        Local::Command => Some(Route::Reply(
+            ctx.cluster
+                .command_reply()
+                .unwrap_or_else(|| Refusal::CommandTableNotLoaded.reply()),
+        )),
         Local::CommandCount => Some(Route::Reply(reply::integer(table.len() as i64))),
         Local::Acl => super::auth::acl(ctx, client, &name[4..], args),
         Local::Client => client::command(ctx, client, info, &name[7..], args),
@@ -181,7 +183,9 @@ fn debug(info: &CommandInfo, args: Args<'_>) -> Option<Route> {
             hidden: 0,
         });
     }
-    err(&Refusal::NodeOnly.message(&info.name))
+    Some(Route::Reply(
+        RefuseReason::NodeOnly.refusal(&info.name).reply(),
+    ))
 }
 
 /// RESET: the connection as new (RESP2, no name, no transaction, no subscription, the
@@ -257,7 +261,7 @@ fn function_list(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> 
         && client.auth.user().is_some_and(|u| !u.unrestricted)
         && !ctx.guards.current().is_admin(client.auth.name());
     if refused {
-        return err("ERR respgate: FUNCTION LIST WITHCODE shows every team's library code: admins only ([guards] admins)");
+        return err(Refusal::FunctionCodeAdminsOnly);
     }
     None
 }

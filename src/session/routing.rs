@@ -20,6 +20,7 @@ use crate::commands::policy::{Class, Multi, Row, Tx};
 use crate::commands::{CommandInfo, CommandTable, KeyRef, KeysError, Lookup};
 use crate::guards::ttl::TtlDecision;
 use crate::guards::Verdict;
+use crate::protocol::refusal::Refusal;
 use crate::protocol::{reply, Args};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -95,10 +96,9 @@ fn rejected(client: &mut ClientState, row: Row, error: Bytes) -> Route {
         } else {
             text
         };
-        return Route::Reply(reply::error(&format!(
-            "EXECABORT Transaction discarded because of: {}",
-            String::from_utf8_lossy(text)
-        )));
+        return Route::Reply(
+            Refusal::ExecAbortBecause(String::from_utf8_lossy(text).into_owned()).reply(),
+        );
     }
     client.abort_transaction();
     Route::Reply(error)
@@ -116,9 +116,7 @@ pub fn route(
         if args.get(0).eq_ignore_ascii_case(b"quit") {
             return Route::ReplyAndClose(Bytes::from_static(reply::OK));
         }
-        return Route::Reply(reply::error(
-            "CLUSTERDOWN The cluster is down (respgate has not reached any node yet)",
-        ));
+        return Route::Reply(Refusal::NoNodeReached.reply());
     };
     let lookup = table.lookup(args);
     let Lookup::Found(info) = lookup else {
@@ -339,12 +337,7 @@ fn keyed(
                 hidden: 0,
             }
         }
-        Err(_) => {
-            return Route::Reply(reply::error(&format!(
-                "ERR respgate: cannot tell which keys '{}' touches, so it cannot be routed",
-                info.name
-            )))
-        }
+        Err(_) => return Route::Reply(Refusal::KeysUnknown(info.name.clone()).reply()),
     }
     let Ok(slot) = common_slot(keys, args) else {
         let set = client.guards.set(&ctx.guards, table);
@@ -419,10 +412,7 @@ fn guarded(
         Verdict::Refuse(e) => refuse(client, e),
         Verdict::SafeKeys { .. } | Verdict::Shared(..) if in_multi => refuse(
             client,
-            reply::error(&format!(
-                "ERR respgate: {} cannot be queued in MULTI under its guard rule (served by SCAN or counted in the cluster)",
-                info.name.to_uppercase()
-            )),
+            Refusal::GuardNotInMulti(info.name.to_uppercase()).reply(),
         ),
         Verdict::Charge(c) => {
             *charge = Some(c);

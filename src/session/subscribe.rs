@@ -10,6 +10,7 @@ use super::{ClientState, SessionContext};
 use crate::clients::ClientEntry;
 use crate::commands::policy::{Channels, Class, Local, Row, Tx};
 use crate::commands::CommandInfo;
+use crate::protocol::refusal::{CrossSlotWhy, Refusal};
 use crate::protocol::reply::{put_array_header, put_bulk};
 use crate::protocol::Args;
 use crate::pubsub::{Kind, PubSubHub};
@@ -180,17 +181,15 @@ pub fn route(
 
 /// Redis's refusal of other commands in subscribed mode.
 pub fn refuse(info: &CommandInfo, row: Row) -> Route {
-    let why = format!(
-        "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-        info.name
-    );
-    // Redis words a refused EXEC as the transaction's abort.
-    let msg = if row.class == Class::Transaction(Tx::Exec) {
-        format!("EXECABORT Transaction discarded because of: {why}")
+    let refused = Refusal::SubscribedMode(info.name.clone());
+    // Redis words a refused EXEC as the transaction's abort (the reason without `ERR `).
+    let refused = if row.class == Class::Transaction(Tx::Exec) {
+        let why = refused.to_string();
+        Refusal::ExecAbortBecause(why.strip_prefix("ERR ").unwrap_or(&why).to_string())
     } else {
-        format!("ERR {why}")
+        refused
     };
-    Route::Reply(crate::protocol::reply::error(&msg))
+    Route::Reply(refused.reply())
 }
 
 /// PING in subscribed mode answers a push-style pair.
@@ -226,11 +225,7 @@ fn cross_slot(kind: Kind, args: Args<'_>) -> Option<Route> {
     args.iter()
         .skip(2)
         .any(|ch| crate::cluster::key_slot(ch) != slot)
-        .then(|| {
-            Route::Reply(crate::protocol::reply::error(
-                crate::protocol::reply::CROSSSLOT,
-            ))
-        })
+        .then(|| Route::Reply(Refusal::CrossSlot(CrossSlotWhy::Plain).reply()))
 }
 
 /// SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE.

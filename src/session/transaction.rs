@@ -24,10 +24,9 @@ use super::{ClientState, Transaction};
 use crate::commands::policy::Tx;
 use crate::commands::{CommandInfo, KeyRef, KeysError};
 use crate::guards::ttl::TtlPolicy;
+use crate::protocol::refusal::{CrossSlotWhy, Refusal};
 use crate::protocol::{reply, Args};
 use bytes::{Bytes, BytesMut};
-
-const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
 
 /// Handles MULTI, EXEC, DISCARD, WATCH, UNWATCH, and every command while a transaction
 /// is being queued. `queueable` says whether the command can run inside EXEC on a node
@@ -46,10 +45,10 @@ pub fn route(
     ttl: Option<&TtlPolicy>,
 ) -> Route {
     let ok = || Route::Reply(Bytes::from_static(reply::OK));
-    let err = |m: &str| Route::Reply(reply::error(m));
+    let err = |r: Refusal| Route::Reply(r.reply());
     match (tx, client.tx.is_some()) {
         // As in Redis, these two errors leave the transaction intact.
-        (Some(Tx::Multi), true) => err("ERR MULTI calls can not be nested"),
+        (Some(Tx::Multi), true) => err(Refusal::NestedMulti),
         (Some(Tx::Multi), false) => {
             client.tx = Some(Transaction {
                 slot: client.watch_slot,
@@ -57,8 +56,8 @@ pub fn route(
             });
             ok()
         }
-        (Some(Tx::Exec), false) => err("ERR EXEC without MULTI"),
-        (Some(Tx::Discard), false) => err("ERR DISCARD without MULTI"),
+        (Some(Tx::Exec), false) => err(Refusal::ExecWithoutMulti),
+        (Some(Tx::Discard), false) => err(Refusal::DiscardWithoutMulti),
         (Some(Tx::Discard), true) => {
             client.tx = None;
             // DISCARD also forgets the watched keys (on the pinned connection).
@@ -71,13 +70,13 @@ pub fn route(
                 .map(|slot| (slot, client.watch_identity.take()));
             exec(client.tx.take().unwrap_or_default(), info, watched)
         }
-        (Some(Tx::Watch), true) => err("ERR WATCH inside MULTI is not allowed"),
+        (Some(Tx::Watch), true) => err(Refusal::WatchInMulti),
         (Some(Tx::Watch), false) => watch(client, info, args, keys),
         (Some(Tx::Unwatch), false) => unwatch(client, info),
         // Queued as Redis does (EXEC then answers OK for it).
         (Some(Tx::Unwatch), true) => queue(client, info, args, keys, true, None),
         (_, true) => queue(client, info, args, keys, queueable, ttl),
-        (_, false) => err("ERR respgate: not a transaction command"),
+        (_, false) => err(Refusal::NotATransactionCommand),
     }
 }
 
@@ -108,10 +107,7 @@ fn queue(
 ) -> Route {
     if !queueable {
         client.abort_transaction();
-        return Route::Reply(reply::error(&format!(
-            "ERR respgate: {} cannot be queued in a transaction (it is not a single-node command)",
-            info.name.to_uppercase().replace('|', " ")
-        )));
+        return Route::Reply(Refusal::NotQueueable(Refusal::command_text(&info.name)).reply());
     }
     let mut slot = None;
     match info.keys(args, keys) {
@@ -119,28 +115,23 @@ fn queue(
             Ok(s) => slot = s,
             Err(()) => {
                 client.abort_transaction();
-                return Route::Reply(reply::error(reply::CROSSSLOT));
+                return Route::Reply(Refusal::CrossSlot(CrossSlotWhy::Plain).reply());
             }
         },
         // Malformed: queued as is; the node refuses it and EXEC answers EXECABORT.
         Err(KeysError::Invalid) => {}
         Err(_) => {
             client.abort_transaction();
-            return Route::Reply(reply::error(&format!(
-                "ERR respgate: cannot tell which keys '{}' touches, so it cannot be routed",
-                info.name
-            )));
+            return Route::Reply(Refusal::KeysUnknown(info.name.clone()).reply());
         }
     }
     let Some(tx) = client.tx.as_mut() else {
-        return Route::Reply(reply::error("ERR EXEC without MULTI"));
+        return Route::Reply(Refusal::ExecWithoutMulti.reply());
     };
     if let Some(s) = slot {
         if tx.slot.is_some_and(|t| t != s) {
             tx.aborted = true;
-            return Route::Reply(reply::error(
-                "CROSSSLOT Keys in request don't hash to the same slot (respgate: every key of a transaction must share one slot)",
-            ));
+            return Route::Reply(Refusal::CrossSlot(CrossSlotWhy::Transaction).reply());
         }
     }
     let mut rewritten = None;
@@ -254,12 +245,10 @@ fn watch(
 ) -> Route {
     let slot = match info.keys(args, keys).ok().map(|()| common_slot(keys, args)) {
         Some(Ok(Some(slot))) => slot,
-        _ => return Route::Reply(reply::error(reply::CROSSSLOT)),
+        _ => return Route::Reply(Refusal::CrossSlot(CrossSlotWhy::Plain).reply()),
     };
     if client.watch_slot.is_some_and(|w| w != slot) {
-        return Route::Reply(reply::error(
-            "CROSSSLOT Keys in request don't hash to the same slot (respgate: every watched key must share one slot)",
-        ));
+        return Route::Reply(Refusal::CrossSlot(CrossSlotWhy::Watch).reply());
     }
     let mut job = BytesMut::new();
     let replies = if client.watch_slot.is_none() {
@@ -290,7 +279,7 @@ fn exec(
     watched: Option<(u16, Option<std::sync::Arc<crate::backend::NodeIdentity>>)>,
 ) -> Route {
     if tx.aborted {
-        return Route::Reply(reply::error(EXECABORT));
+        return Route::Reply(Refusal::ExecAbort.reply());
     }
     if tx.queued.is_empty() && watched.is_none() {
         return Route::Reply(Bytes::from_static(b"*0\r\n"));

@@ -7,6 +7,7 @@ use super::super::routing::Route;
 use super::super::{ClientState, ReplyMode, SessionContext};
 use super::{err, fan_out, not_yet, ok};
 use crate::commands::CommandInfo;
+use crate::protocol::refusal::Refusal;
 use crate::protocol::reply;
 use crate::protocol::scan::parse_int;
 use crate::protocol::Args;
@@ -34,7 +35,7 @@ pub(super) fn command(
             if on_off.eq_ignore_ascii_case(b"on") || on_off.eq_ignore_ascii_case(b"off") {
                 ok()
             } else {
-                err("ERR syntax error")
+                err(Refusal::Syntax)
             }
         }
         "reply" => {
@@ -51,7 +52,7 @@ pub(super) fn command(
                 }
                 ok() // muted
             } else {
-                err("ERR syntax error")
+                err(Refusal::Syntax)
             }
         }
         "setname" => {
@@ -81,14 +82,12 @@ pub(super) fn command(
         } else {
             b"*6\r\n$5\r\nflags\r\n*1\r\n$3\r\noff\r\n$8\r\nredirect\r\n:-1\r\n$8\r\nprefixes\r\n*0\r\n"
         }))),
-        "caching" => err("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"),
+        "caching" => err(Refusal::CachingWithoutTracking),
         "tracking" if args.get(2).eq_ignore_ascii_case(b"off") => ok(),
-        "tracking" if !args.get(2).eq_ignore_ascii_case(b"on") => err("ERR syntax error"),
-        "tracking" => err(
-            "ERR respgate: CLIENT TRACKING is not supported: client-side caching needs invalidation messages from every node for this connection's keys, which respgate does not relay",
-        ),
+        "tracking" if !args.get(2).eq_ignore_ascii_case(b"on") => err(Refusal::Syntax),
+        "tracking" => err(Refusal::ClientTracking),
         _ => not_yet(
-            &format!("CLIENT {}", sub.to_uppercase()),
+            format!("CLIENT {}", sub.to_uppercase()),
             "respgate answers CLIENT SETNAME, GETNAME, ID, INFO, LIST, KILL, UNBLOCK, REPLY, NO-EVICT, PAUSE, UNPAUSE, GETREDIR and TRACKINGINFO",
         ),
     }
@@ -110,13 +109,13 @@ fn client_list(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
             for a in args.iter().skip(i + 1) {
                 match std::str::from_utf8(a).ok().and_then(|s| s.parse().ok()) {
                     Some(id) => list.push(id),
-                    None => return Route::Reply(reply::error("ERR Invalid client ID")),
+                    None => return Route::Reply(Refusal::InvalidClientId.reply()),
                 }
             }
             ids = Some(list);
             i = args.len();
         } else {
-            return Route::Reply(reply::error("ERR syntax error"));
+            return Route::Reply(Refusal::Syntax.reply());
         }
     }
     let mut out = String::new();
@@ -134,10 +133,9 @@ fn client_list(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
             Some(b"master" | b"replica" | b"slave") => continue,
             Some(b"pubsub" | b"normal") | None => {}
             Some(other) => {
-                return Route::Reply(reply::error(&format!(
-                    "ERR Unknown client type '{}'",
-                    String::from_utf8_lossy(other)
-                )))
+                return Route::Reply(
+                    Refusal::UnknownClientType(String::from_utf8_lossy(other).into_owned()).reply(),
+                )
             }
         }
         if entry.id == client.meta.id {
@@ -162,15 +160,11 @@ fn client_unblock(
     let mode: &[u8] = match args.len() {
         4 if args.get(3).eq_ignore_ascii_case(b"timeout") => b"TIMEOUT",
         4 if args.get(3).eq_ignore_ascii_case(b"error") => b"ERROR",
-        4 => {
-            return Route::Reply(reply::error(
-                "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
-            ))
-        }
+        4 => return Route::Reply(Refusal::UnblockReason.reply()),
         _ => b"TIMEOUT",
     };
     let Some(id) = parse_int(args.get(2)) else {
-        return Route::Reply(reply::error("ERR value is not an integer or out of range"));
+        return Route::Reply(Refusal::NotAnInteger.reply());
     };
     let zero = || Route::Reply(reply::integer(0));
     let Some(target) = ClientScope::of(ctx, client)
@@ -229,11 +223,11 @@ fn client_kill(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
                 e.kill();
                 Route::Reply(Bytes::from_static(reply::OK))
             }
-            None => Route::Reply(reply::error("ERR No such client")),
+            None => Route::Reply(Refusal::NoSuchClient.reply()),
         };
     }
     if args.len() % 2 != 0 {
-        return Route::Reply(reply::error("ERR syntax error"));
+        return Route::Reply(Refusal::Syntax.reply());
     }
     let mut id = None;
     let mut addr = None;
@@ -248,9 +242,7 @@ fn client_kill(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
         match k.to_ascii_lowercase().as_slice() {
             b"id" => match v.parse::<u64>() {
                 Ok(n) => id = Some(n),
-                Err(_) => {
-                    return Route::Reply(reply::error("ERR client-id should be greater than 0"))
-                }
+                Err(_) => return Route::Reply(Refusal::ClientIdNotPositive.reply()),
             },
             b"addr" => addr = Some(v),
             b"laddr" => laddr = Some(v),
@@ -258,9 +250,9 @@ fn client_kill(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
             b"skipme" => match v.to_ascii_lowercase().as_str() {
                 "yes" => skipme = true,
                 "no" => skipme = false,
-                _ => return Route::Reply(reply::error("ERR syntax error")),
+                _ => return Route::Reply(Refusal::Syntax.reply()),
             },
-            _ => return Route::Reply(reply::error("ERR syntax error")),
+            _ => return Route::Reply(Refusal::Syntax.reply()),
         }
     }
     let mut killed = 0;
@@ -290,17 +282,12 @@ fn client_kill(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
     }
 }
 
-const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
-
 /// Redis's check of the characters, and respgate's own bound on the length
 /// (`server.max_client_name_bytes`: every name is kept for CLIENT LIST, and Redis has
 /// no bound). The refusal, if refused.
 pub(super) fn bad_client_name(ctx: &SessionContext, name: &[u8]) -> Option<Option<Route>> {
     if name.len() > ctx.max_client_name {
-        return Some(err(&format!(
-            "ERR respgate: client name longer than server.max_client_name_bytes ({} bytes)",
-            ctx.max_client_name
-        )));
+        return Some(err(Refusal::ClientNameTooLong(ctx.max_client_name)));
     }
-    (!name.iter().all(|&b| (b'!'..=b'~').contains(&b))).then(|| err(BAD_NAME))
+    (!name.iter().all(|&b| (b'!'..=b'~').contains(&b))).then(|| err(Refusal::BadClientName))
 }

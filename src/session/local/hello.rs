@@ -5,6 +5,7 @@ use super::super::routing::Route;
 use super::super::{ClientState, SessionContext};
 use super::client::bad_client_name;
 use super::err;
+use crate::protocol::refusal::Refusal;
 use crate::protocol::reply::{put_array_header, put_bulk};
 use crate::protocol::scan::parse_int;
 use crate::protocol::Args;
@@ -21,8 +22,8 @@ pub(super) fn hello(
         match parse_int(args.get(1)) {
             Some(2) => resp3 = false,
             Some(3) => resp3 = true,
-            Some(_) => return err("NOPROTO unsupported protocol version"),
-            None => return err("ERR Protocol version is not an integer or out of range"),
+            Some(_) => return err(Refusal::NoProto),
+            None => return err(Refusal::ProtocolVersion),
         }
         i = 2;
     }
@@ -42,9 +43,8 @@ pub(super) fn hello(
             new_name = Some(name);
             i += 2;
         } else {
-            return err(&format!(
-                "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(opt)
+            return err(Refusal::HelloOption(
+                String::from_utf8_lossy(opt).into_owned(),
             ));
         }
     }
@@ -54,7 +54,7 @@ pub(super) fn hello(
                 return Some(Route::Reply(e));
             }
         }
-        None if client.auth.user().is_none() => return err(super::super::auth::HELLO_NOAUTH),
+        None if client.auth.user().is_none() => return err(Refusal::HelloNoAuth),
         None => {}
     }
     if let Some(name) = new_name {

@@ -6,6 +6,7 @@ use super::super::routing::Route;
 use super::super::{ClientState, SessionContext};
 use super::{readable, walk};
 use crate::commands::{CommandInfo, CommandTable};
+use crate::protocol::refusal::Refusal;
 use crate::protocol::reply;
 use crate::protocol::scan::parse_int;
 use crate::protocol::Args;
@@ -52,23 +53,19 @@ fn scan(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>, max_count: u64
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
     else {
-        return Route::Reply(reply::error("ERR invalid cursor"));
+        return Route::Reply(Refusal::InvalidCursor.reply());
     };
     let topo_guard = ctx.cluster.topology();
     let Some(topo) = topo_guard.as_ref() else {
-        return Route::Reply(reply::error(
-            "CLUSTERDOWN The cluster is down (respgate knows no master yet)",
-        ));
+        return Route::Reply(Refusal::NoMasterKnown.reply());
     };
     let shards = topo.shards().len();
     if shards > 255 {
-        return Route::Reply(reply::error(
-            "ERR respgate: SCAN supports clusters of up to 255 masters",
-        ));
+        return Route::Reply(Refusal::ScanTooManyMasters.reply());
     }
     let (mut node_cursor, tag, shard) = merge::decode_scan_cursor(cursor);
     if shard as usize >= shards {
-        return Route::Reply(reply::error("ERR invalid cursor"));
+        return Route::Reply(Refusal::InvalidCursor.reply());
     }
     if cursor != 0 && tag != topo.shard_tag(shard as usize) {
         // The shard failed over since this cursor was made: its new master orders keys

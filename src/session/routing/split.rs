@@ -7,6 +7,7 @@ use crate::cluster::key_slot;
 use crate::commands::policy::{Class, Layout, MergeKind};
 use crate::commands::CommandInfo;
 use crate::guards::ttl::TtlPolicy;
+use crate::protocol::refusal::{CrossSlotWhy, Refusal};
 use crate::protocol::{reply, Args};
 use bytes::BytesMut;
 
@@ -30,10 +31,8 @@ pub(in crate::session) fn cross_slot(
             merge,
         } => split_by_slot(args, layout, merge, latency, ttl),
         Class::SplitBySlot { layout, merge } => split_by_slot(args, layout, merge, latency, None),
-        Class::AllOrNothing => Route::Reply(reply::error(
-            "CROSSSLOT Keys in request don't hash to the same slot (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)",
-        )),
-        _ => Route::Reply(reply::error(reply::CROSSSLOT)),
+        Class::AllOrNothing => Route::Reply(Refusal::CrossSlot(CrossSlotWhy::Msetnx).reply()),
+        _ => Route::Reply(Refusal::CrossSlot(CrossSlotWhy::Plain).reply()),
     }
 }
 
