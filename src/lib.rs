@@ -13,7 +13,6 @@ pub mod clients;
 pub mod cluster;
 pub mod commands;
 pub mod config;
-pub mod devcluster;
 pub mod guards;
 pub mod loader;
 pub mod protocol;
