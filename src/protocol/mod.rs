@@ -1,6 +1,6 @@
 //! RESP on the wire: framing requests and replies, and composing respgate's own replies.
-pub mod args;
-pub mod reply;
+pub(crate) mod args;
+pub(crate) mod reply;
 pub mod reply_scan;
 pub mod scan;
 pub mod value;
