@@ -15,6 +15,7 @@ use crate::error::{io_err, DevClusterError, Result};
 use crate::{lock, BUS_OFFSET, LOCALHOST};
 
 impl DevCluster {
+    /// (Re)starts node `i` on `port`: writes its redis.conf and forks redis-server.
     pub(crate) fn spawn(&mut self, i: usize, port: u16, fresh_log: bool) -> Result<()> {
         let node = &mut self.nodes[i];
         node.addr = (LOCALHOST, port).into();
@@ -23,30 +24,7 @@ impl DevCluster {
             let _ = std::fs::remove_file(node.log_path());
             let _ = std::fs::remove_file(dir.join("stderr.log"));
         }
-        let ports = match &self.opts.tls {
-            None => format!("port {port}\n"),
-            Some(t) => format!(
-                "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\n\
-                 tls-ca-cert-file {}\ntls-cluster yes\ntls-replication yes\n",
-                quote(&t.cert),
-                quote(&t.key),
-                quote(&t.ca)
-            ),
-        };
-        let mut conf = format!(
-            "{ports}bind 127.0.0.1\nprotected-mode no\ndaemonize no\n\
-             cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout {}\n\
-             cluster-announce-ip 127.0.0.1\ncluster-replica-validity-factor 0\n\
-             repl-diskless-sync-delay 0\nsave \"\"\nappendonly {}\nenable-debug-command yes\n\
-             dir {}\nlogfile {}\n",
-            self.opts.node_timeout_ms,
-            if self.opts.appendonly { "yes" } else { "no" },
-            quote(&dir),
-            quote(&node.log_path()),
-        );
-        for (k, v) in &self.opts.extra_config {
-            conf.push_str(&format!("{k} {v}\n"));
-        }
+        let conf = self.redis_conf(i, port);
         let conf_path = dir.join("redis.conf");
         std::fs::write(&conf_path, conf)
             .map_err(io_err(format!("writing {}", conf_path.display())))?;
@@ -89,6 +67,37 @@ impl DevCluster {
         })?;
         *lock(&self.nodes[i].child) = Some(child);
         Ok(())
+    }
+
+    /// Node `i`'s redis.conf: cluster mode on loopback, no persistence (unless
+    /// `appendonly`), TLS-only ports for a TLS cluster, then the caller's extra directives.
+    fn redis_conf(&self, i: usize, port: u16) -> String {
+        let node = &self.nodes[i];
+        let ports = match &self.opts.tls {
+            None => format!("port {port}\n"),
+            Some(t) => format!(
+                "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\n\
+                 tls-ca-cert-file {}\ntls-cluster yes\ntls-replication yes\n",
+                quote(&t.cert),
+                quote(&t.key),
+                quote(&t.ca)
+            ),
+        };
+        let mut conf = format!(
+            "{ports}bind 127.0.0.1\nprotected-mode no\ndaemonize no\n\
+             cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout {}\n\
+             cluster-announce-ip 127.0.0.1\ncluster-replica-validity-factor 0\n\
+             repl-diskless-sync-delay 0\nsave \"\"\nappendonly {}\nenable-debug-command yes\n\
+             dir {}\nlogfile {}\n",
+            self.opts.node_timeout_ms,
+            if self.opts.appendonly { "yes" } else { "no" },
+            quote(&node.dir),
+            quote(&node.log_path()),
+        );
+        for (k, v) in &self.opts.extra_config {
+            conf.push_str(&format!("{k} {v}\n"));
+        }
+        conf
     }
 }
 
