@@ -4,24 +4,32 @@
 //! ([`protocol`]), finds their keys ([`commands`]) and their slot's node ([`cluster`]),
 //! and queues them on that node's shared [`backend`] link; replies come back as slices of
 //! the backend's read buffer and are written to the client in request order.
+//!
+//! Only what the binary (src/main.rs), tests, benches and examples use is `pub`; the rest
+//! is `pub(crate)`. The local test cluster is not here: it is the `devcluster` crate
+//! (devcluster/), used by `respgate dev` behind the default `dev` feature.
+
+// The docs are for respgate's developers (`cargo doc --document-private-items`): they link
+// to crate-private items on purpose.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod acl;
-pub mod admission;
-pub mod audit;
+pub(crate) mod admission;
+pub(crate) mod audit;
 pub mod backend;
-pub mod budget;
-pub mod clients;
+pub(crate) mod budget;
+pub(crate) mod clients;
 pub mod cluster;
 pub mod commands;
 pub mod config;
-pub mod devcluster;
 pub mod guards;
 pub mod loader;
 pub mod protocol;
-pub mod pubsub;
-pub mod reload;
-pub mod scripts;
+pub(crate) mod pubsub;
+pub(crate) mod reload;
+pub(crate) mod scripts;
 pub mod server;
-pub mod session;
-pub mod shutdown;
-pub mod tls;
+pub(crate) mod session;
+pub(crate) mod shutdown;
+pub(crate) mod tls;
 pub mod workers;

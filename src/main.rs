@@ -2,8 +2,9 @@
 //! throw-away local cluster with the proxy in front of it.
 
 use clap::{Parser, Subcommand};
+#[cfg(feature = "dev")]
+use devcluster::{DevCluster, DevClusterOptions};
 use respgate::config::Config;
-use respgate::devcluster::{DevCluster, DevClusterOptions};
 use respgate::server::Proxy;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ enum Command {
     },
     /// Start a throw-away local cluster (3 masters + 3 replicas on loopback, in a temp
     /// dir) with respgate in front of it; Ctrl-C stops all of it.
+    // Only with the (default) `dev` feature: the production build leaves it out.
+    #[cfg(feature = "dev")]
     Dev {
         /// Where respgate listens.
         #[arg(long, default_value = "127.0.0.1:6380")]
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             keys.iter()
                 .map(|k| format!("{}\t{}", respgate::cluster::key_slot(k.as_bytes()), k)),
         ),
+        #[cfg(feature = "dev")]
         Some(Command::Dev {
             listen,
             masters,

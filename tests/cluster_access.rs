@@ -3,7 +3,7 @@
 
 mod support;
 
-use respgate::devcluster::{DevCluster, DevClusterOptions, Reply};
+use devcluster::{DevCluster, DevClusterOptions, Reply};
 use respgate::server::Proxy;
 use std::time::Duration;
 use support::{show, RawConn};

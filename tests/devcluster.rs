@@ -1,10 +1,10 @@
-//! Integration tests for `respgate::devcluster` against real `redis-server` processes.
+//! Integration tests for the `devcluster` crate against real `redis-server` processes.
 //! They fail (never skip) when redis-server is missing: every other integration test needs it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use respgate::devcluster::{DevCluster, DevClusterOptions, Reply};
+use devcluster::{DevCluster, DevClusterOptions, Reply};
 
 fn start(opts: DevClusterOptions) -> DevCluster {
     let began = Instant::now();
@@ -82,6 +82,67 @@ fn three_masters_three_replicas_cover_all_slots() {
         c.command(replica, &["GET", key]).unwrap(),
         Reply::Bulk(Some(b"v".to_vec()))
     );
+
+    // The dev cluster's own slot function (the tests' oracle) and the proxy's agree with
+    // Redis itself on keys with and without hash tags.
+    for key in [
+        "",
+        "foo",
+        "bar",
+        "123456789",
+        "{user1000}.following",
+        "foo{}{bar}",
+        "foo{{bar}}zap",
+        "foo{bar}{zap}",
+        "{",
+        "}",
+        "{}",
+        "a{b",
+        "a}b{c}",
+        "\u{e9}t\u{e9}",
+    ] {
+        let Reply::Int(slot) = c.command(master, &["CLUSTER", "KEYSLOT", key]).unwrap() else {
+            panic!("CLUSTER KEYSLOT {key:?}: not an integer");
+        };
+        assert_eq!(
+            i64::from(devcluster::key_slot(key.as_bytes())),
+            slot,
+            "{key:?}"
+        );
+        assert_eq!(
+            i64::from(respgate::cluster::key_slot(key.as_bytes())),
+            slot,
+            "{key:?}"
+        );
+    }
+}
+
+/// devcluster has its own CRC16 (so it cannot share the proxy's bugs); the two must agree
+/// on any key, hash tags and binary bytes included.
+#[test]
+fn devcluster_and_proxy_slot_functions_agree() {
+    const ALPHABET: &[u8] = b"{}{}ab:\0\xff";
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..100_000 {
+        let len = (next() % 24) as usize;
+        let key: Vec<u8> = (0..len)
+            .map(|_| match next() % 4 {
+                0 => (next() & 0xff) as u8,
+                _ => ALPHABET[(next() % ALPHABET.len() as u64) as usize],
+            })
+            .collect();
+        assert_eq!(
+            devcluster::key_slot(&key),
+            respgate::cluster::key_slot(&key),
+            "{key:?}"
+        );
+    }
 }
 
 #[test]

@@ -18,8 +18,8 @@
 
 mod support;
 
+use devcluster::{DevCluster, DevClusterOptions, Reply};
 use respgate::config::Config;
-use respgate::devcluster::{DevCluster, DevClusterOptions, Reply};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 
 mod support;
 
-use respgate::devcluster::Reply;
+use devcluster::Reply;
 use std::net::SocketAddr;
 use std::time::Duration;
 use support::shop::{self, cmd, login};

@@ -424,7 +424,7 @@ async fn safe_keys_is_served_by_scan_with_the_same_result_and_a_cap() {
         let slowlog = format!("{:?}", quiet.command(m, &["SLOWLOG", "GET", "128"]));
         assert!(!slowlog.to_lowercase().contains("\"keys\""), "{slowlog}");
         match quiet.command(m, &["KEYS", "sk:*"]) {
-            respgate::devcluster::Reply::Array(keys) => direct.extend(
+            devcluster::Reply::Array(keys) => direct.extend(
                 keys.iter()
                     .map(|k| String::from_utf8(k.as_bytes().unwrap().to_vec()).unwrap()),
             ),

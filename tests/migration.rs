@@ -8,8 +8,8 @@
 
 mod support;
 
+use devcluster::{DevCluster, DevClusterOptions, Reply};
 use respgate::cluster::key_slot;
-use respgate::devcluster::{DevCluster, DevClusterOptions, Reply};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

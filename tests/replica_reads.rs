@@ -5,8 +5,8 @@
 
 mod support;
 
+use devcluster::{DevCluster, DevClusterOptions, Reply};
 use respgate::config::{Config, ReadPolicyKind, ReadRuleConfig};
-use respgate::devcluster::{DevCluster, DevClusterOptions, Reply};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::*;

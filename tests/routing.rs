@@ -9,9 +9,9 @@
 
 mod support;
 
+use devcluster::Reply;
 use redis::Value;
 use respgate::cluster::key_slot;
-use respgate::devcluster::Reply;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;

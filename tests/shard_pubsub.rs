@@ -9,8 +9,8 @@
 
 mod support;
 
+use devcluster::{DevCluster, DevClusterOptions};
 use respgate::cluster::key_slot;
-use respgate::devcluster::{DevCluster, DevClusterOptions};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::*;
@@ -264,7 +264,7 @@ async fn a_shard_subscription_follows_its_slot_to_another_master() {
             .command(node, &["PUBSUB", "SHARDNUMSUB", &channel])
             .unwrap();
         match r {
-            respgate::devcluster::Reply::Array(items) => items[1].as_int().unwrap(),
+            devcluster::Reply::Array(items) => items[1].as_int().unwrap(),
             other => panic!("SHARDNUMSUB gave {other:?}"),
         }
     };

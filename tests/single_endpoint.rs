@@ -12,10 +12,10 @@
 
 mod support;
 
+use devcluster::Reply;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 use respgate::cluster::key_slot;
-use respgate::devcluster::Reply;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;

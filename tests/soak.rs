@@ -23,8 +23,8 @@
 
 mod support;
 
+use devcluster::{DevCluster, DevClusterOptions, Reply};
 use respgate::cluster::key_slot;
-use respgate::devcluster::{DevCluster, DevClusterOptions, Reply};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

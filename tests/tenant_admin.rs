@@ -317,7 +317,7 @@ const CLIENT_KEY_PASS: &str = "Np-tls-client-key-pass-3Zr6t";
 
 #[tokio::test]
 async fn config_get_redacts_node_secrets_for_everyone_in_resp2_and_resp3() {
-    use respgate::devcluster::{DevCluster, DevClusterOptions};
+    use devcluster::{DevCluster, DevClusterOptions};
     // A private cluster whose nodes hold every kind of secret (no replicas: nothing
     // replicates with these made-up master credentials); requirepass is set last, once
     // the cluster is formed, and respgate logs in to the nodes with it.

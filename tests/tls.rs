@@ -4,8 +4,8 @@
 
 mod support;
 
+use devcluster::{DevCluster, DevClusterOptions, DevTls};
 use respgate::config::{ClientAuth, Config, TlsConfig, UpstreamTlsConfig};
-use respgate::devcluster::{DevCluster, DevClusterOptions, DevTls};
 use respgate::server::Proxy;
 use std::net::SocketAddr;
 use std::path::Path;

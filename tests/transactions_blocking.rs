@@ -17,9 +17,9 @@
 
 mod support;
 
+use devcluster::Reply;
 use redis::aio::MultiplexedConnection;
 use respgate::cluster::key_slot;
-use respgate::devcluster::Reply;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

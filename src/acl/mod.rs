@@ -15,10 +15,10 @@
 //! **Must not.** Store or log a password: only SHA-256 hashes are kept, comparisons are
 //! constant time, audit lines name user, address, command and rule, never a credential.
 
-pub mod glob;
+pub(crate) mod glob;
 mod lockout;
-pub mod log;
-pub mod rules;
+pub(crate) mod log;
+pub(crate) mod rules;
 
 use crate::commands::CommandTable;
 use crate::config::{AuthConfig, AuthMode};

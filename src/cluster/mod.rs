@@ -6,12 +6,12 @@
 //! every `refresh_min_interval_ms`) and MOVED patches; the node registry they share is
 //! behind a mutex that the request path never touches.
 
-pub mod control;
-pub mod keyspace;
-pub mod redirect;
-pub mod replicas;
+pub(crate) mod control;
+pub(crate) mod keyspace;
+pub(crate) mod redirect;
+pub(crate) mod replicas;
 pub mod slot;
-pub mod topology;
+pub(crate) mod topology;
 
 pub use slot::key_slot;
 pub use topology::{ShardLayout, Topology};

@@ -48,9 +48,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// Distinct lag bounds (the default policy's and one per rule).
-pub const MAX_BOUNDS: usize = crate::config::MAX_LAG_BOUNDS;
-
 /// Hedged reads (since its last answered poll) that take a replica out of service.
 pub const HEDGE_STRIKES: u32 = 3;
 
@@ -60,8 +57,6 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
-
-pub use crate::backend::lag::Lag;
 
 /// One lag bound.
 #[derive(Debug, Clone, Copy)]

@@ -1,8 +1,8 @@
 //! RESP on the wire: framing requests and replies, and composing respgate's own replies.
-pub mod args;
-pub mod int;
-pub mod refusal;
-pub mod reply;
+pub(crate) mod args;
+pub(crate) mod int;
+pub(crate) mod refusal;
+pub(crate) mod reply;
 pub mod reply_scan;
 pub mod scan;
 pub mod value;

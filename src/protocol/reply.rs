@@ -10,8 +10,6 @@ pub const OK: &[u8] = b"+OK\r\n";
 pub const PONG: &[u8] = b"+PONG\r\n";
 /// The null bulk string.
 pub const NULL: &[u8] = b"$-1\r\n";
-/// Redis's error for keys (or shard channels) of more than one slot.
-pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 /// A simple string reply.
 pub fn simple(s: &str) -> Bytes {

@@ -11,8 +11,8 @@ pub mod pki;
 pub mod shop;
 pub mod standalone;
 
+use devcluster::{DevCluster, DevClusterOptions};
 use respgate::config::Config;
-use respgate::devcluster::{DevCluster, DevClusterOptions};
 use respgate::server::Proxy;
 use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
@@ -192,7 +192,7 @@ pub fn encode_pipeline(commands: &[&[&str]]) -> Vec<u8> {
 }
 
 /// Runs `args` on `node` of the shared cluster, bypassing respgate.
-pub fn on_node(node: SocketAddr, args: &[&str]) -> respgate::devcluster::Reply {
+pub fn on_node(node: SocketAddr, args: &[&str]) -> devcluster::Reply {
     with_shared_cluster(|c| {
         c.command(node, args)
             .unwrap_or_else(|e| panic!("{node}: `{}`: {e}", args.join(" ")))
@@ -200,7 +200,7 @@ pub fn on_node(node: SocketAddr, args: &[&str]) -> respgate::devcluster::Reply {
 }
 
 /// Runs `args` on the shared-cluster master that owns `key`'s slot, bypassing respgate.
-pub fn on_owner(key: &str, args: &[&str]) -> respgate::devcluster::Reply {
+pub fn on_owner(key: &str, args: &[&str]) -> devcluster::Reply {
     on_node(shared_owner_of(key), args)
 }
 
@@ -287,7 +287,7 @@ impl RawConn {
 /// The master serving each of the 16384 slots in the shared cluster (`CLUSTER SLOTS`
 /// asked directly of a node, not through respgate).
 pub fn shared_slot_owners() -> Vec<SocketAddr> {
-    use respgate::devcluster::Reply;
+    use devcluster::Reply;
     with_shared_cluster(|c| {
         let seed = c.masters()[0];
         let Reply::Array(ranges) = c.command(seed, &["CLUSTER", "SLOTS"]).unwrap() else {
@@ -336,7 +336,7 @@ pub fn node_id(cluster: &DevCluster, addr: SocketAddr) -> String {
 /// Runs `args` directly on `node` and panics unless the reply is `+OK`.
 pub fn node_ok(cluster: &DevCluster, node: SocketAddr, args: &[&str]) {
     match cluster.command(node, args) {
-        Ok(respgate::devcluster::Reply::Simple(s)) if s == "OK" => {}
+        Ok(devcluster::Reply::Simple(s)) if s == "OK" => {}
         other => panic!("{node}: `{}` gave {other:?}", args.join(" ")),
     }
 }
@@ -537,7 +537,7 @@ impl QuietCluster {
     }
 
     /// Runs `args` directly on `node`, bypassing respgate.
-    pub fn command(&self, node: SocketAddr, args: &[&str]) -> respgate::devcluster::Reply {
+    pub fn command(&self, node: SocketAddr, args: &[&str]) -> devcluster::Reply {
         self.with(|c| {
             c.command(node, args)
                 .unwrap_or_else(|e| panic!("{node}: `{}`: {e}", args.join(" ")))
