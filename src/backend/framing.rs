@@ -14,7 +14,7 @@
 //! request in flight with [`super::LinkError::Lost`], never re-sending one that may have
 //! run.
 
-use super::link::Inflight;
+use super::inflight::Inflight;
 use crate::protocol::reply_scan::{ReplyError, ReplyScan};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -67,7 +67,12 @@ impl Framer {
                     if let Some((Inflight::Client(tx, _, budget, part_of), _)) =
                         inflight.pop_front()
                     {
-                        super::link::hand_over(tx, budget.as_deref(), part_of.as_deref(), reply);
+                        super::inflight::hand_over(
+                            tx,
+                            budget.as_deref(),
+                            part_of.as_deref(),
+                            reply,
+                        );
                     }
                 }
                 Ok(None) => return Ok(()),

@@ -5,14 +5,15 @@
 
 use super::connect::connect;
 use super::framing;
-use super::{Job, LinkError, LinkOptions, ReplyResult};
+use super::inflight::Inflight;
+use super::{Job, LinkError, LinkOptions};
 use crate::tls::BackendStream;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 /// Stop taking new jobs while this much is waiting to be written.
@@ -20,19 +21,6 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 const READ_CHUNK: usize = 64 * 1024;
 /// Written at once without waiting for more requests.
 const COALESCE_MAX: usize = 16 * 1024;
-
-pub(super) enum Inflight {
-    /// A job's reply sender, how many replies it waits for, whose bytes they are, and
-    /// the split request it is a part of.
-    Client(
-        oneshot::Sender<ReplyResult>,
-        u32,
-        Option<Arc<crate::budget::OutputBytes>>,
-        Option<Arc<std::sync::atomic::AtomicUsize>>,
-    ),
-    /// The `+OK` of an `ASKING` we sent: swallowed.
-    Asking,
-}
 
 pub(super) async fn run_link(
     addr: Arc<str>,
@@ -284,42 +272,4 @@ fn enqueue(
         Inflight::Client(job.reply, job.replies.max(1), job.budget, job.part_of),
         now,
     ));
-}
-
-/// Replies from this size up are copied out of the link's read buffer ([`hand_over`]).
-const OWN_ALLOCATION_MIN: usize = 64 * 1024;
-
-/// Gives `reply` to the session waiting for it, counted against its client's reply
-/// bytes until the session takes it. A dropped receiver (client gone) is fine: the
-/// reply is discarded (and uncounted) and FIFO matching stays intact.
-#[inline]
-pub(super) fn hand_over(
-    tx: oneshot::Sender<ReplyResult>,
-    budget: Option<&crate::budget::OutputBytes>,
-    part_of: Option<&std::sync::atomic::AtomicUsize>,
-    reply: Bytes,
-) {
-    let len = reply.len();
-    if budget.is_some_and(|b| !b.hand_part(len, part_of)) {
-        // The client is being closed for the bytes it holds: dropped (the receiver
-        // sees the link gone, and no reply is written to that client any more).
-        return;
-    }
-    // A large reply is a slice of the link's read buffer, which grew by doubling while it
-    // arrived: held as it is, it would pin up to twice its size (and whatever followed
-    // it). Given an allocation of its own, the link reuses its buffer in place, and what
-    // the budget counts is what is held.
-    let reply = if len >= OWN_ALLOCATION_MIN && budget.is_some() {
-        Bytes::copy_from_slice(&reply)
-    } else {
-        reply
-    };
-    if tx.send(Ok(reply)).is_err() {
-        if let Some(b) = budget {
-            b.take_reply(len);
-        }
-        if let Some(p) = part_of.filter(|_| len >= crate::budget::COUNTED_MIN) {
-            p.fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
 }

@@ -20,6 +20,7 @@
 
 mod connect;
 mod framing;
+mod inflight;
 pub mod lag;
 mod link;
 
