@@ -10,7 +10,9 @@
 //! reply bound is read once per pass, and the read and output buffers are charged only
 //! beyond 64 KiB ([`READ_MAX`], [`OUT_FLOOR`]).
 
-use super::{merge, Pending, Session, Split, OUT_FLOOR, READ_MAX};
+use super::io::{OUT_FLOOR, READ_MAX};
+use super::pending::{Pending, Split};
+use super::{merge, Session};
 use crate::budget::Overflow;
 use crate::protocol::refusal::Refusal;
 use bytes::Bytes;
@@ -23,21 +25,24 @@ impl Session {
     /// Large requests waiting for their replies count too (`Remote::_charge`).
     #[inline]
     pub(super) fn within_reply_bytes(&self) -> bool {
-        let own = self.output.session_held().saturating_sub(self.out_charged);
-        self.output.held() + own + self.out.len() < self.output.limits().replies
+        let own = self
+            .output
+            .session_held()
+            .saturating_sub(self.io.out_charged);
+        self.output.held() + own + self.io.out.len() < self.output.limits().replies
     }
 
     /// Charges the output buffer beyond [`OUT_FLOOR`] to the process budget (what the
     /// client has not read yet is held here once moved out of the pending queue), or
     /// gives back what it no longer holds. Once per pass, only while it is that large.
     pub(super) fn recharge_output(&mut self) {
-        let now = self.out.len().saturating_sub(OUT_FLOOR);
-        if now > self.out_charged {
-            self.output.charge(now - self.out_charged);
+        let now = self.io.out.len().saturating_sub(OUT_FLOOR);
+        if now > self.io.out_charged {
+            self.output.charge(now - self.io.out_charged);
         } else {
-            self.output.release(self.out_charged - now);
+            self.output.release(self.io.out_charged - now);
         }
-        self.out_charged = now;
+        self.io.out_charged = now;
     }
 
     /// Part `part` of the head split request is final (`len` bytes were handed over,
@@ -113,7 +118,7 @@ impl Session {
     /// The framing limits for the client's login state: Redis's small ones until it has
     /// logged in (when login is required).
     pub(super) fn relimit(&mut self) {
-        self.limits = match self.client.auth.user() {
+        self.io.limits = match self.client.auth.user() {
             Some(_) => self.ctx.limits,
             None => self.ctx.limits.before_login(),
         };
@@ -126,41 +131,42 @@ impl Session {
     /// when refused.
     pub(super) fn grow_read_buffer(&mut self) -> bool {
         // At least double while a large request is still arriving: linear copying.
-        let additional = self.read_hint.max(self.rbuf.len());
-        let wanted = (self.rbuf.len() + additional).max(self.rbuf.capacity() * 2);
+        let additional = self.io.read_hint.max(self.io.rbuf.len());
+        let wanted = (self.io.rbuf.len() + additional).max(self.io.rbuf.capacity() * 2);
         let charge = wanted.saturating_sub(READ_MAX);
-        if charge > self.read_charged {
+        if charge > self.io.read_charged {
             let process = self.output.process().clone();
-            if !process.try_take(charge - self.read_charged) {
+            if !process.try_take(charge - self.io.read_charged) {
                 tracing::warn!(
                     client = self.client.meta.id,
                     peer = %self.client.meta.peer,
-                    buffered = self.rbuf.len(),
+                    buffered = self.io.rbuf.len(),
                     limit = process.limit(),
                     "refusing a large request: server.max_client_buffer_bytes is spent"
                 );
                 metrics::counter!("respgate_requests_refused_total", "limit" => "max_client_buffer_bytes")
                     .increment(1);
-                self.pending
+                self.pipe
+                    .pending
                     .push_back(Pending::Ready(process.refusal().reply()));
-                self.rbuf.clear();
-                self.closing = true;
-                self.linger = true;
+                self.io.rbuf.clear();
+                self.io.closing = true;
+                self.io.linger = true;
                 return false;
             }
-            self.read_charged = charge;
+            self.io.read_charged = charge;
         }
-        self.rbuf.reserve(additional);
+        self.io.rbuf.reserve(additional);
         true
     }
 
     /// Gives back what the read buffer no longer holds beyond [`READ_MAX`] (once a
     /// large request has been framed and its buffer let go).
     pub(super) fn recharge_read_buffer(&mut self) {
-        let now = self.rbuf.capacity().saturating_sub(READ_MAX);
-        if now < self.read_charged {
-            self.output.process().give_back(self.read_charged - now);
-            self.read_charged = now;
+        let now = self.io.rbuf.capacity().saturating_sub(READ_MAX);
+        if now < self.io.read_charged {
+            self.output.process().give_back(self.io.read_charged - now);
+            self.io.read_charged = now;
         }
     }
 
@@ -183,7 +189,7 @@ impl Session {
         tracing::info!(
             client = self.client.meta.id,
             peer = %self.client.meta.peer,
-            held_bytes = self.output.held() + self.out.len(),
+            held_bytes = self.output.held() + self.io.out.len(),
             limit,
             "closing client over {option}: it does not read what it asked for"
         );
@@ -197,7 +203,7 @@ impl Drop for Session {
     /// its subscriber queue are given back by `Subscriptions`' own drop.)
     fn drop(&mut self) {
         let output = &self.output;
-        for p in self.pending.iter_mut() {
+        for p in self.pipe.pending.iter_mut() {
             match p {
                 Pending::Remote(r) => release_reply(&mut r.rx, output),
                 Pending::Split(split) => {
@@ -210,11 +216,11 @@ impl Drop for Session {
                 _ => {}
             }
         }
-        if self.read_charged > 0 {
-            output.process().give_back(self.read_charged);
+        if self.io.read_charged > 0 {
+            output.process().give_back(self.io.read_charged);
         }
-        if self.out_charged > 0 {
-            output.release(self.out_charged);
+        if self.io.out_charged > 0 {
+            output.release(self.io.out_charged);
         }
     }
 }

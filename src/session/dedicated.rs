@@ -17,6 +17,7 @@
 //! never per request.
 
 use crate::acl::User;
+use crate::backend::{DedicatedLink, NodeIdentity};
 use crate::guards::in_flight::{Held, PerUser};
 use crate::protocol::refusal::Refusal;
 use bytes::Bytes;
@@ -106,6 +107,64 @@ impl Quota {
             _user: held,
             _global: global,
         })
+    }
+}
+
+/// Why a connection of the client's own could not be had.
+pub(super) enum DedicatedError {
+    /// A bound on such connections refused it: this error reply is the client's.
+    Refused(Bytes),
+    /// Not a node of the topology.
+    Other(String),
+}
+
+impl super::Session {
+    /// This client's own connection to `addr`, opened on first use within the bounds
+    /// on such connections (`server.max_dedicated_connections`, and per user).
+    pub(super) fn dedicated_link(
+        &mut self,
+        addr: &str,
+        identity: Option<&Arc<NodeIdentity>>,
+        pin: Pin,
+    ) -> Result<&DedicatedLink, DedicatedError> {
+        // One link per node, kept while the client lives: a link with a command in
+        // flight must not be dropped when the client's next blocking command goes to
+        // another node.
+        let resp3 = self.client.resp3;
+        if let Some(i) = self
+            .pipe
+            .dedicated
+            .iter()
+            .position(|(l, _)| l.addr() == addr && l.resp3() == resp3 && l.runs_as(identity))
+        {
+            return Ok(&self.pipe.dedicated[i].0);
+        }
+        let permit = self
+            .ctx
+            .dedicated
+            .take(
+                self.client.auth.name(),
+                self.client.auth.user().map(|u| &**u),
+                pin,
+            )
+            .map_err(DedicatedError::Refused)?;
+        if self.ctx.cluster.known_node(addr).is_none() {
+            return Err(DedicatedError::Other(format!(
+                "{addr} is not a node of the cluster's topology"
+            )));
+        }
+        let link = self
+            .ctx
+            .cluster
+            .dedicated_link(addr, resp3, identity.cloned());
+        self.client
+            .entry
+            .dedicated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((Arc::from(addr), link.backend_id()));
+        self.pipe.dedicated.push((link, permit));
+        Ok(&self.pipe.dedicated.last().expect("just pushed").0)
     }
 }
 

@@ -23,7 +23,8 @@
 //! **Cost.** The timer exists only while a replica read is at the head of the queue; a
 //! read answered in time costs one `Option` check.
 
-use super::{HeadEvent, Pending, Remote, Session};
+use super::pending::{HeadEvent, Pending, Remote};
+use super::Session;
 use crate::backend::{LinkError, ReplyResult};
 use crate::budget::OutputBytes;
 use std::sync::Arc;
@@ -78,7 +79,7 @@ impl Session {
     /// then `DEL k` answered nil); a replica read cannot, and requests not sent yet
     /// (held, gated) wait for the head. Called with the head taken out of the queue.
     fn may_hedge(&self) -> bool {
-        self.pending.iter().all(|p| match p {
+        self.pipe.pending.iter().all(|p| match p {
             Pending::Remote(r) => r.replica.is_some(),
             Pending::Split(_) | Pending::Task(_) => false,
             Pending::Ready(_)
@@ -145,7 +146,7 @@ pub(super) async fn wait(r: &mut Remote, part: usize) -> HeadEvent {
                     r.replica = None;
                     return HeadEvent::Reply(part, result);
                 }
-                if super::outgoing::replica_should_yield(&result) {
+                if super::replica_read::replica_should_yield(&result) {
                     master_answers(r);
                     continue;
                 }
@@ -166,7 +167,7 @@ pub(super) fn try_reply(r: &mut Remote) -> Option<ReplyResult> {
         let Hedge::Sent(_) = r.hedge else {
             return Some(result);
         };
-        if !super::outgoing::replica_should_yield(&result) {
+        if !super::replica_read::replica_should_yield(&result) {
             r.hedge = Hedge::Off;
             return Some(result);
         }
