@@ -8,7 +8,7 @@
 //! each key spec gives). Refusals use Redis 7.0's exact errors, abort a transaction being
 //! queued (EXECABORT, as in Redis) and are written to the audit log and a metric.
 
-use super::routing::Route;
+use super::route::Route;
 use super::ClientState;
 use super::SessionContext;
 use crate::acl::{AuthError, CompiledCommands, Security, User, READ, WRITE};

@@ -16,13 +16,9 @@
 //! **Must not.** Let a secret value through because the reply had an unexpected shape:
 //! a reply that cannot be read is replaced by an error.
 
-use super::merge::Merge;
-use super::routing::Route;
-use crate::commands::CommandInfo;
-use crate::protocol::reply::{self, put_bulk};
+use crate::protocol::reply::put_bulk;
 use crate::protocol::scan::{parse_int, scan_reply};
 use crate::protocol::value::bulk_payload;
-use crate::protocol::Args;
 use bytes::{Bytes, BytesMut};
 
 /// Parameters whose values are secrets (Redis 7.0's sensitive configs, and
@@ -45,15 +41,6 @@ pub fn is_secret(name: &[u8]) -> bool {
     SECRET_PARAMETERS.iter().any(|s| s.as_bytes() == name)
         || name.ends_with(b"pass")
         || name.windows(8).any(|w| w == b"password")
-}
-
-/// CONFIG GET: asked of one master, answered with secrets redacted.
-pub fn route(info: &CommandInfo, args: Args<'_>) -> Route {
-    Route::Split {
-        parts: vec![(None, reply::command(args.iter().collect::<Vec<_>>()), 1)],
-        merge: Merge::RedactSecrets,
-        latency: info.metrics.latency.clone(),
-    }
 }
 
 /// `reply` (CONFIG GET's name/value pairs) with every secret's value replaced by

@@ -18,7 +18,7 @@ mod scan;
 pub(super) use scan::capped_key_scan;
 
 use super::merge::{self, Merge};
-use super::routing::Route;
+use super::route::Route;
 use super::{ClientState, SessionContext};
 use crate::commands::policy::{Class, Local, MergeKind, RefuseReason};
 use crate::commands::{CommandInfo, CommandTable};
@@ -123,7 +123,7 @@ fn handle(
             );
             fan_out(info, Merge::AllOk)
         }
-        Local::ConfigGet => Some(super::config_get::route(info, args)),
+        Local::ConfigGet => Some(config_get(info, args)),
         Local::ConfigSet => Some(Route::Task(super::config_set::start(
             ctx.cluster.clone(),
             client.meta.id,
@@ -310,4 +310,14 @@ fn fan_out(info: &CommandInfo, merge: Merge) -> Option<Route> {
         merge,
         latency: info.metrics.latency.clone(),
     })
+}
+
+/// CONFIG GET: asked of one master, answered with secrets redacted
+/// ([`super::config_get::redact`]).
+fn config_get(info: &CommandInfo, args: Args<'_>) -> Route {
+    Route::Split {
+        parts: vec![(None, reply::command(args.iter().collect::<Vec<_>>()), 1)],
+        merge: Merge::RedactSecrets,
+        latency: info.metrics.latency.clone(),
+    }
 }

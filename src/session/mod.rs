@@ -49,6 +49,7 @@ mod pipeline;
 mod random_key;
 mod redirects;
 mod replica_read;
+mod route;
 mod routing;
 mod safe_keys;
 mod subscribe;

@@ -6,7 +6,8 @@
 
 use super::dedicated::{DedicatedError, Pin};
 use super::pending::{Pending, Remote, ScriptCall, Split};
-use super::{merge, routing, Session};
+use super::route;
+use super::{merge, Session};
 use crate::backend::{Job, LinkError, NodeIdentity, ReplyResult};
 use crate::protocol::refusal::Refusal;
 use bytes::Bytes;
@@ -21,7 +22,7 @@ const REQUEST_COUNTED_MIN: usize = 64 * 1024;
 
 /// How a request is sent: the replies it produces, on the client's own connection or
 /// not, and the lag bound under which a replica may serve it (or
-/// [`routing::TRACKED_WRITE`]).
+/// [`route::TRACKED_WRITE`]).
 pub(super) struct Sending {
     pub replies: u32,
     pub dedicated: Option<Pin>,
@@ -66,7 +67,7 @@ impl Session {
         };
         let mut ryw_master = None;
         let target = match (replica, slot) {
-            (Some(routing::TRACKED_WRITE), Some(slot)) => {
+            (Some(route::TRACKED_WRITE), Some(slot)) => {
                 ryw_master = self.ryw_begin(slot);
                 None
             }
@@ -108,7 +109,7 @@ impl Session {
                 None => super::hedge::Hedge::Off,
             },
             replica: target,
-            bound: replica.filter(|b| *b != routing::TRACKED_WRITE),
+            bound: replica.filter(|b| *b != route::TRACKED_WRITE),
             ryw_master,
             run_as,
             script,

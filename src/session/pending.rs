@@ -3,7 +3,8 @@
 //! (`pipeline.rs`, `head.rs`) decides what goes in and what a resolved head means; this
 //! file only says what an entry is and how the head is waited for.
 
-use super::{dedicated, hedge, merge, routing};
+use super::route;
+use super::{dedicated, hedge, merge};
 use crate::backend::ReplyResult;
 use crate::protocol::refusal::Refusal;
 use bytes::Bytes;
@@ -37,7 +38,7 @@ pub(super) enum Pending {
 
 /// A routing decision waiting for the client's earlier requests to finish.
 pub(super) struct Held {
-    pub(super) decision: routing::Route,
+    pub(super) decision: route::Route,
     pub(super) raw: Bytes,
     pub(super) arrived: Instant,
 }

@@ -11,6 +11,7 @@
 use super::dedicated;
 use super::io::push_message;
 use super::pending::{Held, Lane, LaneKey, Pending};
+use super::route;
 use super::{outgoing, routing, transaction, ReplyMode, Session};
 use crate::backend::DedicatedLink;
 use bytes::{Bytes, BytesMut};
@@ -133,12 +134,12 @@ impl Session {
     }
 
     /// Queues what routing decided for `raw`.
-    pub(super) fn apply_route(&mut self, decision: routing::Route, raw: Bytes, arrived: Instant) {
+    pub(super) fn apply_route(&mut self, decision: route::Route, raw: Bytes, arrived: Instant) {
         let lane = match &decision {
-            routing::Route::Forward {
+            route::Route::Forward {
                 dedicated, run_as, ..
             } => Some(Lane::of(dedicated.is_some(), run_as.as_ref())),
-            routing::Route::Split { .. } | routing::Route::FanOut { .. } => Some((Lane::Shared, 0)),
+            route::Route::Split { .. } | route::Route::FanOut { .. } => Some((Lane::Shared, 0)),
             _ => None,
         };
         if lane.is_some_and(|lane| self.must_hold(lane)) {
@@ -151,16 +152,16 @@ impl Session {
             return;
         }
         match decision {
-            routing::Route::Reply(bytes) => self.pipe.pending.push_back(Pending::Ready(bytes)),
-            routing::Route::Task(rx) => {
+            route::Route::Reply(bytes) => self.pipe.pending.push_back(Pending::Ready(bytes)),
+            route::Route::Task(rx) => {
                 self.pipe.pending.push_back(Pending::Task(rx));
                 self.pipe.task_pending = true;
             }
-            routing::Route::Gate(rx) => {
+            route::Route::Gate(rx) => {
                 self.pipe.pending.push_back(Pending::Gate(rx, raw));
                 self.pipe.task_pending = true;
             }
-            routing::Route::Subscribed(replies) => {
+            route::Route::Subscribed(replies) => {
                 for (wait, bytes) in replies {
                     self.pipe.pending.push_back(match wait {
                         Some(rx) => Pending::Waiting(rx, bytes),
@@ -168,7 +169,7 @@ impl Session {
                     });
                 }
             }
-            routing::Route::Queue(rewritten) => {
+            route::Route::Queue(rewritten) => {
                 let reply = match self.client.tx.as_mut() {
                     Some(tx) => transaction::hold(
                         tx,
@@ -180,11 +181,11 @@ impl Session {
                 };
                 self.pipe.pending.push_back(Pending::Ready(reply));
             }
-            routing::Route::ReplyAndClose(bytes) => {
+            route::Route::ReplyAndClose(bytes) => {
                 self.pipe.pending.push_back(Pending::Ready(bytes));
                 self.io.closing = true;
             }
-            routing::Route::FanOut { merge, latency } => {
+            route::Route::FanOut { merge, latency } => {
                 let topo = self.ctx.cluster.topology();
                 let parts: Vec<(Option<u16>, Bytes, u32)> = match topo.as_ref() {
                     Some(t) => (0..t.shards().len())
@@ -195,12 +196,12 @@ impl Session {
                 drop(topo);
                 self.push_split(parts, merge, latency, arrived);
             }
-            routing::Route::Split {
+            route::Route::Split {
                 parts,
                 merge,
                 latency,
             } => self.push_split(parts, merge, latency, arrived),
-            routing::Route::Forward {
+            route::Route::Forward {
                 slot,
                 rewritten,
                 latency,

@@ -9,13 +9,12 @@ mod split;
 
 use super::dedicated::Pin;
 use super::local;
-use super::merge::Merge;
+use super::route::{common_slot, Route, TRACKED_WRITE};
 use super::subscribe;
 use super::transaction;
 use super::ClientState;
 use super::SessionContext;
 use crate::backend::NodeIdentity;
-use crate::cluster::key_slot;
 use crate::commands::policy::{Class, Multi, Row, Tx};
 use crate::commands::{CommandInfo, CommandTable, KeyRef, KeysError, Lookup};
 use crate::guards::ttl::TtlDecision;
@@ -24,62 +23,6 @@ use crate::protocol::refusal::Refusal;
 use crate::protocol::{reply, Args};
 use bytes::Bytes;
 use std::sync::Arc;
-
-/// The decision for one request.
-pub enum Route {
-    /// Answer with these bytes.
-    Reply(Bytes),
-    /// Answer, then close the connection once every earlier reply is written.
-    ReplyAndClose(Bytes),
-    /// Forward to the master of `slot` (any master when `None`). `rewritten` replaces
-    /// the client's bytes when respgate had to change the request.
-    Forward {
-        slot: Option<u16>,
-        rewritten: Option<Bytes>,
-        /// Where the reply latency is recorded.
-        latency: metrics::Histogram,
-        /// Replies the forwarded bytes produce (N+2 for a transaction).
-        replies: u32,
-        /// On the client's own connection, and why (blocking commands, WATCH).
-        dedicated: Option<Pin>,
-        /// A read a replica may serve under this lag bound (`[replica_reads]`).
-        replica: Option<u8>,
-        /// Runs on the node as this identity (a script, or a transaction holding one).
-        run_as: Option<Arc<NodeIdentity>>,
-        /// A script call: its replies are data ([`crate::cluster::redirect`]).
-        script: bool,
-        /// A transaction: the last `hidden` elements of EXEC's reply answer commands
-        /// respgate queued itself (the TTL policy's EXPIREs) and are taken out.
-        hidden: u32,
-    },
-    /// Queue the request (or these bytes instead: the TTL policy capped its expiry) in
-    /// the client's transaction and answer `+QUEUED`.
-    Queue(Option<Bytes>),
-    /// (Un)subscription replies, each ready or waiting for the hub's confirmation.
-    Subscribed(subscribe::Confirmations),
-    /// Send each part (a request for a slot, producing `n` replies of which the first
-    /// is merged: the rest answer the TTL policy's EXPIREs) and merge the replies.
-    Split {
-        parts: Vec<(Option<u16>, Bytes, u32)>,
-        merge: Merge,
-        latency: metrics::Histogram,
-    },
-    /// A reply a task of its own computes (CONFIG SET on every node). The client's next
-    /// requests wait for it.
-    Task(tokio::sync::oneshot::Receiver<Bytes>),
-    /// Count the request against a shared budget first: `None` from the task lets it
-    /// route again (past the guard), an error is its reply. The client's next requests
-    /// wait for it.
-    Gate(tokio::sync::oneshot::Receiver<Option<Bytes>>),
-    /// Send the request as it is to every master and merge the replies.
-    FanOut {
-        merge: Merge,
-        latency: metrics::Histogram,
-    },
-}
-
-/// `Route::Forward::replica` for a write whose master read-your-writes must track.
-pub const TRACKED_WRITE: u8 = u8::MAX;
 
 /// A command refused before it runs (wrong arity, NOAUTH, NOPERM), as Redis's
 /// `rejectCommand` does it: inside MULTI the transaction is flagged (EXEC will answer
@@ -456,19 +399,6 @@ fn safe_keys(
         client.auth.key_filter(),
         hold,
     ))
-}
-
-/// The slot every key hashes to (`None` without keys), or `Err` when they differ.
-pub(super) fn common_slot(keys: &[KeyRef], args: Args<'_>) -> Result<Option<u16>, ()> {
-    let mut slot = None;
-    for k in keys {
-        let s = key_slot(k.key(args));
-        if slot.is_some_and(|prev| prev != s) {
-            return Err(());
-        }
-        slot = Some(s);
-    }
-    Ok(slot)
 }
 
 /// The request as the node gets it, and how many replies it produces: the TTL policy

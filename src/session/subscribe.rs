@@ -5,7 +5,7 @@
 //! PSUBSCRIBE count channels and patterns together, SSUBSCRIBE / SUNSUBSCRIBE count shard
 //! channels; the client stays in subscribed mode while it has any of the three.
 
-use super::routing::Route;
+use super::route::{Confirmations, Route};
 use super::{ClientState, SessionContext};
 use crate::clients::ClientEntry;
 use crate::commands::policy::{Channels, Class, Local, Row, Tx};
@@ -17,7 +17,7 @@ use crate::pubsub::{Kind, PubSubHub};
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// What a subscribed client has, and where its messages arrive.
 pub struct Subscriptions {
@@ -113,9 +113,6 @@ impl Drop for Subscriptions {
         }
     }
 }
-
-/// Replies to a (un)subscription: each ready, or once the hub confirmed.
-pub type Confirmations = Vec<(Option<oneshot::Receiver<()>>, Bytes)>;
 
 fn confirmation(kind: &str, name: Option<&[u8]>, count: usize, resp3: bool) -> Bytes {
     let mut out = BytesMut::new();

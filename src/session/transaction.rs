@@ -19,7 +19,7 @@
 //! any command refused while queueing; from then on nothing more is kept.
 
 use super::dedicated::Pin;
-use super::routing::{common_slot, Route};
+use super::route::{common_slot, Route};
 use super::{ClientState, Transaction};
 use crate::commands::policy::Tx;
 use crate::commands::{CommandInfo, KeyRef, KeysError};

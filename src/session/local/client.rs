@@ -3,7 +3,7 @@
 
 use super::super::client_scope::ClientScope;
 use super::super::merge::Merge;
-use super::super::routing::Route;
+use super::super::route::Route;
 use super::super::{ClientState, ReplyMode, SessionContext};
 use super::{err, fan_out, not_yet, ok};
 use crate::commands::CommandInfo;

@@ -1,7 +1,7 @@
 //! HELLO: the protocol version, an optional login and name, and the standalone
 //! server's greeting (respgate presents one Redis of the cluster's version).
 
-use super::super::routing::Route;
+use super::super::route::Route;
 use super::super::{ClientState, SessionContext};
 use super::client::bad_client_name;
 use super::err;

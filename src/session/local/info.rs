@@ -1,7 +1,7 @@
 //! INFO: every master's sections merged, with respgate's own `# Proxy` section.
 
 use super::super::merge::Merge;
-use super::super::routing::Route;
+use super::super::route::Route;
 use super::super::SessionContext;
 use super::fan_out;
 use crate::commands::CommandInfo;

@@ -2,7 +2,7 @@
 //! (`guards.max_scan_count`).
 
 use super::super::merge::{self, Merge};
-use super::super::routing::Route;
+use super::super::route::Route;
 use super::super::{ClientState, SessionContext};
 use super::{readable, walk};
 use crate::commands::{CommandInfo, CommandTable};
