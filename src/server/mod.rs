@@ -26,7 +26,7 @@ use crate::admission::{ClientSlots, TlsSettings};
 use crate::cluster::Cluster;
 use crate::config::{Config, TlsConfig};
 use crate::protocol::scan::RequestLimits;
-use crate::session::SessionContext;
+use crate::session::{Bounds, SessionContext};
 use crate::shutdown::{Shutdown, DRAIN, STOP};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -300,30 +300,33 @@ fn session_context(
     let client_buffers = crate::budget::ClientBuffers::new(s.max_client_buffer_bytes);
     Arc::new(SessionContext {
         cluster: cluster.clone(),
-        limits: RequestLimits {
-            max_bulk: s.max_bulk_bytes,
-            max_request: s.max_request_bytes,
-            pre_auth: false,
-        },
-        output_limits: crate::budget::OutputLimits {
-            replies: s.max_pending_reply_bytes,
-            messages: s.pubsub_queue_bytes,
+        bounds: Bounds {
+            limits: RequestLimits {
+                max_bulk: s.max_bulk_bytes,
+                max_request: s.max_request_bytes,
+                pre_auth: false,
+            },
+            output_limits: crate::budget::OutputLimits {
+                replies: s.max_pending_reply_bytes,
+                messages: s.pubsub_queue_bytes,
+            },
+            max_pending: s.max_pending_replies,
+            max_transaction: s.max_transaction_bytes,
+            max_client_name: s.max_client_name_bytes,
+            idle_timeout: (s.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(s.idle_timeout_secs)),
+            stall_timeout: Duration::from_secs(s.output_stall_timeout_secs.max(1)),
+            retry_deadline: config.cluster.retry_deadline(),
+            max_redirects: config.cluster.max_redirects,
+            pubsub_queue: s.pubsub_queue_messages,
         },
         client_buffers,
-        max_pending: s.max_pending_replies,
-        max_transaction: s.max_transaction_bytes,
-        max_client_name: s.max_client_name_bytes,
-        idle_timeout: (s.idle_timeout_secs > 0).then(|| Duration::from_secs(s.idle_timeout_secs)),
-        stall_timeout: Duration::from_secs(s.output_stall_timeout_secs.max(1)),
-        retry_deadline: config.cluster.retry_deadline(),
-        max_redirects: config.cluster.max_redirects,
         clients: std::sync::atomic::AtomicUsize::new(0),
         dedicated: crate::session::DedicatedQuota::new(
             s.max_dedicated_connections,
             s.max_dedicated_per_user,
         ),
         pubsub: crate::pubsub::PubSubHub::start(cluster.clone()),
-        pubsub_queue: s.pubsub_queue_messages,
         registry: Default::default(),
         security: security.clone(),
         read_policy: read_policy.clone(),

@@ -119,8 +119,8 @@ impl Session {
     /// logged in (when login is required).
     pub(super) fn relimit(&mut self) {
         self.io.limits = match self.client.auth.user() {
-            Some(_) => self.ctx.limits,
-            None => self.ctx.limits.before_login(),
+            Some(_) => self.ctx.bounds.limits,
+            None => self.ctx.bounds.limits.before_login(),
         };
     }
 

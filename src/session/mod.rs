@@ -58,7 +58,7 @@ mod tests;
 mod transaction;
 
 pub use client::{ClientMeta, ClientState, ReplyMode, RywEntry, Transaction};
-pub use context::SessionContext;
+pub use context::{Bounds, SessionContext};
 pub use dedicated::Quota as DedicatedQuota;
 pub use io::run;
 
@@ -90,7 +90,7 @@ impl Session {
             meta.peer,
             meta.local,
             meta.connected_at,
-            ctx.output_limits,
+            ctx.bounds.output_limits,
             &ctx.client_buffers,
         );
         let auth = auth::SessionAuth::new(&ctx.security, meta.cert_identity.as_deref());
@@ -100,8 +100,8 @@ impl Session {
         entry.set_user(Arc::from(auth.name()));
         let login_deadline = auth::LoginDeadline::new(&ctx.security, &auth, meta.connected_at);
         let limits = match auth.user() {
-            Some(_) => ctx.limits,
-            None => ctx.limits.before_login(),
+            Some(_) => ctx.bounds.limits,
+            None => ctx.bounds.limits.before_login(),
         };
         let output = entry.output.clone();
         let s = Session {

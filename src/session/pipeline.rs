@@ -174,7 +174,7 @@ impl Session {
                     Some(tx) => transaction::hold(
                         tx,
                         rewritten.unwrap_or(raw),
-                        self.ctx.max_transaction,
+                        self.ctx.bounds.max_transaction,
                         self.output.process(),
                     ),
                     None => Bytes::from_static(b"+QUEUED\r\n"),

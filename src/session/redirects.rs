@@ -104,7 +104,7 @@ impl Session {
                         addr,
                         asking,
                         moved_slot,
-                    } if r.redirects < self.ctx.max_redirects => {
+                    } if r.redirects < self.ctx.bounds.max_redirects => {
                         r.redirects += 1;
                         match moved_slot {
                             Some(slot) => self.ctx.cluster.apply_moved(slot, &addr),
@@ -115,7 +115,7 @@ impl Session {
                         return Step::Again;
                     }
                     Decision::RetryLater if self.schedule_retry(r) => return Step::Again,
-                    Decision::Confirm { .. } if r.redirects < self.ctx.max_redirects => {
+                    Decision::Confirm { .. } if r.redirects < self.ctx.bounds.max_redirects => {
                         let seen = self.ctx.cluster.refreshes();
                         if self.schedule_retry(r) {
                             if let Some(call) = r.script.as_mut() {
@@ -165,7 +165,7 @@ impl Session {
                     addr,
                     asking: false,
                     moved_slot: Some(slot),
-                } if r.redirects < self.ctx.max_redirects => {
+                } if r.redirects < self.ctx.bounds.max_redirects => {
                     r.redirects += 1;
                     self.ctx.cluster.apply_moved(slot, &addr);
                     self.send(r, Some(&addr), false);
@@ -203,7 +203,7 @@ impl Session {
     pub(super) fn schedule_retry(&self, r: &mut Remote) -> bool {
         let backoff = Duration::from_millis((10u64 << r.retries.min(4)).min(200));
         let at = Instant::now() + backoff;
-        if at > r.started + self.ctx.retry_deadline {
+        if at > r.started + self.ctx.bounds.retry_deadline {
             return false;
         }
         r.retries += 1;

@@ -159,7 +159,7 @@ pub fn route(
             &mut client.subs,
             &entry,
             &ctx.pubsub,
-            ctx.pubsub_queue,
+            ctx.bounds.pubsub_queue,
             kind(channels),
             args,
             resp3,

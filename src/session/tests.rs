@@ -8,7 +8,7 @@
 use super::dedicated::Pin;
 use super::hedge::Hedge;
 use super::pending::{HeadEvent, Lane, Pending, Remote};
-use super::{ClientMeta, Session, SessionContext};
+use super::{Bounds, ClientMeta, Session, SessionContext};
 use crate::backend::ReplyResult;
 use crate::cluster::Cluster;
 use crate::config::{AuthConfig, ClusterConfig, GuardsConfig, ScriptsConfig};
@@ -30,27 +30,29 @@ fn context(retry_deadline: Duration) -> Arc<SessionContext> {
     ));
     Arc::new(SessionContext {
         cluster: cluster.clone(),
-        limits: RequestLimits {
-            max_bulk: 512 << 20,
-            max_request: 512 << 20,
-            pre_auth: false,
-        },
-        output_limits: crate::budget::OutputLimits {
-            replies: 64 << 20,
-            messages: 64 << 20,
+        bounds: Bounds {
+            limits: RequestLimits {
+                max_bulk: 512 << 20,
+                max_request: 512 << 20,
+                pre_auth: false,
+            },
+            output_limits: crate::budget::OutputLimits {
+                replies: 64 << 20,
+                messages: 64 << 20,
+            },
+            max_pending: 1024,
+            max_transaction: 1 << 20,
+            max_client_name: 256,
+            idle_timeout: None,
+            stall_timeout: Duration::from_secs(30),
+            retry_deadline,
+            max_redirects: 5,
+            pubsub_queue: 1000,
         },
         client_buffers: crate::budget::ClientBuffers::new(1 << 30),
-        max_pending: 1024,
-        max_transaction: 1 << 20,
-        max_client_name: 256,
-        idle_timeout: None,
-        stall_timeout: Duration::from_secs(30),
-        retry_deadline,
-        max_redirects: 5,
         clients: Default::default(),
         dedicated: super::DedicatedQuota::new(10, 10),
         pubsub: crate::pubsub::PubSubHub::start(cluster),
-        pubsub_queue: 1000,
         registry: Default::default(),
         security,
         read_policy: None,

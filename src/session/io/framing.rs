@@ -20,7 +20,7 @@ impl Session {
         }
         while !self.io.closing
             && !self.pipe.task_pending
-            && self.pipe.pending.len() < self.ctx.max_pending
+            && self.pipe.pending.len() < self.ctx.bounds.max_pending
         {
             let framed = scan_request(&self.io.rbuf, &self.io.limits, &mut self.io.ranges);
             let request = match framed {

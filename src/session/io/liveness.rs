@@ -63,7 +63,7 @@ impl Session {
                 .increment(1);
             return false;
         }
-        if self.ctx.idle_timeout.is_some()
+        if self.ctx.bounds.idle_timeout.is_some()
             && !read
             && self.pipe.pending.is_empty()
             && self.io.out.is_empty()
@@ -82,8 +82,8 @@ impl Session {
 
     /// How long until the next check.
     pub(in crate::session) fn next_check(&self) -> Duration {
-        let mut period = self.ctx.stall_timeout;
-        if let Some(idle) = self.ctx.idle_timeout {
+        let mut period = self.ctx.bounds.stall_timeout;
+        if let Some(idle) = self.ctx.bounds.idle_timeout {
             period = period.min(idle);
         }
         let period = (period / 2).max(Duration::from_millis(50));

@@ -213,7 +213,7 @@ impl Session {
         let can_read = !io.closing
             && !io.eof
             && !self.pipe.task_pending
-            && self.pipe.pending.len() < self.ctx.max_pending
+            && self.pipe.pending.len() < self.ctx.bounds.max_pending
             && self.within_reply_bytes();
         if self.io.rbuf.is_empty() && self.io.rbuf.capacity() > KEEP_MAX {
             self.io.rbuf = BytesMut::with_capacity(READ_MIN);

@@ -286,8 +286,8 @@ fn client_kill(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
 /// (`server.max_client_name_bytes`: every name is kept for CLIENT LIST, and Redis has
 /// no bound). The refusal, if refused.
 pub(super) fn bad_client_name(ctx: &SessionContext, name: &[u8]) -> Option<Option<Route>> {
-    if name.len() > ctx.max_client_name {
-        return Some(err(Refusal::ClientNameTooLong(ctx.max_client_name)));
+    if name.len() > ctx.bounds.max_client_name {
+        return Some(err(Refusal::ClientNameTooLong(ctx.bounds.max_client_name)));
     }
     (!name.iter().all(|&b| (b'!'..=b'~').contains(&b))).then(|| err(Refusal::BadClientName))
 }
