@@ -65,9 +65,11 @@ pub enum ControlError {
 }
 
 impl ControlError {
-    /// The node does not know the subcommand (`CLUSTER SHARDS` before Redis 7).
+    /// The node does not know the subcommand (`CLUSTER SHARDS` before Redis 7: 7.x says
+    /// `unknown subcommand`, 6.x `Unknown subcommand or wrong number of arguments`).
     pub fn is_unknown_subcommand(&self) -> bool {
-        matches!(self, ControlError::NodeError { reply, .. } if reply.contains("unknown subcommand"))
+        matches!(self, ControlError::NodeError { reply, .. }
+            if reply.to_ascii_lowercase().contains("unknown subcommand"))
     }
 }
 
@@ -205,6 +207,16 @@ mod tests {
         assert_eq!(
             old.to_string(),
             "n:1: CLUSTER SHARDS answered ERR unknown subcommand 'SHARDS'. Try CLUSTER HELP."
+        );
+        let redis6 = ControlError::NodeError {
+            addr: "n:1".into(),
+            command: "CLUSTER SHARDS".into(),
+            reply: "ERR Unknown subcommand or wrong number of arguments for 'SHARDS'. Try CLUSTER HELP."
+                .into(),
+        };
+        assert!(
+            redis6.is_unknown_subcommand(),
+            "Redis 6.x words it with a capital U"
         );
         let closed = ControlError::Closed { addr: "n:1".into() };
         assert!(!closed.is_unknown_subcommand());
