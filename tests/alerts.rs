@@ -1,0 +1,272 @@
+//! The Prometheus alert rules of `deploy/prometheus/` (the runbook's escalation section),
+//! checked the way Prometheus itself would load them, so `cargo test` catches a broken
+//! rule before a deploy does:
+//!
+//! - `promtool check rules alerts.yml`: the file parses and every expression is valid
+//!   PromQL.
+//! - `promtool test rules alerts_test.yml`: each alert fires on synthetic series where it
+//!   should and stays quiet where it should not.
+//! - Every metric an expression reads exists: it is one of respgate's own metric names
+//!   (a `"respgate_..."` string literal in `src/`) or one of the cluster metrics
+//!   ([`CLUSTER_METRICS`], named as redis_exporter names them). An alert on a misspelt
+//!   metric would never fire, and promtool cannot tell.
+//!
+//! promtool comes with Debian's `prometheus` package, which scripts/test.sh installs
+//! when it is missing. Without it these tests fail; they never skip.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Cluster metric names the alerts may use besides respgate's own: what respgate's
+/// cluster collector exports (redis_exporter's names, labels `addr` and `role`, plus the
+/// cluster-wide `respgate_cluster_*`).
+const CLUSTER_METRICS: &[&str] = &[
+    "redis_up",
+    "redis_memory_used_bytes",
+    "redis_memory_max_bytes",
+    "redis_evicted_keys_total",
+    "redis_connected_clients",
+    "redis_blocked_clients",
+    "redis_keyspace_hits_total",
+    "redis_keyspace_misses_total",
+    "redis_commands_processed_total",
+    "redis_instantaneous_ops_per_sec",
+    "redis_master_repl_offset",
+    "redis_connected_slave_offset_bytes",
+    "redis_connected_slave_lag_seconds",
+    "redis_cpu_sys_seconds_total",
+    "redis_cpu_user_seconds_total",
+    "redis_slowlog_length",
+    "redis_aof_last_write_status",
+    "redis_rdb_last_bgsave_status",
+    "respgate_cluster_masters_online",
+    "respgate_cluster_slots_covered",
+    "respgate_cluster_failovers_total",
+];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rules_dir() -> PathBuf {
+    root().join("deploy/prometheus")
+}
+
+/// Runs `promtool ARGS` in deploy/prometheus and fails with its output unless it exits 0.
+fn promtool(args: &[&str]) {
+    let output = match Command::new("promtool")
+        .args(args)
+        .current_dir(rules_dir())
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) => panic!(
+            "cannot run promtool ({e}): it comes with Debian's `prometheus` package \
+             (`apt-get install -y prometheus`); scripts/test.sh installs it"
+        ),
+    };
+    assert!(
+        output.status.success(),
+        "promtool {} failed ({}):\n{}{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn alert_rules_are_valid() {
+    promtool(&["check", "rules", "alerts.yml"]);
+}
+
+#[test]
+fn alert_rules_fire_where_they_should_and_only_there() {
+    promtool(&["test", "rules", "alerts_test.yml"]);
+}
+
+/// The `expr:` of every rule in `yaml`: a one-line value, or a `|` / `>` block (the
+/// following lines indented deeper than the key).
+fn expressions(yaml: &str) -> Vec<String> {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let mut exprs = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(value) = line.trim_start().strip_prefix("expr:") else {
+            continue;
+        };
+        let value = value.trim();
+        if !value.starts_with('|') && !value.starts_with('>') {
+            exprs.push(value.to_string());
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let block: Vec<&str> = lines[i + 1..]
+            .iter()
+            .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+            .copied()
+            .collect();
+        exprs.push(block.join("\n"));
+    }
+    exprs
+}
+
+/// PromQL words that are not metric names: operators, modifiers, aggregations.
+const KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+    "inf",
+    "nan",
+];
+
+/// The metric names `expr` reads: identifiers outside label matchers `{...}`, ranges
+/// `[...]` and strings, that are neither function calls (followed by `(`), keywords, nor
+/// label lists of `by (...)` / `without (...)` / `on (...)` / `ignoring (...)` /
+/// `group_left (...)` / `group_right (...)`.
+fn metric_names(expr: &str) -> Vec<String> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut names = Vec::new();
+    let mut i = 0;
+    let mut label_list_next = false;
+    let mut in_label_list = false;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '{' | '[' | '"' | '\'' | '`' => {
+                let close = match c {
+                    '{' => '}',
+                    '[' => ']',
+                    q => q,
+                };
+                i += 1;
+                while i < chars.len() && chars[i] != close {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            '(' => {
+                in_label_list = label_list_next;
+                label_list_next = false;
+                i += 1;
+            }
+            ')' => {
+                in_label_list = false;
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+                {
+                    i += 1;
+                }
+                let word: String = chars[start..i].iter().collect();
+                let next = chars[i..].iter().find(|c| !c.is_whitespace());
+                let lower = word.to_ascii_lowercase();
+                if matches!(
+                    lower.as_str(),
+                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
+                ) {
+                    label_list_next = true;
+                } else if in_label_list || next == Some(&'(') || KEYWORDS.contains(&lower.as_str())
+                {
+                    // A label name, a function call, or an operator.
+                } else {
+                    names.push(word);
+                }
+            }
+            c if c.is_ascii_digit() || c == '.' => {
+                // A number or a duration (`5m`, `1.5e3`).
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    names
+}
+
+/// Every `"respgate_..."` string literal in the `.rs` files under `dir`.
+fn respgate_metric_names(dir: &Path, out: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            respgate_metric_names(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for piece in text.split("\"respgate_").skip(1) {
+                let name: String = piece
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if piece[name.len()..].starts_with('"') {
+                    out.insert(format!("respgate_{name}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn metric_names_parsed_from_promql() {
+    let names = metric_names(
+        "sum without (result) (rate(a_total{result=~\"x|y\"}[5m])) * 60 > 10 \
+         and on (addr) b / (c > 0) > 3 * rate(d[1h] offset 5m)",
+    );
+    assert_eq!(names, ["a_total", "b", "c", "d"]);
+}
+
+#[test]
+fn alerts_use_only_metrics_that_exist() {
+    let yaml = std::fs::read_to_string(rules_dir().join("alerts.yml")).unwrap();
+    let exprs = expressions(&yaml);
+    assert!(
+        exprs.len() >= 8,
+        "expected the runbook's alerts in alerts.yml, found {exprs:?}"
+    );
+    let mut known: BTreeSet<String> = CLUSTER_METRICS.iter().map(|s| s.to_string()).collect();
+    respgate_metric_names(&root().join("src"), &mut known);
+    let mut unknown = Vec::new();
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "no metric found in expr {expr:?}");
+        for name in names {
+            // A histogram's series carry suffixes on top of its registered name.
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|b| known.contains(*b)))
+                .unwrap_or(&name);
+            if !known.contains(base) {
+                unknown.push(format!("{name} (in {expr:?})"));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "alerts.yml reads metrics that neither respgate (src/) nor the cluster collector \
+         exports:\n  {}",
+        unknown.join("\n  ")
+    );
+}
