@@ -5,4 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+
+# promtool, for tests/alerts.rs (`promtool check rules` / `promtool test rules` on
+# deploy/prometheus/): Debian ships it in the `prometheus` package. Only the test command
+# needs it, so it is installed here rather than in setup.sh (which dev.sh sources too).
+# Missing promtool fails tests/alerts.rs, never skips it.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "test: installing prometheus (for promtool)" >&2
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends prometheus
+  command -v promtool >/dev/null 2>&1 || { echo "test: promtool still missing" >&2; exit 1; }
+fi
+
 cargo test --all-targets "$@"
