@@ -80,8 +80,7 @@ pub struct Round {
 pub struct Collector {
     cluster: Arc<Cluster>,
     roles: Roles,
-    /// The layout generation last given to [`Roles::observe`] (and the map's identity,
-    /// for MOVED patches that keep their generation).
+    /// The topology last given to [`Roles::observe`].
     seen: Option<Arc<Topology>>,
     /// Nodes that left the layout: their last role and since when.
     departed: HashMap<String, (Role, Instant)>,
