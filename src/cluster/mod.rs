@@ -11,6 +11,7 @@ pub(crate) mod keyspace;
 pub(crate) mod redirect;
 pub(crate) mod replicas;
 pub mod slot;
+pub mod stats;
 pub(crate) mod topology;
 
 pub use slot::key_slot;
