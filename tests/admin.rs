@@ -85,6 +85,15 @@ async fn metrics_expose_per_command_requests_and_latency() {
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     let (status, _) = get(admin, "/nowhere", None).await;
     assert_eq!(status, 404);
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    s.write_all(
+        b"POST /metrics HTTP/1.1\r\nHost: r\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
     proxy.shutdown().await;
 }
 
@@ -132,6 +141,40 @@ async fn topology_lists_three_shards_covering_every_slot() {
         assert_eq!(replicas.len(), 1, "{shard}");
         // Lag is measured only with replica reads enabled.
         assert!(replicas[0]["lag_ms"].is_null(), "{shard}");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn topology_shows_replica_lag_and_eligibility_when_measured() {
+    let mut config = admin_config(&support::shared_cluster_seeds(), None);
+    config.replica_reads.default_policy = respgate::config::ReadPolicyKind::PreferReplica;
+    config.replica_reads.max_lag_ms = 5_000;
+    config.replica_reads.poll_interval_ms = 50;
+    config.replica_reads.recover_ms = 100;
+    let proxy = support::start_proxy(config).await;
+    let admin = proxy.admin_addr().unwrap();
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(admin, "/topology", None).await;
+        assert_eq!(status, 200, "{body}");
+        let t: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(t["replica_lag_measured"], true);
+        let replicas: Vec<&serde_json::Value> = t["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["replicas"].as_array().unwrap())
+            .collect();
+        assert_eq!(replicas.len(), 3, "{body}");
+        let measured = replicas
+            .iter()
+            .all(|r| r["lag_ms"].is_u64() && r["link"] == "up" && r["eligible"] == true);
+        if measured {
+            break;
+        }
+        assert!(start.elapsed() < EVENTUALLY, "lag never measured: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     proxy.shutdown().await;
 }
