@@ -14,6 +14,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub mod acl;
+pub mod admin;
 pub(crate) mod admission;
 pub(crate) mod audit;
 pub mod backend;

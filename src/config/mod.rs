@@ -2,7 +2,7 @@
 //! precise messages.
 //!
 //! Plain data: one file per section (`server`, `cluster`, `tls`, `auth`, `guards`,
-//! `ttl`, `replica_reads`, `scripts`), each with its structs, its defaults (the ones an
+//! `ttl`, `replica_reads`, `scripts`, `admin`), each with its structs, its defaults (the ones an
 //! operator would expect from Redis where Redis has one) and the checks its own fields
 //! allow (syntax, ranges, fields against each other). The checks that need another
 //! module (TLS files and keys, ACL rules, guard and TTL rules) are that module's, run by
@@ -14,6 +14,7 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+mod admin;
 mod auth;
 mod cluster;
 mod guards;
@@ -23,6 +24,7 @@ mod server;
 mod tls;
 mod ttl;
 
+pub use admin::{AdminConfig, MAX_CLUSTER_METRICS_INTERVAL_SECS};
 pub use auth::{AuthConfig, AuthMode, UserConfig, MAX_LOCKOUT_SECS};
 pub use cluster::{split_host_port, ClusterConfig, DEFAULT_MAX_REPLY_BYTES, MIN_MAX_REPLY_BYTES};
 pub use guards::{FailMode, GuardAction, GuardRewrite, GuardRuleConfig, GuardScope, GuardsConfig};
@@ -61,6 +63,9 @@ pub struct Config {
     /// How scripts and functions are kept inside their caller's rules (`[scripts]`).
     #[serde(default)]
     pub scripts: ScriptsConfig,
+    /// The operators' HTTP listener (`[admin]`): off unless `listen` is set.
+    #[serde(default)]
+    pub admin: AdminConfig,
 }
 
 /// Logging.
@@ -144,7 +149,9 @@ impl Config {
         self.cluster.check()?;
         self.replica_reads.check(self.cluster.request_timeout_ms)?;
         self.auth.check()?;
-        self.scripts.validate()
+        self.scripts.validate()?;
+        let tls_listen = self.tls.as_ref().map_or("", |t| t.listen.as_str());
+        self.admin.check(&[self.server.listen.as_str(), tls_listen])
     }
 }
 

@@ -40,6 +40,8 @@ use tokio::task::JoinHandle;
 pub struct Proxy {
     addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
+    /// The admin listener's address (`[admin]`), `None` when it is off.
+    admin_addr: Option<SocketAddr>,
     /// The TLS listener's settings, read once per accepted connection.
     tls: Option<Arc<ArcSwap<TlsSettings>>>,
     cluster: Arc<Cluster>,
@@ -62,6 +64,10 @@ impl Proxy {
     pub async fn start(config: Config) -> std::io::Result<Proxy> {
         let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
         let (plain, tls) = bind(&config)?;
+        let admin = crate::admin::bind(&config.admin).await?;
+        let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
+        // Before the cluster: the command table's metric handles bind to it.
+        let metrics = admin.as_ref().map(|_| crate::admin::install_recorder());
         let addr = plain.as_ref().map(TcpListener::local_addr).transpose()?;
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         let tls_settings = tls.as_ref().map(|(_, s)| s.clone());
@@ -97,7 +103,19 @@ impl Proxy {
             &guards,
             &scripts,
         );
-        let background = background::spawn(&ctx, &scripts, read_policy, &shutdown);
+        let mut background = background::spawn(&ctx, &scripts, read_policy.clone(), &shutdown);
+        if let (Some(listener), Some(metrics)) = (admin, metrics) {
+            background.extend(crate::admin::spawn(
+                listener,
+                crate::admin::AdminState {
+                    cluster: cluster.clone(),
+                    read_policy,
+                    shutdown: shutdown.clone(),
+                    metrics,
+                    token: config.admin.bearer_token(),
+                },
+            ));
+        }
         let s = &config.server;
         let grace = Duration::from_secs(s.shutdown_grace_secs);
         let slots = ClientSlots::new(s.max_clients);
@@ -118,6 +136,7 @@ impl Proxy {
         Ok(Proxy {
             addr,
             tls_addr,
+            admin_addr,
             tls: tls_settings,
             cluster,
             shutdown,
@@ -198,6 +217,11 @@ impl Proxy {
     /// The TLS listener's address, `None` without a `[tls]` section.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// The admin listener's address, `None` without `[admin] listen`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Rebuilds the TLS listener's settings from `cfg` (certificate, key, client CA,

@@ -1,0 +1,73 @@
+//! The admin listener (`[admin]`): what operators, Prometheus and load balancers ask a
+//! running respgate, over plain HTTP/1.1 on an address of its own, never on the client
+//! port.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text exposition of everything recorded through `metrics` |
+//! | `GET /healthz` | `200 ok`: the process is alive (no token needed) |
+//! | `GET /readyz` | `200 ready` when respgate can serve every slot, else `503` and why |
+//! | `GET /topology` | JSON: shards, their masters, replicas (lag, eligibility) and slots |
+//!
+//! Off unless `[admin] listen` is set: then, and only then, the Prometheus recorder is
+//! installed ([`recorder`]); without it every `metrics` call of the data path stays a
+//! no-op. With `token` set every request but `/healthz` needs `Authorization: Bearer
+//! <token>` (compared in constant time); `/healthz` stays open because it says nothing
+//! but "alive" and a liveness probe should not fail when a secret is rotated.
+//!
+//! Layer: above `cluster`, `backend` and `config` (it reads the topology and pings the
+//! masters), below `server`, which binds it at start and stops it with the other
+//! background tasks once the client listeners have drained. It never touches a session.
+//! HTTP is hyper's (HTTP/1.1 only, one task per connection, bounded in number, header
+//! read timeout): a scrape endpoint needs no more, and a hand-written parser would be
+//! more code to trust on a port that may face a network.
+
+mod http;
+mod ready;
+mod recorder;
+mod topology;
+
+pub use recorder::{install as install_recorder, DURATION_BUCKETS};
+
+use crate::cluster::replicas::ReadPolicy;
+use crate::cluster::Cluster;
+use crate::config::AdminConfig;
+use crate::shutdown::Shutdown;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::AbortHandle;
+
+/// What the admin endpoints read: the running proxy's parts.
+pub struct AdminState {
+    pub cluster: Arc<Cluster>,
+    /// The replica-read policy, when enabled: replicas' lag and eligibility come from it.
+    pub read_policy: Option<Arc<ReadPolicy>>,
+    /// The client listeners are up while the level is `RUNNING`.
+    pub shutdown: Arc<Shutdown>,
+    pub metrics: PrometheusHandle,
+    /// The bearer token every request but `/healthz` must carry (`None`: open).
+    pub token: Option<String>,
+}
+
+/// Binds `[admin] listen` (`None` when the admin listener is off), at start, so that a
+/// port already in use is reported before anything else runs.
+pub async fn bind(config: &AdminConfig) -> std::io::Result<Option<TcpListener>> {
+    let Some(addr) = &config.listen else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr).await.map(Some).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("admin.listen {addr}: cannot listen: {e}"))
+    })
+}
+
+/// Serves the admin endpoints on `listener` and keeps the recorder's histograms drained;
+/// the handles stop both (the server aborts them with its background tasks).
+pub fn spawn(listener: TcpListener, state: AdminState) -> Vec<AbortHandle> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, token = state.token.is_some(), "admin endpoint listening");
+    }
+    let upkeep = tokio::spawn(recorder::upkeep(state.metrics.clone()));
+    let server = tokio::spawn(http::serve(listener, Arc::new(state)));
+    vec![upkeep.abort_handle(), server.abort_handle()]
+}

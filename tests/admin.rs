@@ -1,0 +1,219 @@
+//! The admin listener (`[admin]`): `/metrics`, `/healthz`, `/readyz`, `/topology`, the
+//! bearer token, and `/readyz` through a master's death and its replica's promotion.
+//!
+//! The Prometheus recorder is process-global: every proxy of this binary renders the
+//! same registry (the first proxy with `[admin]` installs it, later ones reuse it), so
+//! the checks look for series, not exact totals.
+
+use devcluster::{DevCluster, DevClusterOptions};
+use redis::AsyncCommands;
+use respgate::config::Config;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod support;
+
+/// Anti-hang bound on waiting for a state (not a latency assertion).
+const EVENTUALLY: Duration = Duration::from_secs(60);
+
+fn admin_config(seeds: &[SocketAddr], token: Option<&str>) -> Config {
+    let mut config = support::test_config(seeds);
+    config.admin.listen = Some("127.0.0.1:0".into());
+    config.admin.token = token.map(str::to_string);
+    config
+}
+
+/// One HTTP/1.1 request (`Connection: close`): the status code and the body.
+async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!("GET {path} HTTP/1.1\r\nHost: respgate\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw))
+        .await
+        .expect("an answer (anti-hang bound)")
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// Polls `path` until its status is `want`; the last answer on failure.
+async fn eventually(addr: SocketAddr, path: &str, want: u16, what: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(addr, path, None).await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            start.elapsed() < EVENTUALLY,
+            "{what}: {path} still {status} ({body:?}) after {EVENTUALLY:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_expose_per_command_requests_and_latency() {
+    let proxy = support::start_proxy(admin_config(&support::shared_cluster_seeds(), None)).await;
+    let admin = proxy.admin_addr().expect("the admin listener is up");
+    let mut c = support::client(proxy.local_addr()).await;
+    for i in 0..5 {
+        let _: () = c.set(format!("admin:m:{i}"), i).await.unwrap();
+        let _: Option<i32> = c.get(format!("admin:m:{i}")).await.unwrap();
+    }
+    let (status, body) = get(admin, "/metrics", None).await;
+    assert_eq!(status, 200, "{body}");
+    let requests = body
+        .lines()
+        .find(|l| l.starts_with("respgate_command_requests_total{command=\"get\"}"))
+        .unwrap_or_else(|| panic!("no GET request counter in:\n{body}"));
+    let n: f64 = requests.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 5.0, "{requests}");
+    // A true histogram, with the documented buckets.
+    for le in ["0.00005", "0.001", "1", "+Inf"] {
+        let bucket =
+            format!("respgate_command_duration_seconds_bucket{{command=\"get\",le=\"{le}\"}}");
+        assert!(body.contains(&bucket), "no {bucket} in:\n{body}");
+    }
+    assert!(body.contains("respgate_command_duration_seconds_count{command=\"get\"}"));
+    let (status, body) = get(admin, "/healthz", None).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, _) = get(admin, "/nowhere", None).await;
+    assert_eq!(status, 404);
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    s.write_all(
+        b"POST /metrics HTTP/1.1\r\nHost: r\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_is_required_when_set() {
+    let token = "s3cr3t-admin-token";
+    let proxy =
+        support::start_proxy(admin_config(&support::shared_cluster_seeds(), Some(token))).await;
+    let admin = proxy.admin_addr().unwrap();
+    for path in ["/metrics", "/readyz", "/topology"] {
+        assert_eq!(
+            get(admin, path, None).await.0,
+            401,
+            "{path} without a token"
+        );
+        assert_eq!(
+            get(admin, path, Some("wrong")).await.0,
+            401,
+            "{path}, wrong token"
+        );
+        let (status, body) = get(admin, path, Some(token)).await;
+        assert_eq!(status, 200, "{path} with the token: {body}");
+    }
+    // Liveness needs no secret.
+    assert_eq!(get(admin, "/healthz", None).await.0, 200);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn topology_lists_three_shards_covering_every_slot() {
+    let proxy = support::start_proxy(admin_config(&support::shared_cluster_seeds(), None)).await;
+    let (status, body) = get(proxy.admin_addr().unwrap(), "/topology", None).await;
+    assert_eq!(status, 200, "{body}");
+    let t: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(t["known"], true);
+    assert_eq!(t["covered_slots"], 16384);
+    let shards = t["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 3, "{body}");
+    let masters = support::with_shared_cluster(|c| c.masters());
+    for shard in shards {
+        let master: SocketAddr = shard["master"].as_str().unwrap().parse().unwrap();
+        assert!(masters.contains(&master), "{master} not in {masters:?}");
+        assert!(!shard["slots"].as_array().unwrap().is_empty());
+        let replicas = shard["replicas"].as_array().unwrap();
+        assert_eq!(replicas.len(), 1, "{shard}");
+        // Lag is measured only with replica reads enabled.
+        assert!(replicas[0]["lag_ms"].is_null(), "{shard}");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn topology_shows_replica_lag_and_eligibility_when_measured() {
+    let mut config = admin_config(&support::shared_cluster_seeds(), None);
+    config.replica_reads.default_policy = respgate::config::ReadPolicyKind::PreferReplica;
+    config.replica_reads.max_lag_ms = 5_000;
+    config.replica_reads.poll_interval_ms = 50;
+    config.replica_reads.recover_ms = 100;
+    let proxy = support::start_proxy(config).await;
+    let admin = proxy.admin_addr().unwrap();
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(admin, "/topology", None).await;
+        assert_eq!(status, 200, "{body}");
+        let t: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(t["replica_lag_measured"], true);
+        let replicas: Vec<&serde_json::Value> = t["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["replicas"].as_array().unwrap())
+            .collect();
+        assert_eq!(replicas.len(), 3, "{body}");
+        let measured = replicas
+            .iter()
+            .all(|r| r["lag_ms"].is_u64() && r["link"] == "up" && r["eligible"] == true);
+        if measured {
+            break;
+        }
+        assert!(start.elapsed() < EVENTUALLY, "lag never measured: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.shutdown().await;
+}
+
+/// Acceptance 3: `/readyz` is 503 while a killed master's slots are unserved, 200 again
+/// once its replica took over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_a_master_kill_and_its_failover() {
+    let mut cluster = DevCluster::start(DevClusterOptions::default())
+        .unwrap_or_else(|e| panic!("cannot start the test cluster: {e}"));
+    let proxy = support::start_proxy(admin_config(&cluster.seeds(), None)).await;
+    let admin = proxy.admin_addr().unwrap();
+    eventually(admin, "/readyz", 200, "before the kill").await;
+
+    let victim = cluster.masters()[1];
+    let replica = cluster.replicas_of(victim)[0];
+    tokio::task::block_in_place(|| cluster.kill_node(victim));
+    let why = eventually(admin, "/readyz", 503, "after the kill").await;
+    assert!(why.starts_with("not ready: "), "{why}");
+    eprintln!("after killing {victim}: {why}");
+
+    let body = eventually(admin, "/readyz", 200, "after the failover").await;
+    assert_eq!(body, "ready\n");
+    let (_, topology) = get(admin, "/topology", None).await;
+    let t: serde_json::Value = serde_json::from_str(&topology).unwrap();
+    let masters: Vec<&str> = t["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["master"].as_str().unwrap())
+        .collect();
+    assert!(
+        masters.contains(&replica.to_string().as_str()),
+        "{masters:?}"
+    );
+    assert!(
+        !masters.contains(&victim.to_string().as_str()),
+        "{masters:?}"
+    );
+    proxy.shutdown().await;
+    tokio::task::block_in_place(|| cluster.shutdown());
+}
