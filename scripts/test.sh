@@ -18,4 +18,7 @@ if ! command -v promtool >/dev/null 2>&1; then
   command -v promtool >/dev/null 2>&1 || { echo "test: promtool still missing" >&2; exit 1; }
 fi
 
+# The production build (the Docker image's: no `dev` feature, no devcluster) must
+# compile too: nothing else builds it.
+cargo check -p respgate --no-default-features --bins
 cargo test --all-targets "$@"

@@ -160,6 +160,7 @@ fn hash_password() -> ExitCode {
 }
 
 /// `respgate dev`: a throw-away local cluster with the proxy in front of it.
+#[cfg(feature = "dev")]
 fn dev(
     listen: String,
     masters: usize,
