@@ -217,3 +217,40 @@ async fn readyz_follows_a_master_kill_and_its_failover() {
     proxy.shutdown().await;
     tokio::task::block_in_place(|| cluster.shutdown());
 }
+
+/// The cluster metrics respgate collects (INFO ALL per node) are exported here under
+/// redis_exporter's names: one `redis_memory_used_bytes` series per node of the 3+3
+/// cluster, every node up, three masters online.
+#[tokio::test]
+async fn metrics_export_the_cluster_collected_from_every_node() {
+    let mut config = admin_config(&support::shared_cluster_seeds(), None);
+    config.admin.cluster_metrics_interval_secs = 1;
+    let proxy = support::start_proxy(config).await;
+    let admin = proxy.admin_addr().expect("the admin listener is up");
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(admin, "/metrics", None).await;
+        assert_eq!(status, 200, "{body}");
+        let nodes: std::collections::BTreeSet<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("redis_memory_used_bytes{"))
+            .filter_map(|l| l.split("addr=\"").nth(1)?.split('"').next())
+            .collect();
+        let up = body
+            .lines()
+            .filter(|l| l.starts_with("redis_up{") && l.ends_with(" 1"))
+            .count();
+        let masters = body
+            .lines()
+            .any(|l| l == "respgate_cluster_masters_online 3");
+        if nodes.len() >= 6 && up >= 6 && masters {
+            break;
+        }
+        assert!(
+            start.elapsed() < EVENTUALLY,
+            "after {EVENTUALLY:?}: {} nodes with memory, {up} up, masters online 3: {masters}\n{body}",
+            nodes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

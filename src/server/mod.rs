@@ -115,6 +115,16 @@ impl Proxy {
                     token: config.admin.bearer_token(),
                 },
             ));
+            // Cluster metrics (INFO ALL per node, off the request path) are exported by
+            // the admin listener, so they are collected only when it runs.
+            let every = config.admin.cluster_metrics_interval_secs;
+            if every > 0 {
+                let collector = crate::cluster::stats::spawn_collector(
+                    cluster.clone(),
+                    Duration::from_secs(every),
+                );
+                background.push(collector.abort_handle());
+            }
         }
         let s = &config.server;
         let grace = Duration::from_secs(s.shutdown_grace_secs);
