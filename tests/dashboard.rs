@@ -1,0 +1,260 @@
+//! The Grafana dashboard of `deploy/grafana/respgate.json`, and the metrics both it and
+//! the alert rules of `deploy/prometheus/alerts.yml` read, checked against a RUNNING
+//! respgate:
+//!
+//! - every panel query is valid PromQL (`promtool check rules` on a rules file made of
+//!   them; Grafana's `$__range` is replaced by a duration first);
+//! - every metric a panel or an alert reads is one respgate really exports: a proxy with
+//!   the admin listener and the cluster collector runs in front of the shared cluster,
+//!   the events whose series appear only once they happen are caused (a SET/GET, a wrong
+//!   AUTH, a key the ACL refuses, a command a guard rule denies), and the names are taken
+//!   from its `/metrics`. A panel on a misspelt or never-exported metric stays empty,
+//!   and an alert on one never fires; neither Grafana nor promtool can tell.
+//!
+//! promtool comes with Debian's `prometheus` package (scripts/test.sh installs it).
+
+use respgate::acl::hash_password;
+use respgate::config::{
+    AuthConfig, AuthMode, Config, GuardAction, GuardRuleConfig, GuardsConfig, UserConfig,
+};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "support/promql.rs"]
+mod promql;
+mod support;
+
+use support::RawConn;
+
+/// Anti-hang bound on waiting for the collector's first round (not a latency assertion).
+const EVENTUALLY: Duration = Duration::from_secs(60);
+
+/// Metrics an expression may read that this test cannot make appear cheaply. Empty:
+/// `respgate_cluster_failovers_total` is set to 0 by the collector's first round, so
+/// even the failover counter shows without a failover.
+const NOT_CAUSED: &[&str] = &[];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dashboard() -> serde_json::Value {
+    let path = root().join("deploy/grafana/respgate.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every `targets[].expr` of the dashboard's panels (rows' nested panels included).
+fn dashboard_expressions(dash: &serde_json::Value) -> Vec<String> {
+    fn walk(panels: &serde_json::Value, out: &mut Vec<String>) {
+        for panel in panels.as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = target["expr"].as_str() {
+                    out.push(expr.to_string());
+                }
+            }
+            walk(&panel["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dash["panels"], &mut out);
+    out
+}
+
+#[test]
+fn dashboard_is_a_grafana_model_with_the_runbook_panels() {
+    let dash = dashboard();
+    assert_eq!(dash["uid"], "respgate");
+    let titles: Vec<&str> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for want in [
+        "Cache hit rate",
+        "Slow commands (slowlog length)",
+        "Ops/sec",
+        "Replication lag",
+        "Memory used vs max",
+        "Latency p99 per command",
+        "Guard refusals",
+    ] {
+        assert!(titles.contains(&want), "no panel {want:?} in {titles:?}");
+    }
+    // Every query goes to the Prometheus picked at import (`${DS_PROMETHEUS}`).
+    for panel in dash["panels"].as_array().unwrap() {
+        if panel["type"] != "row" {
+            assert_eq!(
+                panel["datasource"]["uid"], "${DS_PROMETHEUS}",
+                "{}",
+                panel["title"]
+            );
+        }
+    }
+}
+
+#[test]
+fn dashboard_queries_are_valid_promql() {
+    let exprs = dashboard_expressions(&dashboard());
+    assert!(exprs.len() >= 15, "{exprs:?}");
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, expr) in exprs.iter().enumerate() {
+        let expr = expr.replace("$__range", "1h");
+        assert!(
+            !expr.contains('$'),
+            "an unknown Grafana variable in {expr:?}"
+        );
+        let quoted = serde_json::to_string(&expr).unwrap();
+        rules.push_str(&format!(
+            "      - record: dashboard:panel_{i}\n        expr: {quoted}\n"
+        ));
+    }
+    let file = std::env::temp_dir().join(format!("respgate-dashboard-{}.yml", std::process::id()));
+    std::fs::write(&file, rules).unwrap();
+    let output = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run promtool ({e}): `apt-get install -y prometheus` (scripts/test.sh)")
+        });
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        output.status.success(),
+        "promtool rejects a dashboard query:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// One HTTP/1.1 GET (`Connection: close`): the status code and the body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: respgate\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw))
+        .await
+        .expect("an answer (anti-hang bound)")
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// The metric names of a Prometheus text exposition: `# TYPE` lines and sample lines
+/// (a histogram's `_bucket`/`_sum`/`_count` series are samples, so they are in too).
+fn exposed_names(body: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in body.lines() {
+        let name = match line.strip_prefix("# TYPE ") {
+            Some(rest) => rest.split_whitespace().next(),
+            None if line.starts_with('#') => None,
+            None => line.split(['{', ' ']).next(),
+        };
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            names.insert(name.to_string());
+        }
+    }
+    names
+}
+
+/// A proxy with users (so AUTH and the ACL count), a guard rule denying ECHO, the admin
+/// listener and the cluster collector every second.
+fn observed_config() -> Config {
+    let mut config = support::test_config(&support::shared_cluster_seeds());
+    config.admin.listen = Some("127.0.0.1:0".into());
+    config.admin.cluster_metrics_interval_secs = 1;
+    config.auth = AuthConfig {
+        mode: Some(AuthMode::Users),
+        users: vec![UserConfig {
+            max_dedicated_connections: None,
+            name: "app".into(),
+            rules: format!("on ~dash:* +@all #{}", hash_password(b"app-pw")),
+        }],
+        ..AuthConfig::default()
+    };
+    config.guards = GuardsConfig {
+        enabled: true,
+        safe_defaults: false,
+        rules: vec![GuardRuleConfig::new(
+            "dashboard-deny-echo",
+            &["ECHO"],
+            GuardAction::Deny,
+        )],
+        ..GuardsConfig::file_default()
+    };
+    config
+}
+
+async fn cmd(c: &mut RawConn, args: &[&str]) -> String {
+    String::from_utf8_lossy(&c.command(args).await).into_owned()
+}
+
+#[tokio::test]
+async fn dashboard_and_alerts_read_only_metrics_respgate_exports() {
+    let proxy = support::start_proxy(observed_config()).await;
+    let admin = proxy.admin_addr().expect("the admin listener is up");
+    // The events whose series exist only once they happened.
+    let mut app = RawConn::connect(proxy.local_addr()).await;
+    assert_eq!(cmd(&mut app, &["AUTH", "app", "app-pw"]).await, "+OK\r\n");
+    assert_eq!(cmd(&mut app, &["SET", "dash:k", "v"]).await, "+OK\r\n");
+    assert_eq!(cmd(&mut app, &["GET", "dash:k"]).await, "$1\r\nv\r\n");
+    let refused = cmd(&mut app, &["GET", "other:k"]).await;
+    assert!(refused.starts_with("-NOPERM"), "{refused}");
+    let denied = cmd(&mut app, &["ECHO", "x"]).await;
+    assert!(denied.contains("dashboard-deny-echo"), "{denied}");
+    let mut intruder = RawConn::connect(proxy.local_addr()).await;
+    let wrong = cmd(&mut intruder, &["AUTH", "app", "wrong"]).await;
+    assert!(wrong.starts_with("-WRONGPASS"), "{wrong}");
+    // The collector's first round (every node's INFO).
+    let start = Instant::now();
+    let body = loop {
+        let (status, body) = get(admin, "/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        if body.contains("\nredis_memory_used_bytes{") {
+            break body;
+        }
+        assert!(
+            start.elapsed() < EVENTUALLY,
+            "no redis_memory_used_bytes after {EVENTUALLY:?}:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let exported = exposed_names(&body);
+    let alerts = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let sources = [
+        (
+            "deploy/grafana/respgate.json",
+            dashboard_expressions(&dashboard()),
+        ),
+        ("deploy/prometheus/alerts.yml", promql::expressions(&alerts)),
+    ];
+    let mut missing = Vec::new();
+    for (file, exprs) in &sources {
+        assert!(!exprs.is_empty(), "no expression found in {file}");
+        for expr in exprs {
+            let names = promql::metric_names(expr);
+            assert!(!names.is_empty(), "no metric found in {expr:?} ({file})");
+            for name in names {
+                if !exported.contains(&name) && !NOT_CAUSED.contains(&name.as_str()) {
+                    missing.push(format!("{name} ({file}: {expr:?})"));
+                }
+            }
+        }
+    }
+    drop((app, intruder));
+    proxy.shutdown().await;
+    assert!(
+        missing.is_empty(),
+        "metrics read by the dashboard or the alerts that respgate's /metrics does not \
+         export:\n  {}\nexported: {exported:?}",
+        missing.join("\n  ")
+    );
+}
