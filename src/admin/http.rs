@@ -106,7 +106,8 @@ async fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<B
 }
 
 /// Whether `req` carries the token (always, when none is configured). The comparison
-/// takes the same time wherever the first difference is.
+/// takes the same time wherever the first difference is and whatever the lengths: both
+/// sides are hashed first (SHA-256), so a guess's length does not tell the token's.
 fn authorized(token: Option<&str>, req: &Request<Incoming>) -> bool {
     let Some(token) = token else {
         return true;
@@ -114,7 +115,12 @@ fn authorized(token: Option<&str>, req: &Request<Incoming>) -> bool {
     req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| bearer(v.as_bytes()))
-        .is_some_and(|given| bool::from(given.ct_eq(token.as_bytes())))
+        .is_some_and(|given| {
+            use sha2::Digest as _;
+            let given = sha2::Sha256::digest(given);
+            let want = sha2::Sha256::digest(token.as_bytes());
+            bool::from(given.as_slice().ct_eq(want.as_slice()))
+        })
 }
 
 /// The credentials of an `Authorization: Bearer <credentials>` value (the scheme is

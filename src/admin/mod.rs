@@ -66,6 +66,9 @@ pub async fn bind(config: &AdminConfig) -> std::io::Result<Option<TcpListener>> 
 pub fn spawn(listener: TcpListener, state: AdminState) -> Vec<AbortHandle> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, token = state.token.is_some(), "admin endpoint listening");
+        if !addr.ip().is_loopback() && state.token.is_none() {
+            tracing::warn!(%addr, "the admin endpoint is reachable from the network without a token: /topology shows the cluster's addresses to anyone who can connect; set [admin] token or token_env");
+        }
     }
     let upkeep = tokio::spawn(recorder::upkeep(state.metrics.clone()));
     let server = tokio::spawn(http::serve(listener, Arc::new(state)));

@@ -80,10 +80,12 @@ impl AdminConfig {
             ));
         }
         if let Some(var) = &self.token_env {
-            if std::env::var_os(var).is_none() {
+            // The same read as `bearer_token`: a value that is not UTF-8 would read as
+            // "no token" there and leave the listener open.
+            if std::env::var(var).is_err() {
                 return Err(invalid(
                     "admin.token_env",
-                    format!("environment variable {var} is not set"),
+                    format!("environment variable {var} is not set (or not UTF-8)"),
                 ));
             }
         }
@@ -135,6 +137,24 @@ mod tests {
             "{e}"
         );
         assert!(check("listen = \"127.0.0.1:9121\"").unwrap().enabled());
+    }
+
+    /// A token variable whose value is not UTF-8 would read as "no token" and leave the
+    /// listener open: refused at load instead.
+    #[test]
+    fn a_token_env_that_is_not_utf8_is_refused_not_ignored() {
+        use std::os::unix::ffi::OsStrExt;
+        let var = "RESPGATE_TEST_ADMIN_TOKEN_NOT_UTF8";
+        std::env::set_var(var, std::ffi::OsStr::from_bytes(b"tok\xffen"));
+        let e = check(&format!(
+            "listen = \"127.0.0.1:9121\"\ntoken_env = \"{var}\""
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("admin.token_env: environment variable"),
+            "{e}"
+        );
+        std::env::remove_var(var);
     }
 
     #[test]
