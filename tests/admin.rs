@@ -24,28 +24,11 @@ fn admin_config(seeds: &[SocketAddr], token: Option<&str>) -> Config {
     config
 }
 
-/// One HTTP/1.1 request (`Connection: close`): the status code and the body.
-async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let head = format!("GET {path} HTTP/1.1\r\nHost: respgate\r\n{auth}Connection: close\r\n\r\n");
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw))
-        .await
-        .expect("an answer (anti-hang bound)")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
-}
-
 /// Polls `path` until its status is `want`; the last answer on failure.
 async fn eventually(addr: SocketAddr, path: &str, want: u16, what: &str) -> String {
     let start = Instant::now();
     loop {
-        let (status, body) = get(addr, path, None).await;
+        let (status, body) = support::http_get(addr, path, None).await;
         if status == want {
             return body;
         }
@@ -66,7 +49,7 @@ async fn metrics_expose_per_command_requests_and_latency() {
         let _: () = c.set(format!("admin:m:{i}"), i).await.unwrap();
         let _: Option<i32> = c.get(format!("admin:m:{i}")).await.unwrap();
     }
-    let (status, body) = get(admin, "/metrics", None).await;
+    let (status, body) = support::http_get(admin, "/metrics", None).await;
     assert_eq!(status, 200, "{body}");
     let requests = body
         .lines()
@@ -81,9 +64,9 @@ async fn metrics_expose_per_command_requests_and_latency() {
         assert!(body.contains(&bucket), "no {bucket} in:\n{body}");
     }
     assert!(body.contains("respgate_command_duration_seconds_count{command=\"get\"}"));
-    let (status, body) = get(admin, "/healthz", None).await;
+    let (status, body) = support::http_get(admin, "/healthz", None).await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    let (status, _) = get(admin, "/nowhere", None).await;
+    let (status, _) = support::http_get(admin, "/nowhere", None).await;
     assert_eq!(status, 404);
     let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
     s.write_all(
@@ -105,27 +88,27 @@ async fn a_token_is_required_when_set() {
     let admin = proxy.admin_addr().unwrap();
     for path in ["/metrics", "/readyz", "/topology"] {
         assert_eq!(
-            get(admin, path, None).await.0,
+            support::http_get(admin, path, None).await.0,
             401,
             "{path} without a token"
         );
         assert_eq!(
-            get(admin, path, Some("wrong")).await.0,
+            support::http_get(admin, path, Some("wrong")).await.0,
             401,
             "{path}, wrong token"
         );
-        let (status, body) = get(admin, path, Some(token)).await;
+        let (status, body) = support::http_get(admin, path, Some(token)).await;
         assert_eq!(status, 200, "{path} with the token: {body}");
     }
     // Liveness needs no secret.
-    assert_eq!(get(admin, "/healthz", None).await.0, 200);
+    assert_eq!(support::http_get(admin, "/healthz", None).await.0, 200);
     proxy.shutdown().await;
 }
 
 #[tokio::test]
 async fn topology_lists_three_shards_covering_every_slot() {
     let proxy = support::start_proxy(admin_config(&support::shared_cluster_seeds(), None)).await;
-    let (status, body) = get(proxy.admin_addr().unwrap(), "/topology", None).await;
+    let (status, body) = support::http_get(proxy.admin_addr().unwrap(), "/topology", None).await;
     assert_eq!(status, 200, "{body}");
     let t: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(t["known"], true);
@@ -156,7 +139,7 @@ async fn topology_shows_replica_lag_and_eligibility_when_measured() {
     let admin = proxy.admin_addr().unwrap();
     let start = Instant::now();
     loop {
-        let (status, body) = get(admin, "/topology", None).await;
+        let (status, body) = support::http_get(admin, "/topology", None).await;
         assert_eq!(status, 200, "{body}");
         let t: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(t["replica_lag_measured"], true);
@@ -198,7 +181,7 @@ async fn readyz_follows_a_master_kill_and_its_failover() {
 
     let body = eventually(admin, "/readyz", 200, "after the failover").await;
     assert_eq!(body, "ready\n");
-    let (_, topology) = get(admin, "/topology", None).await;
+    let (_, topology) = support::http_get(admin, "/topology", None).await;
     let t: serde_json::Value = serde_json::from_str(&topology).unwrap();
     let masters: Vec<&str> = t["shards"]
         .as_array()
@@ -229,7 +212,7 @@ async fn metrics_export_the_cluster_collected_from_every_node() {
     let admin = proxy.admin_addr().expect("the admin listener is up");
     let start = Instant::now();
     loop {
-        let (status, body) = get(admin, "/metrics", None).await;
+        let (status, body) = support::http_get(admin, "/metrics", None).await;
         assert_eq!(status, 200, "{body}");
         let nodes: std::collections::BTreeSet<&str> = body
             .lines()

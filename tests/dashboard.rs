@@ -18,11 +18,9 @@ use respgate::config::{
     AuthConfig, AuthMode, Config, GuardAction, GuardRuleConfig, GuardsConfig, UserConfig,
 };
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "support/promql.rs"]
 mod promql;
@@ -132,22 +130,6 @@ fn dashboard_queries_are_valid_promql() {
     );
 }
 
-/// One HTTP/1.1 GET (`Connection: close`): the status code and the body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!("GET {path} HTTP/1.1\r\nHost: respgate\r\nConnection: close\r\n\r\n");
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw))
-        .await
-        .expect("an answer (anti-hang bound)")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
-}
-
 /// The metric names of a Prometheus text exposition: `# TYPE` lines and sample lines
 /// (a histogram's `_bucket`/`_sum`/`_count` series are samples, so they are in too).
 fn exposed_names(body: &str) -> BTreeSet<String> {
@@ -216,7 +198,7 @@ async fn dashboard_and_alerts_read_only_metrics_respgate_exports() {
     // The collector's first round (every node's INFO).
     let start = Instant::now();
     let body = loop {
-        let (status, body) = get(admin, "/metrics").await;
+        let (status, body) = support::http_get(admin, "/metrics", None).await;
         assert_eq!(status, 200, "{body}");
         if body.contains("\nredis_memory_used_bytes{") {
             break body;
