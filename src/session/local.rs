@@ -18,7 +18,7 @@ mod scan;
 pub(super) use scan::capped_key_scan;
 
 use super::merge::{self, Merge};
-use super::route::Route;
+use super::route::{Route, Sending};
 use super::{ClientState, SessionContext};
 use crate::commands::policy::{Class, Local, MergeKind, RefuseReason};
 use crate::commands::{CommandInfo, CommandTable};
@@ -175,12 +175,7 @@ fn debug(info: &CommandInfo, args: Args<'_>) -> Option<Route> {
             slot: Some(crate::cluster::key_slot(args.get(2))),
             rewritten: None,
             latency: info.metrics.latency.clone(),
-            replies: 1,
-            dedicated: None,
-            replica: None,
-            run_as: None,
-            script: false,
-            hidden: 0,
+            how: Sending::one(),
         });
     }
     Some(Route::Reply(

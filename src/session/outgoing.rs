@@ -6,7 +6,7 @@
 
 use super::dedicated::{DedicatedError, Pin};
 use super::pending::{Pending, Remote, ScriptCall, Split};
-use super::route;
+use super::route::{self, Sending};
 use super::{merge, Session};
 use crate::backend::{Job, LinkError, NodeIdentity, ReplyResult};
 use crate::protocol::refusal::Refusal;
@@ -19,23 +19,6 @@ use tokio::sync::oneshot;
 /// Requests from this size up, kept for their reply, are counted
 /// ([`Remote::_charge`](super::pending::Remote)).
 const REQUEST_COUNTED_MIN: usize = 64 * 1024;
-
-/// How a request is sent: the replies it produces, on the client's own connection or
-/// not, and the lag bound under which a replica may serve it (or
-/// [`route::TRACKED_WRITE`]).
-pub(super) struct Sending {
-    pub replies: u32,
-    pub dedicated: Option<Pin>,
-    pub replica: Option<u8>,
-    /// Run on the node as this identity (scripts, transactions holding one).
-    pub run_as: Option<Arc<NodeIdentity>>,
-    /// A script call: its replies are data.
-    pub script: bool,
-    /// See `Remote::hidden`.
-    pub hidden: u32,
-    /// See `Remote::part_of`.
-    pub part_of: Option<Arc<AtomicUsize>>,
-}
 
 impl Session {
     /// Sends `request` to the master of `slot` and returns it as an outstanding request.
@@ -150,12 +133,8 @@ impl Session {
             .map(|(slot, request, replies)| {
                 let how = Sending {
                     replies,
-                    dedicated: None,
-                    replica: None,
-                    run_as: None,
-                    script: false,
-                    hidden: 0,
                     part_of: Some(part_of.clone()),
+                    ..Sending::one()
                 };
                 self.forward(request, slot, arrived, metrics::Histogram::noop(), how)
             })

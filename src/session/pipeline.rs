@@ -12,7 +12,7 @@ use super::dedicated;
 use super::io::push_message;
 use super::pending::{Held, Lane, LaneKey, Pending};
 use super::route;
-use super::{outgoing, routing, transaction, ReplyMode, Session};
+use super::{routing, transaction, ReplyMode, Session};
 use crate::backend::DedicatedLink;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -136,9 +136,9 @@ impl Session {
     /// Queues what routing decided for `raw`.
     pub(super) fn apply_route(&mut self, decision: route::Route, raw: Bytes, arrived: Instant) {
         let lane = match &decision {
-            route::Route::Forward {
-                dedicated, run_as, ..
-            } => Some(Lane::of(dedicated.is_some(), run_as.as_ref())),
+            route::Route::Forward { how, .. } => {
+                Some(Lane::of(how.dedicated.is_some(), how.run_as.as_ref()))
+            }
             route::Route::Split { .. } | route::Route::FanOut { .. } => Some((Lane::Shared, 0)),
             _ => None,
         };
@@ -205,24 +205,10 @@ impl Session {
                 slot,
                 rewritten,
                 latency,
-                replies,
-                dedicated,
-                replica,
-                run_as,
-                script,
-                hidden,
+                how,
             } => {
                 let request = rewritten.unwrap_or(raw);
-                self.pipe.identity_used |= run_as.is_some();
-                let how = outgoing::Sending {
-                    replies,
-                    dedicated,
-                    replica,
-                    run_as,
-                    script,
-                    hidden,
-                    part_of: None,
-                };
+                self.pipe.identity_used |= how.run_as.is_some();
                 let remote = self.forward(request, slot, arrived, latency, how);
                 self.pipe.pending.push_back(Pending::Remote(remote));
             }

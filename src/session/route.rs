@@ -10,11 +10,48 @@ use crate::cluster::key_slot;
 use crate::commands::KeyRef;
 use crate::protocol::Args;
 use bytes::Bytes;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// Replies to a (un)subscription: each ready, or once the hub confirmed.
 pub type Confirmations = Vec<(Option<oneshot::Receiver<()>>, Bytes)>;
+
+/// How a request is sent: the replies it produces, on the client's own connection or
+/// not, and the lag bound under which a replica may serve it (or
+/// [`TRACKED_WRITE`]).
+pub struct Sending {
+    /// Replies the forwarded bytes produce (N+2 for a transaction).
+    pub replies: u32,
+    /// On the client's own connection, and why (blocking commands, WATCH).
+    pub dedicated: Option<Pin>,
+    /// A read a replica may serve under this lag bound (`[replica_reads]`).
+    pub replica: Option<u8>,
+    /// Run on the node as this identity (scripts, transactions holding one).
+    pub run_as: Option<Arc<NodeIdentity>>,
+    /// A script call: its replies are data ([`crate::cluster::redirect`]).
+    pub script: bool,
+    /// A transaction: the last `hidden` elements of EXEC's reply answer commands
+    /// respgate queued itself (the TTL policy's EXPIREs) and are taken out.
+    pub hidden: u32,
+    /// The split request this is a part of (its parts' bytes counted together).
+    pub part_of: Option<Arc<AtomicUsize>>,
+}
+
+impl Sending {
+    /// One request, one reply, on the shared links, as respgate's own user.
+    pub fn one() -> Sending {
+        Sending {
+            replies: 1,
+            dedicated: None,
+            replica: None,
+            run_as: None,
+            script: false,
+            hidden: 0,
+            part_of: None,
+        }
+    }
+}
 
 /// The decision for one request.
 pub enum Route {
@@ -29,19 +66,8 @@ pub enum Route {
         rewritten: Option<Bytes>,
         /// Where the reply latency is recorded.
         latency: metrics::Histogram,
-        /// Replies the forwarded bytes produce (N+2 for a transaction).
-        replies: u32,
-        /// On the client's own connection, and why (blocking commands, WATCH).
-        dedicated: Option<Pin>,
-        /// A read a replica may serve under this lag bound (`[replica_reads]`).
-        replica: Option<u8>,
-        /// Runs on the node as this identity (a script, or a transaction holding one).
-        run_as: Option<Arc<NodeIdentity>>,
-        /// A script call: its replies are data ([`crate::cluster::redirect`]).
-        script: bool,
-        /// A transaction: the last `hidden` elements of EXEC's reply answer commands
-        /// respgate queued itself (the TTL policy's EXPIREs) and are taken out.
-        hidden: u32,
+        /// How it is sent.
+        how: Sending,
     },
     /// Queue the request (or these bytes instead: the TTL policy capped its expiry) in
     /// the client's transaction and answer `+QUEUED`.

@@ -9,7 +9,7 @@ mod split;
 
 use super::dedicated::Pin;
 use super::local;
-use super::route::{common_slot, Route, TRACKED_WRITE};
+use super::route::{common_slot, Route, Sending, TRACKED_WRITE};
 use super::subscribe;
 use super::transaction;
 use super::ClientState;
@@ -272,12 +272,11 @@ fn keyed(
                 slot: None,
                 rewritten: None,
                 latency: info.metrics.latency.clone(),
-                replies: 1,
-                dedicated: None,
-                replica: None,
-                run_as,
-                script,
-                hidden: 0,
+                how: Sending {
+                    run_as,
+                    script,
+                    ..Sending::one()
+                },
             }
         }
         Err(_) => return Route::Reply(Refusal::KeysUnknown(info.name.clone()).reply()),
@@ -327,12 +326,14 @@ fn keyed(
         slot,
         rewritten,
         latency: info.metrics.latency.clone(),
-        replies,
-        dedicated,
-        replica,
-        run_as,
-        script,
-        hidden: 0,
+        how: Sending {
+            replies,
+            dedicated,
+            replica,
+            run_as,
+            script,
+            ..Sending::one()
+        },
     }
 }
 

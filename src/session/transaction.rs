@@ -19,7 +19,7 @@
 //! any command refused while queueing; from then on nothing more is kept.
 
 use super::dedicated::Pin;
-use super::route::{common_slot, Route};
+use super::route::{common_slot, Route, Sending};
 use super::{ClientState, Transaction};
 use crate::commands::policy::Tx;
 use crate::commands::{CommandInfo, KeyRef, KeysError};
@@ -224,12 +224,12 @@ fn pinned(
         slot: Some(slot),
         rewritten: Some(Bytes::copy_from_slice(job)),
         latency: info.metrics.latency.clone(),
-        replies,
-        dedicated: Some(pin),
-        replica: None,
-        run_as,
-        script: false,
-        hidden: 0,
+        how: Sending {
+            replies,
+            dedicated: Some(pin),
+            run_as,
+            ..Sending::one()
+        },
     }
 }
 
@@ -304,14 +304,15 @@ fn exec(
         slot: tx.slot.or(watched),
         rewritten: Some(job.freeze()),
         latency: info.metrics.latency.clone(),
-        replies: tx.queued.len() as u32 + hidden + 2,
-        // With WATCH, on the connection that watched the keys.
-        dedicated: dedicated.then_some(Pin::Exec),
-        replica: None,
-        run_as,
         // The transaction's own replies (OK, QUEUED, EXEC's array) come from the node,
         // so it is no script call.
-        script: false,
-        hidden,
+        how: Sending {
+            replies: tx.queued.len() as u32 + hidden + 2,
+            // With WATCH, on the connection that watched the keys.
+            dedicated: dedicated.then_some(Pin::Exec),
+            run_as,
+            hidden,
+            ..Sending::one()
+        },
     }
 }
