@@ -201,6 +201,77 @@ async fn readyz_follows_a_master_kill_and_its_failover() {
     tokio::task::block_in_place(|| cluster.shutdown());
 }
 
+/// Clients holding every admin connection (partial request heads, never finished) do not
+/// shut a probe out: a new connection closes the oldest open one and is served.
+#[tokio::test]
+async fn held_connections_do_not_shut_probes_out() {
+    let proxy = support::start_proxy(admin_config(&support::shared_cluster_seeds(), None)).await;
+    let admin = proxy.admin_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    for path in ["/healthz", "/metrics"] {
+        let (status, body) = support::http_get(admin, path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    drop(held);
+    proxy.shutdown().await;
+}
+
+/// Probes share one check while it is fresh (`/readyz` answers for a second): a burst of
+/// probes, concurrent and one after another, costs each master about one PING per
+/// second, not one per probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_probes_share_one_check_per_second() {
+    let mut cluster = DevCluster::start(DevClusterOptions::default())
+        .unwrap_or_else(|e| panic!("cannot start the test cluster: {e}"));
+    let proxy = support::start_proxy(admin_config(&cluster.seeds(), None)).await;
+    let admin = proxy.admin_addr().unwrap();
+    eventually(admin, "/readyz", 200, "at start").await;
+    let masters = cluster.masters();
+    let pings = |node: SocketAddr| -> u64 {
+        let info = std::process::Command::new("redis-cli")
+            .args(["-p", &node.port().to_string(), "info", "commandstats"])
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&info.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before: Vec<u64> = masters.iter().map(|&m| pings(m)).collect();
+    let start = Instant::now();
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        burst.spawn(async move { support::http_get(admin, "/readyz", None).await });
+    }
+    for (status, body) in burst.join_all().await {
+        assert_eq!((status, body.as_str()), (200, "ready\n"));
+    }
+    for _ in 0..40 {
+        let (status, _) = support::http_get(admin, "/readyz", None).await;
+        assert_eq!(status, 200);
+    }
+    let elapsed = start.elapsed();
+    // One check at the start of the burst, then at most one per second it lasted.
+    let allowed = 1 + elapsed.as_secs() + 1;
+    for (i, &m) in masters.iter().enumerate() {
+        let sent = pings(m) - before[i];
+        assert!(
+            sent <= allowed,
+            "master {m}: {sent} PINGs for 80 probes in {elapsed:?}"
+        );
+    }
+    proxy.shutdown().await;
+    tokio::task::block_in_place(|| cluster.shutdown());
+}
+
 /// The cluster metrics respgate collects (INFO ALL per node) are exported here under
 /// redis_exporter's names: one `redis_memory_used_bytes` series per node of the 3+3
 /// cluster, every node up, three masters online.

@@ -15,8 +15,10 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-/// Connections served at once; more are closed on accept (scrapers and probes hold one
-/// or two each).
+/// Connections served at once (scrapers and probes hold one or two each). A connection
+/// accepted beyond it closes the oldest one open: a new probe is always served, so
+/// clients that hold connections (idle ones are closed after [`HEADER_READ_TIMEOUT`])
+/// cannot shut the probes out, only make them reconnect.
 const MAX_CONNECTIONS: usize = 64;
 /// A request's headers must arrive within this.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,6 +29,8 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// open connections end with it: the set that holds them is dropped).
 pub(super) async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     let mut conns = JoinSet::new();
+    // The open connections, oldest first (finished ones are skipped when evicting).
+    let mut by_age = std::collections::VecDeque::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -41,11 +45,14 @@ pub(super) async fn serve(listener: TcpListener, state: Arc<AdminState>) {
                 continue;
             }
         };
-        if conns.len() >= MAX_CONNECTIONS {
-            continue; // dropped: closed
+        by_age.retain(|c: &tokio::task::AbortHandle| !c.is_finished());
+        if by_age.len() >= MAX_CONNECTIONS {
+            if let Some(oldest) = by_age.pop_front() {
+                oldest.abort(); // its socket closes as the task is dropped
+            }
         }
         let state = state.clone();
-        conns.spawn(async move {
+        let handle = conns.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(respond(&state, &req).await) }
@@ -57,6 +64,7 @@ pub(super) async fn serve(listener: TcpListener, state: Arc<AdminState>) {
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+        by_age.push_back(handle);
     }
 }
 

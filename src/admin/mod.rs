@@ -23,7 +23,7 @@
 //! more code to trust on a port that may face a network.
 
 mod http;
-mod ready;
+pub mod ready;
 mod recorder;
 mod topology;
 
@@ -48,6 +48,8 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// The bearer token every request but `/healthz` must carry (`None`: open).
     pub token: Option<String>,
+    /// `/readyz`'s last answer, shared by the probes that arrive while it is fresh.
+    pub ready: ready::Cache,
 }
 
 /// Binds `[admin] listen` (`None` when the admin listener is off), at start, so that a

@@ -7,13 +7,19 @@
 //! until its peers agree it failed (`cluster-node-timeout`), and its slots are unserved
 //! all that time, until its replica is promoted. The probe goes through the shared links
 //! the data path uses, so it sees what a client's request would see (a refused or lost
-//! connection, a timeout); it costs one PING per master per probe.
+//! connection, a timeout).
+//!
+//! The answer is kept for [`FRESH_FOR`]: probes arriving meanwhile (several load
+//! balancers, Kubernetes, a curl loop, or someone flooding the endpoint) share it, and
+//! probes arriving while a check runs wait for that check instead of starting their own.
+//! The masters see at most one PING each per [`FRESH_FOR`], whatever the probe rate.
 
 use super::AdminState;
 use crate::cluster::slot::SLOTS;
 use crate::shutdown::RUNNING;
 use bytes::Bytes;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 
 /// How long a master may take to answer the probe's PING (a load balancer's or
 /// Kubernetes' probe timeout should be above it).
@@ -21,11 +27,35 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_millis(900);
 
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 
-/// `Ok` when ready, else a short reason.
+/// How long one check's answer is served to later probes.
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// The last check's answer and when it was made (one per admin listener).
+#[derive(Default)]
+pub struct Cache {
+    last: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+/// `Ok` when ready, else a short reason: the cached answer while it is fresh, else a new
+/// check (one at a time: the lock is held across it, so concurrent probes coalesce).
 pub(super) async fn check(state: &AdminState) -> Result<(), String> {
+    // Draining is answered at once: a load balancer must stop sending without delay.
     if state.shutdown.level() != RUNNING {
         return Err("shutting down: the client listeners are closed".into());
     }
+    let mut last = state.ready.last.lock().await;
+    if let Some((at, answer)) = last.as_ref() {
+        if at.elapsed() < FRESH_FOR {
+            return answer.clone();
+        }
+    }
+    let answer = probe(state).await;
+    *last = Some((Instant::now(), answer.clone()));
+    answer
+}
+
+/// One full check: topology, coverage, and a PING to every master.
+async fn probe(state: &AdminState) -> Result<(), String> {
     let cluster = &state.cluster;
     if cluster.commands().is_none() {
         return Err("the command table is not loaded yet".into());

@@ -113,6 +113,7 @@ impl Proxy {
                     shutdown: shutdown.clone(),
                     metrics,
                     token: config.admin.bearer_token(),
+                    ready: Default::default(),
                 },
             ));
             // Cluster metrics (INFO ALL per node, off the request path) are exported by
