@@ -3,8 +3,8 @@
 //! respgate records through the `metrics` facade everywhere; without a recorder every
 //! call is a no-op, which is what a proxy without `[admin]` keeps. With `[admin]`,
 //! [`install`] puts a `metrics-exporter-prometheus` recorder in place before the cluster
-//! is created, so the per-command handles that are registered when the command table is
-//! loaded (`CommandMetrics::register`) record into it.
+//! is created, so the per-command handles, registered on each command's first use
+//! (`CommandInfo::metrics`), record into it.
 //!
 //! The facade's recorder is process-global and set once: a second proxy in the same
 //! process (the integration tests start several) gets the handle of the first, so all of

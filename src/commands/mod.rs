@@ -141,11 +141,9 @@ impl CommandTable {
     fn from_commands(mut commands: Vec<CommandInfo>) -> Result<CommandTable, CommandTableError> {
         let mut next_id = 0u32;
         for cmd in &mut commands {
-            cmd.metrics = CommandMetrics::register(&cmd.name);
             cmd.id = next_id;
             next_id += 1;
             for sub in &mut cmd.subcommands {
-                sub.metrics = CommandMetrics::register(&sub.name);
                 sub.id = next_id;
                 next_id += 1;
             }

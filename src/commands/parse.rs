@@ -8,7 +8,6 @@
 
 use redis_protocol::resp2::types::OwnedFrame;
 
-use super::info::CommandMetrics;
 use super::info::{acl_category_bit, cmd_flags, CommandInfo, Tips};
 use super::keys::{BeginSearch, FindKeys, KeyFlags, KeyRule, KeySpec};
 use super::CommandTableError;
@@ -171,7 +170,7 @@ fn parse_entry(f: &OwnedFrame, parent: Option<&str>) -> Result<CommandInfo, Comm
         key_specs,
         subcommands,
         key_rule,
-        metrics: CommandMetrics::noop(),
+        metrics: Default::default(),
     })
 }
 

@@ -174,7 +174,7 @@ fn debug(info: &CommandInfo, args: Args<'_>) -> Option<Route> {
         return Some(Route::Forward {
             slot: Some(crate::cluster::key_slot(args.get(2))),
             rewritten: None,
-            latency: info.metrics.latency.clone(),
+            latency: info.metrics().latency.clone(),
             how: Sending::one(),
         });
     }
@@ -218,7 +218,7 @@ fn keys(
                 inner: Box::new(readable(client, Merge::Concat)),
                 hold,
             },
-            latency: info.metrics.latency.clone(),
+            latency: info.metrics().latency.clone(),
         },
         Err(refused) => refused,
     }
@@ -296,14 +296,14 @@ fn publish(info: &CommandInfo, args: Args<'_>, slot: Option<u16>, adjust: i64) -
     Some(Route::Split {
         parts: vec![(slot, reply::command(args.iter().collect::<Vec<_>>()), 1)],
         merge: Merge::Add(adjust),
-        latency: info.metrics.latency.clone(),
+        latency: info.metrics().latency.clone(),
     })
 }
 
 fn fan_out(info: &CommandInfo, merge: Merge) -> Option<Route> {
     Some(Route::FanOut {
         merge,
-        latency: info.metrics.latency.clone(),
+        latency: info.metrics().latency.clone(),
     })
 }
 
@@ -313,6 +313,6 @@ fn config_get(info: &CommandInfo, args: Args<'_>) -> Route {
     Route::Split {
         parts: vec![(None, reply::command(args.iter().collect::<Vec<_>>()), 1)],
         merge: Merge::RedactSecrets,
-        latency: info.metrics.latency.clone(),
+        latency: info.metrics().latency.clone(),
     }
 }

@@ -70,7 +70,7 @@ pub fn route(
         client.abort_transaction();
         return Route::Reply(error);
     };
-    info.metrics.requests.increment(1);
+    info.metrics().requests.increment(1);
     client.entry.set_cmd(&info.name);
     let row = table.policy(info);
     let keys_found = match super::auth::check(ctx, client, info, args, keys, table) {
@@ -271,7 +271,7 @@ fn keyed(
             return Route::Forward {
                 slot: None,
                 rewritten: None,
-                latency: info.metrics.latency.clone(),
+                latency: info.metrics().latency.clone(),
                 how: Sending {
                     run_as,
                     script,
@@ -325,7 +325,7 @@ fn keyed(
     Route::Forward {
         slot,
         rewritten,
-        latency: info.metrics.latency.clone(),
+        latency: info.metrics().latency.clone(),
         how: Sending {
             replies,
             dedicated,

@@ -223,7 +223,7 @@ fn pinned(
     Route::Forward {
         slot: Some(slot),
         rewritten: Some(Bytes::copy_from_slice(job)),
-        latency: info.metrics.latency.clone(),
+        latency: info.metrics().latency.clone(),
         how: Sending {
             replies,
             dedicated: Some(pin),
@@ -303,7 +303,7 @@ fn exec(
     Route::Forward {
         slot: tx.slot.or(watched),
         rewritten: Some(job.freeze()),
-        latency: info.metrics.latency.clone(),
+        latency: info.metrics().latency.clone(),
         // The transaction's own replies (OK, QUEUED, EXEC's array) come from the node,
         // so it is no script call.
         how: Sending {

@@ -204,7 +204,7 @@ fn client_unblock(
     Route::Split {
         parts,
         merge: Merge::Sum,
-        latency: info.metrics.latency.clone(),
+        latency: info.metrics().latency.clone(),
     }
 }
 

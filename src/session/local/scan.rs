@@ -84,7 +84,7 @@ fn scan(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>, max_count: u64
             shard,
             tags: (0..shards).map(|i| topo.shard_tag(i)).collect(),
         },
-        latency: info.metrics.latency.clone(),
+        latency: info.metrics().latency.clone(),
     }
 }
 

@@ -19,7 +19,7 @@ pub(in crate::session) fn cross_slot(
     args: Args<'_>,
     ttl: Option<&TtlPolicy>,
 ) -> Route {
-    let latency = info.metrics.latency.clone();
+    let latency = info.metrics().latency.clone();
     match class {
         Class::SplitBySlot {
             layout: Layout::Pairs,
