@@ -17,6 +17,15 @@ if ! command -v promtool >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends prometheus
   command -v promtool >/dev/null 2>&1 || { echo "test: promtool still missing" >&2; exit 1; }
 fi
+# docker-compose (Debian's, 1.29: validates docker/compose.yml without an engine), for
+# tests/deploy.rs, which fails without it.
+if ! command -v docker-compose >/dev/null 2>&1; then
+  echo "test: installing docker-compose" >&2
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends docker-compose
+  command -v docker-compose >/dev/null 2>&1 || { echo "test: docker-compose still missing" >&2; exit 1; }
+fi
 
 # The production build (the Docker image's: no `dev` feature, no devcluster) must
 # compile too: nothing else builds it.

@@ -17,8 +17,15 @@ use std::time::Duration;
     about = "A cluster-aware Redis proxy: one endpoint in front of a Redis Cluster"
 )]
 struct Cli {
-    /// Configuration file (TOML) to run with.
-    #[arg(long, short, default_value = "config/respgate.toml", global = false)]
+    /// Configuration file (TOML) to run with. The container image sets RESPGATE_CONFIG
+    /// to /etc/respgate/respgate.toml, where a mounted file (or ConfigMap) is expected.
+    #[arg(
+        long,
+        short,
+        env = "RESPGATE_CONFIG",
+        default_value = "config/respgate.toml",
+        global = false
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -81,6 +88,16 @@ fn main() -> ExitCode {
             no_guards,
         }) => dev(listen, masters, replicas, threads, no_guards),
         None => {
+            if !cli.config.exists() {
+                // The container's usual first mistake: no file mounted. Say where one is
+                // expected and how to point elsewhere, not "No such file or directory".
+                eprintln!(
+                    "respgate: no configuration at {}: mount one there or set RESPGATE_CONFIG \
+                     (or pass --config; see config/production.example.toml)",
+                    cli.config.display()
+                );
+                return ExitCode::from(2);
+            }
             let config = match respgate::loader::load(&cli.config) {
                 Ok(c) => c,
                 Err(e) => {

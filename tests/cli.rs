@@ -585,3 +585,62 @@ fn check_config_says_which_script_isolation_is_active() {
         "{err}"
     );
 }
+
+/// The container image runs without `--config`: with nothing mounted it says where a
+/// file is expected and how to point elsewhere (exit 2), not a bare "No such file".
+#[test]
+fn missing_config_says_where_one_is_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("respgate.toml");
+    let out = respgate()
+        .env("RESPGATE_CONFIG", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err.trim(),
+        format!(
+            "respgate: no configuration at {}: mount one there or set RESPGATE_CONFIG \
+             (or pass --config; see config/production.example.toml)",
+            missing.display()
+        )
+    );
+    // check-config keeps its own message (it names a file the operator typed).
+    let out = respgate()
+        .arg("check-config")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+/// RESPGATE_CONFIG is the file respgate runs with (the image sets it); `--config` wins
+/// over it.
+#[test]
+fn respgate_config_env_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\nmax_clients = \"many\"\n").unwrap();
+    let out = respgate().env("RESPGATE_CONFIG", &path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with(&path.display().to_string()) && err.contains("server.max_clients"),
+        "{err}"
+    );
+    let other = dir.path().join("other.toml");
+    let out = respgate()
+        .env("RESPGATE_CONFIG", &path)
+        .arg("--config")
+        .arg(&other)
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!("no configuration at {}", other.display())),
+        "{err}"
+    );
+}
