@@ -93,7 +93,7 @@ async fn a_token_is_required_when_set() {
     let proxy =
         support::start_proxy(admin_config(&support::shared_cluster_seeds(), Some(token))).await;
     let admin = proxy.admin_addr().unwrap();
-    for path in ["/metrics", "/readyz", "/topology"] {
+    for path in ["/metrics", "/topology"] {
         assert_eq!(
             support::http_get(admin, path, None).await.0,
             401,
@@ -107,8 +107,27 @@ async fn a_token_is_required_when_set() {
         let (status, body) = support::http_get(admin, path, Some(token)).await;
         assert_eq!(status, 200, "{path} with the token: {body}");
     }
-    // Liveness needs no secret.
+    // Liveness and readiness need no secret (a kubelet's probe cannot send one).
     assert_eq!(support::http_get(admin, "/healthz", None).await.0, 200);
+    let (status, body) = support::http_get(admin, "/readyz", Some("wrong")).await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    proxy.shutdown().await;
+}
+
+/// Without the token a probe learns ready or not, never why (the reason names nodes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_gives_the_reason_only_with_the_token() {
+    let token = "s3cr3t-admin-token";
+    let mut config = admin_config(&["127.0.0.1:1".parse().unwrap()], Some(token));
+    config.cluster.connect_timeout_ms = 200;
+    support::use_workers();
+    let proxy = respgate::server::Proxy::start(config).await.unwrap();
+    let admin = proxy.admin_addr().unwrap();
+    let (status, body) = support::http_get(admin, "/readyz", None).await;
+    assert_eq!((status, body.as_str()), (503, "not ready\n"));
+    let (status, body) = support::http_get(admin, "/readyz", Some(token)).await;
+    assert_eq!(status, 503);
+    assert!(body.starts_with("not ready: "), "{body}");
     proxy.shutdown().await;
 }
 

@@ -80,7 +80,21 @@ async fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<B
     if path == "/healthz" {
         return text(StatusCode::OK, "ok\n");
     }
-    if !authorized(state.token.as_deref(), req) {
+    let authorized = authorized(state.token.as_deref(), req);
+    if path == "/readyz" {
+        // Open like /healthz: a kubelet's httpGet probe cannot carry a token from a
+        // Secret. Without the token the answer is the status alone; the reason names
+        // nodes' addresses, so it needs the token.
+        return match super::ready::check(state).await {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(why) if authorized => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        };
+    }
+    if !authorized {
         let mut r = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
         r.headers_mut().insert(
             WWW_AUTHENTICATE,
@@ -94,13 +108,6 @@ async fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<B
             state.metrics.render(),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
-        "/readyz" => match super::ready::check(state).await {
-            Ok(()) => text(StatusCode::OK, "ready\n"),
-            Err(why) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {why}\n"),
-            ),
-        },
         "/topology" => with_type(
             StatusCode::OK,
             super::topology::json(state).to_string(),

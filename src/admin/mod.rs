@@ -11,9 +11,11 @@
 //!
 //! Off unless `[admin] listen` is set: then, and only then, the Prometheus recorder is
 //! installed ([`recorder`]); without it every `metrics` call of the data path stays a
-//! no-op. With `token` set every request but `/healthz` needs `Authorization: Bearer
-//! <token>` (compared in constant time); `/healthz` stays open because it says nothing
-//! but "alive" and a liveness probe should not fail when a secret is rotated.
+//! no-op. With `token` set `/metrics` and `/topology` need `Authorization: Bearer
+//! <token>` (compared in constant time). `/healthz` and `/readyz` stay open: a probe
+//! should not fail when a secret is rotated, and a kubelet's httpGet probe cannot read
+//! a token from a Secret at all; without the token `/readyz` gives its status code and
+//! `not ready` but not the reason (which names nodes' addresses).
 //!
 //! Layer: above `cluster`, `backend` and `config` (it reads the topology and pings the
 //! masters), below `server`, which binds it at start and stops it with the other
