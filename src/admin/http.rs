@@ -83,7 +83,10 @@ async fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<B
     match path {
         "/metrics" => with_type(
             StatusCode::OK,
-            state.metrics.render(),
+            {
+                super::sample::sample(state);
+                state.metrics.render()
+            },
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         "/readyz" => match super::ready::check(state).await {

@@ -25,13 +25,15 @@
 mod http;
 mod ready;
 mod recorder;
+mod sample;
 mod topology;
 
-pub use recorder::{install as install_recorder, DURATION_BUCKETS};
+pub use recorder::{idle_after, install as install_recorder, DURATION_BUCKETS};
 
 use crate::cluster::replicas::ReadPolicy;
 use crate::cluster::Cluster;
 use crate::config::AdminConfig;
+use crate::session::SessionContext;
 use crate::shutdown::Shutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -48,6 +50,9 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// The bearer token every request but `/healthz` must carry (`None`: open).
     pub token: Option<String>,
+    /// The sessions' shared state: connected clients and the process byte budget, sampled
+    /// into gauges at scrape time ([`sample`]).
+    pub session: Arc<SessionContext>,
 }
 
 /// Binds `[admin] listen` (`None` when the admin listener is off), at start, so that a
@@ -70,6 +75,7 @@ pub fn spawn(listener: TcpListener, state: AdminState) -> Vec<AbortHandle> {
             tracing::warn!(%addr, "the admin endpoint is reachable from the network without a token: /topology shows the cluster's addresses to anyone who can connect; set [admin] token or token_env");
         }
     }
+    sample::describe();
     let upkeep = tokio::spawn(recorder::upkeep(state.metrics.clone()));
     let server = tokio::spawn(http::serve(listener, Arc::new(state)));
     vec![upkeep.abort_handle(), server.abort_handle()]

@@ -67,7 +67,11 @@ impl Proxy {
         let admin = crate::admin::bind(&config.admin).await?;
         let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
         // Before the cluster: the command table's metric handles bind to it.
-        let metrics = admin.as_ref().map(|_| crate::admin::install_recorder());
+        let metrics = admin.as_ref().map(|_| {
+            crate::admin::install_recorder(crate::admin::idle_after(Duration::from_secs(
+                config.admin.cluster_metrics_interval_secs,
+            )))
+        });
         let addr = plain.as_ref().map(TcpListener::local_addr).transpose()?;
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         let tls_settings = tls.as_ref().map(|(_, s)| s.clone());
@@ -113,6 +117,7 @@ impl Proxy {
                     shutdown: shutdown.clone(),
                     metrics,
                     token: config.admin.bearer_token(),
+                    session: ctx.clone(),
                 },
             ));
             // Cluster metrics (INFO ALL per node, off the request path) are exported by
