@@ -33,7 +33,6 @@ pub use recorder::{idle_after, install as install_recorder, DURATION_BUCKETS};
 use crate::cluster::replicas::ReadPolicy;
 use crate::cluster::Cluster;
 use crate::config::AdminConfig;
-use crate::session::SessionContext;
 use crate::shutdown::Shutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -50,9 +49,12 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// The bearer token every request but `/healthz` must carry (`None`: open).
     pub token: Option<String>,
-    /// The sessions' shared state: connected clients and the process byte budget, sampled
-    /// into gauges at scrape time ([`sample`]).
-    pub session: Arc<SessionContext>,
+    /// Sampled into gauges at scrape time ([`sample`]): the clients connected now (read
+    /// from the sessions' count by `server`: this module does not import `session`),
+    /// the process byte budget and the login lockout table.
+    pub clients: Box<dyn Fn() -> usize + Send + Sync>,
+    pub client_buffers: Arc<crate::budget::ClientBuffers>,
+    pub security: Arc<crate::acl::Security>,
 }
 
 /// Binds `[admin] listen` (`None` when the admin listener is off), at start, so that a

@@ -19,17 +19,14 @@
 //! | `respgate_auth_lockout_entries` | addresses and users the login lockout tracks |
 
 use super::AdminState;
-use std::sync::atomic::Ordering;
 
 /// Sets every sampled gauge from its source.
 pub(super) fn sample(state: &AdminState) {
-    let session = &state.session;
-    metrics::gauge!("respgate_connected_clients")
-        .set(session.clients.load(Ordering::Relaxed) as f64);
-    let buffers = &session.client_buffers;
+    metrics::gauge!("respgate_connected_clients").set((state.clients)() as f64);
+    let buffers = &state.client_buffers;
     metrics::gauge!("respgate_client_buffer_bytes").set(buffers.used() as f64);
     metrics::gauge!("respgate_client_buffer_limit_bytes").set(buffers.limit() as f64);
-    metrics::gauge!("respgate_auth_lockout_entries").set(session.security.lockout.tracked() as f64);
+    metrics::gauge!("respgate_auth_lockout_entries").set(state.security.lockout.tracked() as f64);
     let Some(topo) = state.cluster.topology().clone() else {
         return;
     };

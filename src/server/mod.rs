@@ -111,14 +111,7 @@ impl Proxy {
         if let (Some(listener), Some(metrics)) = (admin, metrics) {
             background.extend(crate::admin::spawn(
                 listener,
-                crate::admin::AdminState {
-                    cluster: cluster.clone(),
-                    read_policy,
-                    shutdown: shutdown.clone(),
-                    metrics,
-                    token: config.admin.bearer_token(),
-                    session: ctx.clone(),
-                },
+                admin_state(&config, &ctx, read_policy, &shutdown, metrics),
             ));
             // Cluster metrics (INFO ALL per node, off the request path) are exported by
             // the admin listener, so they are collected only when it runs.
@@ -327,6 +320,27 @@ fn bind(config: &Config) -> std::io::Result<(Option<TcpListener>, Option<TlsList
 }
 
 /// What every session shares: the cluster, the limits of `[server]`, the policies.
+/// What the admin endpoints read of the running proxy.
+fn admin_state(
+    config: &Config,
+    ctx: &Arc<SessionContext>,
+    read_policy: Option<Arc<crate::cluster::replicas::ReadPolicy>>,
+    shutdown: &Arc<Shutdown>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> crate::admin::AdminState {
+    let sessions = ctx.clone();
+    crate::admin::AdminState {
+        cluster: ctx.cluster.clone(),
+        read_policy,
+        shutdown: shutdown.clone(),
+        metrics,
+        token: config.admin.bearer_token(),
+        clients: Box::new(move || sessions.clients.load(std::sync::atomic::Ordering::Relaxed)),
+        client_buffers: ctx.client_buffers.clone(),
+        security: ctx.security.clone(),
+    }
+}
+
 fn session_context(
     config: &Config,
     cluster: &Arc<Cluster>,
