@@ -200,10 +200,19 @@ async fn readyz_follows_a_master_kill_and_its_failover() {
 
     let victim = cluster.masters()[1];
     let replica = cluster.replicas_of(victim)[0];
+    let victim_links = format!("respgate_backend_links_connected{{addr=\"{victim}\"}}");
+    let links_up = |body: &str| sample(body, &victim_links).is_some_and(|n| n >= 1.0);
+    // /readyz pings every master on its links: the victim's are open.
+    let body = eventually(admin, "/metrics", 200, "a scrape").await;
+    assert!(links_up(&body), "{victim_links} in:\n{body}");
     tokio::task::block_in_place(|| cluster.kill_node(victim));
     let why = eventually(admin, "/readyz", 503, "after the kill").await;
     assert!(why.starts_with("not ready: "), "{why}");
     eprintln!("after killing {victim}: {why}");
+    // The lost links are counted out (the series stays while the node is in the
+    // topology, or vanishes with it once the failover dropped it).
+    let body = eventually(admin, "/metrics", 200, "a scrape").await;
+    assert!(!links_up(&body), "{victim_links} after the kill:\n{body}");
 
     let body = eventually(admin, "/readyz", 200, "after the failover").await;
     assert_eq!(body, "ready\n");
@@ -333,4 +342,45 @@ async fn metrics_export_the_cluster_collected_from_every_node() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The value of the series `name{labels}` (exactly as rendered) in a scrape.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// respgate's own gauges sampled at scrape time (clients, the process byte budget, links
+/// per node, lockout entries) and the refusals counted by kind.
+#[tokio::test]
+async fn metrics_sample_clients_buffers_links_and_count_refusals_by_kind() {
+    let config = admin_config(&support::shared_cluster_seeds(), None);
+    let limit = config.server.max_client_buffer_bytes;
+    let proxy = support::start_proxy(config).await;
+    let admin = proxy.admin_addr().unwrap();
+    let mut c = support::client(proxy.local_addr()).await;
+    for i in 0..6 {
+        let _: () = c.set(format!("admin:s:{i}"), i).await.unwrap();
+    }
+    // EXEC without MULTI: refused by respgate itself, a "transaction" refusal.
+    let refused: redis::RedisResult<()> = redis::cmd("EXEC").query_async(&mut c).await;
+    assert!(refused.is_err());
+    let (status, body) = support::http_get(admin, "/metrics", None).await;
+    assert_eq!(status, 200, "{body}");
+    let get =
+        |series: &str| sample(&body, series).unwrap_or_else(|| panic!("no {series} in:\n{body}"));
+    assert!(get("respgate_error_replies_total{kind=\"transaction\"}") >= 1.0);
+    assert!(get("respgate_connected_clients") >= 1.0);
+    assert_eq!(get("respgate_client_buffer_limit_bytes"), limit as f64);
+    assert!(get("respgate_client_buffer_bytes") >= 0.0);
+    assert!(get("respgate_auth_lockout_entries") >= 0.0);
+    assert_eq!(get("respgate_covered_slots"), 16384.0);
+    let nodes = support::with_shared_cluster(|c| c.seeds());
+    let links: Vec<f64> = nodes
+        .iter()
+        .map(|n| get(&format!("respgate_backend_links_connected{{addr=\"{n}\"}}")))
+        .collect();
+    // Six keys over three masters: at least one master's links are open.
+    assert!(links.iter().any(|n| *n >= 1.0), "{links:?}");
+    proxy.shutdown().await;
 }

@@ -105,7 +105,10 @@ async fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<B
     match path {
         "/metrics" => with_type(
             StatusCode::OK,
-            state.metrics.render(),
+            {
+                super::sample::sample(state);
+                state.metrics.render()
+            },
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         "/topology" => with_type(

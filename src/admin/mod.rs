@@ -27,9 +27,10 @@
 mod http;
 pub mod ready;
 mod recorder;
+mod sample;
 mod topology;
 
-pub use recorder::{install as install_recorder, DURATION_BUCKETS};
+pub use recorder::{idle_after, install as install_recorder, DURATION_BUCKETS};
 
 use crate::cluster::replicas::ReadPolicy;
 use crate::cluster::Cluster;
@@ -52,6 +53,12 @@ pub struct AdminState {
     pub token: Option<String>,
     /// `/readyz`'s last answer, shared by the probes that arrive while it is fresh.
     pub ready: ready::Cache,
+    /// Sampled into gauges at scrape time ([`sample`]): the clients connected now (read
+    /// from the sessions' count by `server`: this module does not import `session`),
+    /// the process byte budget and the login lockout table.
+    pub clients: Box<dyn Fn() -> usize + Send + Sync>,
+    pub client_buffers: Arc<crate::budget::ClientBuffers>,
+    pub security: Arc<crate::acl::Security>,
 }
 
 /// Binds `[admin] listen` (`None` when the admin listener is off), at start, so that a
@@ -74,6 +81,7 @@ pub fn spawn(listener: TcpListener, state: AdminState) -> Vec<AbortHandle> {
             tracing::warn!(%addr, "the admin endpoint is reachable from the network without a token: /topology shows the cluster's addresses to anyone who can connect; set [admin] token or token_env");
         }
     }
+    sample::describe();
     let upkeep = tokio::spawn(recorder::upkeep(state.metrics.clone()));
     let server = tokio::spawn(http::serve(listener, Arc::new(state)));
     vec![upkeep.abort_handle(), server.abort_handle()]

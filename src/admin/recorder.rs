@@ -18,8 +18,24 @@
 //! (`histogram_quantile` over `sum by (le)`), which summaries cannot. Recording a sample
 //! is an atomic push into a bucket queue; [`upkeep`] drains the queues between scrapes
 //! so an unscraped proxy does not grow.
+//!
+//! **Stale series expire.** The `metrics` facade cannot delete a series, so without help
+//! a node removed from the cluster, or a node's old role, would be exported forever (and
+//! keep alerts firing). The recorder is built with an idle timeout on **gauges only**
+//! ([`idle_after`]: three cluster-metrics intervals, at least [`IDLE_FLOOR`]): a gauge
+//! not *written* for that long (setting the same value counts as a write; being read by
+//! a scrape does not) is dropped at the next render. Every gauge respgate exports is
+//! rewritten periodically, so only dead ones go: the collector re-sets every node of the
+//! topology each round (and `redis_up 0` for a departed node for an hour), the replica
+//! tracker re-sets the lag of every replica each poll, and respgate's own gauges are set
+//! from their atomics at every scrape (`sample`). Counters and histograms are never
+//! expired: a counter that stays flat is not stale, and the per-command handles
+//! registered once at start would be detached from the registry if it were.
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use metrics_util::MetricKindMask;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -33,15 +49,32 @@ pub const DURATION_BUCKETS: &[f64] = &[
 /// How often histogram samples are folded into their buckets when nobody scrapes.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The process's recorder handle, installing the recorder on the first call.
-pub fn install() -> PrometheusHandle {
+/// The shortest idle timeout of a gauge: longer than any periodic writer's interval
+/// but the collector's (the replica lag poll, a scrape).
+pub const IDLE_FLOOR: Duration = Duration::from_secs(60);
+
+/// How long a gauge may go unwritten before it is dropped: three rounds of the cluster
+/// collector (`admin.cluster_metrics_interval_secs`), at least [`IDLE_FLOOR`].
+pub fn idle_after(collect_interval: Duration) -> Duration {
+    (collect_interval * 3).max(IDLE_FLOOR)
+}
+
+/// The recorder: duration buckets, and gauges expiring after `idle`.
+fn build(idle: Duration) -> PrometheusRecorder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
+        .expect("the duration buckets are not empty")
+        .idle_timeout(MetricKindMask::GAUGE, Some(idle))
+        .build_recorder()
+}
+
+/// The process's recorder handle, installing the recorder on the first call (gauges
+/// expire after `idle`; later calls reuse the first recorder, whatever they pass).
+pub fn install(idle: Duration) -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
-                .expect("the duration buckets are not empty")
-                .build_recorder();
+            let recorder = build(idle);
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
                 Ok(()) => tracing::debug!("Prometheus metrics recorder installed"),
@@ -63,5 +96,43 @@ pub async fn upkeep(handle: PrometheusHandle) {
     loop {
         tick.tick().await;
         handle.run_upkeep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_timeout_is_three_rounds_at_least_the_floor() {
+        assert_eq!(idle_after(Duration::from_secs(1)), IDLE_FLOOR);
+        assert_eq!(
+            idle_after(Duration::from_secs(60)),
+            Duration::from_secs(180)
+        );
+    }
+
+    /// A gauge nobody rewrites disappears after the timeout; one rewritten with the same
+    /// value stays; a counter that stays flat stays.
+    #[test]
+    fn unwritten_gauges_expire_and_counters_do_not() {
+        let recorder = build(Duration::from_millis(300));
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::gauge!("redis_up", "addr" => "gone:1").set(1.0);
+            metrics::gauge!("redis_up", "addr" => "kept:1").set(1.0);
+            metrics::counter!("respgate_flat_total").increment(1);
+        });
+        assert!(handle.render().contains("addr=\"gone:1\""));
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(100));
+            metrics::with_local_recorder(&recorder, || {
+                metrics::gauge!("redis_up", "addr" => "kept:1").set(1.0);
+            });
+        }
+        let text = handle.render();
+        assert!(!text.contains("addr=\"gone:1\""), "{text}");
+        assert!(text.contains("redis_up{addr=\"kept:1\"} 1"), "{text}");
+        assert!(text.contains("respgate_flat_total 1"), "{text}");
     }
 }

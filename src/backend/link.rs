@@ -10,6 +10,7 @@ use super::{Job, LinkError, LinkOptions};
 use crate::tls::BackendStream;
 use bytes::BytesMut;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -27,6 +28,7 @@ pub(super) async fn run_link(
     opts: Arc<LinkOptions>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     on_failure: Arc<Notify>,
+    links_up: Arc<AtomicUsize>,
 ) {
     // Connect lazily: a dead node costs nothing until a request wants it, and then each
     // attempt is paid by the requests that wanted it (they get NotSent and retry with
@@ -56,7 +58,10 @@ pub(super) async fn run_link(
                 continue;
             }
         };
-        match serve(stream, first, &mut rx, &addr, &opts).await {
+        links_up.fetch_add(1, Ordering::Relaxed);
+        let served = serve(stream, first, &mut rx, &addr, &opts).await;
+        links_up.fetch_sub(1, Ordering::Relaxed);
+        match served {
             Ok(()) => return, // every handle dropped and every reply delivered
             Err(e) => {
                 tracing::warn!(node = %addr, error = %e, "backend connection lost");

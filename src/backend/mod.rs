@@ -30,6 +30,7 @@ pub(crate) use link::write_or_flush;
 
 use crate::tls::UpstreamTls;
 use bytes::Bytes;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -169,6 +170,10 @@ pub struct Node {
     /// How links connect, for the identity links opened later.
     opts: LinkOptions,
     on_failure: Arc<Notify>,
+    /// Shared-pool and identity links connected right now (the link tasks count
+    /// themselves in and out on connect and loss; the admin endpoint reads it at scrape
+    /// time: `respgate_backend_links_connected`).
+    links_up: Arc<AtomicUsize>,
 }
 
 /// One identity's links to a node (RESP2 and RESP3 sets, one link per worker each).
@@ -185,6 +190,7 @@ fn spawn_link_set(
     per_worker: usize,
     opts: LinkOptions,
     on_failure: &Arc<Notify>,
+    links_up: &Arc<AtomicUsize>,
 ) -> Box<[mpsc::UnboundedSender<Job>]> {
     let opts = Arc::new(opts);
     let total = crate::workers::links_per_node(per_worker);
@@ -193,7 +199,13 @@ fn spawn_link_set(
             let (tx, rx) = mpsc::unbounded_channel();
             crate::workers::spawn_on(
                 crate::workers::worker_of_link(i, total),
-                run_link(addr.clone(), opts.clone(), rx, on_failure.clone()),
+                run_link(
+                    addr.clone(),
+                    opts.clone(),
+                    rx,
+                    on_failure.clone(),
+                    links_up.clone(),
+                ),
             );
             tx
         })
@@ -205,13 +217,14 @@ impl Node {
     /// notified whenever a connection to this node fails, so the topology is refreshed.
     pub fn spawn(addr: &str, links: usize, opts: LinkOptions, on_failure: Arc<Notify>) -> Node {
         let addr: Arc<str> = Arc::from(addr);
+        let links_up = Arc::new(AtomicUsize::new(0));
         let spawn_links = |resp3: bool, readonly: bool| {
             let opts = LinkOptions {
                 resp3,
                 readonly,
                 ..opts.clone()
             };
-            spawn_link_set(&addr, links, opts, &on_failure)
+            spawn_link_set(&addr, links, opts, &on_failure, &links_up)
         };
         // Links connect on first use: the RESP3 set costs two idle tasks until a RESP3
         // client shows up.
@@ -228,7 +241,14 @@ impl Node {
             identity_lock: Default::default(),
             opts,
             on_failure,
+            links_up,
         }
+    }
+
+    /// This node's shared and identity links connected right now (dedicated links of
+    /// blocking clients are not counted).
+    pub fn links_connected(&self) -> usize {
+        self.links_up.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues `job` on a link that runs as `identity` (a client's script identity),
@@ -260,7 +280,7 @@ impl Node {
                         identity: Some(identity.clone()),
                         ..self.opts.clone()
                     };
-                    spawn_link_set(&self.addr, 1, opts, &self.on_failure)
+                    spawn_link_set(&self.addr, 1, opts, &self.on_failure, &self.links_up)
                 };
                 // Retired identities' links are dropped here: their tasks close once
                 // their last reply is delivered.
@@ -400,7 +420,15 @@ impl DedicatedLink {
         let identity = opts.identity.clone();
         let addr: Arc<str> = Arc::from(addr);
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_link(addr.clone(), Arc::new(opts), rx, on_failure));
+        // Not counted in a node's connected links: it is one client's own.
+        let uncounted = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run_link(
+            addr.clone(),
+            Arc::new(opts),
+            rx,
+            on_failure,
+            uncounted,
+        ));
         DedicatedLink {
             addr,
             tx,

@@ -448,14 +448,92 @@ fn locked_option(scope: LockedOutScope) -> &'static str {
 
 impl Refusal {
     /// The refusal as a RESP error reply (`-<text>\r\n`; CR and LF in interpolated
-    /// text become spaces, so a refusal can never desync a client).
+    /// text become spaces, so a refusal can never desync a client). Counted in
+    /// `respgate_error_replies_total{kind}` (the one place a refusal becomes bytes, and
+    /// the cold path: the registry lookup costs a passing request nothing).
     pub fn reply(&self) -> Bytes {
+        metrics::counter!("respgate_error_replies_total", "kind" => self.kind()).increment(1);
         super::reply::error(&self.to_string())
     }
 
     /// A command name as respgate's refusals print it: `config|get` -> `CONFIG GET`.
     pub fn command_text(name: &str) -> String {
         name.to_uppercase().replace('|', " ")
+    }
+
+    /// The refusal's family, the `kind` label of `respgate_error_replies_total`: a small
+    /// fixed set, so the metric's cardinality stays bounded whatever the texts say.
+    pub fn kind(&self) -> &'static str {
+        use Refusal::*;
+        match self {
+            NoAuth | HelloNoAuth => "noauth",
+            WrongPass | NoDefaultPassword => "wrongpass",
+            LockedOut { .. } => "locked_out",
+            NoPermCommand(_) | NoPermKey | NoPermChannel | SortOptionDenied(_)
+            | ScriptNotAllowed(_) | FunctionsNotAllowed | RefusedAsUser(_) => "noperm",
+            CrossSlot(_) => "crossslot",
+            ExecAbort
+            | ExecAbortBecause(_)
+            | NestedMulti
+            | ExecWithoutMulti
+            | DiscardWithoutMulti
+            | WatchInMulti
+            | NotQueueable(_)
+            | NotATransactionCommand => "transaction",
+            SubscribedMode(_)
+            | BadClientName
+            | HelloOption(_)
+            | Syntax
+            | NotAnInteger
+            | NotPositive
+            | DbIndexOutOfRange
+            | ClusterSupportDisabled
+            | ProtocolVersion
+            | NoProto
+            | InvalidCursor
+            | InvalidClientId
+            | ClientIdNotPositive
+            | NoSuchClient
+            | UnknownClientType(_)
+            | UnblockReason
+            | CachingWithoutTracking => "request",
+            NoNodeReached | NoMasterKnown | NoNodeKnown | NotSent(_) => "clusterdown",
+            NotSupportedYet { .. }
+            | RunOnANode(_)
+            | OnlyDatabaseZero(_)
+            | ScriptDebug
+            | ClientTracking
+            | AclInConfigFile(_)
+            | CommandTableNotLoaded
+            | ScanTooManyMasters
+            | KeysUnknown(_) => "unsupported",
+            ClientNameTooLong(_)
+            | TransactionTooLong(_)
+            | ClientBuffersFull(_)
+            | ReplyTooLarge { .. }
+            | MergedReplyTooLarge { .. }
+            | TooManyKeys(_)
+            | RandomKeyNotFound(_)
+            | TooManyWalks { .. }
+            | DedicatedPerUser { .. }
+            | DedicatedGlobal { .. } => "limit",
+            GuardDenied { .. }
+            | GuardLimited { .. }
+            | GuardUncounted { .. }
+            | GuardNotInMulti(_)
+            | FunctionCodeAdminsOnly => "guard",
+            TtlNeeded { .. } | TtlMustStay { .. } | TtlOverMax { .. } => "ttl_policy",
+            NoScriptIdentity(_)
+            | Backend(_)
+            | ConfigSetUnread { .. }
+            | ConfigSetFailed { .. }
+            | ScanFailed { .. }
+            | UnreadableScan
+            | Unmergeable
+            | MalformedTransactionReply
+            | TaskEnded
+            | Reframe => "backend",
+        }
     }
 }
 

@@ -194,12 +194,12 @@ pub(super) fn listen(addr: &str) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// Counts a connected client for as long as it lives, however its session ends.
+/// Counts a connected client for as long as it lives, however its session ends (the
+/// admin endpoint samples the count into `respgate_connected_clients` at scrape time).
 struct ClientCount(Arc<SessionContext>);
 
 impl ClientCount {
     fn new(ctx: Arc<SessionContext>) -> ClientCount {
-        metrics::gauge!("respgate_connected_clients").increment(1.0);
         ctx.clients.fetch_add(1, Ordering::Relaxed);
         ClientCount(ctx)
     }
@@ -207,7 +207,6 @@ impl ClientCount {
 
 impl Drop for ClientCount {
     fn drop(&mut self) {
-        metrics::gauge!("respgate_connected_clients").decrement(1.0);
         self.0.clients.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -67,7 +67,11 @@ impl Proxy {
         let admin = crate::admin::bind(&config.admin).await?;
         let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
         // Before the cluster: the command table's metric handles bind to it.
-        let metrics = admin.as_ref().map(|_| crate::admin::install_recorder());
+        let metrics = admin.as_ref().map(|_| {
+            crate::admin::install_recorder(crate::admin::idle_after(Duration::from_secs(
+                config.admin.cluster_metrics_interval_secs,
+            )))
+        });
         let addr = plain.as_ref().map(TcpListener::local_addr).transpose()?;
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         let tls_settings = tls.as_ref().map(|(_, s)| s.clone());
@@ -107,14 +111,7 @@ impl Proxy {
         if let (Some(listener), Some(metrics)) = (admin, metrics) {
             background.extend(crate::admin::spawn(
                 listener,
-                crate::admin::AdminState {
-                    cluster: cluster.clone(),
-                    read_policy,
-                    shutdown: shutdown.clone(),
-                    metrics,
-                    token: config.admin.bearer_token(),
-                    ready: Default::default(),
-                },
+                admin_state(&config, &ctx, read_policy, &shutdown, metrics),
             ));
             // Cluster metrics (INFO ALL per node, off the request path) are exported by
             // the admin listener, so they are collected only when it runs.
@@ -323,6 +320,28 @@ fn bind(config: &Config) -> std::io::Result<(Option<TcpListener>, Option<TlsList
 }
 
 /// What every session shares: the cluster, the limits of `[server]`, the policies.
+/// What the admin endpoints read of the running proxy.
+fn admin_state(
+    config: &Config,
+    ctx: &Arc<SessionContext>,
+    read_policy: Option<Arc<crate::cluster::replicas::ReadPolicy>>,
+    shutdown: &Arc<Shutdown>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> crate::admin::AdminState {
+    let sessions = ctx.clone();
+    crate::admin::AdminState {
+        cluster: ctx.cluster.clone(),
+        read_policy,
+        shutdown: shutdown.clone(),
+        metrics,
+        token: config.admin.bearer_token(),
+        ready: Default::default(),
+        clients: Box::new(move || sessions.clients.load(std::sync::atomic::Ordering::Relaxed)),
+        client_buffers: ctx.client_buffers.clone(),
+        security: ctx.security.clone(),
+    }
+}
+
 fn session_context(
     config: &Config,
     cluster: &Arc<Cluster>,

@@ -33,12 +33,13 @@
 //! - `respgate_cluster_collect_seconds`: how long the last round took.
 //!
 //! **Down nodes.** A node that does not answer within the request timeout (or answers
-//! INFO with an error) is `redis_up 0` and its other series keep their last value. A
+//! INFO with an error) is `redis_up 0` and its other series are no longer set. A
 //! node the cluster dropped from its layout (a failed master) is no longer asked but is
 //! still reported `redis_up 0` while it stays out, for at most [`DEPARTED_FOR`]. The
-//! facade cannot delete a series: the recorder should expire idle ones (e.g.
-//! metrics-exporter-prometheus's `idle_timeout` of a few intervals), so series of nodes
-//! removed for good, and of a role a node no longer has, go away.
+//! facade cannot delete a series: the admin recorder drops gauges not written for three
+//! intervals (`admin::recorder`), so a down node's other series, series of nodes removed
+//! for good, and of a role a node no longer has, go away; this collector must therefore
+//! re-set every series it wants kept, every round (it does).
 //!
 //! **Off the request path.** The requests go on the node's pooled link (as the replica
 //! lag tracker's do): no connection, TLS handshake or AUTH per round, and the
