@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+source scripts/setup-test.sh
 
 # promtool, for tests/alerts.rs (`promtool check rules` / `promtool test rules` on
 # deploy/prometheus/): Debian ships it in the `prometheus` package. Only the test command

@@ -25,6 +25,7 @@ pub mod commands;
 pub mod config;
 pub mod guards;
 pub mod loader;
+pub mod logging;
 pub mod protocol;
 pub(crate) mod pubsub;
 pub(crate) mod reload;

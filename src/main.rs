@@ -105,8 +105,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            init_logging(&config.log.level);
-            run(config, Some(cli.config))
+            respgate::logging::init(&config.log);
+            run(config, Some(cli.config), None)
         }
     }
 }
@@ -177,6 +177,10 @@ fn hash_password() -> ExitCode {
 }
 
 /// `respgate dev`: a throw-away local cluster with the proxy in front of it.
+///
+/// The listen address is tried before any redis-server is started (a port in use fails
+/// at once, naming the address), and one "ready" line goes to stdout once respgate
+/// accepts and knows the cluster's map.
 #[cfg(feature = "dev")]
 fn dev(
     listen: String,
@@ -185,7 +189,11 @@ fn dev(
     threads: usize,
     no_guards: bool,
 ) -> ExitCode {
-    init_logging("info");
+    respgate::logging::init(&respgate::config::LogConfig::default());
+    if let Err(e) = std::net::TcpListener::bind(&listen) {
+        eprintln!("respgate dev: cannot listen on {listen}: {e}");
+        return ExitCode::FAILURE;
+    }
     let opts = DevClusterOptions {
         masters,
         replicas_per_master: replicas,
@@ -211,7 +219,18 @@ fn dev(
         "respgate dev: cluster nodes {}",
         config.cluster.seeds.join(" ")
     );
-    let code = run(config, None);
+    let shape = format!(
+        "{masters} masters + {} replicas, guards {}",
+        masters * replicas,
+        if no_guards { "off" } else { "on" }
+    );
+    let ready = move |addr: std::net::SocketAddr| {
+        print_lines([format!(
+            "respgate dev: ready on {addr} ({shape}); redis-cli -p {}",
+            addr.port()
+        )]);
+    };
+    let code = run(config, None, Some(Box::new(ready)));
     drop(cluster);
     code
 }
@@ -236,19 +255,16 @@ fn print_lines(lines: impl IntoIterator<Item = String>) -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Runs the proxy until SIGTERM or Ctrl-C, then drains and exits 0. SIGHUP re-reads
 /// `path` and applies users, ACLs and certificates; a file that does not load is
-/// reported and changes nothing.
-fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
+/// reported and changes nothing. `ready` is given the plain listener's address once it
+/// accepts and the cluster's map is known (or after 10 s without one).
+fn run(
+    config: Config,
+    path: Option<PathBuf>,
+    ready: Option<Box<dyn FnOnce(std::net::SocketAddr)>>,
+) -> ExitCode {
+    use respgate::logging::{announce, complain};
     // `worker_threads`: 0 = one per core, 1 = one thread for everything, n = n workers.
     // Workers are single-threaded runtimes, each running its clients' sessions and its
     // own links to every node (src/workers.rs); the main runtime, single-threaded too,
@@ -259,7 +275,9 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     };
     if workers > 1 {
         if let Err(e) = respgate::workers::start(workers) {
-            eprintln!("respgate: cannot start {workers} worker threads: {e}");
+            complain(&format!(
+                "respgate: cannot start {workers} worker threads: {e}"
+            ));
             return ExitCode::FAILURE;
         }
     }
@@ -267,7 +285,7 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("respgate: cannot start the runtime: {e}");
+            complain(&format!("respgate: cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -275,17 +293,29 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
         let proxy = match Proxy::start(config).await {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("respgate: cannot listen: {e}");
+                complain(&format!("respgate: cannot listen: {e}"));
                 return ExitCode::FAILURE;
             }
         };
         if let Some(addr) = proxy.plain_addr() {
-            eprintln!("respgate: listening on {addr}");
+            announce(&format!("respgate: listening on {addr}"));
         }
         if let Some(addr) = proxy.tls_addr() {
-            eprintln!("respgate: listening on {addr} (TLS)");
+            announce(&format!("respgate: listening on {addr} (TLS)"));
         }
-        wait_for_signal(&proxy, path.as_deref()).await;
+        let interrupted = match (ready, proxy.plain_addr()) {
+            (Some(ready), Some(addr)) => tokio::select! {
+                _ = proxy.wait_ready(Duration::from_secs(10)) => {
+                    ready(addr);
+                    false
+                }
+                _ = tokio::signal::ctrl_c() => true,
+            },
+            _ => false,
+        };
+        if !interrupted {
+            wait_for_signal(&proxy, path.as_deref()).await;
+        }
         tracing::info!("shutting down: no new connections, finishing in-flight replies");
         proxy.shutdown().await;
         tracing::info!("stopped");
@@ -328,15 +358,16 @@ fn reload(proxy: &Proxy, path: Option<&std::path::Path>) {
         .map_err(|e| e.to_string())
         .and_then(|c| proxy.reload(&c))
     {
-        Ok(restart) if restart.is_empty() => eprintln!("respgate: reloaded {}", path.display()),
-        Ok(restart) => eprintln!(
+        Ok(restart) if restart.is_empty() => {
+            respgate::logging::announce(&format!("respgate: reloaded {}", path.display()))
+        }
+        Ok(restart) => respgate::logging::announce(&format!(
             "respgate: reloaded {}; these settings need a restart and keep their running values: {}",
             path.display(),
             restart.join(", ")
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "reload rejected; the running configuration is unchanged");
-            eprintln!("respgate: reload rejected, running configuration unchanged: {e}");
-        }
+        )),
+        Err(e) => respgate::logging::complain(&format!(
+            "respgate: reload rejected, running configuration unchanged: {e}"
+        )),
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Runs tests/clients/redis_py_session.py (a service's typical usage) with Debian's
 //! python3-redis (RESP2), and tests/clients/redis_py_resp3.py with redis-py >= 5 over
-//! RESP3 (`protocol=3`), which scripts/setup.sh installs into target/pydeps. A missing
+//! RESP3 (`protocol=3`), which scripts/setup-test.sh installs into target/pydeps. A missing
 //! redis-py is a failure, never a skip.
 
 mod support;
@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 const PYTHON: &str = "/usr/bin/python3";
 
-/// Where scripts/setup.sh installs redis-py >= 5 (Debian's python3-redis is 4.x).
+/// Where scripts/setup-test.sh installs redis-py >= 5 (Debian's python3-redis is 4.x).
 fn pydeps() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/target/pydeps").to_string()
 }
@@ -50,7 +50,7 @@ async fn redis_py_works_unchanged() {
         .expect("python3 runs");
     assert!(
         probe.success(),
-        "redis-py missing: apt-get install -y python3-redis (scripts/setup.sh does it)"
+        "redis-py missing: apt-get install -y python3-redis (scripts/setup-test.sh does it)"
     );
     let proxy = support::proxy_for_shared().await;
     run_script("redis_py_session.py", proxy.local_addr(), "pytest:", None).await;
@@ -70,7 +70,7 @@ async fn redis_py_5_over_resp3_gets_typed_replies_and_push_messages() {
         .expect("python3 runs");
     assert!(
         probe.status.success(),
-        "redis-py >= 5 (RESP3) missing from {path} (found: {}{}): run scripts/setup.sh, \
+        "redis-py >= 5 (RESP3) missing from {path} (found: {}{}): run scripts/setup-test.sh, \
          which installs it with `python3 -m pip install --target target/pydeps 'redis>=5,<6'`",
         String::from_utf8_lossy(&probe.stdout).trim(),
         String::from_utf8_lossy(&probe.stderr).trim(),

@@ -33,9 +33,16 @@ pub(super) async fn run_link(
     // Connect lazily: a dead node costs nothing until a request wants it, and then each
     // attempt is paid by the requests that wanted it (they get NotSent and retry with
     // backoff in the session), so there is no reconnect loop spinning on its own.
+    // A dead node fails every request that wants it: one warning per interval.
+    let mut failures = crate::logging::throttle::Throttle::new();
     while let Some(first) = rx.recv().await {
         let stream = match connect(&addr, &opts).await {
-            Ok(s) => s,
+            Ok(s) => {
+                if let n @ 1.. = failures.clear() {
+                    tracing::info!(node = %addr, failures = n, "backend connects again");
+                }
+                s
+            }
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 tracing::warn!(node = %addr, error = %e, "backend refused the link's identity");
                 metrics::counter!("respgate_backend_identity_refusals_total").increment(1);
@@ -50,7 +57,9 @@ pub(super) async fn run_link(
                 continue;
             }
             Err(e) => {
-                tracing::warn!(node = %addr, error = %e, "backend connect failed");
+                if let Some(r) = failures.hit() {
+                    tracing::warn!(node = %addr, error = %e, repeated = r.count, "backend connect failed{r}");
+                }
                 metrics::counter!("respgate_backend_connect_failures_total").increment(1);
                 on_failure.notify_one();
                 let why = format!("{addr} unreachable: {e}");

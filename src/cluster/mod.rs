@@ -316,15 +316,25 @@ impl Cluster {
         let periodic = Duration::from_millis(self.config.refresh_interval_ms.max(100));
         let min_gap = Duration::from_millis(self.config.refresh_min_interval_ms);
         let mut last = Instant::now() - min_gap;
+        // Failing every 200 ms while no map is known: logged once per interval.
+        let mut failures = crate::logging::throttle::Throttle::new();
         loop {
             let since = last.elapsed();
             if since < min_gap {
                 tokio::time::sleep(min_gap - since).await;
             }
             last = Instant::now();
-            if let Err(e) = self.refresh_once().await {
-                metrics::counter!("respgate_topology_refresh_failures_total").increment(1);
-                tracing::warn!(error = %e, "topology refresh failed");
+            match self.refresh_once().await {
+                Err(e) => {
+                    metrics::counter!("respgate_topology_refresh_failures_total").increment(1);
+                    if let Some(r) = failures.hit() {
+                        tracing::warn!(error = %e, repeated = r.count, "topology refresh failed{r}");
+                    }
+                }
+                Ok(()) => match failures.clear() {
+                    0 => {}
+                    n => tracing::info!(failures = n, "topology refresh works again"),
+                },
             }
             let wait = if self.topology.load().is_none() {
                 Duration::from_millis(200)

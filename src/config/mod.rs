@@ -2,7 +2,7 @@
 //! precise messages.
 //!
 //! Plain data: one file per section (`server`, `cluster`, `tls`, `auth`, `guards`,
-//! `ttl`, `replica_reads`, `scripts`, `admin`), each with its structs, its defaults (the ones an
+//! `ttl`, `replica_reads`, `scripts`, `admin`, `log`), each with its structs, its defaults (the ones an
 //! operator would expect from Redis where Redis has one) and the checks its own fields
 //! allow (syntax, ranges, fields against each other). The checks that need another
 //! module (TLS files and keys, ACL rules, guard and TTL rules) are that module's, run by
@@ -18,6 +18,7 @@ mod admin;
 mod auth;
 mod cluster;
 mod guards;
+mod log;
 mod replica_reads;
 mod scripts;
 mod server;
@@ -28,6 +29,7 @@ pub use admin::{AdminConfig, MAX_CLUSTER_METRICS_INTERVAL_SECS};
 pub use auth::{AuthConfig, AuthMode, UserConfig, MAX_LOCKOUT_SECS};
 pub use cluster::{split_host_port, ClusterConfig, DEFAULT_MAX_REPLY_BYTES, MIN_MAX_REPLY_BYTES};
 pub use guards::{FailMode, GuardAction, GuardRewrite, GuardRuleConfig, GuardScope, GuardsConfig};
+pub use log::{LogConfig, LogFormat, MAX_REPEAT_INTERVAL_SECS};
 pub use replica_reads::{ReadPolicyKind, ReadRuleConfig, ReplicaReadsConfig, MAX_LAG_BOUNDS};
 pub use scripts::{ScriptIsolation, ScriptsConfig};
 pub use server::ServerConfig;
@@ -66,22 +68,6 @@ pub struct Config {
     /// The operators' HTTP listener (`[admin]`): off unless `listen` is set.
     #[serde(default)]
     pub admin: AdminConfig,
-}
-
-/// Logging.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// A `tracing` filter, e.g. `info` or `respgate=debug`; `RUST_LOG` overrides it.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: "info".into(),
-        }
-    }
 }
 
 /// A configuration problem, phrased for the operator who has to fix it.
@@ -149,6 +135,7 @@ impl Config {
         self.cluster.check()?;
         self.replica_reads.check(self.cluster.request_timeout_ms)?;
         self.auth.check()?;
+        self.log.check()?;
         self.scripts.validate()?;
         let tls_listen = self.tls.as_ref().map_or("", |t| t.listen.as_str());
         self.admin.check(&[self.server.listen.as_str(), tls_listen])
@@ -246,6 +233,28 @@ mod tests {
         );
         assert!(parse("lockout_secs = 86400\nfailure_window_secs = 86400\n").is_ok());
         assert_eq!(parse("").unwrap().auth.login_timeout_secs, 10);
+    }
+
+    #[test]
+    fn log_format_is_text_unless_json_is_asked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert_eq!(c.log.repeat_interval_secs, 30);
+        let c = parse("[log]\nformat = \"json\"\nlevel = \"warn\"\n").unwrap();
+        assert_eq!(
+            (c.log.format, c.log.level.as_str()),
+            (LogFormat::Json, "warn")
+        );
+        let e = parse("[log]\nformat = \"xml\"\n").unwrap_err();
+        assert!(
+            e.starts_with("t.toml: log.format: unknown variant `xml`"),
+            "{e}"
+        );
+        let e = parse("[log]\nrepeat_interval_secs = 0\n").unwrap_err();
+        assert!(
+            e.starts_with("t.toml: log.repeat_interval_secs: 0 is outside"),
+            "{e}"
+        );
     }
 
     #[test]

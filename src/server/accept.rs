@@ -190,8 +190,10 @@ pub(super) fn listen(addr: &str) -> std::io::Result<TcpListener> {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
+    // Name the address: "Address already in use" alone does not say which listener.
+    let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{addr}: {e}"));
+    socket.bind(addr).map_err(named)?;
+    socket.listen(1024).map_err(named)
 }
 
 /// Counts a connected client for as long as it lives, however its session ends (the

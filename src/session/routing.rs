@@ -56,10 +56,7 @@ pub fn route(
 ) -> Route {
     let table_guard = ctx.cluster.commands();
     let Some(table) = table_guard.as_ref() else {
-        if args.get(0).eq_ignore_ascii_case(b"quit") {
-            return Route::ReplyAndClose(Bytes::from_static(reply::OK));
-        }
-        return Route::Reply(Refusal::NoNodeReached.reply());
+        return before_discovery(client, args);
     };
     let lookup = table.lookup(args);
     let Lookup::Found(info) = lookup else {
@@ -100,6 +97,27 @@ pub fn route(
         table,
     };
     routed(ctx, client, request, keys, keys_found, &mut charge)
+}
+
+/// A request before any node has answered (no command table): QUIT closes, PING is
+/// answered here (so a health check sees the proxy alive while every node is
+/// unreachable) for a client that may run anything (its rules cannot be read without
+/// the table, so a restricted or unauthenticated client gets the same refusal as
+/// everything else: no ACL or AUTH decision changes), the rest is refused.
+fn before_discovery(client: &ClientState, args: Args<'_>) -> Route {
+    let name = args.get(0);
+    if name.eq_ignore_ascii_case(b"quit") {
+        return Route::ReplyAndClose(Bytes::from_static(reply::OK));
+    }
+    let may_run_anything = client.auth.user().is_some_and(|u| u.unrestricted);
+    if name.eq_ignore_ascii_case(b"ping") && may_run_anything {
+        match args.len() {
+            1 => return Route::Reply(Bytes::from_static(reply::PONG)),
+            2 => return Route::Reply(reply::bulk(args.get(1))),
+            _ => {}
+        }
+    }
+    Route::Reply(Refusal::NoNodeReached.reply())
 }
 
 /// A request past the ACL and the guards, with what respgate knows of its command.

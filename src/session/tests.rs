@@ -203,12 +203,25 @@ async fn requests_framed_from_the_read_buffer_answer_in_order() {
         .extend_from_slice(b"PING\r\n*1\r\n$4\r\nQUIT\r\n*1\r\n$4\r\nPING\r\n");
     s.parse_requests();
     s.drain_ready_heads();
-    assert_eq!(
-        &s.io.out[..],
-        &b"-CLUSTERDOWN The cluster is down (respgate has not reached any node yet)\r\n+OK\r\n"[..]
-    );
+    assert_eq!(&s.io.out[..], &b"+PONG\r\n+OK\r\n"[..]);
     assert!(s.io.closing && !s.io.linger);
     assert_eq!(&s.io.rbuf[..], b"*1\r\n$4\r\nPING\r\n");
+}
+
+/// Before any node has answered (no command table), PING is answered here: a health
+/// check sees the proxy alive. Everything else is refused with CLUSTERDOWN.
+#[tokio::test]
+async fn ping_is_answered_before_any_node_is_reached() {
+    let mut s = session(Duration::from_secs(1));
+    s.io.rbuf
+        .extend_from_slice(b"PING\r\nPING hi\r\nPING a b\r\nGET k\r\n");
+    s.parse_requests();
+    s.drain_ready_heads();
+    let down = "-CLUSTERDOWN The cluster is down (respgate has not reached any node yet)\r\n";
+    assert_eq!(
+        String::from_utf8_lossy(&s.io.out),
+        format!("+PONG\r\n$2\r\nhi\r\n{down}{down}")
+    );
 }
 
 #[tokio::test]
