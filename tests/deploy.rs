@@ -255,11 +255,11 @@ fn probes_ask_what_the_admin_listener_answers() {
         probe(pod.container, "livenessProbe"),
         ("/healthz", admin_port)
     );
-    // The kubelet's httpGet carries no token from a Secret, and /readyz wants one when
-    // a token is configured: the probe would see 401 and the pod never turn ready.
+    // /metrics and /topology are behind a token from a Secret (never a literal in the
+    // ConfigMap); the probes need none (`probe_paths_answer_the_kubelet`).
     assert!(
-        pod.config.admin.token.is_none() && pod.config.admin.token_env.is_none(),
-        "an admin token makes /readyz answer the kubelet 401"
+        pod.config.admin.token.is_none() && pod.config.admin.token_env.is_some(),
+        "the admin token comes from the environment (a Secret)"
     );
     assert!(pod.toml.contains("[admin]"));
 }
@@ -353,7 +353,8 @@ fn config_secrets_and_mounts_agree() {
     }
 }
 
-/// The pods' admin section, live: the kubelet's requests (no token) get answers.
+/// The pods' admin section, live, with its token: the kubelet's requests (no token) get
+/// answers, a scrape without the token does not.
 #[tokio::test]
 async fn probe_paths_answer_the_kubelet() {
     let docs = manifests();
@@ -367,12 +368,20 @@ async fn probe_paths_answer_the_kubelet() {
         .collect();
     config.cluster.password_env = None;
     config.scripts = Default::default();
+    // What the Secret would hold: the variable itself is the Deployment's business
+    // (checked in `config_secrets_and_mounts_agree`).
+    assert!(config.admin.token_env.take().is_some());
+    config.admin.token = Some("from-the-secret".into());
     let proxy = support::start_proxy(config).await;
     let admin = proxy.admin_addr().unwrap();
     for path in ["/healthz", "/readyz"] {
         let (status, body) = support::http_get(admin, path, None).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
+    assert_eq!(support::http_get(admin, "/metrics", None).await.0, 401);
+    let (status, _) = support::http_get(admin, "/metrics", Some("from-the-secret")).await;
+    assert_eq!(status, 200);
+    proxy.shutdown().await;
 }
 
 fn compose(args: &[&str]) -> std::process::Output {
