@@ -128,6 +128,10 @@ load_cpu=$(awk -v hz="$CLK_TCK" '$1 == "plain" { print $2 / hz / $3 }' "$OUT/cpu
     awk -F'\t' 'NR > 1 { rps[$3, $2] = rps[$3, $2] " " $4; cpu[$3, $2] = cpu[$3, $2] " " $5; keys[$3] = 1 }
         function med(s,   a, n, i, j, t) { n = split(s, a, " "); for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }; return a[int((n + 1) / 2)] }
         END { for (k in keys) { p = med(rps[k, "plain"]); s = med(rps[k, "scraped"]); printf "%s\t%s\t%s\t%.3f\t%s\t%s\n", k, p, s, s / p, med(cpu[k, "plain"]), med(cpu[k, "scraped"]) } }' "$ROWS" | sort
+    # The same round's two runs are closest in time: the median of their ratios.
+    awk -F'\t' 'NR > 1 { v[$1, $3, $2] = $4; keys[$3] = 1; rounds[$1] = 1 }
+        function med(s,   a, n, i, j, t) { n = split(s, a, " "); for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }; return a[int((n + 1) / 2)] }
+        END { for (k in keys) { s = ""; for (r in rounds) s = s " " v[r, k, "scraped"] / v[r, k, "plain"]; printf "%s: median of per-round scraped/plain %.3f (rounds:%s)\n", k, med(s), s } }' "$ROWS" | sort
     echo "one scrape: ${per_scrape_us} us of respgate CPU ($body bytes, $series series; $SCRAPES scrapes, idle data path)"
     awk -v s="$per_scrape_us" -v l="$load_cpu" 'BEGIN { printf "respgate under load: %.2f CPU-seconds per second; one scrape per second adds %.3f%% to it\n", l, s / 1e6 / l * 100 }'
 } | tee "$OUT/summary.txt"

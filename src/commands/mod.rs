@@ -131,6 +131,11 @@ pub struct CommandTable {
     policy: policy::Policy,
 }
 
+/// Commands whose request counter exists from the start (at 0) rather than from the
+/// first use: `deploy/prometheus/alerts.yml` counts them with `increase()`, which cannot
+/// see a series' first step, so a counter born at 1 would hide the first flush.
+const ALERTED_FROM_ZERO: &[&str] = &["flushall", "flushdb"];
+
 impl CommandTable {
     /// Loads the table from the raw RESP2 bytes of a `COMMAND` reply (exactly one frame).
     pub fn from_command_reply(reply: &[u8]) -> Result<CommandTable, CommandTableError> {
@@ -141,6 +146,11 @@ impl CommandTable {
     fn from_commands(mut commands: Vec<CommandInfo>) -> Result<CommandTable, CommandTableError> {
         let mut next_id = 0u32;
         for cmd in &mut commands {
+            if ALERTED_FROM_ZERO.contains(&cmd.name.as_str()) {
+                // Registered now (the registry keeps it, at 0); the first use's handle
+                // is the same series.
+                let _ = metrics::counter!("respgate_command_requests_total", "command" => cmd.name.clone());
+            }
             cmd.id = next_id;
             next_id += 1;
             for sub in &mut cmd.subcommands {

@@ -453,6 +453,12 @@ impl Refusal {
     /// the cold path: the registry lookup costs a passing request nothing).
     pub fn reply(&self) -> Bytes {
         metrics::counter!("respgate_error_replies_total", "kind" => self.kind()).increment(1);
+        self.reply_uncounted()
+    }
+
+    /// The error reply, not counted: for a refusal that wraps an error already counted
+    /// (`EXECABORT Transaction discarded because of: NOAUTH ...`).
+    pub fn reply_uncounted(&self) -> Bytes {
         super::reply::error(&self.to_string())
     }
 

@@ -39,8 +39,9 @@ fn rejected(client: &mut ClientState, row: Row, error: Bytes) -> Route {
         } else {
             text
         };
+        // The wrapped refusal was counted when it was made: one reply, one count.
         return Route::Reply(
-            Refusal::ExecAbortBecause(String::from_utf8_lossy(text).into_owned()).reply(),
+            Refusal::ExecAbortBecause(String::from_utf8_lossy(text).into_owned()).reply_uncounted(),
         );
     }
     client.abort_transaction();
@@ -67,13 +68,21 @@ pub fn route(
         client.abort_transaction();
         return Route::Reply(error);
     };
-    info.metrics().requests.increment(1);
     client.entry.set_cmd(&info.name);
     let row = table.policy(info);
+    // Counted once the client is logged in, refused by its ACL or not (an attempt to
+    // FLUSHALL is what an alert wants to see): a command's series is registered on its
+    // first use, and a stranger sending every command name must not create ~370 of them.
     let keys_found = match super::auth::check(ctx, client, info, args, keys, table) {
         Ok(found) => found,
-        Err(refused) => return rejected(client, row, refused),
+        Err(refused) => {
+            if client.auth.user().is_some() {
+                info.metrics().requests.increment(1);
+            }
+            return rejected(client, row, refused);
+        }
     };
+    info.metrics().requests.increment(1);
     // A limit rule's token is owed (`charge`) and paid only where the request is about
     // to run: a command refused for another reason spends none.
     let mut charge = None;
