@@ -258,6 +258,58 @@ async fn held_connections_do_not_shut_probes_out() {
     proxy.shutdown().await;
 }
 
+/// A peer flooding the admin port with connections (opened and left half-sent, as fast
+/// as it can) evicts its own: another address's probes, sent meanwhile, are all served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_does_not_cut_another_peers_probes() {
+    let proxy = support::start_proxy(admin_config(&support::shared_cluster_seeds(), None)).await;
+    let admin = proxy.admin_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut held = std::collections::VecDeque::new();
+            let mut opened = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut s) = tokio::net::TcpStream::connect(admin).await {
+                    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+                    held.push_back(s);
+                    opened += 1;
+                }
+                if held.len() > 256 {
+                    held.pop_front();
+                }
+            }
+            opened
+        }
+    });
+    // From 127.0.0.2: another peer address on the loopback network.
+    for i in 0..20 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = socket.connect(admin).await.unwrap();
+        // A slow client: the flood opens well over 64 connections meanwhile.
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(b"Connection: close\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut answer))
+            .await
+            .expect("an answer (anti-hang bound)");
+        assert!(
+            read.is_ok() && answer.starts_with("HTTP/1.1 200 "),
+            "probe {i} during the flood: {read:?} {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = flood.await.unwrap();
+    assert!(opened > 64, "the flood opened only {opened} connections");
+    proxy.shutdown().await;
+}
+
 /// Probes share one check while it is fresh (`/readyz` answers for a second): a burst of
 /// probes, concurrent and one after another, costs each master about one PING per
 /// second, not one per probe.

@@ -1,6 +1,7 @@
 //! The admin endpoints over HTTP/1.1 (hyper): the accept loop, the bearer-token check
 //! and the routing of the four paths.
 
+use super::conns::OpenConns;
 use super::AdminState;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,10 +16,8 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-/// Connections served at once (scrapers and probes hold one or two each). A connection
-/// accepted beyond it closes the oldest one open: a new probe is always served, so
-/// clients that hold connections (idle ones are closed after [`HEADER_READ_TIMEOUT`])
-/// cannot shut the probes out, only make them reconnect.
+/// Connections served at once (scrapers and probes hold one or two each); beyond it the
+/// busiest peer's oldest connection gives way ([`OpenConns`]).
 const MAX_CONNECTIONS: usize = 64;
 /// A request's headers must arrive within this.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,15 +28,14 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// open connections end with it: the set that holds them is dropped).
 pub(super) async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     let mut conns = JoinSet::new();
-    // The open connections, oldest first (finished ones are skipped when evicting).
-    let mut by_age = std::collections::VecDeque::new();
+    let mut open = OpenConns::new(MAX_CONNECTIONS);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: try again shortly.
                 tracing::warn!(error = %e, "admin endpoint: accept failed");
@@ -45,12 +43,7 @@ pub(super) async fn serve(listener: TcpListener, state: Arc<AdminState>) {
                 continue;
             }
         };
-        by_age.retain(|c: &tokio::task::AbortHandle| !c.is_finished());
-        if by_age.len() >= MAX_CONNECTIONS {
-            if let Some(oldest) = by_age.pop_front() {
-                oldest.abort(); // its socket closes as the task is dropped
-            }
-        }
+        open.make_room(peer.ip());
         let state = state.clone();
         let handle = conns.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
@@ -64,7 +57,7 @@ pub(super) async fn serve(listener: TcpListener, state: Arc<AdminState>) {
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
-        by_age.push_back(handle);
+        open.add(peer.ip(), handle);
     }
 }
 

@@ -24,6 +24,7 @@
 //! read timeout): a scrape endpoint needs no more, and a hand-written parser would be
 //! more code to trust on a port that may face a network.
 
+mod conns;
 mod http;
 pub mod ready;
 mod recorder;
