@@ -10,6 +10,10 @@
 //!   AUTH, a key the ACL refuses, a command a guard rule denies), and the names are taken
 //!   from its `/metrics`. A panel on a misspelt or never-exported metric stays empty,
 //!   and an alert on one never fires; neither Grafana nor promtool can tell.
+//! - no panel query and no alert reads a cluster series (`redis_*`, `respgate_cluster_*`)
+//!   without deduping it first with `max`/`min`: every respgate pod collects every node,
+//!   so with N pods each node series comes N times (a textual lint,
+//!   `undeduped_cluster_series`).
 //!
 //! promtool comes with Debian's `prometheus` package (scripts/test.sh installs it).
 
@@ -238,5 +242,207 @@ async fn dashboard_and_alerts_read_only_metrics_respgate_exports() {
         "metrics read by the dashboard or the alerts that respgate's /metrics does not \
          export:\n  {}\nexported: {exported:?}",
         missing.join("\n  ")
+    );
+}
+
+/// Aggregations that dedupe the copies of one node's series (one per respgate pod).
+const DEDUPING: &[&str] = &["max", "min"];
+const AGGREGATIONS: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+];
+
+/// The selectors of `expr` that read a cluster series (`redis_*`, `respgate_cluster_*`)
+/// whose innermost enclosing aggregation is not `max`/`min` (or that have none).
+///
+/// A textual lint, not a PromQL parser: it walks the parentheses, and a `(` opens an
+/// aggregation's argument when the word before it is an aggregation (`sum(`), or when it
+/// follows the `by (...)`/`without (...)` clause of one (`sum by (addr) (`). Label
+/// matchers `{...}` and strings are skipped; the postfix form `sum(x) by (l)` is read
+/// like `sum(x)`. Every respgate pod collects every Redis node, so a node's series come
+/// once per pod (same `addr`, another `instance`); respgate_cluster_* are each pod's
+/// view of the same cluster. Read bare, or under `sum`/`count` before a per-node (or
+/// across-pods) `max`/`min`, they count N times or fire once per pod. respgate's own
+/// series (`respgate_command_*`, `respgate_auth_total`, ...) are per pod and are not
+/// checked: summing them is right.
+fn undeduped_cluster_series(expr: &str) -> Vec<String> {
+    #[derive(Clone, PartialEq)]
+    enum Paren {
+        Agg(String),
+        Clause(String),
+        Other,
+    }
+    let chars: Vec<char> = expr.chars().collect();
+    let mut stack: Vec<Paren> = Vec::new();
+    // The aggregation whose `by (...)` clause just closed: the next `(` is its argument.
+    let mut pending: Option<String> = None;
+    let mut last_word = String::new();
+    let mut bad = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' || c == '\'' || c == '`' {
+            i += 1;
+            while i < chars.len() && chars[i] != c {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i += 1;
+            continue;
+        }
+        if c == '{' || c == '[' {
+            let close = if c == '{' { '}' } else { ']' };
+            while i < chars.len() && chars[i] != close {
+                i += 1;
+            }
+            i += 1;
+            last_word.clear();
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_:".contains(chars[i])) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let is_call = chars[i..].iter().find(|c| !c.is_whitespace()) == Some(&'(');
+            let in_clause = matches!(stack.last(), Some(Paren::Clause(_)));
+            if !is_call
+                && !in_clause
+                && (word.starts_with("redis_") || word.starts_with("respgate_cluster_"))
+            {
+                let innermost = stack.iter().rev().find_map(|p| match p {
+                    Paren::Agg(a) => Some(a.as_str()),
+                    _ => None,
+                });
+                if !innermost.is_some_and(|a| DEDUPING.contains(&a)) {
+                    bad.push(word.clone());
+                }
+            }
+            if word != "by" && word != "without" {
+                pending = None;
+            }
+            last_word = word;
+            continue;
+        }
+        match c {
+            '(' => {
+                let frame = if let Some(agg) = pending.take() {
+                    Paren::Agg(agg)
+                } else if AGGREGATIONS.contains(&last_word.as_str()) {
+                    Paren::Agg(last_word.clone())
+                } else if last_word == "by" || last_word == "without" {
+                    // The word before `by`: the aggregation it belongs to (prefix form).
+                    let agg = word_before_clause(&chars, i);
+                    Paren::Clause(agg)
+                } else {
+                    Paren::Other
+                };
+                stack.push(frame);
+            }
+            ')' => {
+                if let Some(Paren::Clause(agg)) = stack.pop() {
+                    if AGGREGATIONS.contains(&agg.as_str()) {
+                        pending = Some(agg);
+                    }
+                }
+            }
+            c if !c.is_whitespace() => pending = None,
+            _ => {}
+        }
+        if !c.is_whitespace() {
+            last_word.clear();
+        }
+        i += 1;
+    }
+    bad
+}
+
+/// The word before the `by`/`without` that precedes the `(` at `open` (`sum` in
+/// `sum by (`), empty when there is none.
+fn word_before_clause(chars: &[char], open: usize) -> String {
+    let text: String = chars[..open].iter().collect();
+    let mut words = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .rev();
+    words.next(); // by / without
+    words.next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn dedupe_lint_reads_promql_as_meant() {
+    for ok in [
+        "sum(max by (addr) (redis_up))",
+        "count(max by (addr) (redis_up))",
+        "max by (addr, role) (redis_memory_used_bytes) / max by (addr, role) (redis_memory_max_bytes > 0) > 0.85",
+        "sum(max by (addr) (rate(redis_commands_processed_total{role=\"master\"}[1m])))",
+        "max without (instance, pod) (redis_up)",
+        "min(respgate_cluster_masters_online)",
+        "max(increase(respgate_cluster_failovers_total[15m])) >= 3",
+        "sum by (command) (rate(respgate_command_requests_total[1m]))",
+        "max(redis_up) by (addr)",
+    ] {
+        assert_eq!(undeduped_cluster_series(ok), Vec::<String>::new(), "{ok}");
+    }
+    for (bad, series) in [
+        ("sum(redis_up)", "redis_up"),
+        ("count(redis_up)", "redis_up"),
+        (
+            "sum by (addr) (rate(redis_evicted_keys_total[5m]))",
+            "redis_evicted_keys_total",
+        ),
+        (
+            "max(sum by (addr) (redis_connected_clients))",
+            "redis_connected_clients",
+        ),
+        (
+            "redis_memory_used_bytes / max by (addr) (redis_memory_max_bytes) > 0.85",
+            "redis_memory_used_bytes",
+        ),
+        (
+            "respgate_cluster_masters_online < 2",
+            "respgate_cluster_masters_online",
+        ),
+        ("sum(max by (addr) (redis_up)) + sum(redis_up)", "redis_up"),
+    ] {
+        assert_eq!(undeduped_cluster_series(bad), [series], "{bad}");
+    }
+}
+
+/// With N respgate pods every node series is exported N times: no dashboard query and
+/// no alert may read one without first deduping it (`undeduped_cluster_series`), so each
+/// gives the same answer, and fires once, with 1 or N respgates.
+#[test]
+fn cluster_series_are_deduped_across_respgate_instances() {
+    let alerts = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let mut offenders = Vec::new();
+    for (file, exprs) in [
+        (
+            "deploy/grafana/respgate.json",
+            dashboard_expressions(&dashboard()),
+        ),
+        ("deploy/prometheus/alerts.yml", promql::expressions(&alerts)),
+    ] {
+        for expr in exprs {
+            for series in undeduped_cluster_series(&expr) {
+                offenders.push(format!("{file}: {series} in {expr:?}"));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "cluster series read without a per-node (or across-pods) max/min first; with N \
+         respgate pods they count N times:\n  {}",
+        offenders.join("\n  ")
     );
 }

@@ -1,7 +1,9 @@
 //! The deployment files (deploy/kubernetes/, docker/) against what respgate serves: the
 //! probes ask the paths and port the admin listener answers on, the ports match the
 //! config's listeners, the config the pods get loads with the environment the pods get,
-//! and every secret it reads is one the Secret template has. Plus the compose file:
+//! and every secret it reads is one the Secret template has; probe timeouts, the
+//! readiness window across a failover, preStop + drain within the grace period; the
+//! Prometheus scrape example against the Service and Secret. Plus the compose file:
 //! `docker-compose config` must accept it (Debian's docker-compose runs without an
 //! engine; missing, this test fails, never skips), and its respgate config and
 //! Prometheus target agree.
@@ -463,4 +465,126 @@ fn compose_respgate_config_loads_and_prometheus_scrapes_its_admin_port() {
         .collect();
     assert_eq!(targets, [format!("respgate:{admin_port}")]);
     assert_eq!(prom["rule_files"][0], "/etc/prometheus/alerts.yml");
+}
+
+/// Probe timeouts, the shutdown sequence and readiness across a failover.
+#[test]
+fn probes_and_shutdown_leave_respgate_the_time_it_needs() {
+    let docs = manifests();
+    let pod = pod(&docs);
+    // /readyz PINGs the masters with a 0.9 s timeout (and may wait for a check in
+    // flight): the Kubernetes default probe timeout, 1 s, is too short.
+    for which in ["readinessProbe", "livenessProbe"] {
+        let timeout = pod.container[which]["timeoutSeconds"].as_u64().unwrap_or(1);
+        assert!(
+            timeout >= 2,
+            "{which}: timeoutSeconds {timeout} (the default is 1)"
+        );
+    }
+    // Readiness is cluster-wide (a dead master makes every pod 503 at once): a failover
+    // at Redis' default cluster-node-timeout (15 s, plus election and respgate's
+    // topology check) must not take every pod out of the Service.
+    let ready = &pod.container["readinessProbe"];
+    let period = ready["periodSeconds"].as_u64().unwrap_or(10);
+    let threshold = ready["failureThreshold"].as_u64().unwrap_or(3);
+    assert!(
+        period * (threshold - 1) > 15 + 5,
+        "readiness leaves the Service after {period} s x {threshold} failures: a default \
+         failover (~17 s) would empty it"
+    );
+    // Shutdown: preStop sleeps (kube-proxy stops sending new connections), SIGTERM, then
+    // the drain of [server] shutdown_grace_secs; the kubelet must not kill before.
+    let command: Vec<&str> = pod.container["lifecycle"]["preStop"]["exec"]["command"]
+        .as_sequence()
+        .expect("a preStop exec hook")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let [sleep, secs] = command[..] else {
+        panic!("preStop: {command:?}, expected [/bin/sleep, N]")
+    };
+    assert_eq!(sleep, "/bin/sleep");
+    let dockerfile = std::fs::read_to_string(repo("docker/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("FROM debian:bookworm-slim"),
+        "preStop runs /bin/sleep: the runtime image must have it (coreutils)"
+    );
+    let pre_stop: u64 = secs.parse().unwrap();
+    assert!(pre_stop >= 3, "preStop sleeps {pre_stop} s");
+    let grace = pod.spec["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap_or(30);
+    let drain = pod.config.server.shutdown_grace_secs;
+    assert!(
+        grace > pre_stop + drain,
+        "terminationGracePeriodSeconds {grace} <= preStop {pre_stop} + shutdown_grace_secs \
+         {drain}: the kubelet would kill respgate mid-drain"
+    );
+    // /metrics needs the token: annotation-driven scraping (no token) cannot work.
+    let annotations =
+        &one(&docs, "Deployment", "respgate")["spec"]["template"]["metadata"]["annotations"];
+    assert!(
+        annotations["prometheus.io/scrape"].is_null(),
+        "prometheus.io/scrape on pods whose /metrics needs a bearer token"
+    );
+}
+
+/// deploy/kubernetes/prometheus-scrape.example.yaml (not applied: a Prometheus config
+/// fragment) against the manifests: the Service and port it keeps are the admin
+/// listener's, the path is /metrics, the token file is the Secret and key the
+/// Deployment gives respgate as its admin token. (Debian's promtool is built without
+/// Kubernetes discovery, so `promtool check config` cannot read it.)
+#[test]
+fn prometheus_scrape_example_matches_the_manifests() {
+    let docs = manifests();
+    let pod = pod(&docs);
+    let kustomization =
+        std::fs::read_to_string(repo(&format!("{K8S}/kustomization.yaml"))).unwrap();
+    assert!(!kustomization.contains("prometheus-scrape"));
+    let scrape: Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo(&format!("{K8S}/prometheus-scrape.example.yaml"))).unwrap(),
+    )
+    .unwrap();
+    let job = &scrape["scrape_configs"][0];
+    assert_eq!(job["metrics_path"], "/metrics");
+    // The token: /etc/prometheus/secrets/<Secret>/<key>, the Secret and key of the
+    // variable [admin] token_env names.
+    let token_env = pod.config.admin.token_env.as_deref().unwrap();
+    let env_entry = pod.container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == token_env)
+        .unwrap();
+    let secret_ref = &env_entry["valueFrom"]["secretKeyRef"];
+    let file = job["authorization"]["credentials_file"].as_str().unwrap();
+    assert_eq!(
+        file,
+        format!(
+            "/etc/prometheus/secrets/{}/{}",
+            secret_ref["name"].as_str().unwrap(),
+            secret_ref["key"].as_str().unwrap()
+        )
+    );
+    // The kept targets: `<service>;<port name>` of a Service whose port targets the
+    // admin listener.
+    let keep = job["relabel_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "keep")
+        .expect("a keep rule");
+    let (service, port_name) = keep["regex"].as_str().unwrap().split_once(';').unwrap();
+    let svc = one(&docs, "Service", service);
+    let port = svc["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == port_name)
+        .unwrap_or_else(|| panic!("Service {service} has no port {port_name}"));
+    let admin_port = port_of(pod.config.admin.listen.as_deref().unwrap());
+    assert_eq!(port["targetPort"].as_u64(), Some(admin_port));
+    // Not-ready pods are scraped too: endpoint(slice)s list them, and the headless
+    // admin Service selects every respgate pod.
+    assert_eq!(svc["spec"]["clusterIP"], "None");
 }
