@@ -75,7 +75,7 @@ mod tests {
     #[tokio::test]
     async fn the_busiest_peer_gives_way_oldest_first() {
         let mut conns = OpenConns::new(4);
-        let mut spawn = |conns: &mut OpenConns, peer| {
+        let spawn = |conns: &mut OpenConns, peer| {
             conns.make_room(peer);
             let task = tokio::spawn(std::future::pending::<()>());
             conns.add(peer, task.abort_handle());
