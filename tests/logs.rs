@@ -213,3 +213,70 @@ fn dev_prints_one_ready_line_with_the_address() {
     );
     assert_eq!(set.as_deref(), Some("+OK\r\n"));
 }
+
+/// A dead master fails every request for its slots on each of respgate's links to it
+/// (one per worker thread): its connect-failure warning is still logged once per
+/// interval for the node, not once per link.
+#[test]
+fn a_dead_node_is_warned_about_once_per_interval_not_once_per_link() {
+    use devcluster::{DevCluster, DevClusterOptions};
+    let mut cluster = DevCluster::start(DevClusterOptions {
+        node_timeout_ms: 5000,
+        ..DevClusterOptions::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let seeds: Vec<String> = cluster.seeds().iter().map(|s| format!("\"{s}\"")).collect();
+    let config = dir.path().join("respgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{addr}\"\nworker_threads = 2\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"none\"\n",
+            seeds.join(",")
+        ),
+    )
+    .unwrap();
+    let mut child = respgate()
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    wait_for("respgate to serve", Duration::from_secs(20), || {
+        request(&addr, "SET k 1\r\n").as_deref() == Some("+OK\r\n")
+    });
+    let victim = cluster.masters()[0];
+    cluster.kill_node(victim);
+    // Keys over every master, on connections spread over both workers, for 2 s (well
+    // inside the 30 s interval and the node timeout): each link to the victim fails.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        let conns: Vec<_> = (0..4).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+        for (i, c) in conns.iter().enumerate() {
+            for k in 0..12 {
+                (&*c)
+                    .write_all(format!("GET key:{i}:{k}\r\n").as_bytes())
+                    .unwrap();
+            }
+        }
+        drop(conns);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sigterm_and_wait(&mut child);
+    let lines = lines.join().unwrap();
+    let warned: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("backend connect failed") && l.contains(&victim.to_string()))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    cluster.shutdown();
+}

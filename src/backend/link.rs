@@ -10,7 +10,7 @@ use super::{Job, LinkError, LinkOptions};
 use crate::tls::BackendStream;
 use bytes::BytesMut;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -28,19 +28,25 @@ pub(super) async fn run_link(
     opts: Arc<LinkOptions>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     on_failure: Arc<Notify>,
-    links_up: Arc<AtomicUsize>,
+    links_up: Arc<super::LinkState>,
 ) {
     // Connect lazily: a dead node costs nothing until a request wants it, and then each
     // attempt is paid by the requests that wanted it (they get NotSent and retry with
     // backoff in the session), so there is no reconnect loop spinning on its own.
-    // A dead node fails every request that wants it: one warning per interval.
-    let mut failures = crate::logging::throttle::Throttle::new();
+    // A dead node fails every request that wants it, on each of its links: one warning
+    // per interval for the node (the throttle is shared by its links; the lock is taken
+    // on connect and on a failed attempt only).
+    let failures = |f: &mut dyn FnMut(&mut crate::logging::throttle::Throttle)| {
+        f(&mut links_up.failures.lock().unwrap_or_else(|e| e.into_inner()))
+    };
     while let Some(first) = rx.recv().await {
         let stream = match connect(&addr, &opts).await {
             Ok(s) => {
-                if let n @ 1.. = failures.clear() {
-                    tracing::info!(node = %addr, failures = n, "backend connects again");
-                }
+                failures(&mut |t| {
+                    if let n @ 1.. = t.clear() {
+                        tracing::info!(node = %addr, failures = n, "backend connects again");
+                    }
+                });
                 s
             }
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -57,9 +63,11 @@ pub(super) async fn run_link(
                 continue;
             }
             Err(e) => {
-                if let Some(r) = failures.hit() {
-                    tracing::warn!(node = %addr, error = %e, repeated = r.count, "backend connect failed{r}");
-                }
+                failures(&mut |t| {
+                    if let Some(r) = t.hit() {
+                        tracing::warn!(node = %addr, error = %e, repeated = r.count, "backend connect failed{r}");
+                    }
+                });
                 metrics::counter!("respgate_backend_connect_failures_total").increment(1);
                 on_failure.notify_one();
                 let why = format!("{addr} unreachable: {e}");
@@ -67,9 +75,9 @@ pub(super) async fn run_link(
                 continue;
             }
         };
-        links_up.fetch_add(1, Ordering::Relaxed);
+        links_up.up.fetch_add(1, Ordering::Relaxed);
         let served = serve(stream, first, &mut rx, &addr, &opts).await;
-        links_up.fetch_sub(1, Ordering::Relaxed);
+        links_up.up.fetch_sub(1, Ordering::Relaxed);
         match served {
             Ok(()) => return, // every handle dropped and every reply delivered
             Err(e) => {

@@ -173,7 +173,15 @@ pub struct Node {
     /// Shared-pool and identity links connected right now (the link tasks count
     /// themselves in and out on connect and loss; the admin endpoint reads it at scrape
     /// time: `respgate_backend_links_connected`).
-    links_up: Arc<AtomicUsize>,
+    links_up: Arc<LinkState>,
+}
+
+/// What a node's link tasks share: how many are connected, and one throttle for their
+/// connect-failure warning (a dead node logs once per interval, not once per link).
+#[derive(Default)]
+pub(crate) struct LinkState {
+    pub(crate) up: AtomicUsize,
+    pub(crate) failures: std::sync::Mutex<crate::logging::throttle::Throttle>,
 }
 
 /// One identity's links to a node (RESP2 and RESP3 sets, one link per worker each).
@@ -190,7 +198,7 @@ fn spawn_link_set(
     per_worker: usize,
     opts: LinkOptions,
     on_failure: &Arc<Notify>,
-    links_up: &Arc<AtomicUsize>,
+    links_up: &Arc<LinkState>,
 ) -> Box<[mpsc::UnboundedSender<Job>]> {
     let opts = Arc::new(opts);
     let total = crate::workers::links_per_node(per_worker);
@@ -217,7 +225,7 @@ impl Node {
     /// notified whenever a connection to this node fails, so the topology is refreshed.
     pub fn spawn(addr: &str, links: usize, opts: LinkOptions, on_failure: Arc<Notify>) -> Node {
         let addr: Arc<str> = Arc::from(addr);
-        let links_up = Arc::new(AtomicUsize::new(0));
+        let links_up = Arc::new(LinkState::default());
         let spawn_links = |resp3: bool, readonly: bool| {
             let opts = LinkOptions {
                 resp3,
@@ -248,7 +256,7 @@ impl Node {
     /// This node's shared and identity links connected right now (dedicated links of
     /// blocking clients are not counted).
     pub fn links_connected(&self) -> usize {
-        self.links_up.load(std::sync::atomic::Ordering::Relaxed)
+        self.links_up.up.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues `job` on a link that runs as `identity` (a client's script identity),
@@ -420,8 +428,8 @@ impl DedicatedLink {
         let identity = opts.identity.clone();
         let addr: Arc<str> = Arc::from(addr);
         let (tx, rx) = mpsc::unbounded_channel();
-        // Not counted in a node's connected links: it is one client's own.
-        let uncounted = Arc::new(AtomicUsize::new(0));
+        // Not counted in a node's connected links nor throttled with them: one client's own.
+        let uncounted = Arc::new(LinkState::default());
         tokio::spawn(run_link(
             addr.clone(),
             Arc::new(opts),

@@ -34,8 +34,11 @@
 //!
 //! **Down nodes.** A node that does not answer within the request timeout (or answers
 //! INFO with an error) is `redis_up 0` and its other series are no longer set. A
-//! node the cluster dropped from its layout (a failed master) is no longer asked but is
-//! still reported `redis_up 0` while it stays out, for at most [`DEPARTED_FOR`]. The
+//! node the cluster dropped from its layout (a failed master) is no longer asked; once it
+//! has stayed out for [`DEPARTED_AFTER`] it is reported `redis_up 0` (under its last
+//! role) while it stays out, for at most [`DEPARTED_FOR`]. The wait keeps a node that
+//! only blinks out of a topology read mid-failover (a replica being promoted) from
+//! reading down while it serves. The
 //! facade cannot delete a series: the admin recorder drops gauges not written for three
 //! intervals (`admin::recorder`), so a down node's other series, series of nodes removed
 //! for good, and of a role a node no longer has, go away; this collector must therefore
@@ -61,6 +64,28 @@ use std::time::{Duration, Instant};
 
 /// How long a node the cluster dropped is still reported down.
 pub const DEPARTED_FOR: Duration = Duration::from_secs(3600);
+
+/// How long a node must stay out of the topology before it is reported down.
+pub const DEPARTED_AFTER: Duration = Duration::from_secs(30);
+
+/// What to report for a node out of the topology for `out`.
+#[derive(Debug, PartialEq, Eq)]
+enum Departed {
+    /// Nothing yet: it may be back at the next refresh.
+    Wait,
+    /// `redis_up 0`.
+    Down,
+    /// Forget it: gone for good.
+    Forget,
+}
+
+fn departed(out: Duration) -> Departed {
+    match out {
+        out if out >= DEPARTED_FOR => Departed::Forget,
+        out if out >= DEPARTED_AFTER => Departed::Down,
+        _ => Departed::Wait,
+    }
+}
 
 /// What one round saw (for tests and logs; everything is also recorded as metrics).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -215,14 +240,16 @@ impl Collector {
     fn report_departed(&mut self) {
         let roles = &mut self.roles;
         self.departed.retain(|addr, (_, since)| {
-            let keep = since.elapsed() < DEPARTED_FOR;
+            let keep = departed(since.elapsed()) != Departed::Forget;
             if !keep {
                 roles.forget(addr);
             }
             keep
         });
-        for (addr, (role, _)) in &self.departed {
-            metrics::gauge!("redis_up", &node_labels(addr, *role)).set(0.0);
+        for (addr, (role, since)) in &self.departed {
+            if departed(since.elapsed()) == Departed::Down {
+                metrics::gauge!("redis_up", &node_labels(addr, *role)).set(0.0);
+            }
         }
     }
 
@@ -339,4 +366,22 @@ fn describe() {
         "respgate_cluster_failovers_total",
         "Replicas promoted to master, as respgate saw the topology change."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{departed, Departed, DEPARTED_AFTER, DEPARTED_FOR};
+    use std::time::Duration;
+
+    #[test]
+    fn a_node_out_of_the_topology_reads_down_only_after_a_wait() {
+        assert_eq!(departed(Duration::ZERO), Departed::Wait);
+        assert_eq!(departed(Duration::from_secs(5)), Departed::Wait);
+        assert_eq!(departed(DEPARTED_AFTER), Departed::Down);
+        assert_eq!(
+            departed(DEPARTED_FOR - Duration::from_secs(1)),
+            Departed::Down
+        );
+        assert_eq!(departed(DEPARTED_FOR), Departed::Forget);
+    }
 }
