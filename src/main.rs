@@ -88,7 +88,11 @@ fn main() -> ExitCode {
             no_guards,
         }) => dev(listen, masters, replicas, threads, no_guards),
         None => {
-            if !cli.config.exists() {
+            // Only a file that is not there: one that cannot be read (permissions) is
+            // the loader's to explain.
+            let missing = std::fs::metadata(&cli.config)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+            if missing {
                 // The container's usual first mistake: no file mounted. Say where one is
                 // expected and how to point elsewhere, not "No such file or directory".
                 eprintln!(
@@ -305,8 +309,14 @@ fn run(
         }
         let interrupted = match (ready, proxy.plain_addr()) {
             (Some(ready), Some(addr)) => tokio::select! {
-                _ = proxy.wait_ready(Duration::from_secs(10)) => {
-                    ready(addr);
+                waited = proxy.wait_ready(Duration::from_secs(10)) => {
+                    match waited {
+                        Ok(()) => ready(addr),
+                        // Said as it is: listening, but not serving every slot yet.
+                        Err(e) => complain(&format!(
+                            "respgate dev: listening on {addr} but not ready: {e}"
+                        )),
+                    }
                     false
                 }
                 _ = tokio::signal::ctrl_c() => true,

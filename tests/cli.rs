@@ -606,6 +606,18 @@ fn missing_config_says_where_one_is_expected() {
             missing.display()
         )
     );
+    // A path that exists but cannot be read as a file is the loader's to explain (here
+    // a component is a file: ENOTDIR, as a permission error would be), not "mount one".
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = respgate()
+        .env("RESPGATE_CONFIG", file.join("respgate.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains("no configuration at"), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
     // check-config keeps its own message (it names a file the operator typed).
     let out = respgate()
         .arg("check-config")

@@ -22,15 +22,16 @@
 //! **Stale series expire.** The `metrics` facade cannot delete a series, so without help
 //! a node removed from the cluster, or a node's old role, would be exported forever (and
 //! keep alerts firing). The recorder is built with an idle timeout on **gauges only**
-//! ([`idle_after`]: three cluster-metrics intervals, at least [`IDLE_FLOOR`]): a gauge
+//! ([`idle_after`]: three periods of the slowest periodic writer, at least
+//! [`IDLE_FLOOR`]): a gauge
 //! not *written* for that long (setting the same value counts as a write; being read by
 //! a scrape does not) is dropped at the next render. Every gauge respgate exports is
 //! rewritten periodically, so only dead ones go: the collector re-sets every node of the
 //! topology each round (and `redis_up 0` for a departed node for an hour), the replica
 //! tracker re-sets the lag of every replica each poll, and respgate's own gauges are set
 //! from their atomics at every scrape (`sample`). Counters and histograms are never
-//! expired: a counter that stays flat is not stale, and the per-command handles
-//! registered once at start would be detached from the registry if it were.
+//! expired: a counter that stays flat is not stale, and a per-command handle the command
+//! table holds would be detached from the registry if it were.
 
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -49,14 +50,17 @@ pub const DURATION_BUCKETS: &[f64] = &[
 /// How often histogram samples are folded into their buckets when nobody scrapes.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The shortest idle timeout of a gauge: longer than any periodic writer's interval
-/// but the collector's (the replica lag poll, a scrape).
+/// The shortest idle timeout of a gauge: well above a scrape's period (the scrape-time
+/// gauges are written at each scrape).
 pub const IDLE_FLOOR: Duration = Duration::from_secs(60);
 
-/// How long a gauge may go unwritten before it is dropped: three rounds of the cluster
-/// collector (`admin.cluster_metrics_interval_secs`), at least [`IDLE_FLOOR`].
-pub fn idle_after(collect_interval: Duration) -> Duration {
-    (collect_interval * 3).max(IDLE_FLOOR)
+/// How long a gauge may go unwritten before it is dropped: three periods of the slowest
+/// periodic writer among `writers` (the cluster collector's
+/// `admin.cluster_metrics_interval_secs`, the replica lag poll's
+/// `replica_reads.poll_interval_ms`), at least [`IDLE_FLOOR`].
+pub fn idle_after(writers: &[Duration]) -> Duration {
+    let slowest = writers.iter().copied().max().unwrap_or_default();
+    (slowest * 3).max(IDLE_FLOOR)
 }
 
 /// The recorder: duration buckets, and gauges expiring after `idle`.
@@ -105,10 +109,15 @@ mod tests {
 
     #[test]
     fn idle_timeout_is_three_rounds_at_least_the_floor() {
-        assert_eq!(idle_after(Duration::from_secs(1)), IDLE_FLOOR);
+        assert_eq!(idle_after(&[Duration::from_secs(1)]), IDLE_FLOOR);
         assert_eq!(
-            idle_after(Duration::from_secs(60)),
+            idle_after(&[Duration::from_secs(60)]),
             Duration::from_secs(180)
+        );
+        // A replica lag poll slower than the collector sets it.
+        assert_eq!(
+            idle_after(&[Duration::from_secs(15), Duration::from_secs(90)]),
+            Duration::from_secs(270)
         );
     }
 

@@ -66,11 +66,13 @@ impl Proxy {
         let (plain, tls) = bind(&config)?;
         let admin = crate::admin::bind(&config.admin).await?;
         let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
-        // Before the cluster: the command table's metric handles bind to it.
+        // Before the cluster: the command table's metric handles bind to it. Gauges
+        // expire after three periods of their slowest periodic writer.
         let metrics = admin.as_ref().map(|_| {
-            crate::admin::install_recorder(crate::admin::idle_after(Duration::from_secs(
-                config.admin.cluster_metrics_interval_secs,
-            )))
+            crate::admin::install_recorder(crate::admin::idle_after(&[
+                Duration::from_secs(config.admin.cluster_metrics_interval_secs),
+                Duration::from_millis(config.replica_reads.poll_interval_ms),
+            ]))
         });
         let addr = plain.as_ref().map(TcpListener::local_addr).transpose()?;
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
