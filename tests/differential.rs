@@ -15,19 +15,8 @@ mod support;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
-use support::standalone::Standalone;
+use support::standalone::{same, Standalone};
 use support::{show, RawConn};
-
-/// Sends `args` through respgate and to Redis and asserts the same reply bytes;
-/// `context` prefixes the failure message.
-async fn same<A: AsRef<[u8]>>(via: &mut RawConn, direct: &mut RawConn, args: &[A], context: &str) {
-    let (a, b) = (via.command(args).await, direct.command(args).await);
-    let line: Vec<String> = args
-        .iter()
-        .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
-        .collect();
-    assert_eq!(show(&a), show(&b), "{context}`{}`", line.join(" "));
-}
 
 /// Builds random commands over a handful of keys of one hash tag.
 struct Gen {
