@@ -15,8 +15,8 @@ mod support;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
-use support::standalone::{same, Standalone};
-use support::{show, RawConn};
+use support::standalone::Standalone;
+use support::{same, show, RawConn};
 
 /// Builds random commands over a handful of keys of one hash tag.
 struct Gen {

@@ -767,3 +767,19 @@ pub async fn http_get(
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, body.to_string())
 }
+
+/// Sends `args` through respgate (`via`) and to Redis (`direct`) and asserts the same
+/// reply bytes; `context` prefixes the failure message.
+pub async fn same<A: AsRef<[u8]>>(
+    via: &mut RawConn,
+    direct: &mut RawConn,
+    args: &[A],
+    context: &str,
+) {
+    let (a, b) = (via.command(args).await, direct.command(args).await);
+    let line: Vec<String> = args
+        .iter()
+        .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
+        .collect();
+    assert_eq!(show(&a), show(&b), "{context}`{}`", line.join(" "));
+}

@@ -54,24 +54,3 @@ impl Drop for Standalone {
         let _ = self.child.wait();
     }
 }
-
-/// Sends `args` through respgate (`via`) and to Redis (`direct`) and asserts the same
-/// reply bytes; `context` prefixes the failure message.
-pub async fn same<A: AsRef<[u8]>>(
-    via: &mut super::RawConn,
-    direct: &mut super::RawConn,
-    args: &[A],
-    context: &str,
-) {
-    let (a, b) = (via.command(args).await, direct.command(args).await);
-    let line: Vec<String> = args
-        .iter()
-        .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
-        .collect();
-    assert_eq!(
-        super::show(&a),
-        super::show(&b),
-        "{context}`{}`",
-        line.join(" ")
-    );
-}
