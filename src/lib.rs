@@ -26,6 +26,7 @@ pub mod config;
 pub mod guards;
 pub mod loader;
 pub mod logging;
+pub(crate) mod pause;
 pub mod protocol;
 pub(crate) mod pubsub;
 pub(crate) mod reload;

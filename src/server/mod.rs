@@ -388,5 +388,6 @@ fn session_context(
         read_policy: read_policy.clone(),
         guards: guards.clone(),
         scripts: scripts.clone(),
+        pause: Default::default(),
     })
 }

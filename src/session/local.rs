@@ -13,6 +13,7 @@
 mod client;
 mod hello;
 mod info;
+mod pause;
 mod scan;
 
 pub(super) use scan::capped_key_scan;

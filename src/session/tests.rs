@@ -58,6 +58,7 @@ fn context(retry_deadline: Duration) -> Arc<SessionContext> {
         read_policy: None,
         guards,
         scripts,
+        pause: Default::default(),
     })
 }
 

@@ -15,7 +15,7 @@ impl Session {
     /// Frames and dispatches every complete request in the read buffer, up to the
     /// pending-replies bound.
     pub(in crate::session) fn parse_requests(&mut self) {
-        if !self.within_reply_bytes() {
+        if !self.within_reply_bytes() || !self.release_held() {
             return;
         }
         while !self.io.closing
@@ -38,6 +38,11 @@ impl Session {
             };
             match request {
                 Ok(raw) => {
+                    if self.paused(&raw) {
+                        // CLIENT PAUSE: this request and every later one wait (`hold.rs`).
+                        self.io.held = Some(raw);
+                        break;
+                    }
                     let now = self.now();
                     self.client.entry.touch(now);
                     self.dispatch(raw, now);

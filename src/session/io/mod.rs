@@ -10,6 +10,7 @@
 //! shutdown. The goodbye flushes and closes within [`GOODBYE`].
 
 mod framing;
+mod hold;
 mod liveness;
 mod output;
 
@@ -67,6 +68,9 @@ pub(super) struct ClientIo {
     pub(super) linger: bool,
     /// Progress counters and strikes for the housekeeping checks.
     pub(super) live: Liveness,
+    /// A request CLIENT PAUSE holds, framed and not routed (`hold.rs`): nothing more
+    /// is read or framed until it goes.
+    pub(super) held: Option<bytes::Bytes>,
 }
 
 impl ClientIo {
@@ -84,6 +88,7 @@ impl ClientIo {
             closing: false,
             linger: false,
             live: Liveness::new(login_deadline),
+            held: None,
         }
     }
 }
@@ -166,6 +171,8 @@ pub async fn run<R, W>(
             _ = tokio::task::yield_now(), if !s.io.out.is_empty() && !pass.write_now => {
                 s.io.write_deferred = true;
             }
+            // CLIENT PAUSE lifted, ended or changed: the held request is looked at again.
+            _ = s.ctx.pause.changed(), if s.io.held.is_some() => {}
             _ = &mut housekeeping => {
                 if !s.housekeeping() {
                     break;
@@ -199,7 +206,7 @@ impl Session {
     fn begin_pass(&mut self) -> Start {
         // Everything handled in one pass happened "now": one clock read per pass.
         self.clock = None;
-        if !self.io.closing {
+        if !self.io.closing || self.io.held.is_some() {
             self.parse_requests();
         }
         self.drain_ready_heads();
@@ -207,11 +214,16 @@ impl Session {
             self.recharge_output();
         }
         let io = &self.io;
-        if (io.closing || io.eof) && self.pipe.pending.is_empty() && io.out.is_empty() {
+        if (io.closing || io.eof)
+            && self.pipe.pending.is_empty()
+            && io.out.is_empty()
+            && io.held.is_none()
+        {
             return Start::End;
         }
         let can_read = !io.closing
             && !io.eof
+            && io.held.is_none()
             && !self.pipe.task_pending
             && self.pipe.pending.len() < self.ctx.bounds.max_pending
             && self.within_reply_bytes();

@@ -5,7 +5,7 @@ use super::super::client_scope::ClientScope;
 use super::super::merge::Merge;
 use super::super::route::Route;
 use super::super::{ClientState, ReplyMode, SessionContext};
-use super::{err, fan_out, not_yet, ok};
+use super::{err, not_yet, ok};
 use crate::commands::CommandInfo;
 use crate::protocol::refusal::Refusal;
 use crate::protocol::reply;
@@ -25,9 +25,9 @@ pub(super) fn command(
         "list" => Some(client_list(ctx, client, args)),
         "kill" => Some(client_kill(ctx, client, args)),
         "unblock" => Some(client_unblock(ctx, client, info, args)),
-        // Every master pauses (or resumes) its clients, respgate's links among them:
-        // respgate's clients wait as a standalone Redis's would.
-        "pause" | "unpause" => fan_out(info, Merge::AllOk),
+        // respgate holds its clients' paused commands itself and pauses every master.
+        "pause" => super::pause::pause(ctx, info, args),
+        "unpause" => super::pause::unpause(ctx),
         // respgate never evicts clients: accepted for compatibility, with Redis's
         // argument check.
         "no-evict" => {

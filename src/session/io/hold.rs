@@ -1,0 +1,94 @@
+//! A client held by CLIENT PAUSE: the request a pause holds is kept here, unrouted, and
+//! nothing behind it is framed (the client is blocked, as in Redis, so its replies keep
+//! their order) until the pause ends or changes (`crate::pause`). Nothing is sent while
+//! held: no shared backend link carries a command a paused node would sit on, and the
+//! request's timeout starts when it is finally dispatched.
+//!
+//! Which commands a mode holds is Redis 7.0's rule (`processCommand`): ALL holds every
+//! command; WRITE holds those flagged `write` or `may_replicate` (EXEC when its queued
+//! commands are), commands queued in MULTI are not held. Redis 7.0 hides
+//! `may_replicate` from `COMMAND`, so the commands carrying it are named here. Checked
+//! against a standalone 7.0.15: EVAL, EVALSHA, FCALL, PUBLISH, SPUBLISH, PFCOUNT are
+//! held in WRITE mode; EVAL_RO, FCALL_RO, SCRIPT LOAD, WAIT, reads are not. A client
+//! not logged in is not held (Redis answers NOAUTH before it looks at the pause).
+
+use super::super::{ClientState, Session};
+use crate::commands::{cmd_flags, CommandInfo, CommandTable, Lookup};
+use crate::pause::Mode;
+use crate::protocol::scan::scan_request;
+use crate::protocol::Args;
+use bytes::Bytes;
+
+/// Commands Redis 7.0 flags `may_replicate` without saying so in `COMMAND`.
+const MAY_REPLICATE: [&str; 6] = ["eval", "evalsha", "fcall", "publish", "spublish", "pfcount"];
+
+impl Session {
+    /// Whether the request `raw` (its arguments framed in `io.ranges`) waits for the
+    /// pause: one atomic load while nothing is paused.
+    #[inline]
+    pub(super) fn paused(&mut self, raw: &Bytes) -> bool {
+        let now = self.now();
+        let Some(mode) = self.ctx.pause.mode(now) else {
+            return false;
+        };
+        if self.client.auth.user().is_none() {
+            return false;
+        }
+        if mode == Mode::All {
+            return true;
+        }
+        let table = self.ctx.cluster.commands();
+        let Some(table) = table.as_ref() else {
+            return false;
+        };
+        holds_write(table, &self.client, Args::new(raw, &self.io.ranges))
+    }
+
+    /// Dispatches the held request once no pause holds it; false while one still does.
+    pub(super) fn release_held(&mut self) -> bool {
+        let Some(raw) = self.io.held.take() else {
+            return true;
+        };
+        // The argument ranges are framed again: nothing else was framed meanwhile, but
+        // the request is cheap to scan and this keeps `ranges` the held request's.
+        if scan_request(&raw, &self.io.limits, &mut self.io.ranges).is_err() {
+            return true; // cannot happen: it was framed once already
+        }
+        if self.paused(&raw) {
+            self.io.held = Some(raw);
+            return false;
+        }
+        let now = self.now();
+        self.dispatch(raw, now);
+        true
+    }
+}
+
+/// In WRITE mode: whether `args` is held.
+fn holds_write(table: &CommandTable, client: &ClientState, args: Args<'_>) -> bool {
+    let Lookup::Found(info) = table.lookup(args) else {
+        return false; // refused at once, as Redis refuses it before the pause check
+    };
+    match &client.tx {
+        None => may_replicate(info),
+        Some(tx) if info.name == "exec" => tx.queued.iter().any(|queued| {
+            let mut ranges = Vec::new();
+            let limits = crate::protocol::scan::RequestLimits {
+                max_bulk: usize::MAX,
+                max_request: usize::MAX,
+                pre_auth: false,
+            };
+            matches!(scan_request(queued, &limits, &mut ranges), Ok(Some(_)))
+                && matches!(table.lookup(Args::new(queued, &ranges)),
+                    Lookup::Found(q) if may_replicate(q))
+        }),
+        // Queued in MULTI: not run now.
+        Some(_) => false,
+    }
+}
+
+fn may_replicate(info: &CommandInfo) -> bool {
+    info.has_flag(cmd_flags::WRITE)
+        || info.has_flag(cmd_flags::MAY_REPLICATE)
+        || MAY_REPLICATE.contains(&info.name.as_str())
+}
