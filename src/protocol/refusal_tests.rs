@@ -114,8 +114,8 @@ pinned_texts! {
         => "CLUSTERDOWN The cluster is down (respgate knows no node yet)";
     not_sent: NotSent(String::from("node 10.0.0.1:7000 unreachable"))
         => "CLUSTERDOWN respgate: node 10.0.0.1:7000 unreachable";
-    not_supported_yet: NotSupportedYet { what: "SCRIPT KILL".into(), why: "it would need every master's running script" }
-        => "ERR respgate: SCRIPT KILL is not supported yet (it would need every master's running script)";
+    not_supported_yet: NotSupportedYet { what: "FUNCTION STATS".into(), why: "it would need every master's running script" }
+        => "ERR respgate: FUNCTION STATS is not supported yet (it would need every master's running script)";
     run_on_a_node: RunOnANode(String::from("SHUTDOWN"))
         => "ERR respgate: SHUTDOWN is not allowed through the proxy; run it on a node";
     only_database_zero: OnlyDatabaseZero(String::from("SWAPDB"))

@@ -130,6 +130,12 @@ fn handle(
             client.resp3,
             args.iter().map(Bytes::copy_from_slice).collect(),
         ))),
+        Local::KillScript => Some(Route::Task(super::script_kill::start(
+            ctx.cluster.clone(),
+            args.iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+        ))),
         Local::RandomKey => random_key(ctx, client, info, table),
         Local::Info => info::route(ctx, info, args),
         Local::Scan => Some(scan::route(ctx, client, info, args, table)),

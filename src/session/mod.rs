@@ -52,6 +52,7 @@ mod replica_read;
 mod route;
 mod routing;
 mod safe_keys;
+mod script_kill;
 mod subscribe;
 #[cfg(test)]
 mod tests;
