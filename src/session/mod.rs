@@ -35,6 +35,7 @@ mod buffers;
 mod client;
 mod client_scope;
 mod config_get;
+mod config_managed;
 mod config_set;
 mod context;
 mod dedicated;
