@@ -82,7 +82,17 @@ pub async fn query(
 ) -> Result<(OwnedFrame, bytes::Bytes), ControlError> {
     // Short on purpose: a paused or overloaded node must not hold up discovery, which
     // moves on to the next candidate.
-    let deadline = opts.connect_timeout * 2;
+    query_within(addr, args, opts, opts.connect_timeout * 2).await
+}
+
+/// [`query`] with a deadline of the caller's: SCRIPT KILL waits for a busy node, which
+/// reads other connections only once its script ran `busy-reply-threshold`.
+pub async fn query_within(
+    addr: &str,
+    args: &[&str],
+    opts: &LinkOptions,
+    deadline: std::time::Duration,
+) -> Result<(OwnedFrame, bytes::Bytes), ControlError> {
     tokio::time::timeout(deadline, query_inner(addr, args, opts))
         .await
         .map_err(|_| ControlError::Timeout {

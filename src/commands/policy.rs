@@ -175,6 +175,8 @@ pub enum Local {
     Flush,
     ConfigGet,
     ConfigSet,
+    /// SCRIPT KILL / FUNCTION KILL: to every node, each on a connection of its own.
+    KillScript,
     RandomKey,
     /// INFO: every master's, with respgate's own section.
     Info,

@@ -158,11 +158,11 @@ fn refusal_texts() {
         RefuseReason::NodeOnly.refusal("shutdown").to_string(),
         "ERR respgate: SHUTDOWN is not allowed through the proxy; run it on a node"
     );
-    let Class::Refused(r) = class("script|kill") else {
+    let Class::Refused(r) = class("function|stats") else {
         panic!()
     };
     assert_eq!(
-        r.refusal("script|kill").to_string(),
-        "ERR respgate: SCRIPT KILL is not supported yet (it would need every master's running script)"
+        r.refusal("function|stats").to_string(),
+        "ERR respgate: FUNCTION STATS is not supported yet (it would need every master's running script)"
     );
 }

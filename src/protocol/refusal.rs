@@ -386,6 +386,14 @@ pub enum Refusal {
         /// Why.
         why: String,
     },
+    /// CONFIG SET of a parameter respgate manages (the parameter as sent).
+    #[error("ERR respgate: CONFIG SET {parameter} is managed by respgate ({why})")]
+    ConfigManaged {
+        /// The parameter, as the client wrote it.
+        parameter: String,
+        /// Why respgate manages it.
+        why: &'static str,
+    },
     /// CONFIG SET failed on a node.
     #[error("ERR respgate: CONFIG SET on {addr}: {why}")]
     ConfigSetFailed {
@@ -512,7 +520,8 @@ impl Refusal {
             | AclInConfigFile(_)
             | CommandTableNotLoaded
             | ScanTooManyMasters
-            | KeysUnknown(_) => "unsupported",
+            | KeysUnknown(_)
+            | ConfigManaged { .. } => "unsupported",
             ClientNameTooLong(_)
             | TransactionTooLong(_)
             | ClientBuffersFull(_)

@@ -114,8 +114,10 @@ pinned_texts! {
         => "CLUSTERDOWN The cluster is down (respgate knows no node yet)";
     not_sent: NotSent(String::from("node 10.0.0.1:7000 unreachable"))
         => "CLUSTERDOWN respgate: node 10.0.0.1:7000 unreachable";
-    not_supported_yet: NotSupportedYet { what: "SCRIPT KILL".into(), why: "it would need every master's running script" }
-        => "ERR respgate: SCRIPT KILL is not supported yet (it would need every master's running script)";
+    not_supported_yet: NotSupportedYet { what: "FUNCTION STATS".into(), why: "it would need every master's running script" }
+        => "ERR respgate: FUNCTION STATS is not supported yet (it would need every master's running script)";
+    config_managed: ConfigManaged { parameter: "requirepass".into(), why: "it would cut respgate off from the cluster nodes" }
+        => "ERR respgate: CONFIG SET requirepass is managed by respgate (it would cut respgate off from the cluster nodes)";
     run_on_a_node: RunOnANode(String::from("SHUTDOWN"))
         => "ERR respgate: SHUTDOWN is not allowed through the proxy; run it on a node";
     only_database_zero: OnlyDatabaseZero(String::from("SWAPDB"))
@@ -288,10 +290,11 @@ fn pinned(r: &Refusal) -> usize {
         MalformedTransactionReply => 72,
         TaskEnded => 73,
         Reframe => 74,
+        ConfigManaged { .. } => 79,
     }
 }
 
-const VARIANTS: usize = 79;
+const VARIANTS: usize = 80;
 
 #[test]
 fn every_variant_has_a_pinned_text() {

@@ -125,11 +125,20 @@ fn handle(
             fan_out(info, Merge::AllOk)
         }
         Local::ConfigGet => Some(config_get(info, args)),
-        Local::ConfigSet => Some(Route::Task(super::config_set::start(
+        Local::ConfigSet => Some(match super::config_managed::refusal(args) {
+            Some(managed) => Route::Reply(managed.reply()),
+            None => Route::Task(super::config_set::start(
+                ctx.cluster.clone(),
+                client.meta.id,
+                client.resp3,
+                args.iter().map(Bytes::copy_from_slice).collect(),
+            )),
+        }),
+        Local::KillScript => Some(Route::Task(super::script_kill::start(
             ctx.cluster.clone(),
-            client.meta.id,
-            client.resp3,
-            args.iter().map(Bytes::copy_from_slice).collect(),
+            args.iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
         ))),
         Local::RandomKey => random_key(ctx, client, info, table),
         Local::Info => info::route(ctx, info, args),

@@ -35,6 +35,7 @@ mod buffers;
 mod client;
 mod client_scope;
 mod config_get;
+mod config_managed;
 mod config_set;
 mod context;
 mod dedicated;
@@ -52,6 +53,7 @@ mod replica_read;
 mod route;
 mod routing;
 mod safe_keys;
+mod script_kill;
 mod subscribe;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,121 @@
+//! SCRIPT KILL and FUNCTION KILL: stop a runaway script wherever in the cluster it runs.
+//!
+//! **Why a connection of its own.** The busy script's EVAL (or FCALL) sits on a shared
+//! backend link; a node reads each connection in order, so a KILL written behind it on
+//! that link would be read only once the script ended. A busy node does read *other*
+//! connections (once the script ran `busy-reply-threshold`), so the KILL goes on a fresh
+//! control connection to each node (`cluster::control`), as an operator's `redis-cli`
+//! would.
+//!
+//! **Which nodes.** Every node the topology names, masters and replicas, at once:
+//! asking them all costs one short connection each and never misses a script (an
+//! `EVAL_RO` read from a replica, a script sent just before a failover), where tracking
+//! which shard each in-flight script went to would add work to every EVAL.
+//!
+//! **One answer, as one Redis gives it.** `+OK` when any node killed a script; else the
+//! first refusal other than `NOTBUSY` a node gave (`UNKILLABLE`: the script already
+//! wrote; `BUSY`: SCRIPT KILL of a function, FUNCTION KILL of an EVAL), in the node's own
+//! words; else `NOTBUSY` when every node said none runs. A node that could not be asked
+//! (down, no answer within the request timeout plus the connect timeout) is reported
+//! only when no node answered at all.
+//!
+//! **Who may.** As in Redis: whoever the ACL allows `script|kill` / `function|kill`
+//! (`@scripting`); respgate adds no tenant rule (a node runs one script at a time, and
+//! only a script that has not written can be killed, so a kill never loses data).
+
+use crate::cluster::control::{self, ControlError};
+use crate::cluster::Cluster;
+use crate::protocol::refusal::Refusal;
+use crate::protocol::reply;
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Starts the kill (`args`: `SCRIPT KILL` or `FUNCTION KILL`, as the client sent it); the
+/// reply arrives on the returned receiver.
+pub fn start(cluster: Arc<Cluster>, args: Vec<String>) -> oneshot::Receiver<Bytes> {
+    crate::workers::spawn_answer(async move { run(&cluster, &args).await })
+}
+
+async fn run(cluster: &Cluster, args: &[String]) -> Bytes {
+    let addrs: Vec<String> = {
+        let topo = cluster.topology();
+        let mut addrs: Vec<String> = Vec::new();
+        for node in topo.as_ref().iter().flat_map(|t| t.nodes()) {
+            if !addrs.iter().any(|a| a == node.addr()) {
+                addrs.push(node.addr().to_string());
+            }
+        }
+        addrs
+    };
+    if addrs.is_empty() {
+        return Refusal::NoNodeKnown.reply();
+    }
+    let opts = cluster.link_options();
+    // A busy node reads this connection only after its script ran busy-reply-threshold.
+    let deadline = opts.request_timeout + opts.connect_timeout;
+    let asks: Vec<_> = addrs
+        .into_iter()
+        .map(|addr| {
+            let (opts, args) = (opts.clone(), args.to_vec());
+            tokio::spawn(async move {
+                let words: Vec<&str> = args.iter().map(String::as_str).collect();
+                answer(control::query_within(&addr, &words, &opts, deadline).await)
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(asks.len());
+    for ask in asks {
+        answers.push(
+            ask.await
+                .unwrap_or_else(|e| Answer::Unreached(e.to_string())),
+        );
+    }
+    merge(answers)
+}
+
+/// One node's answer, as the merge needs it.
+enum Answer {
+    Killed,
+    /// The node's error text (`NOTBUSY ...`).
+    NotBusy(String),
+    /// The node's error text (`UNKILLABLE ...`, `BUSY ...`).
+    Refused(String),
+    Unreached(String),
+}
+
+fn answer<T>(result: Result<T, ControlError>) -> Answer {
+    match result {
+        Ok(_) => Answer::Killed,
+        Err(ControlError::NodeError { reply, .. }) if reply.starts_with("NOTBUSY") => {
+            Answer::NotBusy(reply)
+        }
+        Err(ControlError::NodeError { reply, .. }) => Answer::Refused(reply),
+        Err(other) => Answer::Unreached(other.to_string()),
+    }
+}
+
+/// The one reply (see the module docs for the order).
+fn merge(answers: Vec<Answer>) -> Bytes {
+    if answers.iter().any(|a| matches!(a, Answer::Killed)) {
+        return Bytes::from_static(reply::OK);
+    }
+    let text = |want: fn(&Answer) -> Option<&String>| answers.iter().find_map(want).cloned();
+    if let Some(text) = text(|a| match a {
+        Answer::Refused(t) => Some(t),
+        _ => None,
+    }) {
+        return reply::error(&text);
+    }
+    if let Some(text) = text(|a| match a {
+        Answer::NotBusy(t) => Some(t),
+        _ => None,
+    }) {
+        return reply::error(&text);
+    }
+    let why = text(|a| match a {
+        Answer::Unreached(t) => Some(t),
+        _ => None,
+    });
+    Refusal::Backend(why.unwrap_or_default()).reply()
+}
