@@ -190,10 +190,7 @@ mod tests {
             entry2("set", 3, &[(4, 1), (8, 3)]),
             entry2("get", 1, &[(2, 1)]),
         ]);
-        let b = reply2(&[
-            entry2("get", 2, &[(8, 2)]),
-            entry2("del", 1, &[(16, 1)]),
-        ]);
+        let b = reply2(&[entry2("get", 2, &[(8, 2)]), entry2("del", 1, &[(16, 1)])]);
         let want = reply2(&[
             entry2("set", 3, &[(4, 1), (8, 3)]),
             entry2("get", 3, &[(2, 1), (8, 3)]),
