@@ -89,8 +89,11 @@ impl ClientEntry {
         self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The CLIENT LIST / CLIENT INFO line, in Redis's field order for the fields that
-    /// mean something for a proxy client.
+    /// The CLIENT LIST / CLIENT INFO line: Redis 7.0's fields in its order (tools parse
+    /// them by name, some by position). Buffers are respgate's own for this client:
+    /// `omem` and `tot-mem` the reply bytes waiting for it; respgate keeps no per-client
+    /// query buffer, argv or reply-block figures, so those are 0, and `obl`/`oll` (the
+    /// reply buffer's and list's lengths) 0.
     pub fn info_line(&self, in_multi: Option<usize>) -> String {
         let name = self
             .name()
@@ -108,8 +111,9 @@ impl ClientEntry {
             "N"
         };
         let multi = in_multi.map_or(-1, |n| n as i64);
+        let omem = self.output.held();
         format!(
-            "id={} addr={} laddr={} fd=-1 name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={multi} cmd={} user={} redir=-1 resp={}\n",
+            "id={} addr={} laddr={} fd=-1 name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} tot-mem={omem} events=r cmd={} user={} redir=-1 resp={}\n",
             self.id,
             self.peer,
             self.local,

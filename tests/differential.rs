@@ -912,8 +912,6 @@ async fn inline_commands_and_protocol_errors_get_redis_own_bytes() {
 
 /// Commands respgate answers itself (or rewrites) get the bytes a standalone Redis sends:
 /// connection commands, SELECT, CLIENT names, HELLO's errors, COMMAND, errors of arity.
-/// (READONLY / READWRITE are the exception: a standalone Redis refuses them, respgate
-/// accepts them as no-ops, as issue 2 asks, for clients that send them.)
 #[tokio::test]
 async fn commands_respgate_answers_itself_match_a_standalone_redis() {
     let standalone = Standalone::start();

@@ -759,11 +759,13 @@ async fn command_lists_the_same_commands_as_the_masters() {
 }
 
 #[tokio::test]
-async fn readonly_and_readwrite_are_accepted() {
+async fn readonly_and_readwrite_get_a_standalone_redis_error() {
+    // Issue 15: as a standalone Redis answers them (issue 2 had them accepted).
     let proxy = proxy_for_shared().await;
     let mut c = RawConn::connect(proxy.local_addr()).await;
-    assert_eq!(show(&c.command(&["READONLY"]).await), "+OK\\r\\n");
-    assert_eq!(show(&c.command(&["READWRITE"]).await), "+OK\\r\\n");
+    let refused = "-ERR This instance has cluster support disabled\\r\\n";
+    assert_eq!(show(&c.command(&["READONLY"]).await), refused);
+    assert_eq!(show(&c.command(&["READWRITE"]).await), refused);
 }
 
 #[tokio::test]

@@ -158,8 +158,6 @@ pub enum Local {
     Quit,
     Reset,
     Select,
-    /// `+OK`, nothing else (READONLY, READWRITE).
-    Accept,
     Auth,
     Hello,
     /// COMMAND: the nodes' reply as loaded.
@@ -188,6 +186,8 @@ pub enum Local {
     SPublish,
     /// PUBSUB NUMSUB / SHARDNUMSUB: counts of respgate's own subscribers.
     NumSub(Channels),
+    /// LATENCY HISTOGRAM: every master's, added up.
+    LatencyHistogram,
     /// DEBUG OBJECT to the key's master; any other DEBUG refused.
     Debug,
 }
@@ -196,7 +196,7 @@ pub enum Local {
 /// [`Refusal`](crate::protocol::refusal::Refusal) that renders its text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefuseReason {
-    /// The error a standalone Redis gives (CLUSTER, ASKING).
+    /// The error a standalone Redis gives (CLUSTER, ASKING, READONLY, READWRITE).
     ClusterDisabled,
     /// Not supported yet; `what` defaults to the command's name in capitals.
     NotYet {

@@ -103,7 +103,6 @@ fn handle(
             Some(_) => err(Refusal::DbIndexOutOfRange),
             None => err(Refusal::NotAnInteger),
         },
-        Local::Accept => ok(),
         Local::Auth => Some(super::auth::auth(ctx, client, args)),
         Local::Hello => hello::hello(ctx, client, args),
         Local::Command => Some(Route::Reply(
@@ -140,7 +139,7 @@ fn handle(
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect(),
         ))),
-        Local::RandomKey => random_key(ctx, client, info, table),
+        Local::RandomKey => random_key(ctx, client, table),
         Local::Info => info::route(ctx, info, args),
         Local::Scan => Some(scan::route(ctx, client, info, args, table)),
         Local::FunctionList => function_list(ctx, client, args),
@@ -173,6 +172,16 @@ fn handle(
                 .collect();
             fan_out(info, Merge::NumSub { adjust })
         }
+        Local::LatencyHistogram => fan_out(
+            info,
+            Merge::Histograms {
+                order: args
+                    .iter()
+                    .skip(2)
+                    .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+                    .collect(),
+            },
+        ),
         Local::Debug => debug(info, args),
     }
 }
@@ -234,15 +243,19 @@ fn keys(
     }
 }
 
-/// RANDOMKEY: any master's, or for a user limited to key patterns, one of its keys.
+/// RANDOMKEY: from a master drawn by its key count, or for a user limited to key
+/// patterns, one of its keys.
 fn random_key(
     ctx: &SessionContext,
     client: &mut ClientState,
-    info: &CommandInfo,
     table: &std::sync::Arc<CommandTable>,
 ) -> Option<Route> {
     let Some(user) = client.auth.key_filter() else {
-        return fan_out(info, Merge::AnyNonNull);
+        return Some(Route::Task(super::random_key::start_weighted(
+            ctx.cluster.clone(),
+            client.meta.id,
+            client.resp3,
+        )));
     };
     Some(match walk(ctx, client, table, "RANDOMKEY") {
         Ok(hold) => Route::Task(super::random_key::start(

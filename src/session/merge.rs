@@ -30,9 +30,13 @@ pub enum Merge {
         positions: Vec<Vec<u32>>,
         total: usize,
     },
-    /// INFO: sections of the first master, `cluster_enabled:0`, Keyspace summed over
-    /// every master, and respgate's own `# Proxy` section appended.
+    /// INFO: sections of the first master, `redis_mode:standalone`, `cluster_enabled:0`,
+    /// the [`SUMMED`] counters and Keyspace summed over every master, and respgate's own
+    /// `# Proxy` section appended.
     Info { proxy_section: String },
+    /// LATENCY HISTOGRAM: every master's histograms added up (`latency_histogram`);
+    /// `order` holds the command names asked for, lowercase (empty: all).
+    Histograms { order: Vec<String> },
     /// SCAN on shard `shard` (one part): the node's cursor is wrapped into respgate's.
     Scan { shard: u8, tags: Vec<u8> },
     /// Arrays concatenated without duplicates (PUBSUB CHANNELS).
@@ -104,6 +108,7 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
         Merge::Mget { positions, total } => mget(parts, positions, *total),
         Merge::Info { proxy_section } => info(parts, proxy_section),
         Merge::Scan { shard, tags } => scan(parts, *shard, tags),
+        Merge::Histograms { order } => super::latency_histogram::merge(parts, order),
         Merge::Union => union(parts),
         Merge::NumSub { adjust } => numsub(parts, adjust),
         Merge::Add(adjust) => match parts.first() {
@@ -296,6 +301,10 @@ fn info(parts: &[Bytes], proxy_section: &str) -> Option<Bytes> {
             out.push_str("cluster_enabled:0\r\n");
             continue;
         }
+        if line == "redis_mode:cluster" {
+            out.push_str("redis_mode:standalone\r\n");
+            continue;
+        }
         if line.is_empty() && out.ends_with("\r\n\r\n") {
             continue;
         }
@@ -348,14 +357,28 @@ fn keyspace(parts: &[Bytes]) -> Option<Vec<(String, i64, i64, i64)>> {
     Some(dbs)
 }
 
-/// Counters of the whole cluster are summed over the masters; connected_clients is
-/// respgate's own clients (its `# Proxy` section has the figure), as `redis-cli
-/// --stat` and dashboards read them from a standalone Redis.
-const SUMMED: [&str; 4] = [
+/// The fields summed over the masters. The rule: a count of data-side events or of
+/// state a client sees on the nodes (commands run, keys expired or evicted, hits and
+/// misses, writes since the last save, error replies, clients blocked in a command) is
+/// what one Redis holding the whole data set would show as the sum of the masters'
+/// figures. `blocked_clients` in particular: a respgate client in BLPOP/XREAD BLOCK/...
+/// blocks on a connection of its own to the key's node, where the node counts it, so
+/// the sum is 1 exactly while that client waits (and tools that wait for "a client is
+/// blocked" before pushing see it). Fields about connections (`connected_clients`) are
+/// respgate's own clients' (its `# Proxy` section has the figure); everything else is
+/// the first master's, as before. Replicas are not asked: they repeat the masters'
+/// data-side events.
+const SUMMED: [&str; 10] = [
     "total_commands_processed",
     "instantaneous_ops_per_sec",
     "keyspace_hits",
     "keyspace_misses",
+    "blocked_clients",
+    "expired_keys",
+    "evicted_keys",
+    "total_error_replies",
+    "rdb_changes_since_last_save",
+    "expired_time_cap_reached_count",
 ];
 
 /// The [`SUMMED`] counters, summed over the masters.
@@ -506,7 +529,7 @@ mod tests {
     fn info_sums_the_keyspace_and_reports_standalone() {
         let node = |keys: u32| {
             let text = format!(
-                "# Server\r\nredis_version:7.0.15\r\n\r\n# Cluster\r\ncluster_enabled:1\r\n\r\n# Keyspace\r\ndb0:keys={keys},expires=1,avg_ttl=5\r\n"
+                "# Server\r\nredis_version:7.0.15\r\nredis_mode:cluster\r\n\r\n# Cluster\r\ncluster_enabled:1\r\n\r\n# Keyspace\r\ndb0:keys={keys},expires=1,avg_ttl=5\r\n"
             );
             b(&format!("${}\r\n{text}\r\n", text.len()))
         };
@@ -516,6 +539,7 @@ mod tests {
         let out = merge(&how, &[node(2), node(3)]);
         let text = bulk_text(&out).unwrap();
         assert!(text.contains("cluster_enabled:0\r\n"), "{text}");
+        assert!(text.contains("redis_mode:standalone\r\n"), "{text}");
         assert!(
             text.contains("db0:keys=5,expires=2,avg_ttl=5\r\n"),
             "{text}"
@@ -525,19 +549,21 @@ mod tests {
 
     #[test]
     fn info_counts_respgate_clients_and_sums_cluster_counters() {
-        let node = |commands: u32| {
+        let node = |commands: u32, blocked: u32| {
             let text = format!(
-                "# Clients\r\nconnected_clients:7\r\n\r\n# Stats\r\ntotal_commands_processed:{commands}\r\ninstantaneous_ops_per_sec:2\r\n"
+                "# Clients\r\nconnected_clients:7\r\nblocked_clients:{blocked}\r\n\r\n# Stats\r\ntotal_commands_processed:{commands}\r\ninstantaneous_ops_per_sec:2\r\nexpired_keys:3\r\n"
             );
             b(&format!("${}\r\n{text}\r\n", text.len()))
         };
         let how = Merge::Info {
             proxy_section: "# Proxy\r\nproxy_connected_clients:42\r\n".into(),
         };
-        let out = merge(&how, &[node(10), node(5)]);
+        let out = merge(&how, &[node(10, 0), node(5, 1)]);
         let text = bulk_text(&out).unwrap();
         assert!(text.contains("connected_clients:42\r\n"), "{text}");
         assert!(text.contains("total_commands_processed:15\r\n"), "{text}");
         assert!(text.contains("instantaneous_ops_per_sec:4\r\n"), "{text}");
+        assert!(text.contains("blocked_clients:1\r\n"), "{text}");
+        assert!(text.contains("expired_keys:6\r\n"), "{text}");
     }
 }

@@ -42,6 +42,7 @@ mod dedicated;
 mod head;
 mod hedge;
 mod io;
+mod latency_histogram;
 mod local;
 pub mod merge;
 mod outgoing;

@@ -1,7 +1,16 @@
-//! RANDOMKEY for a user limited to key patterns: one of the keys it may read, chosen
-//! at random, or nil only when it has none.
+//! RANDOMKEY through respgate: one key drawn as one Redis holding the whole keyspace
+//! would draw it, each key about equally likely, nil only when there is none.
 //!
-//! **Why.** A node's RANDOMKEY picks among all its keys; filtering that answer leaves a
+//! **Any user.** Each master's RANDOMKEY is uniform over that master's keys, so respgate
+//! asks every master's DBSIZE (at once, on the client's own links), draws a master with
+//! probability proportional to its key count, and answers that master's RANDOMKEY. A
+//! master that answers nil meanwhile (its keys were deleted or expired in between) drops
+//! out of the draw, which is made again; nil when every master counted 0. Two round
+//! trips instead of one: RANDOMKEY is no hot-path command, and taking "the first
+//! non-empty master" made 200 calls over keys on 3 masters return one master's keys.
+//!
+//! **A user limited to key patterns.** A node's RANDOMKEY picks among all its keys;
+//! filtering that answer leaves a
 //! user whose 200 keys sit among millions with nil nearly every time, which reads as
 //! "you have no keys". So respgate looks for the user's keys itself, the way safe KEYS
 //! does (`safe_keys`): `SCAN <cursor> [MATCH <the user's one readable pattern>] COUNT
@@ -59,6 +68,75 @@ fn match_pattern(user: &User) -> Option<Vec<u8>> {
     }
 }
 
+/// Starts RANDOMKEY for a user who may read every key: a master drawn by key count.
+pub fn start_weighted(
+    cluster: Arc<Cluster>,
+    client_id: u64,
+    resp3: bool,
+) -> oneshot::Receiver<Bytes> {
+    crate::workers::spawn_answer(async move { weighted(&cluster, client_id, resp3).await })
+}
+
+async fn weighted(cluster: &Cluster, client_id: u64, resp3: bool) -> Bytes {
+    let Some(masters) = keyspace::masters(cluster) else {
+        return Refusal::NoNodeKnown.reply();
+    };
+    let asked: Vec<_> = masters
+        .iter()
+        .map(|m| m.request(client_id, false, reply::command([&b"DBSIZE"[..]])))
+        .collect();
+    let mut counts = Vec::with_capacity(masters.len());
+    for (node, rx) in masters.iter().zip(asked) {
+        let answer = match crate::backend::answer(rx).await {
+            Ok(a) => a,
+            Err(why) => return link_failed(node, why),
+        };
+        match crate::protocol::value::integer(&answer) {
+            Some(n) => counts.push(n.max(0) as u64),
+            None if answer.first() == Some(&b'-') => return answer,
+            None => return Refusal::Unmergeable.reply(),
+        }
+    }
+    loop {
+        let u: f64 = rand::rng().random();
+        let Some(i) = draw(&counts, u) else { break };
+        let node = &masters[i];
+        let answer = match node
+            .ask(client_id, resp3, reply::command([&b"RANDOMKEY"[..]]))
+            .await
+        {
+            Ok(a) => a,
+            Err(why) => return link_failed(node, why),
+        };
+        if !crate::protocol::value::is_null(&answer) {
+            return answer; // a key, or the node's error
+        }
+        counts[i] = 0;
+    }
+    Bytes::from_static(if resp3 { b"_\r\n" } else { b"$-1\r\n" })
+}
+
+/// The index drawn with probability proportional to `counts[i]`, for `u` uniform in
+/// [0, 1); None when every count is 0.
+fn draw(counts: &[u64], u: f64) -> Option<usize> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let mut target = ((u * total as f64) as u64).min(total - 1);
+    for (i, &n) in counts.iter().enumerate() {
+        if target < n {
+            return Some(i);
+        }
+        target -= n;
+    }
+    None
+}
+
+fn link_failed(node: &crate::backend::Node, why: String) -> Bytes {
+    keyspace::ScanError::Link(why).reply("RANDOMKEY", node)
+}
+
 async fn run(cluster: &Cluster, client_id: u64, resp3: bool, user: &User) -> Bytes {
     let null = || Bytes::from_static(if resp3 { b"_\r\n" } else { b"$-1\r\n" });
     if !user.acl.keys.iter().any(|(_, perms)| perms & READ == READ) {
@@ -109,6 +187,19 @@ async fn run(cluster: &Cluster, client_id: u64, resp3: bool, user: &User) -> Byt
 mod tests {
     use super::*;
     use crate::acl::Acl;
+
+    #[test]
+    fn a_master_is_drawn_by_its_key_count() {
+        assert_eq!(draw(&[0, 0, 0], 0.5), None);
+        assert_eq!(draw(&[0, 3, 0], 0.0), Some(1));
+        assert_eq!(draw(&[0, 3, 0], 0.999), Some(1));
+        // 1, 2 and 7 keys: [0, 0.1) the first, [0.1, 0.3) the second, the rest the third.
+        assert_eq!(draw(&[1, 2, 7], 0.05), Some(0));
+        assert_eq!(draw(&[1, 2, 7], 0.15), Some(1));
+        assert_eq!(draw(&[1, 2, 7], 0.29), Some(1));
+        assert_eq!(draw(&[1, 2, 7], 0.31), Some(2));
+        assert_eq!(draw(&[1, 2, 7], 0.999_999), Some(2));
+    }
 
     #[test]
     fn one_readable_pattern_is_scans_match_several_are_filtered_here() {

@@ -12,8 +12,10 @@ pub const CLASSES: &[(&str, Class)] = &[
     ("quit", Class::Local(Local::Quit)),
     ("reset", Class::Local(Local::Reset)),
     ("select", Class::Local(Local::Select)),
-    ("readonly", Class::Local(Local::Accept)),
-    ("readwrite", Class::Local(Local::Accept)),
+    // Cluster-only, as a standalone Redis answers them (a client that believes it
+    // talks to a cluster node would be misled by an OK).
+    ("readonly", Class::Refused(RefuseReason::ClusterDisabled)),
+    ("readwrite", Class::Refused(RefuseReason::ClusterDisabled)),
     ("auth", Class::Local(Local::Auth)),
     ("hello", Class::Local(Local::Hello)),
     ("command", Class::Local(Local::Command)),
@@ -61,6 +63,7 @@ pub const CLASSES: &[(&str, Class)] = &[
     ("save", Class::FanOut(MergeKind::AllOk)),
     ("bgsave", Class::FanOut(MergeKind::First)),
     ("bgrewriteaof", Class::FanOut(MergeKind::First)),
+    ("latency|histogram", Class::Local(Local::LatencyHistogram)),
     ("slowlog|len", Class::FanOut(MergeKind::Sum)),
     ("slowlog|reset", Class::FanOut(MergeKind::AllOk)),
     ("slowlog|get", Class::FanOut(MergeKind::Concat)),

@@ -240,9 +240,11 @@ fn client_kill(ctx: &SessionContext, client: &ClientState, args: Args<'_>) -> Ro
             String::from_utf8_lossy(args.get(pair + 1)).into_owned(),
         );
         match k.to_ascii_lowercase().as_slice() {
+            // Redis: `client-id should be greater than 0` for 0 as for anything else
+            // that is not a positive id.
             b"id" => match v.parse::<u64>() {
-                Ok(n) => id = Some(n),
-                Err(_) => return Route::Reply(Refusal::ClientIdNotPositive.reply()),
+                Ok(n) if n > 0 => id = Some(n),
+                _ => return Route::Reply(Refusal::ClientIdNotPositive.reply()),
             },
             b"addr" => addr = Some(v),
             b"laddr" => laddr = Some(v),
