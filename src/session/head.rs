@@ -52,11 +52,13 @@ impl Session {
                     continue;
                 }
                 Some(Pending::Waiting(rx, _)) => {
-                    if matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
-                        return;
+                    if let Some(rx) = rx {
+                        if matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+                            return;
+                        }
                     }
                     if let Some(Pending::Waiting(_, bytes)) = self.pipe.pending.pop_front() {
-                        self.emit(&bytes);
+                        self.emit_push(&bytes);
                     }
                     continue;
                 }
@@ -116,7 +118,7 @@ impl Session {
             HeadEvent::Reply(part, result) => self.on_reply(part, result),
             HeadEvent::Confirmed => {
                 if let Some(Pending::Waiting(_, bytes)) = self.pipe.pending.pop_front() {
-                    self.emit(&bytes);
+                    self.emit_push(&bytes);
                 }
             }
             HeadEvent::GateDone(verdict) => self.gate_done(verdict),

@@ -20,8 +20,10 @@ pub(super) enum Pending {
     Remote(Remote),
     /// Split over several shards (or sent to every master); merged when all answered.
     Split(Box<Split>),
-    /// A subscription reply, written once the hub confirms the subscription is active.
-    Waiting(oneshot::Receiver<()>, Bytes),
+    /// A (un)subscription confirmation, written once the hub confirms the change (`None`:
+    /// nothing to wait for). A push, as in Redis 7.0: written even under CLIENT REPLY
+    /// OFF / SKIP, while the request still uses up a SKIP ([`Session::emit_push`](super::Session::emit_push)).
+    Waiting(Option<oneshot::Receiver<()>>, Bytes),
     /// CLIENT REPLY OFF / SKIP: the next entry's reply is not written.
     MuteNext,
     /// Computed by a task of its own (CONFIG SET); nothing after it is dispatched until
@@ -184,7 +186,9 @@ pub(super) async fn wait_head(head: Option<&mut Pending>) -> HeadEvent {
             }
         }
         Some(Pending::Waiting(rx, _)) => {
-            let _ = rx.await;
+            if let Some(rx) = rx {
+                let _ = rx.await;
+            }
             HeadEvent::Confirmed
         }
         Some(Pending::Task(rx)) => HeadEvent::TaskDone(task_reply(rx.await.ok())),

@@ -58,6 +58,14 @@ impl Session {
         self.io.out.extend_from_slice(reply);
     }
 
+    /// Writes a (un)subscription confirmation. Redis 7.0 writes these as pushes, which
+    /// CLIENT REPLY OFF / SKIP do not silence (`CLIENT_PUSHING`); the request still used
+    /// up its mute (a SKIP before SUBSCRIBE does not carry over to the next command).
+    pub(super) fn emit_push(&mut self, reply: &[u8]) {
+        self.pipe.mute_next = false;
+        self.io.out.extend_from_slice(reply);
+    }
+
     /// Routes one request (`raw`, its arguments in `ranges`) that arrived at `arrived`.
     pub(super) fn dispatch(&mut self, raw: Bytes, arrived: Instant) {
         // Messages that arrived before this request go out before its reply (an
@@ -163,10 +171,7 @@ impl Session {
             }
             route::Route::Subscribed(replies) => {
                 for (wait, bytes) in replies {
-                    self.pipe.pending.push_back(match wait {
-                        Some(rx) => Pending::Waiting(rx, bytes),
-                        None => Pending::Ready(bytes),
-                    });
+                    self.pipe.pending.push_back(Pending::Waiting(wait, bytes));
                 }
             }
             route::Route::Queue(rewritten) => {
