@@ -215,7 +215,10 @@ mod tests {
         ]);
         assert_eq!(merge(&[a, b], &order).unwrap(), want);
         let c = reply2(&[entry2("client|list", 1, &[(16, 1)])]);
-        assert_eq!(merge(std::slice::from_ref(&c), &["client".into()]).unwrap(), c);
+        assert_eq!(
+            merge(std::slice::from_ref(&c), &["client".into()]).unwrap(),
+            c
+        );
     }
 
     #[test]
