@@ -183,6 +183,7 @@ fn handle(
             },
         ),
         Local::Debug => debug(info, args),
+        Local::Monitor => Some(super::monitor::start(ctx, client)),
     }
 }
 
@@ -208,6 +209,7 @@ fn reset(ctx: &SessionContext, client: &mut ClientState) -> Route {
     client.set_name(None);
     client.tx = None;
     client.subs = None;
+    client.monitor = None;
     client.resp3 = false;
     client
         .entry
