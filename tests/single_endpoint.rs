@@ -1382,13 +1382,25 @@ async fn commands_a_single_endpoint_cannot_honour_say_why() {
     let proxy = proxy_for_shared().await;
     let addr = proxy.local_addr();
     for (args, want) in [
-        (&["MONITOR"][..], "-ERR respgate: MONITOR is not supported yet (it would need every node's command stream merged)\r\n"),
         (&["SELECT", "1"][..], "-ERR DB index is out of range\r\n"),
-        (&["SWAPDB", "0", "1"][..], "-ERR respgate: SWAPDB is not allowed: a Redis Cluster has only database 0\r\n"),
-        (&["MOVE", "k", "1"][..], "-ERR respgate: MOVE is not allowed: a Redis Cluster has only database 0\r\n"),
-        (&["DEBUG", "SLEEP", "0"][..], "-ERR respgate: DEBUG is not allowed through the proxy; run it on a node\r\n"),
+        (
+            &["SWAPDB", "0", "1"][..],
+            "-ERR respgate: SWAPDB is not allowed: a Redis Cluster has only database 0\r\n",
+        ),
+        (
+            &["MOVE", "k", "1"][..],
+            "-ERR respgate: MOVE is not allowed: a Redis Cluster has only database 0\r\n",
+        ),
+        (
+            &["DEBUG", "SLEEP", "0"][..],
+            "-ERR respgate: DEBUG is not allowed through the proxy; run it on a node\r\n",
+        ),
     ] {
-        assert_eq!(String::from_utf8_lossy(&raw(addr, args).await), want, "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&raw(addr, args).await),
+            want,
+            "{args:?}"
+        );
     }
     let tracking = raw(addr, &["CLIENT", "TRACKING", "on"]).await;
     assert!(

@@ -8,6 +8,7 @@
 
 pub(crate) mod control;
 pub(crate) mod keyspace;
+pub(crate) mod monitor;
 pub(crate) mod redirect;
 pub(crate) mod replicas;
 pub mod slot;

@@ -190,6 +190,8 @@ pub enum Local {
     LatencyHistogram,
     /// DEBUG OBJECT to the key's master; any other DEBUG refused.
     Debug,
+    /// MONITOR: every master's stream, merged.
+    Monitor,
 }
 
 /// Why respgate refuses a command: a row's reason, turned into the typed

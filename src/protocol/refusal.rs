@@ -113,6 +113,10 @@ pub enum Refusal {
     /// subscribed mode (the command's lowercase name).
     #[error("ERR Can't execute '{0}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")]
     SubscribedMode(String),
+    /// A command that reads or writes the keyspace from a client in MONITOR mode (Redis
+    /// counts a monitor as a replica).
+    #[error("ERR Replica can't interact with the keyspace")]
+    ReplicaKeyspace,
     /// CLIENT SETNAME / HELLO SETNAME with a space, newline or special character.
     #[error("ERR Client names cannot contain spaces, newlines or special characters.")]
     BadClientName,
@@ -495,6 +499,7 @@ impl Refusal {
             | NotQueueable(_)
             | NotATransactionCommand => "transaction",
             SubscribedMode(_)
+            | ReplicaKeyspace
             | BadClientName
             | HelloOption(_)
             | Syntax

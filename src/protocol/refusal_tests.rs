@@ -75,6 +75,8 @@ pinned_texts! {
         => "ERR DISCARD without MULTI";
     watch_in_multi: WatchInMulti
         => "ERR WATCH inside MULTI is not allowed";
+    replica_keyspace: ReplicaKeyspace
+        => "ERR Replica can't interact with the keyspace";
     subscribed_mode: SubscribedMode(String::from("get"))
         => "ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context";
     syntax: Syntax
@@ -227,6 +229,7 @@ fn pinned(r: &Refusal) -> usize {
         DiscardWithoutMulti => 13,
         WatchInMulti => 14,
         SubscribedMode(_) => 15,
+        ReplicaKeyspace => 80,
         Syntax => 16,
         NotAnInteger => 17,
         NotPositive => 18,
@@ -294,7 +297,7 @@ fn pinned(r: &Refusal) -> usize {
     }
 }
 
-const VARIANTS: usize = 80;
+const VARIANTS: usize = 81;
 
 #[test]
 fn every_variant_has_a_pinned_text() {

@@ -32,6 +32,8 @@ pub struct ClientState {
     pub tx: Option<Transaction>,
     /// Channels and patterns subscribed to (subscribed mode while `Some`).
     pub subs: Option<Box<subscribe::Subscriptions>>,
+    /// MONITOR's stream (monitor mode while `Some`).
+    pub monitor: Option<Box<super::monitor::Monitor>>,
     /// This client in the registry CLIENT LIST reads.
     pub entry: Arc<clients::ClientEntry>,
     /// The client said HELLO 3: replies in RESP3.

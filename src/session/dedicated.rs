@@ -35,6 +35,8 @@ pub enum Pin {
     Watched,
     /// EXEC of a transaction whose keys are watched (MULTI pinned by WATCH).
     Exec,
+    /// MONITOR: one connection to each master.
+    Monitor,
 }
 
 impl Pin {
@@ -45,6 +47,7 @@ impl Pin {
             Pin::Watch => "WATCH",
             Pin::Watched => "command on a WATCHed slot",
             Pin::Exec => "EXEC of a WATCHed transaction (MULTI pinned by WATCH)",
+            Pin::Monitor => "MONITOR",
         }
     }
 }

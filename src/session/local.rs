@@ -143,6 +143,33 @@ fn handle(
         Local::Info => info::route(ctx, info, args),
         Local::Scan => Some(scan::route(ctx, client, info, args, table)),
         Local::FunctionList => function_list(ctx, client, args),
+        Local::Publish | Local::SPublish | Local::NumSub(_) => {
+            pubsub_counted(ctx, kind, info, args)
+        }
+        Local::LatencyHistogram => fan_out(
+            info,
+            Merge::Histograms {
+                order: args
+                    .iter()
+                    .skip(2)
+                    .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+                    .collect(),
+            },
+        ),
+        Local::Debug => debug(info, args),
+        Local::Monitor => Some(super::monitor::start(ctx, client)),
+    }
+}
+
+/// PUBLISH, SPUBLISH and PUBSUB NUMSUB / SHARDNUMSUB, whose counts are respgate's
+/// subscribers (see `PubSubHub::publish_plan`).
+fn pubsub_counted(
+    ctx: &SessionContext,
+    kind: Local,
+    info: &CommandInfo,
+    args: Args<'_>,
+) -> Option<Route> {
+    match kind {
         Local::Publish | Local::SPublish if args.len() != 3 => None,
         // The receiver count a standalone Redis gives: respgate's subscribers count one
         // by one, not as the one backend subscription the node sees (see
@@ -172,17 +199,7 @@ fn handle(
                 .collect();
             fan_out(info, Merge::NumSub { adjust })
         }
-        Local::LatencyHistogram => fan_out(
-            info,
-            Merge::Histograms {
-                order: args
-                    .iter()
-                    .skip(2)
-                    .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
-                    .collect(),
-            },
-        ),
-        Local::Debug => debug(info, args),
+        _ => None,
     }
 }
 
@@ -208,6 +225,7 @@ fn reset(ctx: &SessionContext, client: &mut ClientState) -> Route {
     client.set_name(None);
     client.tx = None;
     client.subs = None;
+    client.monitor = None;
     client.resp3 = false;
     client
         .entry

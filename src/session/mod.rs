@@ -45,6 +45,7 @@ mod io;
 mod latency_histogram;
 mod local;
 pub mod merge;
+mod monitor;
 mod outgoing;
 mod pending;
 mod pipeline;
@@ -113,6 +114,7 @@ impl Session {
                 meta,
                 tx: None,
                 subs: None,
+                monitor: None,
                 entry,
                 resp3: false,
                 watch_slot: None,

@@ -154,6 +154,12 @@ fn routed(
         args,
         table,
     } = req;
+    // Monitor mode refuses what touches the keyspace, as Redis refuses it to a monitor.
+    if client.monitor.is_some() {
+        if let Some(route) = super::monitor::in_monitor_mode(info) {
+            return route;
+        }
+    }
     // Subscribed-mode rules come first (MULTI is refused there too); SUBSCRIBE inside
     // MULTI is left to the transaction rules.
     if client.subs.is_some() || (info.is_pubsub() && client.tx.is_none()) {

@@ -31,7 +31,7 @@ pub const CLASSES: &[(&str, Class)] = &[
     ("discard", Class::Transaction(Tx::Discard)),
     ("watch", Class::Transaction(Tx::Watch)),
     ("unwatch", Class::Transaction(Tx::Unwatch)),
-    ("monitor", Class::Refused(NOT_YET_MONITOR)),
+    ("monitor", Class::Local(Local::Monitor)),
     // The whole keyspace.
     ("keys", Class::Local(Local::Keys)),
     ("scan", Class::Local(Local::Scan)),
@@ -117,10 +117,6 @@ const fn split(layout: Layout, merge: MergeKind) -> Class {
     Class::SplitBySlot { layout, merge }
 }
 
-const NOT_YET_MONITOR: RefuseReason = RefuseReason::NotYet {
-    what: None,
-    why: "it would need every node's command stream merged",
-};
 const NOT_YET_SCRIPTS: RefuseReason = RefuseReason::NotYet {
     what: None,
     why: "it would need every master's running script",

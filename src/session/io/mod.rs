@@ -5,8 +5,8 @@
 //! [`run`] is the session's one task: each pass frames the requests read so far
 //! (`framing.rs`), moves the replies that are ready to the output (the pipeline), then
 //! waits on whichever comes first: the output written (`output.rs`, coalesced), the head
-//! of the queue resolved, more bytes read, a pub/sub message, the housekeeping timer
-//! (`liveness.rs`: stalled readers, idle clients, the login deadline), CLIENT KILL or
+//! of the queue resolved, more bytes read, a pub/sub message or MONITOR line, the
+//! housekeeping timer (`liveness.rs`: stalled readers, idle clients, the login deadline), CLIENT KILL or
 //! shutdown. The goodbye flushes and closes within [`GOODBYE`].
 
 mod framing;
@@ -168,6 +168,13 @@ pub async fn run<R, W>(
                     break;
                 }
             }
+            // No line after QUIT's +OK, as Redis writes nothing more to a closing client.
+            line = super::monitor::next_line(&mut s.client.monitor),
+                if pass.messages_now && !s.io.closing => {
+                if !s.on_monitor_line(line) {
+                    break;
+                }
+            }
             _ = tokio::task::yield_now(), if !s.io.out.is_empty() && !pass.write_now => {
                 s.io.write_deferred = true;
             }
@@ -253,8 +260,9 @@ impl Session {
         ) && out < OUT_HIGH_WATER;
         // Messages go out between replies, never ahead of a reply still owed (so a
         // channel's first message never precedes its subscription's confirmation).
-        let messages_now =
-            self.client.subs.is_some() && self.pipe.pending.is_empty() && out < OUT_HIGH_WATER;
+        let messages_now = (self.client.subs.is_some() || self.client.monitor.is_some())
+            && self.pipe.pending.is_empty()
+            && out < OUT_HIGH_WATER;
         // Coalesce replies: while later replies of a pipeline are still owed, give the
         // backends one scheduling round to deliver them before writing, so one write
         // carries many replies. A single request (nothing else owed) is written at once.

@@ -51,6 +51,31 @@ impl Session {
     }
 }
 
+impl Session {
+    /// MONITOR lines while no reply is owed: this one and those queued behind it (up to
+    /// [`OUT_HIGH_WATER`]), as the node wrote them. False when the stream ended after
+    /// the client's `+OK` (a node closed, the client fell behind): the session ends.
+    pub(in crate::session) fn on_monitor_line(&mut self, line: Option<Bytes>) -> bool {
+        let Some(monitor) = self.client.monitor.as_mut() else {
+            return true;
+        };
+        let Some(line) = line else {
+            // Before `+OK`, the MONITOR failed and its error is the reply: not monitoring.
+            let confirmed = monitor.confirmed();
+            self.client.monitor = None;
+            return !confirmed;
+        };
+        self.io.out.extend_from_slice(&line);
+        while self.io.out.len() < OUT_HIGH_WATER {
+            match monitor.rx.try_recv() {
+                Ok(line) => self.io.out.extend_from_slice(&line),
+                Err(_) => break,
+            }
+        }
+        true
+    }
+}
+
 /// Appends a pub/sub message frame (RESP2 `*3 message ...`), as a push (`>3 ...`) for a
 /// RESP3 client: the frames differ only in their first byte.
 pub(in crate::session) fn push_message(out: &mut BytesMut, frame: &[u8], resp3: bool) {
