@@ -72,6 +72,9 @@ async fn open_inner(addr: &str, opts: &LinkOptions) -> Result<NodeMonitor, Contr
     Ok(node)
 }
 
+/// The longest handshake answer read (`+OK`, or an error line).
+const HANDSHAKE_LINE: usize = 64 * 1024;
+
 impl NodeMonitor {
     /// The node's address.
     pub fn addr(&self) -> &str {
@@ -79,11 +82,18 @@ impl NodeMonitor {
     }
 
     /// The next line as the node wrote it (with its `\r\n`); `None` once the node closed
-    /// the connection.
-    pub async fn next_line(&mut self) -> std::io::Result<Option<Bytes>> {
+    /// the connection. A line longer than `max` bytes (a command with huge arguments) is
+    /// an error: it is never held whole.
+    pub async fn next_line(&mut self, max: usize) -> std::io::Result<Option<Bytes>> {
+        use tokio::io::AsyncReadExt as _;
         let mut line = Vec::with_capacity(128);
-        match self.stream.read_until(b'\n', &mut line).await? {
+        let limited = (&mut self.stream).take(max as u64);
+        tokio::pin!(limited);
+        match limited.read_until(b'\n', &mut line).await? {
             0 => Ok(None),
+            _ if !line.ends_with(b"\n") => Err(std::io::Error::other(format!(
+                "a MONITOR line over {max} bytes"
+            ))),
             _ => Ok(Some(Bytes::from(line))),
         }
     }
@@ -91,7 +101,7 @@ impl NodeMonitor {
     /// One short reply of the handshake, without its line end.
     async fn answer(&mut self) -> Result<String, ControlError> {
         let line = self
-            .next_line()
+            .next_line(HANDSHAKE_LINE)
             .await
             .map_err(|source| ControlError::Io {
                 addr: self.addr.clone(),

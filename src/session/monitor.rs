@@ -24,7 +24,8 @@
 //! leaves monitor mode (the node connections close), QUIT closes; other commands are
 //! served. A master closing its connection (failover, restart) ends the client's
 //! connection, as a restarted Redis ends its monitors; so does a client that does not
-//! keep up with the stream (`pubsub_queue` lines held).
+//! keep up with the stream (`pubsub_queue` lines or `pubsub_queue_bytes` held; a line
+//! longer than `pubsub_queue_bytes` ends it too, never read whole).
 
 use super::dedicated::{Pin, Place};
 use super::route::Route;
@@ -34,7 +35,7 @@ use crate::commands::CommandInfo;
 use crate::protocol::refusal::Refusal;
 use crate::protocol::reply;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -42,6 +43,8 @@ use tokio::task::JoinSet;
 /// A client in monitor mode: where its lines arrive, and the task that reads them.
 pub struct Monitor {
     pub rx: mpsc::Receiver<Bytes>,
+    /// Bytes of the lines queued in `rx` (bounded by `pubsub_queue_bytes`).
+    queued: Arc<AtomicUsize>,
     /// Set once the client was answered `+OK` (before it, a closed stream is a failed
     /// MONITOR, whose error is the reply).
     confirmed: Arc<AtomicBool>,
@@ -84,15 +87,22 @@ pub fn start(ctx: &SessionContext, client: &mut ClientState) -> Route {
     let (tx, rx) = mpsc::channel(ctx.bounds.pubsub_queue.max(16));
     let (answer, reply) = oneshot::channel();
     let confirmed = Arc::new(AtomicBool::new(false));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let lines = Lines {
+        tx,
+        queued: queued.clone(),
+        max_bytes: ctx.bounds.output_limits.messages,
+    };
     let task = tokio::spawn(run(
         addrs,
         ctx.cluster.link_options().clone(),
-        tx,
+        lines,
         answer,
         confirmed.clone(),
     ));
     client.monitor = Some(Box::new(Monitor {
         rx,
+        queued,
         confirmed,
         task,
         _places: places,
@@ -110,10 +120,19 @@ pub fn in_monitor_mode(info: &CommandInfo) -> Option<Route> {
 /// Opens every master's MONITOR, answers the client, then forwards lines until a node
 /// connection ends or the client falls behind (the stream then closes: the session
 /// ends). Aborted when the client leaves monitor mode, which drops every connection.
+/// Where the readers put lines: the client's queue, bounded in lines and in bytes.
+#[derive(Clone)]
+struct Lines {
+    tx: mpsc::Sender<Bytes>,
+    queued: Arc<AtomicUsize>,
+    /// `pubsub_queue_bytes`: the most bytes queued, and the longest line read.
+    max_bytes: usize,
+}
+
 async fn run(
     addrs: Vec<String>,
     opts: crate::backend::LinkOptions,
-    tx: mpsc::Sender<Bytes>,
+    lines: Lines,
     answer: oneshot::Sender<Bytes>,
     confirmed: Arc<AtomicBool>,
 ) {
@@ -142,28 +161,38 @@ async fn run(
     }
     let mut readers = JoinSet::new();
     for node in nodes {
-        readers.spawn(forward(node, tx.clone()));
+        readers.spawn(forward(node, lines.clone()));
     }
-    drop(tx);
+    drop(lines);
     // The first reader to end ends them all (dropping the set aborts the others).
     readers.join_next().await;
 }
 
 /// One master's lines into the client's queue, until the node closes or the queue is
-/// full (a client that does not keep up is closed, as a subscriber is).
-async fn forward(mut node: NodeMonitor, tx: mpsc::Sender<Bytes>) {
+/// full, in lines or in bytes (a client that does not keep up is closed, as a
+/// subscriber is; a line longer than the byte bound is never held whole).
+async fn forward(mut node: NodeMonitor, lines: Lines) {
     loop {
-        match node.next_line().await {
-            Ok(Some(line)) => match tx.try_send(line) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+        match node.next_line(lines.max_bytes).await {
+            Ok(Some(line)) => match lines.queued.fetch_add(line.len(), Ordering::Relaxed) {
+                held if held + line.len() > lines.max_bytes => {
                     tracing::info!(
                         node = node.addr(),
-                        "closing MONITOR client that did not keep up"
+                        "closing MONITOR client that did not keep up (pubsub_queue_bytes)"
                     );
                     return;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                _ => match lines.tx.try_send(line) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::info!(
+                            node = node.addr(),
+                            "closing MONITOR client that did not keep up"
+                        );
+                        return;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                },
             },
             Ok(None) => {
                 tracing::info!(node = node.addr(), "node closed its MONITOR connection");
@@ -180,7 +209,11 @@ async fn forward(mut node: NodeMonitor, tx: mpsc::Sender<Bytes>) {
 /// The next monitor line (`None`: the stream ended).
 pub(super) async fn next_line(monitor: &mut Option<Box<Monitor>>) -> Option<Bytes> {
     match monitor {
-        Some(m) => m.rx.recv().await,
+        Some(m) => {
+            let line = m.rx.recv().await?;
+            m.queued.fetch_sub(line.len(), Ordering::Relaxed);
+            Some(line)
+        }
         None => std::future::pending().await,
     }
 }
