@@ -158,3 +158,50 @@ async fn a_runaway_script_is_killed_as_on_one_redis() {
     assert_eq!(via[12], notbusy, "nothing runs after the kill");
     assert_eq!(via, direct, "respgate vs one Redis");
 }
+
+/// Kills sent in a loop from many connections cost the nodes at most one connection
+/// each per round, one round per `ROUND_INTERVAL` (100 ms) per command: a tenant with
+/// `@scripting` cannot make respgate open thousands of connections a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_in_a_loop_open_at_most_one_round_of_connections_per_interval() {
+    let quiet = quiet_cluster().await;
+    let proxy = quiet.proxy().await;
+    let node = quiet.masters()[0];
+    let accepted = || -> u64 {
+        let devcluster::Reply::Bulk(Some(info)) = quiet.command(node, &["INFO", "stats"]) else {
+            panic!("INFO stats");
+        };
+        String::from_utf8_lossy(&info)
+            .lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    };
+    let before = accepted();
+    let start = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let addr = proxy.local_addr();
+        clients.spawn(async move {
+            let mut c = RawConn::connect(addr).await;
+            let kills: Vec<u8> = (0..50)
+                .flat_map(|_| support::encode_command(&["SCRIPT", "KILL"]))
+                .collect();
+            c.send(&kills).await;
+            for _ in 0..50 {
+                assert_eq!(show(&c.read_reply().await), show(NOTBUSY.as_bytes()));
+            }
+        });
+    }
+    clients.join_all().await;
+    let elapsed = start.elapsed();
+    let opened = accepted() - before;
+    // 400 kills; one round per 100 ms, plus one at the start and slack for the
+    // INFO connections of this test and respgate's own.
+    let allowed = elapsed.as_millis() as u64 / 100 + 5;
+    assert!(
+        opened <= allowed,
+        "{opened} connections to {node} for 400 kills in {elapsed:?}"
+    );
+    proxy.shutdown().await;
+}

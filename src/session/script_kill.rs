@@ -22,6 +22,14 @@
 //! **Who may.** As in Redis: whoever the ACL allows `script|kill` / `function|kill`
 //! (`@scripting`); respgate adds no tenant rule (a node runs one script at a time, and
 //! only a script that has not written can be killed, so a kill never loses data).
+//!
+//! **At most one round per [`ROUND_INTERVAL`]** (per command). A round opens a connection
+//! to every node; a tenant sending kills in a loop would otherwise make respgate open
+//! thousands per second and fill the ephemeral ports with TIME_WAIT. Kills that arrive
+//! while a round is waiting for its turn join it and get its answer (so two concurrent
+//! kills of one running script both read `+OK`, where one Redis would answer the second
+//! `NOTBUSY`); a kill arriving while a round runs waits for the next one (a script may
+//! have started since).
 
 use crate::cluster::control::{self, ControlError};
 use crate::cluster::Cluster;
@@ -29,12 +37,71 @@ use crate::protocol::refusal::Refusal;
 use crate::protocol::reply;
 use bytes::Bytes;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// The shortest time between two rounds of one kill command.
+pub const ROUND_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Starts the kill (`args`: `SCRIPT KILL` or `FUNCTION KILL`, as the client sent it); the
 /// reply arrives on the returned receiver.
 pub fn start(cluster: Arc<Cluster>, args: Vec<String>) -> oneshot::Receiver<Bytes> {
-    crate::workers::spawn_answer(async move { run(&cluster, &args).await })
+    static SCRIPT: Rounds = Rounds::new();
+    static FUNCTION: Rounds = Rounds::new();
+    let rounds = match args.first() {
+        Some(cmd) if cmd.eq_ignore_ascii_case("function") => &FUNCTION,
+        _ => &SCRIPT,
+    };
+    crate::workers::spawn_answer(async move { rounds.join(&cluster, &args).await })
+}
+
+/// The rounds of one kill command (process-wide).
+struct Rounds {
+    /// The round waiting for its turn, which a new kill joins.
+    next: std::sync::Mutex<Option<watch::Receiver<Option<Bytes>>>>,
+    /// Held by the running round: when the last one started.
+    turn: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Rounds {
+    const fn new() -> Rounds {
+        Rounds {
+            next: std::sync::Mutex::new(None),
+            turn: tokio::sync::Mutex::const_new(None),
+        }
+    }
+
+    async fn join(&self, cluster: &Cluster, args: &[String]) -> Bytes {
+        let lock = || self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let (tx, rx) = watch::channel(None);
+        let waiting = {
+            let mut next = lock();
+            match &*next {
+                Some(waiting) => Err(waiting.clone()),
+                None => {
+                    *next = Some(rx);
+                    Ok(())
+                }
+            }
+        };
+        if let Err(mut rx) = waiting {
+            // The round waiting for its turn: its answer is this kill's.
+            return match rx.wait_for(Option::is_some).await {
+                Ok(answer) => answer.clone().unwrap_or_default(),
+                Err(_) => Refusal::Backend("the kill round ended without an answer".into()).reply(),
+            };
+        }
+        let mut turn = self.turn.lock().await;
+        if let Some(last) = *turn {
+            tokio::time::sleep_until((last + ROUND_INTERVAL).into()).await;
+        }
+        *turn = Some(Instant::now());
+        // From now on a new kill waits for the next round.
+        lock().take();
+        let answer = run(cluster, args).await;
+        let _ = tx.send(Some(answer.clone()));
+        answer
+    }
 }
 
 async fn run(cluster: &Cluster, args: &[String]) -> Bytes {
