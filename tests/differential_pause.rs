@@ -166,3 +166,79 @@ async fn differential_pause_write_and_all() {
     assert_eq!(got[0], got[1]);
     unpause_nodes(&q);
 }
+
+/// What the review of the pause found, each compared with a standalone Redis 7.0.15:
+/// a client that closes while held is gone (its write never runs); a held client is not
+/// idle (`idle_timeout_secs` does not cut it); a write queued in MULTI is held before
+/// its `+QUEUED`; a pause whose end overflows (Redis: no pause) holds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_client_that_closes_is_gone_and_others_are_held_as_redis_holds_them() {
+    let q = quiet_cluster().await;
+    let standalone = Standalone::start();
+    let mut config = support::test_config(&q.seeds());
+    config.cluster.request_timeout_ms = 1000;
+    config.server.idle_timeout_secs = 1;
+    let proxy = support::start_proxy(config).await;
+    for addr in [proxy.local_addr(), standalone.addr] {
+        let what = if addr == standalone.addr {
+            "redis"
+        } else {
+            "respgate"
+        };
+        let (mut pauser, mut closer, mut queued) = conns(addr).await;
+        let mut idle = RawConn::connect(addr).await;
+        queued
+            .command(&["DEL", "pause:gone", "pause:idle", "pause:q"])
+            .await;
+        assert_eq!(queued.command(&["MULTI"]).await, b"+OK\r\n");
+        assert_eq!(
+            pauser.command(&["CLIENT", "PAUSE", "2500", "WRITE"]).await,
+            b"+OK\r\n"
+        );
+        closer
+            .send(&support::encode_command(&["SET", "pause:gone", "x"]))
+            .await;
+        idle.send(&support::encode_command(&["SET", "pause:idle", "y"]))
+            .await;
+        queued
+            .send(&support::encode_command(&["SET", "pause:q", "z"]))
+            .await;
+        assert!(
+            silent(&mut queued, Duration::from_millis(500)).await,
+            "{what}: QUEUED during the pause"
+        );
+        drop(closer);
+        // Past the pause (and past two idle periods of respgate's 1 s timeout).
+        assert_eq!(queued.read_reply().await, b"+QUEUED\r\n", "{what}");
+        assert_eq!(
+            idle.read_reply().await,
+            b"+OK\r\n",
+            "{what}: the held client was cut"
+        );
+        assert_eq!(queued.command(&["EXEC"]).await, b"*1\r\n+OK\r\n", "{what}");
+        let mut check = RawConn::connect(addr).await;
+        assert_eq!(
+            check.command(&["GET", "pause:gone"]).await,
+            b"$-1\r\n",
+            "{what}: the closed client's held write ran"
+        );
+        // An end that overflows: +OK and no pause at all (fresh connections: respgate's
+        // 1 s idle timeout closed the ones idle through the pause, as it should).
+        let mut pauser = RawConn::connect(addr).await;
+        assert_eq!(
+            pauser
+                .command(&["CLIENT", "PAUSE", "9223372036854000000", "ALL"])
+                .await,
+            b"+OK\r\n",
+            "{what}"
+        );
+        assert_eq!(
+            check.command(&["SET", "pause:after", "1"]).await,
+            b"+OK\r\n",
+            "{what}"
+        );
+        assert_eq!(pauser.command(&["CLIENT", "UNPAUSE"]).await, b"+OK\r\n");
+    }
+    unpause_nodes(&q);
+    proxy.shutdown().await;
+}

@@ -6,7 +6,10 @@
 //!
 //! Which commands a mode holds is Redis 7.0's rule (`processCommand`): ALL holds every
 //! command; WRITE holds those flagged `write` or `may_replicate` (EXEC when its queued
-//! commands are), commands queued in MULTI are not held. Redis 7.0 hides
+//! commands are), and a write queued in MULTI is held before its `+QUEUED` as Redis
+//! 7.0.15 holds it. A client that closes while held is gone: its held request never
+//! runs (Redis frees it), so the socket is still read while held, a little (up to
+//! [`HELD_READ_MAX`] bytes buffered), to see the close. Redis 7.0 hides
 //! `may_replicate` from `COMMAND`, so the commands carrying it are named here. Checked
 //! against a standalone 7.0.15: EVAL, EVALSHA, FCALL, PUBLISH, SPUBLISH, PFCOUNT are
 //! held in WRITE mode; EVAL_RO, FCALL_RO, SCRIPT LOAD, WAIT, reads are not. A client
@@ -18,6 +21,9 @@ use crate::pause::Mode;
 use crate::protocol::scan::scan_request;
 use crate::protocol::Args;
 use bytes::Bytes;
+
+/// How much a held client's socket is read ahead (to see it close) while held.
+pub(super) const HELD_READ_MAX: usize = 16 * 1024;
 
 /// Commands Redis 7.0 flags `may_replicate` without saying so in `COMMAND`.
 const MAY_REPLICATE: [&str; 6] = ["eval", "evalsha", "fcall", "publish", "spublish", "pfcount"];
@@ -82,8 +88,8 @@ fn holds_write(table: &CommandTable, client: &ClientState, args: Args<'_>) -> bo
                 && matches!(table.lookup(Args::new(queued, &ranges)),
                     Lookup::Found(q) if may_replicate(q))
         }),
-        // Queued in MULTI: not run now.
-        Some(_) => false,
+        // Queued in MULTI: held too, as Redis 7.0.15 holds a write before `+QUEUED`.
+        Some(_) => may_replicate(info),
     }
 }
 

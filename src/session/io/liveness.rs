@@ -67,6 +67,8 @@ impl Session {
             && !read
             && self.pipe.pending.is_empty()
             && self.io.out.is_empty()
+            // Held by CLIENT PAUSE: waiting, as a blocked client, not idle.
+            && self.io.held.is_none()
         {
             self.io.live.idle_strikes += 1;
             if self.io.live.idle_strikes >= 2 {

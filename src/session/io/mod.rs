@@ -213,6 +213,10 @@ impl Session {
     fn begin_pass(&mut self) -> Start {
         // Everything handled in one pass happened "now": one clock read per pass.
         self.clock = None;
+        if self.io.eof && self.io.held.take().is_some() {
+            // Closed while held by CLIENT PAUSE: gone, as Redis frees it; never run.
+            tracing::debug!(client = self.client.meta.id, "client closed while paused");
+        }
         if !self.io.closing || self.io.held.is_some() {
             self.parse_requests();
         }
@@ -230,7 +234,7 @@ impl Session {
         }
         let can_read = !io.closing
             && !io.eof
-            && io.held.is_none()
+            && (io.held.is_none() || io.rbuf.len() < hold::HELD_READ_MAX)
             && !self.pipe.task_pending
             && self.pipe.pending.len() < self.ctx.bounds.max_pending
             && self.within_reply_bytes();

@@ -26,11 +26,27 @@ pub(super) fn pause(ctx: &SessionContext, info: &CommandInfo, args: Args<'_>) ->
         Some(_) => None,
     };
     if let (Some(ms), Some(mode), 3 | 4) = (timeout, mode, args.len()) {
-        ctx.pause
-            .pause(Instant::now(), Duration::from_millis(ms as u64), mode);
+        if ends(ms) {
+            ctx.pause
+                .pause(Instant::now(), Duration::from_millis(ms as u64), mode);
+        }
     }
     fan_out(info, Merge::AllOk)
 }
+
+/// Whether a pause of `ms` has an end one Redis can represent: 7.0.15 adds the timeout
+/// to the Unix time in ms (a signed 64-bit sum), and a sum that overflows makes an end
+/// in the past, i.e. no pause at all, while it still answers `+OK`. respgate does the
+/// same, so a pause nothing could ever end (ALL mode holds UNPAUSE too) is not made.
+fn ends(ms: i64) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    now.checked_add(ms).is_some()
+}
+
+/// How many times UNPAUSE is tried on a master.
+const UNPAUSE_ATTEMPTS: u32 = 3;
 
 /// CLIENT UNPAUSE: the held commands go on now; each master is unpaused on a
 /// connection of its own, in the background.
@@ -40,14 +56,24 @@ pub(super) fn unpause(ctx: &SessionContext) -> Option<Route> {
         for master in masters {
             let cluster = ctx.cluster.clone();
             tokio::spawn(async move {
-                let sent = crate::cluster::control::query(
-                    master.addr(),
-                    &["CLIENT", "UNPAUSE"],
-                    cluster.link_options(),
-                )
-                .await;
-                if let Err(e) = sent {
-                    tracing::warn!(error = %e, "CLIENT UNPAUSE not delivered to a master");
+                // A master left paused would hold writes released here on the shared
+                // links: a failed delivery is tried again, a few times.
+                for attempt in 1..=UNPAUSE_ATTEMPTS {
+                    let sent = crate::cluster::control::query(
+                        master.addr(),
+                        &["CLIENT", "UNPAUSE"],
+                        cluster.link_options(),
+                    )
+                    .await;
+                    match sent {
+                        Ok(_) => return,
+                        Err(e) if attempt == UNPAUSE_ATTEMPTS => {
+                            tracing::warn!(node = master.addr(), error = %e, "CLIENT UNPAUSE not delivered to a master")
+                        }
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(100 * attempt as u64)).await
+                        }
+                    }
                 }
             });
         }
