@@ -116,6 +116,14 @@ async fn info_mode_matches_a_standalone_redis() {
         field(&via.command(&["INFO"]).await, "redis_mode").as_deref(),
         Some("standalone")
     );
+    // Sections that do not exist: an empty string, byte for byte.
+    for args in [
+        &["INFO", "nosuch"][..],
+        &["INFO", "blocked"],
+        &["INFO", "nosuch", "other"],
+    ] {
+        support::same(&mut via, &mut direct, args, "").await;
+    }
     proxy.shutdown().await;
 }
 

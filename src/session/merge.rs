@@ -315,6 +315,10 @@ fn info(parts: &[Bytes], proxy_section: &str) -> Option<Bytes> {
     while out.ends_with("\r\n\r\n") {
         out.truncate(out.len() - 2);
     }
+    // No section asked for exists (`INFO nosuch`): Redis answers an empty string.
+    if out == "\r\n" {
+        out.clear();
+    }
     if !proxy_section.is_empty() {
         if !out.is_empty() {
             out.push_str("\r\n");
