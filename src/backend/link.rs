@@ -26,7 +26,7 @@ const COALESCE_MAX: usize = 16 * 1024;
 pub(super) async fn run_link(
     addr: Arc<str>,
     opts: Arc<LinkOptions>,
-    mut rx: mpsc::UnboundedReceiver<Job>,
+    rx: mpsc::UnboundedReceiver<Job>,
     on_failure: Arc<Notify>,
     links_up: Arc<super::LinkState>,
 ) {
@@ -36,11 +36,34 @@ pub(super) async fn run_link(
     // A dead node fails every request that wants it, on each of its links: one warning
     // per interval for the node (the throttle is shared by its links; the lock is taken
     // on connect and on a failed attempt only).
+    run_link_from(addr, opts, rx, on_failure, links_up, None).await
+}
+
+/// [`run_link`], starting with a connection made beforehand and the first job for it
+/// (a ready dedicated link, [`super::ready`]); later connections are made lazily.
+pub(super) async fn run_link_from(
+    addr: Arc<str>,
+    opts: Arc<LinkOptions>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    on_failure: Arc<Notify>,
+    links_up: Arc<super::LinkState>,
+    mut ready: Option<(BackendStream, Job)>,
+) {
     let failures = |f: &mut dyn FnMut(&mut crate::logging::throttle::Throttle)| {
         f(&mut links_up.failures.lock().unwrap_or_else(|e| e.into_inner()))
     };
-    while let Some(first) = rx.recv().await {
-        let stream = match connect(&addr, &opts).await {
+    loop {
+        let (first, stream) = match ready.take() {
+            Some((stream, first)) => (first, Ok(stream)),
+            None => match rx.recv().await {
+                Some(first) => {
+                    let stream = connect(&addr, &opts).await;
+                    (first, stream)
+                }
+                None => return,
+            },
+        };
+        let stream = match stream {
             Ok(s) => {
                 failures(&mut |t| {
                     if let n @ 1.. = t.clear() {
@@ -153,7 +176,11 @@ where
         if !open && inflight.is_empty() && wbuf.is_empty() {
             break Ok(());
         }
-        let write_now = !wbuf.is_empty() && (write_deferred || wbuf.len() >= COALESCE_MAX);
+        // A client's own link is written at once: it carries no other client's requests
+        // to wait for, and a blocking command must reach the node before writes other
+        // clients send after it ([`super::ready`]).
+        let write_now =
+            !wbuf.is_empty() && (write_deferred || opts.dedicated || wbuf.len() >= COALESCE_MAX);
         tokio::select! {
             biased;
             read = rd.read_buf(&mut rbuf) => {

@@ -23,6 +23,7 @@ mod framing;
 mod inflight;
 pub mod lag;
 mod link;
+pub mod ready;
 
 pub(crate) use connect::connect;
 use link::run_link;

@@ -119,11 +119,17 @@ impl Cluster {
         resp3: bool,
         identity: Option<Arc<crate::backend::NodeIdentity>>,
     ) -> crate::backend::DedicatedLink {
+        let own = identity.is_none();
         let opts = LinkOptions {
             resp3,
             identity,
             ..self.link_options.clone()
         };
+        if own {
+            // Connected beforehand: the blocking command is written at once
+            // (`backend/ready.rs`: ordering against other clients' writes).
+            return crate::backend::ready::take(addr, &opts, &self.refresh);
+        }
         crate::backend::DedicatedLink::spawn(addr, opts, self.refresh.clone())
     }
 

@@ -1,5 +1,5 @@
-//! The one redirect policy: what a node's `-MOVED`, `-ASK`, `-TRYAGAIN` or
-//! `-CLUSTERDOWN` reply means for the request that got it. Used by the session (client
+//! The one redirect policy: what a node's `-MOVED`, `-ASK`, `-TRYAGAIN`,
+//! `-CLUSTERDOWN` or `-READONLY` reply means for the request that got it. Used by the session (client
 //! requests and transactions), the shard pub/sub hub and the shared guard budgets.
 //!
 //! **Why a policy and not a parser.** A reply is data, not a signal, unless it provably
@@ -14,7 +14,17 @@
 //!   owner is no longer the node that answered): only then can the node not have run
 //!   it. A script's TRYAGAIN, CLUSTERDOWN or ASK reaches the client untouched, because
 //!   re-sending could run the script, and its writes, again.
-
+//!
+//! **READONLY: a demoted master.** After a failover the old master is a replica; it
+//! still answers MOVED for keys, but a keyless write (FLUSHDB, FLUSHALL, FUNCTION LOAD,
+//! ... sent to every master by the slot of each shard) gets `-READONLY You can't write
+//! against a read only replica.` until respgate's topology knows the new master. Redis
+//! refuses such a command in `processCommand`, before running it (inside MULTI the
+//! refusal flags the transaction and EXEC answers EXECABORT: nothing ran either), so a
+//! plain command's READONLY is retried like TRYAGAIN: the topology is refreshed at once
+//! and the request routed again by it, within the retry deadline. A script's READONLY
+//! stays final (its code may have returned that text, or written before a refused
+//! call); only the refresh is asked for.
 use super::Cluster;
 
 /// What a backend reply means for routing, by its text alone.
@@ -26,6 +36,8 @@ pub enum ReplyKind {
     Ask { addr: String },
     /// `-TRYAGAIN` / `-CLUSTERDOWN`: retry shortly.
     Retryable,
+    /// `-READONLY`: the node is a replica now (a demoted master); it ran nothing.
+    ReadOnly,
     /// Anything else: give it to the client as it is.
     Final,
 }
@@ -39,6 +51,9 @@ pub fn classify_error(reply: &[u8]) -> ReplyKind {
     let line = &reply[1..reply.len().saturating_sub(2)];
     if line.starts_with(b"TRYAGAIN") || line.starts_with(b"CLUSTERDOWN") {
         return ReplyKind::Retryable;
+    }
+    if line.starts_with(b"READONLY ") {
+        return ReplyKind::ReadOnly;
     }
     let (is_moved, rest) = if let Some(rest) = line.strip_prefix(b"MOVED ") {
         (true, rest)
@@ -102,7 +117,8 @@ pub enum Decision {
         moved_slot: Option<u16>,
     },
     /// Refresh the topology and route the request again by it after a backoff (retryable
-    /// errors, and redirections to addresses the topology does not name).
+    /// errors, READONLY from a demoted master, and redirections to addresses the
+    /// topology does not name).
     RetryLater,
     /// A script's MOVED for its own slot: re-send only if a topology refreshed after
     /// this reply no longer gives the slot to the node that answered.
@@ -116,7 +132,12 @@ pub fn decide(cluster: &Cluster, reply: &[u8], origin: Origin, slot: Option<u16>
     let kind = classify_error(reply);
     match (origin, kind) {
         (_, ReplyKind::Final) => Decision::Final,
-        (Origin::Command, ReplyKind::Retryable) => Decision::RetryLater,
+        (Origin::Command, ReplyKind::Retryable | ReplyKind::ReadOnly) => Decision::RetryLater,
+        (Origin::Script, ReplyKind::ReadOnly) => {
+            // Final as it is, but the topology is likely stale: learn the new master now.
+            cluster.request_refresh();
+            Decision::Final
+        }
         (Origin::Command, ReplyKind::Moved { slot: moved, addr }) => {
             match cluster.known_node(&addr) {
                 Some(_) => Decision::Follow {
@@ -169,6 +190,11 @@ mod tests {
             classify_error(b"-CLUSTERDOWN The cluster is down\r\n"),
             ReplyKind::Retryable
         );
+        assert_eq!(
+            classify_error(b"-READONLY You can't write against a read only replica.\r\n"),
+            ReplyKind::ReadOnly
+        );
+        assert_eq!(classify_error(b"-READONLYX\r\n"), ReplyKind::Final);
         assert_eq!(classify_error(b"-ERR wrong type\r\n"), ReplyKind::Final);
         assert_eq!(classify_error(b"$5\r\nMOVED\r\n"), ReplyKind::Final);
         assert_eq!(
@@ -197,6 +223,17 @@ mod tests {
     }
 
     #[test]
+    fn a_commands_readonly_is_retried() {
+        let c = cluster();
+        let ro = b"-READONLY You can't write against a read only replica.\r\n";
+        assert_eq!(
+            decide(&c, ro, Origin::Command, Some(0)),
+            Decision::RetryLater
+        );
+        assert_eq!(decide(&c, ro, Origin::Command, None), Decision::RetryLater);
+    }
+
+    #[test]
     fn a_scripts_errors_are_final_but_its_own_slots_moved() {
         let c = cluster();
         for reply in [
@@ -204,6 +241,7 @@ mod tests {
             b"-CLUSTERDOWN x\r\n",
             b"-ASK 5 127.0.0.1:1\r\n",
             b"-MOVED 0 127.0.0.1:1\r\n",
+            b"-READONLY You can't write against a read only replica.\r\n",
         ] {
             assert_eq!(decide(&c, reply, Origin::Script, Some(5)), Decision::Final);
         }

@@ -1,7 +1,7 @@
 //! What a backend reply means for the request at the head of the queue: final, or
 //! re-sent after a redirection (MOVED, ASK), or retried after a backoff (TRYAGAIN,
-//! CLUSTERDOWN, a node that could not be reached) within `cluster.retry_deadline`; a
-//! transaction's replies unpacked; a script's MOVED confirmed against a newer topology
+//! CLUSTERDOWN, READONLY from a demoted master, a node that could not be reached)
+//! within `cluster.retry_deadline`; a transaction's replies unpacked; a script's MOVED confirmed against a newer topology
 //! first (its error replies are data). The decision on one reply's text is
 //! [`crate::cluster::redirect`]'s; acting on it is this file's.
 
