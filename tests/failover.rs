@@ -18,7 +18,7 @@
 
 mod support;
 
-use devcluster::{DevCluster, DevClusterOptions, Reply};
+use devcluster::{DevCluster, DevClusterOptions};
 use respgate::config::Config;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -242,21 +242,10 @@ async fn resume_and_stop(setup: &mut Setup, linger: Duration) -> Vec<Vec<Op>> {
     all
 }
 
-fn role(cluster: &DevCluster, node: SocketAddr) -> String {
-    match cluster.command(node, &["ROLE"]) {
-        Ok(Reply::Array(items)) => items
-            .first()
-            .and_then(Reply::as_str)
-            .unwrap_or("?")
-            .to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
 /// Waits until `node` reports itself master and every live node agrees on the slot owners.
 fn wait_promoted(cluster: &DevCluster, node: SocketAddr, slot: u16) {
     let deadline = Instant::now() + WAIT_LIMIT;
-    while role(cluster, node) != "master" {
+    while support::role(cluster, node) != "master" {
         assert!(Instant::now() < deadline, "{node} was never promoted");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -307,7 +296,7 @@ async fn graceful_cluster_failover_is_invisible_to_clients() {
         failed.is_empty(),
         "a coordinated failover must not surface errors: {failed:#?}"
     );
-    let old_role = tokio::task::block_in_place(|| role(&s.cluster, victim));
+    let old_role = tokio::task::block_in_place(|| support::role(&s.cluster, victim));
     assert_eq!(old_role, "slave", "{victim} after the failover");
     s.proxy.shutdown().await;
 }

@@ -17,17 +17,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::{show, RawConn};
 
-fn role(cluster: &DevCluster, node: SocketAddr) -> String {
-    match cluster.command(node, &["ROLE"]) {
-        Ok(Reply::Array(items)) => items
-            .first()
-            .and_then(Reply::as_str)
-            .unwrap_or("?")
-            .to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
 fn node_int(cluster: &DevCluster, node: SocketAddr, args: &[&str]) -> i64 {
     match cluster.command(node, args) {
         Ok(Reply::Int(n)) => n,
@@ -65,7 +54,9 @@ async fn writes_after_a_failover_never_get_readonly() {
         }
         support::node_ok(&cluster, replica, &["CLUSTER", "FAILOVER"]);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while role(&cluster, replica) != "master" || role(&cluster, victim) != "slave" {
+        while support::role(&cluster, replica) != "master"
+            || support::role(&cluster, victim) != "slave"
+        {
             assert!(Instant::now() < deadline, "{replica} was never promoted");
             std::thread::sleep(Duration::from_millis(5));
         }

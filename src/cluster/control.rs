@@ -101,6 +101,31 @@ pub async fn query_within(
         })?
 }
 
+/// A fresh connection to `addr` as respgate's node user, with `command` written after
+/// the login (`true`: a login was sent, its answer comes first).
+pub(super) async fn open_sending(
+    addr: &str,
+    opts: &LinkOptions,
+    command: &[u8],
+) -> Result<(crate::tls::BackendStream, bool), ControlError> {
+    let io = |source| ControlError::Io {
+        addr: addr.to_string(),
+        source,
+    };
+    let mut stream = crate::tls::connect_node(addr, opts.tls.as_ref(), opts.connect_timeout)
+        .await
+        .map_err(io)?;
+    let mut out = BytesMut::new();
+    let auth = opts.auth_command();
+    if let Some(auth) = &auth {
+        out.extend_from_slice(auth);
+    }
+    out.extend_from_slice(command);
+    stream.write_all(&out).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
+    Ok((stream, auth.is_some()))
+}
+
 async fn query_inner(
     addr: &str,
     args: &[&str],
@@ -110,18 +135,9 @@ async fn query_inner(
         addr: addr.to_string(),
         source,
     };
-    let mut stream = crate::tls::connect_node(addr, opts.tls.as_ref(), opts.connect_timeout)
-        .await
-        .map_err(io)?;
-    let mut out = BytesMut::new();
-    let mut skip = 0;
-    if let Some(auth) = opts.auth_command() {
-        out.extend_from_slice(&auth);
-        skip = 1;
-    }
-    out.extend_from_slice(&crate::protocol::reply::command(args.iter()));
-    stream.write_all(&out).await.map_err(io)?;
-    stream.flush().await.map_err(io)?;
+    let (mut stream, authenticated) =
+        open_sending(addr, opts, &crate::protocol::reply::command(args.iter())).await?;
+    let mut skip = usize::from(authenticated);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         match decode(&buf) {

@@ -11,7 +11,7 @@ use super::control::ControlError;
 use crate::backend::LinkOptions;
 use crate::tls::BackendStream;
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// One node's MONITOR connection, past the node's `+OK`.
 pub struct NodeMonitor {
@@ -33,26 +33,13 @@ pub async fn open(addr: &str, opts: &LinkOptions) -> Result<NodeMonitor, Control
 }
 
 async fn open_inner(addr: &str, opts: &LinkOptions) -> Result<NodeMonitor, ControlError> {
-    let io = |source| ControlError::Io {
-        addr: addr.to_string(),
-        source,
-    };
-    let mut stream = crate::tls::connect_node(addr, opts.tls.as_ref(), opts.connect_timeout)
-        .await
-        .map_err(io)?;
-    let mut out = Vec::new();
-    let auth = opts.auth_command();
-    if let Some(auth) = &auth {
-        out.extend_from_slice(auth);
-    }
-    out.extend_from_slice(b"*1\r\n$7\r\nMONITOR\r\n");
-    stream.write_all(&out).await.map_err(io)?;
-    stream.flush().await.map_err(io)?;
+    let (stream, authenticated) =
+        super::control::open_sending(addr, opts, b"*1\r\n$7\r\nMONITOR\r\n").await?;
     let mut node = NodeMonitor {
         addr: addr.to_string(),
         stream: BufReader::new(stream),
     };
-    if auth.is_some() {
+    if authenticated {
         let reply = node.answer().await?;
         if let Some(e) = reply.strip_prefix('-') {
             return Err(ControlError::AuthRefused {

@@ -783,3 +783,15 @@ pub async fn same<A: AsRef<[u8]>>(
         .collect();
     assert_eq!(show(&a), show(&b), "{context}`{}`", line.join(" "));
 }
+
+/// A node's role as ROLE reports it (`master`, `slave`), or what went wrong.
+pub fn role(cluster: &devcluster::DevCluster, node: SocketAddr) -> String {
+    match cluster.command(node, &["ROLE"]) {
+        Ok(devcluster::Reply::Array(items)) => items
+            .first()
+            .and_then(devcluster::Reply::as_str)
+            .unwrap_or("?")
+            .to_string(),
+        other => format!("{other:?}"),
+    }
+}
