@@ -91,6 +91,14 @@ impl Pause {
         self.changed.notify_waiters();
     }
 
+    /// Resolves once no pause is in force (at once when none is): for respgate's own
+    /// background writes, which a paused node would hold on a shared link.
+    pub async fn unpaused(&self) {
+        while self.mode(Instant::now()).is_some() {
+            self.changed().await;
+        }
+    }
+
     /// Resolves when the pause in force changes: lifted, ended by its timeout, or
     /// replaced by another PAUSE (the caller checks again what it holds).
     pub async fn changed(&self) {
@@ -125,6 +133,17 @@ mod tests {
         assert_eq!(p.mode(now + Duration::from_millis(1600)), None);
         p.unpause();
         assert_eq!(p.mode(now), None);
+    }
+
+    #[tokio::test]
+    async fn unpaused_waits_for_the_end_of_any_pause() {
+        let p = Pause::default();
+        p.unpaused().await; // none: at once
+        p.pause(Instant::now(), Duration::from_millis(60), Mode::Write);
+        let started = Instant::now();
+        p.unpaused().await;
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(p.mode(Instant::now()), None);
     }
 
     #[tokio::test]

@@ -32,6 +32,7 @@ const SWEEPER_CLIENT_ID: u64 = u64::MAX - 1;
 pub async fn run(
     cluster: Arc<Cluster>,
     guards: Arc<Guards>,
+    pause: Arc<crate::pause::Pause>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -46,9 +47,11 @@ pub async fn run(
             .find(|r| due.get(&r.pattern).is_none_or(|at| *at <= now));
         let wait = match next {
             Some(rule) if cluster.topology().is_some() => {
+                // A pass writes (EXPIRE) on the shared links: never into a CLIENT PAUSE,
+                // which would hold it there in front of clients' requests.
                 tokio::select! {
                     _ = &mut shutdown => return,
-                    _ = pass(&cluster, rule) => {}
+                    _ = async { pause.unpaused().await; pass(&cluster, rule).await } => {}
                 }
                 due.insert(rule.pattern.clone(), Instant::now() + rule.interval);
                 Duration::ZERO

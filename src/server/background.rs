@@ -48,6 +48,7 @@ pub(super) fn spawn(
         tokio::spawn(crate::guards::sweeper::run(
             cluster.clone(),
             ctx.guards.clone(),
+            ctx.pause.clone(),
             async move {
                 listener.above(RUNNING).await;
             },

@@ -34,7 +34,7 @@ pub struct SessionContext {
     /// How scripts run under their caller's rules (mirrors rebuilt on reload).
     pub scripts: Arc<crate::scripts::Scripts>,
     /// CLIENT PAUSE: held sessions wait on it (`io/hold.rs`).
-    pub pause: crate::pause::Pause,
+    pub pause: Arc<crate::pause::Pause>,
 }
 
 /// The configured bounds every session applies to its client: plain numbers from
