@@ -11,16 +11,19 @@ fn respgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_respgate"))
 }
 
+/// Whether respgate at `addr` serves: PING answered and a keyed command routed (PING
+/// alone is answered by respgate before it knows the cluster). The configs here have
+/// no users.
 fn ping(addr: &str) -> bool {
     let Ok(mut s) = TcpStream::connect(addr) else {
         return false;
     };
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    if s.write_all(b"PING\r\n").is_err() {
+    if s.write_all(b"PING\r\nEXISTS cli:ready\r\n").is_err() {
         return false;
     }
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    let mut buf = [0u8; 11];
+    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"+PONG\r\n:")
 }
 
 fn free_port() -> u16 {
