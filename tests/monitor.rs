@@ -209,3 +209,42 @@ async fn a_monitor_line_over_the_byte_bound_ends_monitoring() {
     wait_monitors(&quiet, 0).await;
     proxy.shutdown().await;
 }
+
+/// The byte bound counts what is queued, not what went through: a monitor that reads its
+/// stream stays open however many bytes pass (here 20 times `pubsub_queue_bytes`, in
+/// pipelined bursts so lines are taken from the queue several at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_that_reads_stays_open_past_the_byte_bound() {
+    let quiet = quiet_cluster().await;
+    let mut config = with_users(test_config(&quiet.seeds()), &["app", "ops"]);
+    config.server.pubsub_queue_bytes = 64 * 1024;
+    let proxy = start_proxy(config).await;
+    let addr = proxy.local_addr();
+    let mut ops = login(addr, "ops").await;
+    assert_eq!(show(&ops.command(&["MONITOR"]).await), show(b"+OK\r\n"));
+    wait_monitors(&quiet, 1).await;
+    let reader = tokio::spawn(async move {
+        let mut seen = 0usize;
+        while seen < 20 * 64 * 1024 {
+            seen += ops.read_reply().await.len();
+        }
+        ops
+    });
+    let mut app = login(addr, "app").await;
+    let value = "v".repeat(4 * 1024);
+    let burst: Vec<u8> = (0..8)
+        .flat_map(|i| encode_command(&["SET", &format!("mon:flow:{i}"), &value]))
+        .collect();
+    for _ in 0..45 {
+        app.send(&burst).await;
+        for _ in 0..8 {
+            assert_eq!(show(&app.read_reply().await), show(b"+OK\r\n"));
+        }
+    }
+    let _ops = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("the monitor read its stream")
+        .unwrap();
+    assert_eq!(monitors_per_master(&quiet), vec![1; 3]);
+    proxy.shutdown().await;
+}

@@ -42,8 +42,9 @@ use tokio::task::JoinSet;
 
 /// A client in monitor mode: where its lines arrive, and the task that reads them.
 pub struct Monitor {
-    pub rx: mpsc::Receiver<Bytes>,
-    /// Bytes of the lines queued in `rx` (bounded by `pubsub_queue_bytes`).
+    rx: mpsc::Receiver<Bytes>,
+    /// Bytes of the lines queued in `rx` (bounded by `pubsub_queue_bytes`); every line
+    /// taken out goes through [`Monitor::taken`].
     queued: Arc<AtomicUsize>,
     /// Set once the client was answered `+OK` (before it, a closed stream is a failed
     /// MONITOR, whose error is the reply).
@@ -60,6 +61,18 @@ impl Drop for Monitor {
 }
 
 impl Monitor {
+    /// A line queued now, if any.
+    pub fn try_next(&mut self) -> Option<Bytes> {
+        let line = self.rx.try_recv().ok()?;
+        Some(self.taken(line))
+    }
+
+    /// `line` left the queue: its bytes no longer count.
+    fn taken(&self, line: Bytes) -> Bytes {
+        self.queued.fetch_sub(line.len(), Ordering::Relaxed);
+        line
+    }
+
     /// Whether the client was answered `+OK`.
     pub fn confirmed(&self) -> bool {
         self.confirmed.load(Ordering::Relaxed)
@@ -211,8 +224,7 @@ pub(super) async fn next_line(monitor: &mut Option<Box<Monitor>>) -> Option<Byte
     match monitor {
         Some(m) => {
             let line = m.rx.recv().await?;
-            m.queued.fetch_sub(line.len(), Ordering::Relaxed);
-            Some(line)
+            Some(m.taken(line))
         }
         None => std::future::pending().await,
     }

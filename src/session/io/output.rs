@@ -67,9 +67,9 @@ impl Session {
         };
         self.io.out.extend_from_slice(&line);
         while self.io.out.len() < OUT_HIGH_WATER {
-            match monitor.rx.try_recv() {
-                Ok(line) => self.io.out.extend_from_slice(&line),
-                Err(_) => break,
+            match monitor.try_next() {
+                Some(line) => self.io.out.extend_from_slice(&line),
+                None => break,
             }
         }
         true
