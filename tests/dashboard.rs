@@ -247,20 +247,6 @@ async fn dashboard_and_alerts_read_only_metrics_respgate_exports() {
 
 /// Aggregations that dedupe the copies of one node's series (one per respgate pod).
 const DEDUPING: &[&str] = &["max", "min"];
-const AGGREGATIONS: &[&str] = &[
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "count",
-    "stddev",
-    "stdvar",
-    "topk",
-    "bottomk",
-    "quantile",
-    "count_values",
-    "group",
-];
 
 /// The selectors of `expr` that read a cluster series (`redis_*`, `respgate_cluster_*`)
 /// whose innermost enclosing aggregation is not `max`/`min` (or that have none).
@@ -338,7 +324,7 @@ fn undeduped_cluster_series(expr: &str) -> Vec<String> {
             '(' => {
                 let frame = if let Some(agg) = pending.take() {
                     Paren::Agg(agg)
-                } else if AGGREGATIONS.contains(&last_word.as_str()) {
+                } else if promql::AGGREGATIONS.contains(&last_word.as_str()) {
                     Paren::Agg(last_word.clone())
                 } else if last_word == "by" || last_word == "without" {
                     // The word before `by`: the aggregation it belongs to (prefix form).
@@ -351,7 +337,7 @@ fn undeduped_cluster_series(expr: &str) -> Vec<String> {
             }
             ')' => {
                 if let Some(Paren::Clause(agg)) = stack.pop() {
-                    if AGGREGATIONS.contains(&agg.as_str()) {
+                    if promql::AGGREGATIONS.contains(&agg.as_str()) {
                         pending = Some(agg);
                     }
                 }

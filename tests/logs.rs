@@ -12,6 +12,15 @@ fn respgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_respgate"))
 }
 
+/// `respgate --config <dir>/respgate.toml` holding `toml` (the file written first).
+fn with_config(dir: &tempfile::TempDir, toml: &str) -> Command {
+    let config = dir.path().join("respgate.toml");
+    std::fs::write(&config, toml).unwrap();
+    let mut cmd = respgate();
+    cmd.arg("--config").arg(config);
+    cmd
+}
+
 fn free_addr() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
@@ -52,18 +61,11 @@ fn sigterm_and_wait(child: &mut Child) {
 fn stderr_of_a_run_without_nodes(log: &str, run: Duration) -> String {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let config = dir.path().join("respgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [\"{}\"]\n[auth]\nmode = \"none\"\n[log]\n{log}\n",
-            dead_seed()
-        ),
-    )
-    .unwrap();
-    let mut child = respgate()
-        .arg("--config")
-        .arg(&config)
+    let toml = format!(
+        "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [\"{}\"]\n[auth]\nmode = \"none\"\n[log]\n{log}\n",
+        dead_seed()
+    );
+    let mut child = with_config(&dir, &toml)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -167,16 +169,11 @@ fn a_busy_port_is_named() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("respgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [\"{}\"]\n[auth]\nmode = \"none\"\n",
-            dead_seed()
-        ),
-    )
-    .unwrap();
-    let out = respgate().arg("--config").arg(&config).output().unwrap();
+    let toml = format!(
+        "[server]\nlisten = \"{addr}\"\n[cluster]\nseeds = [\"{}\"]\n[auth]\nmode = \"none\"\n",
+        dead_seed()
+    );
+    let out = with_config(&dir, &toml).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -228,18 +225,11 @@ fn a_dead_node_is_warned_about_once_per_interval_not_once_per_link() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let seeds: Vec<String> = cluster.seeds().iter().map(|s| format!("\"{s}\"")).collect();
-    let config = dir.path().join("respgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"{addr}\"\nworker_threads = 2\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"none\"\n",
-            seeds.join(",")
-        ),
-    )
-    .unwrap();
-    let mut child = respgate()
-        .arg("--config")
-        .arg(&config)
+    let toml = format!(
+        "[server]\nlisten = \"{addr}\"\nworker_threads = 2\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"none\"\n",
+        seeds.join(",")
+    );
+    let mut child = with_config(&dir, &toml)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -9,20 +9,8 @@
 
 mod support;
 
-use respgate::acl::hash_password;
-use respgate::config::{AuthMode, UserConfig};
+use respgate::config::AuthMode;
 use support::*;
-
-fn user(name: &str, rules: &str) -> UserConfig {
-    UserConfig {
-        max_dedicated_connections: None,
-        name: name.into(),
-        rules: format!(
-            "{rules} #{}",
-            hash_password(format!("{name}-pw").as_bytes())
-        ),
-    }
-}
 
 /// The value of the series `series` (exactly as rendered) in a scrape; 0 when absent.
 fn value(body: &str, series: &str) -> f64 {
@@ -42,7 +30,7 @@ async fn refusals_count_once_and_strangers_create_no_series() {
     let mut config = test_config(&shared_cluster_seeds());
     config.admin.listen = Some("127.0.0.1:0".into());
     config.auth.mode = Some(AuthMode::Users);
-    config.auth.users = vec![user("app", "on ~app:* +@all -@dangerous")];
+    config.auth.users = vec![shop::user("app", "~app:* +@all -@dangerous")];
     let proxy = start_proxy(config).await;
     let admin = proxy.admin_addr().unwrap();
 

@@ -6,8 +6,7 @@
 
 mod support;
 
-use respgate::acl::hash_password;
-use respgate::config::{AuthConfig, AuthMode, Config, GuardsConfig, UserConfig};
+use respgate::config::{AuthConfig, AuthMode, Config, GuardsConfig};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::*;
@@ -15,17 +14,7 @@ use support::*;
 fn with_users(mut c: Config, names: &[&str]) -> Config {
     c.auth = AuthConfig {
         mode: Some(AuthMode::Users),
-        users: names
-            .iter()
-            .map(|n| UserConfig {
-                max_dedicated_connections: None,
-                name: n.to_string(),
-                rules: format!(
-                    "on ~* &* +@all #{}",
-                    hash_password(format!("{n}-pw").as_bytes())
-                ),
-            })
-            .collect(),
+        users: names.iter().map(|n| shop::user(n, "~* &* +@all")).collect(),
         ..AuthConfig::default()
     };
     // The shipped safe defaults, with `ops` as the one admin.

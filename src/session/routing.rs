@@ -73,16 +73,14 @@ pub fn route(
     // Counted once the client is logged in, refused by its ACL or not (an attempt to
     // FLUSHALL is what an alert wants to see): a command's series is registered on its
     // first use, and a stranger sending every command name must not create ~370 of them.
-    let keys_found = match super::auth::check(ctx, client, info, args, keys, table) {
+    let checked = super::auth::check(ctx, client, info, args, keys, table);
+    if checked.is_ok() || client.auth.user().is_some() {
+        info.metrics().requests.increment(1);
+    }
+    let keys_found = match checked {
         Ok(found) => found,
-        Err(refused) => {
-            if client.auth.user().is_some() {
-                info.metrics().requests.increment(1);
-            }
-            return rejected(client, row, refused);
-        }
+        Err(refused) => return rejected(client, row, refused),
     };
-    info.metrics().requests.increment(1);
     // A limit rule's token is owed (`charge`) and paid only where the request is about
     // to run: a command refused for another reason spends none.
     let mut charge = None;

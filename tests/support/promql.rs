@@ -28,19 +28,8 @@ pub fn expressions(yaml: &str) -> Vec<String> {
     exprs
 }
 
-/// PromQL words that are not metric names: operators, modifiers, aggregations.
-const KEYWORDS: &[&str] = &[
-    "and",
-    "or",
-    "unless",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "offset",
-    "bool",
+/// PromQL's aggregation operators.
+pub const AGGREGATIONS: &[&str] = &[
     "sum",
     "min",
     "max",
@@ -53,6 +42,22 @@ const KEYWORDS: &[&str] = &[
     "quantile",
     "count_values",
     "group",
+];
+
+/// PromQL words that are not metric names besides the [`AGGREGATIONS`]: operators,
+/// modifiers, constants.
+const KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
     "inf",
     "nan",
 ];
@@ -106,7 +111,10 @@ pub fn metric_names(expr: &str) -> Vec<String> {
                     "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
                 ) {
                     label_list_next = true;
-                } else if in_label_list || next == Some(&'(') || KEYWORDS.contains(&lower.as_str())
+                } else if in_label_list
+                    || next == Some(&'(')
+                    || KEYWORDS.contains(&lower.as_str())
+                    || AGGREGATIONS.contains(&lower.as_str())
                 {
                     // A label name, a function call, or an operator.
                 } else {
