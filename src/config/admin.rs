@@ -43,10 +43,7 @@ impl AdminConfig {
 
     /// The bearer token, from the file or the environment (`None`: no token required).
     pub fn bearer_token(&self) -> Option<String> {
-        match &self.token_env {
-            Some(var) => std::env::var(var).ok(),
-            None => self.token.clone(),
-        }
+        super::secret(&self.token, &self.token_env)
     }
 
     /// The address, the token's source and syntax, the interval; `others` are the
@@ -73,22 +70,7 @@ impl AdminConfig {
                 format!("{same:?} is also a client listener's address"),
             ));
         }
-        if self.token.is_some() && self.token_env.is_some() {
-            return Err(invalid(
-                "admin.token",
-                "set either token or token_env, not both",
-            ));
-        }
-        if let Some(var) = &self.token_env {
-            // The same read as `bearer_token`: a value that is not UTF-8 would read as
-            // "no token" there and leave the listener open.
-            if std::env::var(var).is_err() {
-                return Err(invalid(
-                    "admin.token_env",
-                    format!("environment variable {var} is not set (or not UTF-8)"),
-                ));
-            }
-        }
+        super::check_secret("admin", "token", &self.token, &self.token_env)?;
         if let Some(token) = self.bearer_token() {
             let key = if self.token_env.is_some() {
                 "admin.token_env"

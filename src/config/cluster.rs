@@ -71,10 +71,7 @@ pub const MIN_MAX_REPLY_BYTES: usize = 1024 * 1024;
 impl ClusterConfig {
     /// The upstream password, from the file or the environment.
     pub fn upstream_password(&self) -> Option<String> {
-        match &self.password_env {
-            Some(var) => std::env::var(var).ok(),
-            None => self.password.clone(),
-        }
+        super::secret(&self.password, &self.password_env)
     }
 
     pub fn connect_timeout(&self) -> Duration {
@@ -115,20 +112,7 @@ impl ClusterConfig {
                 ));
             }
         }
-        if self.password.is_some() && self.password_env.is_some() {
-            return Err(invalid(
-                "cluster.password",
-                "set either password or password_env, not both",
-            ));
-        }
-        if let Some(var) = &self.password_env {
-            if std::env::var_os(var).is_none() {
-                return Err(invalid(
-                    "cluster.password_env",
-                    format!("environment variable {var} is not set"),
-                ));
-            }
-        }
+        super::check_secret("cluster", "password", &self.password, &self.password_env)?;
         if self.max_reply_bytes < MIN_MAX_REPLY_BYTES {
             return Err(invalid(
                 "cluster.max_reply_bytes",

@@ -149,6 +149,42 @@ fn invalid(key: &str, message: impl Into<String>) -> Invalid {
     (key.to_string(), message.into())
 }
 
+/// A secret given in the file (`literal`) or named by an environment variable (`env`):
+/// its value, the variable's when one is named (`None` when unset or not UTF-8).
+fn secret(literal: &Option<String>, env: &Option<String>) -> Option<String> {
+    match env {
+        Some(var) => std::env::var(var).ok(),
+        None => literal.clone(),
+    }
+}
+
+/// Checks a [`secret`] whose keys are `<section>.<name>` and `<section>.<name>_env`: not
+/// both, and a named variable must be set, as UTF-8 (the same read as [`secret`]: a
+/// value that is not UTF-8 would read as no secret at all and leave respgate without
+/// the password or the admin token).
+fn check_secret(
+    section: &str,
+    name: &str,
+    literal: &Option<String>,
+    env: &Option<String>,
+) -> Result<(), Invalid> {
+    if literal.is_some() && env.is_some() {
+        return Err(invalid(
+            &format!("{section}.{name}"),
+            format!("set either {name} or {name}_env, not both"),
+        ));
+    }
+    if let Some(var) = env {
+        if std::env::var(var).is_err() {
+            return Err(invalid(
+                &format!("{section}.{name}_env"),
+                format!("environment variable {var} is not set (or not UTF-8)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// serde's default for switches that are on unless turned off.
 fn yes() -> bool {
     true
