@@ -30,12 +30,13 @@
 use super::dedicated::{Pin, Place};
 use super::route::Route;
 use super::{ClientState, SessionContext};
+use crate::budget::{shared_frame, OutputBytes, COUNTED_MIN};
 use crate::cluster::monitor::NodeMonitor;
 use crate::commands::CommandInfo;
 use crate::protocol::refusal::Refusal;
 use crate::protocol::reply;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -43,9 +44,10 @@ use tokio::task::JoinSet;
 /// A client in monitor mode: where its lines arrive, and the task that reads them.
 pub struct Monitor {
     rx: mpsc::Receiver<Bytes>,
-    /// Bytes of the lines queued in `rx` (bounded by `pubsub_queue_bytes`); every line
-    /// taken out goes through [`Monitor::taken`].
-    queued: Arc<AtomicUsize>,
+    /// The client's output bytes: lines are queued and taken as pub/sub messages are
+    /// (`pubsub_queue_bytes`, and the process budget); every line taken out of `rx` goes
+    /// through [`Monitor::taken`].
+    output: Arc<OutputBytes>,
     /// Set once the client was answered `+OK` (before it, a closed stream is a failed
     /// MONITOR, whose error is the reply).
     confirmed: Arc<AtomicBool>,
@@ -54,9 +56,14 @@ pub struct Monitor {
 }
 
 impl Drop for Monitor {
-    /// RESET or the client gone: the task and with it every node connection end now.
+    /// RESET or the client gone: the task and with it every node connection end now;
+    /// the lines nobody will take are given back, as a subscription's messages are.
     fn drop(&mut self) {
         self.task.abort();
+        self.rx.close();
+        while let Ok(line) = self.rx.try_recv() {
+            self.output.take_message(line.len());
+        }
     }
 }
 
@@ -69,7 +76,7 @@ impl Monitor {
 
     /// `line` left the queue: its bytes no longer count.
     fn taken(&self, line: Bytes) -> Bytes {
-        self.queued.fetch_sub(line.len(), Ordering::Relaxed);
+        self.output.take_message(line.len());
         line
     }
 
@@ -100,11 +107,11 @@ pub fn start(ctx: &SessionContext, client: &mut ClientState) -> Route {
     let (tx, rx) = mpsc::channel(ctx.bounds.pubsub_queue.max(16));
     let (answer, reply) = oneshot::channel();
     let confirmed = Arc::new(AtomicBool::new(false));
-    let queued = Arc::new(AtomicUsize::new(0));
+    let output = client.entry.output.clone();
     let lines = Lines {
         tx,
-        queued: queued.clone(),
-        max_bytes: ctx.bounds.output_limits.messages,
+        output: output.clone(),
+        max_line: ctx.bounds.output_limits.messages,
     };
     let task = tokio::spawn(run(
         addrs,
@@ -115,7 +122,7 @@ pub fn start(ctx: &SessionContext, client: &mut ClientState) -> Route {
     ));
     client.monitor = Some(Box::new(Monitor {
         rx,
-        queued,
+        output,
         confirmed,
         task,
         _places: places,
@@ -137,9 +144,10 @@ pub fn in_monitor_mode(info: &CommandInfo) -> Option<Route> {
 #[derive(Clone)]
 struct Lines {
     tx: mpsc::Sender<Bytes>,
-    queued: Arc<AtomicUsize>,
-    /// `pubsub_queue_bytes`: the most bytes queued, and the longest line read.
-    max_bytes: usize,
+    /// The client's output bytes (`OutputBytes::queue_message` bounds the queue).
+    output: Arc<OutputBytes>,
+    /// `pubsub_queue_bytes`: the longest line read (a longer one could never be queued).
+    max_line: usize,
 }
 
 async fn run(
@@ -186,27 +194,36 @@ async fn run(
 /// subscriber is; a line longer than the byte bound is never held whole).
 async fn forward(mut node: NodeMonitor, lines: Lines) {
     loop {
-        match node.next_line(lines.max_bytes).await {
-            Ok(Some(line)) => match lines.queued.fetch_add(line.len(), Ordering::Relaxed) {
-                held if held + line.len() > lines.max_bytes => {
+        match node.next_line(lines.max_line).await {
+            Ok(Some(line)) => {
+                let len = line.len();
+                // Counted as a pub/sub message is: a large one as a frame the process
+                // budget counts while it lives, over `pubsub_queue_bytes` closed.
+                let line = match len >= COUNTED_MIN {
+                    true => shared_frame(lines.output.process(), &line),
+                    false => line,
+                };
+                if !lines.output.queue_message(len) {
                     tracing::info!(
                         node = node.addr(),
                         "closing MONITOR client that did not keep up (pubsub_queue_bytes)"
                     );
                     return;
                 }
-                _ => match lines.tx.try_send(line) {
+                match lines.tx.try_send(line) {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::info!(
-                            node = node.addr(),
-                            "closing MONITOR client that did not keep up"
-                        );
+                    Err(e) => {
+                        lines.output.take_message(len);
+                        if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                            tracing::info!(
+                                node = node.addr(),
+                                "closing MONITOR client that did not keep up"
+                            );
+                        }
                         return;
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                },
-            },
+                }
+            }
             Ok(None) => {
                 tracing::info!(node = node.addr(), "node closed its MONITOR connection");
                 return;
