@@ -40,9 +40,17 @@ async fn scenario(addr: SocketAddr) -> Vec<String> {
             break;
         }
     }
+    // Refused in monitor mode: keyspace commands, and those Redis flags may_replicate
+    // without COMMAND saying so (PUBLISH, EVAL).
     monitor.send(&support::encode_command(&["GET", "k"])).await;
+    monitor
+        .send(&support::encode_command(&["PUBLISH", "c", "m"]))
+        .await;
+    monitor
+        .send(&support::encode_command(&["EVAL", "return 1", "0"]))
+        .await;
     monitor.send(&support::encode_command(&["RESET"])).await;
-    for _ in 0..2 {
+    for _ in 0..4 {
         loop {
             let r = show(&monitor.read_reply().await);
             if !r.starts_with("+1") {

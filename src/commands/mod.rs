@@ -131,6 +131,12 @@ pub struct CommandTable {
     policy: policy::Policy,
 }
 
+/// Commands Redis 7.0 flags `may_replicate` without saying so in `COMMAND` (checked
+/// against 7.0.15): the flag is set here, once, so that every reader of it (CLIENT PAUSE
+/// WRITE holds them, monitor mode refuses them) sees what the server applies.
+const HIDDEN_MAY_REPLICATE: &[&str] =
+    &["eval", "evalsha", "fcall", "publish", "spublish", "pfcount"];
+
 /// Commands whose request counter exists from the start (at 0) rather than from the
 /// first use: `deploy/prometheus/alerts.yml` counts them with `increase()`, which cannot
 /// see a series' first step, so a counter born at 1 would hide the first flush.
@@ -146,6 +152,9 @@ impl CommandTable {
     fn from_commands(mut commands: Vec<CommandInfo>) -> Result<CommandTable, CommandTableError> {
         let mut next_id = 0u32;
         for cmd in &mut commands {
+            if HIDDEN_MAY_REPLICATE.contains(&cmd.name.as_str()) {
+                cmd.flags |= cmd_flags::MAY_REPLICATE;
+            }
             if ALERTED_FROM_ZERO.contains(&cmd.name.as_str()) {
                 // Registered now (the registry keeps it, at 0); the first use's handle
                 // is the same series.

@@ -10,7 +10,7 @@
 //! 7.0.15 holds it. A client that closes while held is gone: its held request never
 //! runs (Redis frees it), so the socket is still read while held, a little (up to
 //! [`HELD_READ_MAX`] bytes buffered), to see the close. Redis 7.0 hides
-//! `may_replicate` from `COMMAND`, so the commands carrying it are named here. Checked
+//! `may_replicate` from `COMMAND`; the command table sets it on those commands. Checked
 //! against a standalone 7.0.15: EVAL, EVALSHA, FCALL, PUBLISH, SPUBLISH, PFCOUNT are
 //! held in WRITE mode; EVAL_RO, FCALL_RO, SCRIPT LOAD, WAIT, reads are not. A client
 //! not logged in is not held (Redis answers NOAUTH before it looks at the pause).
@@ -24,9 +24,6 @@ use bytes::Bytes;
 
 /// How much a held client's socket is read ahead (to see it close) while held.
 pub(super) const HELD_READ_MAX: usize = 16 * 1024;
-
-/// Commands Redis 7.0 flags `may_replicate` without saying so in `COMMAND`.
-const MAY_REPLICATE: [&str; 6] = ["eval", "evalsha", "fcall", "publish", "spublish", "pfcount"];
 
 impl Session {
     /// Whether the request `raw` (its arguments framed in `io.ranges`) waits for the
@@ -94,7 +91,5 @@ fn holds_write(table: &CommandTable, client: &ClientState, args: Args<'_>) -> bo
 }
 
 fn may_replicate(info: &CommandInfo) -> bool {
-    info.has_flag(cmd_flags::WRITE)
-        || info.has_flag(cmd_flags::MAY_REPLICATE)
-        || MAY_REPLICATE.contains(&info.name.as_str())
+    info.has_flag(cmd_flags::WRITE) || info.has_flag(cmd_flags::MAY_REPLICATE)
 }
