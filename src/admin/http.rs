@@ -73,7 +73,7 @@ async fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<B
     if path == "/healthz" {
         return text(StatusCode::OK, "ok\n");
     }
-    let authorized = authorized(state.token.as_deref(), req);
+    let authorized = authorized(state.token.as_ref(), req);
     if path == "/readyz" {
         // Open like /healthz: a kubelet's httpGet probe cannot carry a token from a
         // Secret. Without the token the answer is the status alone; the reason names
@@ -117,21 +117,17 @@ async fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<B
 }
 
 /// Whether `req` carries the token (always, when none is configured). The comparison
-/// takes the same time wherever the first difference is and whatever the lengths: both
-/// sides are hashed first (SHA-256), so a guess's length does not tell the token's.
-fn authorized(token: Option<&str>, req: &Request<Incoming>) -> bool {
-    let Some(token) = token else {
+/// takes the same time wherever the first difference is and whatever the lengths: the
+/// token is kept as its SHA-256 digest ([`super::TokenDigest`]) and a guess is hashed
+/// before the comparison, so a guess's length does not tell the token's.
+fn authorized(token: Option<&super::TokenDigest>, req: &Request<Incoming>) -> bool {
+    let Some(want) = token else {
         return true;
     };
     req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| bearer(v.as_bytes()))
-        .is_some_and(|given| {
-            use sha2::Digest as _;
-            let given = sha2::Sha256::digest(given);
-            let want = sha2::Sha256::digest(token.as_bytes());
-            bool::from(given.as_slice().ct_eq(want.as_slice()))
-        })
+        .is_some_and(|given| bool::from(super::TokenDigest::of(given).0.ct_eq(&want.0)))
 }
 
 /// The credentials of an `Authorization: Bearer <credentials>` value (the scheme is

@@ -31,7 +31,7 @@ mod recorder;
 mod sample;
 mod topology;
 
-pub use recorder::{idle_after, install as install_recorder, DURATION_BUCKETS};
+pub use recorder::{idle_after, install as install_recorder};
 
 use crate::cluster::replicas::ReadPolicy;
 use crate::cluster::Cluster;
@@ -42,6 +42,17 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
+/// The bearer token, kept as its SHA-256 digest: what a request's token is compared
+/// with (hashed once here, not at every request).
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn of(token: &[u8]) -> TokenDigest {
+        use sha2::Digest as _;
+        TokenDigest(sha2::Sha256::digest(token).into())
+    }
+}
+
 /// What the admin endpoints read: the running proxy's parts.
 pub struct AdminState {
     pub cluster: Arc<Cluster>,
@@ -51,7 +62,7 @@ pub struct AdminState {
     pub shutdown: Arc<Shutdown>,
     pub metrics: PrometheusHandle,
     /// The bearer token every request but `/healthz` must carry (`None`: open).
-    pub token: Option<String>,
+    pub token: Option<TokenDigest>,
     /// `/readyz`'s last answer, shared by the probes that arrive while it is fresh.
     pub ready: ready::Cache,
     /// Sampled into gauges at scrape time ([`sample`]): the clients connected now (read

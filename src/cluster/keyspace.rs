@@ -21,6 +21,38 @@ pub fn masters(cluster: &Cluster) -> Option<Vec<Arc<Node>>> {
     )
 }
 
+/// Every node serving slots, masters and replicas, once each.
+pub fn every_node(cluster: &Cluster) -> Vec<Arc<Node>> {
+    let topo = cluster.topology();
+    let mut nodes: Vec<Arc<Node>> = Vec::new();
+    for shard in topo.as_ref().map(|t| t.shards()).unwrap_or_default() {
+        for node in std::iter::once(&shard.master).chain(&shard.replicas) {
+            if !nodes.iter().any(|n| n.addr() == node.addr()) {
+                nodes.push(node.clone());
+            }
+        }
+    }
+    nodes
+}
+
+/// Sends `request` to every node at once; the answers in node order.
+pub async fn ask_all(
+    nodes: &[Arc<Node>],
+    client_id: u64,
+    resp3: bool,
+    request: &Bytes,
+) -> Vec<Result<Bytes, String>> {
+    let pending: Vec<_> = nodes
+        .iter()
+        .map(|node| node.request(client_id, resp3, request.clone()))
+        .collect();
+    let mut out = Vec::with_capacity(pending.len());
+    for rx in pending {
+        out.push(crate::backend::answer(rx).await);
+    }
+    out
+}
+
 /// Why a SCAN step gave no keys.
 #[derive(Debug)]
 pub enum ScanError {

@@ -9,8 +9,9 @@
 //! exact rate is in the metrics (`respgate_topology_refresh_failures_total`, ...).
 //! [`Throttle::clear`] when the failure ends: the next one is logged at once again.
 //!
-//! Mechanism only, owned by whoever logs (a refresher loop, a link task): `&mut self`,
-//! no lock, no shared state but the interval set once at start
+//! Mechanism only, owned by whoever logs (the refresher loop; a node's links share
+//! theirs behind a mutex taken only on a failed connect): `&mut self`, no lock of its
+//! own, no shared state but the interval set once at start
 //! ([`set_interval`], from `[log] repeat_interval_secs`). It imports nothing of the crate,
 //! so any layer can use it.
 

@@ -336,7 +336,10 @@ fn admin_state(
         read_policy,
         shutdown: shutdown.clone(),
         metrics,
-        token: config.admin.bearer_token(),
+        token: config
+            .admin
+            .bearer_token()
+            .map(|t| crate::admin::TokenDigest::of(t.as_bytes())),
         ready: Default::default(),
         clients: Box::new(move || sessions.clients.load(std::sync::atomic::Ordering::Relaxed)),
         client_buffers: ctx.client_buffers.clone(),

@@ -12,8 +12,7 @@
 //! it sees its effect. The task uses the client's own backend links, behind whatever
 //! that client sent before.
 
-use crate::backend::Node;
-use crate::cluster::Cluster;
+use crate::cluster::{keyspace, Cluster};
 use crate::protocol::refusal::Refusal;
 use crate::protocol::reply;
 use crate::protocol::scan::{parse_int, scan_reply};
@@ -32,40 +31,8 @@ pub fn start(
     crate::workers::spawn_answer(async move { run(&cluster, client_id, resp3, &args).await })
 }
 
-/// Every node serving slots, masters and replicas, once each.
-fn every_node(cluster: &Cluster) -> Vec<Arc<Node>> {
-    let topo = cluster.topology();
-    let mut nodes: Vec<Arc<Node>> = Vec::new();
-    for shard in topo.as_ref().map(|t| t.shards()).unwrap_or_default() {
-        for node in std::iter::once(&shard.master).chain(&shard.replicas) {
-            if !nodes.iter().any(|n| n.addr() == node.addr()) {
-                nodes.push(node.clone());
-            }
-        }
-    }
-    nodes
-}
-
-/// Sends `request` to every node at once; the answers in node order.
-async fn ask_all(
-    nodes: &[Arc<Node>],
-    client_id: u64,
-    resp3: bool,
-    request: &Bytes,
-) -> Vec<Result<Bytes, String>> {
-    let pending: Vec<_> = nodes
-        .iter()
-        .map(|node| node.request(client_id, resp3, request.clone()))
-        .collect();
-    let mut out = Vec::with_capacity(pending.len());
-    for rx in pending {
-        out.push(crate::backend::answer(rx).await);
-    }
-    out
-}
-
 async fn run(cluster: &Cluster, client_id: u64, resp3: bool, args: &[Bytes]) -> Bytes {
-    let nodes = every_node(cluster);
+    let nodes = keyspace::every_node(cluster);
     if nodes.is_empty() {
         return Refusal::NoNodeKnown.reply();
     }
@@ -81,7 +48,7 @@ async fn run(cluster: &Cluster, client_id: u64, resp3: bool, args: &[Bytes]) -> 
     let mut previous = Vec::with_capacity(nodes.len());
     for (node, answer) in nodes
         .iter()
-        .zip(ask_all(&nodes, client_id, resp3, &get).await)
+        .zip(keyspace::ask_all(&nodes, client_id, resp3, &get).await)
     {
         let values = match answer {
             Ok(bytes) if bytes.first() == Some(&b'-') => return bytes,
@@ -104,7 +71,7 @@ async fn run(cluster: &Cluster, client_id: u64, resp3: bool, args: &[Bytes]) -> 
 
     // 2. Set everywhere.
     let set = reply::command(args.iter().map(|a| &a[..]).collect::<Vec<_>>());
-    let answers = ask_all(&nodes, client_id, resp3, &set).await;
+    let answers = keyspace::ask_all(&nodes, client_id, resp3, &set).await;
     let refusal = answers.iter().zip(&nodes).find_map(|(a, node)| match a {
         Ok(bytes) if bytes.first() == Some(&b'-') => Some(bytes.clone()),
         Ok(_) => None,

@@ -77,6 +77,15 @@ pub(super) fn merge_of(kind: MergeKind, positions: Vec<Vec<u32>>, total: usize) 
     }
 }
 
+/// PING's answer (`+PONG`, or its argument), `None` for a wrong number of arguments.
+pub(super) fn ping(args: Args<'_>) -> Option<Route> {
+    match args.len() {
+        1 => Some(Route::Reply(Bytes::from_static(reply::PONG))),
+        2 => Some(Route::Reply(reply::bulk(args.get(1)))),
+        _ => None,
+    }
+}
+
 /// respgate's own handlers.
 fn handle(
     ctx: &SessionContext,
@@ -88,13 +97,10 @@ fn handle(
 ) -> Option<Route> {
     let name = info.name.as_str();
     match kind {
-        Local::Ping => match args.len() {
-            1 => Some(Route::Reply(Bytes::from_static(reply::PONG))),
-            2 => Some(Route::Reply(reply::bulk(args.get(1)))),
-            _ => Some(Route::Reply(crate::commands::replies::wrong_arity_reply(
-                info,
-            ))),
-        },
+        Local::Ping => Some(
+            ping(args)
+                .unwrap_or_else(|| Route::Reply(crate::commands::replies::wrong_arity_reply(info))),
+        ),
         Local::Echo => Some(Route::Reply(reply::bulk(args.get(1)))),
         Local::Quit => Some(Route::ReplyAndClose(Bytes::from_static(reply::OK))),
         Local::Reset => Some(reset(ctx, client)),

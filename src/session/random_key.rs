@@ -81,13 +81,11 @@ async fn weighted(cluster: &Cluster, client_id: u64, resp3: bool) -> Bytes {
     let Some(masters) = keyspace::masters(cluster) else {
         return Refusal::NoNodeKnown.reply();
     };
-    let asked: Vec<_> = masters
-        .iter()
-        .map(|m| m.request(client_id, false, reply::command([&b"DBSIZE"[..]])))
-        .collect();
+    let dbsize = reply::command([&b"DBSIZE"[..]]);
+    let answers = keyspace::ask_all(&masters, client_id, false, &dbsize).await;
     let mut counts = Vec::with_capacity(masters.len());
-    for (node, rx) in masters.iter().zip(asked) {
-        let answer = match crate::backend::answer(rx).await {
+    for (node, answer) in masters.iter().zip(answers) {
+        let answer = match answer {
             Ok(a) => a,
             Err(why) => return link_failed(node, why),
         };

@@ -118,10 +118,8 @@ fn before_discovery(client: &ClientState, args: Args<'_>) -> Route {
     }
     let may_run_anything = client.auth.user().is_some_and(|u| u.unrestricted);
     if name.eq_ignore_ascii_case(b"ping") && may_run_anything {
-        match args.len() {
-            1 => return Route::Reply(Bytes::from_static(reply::PONG)),
-            2 => return Route::Reply(reply::bulk(args.get(1))),
-            _ => {}
+        if let Some(pong) = local::ping(args) {
+            return pong;
         }
     }
     Route::Reply(Refusal::NoNodeReached.reply())

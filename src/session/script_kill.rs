@@ -105,16 +105,14 @@ impl Rounds {
 }
 
 async fn run(cluster: &Cluster, args: &[String]) -> Bytes {
-    let addrs: Vec<String> = {
-        let topo = cluster.topology();
-        let mut addrs: Vec<String> = Vec::new();
-        for node in topo.as_ref().iter().flat_map(|t| t.nodes()) {
-            if !addrs.iter().any(|a| a == node.addr()) {
-                addrs.push(node.addr().to_string());
-            }
-        }
-        addrs
-    };
+    // Every node the map names (each once: a node is in one shard or spare).
+    let addrs: Vec<String> = cluster
+        .topology()
+        .as_ref()
+        .iter()
+        .flat_map(|t| t.nodes())
+        .map(|n| n.addr().to_string())
+        .collect();
     if addrs.is_empty() {
         return Refusal::NoNodeKnown.reply();
     }

@@ -57,6 +57,7 @@ impl Roles {
     }
 
     /// The role `addr` was last seen in.
+    #[cfg(test)]
     pub fn last(&self, addr: &str) -> Option<Role> {
         self.last.get(addr).copied()
     }

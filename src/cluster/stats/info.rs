@@ -68,6 +68,7 @@ pub struct NodeInfo {
 
 impl NodeInfo {
     /// The value of `metric`, if the reply had its field.
+    #[cfg(test)]
     pub fn value(&self, metric: &str) -> Option<f64> {
         self.values
             .iter()
