@@ -464,7 +464,7 @@ impl Refusal {
     /// `respgate_error_replies_total{kind}` (the one place a refusal becomes bytes, and
     /// the cold path: the registry lookup costs a passing request nothing).
     pub fn reply(&self) -> Bytes {
-        metrics::counter!("respgate_error_replies_total", "kind" => self.kind()).increment(1);
+        error_replies(self.kind()).increment(1);
         self.reply_uncounted()
     }
 
@@ -561,6 +561,35 @@ impl From<Refusal> for Bytes {
     fn from(r: Refusal) -> Bytes {
         r.reply()
     }
+}
+
+/// Every value of [`Refusal::kind`].
+const KINDS: [&str; 13] = [
+    "noauth",
+    "wrongpass",
+    "locked_out",
+    "noperm",
+    "crossslot",
+    "transaction",
+    "request",
+    "clusterdown",
+    "unsupported",
+    "limit",
+    "guard",
+    "ttl_policy",
+    "backend",
+];
+
+/// `respgate_error_replies_total{kind}`'s handle: registered on the kind's first refusal
+/// and kept, so a refusal repeated under load (a throttled tenant, an outage) costs an
+/// increment, not a key built and looked up in the registry each time. Like the command
+/// table's handles, it binds to the recorder installed when it is first made (respgate
+/// installs it before serving anyone).
+fn error_replies(kind: &'static str) -> &'static metrics::Counter {
+    static HANDLES: [std::sync::OnceLock<metrics::Counter>; KINDS.len()] =
+        [const { std::sync::OnceLock::new() }; KINDS.len()];
+    let i = KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+    HANDLES[i].get_or_init(|| metrics::counter!("respgate_error_replies_total", "kind" => KINDS[i]))
 }
 
 #[cfg(test)]

@@ -323,3 +323,14 @@ fn command_names_print_as_redis_spells_them() {
     assert_eq!(Refusal::command_text("config|get"), "CONFIG GET");
     assert_eq!(Refusal::command_text("keys"), "KEYS");
 }
+
+#[test]
+fn every_kind_has_a_counter_handle() {
+    for r in every() {
+        assert!(
+            super::KINDS.contains(&r.kind()),
+            "{} missing from KINDS",
+            r.kind()
+        );
+    }
+}
