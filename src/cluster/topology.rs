@@ -228,6 +228,11 @@ impl Topology {
         self.generation
     }
 
+    /// The spare masters: masters without slots.
+    pub fn spare(&self) -> &[Arc<Node>] {
+        &self.spare
+    }
+
     /// Every node the map names: masters, their replicas and the spare masters.
     pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
         self.shards

@@ -269,8 +269,7 @@ impl Collector {
 
 /// Every node of `topo` with its role: shard masters, their replicas, spare masters.
 fn nodes_of(topo: &Topology) -> impl Iterator<Item = (&Arc<Node>, Role)> {
-    let in_shards: usize = topo.shards().iter().map(|s| 1 + s.replicas.len()).sum();
-    let spare = topo.nodes().skip(in_shards).map(|n| (n, Role::Master));
+    let spare = topo.spare().iter().map(|n| (n, Role::Master));
     topo.shards()
         .iter()
         .flat_map(|s| {
