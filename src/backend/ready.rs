@@ -14,9 +14,9 @@
 //! **What is guaranteed.** Within one worker, tasks run in the order they are woken:
 //! A's session, woken first, queues on its ready link before B's session runs, and the
 //! link task writes before B's shared link does. Across workers (A and B on different
-//! threads) the two writes race by microseconds instead of a handshake's round trips:
-//! no handshake orders them, as none orders two clients of one Redis whose requests
-//! are in flight together. `tests/blocking_order.rs` measures it.
+//! threads) B's write waits for a fence (`crate::workers::fence`), which also waits for
+//! a link taken while still connecting: [`take`] counts those until their connect ends.
+//! `tests/blocking_order.rs` measures both.
 //!
 //! **Bounds.** Per worker (the pool is thread-local: a link's task lives on the worker
 //! of the session that uses it), per node and protocol, at most [`READY_PER_NODE`]
@@ -50,6 +50,9 @@ const CONNECTING: u8 = 0;
 const READY: u8 = 1;
 /// Its waiting connection is gone (failed, closed, expired): useless as a ready link.
 const STALE: u8 = 2;
+/// Taken by a client before its connection was up ([`crate::workers::fence::unready_taken`]
+/// counted it; the connect's outcome counts it done).
+const TAKEN_CONNECTING: u8 = 3;
 
 struct Waiting {
     /// The cluster it was made for (its refresh signal): proxies of one process (tests)
@@ -80,7 +83,24 @@ pub fn take(addr: &str, opts: &LinkOptions, on_failure: &Arc<Notify>) -> Dedicat
             .iter()
             .position(|w| mine(w) && w.state.load(Ordering::Acquire) == READY)
             .or_else(|| pool.iter().position(mine));
-        let taken = pick.map(|i| pool.swap_remove(i).link);
+        let taken = pick.map(|i| {
+            let waiting = pool.swap_remove(i);
+            // Still connecting: the command waits for the connection; fenced writes
+            // wait for it in turn (`crate::workers::fence`).
+            if waiting
+                .state
+                .compare_exchange(
+                    CONNECTING,
+                    TAKEN_CONNECTING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                crate::workers::fence::unready_taken();
+            }
+            waiting.link
+        });
         let waiting = pool.iter().filter(|w| mine(w)).count();
         for _ in waiting..READY_PER_NODE {
             let state = Arc::new(AtomicU8::new(CONNECTING));
@@ -93,8 +113,12 @@ pub fn take(addr: &str, opts: &LinkOptions, on_failure: &Arc<Notify>) -> Dedicat
                 state,
             });
         }
-        let taken =
-            taken.unwrap_or_else(|| DedicatedLink::spawn(addr, opts.clone(), on_failure.clone()));
+        // None waiting: one connected for this client, counted as taken while connecting.
+        let taken = taken.unwrap_or_else(|| {
+            crate::workers::fence::unready_taken();
+            let state = Arc::new(AtomicU8::new(TAKEN_CONNECTING));
+            spawn(addr, opts.clone(), on_failure.clone(), state)
+        });
         if pick.is_some() {
             metrics::counter!("respgate_dedicated_ready_taken_total").increment(1);
         }
@@ -138,15 +162,17 @@ async fn run_ready(
     on_failure: Arc<Notify>,
     state: Arc<AtomicU8>,
 ) {
-    let ready = match connect(&addr, &opts).await {
-        Ok(mut stream) => {
-            state.store(READY, Ordering::Release);
-            match wait_first(&mut stream, &mut rx).await {
-                First::Job(job) => Some((stream, job)),
-                First::Stale => None,
-                First::Unused => return,
-            }
-        }
+    let connected = connect(&addr, &opts).await;
+    let outcome = if connected.is_ok() { READY } else { STALE };
+    if state.swap(outcome, Ordering::AcqRel) == TAKEN_CONNECTING {
+        crate::workers::fence::unready_done();
+    }
+    let ready = match connected {
+        Ok(mut stream) => match wait_first(&mut stream, &mut rx).await {
+            First::Job(job) => Some((stream, job)),
+            First::Stale => None,
+            First::Unused => return,
+        },
         Err(e) => {
             tracing::debug!(node = %addr, error = %e, "ready dedicated link: connect failed");
             None

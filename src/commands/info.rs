@@ -282,6 +282,32 @@ impl CommandInfo {
         self.has_flag(cmd_flags::BLOCKING)
     }
 
+    /// Whether this command can wake a client blocked on a key, so that its order
+    /// against blocking commands other workers are reading matters
+    /// (`workers::fence`): writes to lists, sorted sets (and geo sets), streams or keys
+    /// as a whole (RENAME, RESTORE, COPY create them), and EXEC and scripts that are not
+    /// read-only. Not blocking commands themselves: a fenced blocking command would wait
+    /// behind the very write it must precede. Not on the GET/SET path: asked only while
+    /// fencing is active.
+    pub fn wakes_blocked(&self) -> bool {
+        static BITS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+        let (data, calls) = *BITS.get_or_init(|| {
+            let bits = |names: &[&str]| {
+                names
+                    .iter()
+                    .map(|n| acl_category_bit(n.as_bytes()).unwrap_or(0))
+                    .fold(0, |a, b| a | b)
+            };
+            (
+                bits(&["list", "sortedset", "geo", "stream", "keyspace"]),
+                bits(&["transaction", "scripting"]),
+            )
+        });
+        !self.is_blocking()
+            && ((self.is_write() && self.acl_categories & data != 0)
+                || (!self.is_readonly() && self.acl_categories & calls != 0))
+    }
+
     /// Runs code on the node: EVAL, EVALSHA, FCALL and their `_RO` forms (`@scripting`
     /// commands other than SCRIPT and FUNCTION subcommands). One bit test for every
     /// other command.

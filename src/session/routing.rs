@@ -325,6 +325,8 @@ fn keyed(
     let dedicated = if watched {
         Some(Pin::Watched)
     } else if info.is_blocking() && blocks(row.class, args) {
+        // From now on, writes that could wake it are ordered across workers.
+        crate::workers::fence::note_blocking(std::time::Instant::now());
         Some(Pin::Blocking)
     } else {
         None

@@ -38,8 +38,10 @@ impl Session {
             };
             match request {
                 Ok(raw) => {
-                    if self.paused(&raw) {
-                        // CLIENT PAUSE: this request and every later one wait (`hold.rs`).
+                    if self.paused(&raw) || self.fenced(&raw) {
+                        // CLIENT PAUSE, or a write waiting for the other workers to take
+                        // in what came before it: this request and every later one wait
+                        // (`hold.rs`).
                         self.io.held = Some(raw);
                         break;
                     }
@@ -99,6 +101,7 @@ impl Session {
             }
             Ok(n) => {
                 self.io.live.reads += 1;
+                self.io.fence_passed = false;
                 if n == spare {
                     self.io.read_hint = (self.io.read_hint * 2).min(READ_MAX);
                 }

@@ -1,4 +1,5 @@
-//! A client held by CLIENT PAUSE: the request a pause holds is kept here, unrouted, and
+//! A client held by CLIENT PAUSE (or by a fence, `crate::workers::fence`, which holds
+//! the same way for microseconds): the request a pause holds is kept here, unrouted, and
 //! nothing behind it is framed (the client is blocked, as in Redis, so its replies keep
 //! their order) until the pause ends or changes (`crate::pause`). Nothing is sent while
 //! held: no shared backend link carries a command a paused node would sit on, and the
@@ -47,8 +48,35 @@ impl Session {
         holds_write(table, &self.client, Args::new(raw, &self.io.ranges))
     }
 
-    /// Dispatches the held request once no pause holds it; false while one still does.
+    /// Whether the request `raw` waits for a fence (`crate::workers::fence`): while
+    /// blocking commands are in use, a command that can wake a blocked client waits
+    /// until the other workers have taken in what their clients sent before it. One
+    /// atomic load otherwise.
+    #[inline]
+    pub(super) fn fenced(&mut self, raw: &Bytes) -> bool {
+        if self.io.fence_passed || !crate::workers::fence::active(self.now()) {
+            return false;
+        }
+        let table = self.ctx.cluster.commands();
+        let Some(table) = table.as_ref() else {
+            return false;
+        };
+        let Lookup::Found(info) = table.lookup(Args::new(raw, &self.io.ranges)) else {
+            return false;
+        };
+        if !info.wakes_blocked() {
+            return false;
+        }
+        self.io.fence = Some(crate::workers::fence::Fence::new());
+        true
+    }
+
+    /// Dispatches the held request once no pause holds it and its fence is passed;
+    /// false while one still holds it.
     pub(super) fn release_held(&mut self) -> bool {
+        if self.io.fence.is_some() {
+            return false;
+        }
         let Some(raw) = self.io.held.take() else {
             return true;
         };

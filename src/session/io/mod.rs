@@ -71,6 +71,11 @@ pub(super) struct ClientIo {
     /// A request CLIENT PAUSE holds, framed and not routed (`hold.rs`): nothing more
     /// is read or framed until it goes.
     pub(super) held: Option<bytes::Bytes>,
+    /// The fence a held write waits for (`crate::workers::fence`): the other workers
+    /// taking in what their clients sent before it.
+    pub(super) fence: Option<crate::workers::fence::Fence>,
+    /// A fence was passed and nothing was read since: what is buffered goes unfenced.
+    pub(super) fence_passed: bool,
 }
 
 impl ClientIo {
@@ -89,6 +94,8 @@ impl ClientIo {
             linger: false,
             live: Liveness::new(login_deadline),
             held: None,
+            fence: None,
+            fence_passed: false,
         }
     }
 }
@@ -179,7 +186,12 @@ pub async fn run<R, W>(
                 s.io.write_deferred = true;
             }
             // CLIENT PAUSE lifted, ended or changed: the held request is looked at again.
-            _ = s.ctx.pause.changed(), if s.io.held.is_some() => {}
+            _ = s.ctx.pause.changed(), if s.io.held.is_some() && s.io.fence.is_none() => {}
+            // The other workers took in what they had read: the held write may go.
+            _ = fence_done(&mut s.io.fence), if s.io.fence.is_some() => {
+                s.io.fence = None;
+                s.io.fence_passed = true;
+            }
             _ = &mut housekeeping => {
                 if !s.housekeeping() {
                     break;
@@ -213,7 +225,12 @@ impl Session {
     fn begin_pass(&mut self) -> Start {
         // Everything handled in one pass happened "now": one clock read per pass.
         self.clock = None;
-        if self.io.eof && self.io.held.take().is_some() {
+        // (A write held by a fence still runs: only a pause drops it.)
+        if self.io.eof && self.io.fence.is_none() && self.io.held.is_some() && {
+            let now = self.now();
+            self.ctx.pause.mode(now).is_some()
+        } {
+            self.io.held = None;
             // Closed while held by CLIENT PAUSE: gone, as Redis frees it; never run.
             tracing::debug!(client = self.client.meta.id, "client closed while paused");
         }
@@ -279,6 +296,13 @@ impl Session {
             messages_now,
             write_now,
         })
+    }
+}
+
+/// Waits for the fence a held write waits for (only polled while there is one).
+async fn fence_done(fence: &mut Option<crate::workers::fence::Fence>) {
+    if let Some(fence) = fence {
+        fence.done().await;
     }
 }
 

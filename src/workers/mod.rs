@@ -20,6 +20,8 @@
 //! the caller's runtime exactly as before: [`count`] is 0 and [`spawn_on`] is
 //! `tokio::spawn`.
 
+pub mod fence;
+
 use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
