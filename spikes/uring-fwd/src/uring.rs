@@ -1,0 +1,298 @@
+//! The io_uring driver: one ring per thread, one loop. Each turn makes exactly one
+//! `io_uring_enter` (submit everything queued, wait for at least one completion), then
+//! handles every completion, then queues one send per backend connection that got
+//! requests this turn (all of them coalesced) and one send per client that got replies.
+//!
+//! Accept is multishot. Receives are one-shot into each connection's own buffer
+//! (re-armed after each completion; they ride along in the same `io_uring_enter`, so
+//! re-arming costs no syscall). The ring is set up single-issuer + defer-taskrun, so
+//! completions are run in this thread when it waits, not by interrupts.
+//! Sockets stay blocking: io_uring tries them non-blocking and arms its internal poll
+//! on EAGAIN.
+
+use crate::core::Core;
+use crate::Topology;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, IntoRawFd};
+
+const ACCEPT: u64 = 0;
+const CRECV: u64 = 1;
+const CSEND: u64 = 2;
+const BRECV: u64 = 3;
+const BSEND: u64 = 4;
+const CLOSE: u64 = 5;
+
+fn ud(kind: u64, idx: usize) -> u64 {
+    (idx as u64) << 3 | kind
+}
+
+const RECV_MIN: usize = 4096;
+const RECV_CHUNK: usize = 16 * 1024;
+
+struct Driver {
+    ring: IoUring,
+    core: Core,
+    listen_fd: i32,
+    pending: Vec<squeue::Entry>,
+}
+
+impl Driver {
+    fn push(&mut self, e: squeue::Entry) {
+        self.pending.push(e);
+    }
+
+    fn flush_sq(&mut self) {
+        let mut sq = self.ring.submission();
+        for e in self.pending.drain(..) {
+            // SAFETY: every buffer an entry points to belongs to a client or backend
+            // that stays in place (its Vec is neither freed nor grown) until the
+            // entry's completion is seen.
+            while unsafe { sq.push(&e) }.is_err() {
+                drop(sq);
+                self.ring.submit().expect("io_uring_enter");
+                sq = self.ring.submission();
+            }
+        }
+    }
+
+    fn arm_client_recv(&mut self, cid: usize) {
+        let c = &mut self.core.clients[cid];
+        if c.inbuf.capacity() - c.inbuf.len() < RECV_MIN {
+            c.inbuf.reserve(RECV_CHUNK);
+        }
+        let spare = c.inbuf.capacity() - c.inbuf.len();
+        let ptr = unsafe { c.inbuf.as_mut_ptr().add(c.inbuf.len()) };
+        c.recv_inflight = true;
+        let e = opcode::Recv::new(types::Fd(c.fd), ptr, spare as u32)
+            .build()
+            .user_data(ud(CRECV, cid));
+        self.push(e);
+    }
+
+    fn arm_backend_recv(&mut self, b: usize) {
+        let be = &mut self.core.backends[b];
+        if be.inbuf.capacity() - be.inbuf.len() < RECV_MIN {
+            be.inbuf.reserve(4 * RECV_CHUNK);
+        }
+        let spare = be.inbuf.capacity() - be.inbuf.len();
+        let ptr = unsafe { be.inbuf.as_mut_ptr().add(be.inbuf.len()) };
+        let e = opcode::Recv::new(types::Fd(be.fd), ptr, spare as u32)
+            .build()
+            .user_data(ud(BRECV, b));
+        self.push(e);
+    }
+
+    fn start_client_send(&mut self, cid: usize) {
+        let Some(c) = self.core.clients.get_mut(cid) else {
+            return;
+        };
+        if c.send_inflight || c.closed || c.out.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut c.out, &mut c.sending);
+        c.sent = 0;
+        c.send_inflight = true;
+        let e = opcode::Send::new(types::Fd(c.fd), c.sending.as_ptr(), c.sending.len() as u32)
+            .build()
+            .user_data(ud(CSEND, cid));
+        self.push(e);
+    }
+
+    fn start_backend_send(&mut self, b: usize) {
+        let be = &mut self.core.backends[b];
+        if be.send_inflight || be.out.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut be.out, &mut be.sending);
+        be.sent = 0;
+        be.send_inflight = true;
+        let e = opcode::Send::new(
+            types::Fd(be.fd),
+            be.sending.as_ptr(),
+            be.sending.len() as u32,
+        )
+        .build()
+        .user_data(ud(BSEND, b));
+        self.push(e);
+    }
+
+    fn close_client(&mut self, cid: usize) {
+        let c = &mut self.core.clients[cid];
+        c.closed = true;
+        c.out.clear();
+        self.reap(cid);
+    }
+
+    /// Closes the socket and frees the slot once nothing refers to the client.
+    fn reap(&mut self, cid: usize) {
+        if self.core.clients.get(cid).is_some_and(|c| c.finished()) {
+            let c = self.core.clients.remove(cid);
+            self.push(
+                opcode::Close::new(types::Fd(c.fd))
+                    .build()
+                    .user_data(ud(CLOSE, 0)),
+            );
+        }
+    }
+
+    fn complete(&mut self, user_data: u64, res: i32, flags: u32) {
+        let idx = (user_data >> 3) as usize;
+        match user_data & 7 {
+            ACCEPT => {
+                if res >= 0 {
+                    set_nodelay(res);
+                    let cid = self.core.add_client(res);
+                    self.arm_client_recv(cid);
+                }
+                if !cqueue::more(flags) {
+                    self.push(
+                        opcode::AcceptMulti::new(types::Fd(self.listen_fd))
+                            .build()
+                            .user_data(ud(ACCEPT, 0)),
+                    );
+                }
+            }
+            CRECV => {
+                let c = &mut self.core.clients[idx];
+                c.recv_inflight = false;
+                if res <= 0 || c.closed {
+                    self.close_client(idx);
+                    return;
+                }
+                unsafe { c.inbuf.set_len(c.inbuf.len() + res as usize) };
+                if self.core.client_input(idx).is_err() {
+                    self.close_client(idx);
+                    return;
+                }
+                self.arm_client_recv(idx);
+            }
+            CSEND => {
+                let c = &mut self.core.clients[idx];
+                if res <= 0 {
+                    c.send_inflight = false;
+                    c.sending.clear();
+                    self.close_client(idx);
+                    return;
+                }
+                c.sent += res as usize;
+                if c.sent < c.sending.len() {
+                    let rest = &c.sending[c.sent..];
+                    let e = opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len() as u32)
+                        .build()
+                        .user_data(ud(CSEND, idx));
+                    self.push(e);
+                    return;
+                }
+                c.sending.clear();
+                c.send_inflight = false;
+                if c.closed {
+                    self.reap(idx);
+                } else {
+                    self.start_client_send(idx);
+                }
+            }
+            BRECV => {
+                assert!(res > 0, "backend connection {idx} failed or closed: {res}");
+                let be = &mut self.core.backends[idx];
+                unsafe { be.inbuf.set_len(be.inbuf.len() + res as usize) };
+                self.core.backend_input(idx).expect("backend reply framing");
+                self.arm_backend_recv(idx);
+            }
+            BSEND => {
+                assert!(res > 0, "backend send failed: {res}");
+                let be = &mut self.core.backends[idx];
+                be.sent += res as usize;
+                if be.sent < be.sending.len() {
+                    let rest = &be.sending[be.sent..];
+                    let e = opcode::Send::new(types::Fd(be.fd), rest.as_ptr(), rest.len() as u32)
+                        .build()
+                        .user_data(ud(BSEND, idx));
+                    self.push(e);
+                    return;
+                }
+                be.sending.clear();
+                be.send_inflight = false;
+                self.start_backend_send(idx);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn set_nodelay(fd: i32) {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a c_int option value.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+pub fn run(listen: SocketAddr, topo: &Topology) {
+    let ring = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_coop_taskrun()
+        .build(4096)
+        .expect("io_uring_setup");
+    let listener = crate::listener(listen, false);
+    let conns = crate::backend_conns(topo);
+    let mut core = Core::new(topo.slot_to_backend.clone(), conns.len());
+    for (b, s) in conns.into_iter().enumerate() {
+        core.backends[b].fd = s.into_raw_fd();
+    }
+    let mut d = Driver {
+        ring,
+        core,
+        listen_fd: listener.as_raw_fd(),
+        pending: Vec::with_capacity(1024),
+    };
+    d.push(
+        opcode::AcceptMulti::new(types::Fd(d.listen_fd))
+            .build()
+            .user_data(ud(ACCEPT, 0)),
+    );
+    for b in 0..d.core.backends.len() {
+        d.arm_backend_recv(b);
+    }
+    let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(4096);
+    loop {
+        d.flush_sq();
+        match d.ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINTR)
+                    || e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => panic!("io_uring_enter: {e}"),
+        }
+        cqes.extend(
+            d.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        for (u, r, f) in cqes.drain(..) {
+            d.complete(u, r, f);
+        }
+        // One coalesced write per backend that got requests this turn, then one per
+        // client that got replies; all go out with the next turn's io_uring_enter.
+        for i in 0..d.core.dirty_backends.len() {
+            let b = d.core.dirty_backends[i];
+            d.core.unmark_backend(b);
+            d.start_backend_send(b);
+        }
+        d.core.dirty_backends.clear();
+        for i in 0..d.core.dirty_clients.len() {
+            let cid = d.core.dirty_clients[i];
+            d.core.unmark_client(cid);
+            d.start_client_send(cid);
+            d.reap(cid);
+        }
+        d.core.dirty_clients.clear();
+    }
+}
