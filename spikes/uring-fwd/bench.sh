@@ -2,9 +2,10 @@
 # Issue 17's io_uring spike, measured: the cluster directly, today's respgate, the spike
 # on epoll (tokio) and the spike on io_uring, interleaved, under redis-benchmark.
 #
-# Starts `respgate dev` (3 masters + 3 replicas on loopback, respgate in front), then two
-# uring-fwd processes in front of the same cluster (--mode epoll, --mode uring; each
-# THREADS threads, like respgate's default of one worker per core). For ROUNDS rounds,
+# Starts `respgate dev` (3 masters + 3 replicas on loopback, respgate in front), then three
+# uring-fwd processes in front of the same cluster (--mode epoll; --mode uring with
+# one-shot receives; --mode uring --recv multishot, "uring-ms"; each THREADS threads, like
+# respgate's default of one worker per core). For ROUNDS rounds,
 # for -P 1 and -P 16, runs redis-benchmark (CLIENTS clients, SET and GET, random keys over
 # KEYSPACE) against each target, the order rotated each round. Records requests per second,
 # the proxy's utime and stime, the six redis-servers' utime and stime, and the
@@ -15,8 +16,8 @@
 # Usage: spikes/uring-fwd/bench.sh
 # Environment (defaults in brackets):
 #   ROUNDS [3]  N_P1 [200000]  N_P16 [1000000]  CLIENTS [50]  KEYSPACE [100000]
-#   THREADS [2]  SKIP_BUILD [0]  N_SYSCALLS [20000]  TARGETS ["direct respgate epoll uring"]
-#   RUN_TIMEOUT [180]
+#   THREADS [2]  SKIP_BUILD [0]  N_SYSCALLS [20000]  TARGETS ["direct respgate epoll uring uring-ms"]
+#   RUN_TIMEOUT [180]  PROFILE [0] (1: also a perf profile of each proxy at -P 1)
 # Output: spikes/uring-fwd/results/bench-STAMP/{summary.txt,runs.tsv,syscalls.tsv,...}
 set -Eeuo pipefail
 
@@ -32,7 +33,7 @@ KEYSPACE=${KEYSPACE:-100000}
 THREADS=${THREADS:-2}
 N_SYSCALLS=${N_SYSCALLS:-20000}
 RUN_TIMEOUT=${RUN_TIMEOUT:-180}
-read -r -a TARGETS <<<"${TARGETS:-direct respgate epoll uring}"
+read -r -a TARGETS <<<"${TARGETS:-direct respgate epoll uring uring-ms}"
 SPIKE_BIN="$SPIKE/target/release/uring-fwd"
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -81,26 +82,32 @@ URING_PORT=$(lt_free_port $((EPOLL_PORT + 1)))
 "$SPIKE_BIN" --mode uring --listen "127.0.0.1:$URING_PORT" --seed "$MASTER" --threads "$THREADS" 2>"$OUT/uring.log" &
 FWD_PIDS+=($!)
 URING_PID=$!
-say "respgate dev pid $RG_PID :$PORT (nodes $RG_SEEDS), spike epoll pid $EPOLL_PID :$EPOLL_PORT, uring pid $URING_PID :$URING_PORT"
+sleep 0.3
+MS_PORT=$(lt_free_port $((URING_PORT + 1)))
+"$SPIKE_BIN" --mode uring --recv multishot --listen "127.0.0.1:$MS_PORT" --seed "$MASTER" --threads "$THREADS" 2>"$OUT/uring-ms.log" &
+FWD_PIDS+=($!)
+MS_PID=$!
+say "respgate dev pid $RG_PID :$PORT (nodes $RG_SEEDS), spike epoll pid $EPOLL_PID :$EPOLL_PORT, uring pid $URING_PID :$URING_PORT, uring-ms (multishot recv) pid $MS_PID :$MS_PORT"
 
-port_of() { case $1 in respgate) echo "$PORT" ;; epoll) echo "$EPOLL_PORT" ;; uring) echo "$URING_PORT" ;; esac; }
-pid_of() { case $1 in respgate) echo "$RG_PID" ;; epoll) echo "$EPOLL_PID" ;; uring) echo "$URING_PID" ;; esac; }
+port_of() { case $1 in respgate) echo "$PORT" ;; epoll) echo "$EPOLL_PORT" ;; uring) echo "$URING_PORT" ;; uring-ms) echo "$MS_PORT" ;; esac; }
+pid_of() { case $1 in respgate) echo "$RG_PID" ;; epoll) echo "$EPOLL_PID" ;; uring) echo "$URING_PID" ;; uring-ms) echo "$MS_PID" ;; esac; }
+PROXIES=(respgate epoll uring uring-ms)
 
 # Each proxy forwards for real: a SET through it is seen by a GET through the others.
-for t in respgate epoll uring; do
+for t in "${PROXIES[@]}"; do
     for i in 1 2 3 4 5 6 7 8 9 10; do
         [[ $(timeout 2 redis-cli -p "$(port_of "$t")" ping 2>/dev/null) == PONG ]] && break
         sleep 0.3
     done
     [[ $(timeout 5 redis-cli -p "$(port_of "$t")" set "spike:{$t}" "v-$t") == OK ]] || lt_die "SET through $t failed"
 done
-for t in respgate epoll uring; do
-    for u in respgate epoll uring; do
+for t in "${PROXIES[@]}"; do
+    for u in "${PROXIES[@]}"; do
         got=$(timeout 5 redis-cli -p "$(port_of "$t")" get "spike:{$u}")
         [[ $got == "v-$u" ]] || lt_die "GET spike:{$u} through $t gave '$got'"
     done
 done
-for u in respgate epoll uring; do timeout 5 redis-cli -p "$PORT" del "spike:{$u}" >/dev/null; done
+for u in "${PROXIES[@]}"; do timeout 5 redis-cli -p "$PORT" del "spike:{$u}" >/dev/null; done
 say "check: SET/GET through each proxy agree"
 
 nodes_split() { # "utime stime" summed over the redis-servers
@@ -146,7 +153,7 @@ run_one() { # run_one ROUND TARGET P N
 }
 
 ntargets=${#TARGETS[@]}
-for ((r = 1; r <= ROUNDS; r++)); do
+for ((r = 1; r <= ROUNDS; r++)); do # ROUNDS=0: only the syscall counts (and PROFILE)
     for p in 1 16; do
         n=$([[ $p == 1 ]] && echo "$N_P1" || echo "$N_P16")
         for ((k = 0; k < ntargets; k++)); do
@@ -181,7 +188,7 @@ printf 'target\tP\trequests\tperf_syscalls\tper_request\n' >"$SYS"
 say ""
 say "syscalls per request (perf stat -e raw_syscalls:sys_enter -p PID, redis-benchmark -n $N_SYSCALLS -t set,get)"
 for p in 1 16; do
-    for t in respgate epoll uring; do
+    for t in "${PROXIES[@]}"; do
         pid=$(pid_of "$t")
         perf stat -e raw_syscalls:sys_enter -p "$pid" -x, -o "$OUT/perf-$t-P$p.txt" &
         perf_pid=$!
@@ -198,7 +205,7 @@ if command -v strace >/dev/null; then
     say ""
     say "strace -c -f -p PID, same short runs at -P 1 and -P 16 (top syscalls; calls per request)"
     for p in 1 16; do
-        for t in respgate epoll uring; do
+        for t in "${PROXIES[@]}"; do
             pid=$(pid_of "$t")
             strace -c -f -p "$pid" -o "$OUT/strace-$t-P$p.txt" 2>/dev/null &
             st_pid=$!
@@ -209,6 +216,26 @@ if command -v strace >/dev/null; then
         done
     done
 fi
+# Where the kernel time goes (PROFILE=1): perf record (cpu-clock, all threads) of each
+# proxy over a short run at -P 1, the top symbols by self time.
+if [[ ${PROFILE:-0} == 1 ]]; then
+    say ""
+    say "profile: perf record -e cpu-clock -p PID, redis-benchmark -n $N_SYSCALLS -P 1; top symbols (self %)"
+    for t in "${PROXIES[@]}"; do
+        pid=$(pid_of "$t")
+        perf record -q -e cpu-clock -F 4999 -p "$pid" -o "$OUT/perf-$t.data" 2>/dev/null &
+        rec_pid=$!
+        sleep 0.5
+        redis-benchmark -c "$CLIENTS" -r "$KEYSPACE" -t set,get -n "$N_SYSCALLS" -P 1 -q -p "$(port_of "$t")" >/dev/null 2>&1
+        kill -INT "$rec_pid"; wait "$rec_pid" 2>/dev/null || true
+        perf report -i "$OUT/perf-$t.data" --no-children --sort sym --stdio 2>/dev/null |
+            grep -E '^ +[0-9]' | head -n 25 >"$OUT/profile-$t.txt" || true
+        say "  $t:"
+        sed 's/^/    /' "$OUT/profile-$t.txt" | head -n 12 | tee -a "$SUMMARY" >/dev/null
+        sed 's/^/    /' "$OUT/profile-$t.txt" | head -n 12 >&2
+    done
+fi
+
 say ""
 say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 say "raw outputs: $OUT"

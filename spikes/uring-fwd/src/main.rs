@@ -84,6 +84,7 @@ fn main() {
     let mut listen = String::from("127.0.0.1:6400");
     let mut seed = String::new();
     let mut threads = 2usize;
+    let mut multishot = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -92,8 +93,9 @@ fn main() {
             "--listen" => listen = val(),
             "--seed" => seed = val(),
             "--threads" => threads = val().parse().expect("--threads N"),
+            "--recv" => multishot = val() == "multishot",
             _ => {
-                eprintln!("usage: uring-fwd --seed HOST:PORT [--mode uring|epoll] [--listen ADDR] [--threads N]");
+                eprintln!("usage: uring-fwd --seed HOST:PORT [--mode uring|epoll] [--listen ADDR] [--threads N] [--recv oneshot|multishot]");
                 std::process::exit(2);
             }
         }
@@ -102,7 +104,7 @@ fn main() {
     let topo = std::sync::Arc::new(topology(&seed));
     let listen: SocketAddr = listen.parse().expect("--listen ADDR");
     eprintln!(
-        "uring-fwd: mode {mode}, {threads} thread(s), listening on {listen}, masters {:?}",
+        "uring-fwd: mode {mode} (multishot recv: {multishot}), {threads} thread(s), listening on {listen}, masters {:?}",
         topo.masters
     );
     let handles: Vec<_> = (0..threads)
@@ -112,7 +114,7 @@ fn main() {
             std::thread::Builder::new()
                 .name(format!("fwd-{i}"))
                 .spawn(move || match mode.as_str() {
-                    "uring" => uring::run(listen, &topo),
+                    "uring" => uring::run(listen, &topo, multishot),
                     "epoll" => epoll::run(listen, &topo),
                     m => panic!("unknown mode {m}"),
                 })

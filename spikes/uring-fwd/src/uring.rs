@@ -3,9 +3,13 @@
 //! handles every completion, then queues one send per backend connection that got
 //! requests this turn (all of them coalesced) and one send per client that got replies.
 //!
-//! Accept is multishot. Receives are one-shot into each connection's own buffer
+//! Accept is multishot. Receives are either one-shot into each connection's own buffer
 //! (re-armed after each completion; they ride along in the same `io_uring_enter`, so
-//! re-arming costs no syscall). The ring is set up single-issuer + defer-taskrun, so
+//! re-arming costs no syscall, but each re-arm on an empty socket makes the kernel arm
+//! its internal poll again), or, with `--recv multishot`, multishot receives into a
+//! ring of provided buffers (one per thread): armed once per connection, the poll stays
+//! armed, and the data is copied from the provided buffer into the connection's input
+//! buffer (a small copy: requests and replies here are tens of bytes). The ring is set up single-issuer + defer-taskrun, so
 //! completions are run in this thread when it waits, not by interrupts.
 //! Sockets stay blocking: io_uring tries them non-blocking and arms its internal poll
 //! on EAGAIN.
@@ -27,11 +31,82 @@ fn ud(kind: u64, idx: usize) -> u64 {
     (idx as u64) << 3 | kind
 }
 
+const CANCEL: u64 = 6;
+
 const RECV_MIN: usize = 4096;
+const BUF_GROUP: u16 = 0;
+const BUF_COUNT: u16 = 1024;
+const BUF_SIZE: usize = 16 * 1024;
+
+/// A ring of provided buffers (io_uring_register_buf_ring): the kernel picks one per
+/// multishot receive completion; we hand it back after copying the data out.
+struct BufRing {
+    ring: *mut types::BufRingEntry,
+    tail: u16,
+    bufs: Vec<u8>,
+}
+
+impl BufRing {
+    fn new(ring: &IoUring) -> Self {
+        let bytes = BUF_COUNT as usize * std::mem::size_of::<types::BufRingEntry>();
+        // SAFETY: an anonymous private mapping, page aligned as the kernel requires.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_ANONYMOUS | libc::MAP_PRIVATE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap for the buffer ring");
+        // SAFETY: the mapping lives as long as the ring (the process).
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(ptr as u64, BUF_COUNT, BUF_GROUP, 0)
+        }
+        .expect("io_uring_register_buf_ring");
+        let mut br = BufRing {
+            ring: ptr.cast(),
+            tail: 0,
+            bufs: vec![0u8; BUF_COUNT as usize * BUF_SIZE],
+        };
+        for bid in 0..BUF_COUNT {
+            br.give(bid);
+        }
+        br.publish();
+        br
+    }
+
+    fn give(&mut self, bid: u16) {
+        // SAFETY: the index is masked into the mapping; bufs is never resized.
+        unsafe {
+            let e = &mut *self.ring.add((self.tail & (BUF_COUNT - 1)) as usize);
+            e.set_addr(self.bufs.as_ptr().add(bid as usize * BUF_SIZE) as u64);
+            e.set_len(BUF_SIZE as u32);
+            e.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail field overlays the first entry's `resv`; the kernel reads it.
+        unsafe {
+            let t = types::BufRingEntry::tail(self.ring) as *const std::sync::atomic::AtomicU16;
+            (*t).store(self.tail, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn data(&self, bid: u16, len: usize) -> &[u8] {
+        &self.bufs[bid as usize * BUF_SIZE..][..len]
+    }
+}
 const RECV_CHUNK: usize = 16 * 1024;
 
 struct Driver {
     ring: IoUring,
+    bufs: Option<BufRing>,
     core: Core,
     listen_fd: i32,
     pending: Vec<squeue::Entry>,
@@ -58,6 +133,14 @@ impl Driver {
 
     fn arm_client_recv(&mut self, cid: usize) {
         let c = &mut self.core.clients[cid];
+        if self.bufs.is_some() {
+            c.recv_inflight = true;
+            let e = opcode::RecvMulti::new(types::Fd(c.fd), BUF_GROUP)
+                .build()
+                .user_data(ud(CRECV, cid));
+            self.push(e);
+            return;
+        }
         if c.inbuf.capacity() - c.inbuf.len() < RECV_MIN {
             c.inbuf.reserve(RECV_CHUNK);
         }
@@ -72,6 +155,13 @@ impl Driver {
 
     fn arm_backend_recv(&mut self, b: usize) {
         let be = &mut self.core.backends[b];
+        if self.bufs.is_some() {
+            let e = opcode::RecvMulti::new(types::Fd(be.fd), BUF_GROUP)
+                .build()
+                .user_data(ud(BRECV, b));
+            self.push(e);
+            return;
+        }
         if be.inbuf.capacity() - be.inbuf.len() < RECV_MIN {
             be.inbuf.reserve(4 * RECV_CHUNK);
         }
@@ -121,6 +211,14 @@ impl Driver {
         let c = &mut self.core.clients[cid];
         c.closed = true;
         c.out.clear();
+        if c.recv_inflight && self.bufs.is_some() {
+            // A multishot receive stays armed until cancelled.
+            self.push(
+                opcode::AsyncCancel::new(ud(CRECV, cid))
+                    .build()
+                    .user_data(ud(CANCEL, 0)),
+            );
+        }
         self.reap(cid);
     }
 
@@ -154,18 +252,30 @@ impl Driver {
                 }
             }
             CRECV => {
+                let more = self.bufs.is_some() && cqueue::more(flags);
                 let c = &mut self.core.clients[idx];
-                c.recv_inflight = false;
+                c.recv_inflight = more;
+                if res == -libc::ENOBUFS && !c.closed {
+                    self.arm_client_recv(idx); // out of provided buffers for a moment
+                    return;
+                }
                 if res <= 0 || c.closed {
+                    self.take_buffer(flags, 0, Dest::Client(idx));
                     self.close_client(idx);
                     return;
                 }
-                unsafe { c.inbuf.set_len(c.inbuf.len() + res as usize) };
+                if !self.take_buffer(flags, res as usize, Dest::Client(idx)) {
+                    let c = &mut self.core.clients[idx];
+                    // SAFETY: the kernel wrote `res` bytes into the spare capacity.
+                    unsafe { c.inbuf.set_len(c.inbuf.len() + res as usize) };
+                }
                 if self.core.client_input(idx).is_err() {
                     self.close_client(idx);
                     return;
                 }
-                self.arm_client_recv(idx);
+                if !more {
+                    self.arm_client_recv(idx);
+                }
             }
             CSEND => {
                 let c = &mut self.core.clients[idx];
@@ -193,11 +303,20 @@ impl Driver {
                 }
             }
             BRECV => {
+                let more = self.bufs.is_some() && cqueue::more(flags);
+                if res == -libc::ENOBUFS {
+                    self.arm_backend_recv(idx);
+                    return;
+                }
                 assert!(res > 0, "backend connection {idx} failed or closed: {res}");
-                let be = &mut self.core.backends[idx];
-                unsafe { be.inbuf.set_len(be.inbuf.len() + res as usize) };
+                if !self.take_buffer(flags, res as usize, Dest::Backend(idx)) {
+                    let be = &mut self.core.backends[idx];
+                    unsafe { be.inbuf.set_len(be.inbuf.len() + res as usize) };
+                }
                 self.core.backend_input(idx).expect("backend reply framing");
-                self.arm_backend_recv(idx);
+                if !more {
+                    self.arm_backend_recv(idx);
+                }
             }
             BSEND => {
                 assert!(res > 0, "backend send failed: {res}");
@@ -220,6 +339,37 @@ impl Driver {
     }
 }
 
+/// Where a receive's data goes.
+#[derive(Clone, Copy)]
+enum Dest {
+    Client(usize),
+    Backend(usize),
+}
+
+impl Driver {
+    /// Multishot mode: copies a completion's data (`len` bytes, 0 for none) out of its
+    /// provided buffer into the connection's input buffer and gives the buffer back.
+    /// False in one-shot mode: the data is already in the input buffer.
+    fn take_buffer(&mut self, flags: u32, len: usize, dest: Dest) -> bool {
+        let Some(bufs) = self.bufs.as_mut() else {
+            return false;
+        };
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            return true;
+        };
+        if len > 0 {
+            let data = bufs.data(bid, len);
+            match dest {
+                Dest::Client(c) => self.core.clients[c].inbuf.extend_from_slice(data),
+                Dest::Backend(b) => self.core.backends[b].inbuf.extend_from_slice(data),
+            }
+        }
+        bufs.give(bid);
+        bufs.publish();
+        true
+    }
+}
+
 fn set_nodelay(fd: i32) {
     let one: libc::c_int = 1;
     // SAFETY: a valid socket fd and a c_int option value.
@@ -234,7 +384,7 @@ fn set_nodelay(fd: i32) {
     }
 }
 
-pub fn run(listen: SocketAddr, topo: &Topology) {
+pub fn run(listen: SocketAddr, topo: &Topology, multishot: bool) {
     let ring = IoUring::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
@@ -247,8 +397,10 @@ pub fn run(listen: SocketAddr, topo: &Topology) {
     for (b, s) in conns.into_iter().enumerate() {
         core.backends[b].fd = s.into_raw_fd();
     }
+    let bufs = multishot.then(|| BufRing::new(&ring));
     let mut d = Driver {
         ring,
+        bufs,
         core,
         listen_fd: listener.as_raw_fd(),
         pending: Vec::with_capacity(1024),
