@@ -79,8 +79,15 @@ pub struct Core {
     pub dirty_backends: Vec<usize>,
     /// Clients with replies queued since the driver last looked.
     pub dirty_clients: Vec<usize>,
-    pub requests: u64,
+    /// Counters: requests, backend writes, client writes, loop turns / wake passes
+    /// (published for `--stats`, see [`crate::stats`]).
+    pub stats: [u64; 4],
 }
+
+pub const REQUESTS: usize = 0;
+pub const BACKEND_WRITES: usize = 1;
+pub const CLIENT_WRITES: usize = 2;
+pub const TURNS: usize = 3;
 
 impl Core {
     pub fn new(slot_to_backend: Vec<u8>, backends: usize) -> Self {
@@ -96,7 +103,7 @@ impl Core {
             slot_to_backend,
             dirty_backends: Vec::new(),
             dirty_clients: Vec::new(),
-            requests: 0,
+            stats: [0; 4],
         }
     }
 
@@ -131,7 +138,7 @@ impl Core {
                 self.dirty_backends.push(b);
             }
             pos += req.len;
-            self.requests += 1;
+            self.stats[REQUESTS] += 1;
         }
         client.inbuf.drain(..pos);
         Ok(())

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 struct Shared {
+    thread: usize,
     core: RefCell<Core>,
     backend_wake: Vec<Notify>,
     /// Per client slot: wakes its writer task.
@@ -38,10 +39,12 @@ impl Shared {
             wakes[cid].notify_one();
         }
         core.dirty_clients.clear();
+        core.stats[crate::core::TURNS] += 1;
+        crate::stats::publish(self.thread, &core.stats);
     }
 }
 
-pub fn run(listen: SocketAddr, topo: &Topology) {
+pub fn run(listen: SocketAddr, topo: &Topology, thread: usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -50,6 +53,7 @@ pub fn run(listen: SocketAddr, topo: &Topology) {
     let conns = crate::backend_conns(topo);
     let n = conns.len();
     let shared = Rc::new(Shared {
+        thread,
         core: RefCell::new(Core::new(topo.slot_to_backend.clone(), n)),
         backend_wake: (0..n).map(|_| Notify::new()).collect(),
         client_wake: RefCell::new(Vec::new()),
@@ -124,6 +128,7 @@ async fn client_writer(sh: Rc<Shared>, cid: usize, mut w: OwnedWriteHalf, notify
                     break;
                 }
                 std::mem::swap(&mut c.out, &mut sending);
+                core.stats[crate::core::CLIENT_WRITES] += 1;
             }
             if w.write_all(&sending).await.is_err() {
                 let mut core = sh.core.borrow_mut();
@@ -148,6 +153,7 @@ async fn backend_writer(sh: Rc<Shared>, b: usize, mut w: OwnedWriteHalf) {
                     break;
                 }
                 std::mem::swap(&mut be.out, &mut sending);
+                core.stats[crate::core::BACKEND_WRITES] += 1;
             }
             w.write_all(&sending).await.expect("backend write");
             sending.clear();

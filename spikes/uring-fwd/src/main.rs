@@ -13,6 +13,7 @@
 mod core;
 mod epoll;
 mod resp;
+mod stats;
 mod uring;
 
 use std::io::{Read, Write};
@@ -85,6 +86,7 @@ fn main() {
     let mut seed = String::new();
     let mut threads = 2usize;
     let mut multishot = false;
+    let mut stats_file: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -94,8 +96,9 @@ fn main() {
             "--seed" => seed = val(),
             "--threads" => threads = val().parse().expect("--threads N"),
             "--recv" => multishot = val() == "multishot",
+            "--stats" => stats_file = Some(val()),
             _ => {
-                eprintln!("usage: uring-fwd --seed HOST:PORT [--mode uring|epoll] [--listen ADDR] [--threads N] [--recv oneshot|multishot]");
+                eprintln!("usage: uring-fwd --seed HOST:PORT [--mode uring|epoll] [--listen ADDR] [--threads N] [--recv oneshot|multishot] [--stats FILE]");
                 std::process::exit(2);
             }
         }
@@ -107,6 +110,14 @@ fn main() {
         "uring-fwd: mode {mode} (multishot recv: {multishot}), {threads} thread(s), listening on {listen}, masters {:?}",
         topo.masters
     );
+    assert!(
+        threads <= stats::MAX_THREADS,
+        "at most {} threads",
+        stats::MAX_THREADS
+    );
+    if let Some(path) = stats_file {
+        std::thread::spawn(move || stats::write_every_second(&path, threads));
+    }
     let handles: Vec<_> = (0..threads)
         .map(|i| {
             let topo = topo.clone();
@@ -114,8 +125,8 @@ fn main() {
             std::thread::Builder::new()
                 .name(format!("fwd-{i}"))
                 .spawn(move || match mode.as_str() {
-                    "uring" => uring::run(listen, &topo, multishot),
-                    "epoll" => epoll::run(listen, &topo),
+                    "uring" => uring::run(listen, &topo, multishot, i),
+                    "epoll" => epoll::run(listen, &topo, i),
                     m => panic!("unknown mode {m}"),
                 })
                 .unwrap()

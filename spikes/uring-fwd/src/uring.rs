@@ -181,6 +181,8 @@ impl Driver {
             return;
         }
         std::mem::swap(&mut c.out, &mut c.sending);
+        self.core.stats[crate::core::CLIENT_WRITES] += 1;
+        let c = &mut self.core.clients[cid];
         c.sent = 0;
         c.send_inflight = true;
         let e = opcode::Send::new(types::Fd(c.fd), c.sending.as_ptr(), c.sending.len() as u32)
@@ -195,6 +197,8 @@ impl Driver {
             return;
         }
         std::mem::swap(&mut be.out, &mut be.sending);
+        self.core.stats[crate::core::BACKEND_WRITES] += 1;
+        let be = &mut self.core.backends[b];
         be.sent = 0;
         be.send_inflight = true;
         let e = opcode::Send::new(
@@ -384,7 +388,7 @@ fn set_nodelay(fd: i32) {
     }
 }
 
-pub fn run(listen: SocketAddr, topo: &Topology, multishot: bool) {
+pub fn run(listen: SocketAddr, topo: &Topology, multishot: bool, thread: usize) {
     let ring = IoUring::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
@@ -446,5 +450,7 @@ pub fn run(listen: SocketAddr, topo: &Topology, multishot: bool) {
             d.reap(cid);
         }
         d.core.dirty_clients.clear();
+        d.core.stats[crate::core::TURNS] += 1;
+        crate::stats::publish(thread, &d.core.stats);
     }
 }
