@@ -9,8 +9,10 @@
 //! its internal poll again), or, with `--recv multishot`, multishot receives into a
 //! ring of provided buffers (one per thread): armed once per connection, the poll stays
 //! armed, and the data is copied from the provided buffer into the connection's input
-//! buffer (a small copy: requests and replies here are tens of bytes). The ring is set up single-issuer + defer-taskrun, so
-//! completions are run in this thread when it waits, not by interrupts.
+//! buffer (a small copy: requests and replies here are tens of bytes).
+//!
+//! The ring is set up single-issuer + defer-taskrun, so completions are run in this
+//! thread when it waits, not by interrupts.
 //! Sockets stay blocking: io_uring tries them non-blocking and arms its internal poll
 //! on EAGAIN.
 
