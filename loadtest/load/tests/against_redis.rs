@@ -239,3 +239,115 @@ fn refuses_a_remote_target_without_sending_anything() {
     assert_eq!(long.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&long.stderr).contains("--max-duration"));
 }
+
+fn node_id(c: &DevCluster, node: SocketAddr) -> String {
+    match c.command(node, &["CLUSTER", "MYID"]).unwrap() {
+        Reply::Bulk(Some(id)) => String::from_utf8(id).unwrap(),
+        other => panic!("CLUSTER MYID: {other:?}"),
+    }
+}
+
+/// A slot moves to another master mid-run (the migration steps of `redis-cli --cluster
+/// reshard`, with no key to move): the clients see MOVED (or ASK), fetch the slot map
+/// again and go on against the new owner; nothing fails.
+#[test]
+fn follows_a_slot_that_moves() {
+    let cluster = DevCluster::start(DevClusterOptions {
+        masters: 3,
+        replicas_per_master: 0,
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wl = dir.path().join("one-key.toml");
+    std::fs::write(
+        &wl,
+        "[[op]]\nname = \"get\"\nweight = 1\ncommands = [[\"GET\", \"moving-key\"]]\n",
+    )
+    .unwrap();
+    let json = dir.path().join("moved.json");
+    let slot = devcluster::key_slot(b"moving-key");
+    let old = cluster.master_for_slot(slot);
+    let new = cluster.masters().into_iter().find(|m| *m != old).unwrap();
+    let (old_id, new_id) = (node_id(&cluster, old), node_id(&cluster, new));
+    let seed = cluster.seeds()[0];
+    let bin = env!("CARGO_BIN_EXE_respgate-load");
+    let child = Command::new(bin)
+        .args([
+            "--target",
+            &format!("c=cluster:{seed}"),
+            "-w",
+            wl.to_str().unwrap(),
+            "-c",
+            "2",
+            "-d",
+            "3s",
+            "--rounds",
+            "1",
+            "-q",
+        ])
+        .args(["--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let s = slot.to_string();
+    let ok = |node, args: &[&str]| {
+        assert_eq!(
+            cluster.command(node, args).unwrap(),
+            Reply::Simple("OK".into()),
+            "{args:?}"
+        )
+    };
+    ok(new, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &old_id]);
+    ok(old, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &new_id]);
+    ok(new, &["CLUSTER", "SETSLOT", &s, "NODE", &new_id]);
+    ok(old, &["CLUSTER", "SETSLOT", &s, "NODE", &new_id]);
+    for m in cluster.masters() {
+        if m != old && m != new {
+            ok(m, &["CLUSTER", "SETSLOT", &s, "NODE", &new_id]);
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r = &v["runs"][0];
+    let errors = r["errors"].as_object().unwrap();
+    let redirects: f64 = errors
+        .iter()
+        .filter(|(k, _)| *k == "MOVED" || *k == "ASK")
+        .map(|(_, n)| n.as_f64().unwrap())
+        .sum();
+    assert!(redirects >= 1.0, "the move was seen: {errors:?}");
+    assert!(
+        redirects <= 20.0,
+        "each client refreshed once or twice, not per request: {errors:?}"
+    );
+    assert_eq!(
+        errors.len() as f64,
+        errors
+            .keys()
+            .filter(|k| *k == "MOVED" || *k == "ASK")
+            .count() as f64,
+        "{errors:?}"
+    );
+    // Requests kept flowing after the move (the last second is not empty).
+    let tl: Vec<f64> = r["timeline_rps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert!(tl[tl.len() - 5..].iter().all(|x| *x > 0.0), "{tl:?}");
+    let stats = cluster.command(new, &["INFO", "commandstats"]).unwrap();
+    let text = String::from_utf8_lossy(stats.as_bytes().unwrap()).into_owned();
+    assert!(
+        text.contains("cmdstat_get:"),
+        "the new owner served GETs: {text}"
+    );
+}
