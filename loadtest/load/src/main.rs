@@ -8,7 +8,7 @@
 //!
 //! Files: options (`cli`), the workload file (`workload`, `rng`), targets (`target`,
 //! `cluster`), a client and its readers (`client`), one run and its threads (`run`,
-//! `schedule` for the open loop), what was measured (`stats`), CPU from /proc (`cpu`),
+//! `schedule` and `timer` for the open loop), what was measured (`stats`), CPU from /proc (`cpu`),
 //! the results (`report`, `svg`).
 
 mod cli;
@@ -24,6 +24,7 @@ mod slot;
 mod stats;
 mod svg;
 mod target;
+mod timer;
 mod workload;
 
 use std::collections::BTreeMap;

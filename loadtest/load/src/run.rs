@@ -5,10 +5,10 @@
 //! share of the clients (client `i` on thread `i % threads`): no work stealing, no locks
 //! on the request path. Closed loop: each client writes a batch of at least `pipeline`
 //! requests, waits for all their replies, and writes the next (as `redis-benchmark -P`).
-//! Open loop: a pacer thread sleeps (with 1 us timer slack) until the next intended send
-//! time and wakes the load threads, which write every request that is due by then;
-//! tokio's own timer wheel has a 1 ms granularity, far too coarse for a latency target
-//! of 1 ms measured from the intended time.
+//! Open loop: each load thread sleeps on a `timerfd` ([`PreciseTimer`]) until the next
+//! intended send time of its clients and writes every request due by then; tokio's own
+//! timer wheel has a 1 ms granularity, far too coarse for a latency target of 1 ms
+//! measured from the intended time.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -17,12 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
 use crate::client::{Client, Env};
 use crate::cluster::SlotMap;
-use crate::schedule::{self, Schedule};
+use crate::schedule::Schedule;
 use crate::stats::Stats;
+use crate::timer::PreciseTimer;
 use crate::workload::Workload;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -66,9 +65,6 @@ struct Ctx {
     barrier: Barrier,
     start: OnceLock<Instant>,
     abort: AtomicBool,
-    /// Open loop: requests with an intended offset up to this many ns may be sent.
-    released: AtomicU64,
-    wake: Vec<Notify>,
     failures: Mutex<Vec<String>>,
 }
 
@@ -84,8 +80,6 @@ pub fn run(
         barrier: Barrier::new(threads + 1),
         start: OnceLock::new(),
         abort: AtomicBool::new(false),
-        released: AtomicU64::new(0),
-        wake: (0..threads).map(|_| Notify::new()).collect(),
         failures: Mutex::new(Vec::new()),
     };
     let mut total = Stats::new(spec.workload.kinds.len(), spec.bucket);
@@ -103,10 +97,6 @@ pub fn run(
         }
         ctx.barrier.wait();
         if let Some(&start) = ctx.start.get() {
-            if spec.mode == Mode::Open {
-                let ctx = &ctx;
-                s.spawn(move || pacer(spec, ctx, start, stop));
-            }
             while !handles.iter().all(|h| h.is_finished()) {
                 std::thread::sleep(Duration::from_millis(100));
                 progress(done.load(Ordering::Relaxed), start.elapsed());
@@ -272,23 +262,19 @@ async fn open_loop(
     t: usize,
     stop: &AtomicBool,
 ) {
-    let ops_per_sec = spec.rate / mean_commands(&spec.workload);
-    let mut scheds: Vec<Schedule> = clients
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
-            Schedule::new(
-                env.start,
-                ops_per_sec,
-                spec.clients,
-                t + i * spec.threads.clamp(1, spec.clients.max(1)),
-            )
-        })
+    let timer = match PreciseTimer::new() {
+        Ok(timer) => timer,
+        Err(e) => return record_failure(ctx, format!("timerfd: {e}")),
+    };
+    let ops_per_sec = spec.rate / env.workload.mean_commands();
+    let threads = spec.threads.clamp(1, spec.clients.max(1));
+    let mut scheds: Vec<Schedule> = (0..clients.len())
+        .map(|i| Schedule::new(env.start, ops_per_sec, spec.clients, t + i * threads))
         .collect();
     let mut dead = vec![false; clients.len()];
     loop {
-        let released = ctx.released.load(Ordering::Acquire);
-        let mut more = false;
+        let released = env.start.elapsed().as_nanos() as u64;
+        let mut next = spec.duration;
         for (i, c) in clients.iter_mut().enumerate() {
             if dead[i] {
                 continue;
@@ -298,12 +284,17 @@ async fn open_loop(
                 dead[i] = true;
                 continue;
             }
-            more |= scheds[i].next_offset() < spec.duration;
+            next = next.min(scheds[i].next_offset());
         }
-        if !more || stop.load(Ordering::Relaxed) {
+        if next >= spec.duration || stop.load(Ordering::Relaxed) {
             break;
         }
-        let _ = tokio::time::timeout(Duration::from_millis(20), ctx.wake[t].notified()).await;
+        // A client held back by --max-in-flight is looked at again within 10 ms.
+        let wake = (env.start + next).min(Instant::now() + Duration::from_millis(10));
+        if let Err(e) = timer.sleep_until(wake).await {
+            record_failure(ctx, format!("timerfd: {e}"));
+            break;
+        }
     }
     let until = Instant::now() + spec.drain;
     for c in clients {
@@ -349,42 +340,4 @@ async fn send_due(
         c.flush().await?;
     }
     Ok(())
-}
-
-/// The workload's mean requests per operation (weights considered): the open loop
-/// spaces operations so that *requests* arrive at the rate asked for.
-fn mean_commands(w: &Workload) -> f64 {
-    w.mean_commands()
-}
-
-fn pacer(spec: &RunSpec, ctx: &Ctx, start: Instant, stop: &AtomicBool) {
-    // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer slack (default
-    // 50 us) so that its sleeps end when asked.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0u64, 0u64, 0u64);
-    }
-    let interval = schedule::interval_ns(spec.rate / mean_commands(&spec.workload));
-    let mut k = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let due = schedule::global_offset(interval, k);
-        if due >= spec.duration {
-            break;
-        }
-        let now = start.elapsed();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        let now = start.elapsed();
-        ctx.released.store(now.as_nanos() as u64, Ordering::Release);
-        for w in &ctx.wake {
-            w.notify_one();
-        }
-        while schedule::global_offset(interval, k) <= now {
-            k += 1;
-        }
-    }
-    ctx.released.store(u64::MAX, Ordering::Release);
-    for w in &ctx.wake {
-        w.notify_one();
-    }
 }
