@@ -51,7 +51,8 @@ pub struct Args {
     #[arg(short, long, default_value_t = 50)]
     pub clients: usize,
 
-    /// Closed loop: requests per batch per connection.
+    /// Closed loop: requests per batch per client (a cluster client splits its batch by
+    /// slot over its connections, as any cluster client sending them would).
     #[arg(short = 'P', long, default_value_t = 1)]
     pub pipeline: usize,
 
