@@ -39,7 +39,7 @@ type Queue = Rc<RefCell<VecDeque<Pending>>>;
 pub struct Shared {
     pub outstanding: Cell<usize>,
     pub notify: Notify,
-    /// A MOVED or ASK was seen: refresh the slot map before the next batch.
+    /// A MOVED was seen: refresh the slot map before the next batch.
     pub stale: Cell<bool>,
     pub failed: RefCell<Option<String>>,
 }
@@ -171,7 +171,7 @@ impl Client {
         Ok(())
     }
 
-    /// After a MOVED/ASK: asks the seed (then the known masters) for the slot map again.
+    /// After a MOVED: asks the seed (then the known masters) for the slot map again.
     pub async fn refresh(&mut self, env: &Env) -> Result<(), String> {
         self.shared.stale.set(false);
         if self.map.is_none() {
@@ -181,7 +181,7 @@ impl Client {
         asked.extend(self.conns.iter().map(|c| c.addr));
         let mut last = String::new();
         for a in asked {
-            match cluster::fetch(a, env.auth.as_ref()).await {
+            match cluster::fetch(a, env.auth.as_ref(), false).await {
                 Ok(m) => return self.use_map(env, Rc::new(m)).await,
                 Err(e) => last = e,
             }
@@ -322,7 +322,8 @@ fn take_replies(
                 if error {
                     let reply = &buf[pos..pos + len];
                     st.error(kind, reply);
-                    if reply.starts_with(b"-MOVED ") || reply.starts_with(b"-ASK ") {
+                    // An ASK is one key in a migrating slot: the map is still right.
+                    if reply.starts_with(b"-MOVED ") {
                         shared.stale.set(true);
                     }
                 }

@@ -3,7 +3,8 @@
 //!
 //! Asked once before the runs and again by a client after a `MOVED` reply (the request
 //! that got it is counted as an error, never re-sent: a load tool must not hide a
-//! redirect, and a retry would be a second request).
+//! redirect, and a retry would be a second request). An `ASK` (one key of a slot being
+//! migrated) is counted the same way; it changes no map, so it triggers no refresh.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -153,9 +154,14 @@ pub async fn request(
         .map_err(|_| format!("{addr}: no reply within {TIMEOUT:?}"))?
 }
 
-/// The slot map from `CLUSTER SLOTS`; its node list completed by `CLUSTER NODES`, since
-/// `CLUSTER SLOTS` leaves out a replica that has not synchronised yet.
-pub async fn fetch(seed: SocketAddr, auth: Option<&(String, String)>) -> Result<SlotMap, String> {
+/// The slot map from `CLUSTER SLOTS`; with `all_nodes`, its node list completed by
+/// `CLUSTER NODES`, since `CLUSTER SLOTS` leaves out a replica that has not synchronised
+/// yet (needed once, for the nodes' CPU; not for routing).
+pub async fn fetch(
+    seed: SocketAddr,
+    auth: Option<&(String, String)>,
+    all_nodes: bool,
+) -> Result<SlotMap, String> {
     let v = request(seed, auth, &[b"CLUSTER", b"SLOTS"]).await?;
     if let Value::Error(e) = &v {
         return Err(format!(
@@ -163,6 +169,9 @@ pub async fn fetch(seed: SocketAddr, auth: Option<&(String, String)>) -> Result<
         ));
     }
     let mut map = SlotMap::from_reply(&v, seed)?;
+    if !all_nodes {
+        return Ok(map);
+    }
     if let Ok(Value::Bulk(Some(text))) = request(seed, auth, &[b"CLUSTER", b"NODES"]).await {
         for n in node_lines(&String::from_utf8_lossy(&text), seed.ip()) {
             if !map.all_nodes.contains(&n) {

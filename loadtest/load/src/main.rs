@@ -253,7 +253,7 @@ async fn resolve_targets(args: &Args) -> Result<Vec<Target>, String> {
         let map = match spec.kind {
             Kind::Single => None,
             Kind::Cluster => {
-                let m = cluster::fetch(spec.addr, auth(args)?.as_ref()).await?;
+                let m = cluster::fetch(spec.addr, auth(args)?.as_ref(), true).await?;
                 for n in &m.all_nodes {
                     target::check_address(*n, args.allow_remote)?;
                 }
@@ -317,7 +317,11 @@ async fn find_groups(args: &Args, targets: &[Target]) -> Result<Vec<Group>, Stri
     if let Some(n) = &args.nodes {
         let addr = target::resolve(n)?;
         target::check_address(addr, args.allow_remote)?;
-        nodes.extend(cluster::fetch(addr, auth(args)?.as_ref()).await?.all_nodes);
+        nodes.extend(
+            cluster::fetch(addr, auth(args)?.as_ref(), true)
+                .await?
+                .all_nodes,
+        );
     }
     nodes.sort();
     nodes.dedup();
