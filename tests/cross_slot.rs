@@ -520,3 +520,35 @@ async fn the_callers_acl_and_its_own_setting_apply() {
         show(CROSSSLOT.as_bytes())
     );
 }
+
+/// The cost is reported: computed commands by name, requests sent, bytes copied, and
+/// the copies-in-flight gauge, on the admin endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_is_in_the_metrics() {
+    let mut config = compute();
+    config.admin.listen = Some("127.0.0.1:0".into());
+    let proxy = support::start_proxy(config).await;
+    let admin = proxy.admin_addr().expect("the admin listener is up");
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let p = prefix();
+    let (a, b, d) = (format!("{p}:a"), format!("{p}:b"), format!("{p}:d"));
+    c.command(&["SADD", &a, "1", "2"]).await;
+    c.command(&["SADD", &b, "2", "3"]).await;
+    assert_eq!(
+        show(&c.command(&["SUNIONSTORE", &d, &a, &b]).await),
+        ":3\r\n"
+    );
+    let (status, body) = support::http_get(admin, "/metrics", None).await;
+    assert_eq!(status, 200);
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{body}"))
+    };
+    assert!(value("respgate_cross_slot_commands_total{command=\"sunionstore\"}") >= 1.0);
+    assert!(value("respgate_cross_slot_round_trips_total") >= 2.0);
+    assert!(value("respgate_cross_slot_bytes_copied_total") > 0.0);
+    assert!(value("respgate_cross_slot_internal_keys") >= 0.0);
+}

@@ -53,3 +53,44 @@ impl CompatConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConfigError};
+    use std::path::Path;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let base = "[auth]\nmode = \"users\"\n[[auth.users]]\nname = \"u\"\nrules = \"on nopass ~* +@all\"\n";
+        Config::from_toml(&format!("{base}{text}"), Path::new("t.toml")).map_err(|e| match e {
+            ConfigError::Invalid { .. } | ConfigError::Parse { .. } => e.to_string(),
+            other => panic!("{other}"),
+        })
+    }
+
+    #[test]
+    fn refuse_unless_said_and_per_user_overrides_parse() {
+        let c = load("").unwrap();
+        assert_eq!(c.compat.cross_slot, CrossSlotMode::Refuse);
+        assert_eq!(c.compat.max_cross_slot_bytes, DEFAULT_MAX_CROSS_SLOT_BYTES);
+        assert_eq!(c.auth.users[0].cross_slot, None);
+        let c = load("cross_slot = \"compute\"\n[compat]\ncross_slot = \"compute\"\nmax_cross_slot_bytes = 10\n")
+            .unwrap();
+        assert_eq!(c.compat.cross_slot, CrossSlotMode::Compute);
+        assert_eq!(c.compat.max_cross_slot_bytes, 10);
+        assert_eq!(c.auth.users[0].cross_slot, Some(CrossSlotMode::Compute));
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_the_key() {
+        let e = load("[compat]\ncross_slot = \"sometimes\"\n").unwrap_err();
+        assert!(e.starts_with("t.toml: compat.cross_slot: "), "{e}");
+        let e = load("[compat]\nmax_cross_slot_bytes = 0\n").unwrap_err();
+        assert!(
+            e.starts_with("t.toml: compat.max_cross_slot_bytes: must be above 0"),
+            "{e}"
+        );
+        let e = load("[compat]\nbytes = 1\n").unwrap_err();
+        assert!(e.contains("bytes"), "{e}");
+    }
+}

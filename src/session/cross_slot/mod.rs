@@ -84,6 +84,7 @@ impl Settings {
     pub fn new(compat: &CompatConfig, auth: &AuthConfig) -> Settings {
         let s = Settings::default();
         s.apply(compat, auth);
+        steps::describe();
         s
     }
 

@@ -161,61 +161,51 @@ pub fn simple_text(r: &[u8]) -> Option<&[u8]> {
     r.strip_prefix(b"+")?.strip_suffix(b"\r\n")
 }
 
+// The metrics are looked up per use, not cached in statics: a computed command costs
+// several round trips already, and a handle cached before the recorder is installed
+// (a library user, a test binary) would stay bound to none.
+
 /// `respgate_cross_slot_round_trips_total`: requests (pipelines) sent to nodes.
-fn round_trips() -> &'static metrics::Counter {
-    static C: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
-    C.get_or_init(|| {
-        describe();
-        metrics::counter!("respgate_cross_slot_round_trips_total")
-    })
+fn round_trips() -> metrics::Counter {
+    metrics::counter!("respgate_cross_slot_round_trips_total")
 }
 
 /// `respgate_cross_slot_bytes_copied_total`: DUMP payload bytes copied between nodes.
-pub fn bytes_copied() -> &'static metrics::Counter {
-    static C: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
-    C.get_or_init(|| {
-        describe();
-        metrics::counter!("respgate_cross_slot_bytes_copied_total")
-    })
+pub fn bytes_copied() -> metrics::Counter {
+    metrics::counter!("respgate_cross_slot_bytes_copied_total")
 }
 
 /// `respgate_cross_slot_internal_keys`: internal keys sent to a node and not yet
-/// known deleted (they exist only inside one MULTI/EXEC there, see `internal.rs`).
-pub fn internal_keys() -> &'static metrics::Gauge {
-    static G: std::sync::OnceLock<metrics::Gauge> = std::sync::OnceLock::new();
-    G.get_or_init(|| {
-        describe();
-        metrics::gauge!("respgate_cross_slot_internal_keys")
-    })
+/// answered for (they exist only inside one MULTI/EXEC there, see `internal.rs`).
+pub fn internal_keys() -> metrics::Gauge {
+    metrics::gauge!("respgate_cross_slot_internal_keys")
 }
 
 /// Counts one computed command in `respgate_cross_slot_commands_total{command}`.
 pub fn count_command(command: &str) {
-    describe();
     metrics::counter!("respgate_cross_slot_commands_total", "command" => command.to_string())
         .increment(1);
 }
 
-fn describe() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        metrics::describe_counter!(
-            "respgate_cross_slot_commands_total",
-            "Cross-slot commands respgate computed (compat.cross_slot = \"compute\"), by command."
-        );
-        metrics::describe_counter!(
-            "respgate_cross_slot_round_trips_total",
-            "Requests (pipelines) computed cross-slot commands sent to nodes."
-        );
-        metrics::describe_counter!(
-            "respgate_cross_slot_bytes_copied_total",
-            "DUMP payload bytes computed cross-slot commands copied between nodes."
-        );
-        metrics::describe_gauge!(
-            "respgate_cross_slot_internal_keys",
-            "Internal cross-slot copies sent to a node and not yet deleted."
-        );
-    });
+/// The metrics' help texts (at start, once the recorder is installed).
+pub fn describe() {
+    metrics::describe_counter!(
+        "respgate_cross_slot_commands_total",
+        "Cross-slot commands respgate computed (compat.cross_slot = \"compute\"), by command."
+    );
+    metrics::describe_counter!(
+        "respgate_cross_slot_round_trips_total",
+        "Requests (pipelines) computed cross-slot commands sent to nodes."
+    );
+    metrics::describe_counter!(
+        "respgate_cross_slot_bytes_copied_total",
+        "DUMP payload bytes computed cross-slot commands copied between nodes."
+    );
+    metrics::describe_gauge!(
+        "respgate_cross_slot_internal_keys",
+        "Internal cross-slot copies sent to a node and not yet answered for."
+    );
+    internal_keys().set(0.0);
 }
 
 #[cfg(test)]
