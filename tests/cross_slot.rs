@@ -552,3 +552,65 @@ async fn the_cost_is_in_the_metrics() {
     assert!(value("respgate_cross_slot_bytes_copied_total") > 0.0);
     assert!(value("respgate_cross_slot_internal_keys") >= 0.0);
 }
+
+/// `[compat]` is applied by a reload (SIGHUP): no restart, a live connection's next
+/// command follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_switches_computing_on_and_off() {
+    let proxy = support::proxy_for_shared().await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let p = prefix();
+    let (a, b) = (format!("{p}:a"), format!("{p}:b"));
+    c.command(&["SADD", &a, "1"]).await;
+    let sunion = ["SUNION", a.as_str(), b.as_str()];
+    assert_eq!(show(&c.command(&sunion).await), CROSSSLOT);
+    assert_eq!(
+        proxy.reload(&compute()),
+        Ok(vec![]),
+        "nothing needs a restart"
+    );
+    assert_eq!(show(&c.command(&sunion).await), "*1\r\n$1\r\n1\r\n");
+    let back = support::test_config(&support::shared_cluster_seeds());
+    assert_eq!(proxy.reload(&back), Ok(vec![]));
+    assert_eq!(show(&c.command(&sunion).await), CROSSSLOT);
+}
+
+/// The TTL policy holds for computed writes as for forwarded ones: a destination its
+/// rule covers gets the rule's expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ttl_policy_covers_computed_destinations() {
+    let p = prefix();
+    let mut config = compute();
+    config.ttl = vec![respgate::config::TtlRuleConfig::new(
+        &format!("{p}:t:*"),
+        500,
+    )];
+    let proxy = support::start_proxy(config).await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let k = |n: &str| format!("{p}:{n}");
+    c.command(&["SADD", &k("a"), "1", "2"]).await;
+    c.command(&["SADD", &k("b"), "2", "3"]).await;
+    c.command(&["SET", &k("s"), "v"]).await;
+    c.command(&["RPUSH", &k("l"), "x"]).await;
+    let ttl = |r: Vec<u8>| support::trailing_int(&r);
+    for (cmd, dst) in [
+        (vec!["SUNIONSTORE".into(), k("t:d"), k("a"), k("b")], "t:d"),
+        (vec!["RENAME".into(), k("s"), k("t:r")], "t:r"),
+        (vec!["SMOVE".into(), k("a"), k("t:m"), "1".into()], "t:m"),
+        (
+            vec![
+                "LMOVE".into(),
+                k("l"),
+                k("t:l"),
+                "LEFT".into(),
+                "LEFT".into(),
+            ],
+            "t:l",
+        ),
+    ] {
+        let r = show(&c.command(&cmd).await);
+        assert!(!r.starts_with('-'), "{cmd:?}: {r}");
+        let left = ttl(c.command(&["TTL", &k(dst)]).await);
+        assert!((490..=500).contains(&left), "{cmd:?}: TTL {left}");
+    }
+}
