@@ -67,6 +67,10 @@ const SETS: &str = "
     SINTERCARD 2 {}:a {}:b LIMIT 1
     SINTERCARD 2 {}:a {}:b LIMIT x
     SUNION {}:a {}:missing
+    SADD {}:a}b{c 7
+    SUNION {}:a {}:a}b{c
+    SUNIONSTORE {}:a}b{c {}:a {}:a}b{c
+    SMEMBERS {}:a}b{c
     SINTER {}:a {}:missing
     SINTER {}:a {}:s
     SUNIONSTORE {}:d {}:a {}:b
@@ -203,6 +207,8 @@ const OTHERS: &str = "
     XREAD STREAMS {}:x1 {}:x2 $ $
     XREAD STREAMS {}:x1 {}:x2 1-1 0
     XREAD STREAMS {}:missing {}:x2 0 0
+    XREAD STREAMS {}:x1 {}:x2 {}:x1 0 0 1-1
+    XREAD STREAMS {}:x2 {}:x1 {}:x2 2-1 0 0
     XREAD STREAMS {}:x1 {}:x2 0
     XREAD STREAMS {}:x1 {}:x2 0 bad
 ";
