@@ -310,14 +310,17 @@ fn keyed(
         }
         Err(_) => return Route::Reply(Refusal::KeysUnknown(info.name.clone()).reply()),
     }
+    if let Some(refused) = super::cross_slot::touches_internal(ctx, keys, args) {
+        return refused;
+    }
     let Ok(slot) = common_slot(keys, args) else {
-        let set = client.guards.set(&ctx.guards, table);
-        return split::cross_slot(
-            info,
-            row.class,
-            args,
-            (!set.ttl.is_empty()).then_some(&set.ttl),
-        );
+        let set = client.guards.set(&ctx.guards, table).clone();
+        let ttl = (!set.ttl.is_empty()).then_some(&set.ttl);
+        let computed = super::cross_slot::route(ctx, client, (info, row.class), args, keys, ttl);
+        if let Some(route) = computed {
+            return route;
+        }
+        return split::cross_slot(info, row.class, args, ttl);
     };
     // Blocking commands, and while keys are watched, the commands for their slot, go on
     // the client's own connection.
