@@ -57,6 +57,10 @@ impl Session {
         if self.io.fence_passed || !crate::workers::fence::active(self.now()) {
             return false;
         }
+        // Not logged in: refused anyway, and never worth a task on every worker.
+        if self.client.auth.user().is_none() {
+            return false;
+        }
         let table = self.ctx.cluster.commands();
         let Some(table) = table.as_ref() else {
             return false;
