@@ -203,6 +203,27 @@ async fn every_refusal_path_says_noperm() {
         .await,
         NOPERM_KEYS
     );
+    // GEORADIUS writes its LAST STORE/STOREDIST (the key specs name the first): the
+    // check follows the command, so a second STORE into a foreign key is refused.
+    let geo = ["GEOADD", "session:{g}src", "13.36", "38.11", "palermo"];
+    assert_eq!(cmd(&mut auth, &geo).await, ":1\r\n");
+    for (store, radius) in [("STORE", "GEORADIUS"), ("STOREDIST", "GEORADIUS")] {
+        let mut args = vec![radius, "session:{g}src", "13", "38", "200", "km"];
+        args.extend(["STORE", "session:{g}x", store, "saga:{g}victim"]);
+        assert_eq!(cmd(&mut auth, &args).await, NOPERM_KEYS, "{args:?}");
+    }
+    let by_member = [
+        "GEORADIUSBYMEMBER",
+        "session:{g}src",
+        "palermo",
+        "5",
+        "km",
+        "STORE",
+        "session:{g}x",
+        "STORE",
+        "saga:{g}victim",
+    ];
+    assert_eq!(cmd(&mut auth, &by_member).await, NOPERM_KEYS);
     // Nothing was written by the refused MSET.
     assert_eq!(cmd(&mut auth, &["EXISTS", "session:43"]).await, ":0\r\n");
     // A blocked category.

@@ -204,6 +204,10 @@ pub(crate) enum KeyRule {
     Sort,
     /// `sortROGetKeys`.
     SortRo,
+    /// `georadiusGetKeys`: the last `STORE`/`STOREDIST` wins, as the command runs it (the
+    /// key specs name the first one; Redis 7.0's own ACL check follows the specs, so a
+    /// user allowed the first destination could write the second).
+    GeoRadius,
     /// `migrateGetKeys`.
     Migrate,
     /// `setGetKeys`: the key's flags depend on the `GET` option.
@@ -227,6 +231,7 @@ impl KeyRule {
             match name {
                 "sort" => return KeyRule::Sort,
                 "sort_ro" => return KeyRule::SortRo,
+                "georadius" | "georadiusbymember" => return KeyRule::GeoRadius,
                 "migrate" => return KeyRule::Migrate,
                 "set" => return KeyRule::Set,
                 "bitfield" => return KeyRule::Bitfield,
@@ -260,6 +265,7 @@ pub(crate) fn extract(
         KeyRule::Specs { zero_numkeys_ok } => extract_with_specs(specs, args, out, zero_numkeys_ok),
         KeyRule::Sort => sort_keys(args, out, true),
         KeyRule::SortRo => sort_keys(args, out, false),
+        KeyRule::GeoRadius => georadius_keys(args, out),
         KeyRule::Migrate => migrate_keys(args, out),
         KeyRule::Set => set_keys(args, out),
         KeyRule::Bitfield => bitfield_keys(args, out),
@@ -426,6 +432,32 @@ fn sort_keys(args: Args<'_>, out: &mut Vec<KeyRef>, store: bool) -> Result<(), K
         } else if a.eq_ignore_ascii_case(b"store") && i + 1 < argc {
             dst = Some(i + 1); // keep scanning: the last STORE wins, as in SORT
         } else if a.eq_ignore_ascii_case(b"get") || a.eq_ignore_ascii_case(b"by") {
+            i += 1;
+        }
+        i += 1;
+    }
+    if let Some(d) = dst {
+        push(out, d, KeyFlags::OW | KeyFlags::UPDATE);
+    }
+    Ok(())
+}
+
+/// `georadiusGetKeys`: the source at 1, and the key after the last `STORE` or
+/// `STOREDIST` from argument 5 on (the key after one is skipped, as Redis skips it).
+fn georadius_keys(args: Args<'_>, out: &mut Vec<KeyRef>) -> Result<(), KeysError> {
+    if args.len() < 2 {
+        return Err(KeysError::Invalid);
+    }
+    push(out, 1, KeyFlags::RO | KeyFlags::ACCESS);
+    let argc = args.len();
+    let mut dst = None;
+    let mut i = 5;
+    while i < argc {
+        let a = args.get(i);
+        if (a.eq_ignore_ascii_case(b"store") || a.eq_ignore_ascii_case(b"storedist"))
+            && i + 1 < argc
+        {
+            dst = Some(i + 1);
             i += 1;
         }
         i += 1;

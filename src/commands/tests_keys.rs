@@ -174,6 +174,32 @@ fn hand_written_rules() {
         keys(&["sort", "k", "store", "d1", "STORE", "d2"]),
         Ok(vec![(1, RO_ACCESS), (5, OW_UPDATE)])
     );
+    // GEORADIUS: the last STORE/STOREDIST is the one the command writes.
+    let geo = ["GEORADIUS", "src", "13", "38", "200", "km"];
+    let with = |extra: &[&'static str]| [&geo[..], extra].concat();
+    assert_eq!(
+        keys(&with(&["STORE", "d1", "STOREDIST", "d2"])),
+        Ok(vec![(1, RO_ACCESS), (9, OW_UPDATE)])
+    );
+    assert_eq!(
+        keys(&with(&["STORE", "d1"])),
+        Ok(vec![(1, RO_ACCESS), (7, OW_UPDATE)])
+    );
+    assert_eq!(keys(&with(&["WITHDIST"])), at(&[1], RO_ACCESS));
+    assert_eq!(
+        keys(&[
+            "GEORADIUSBYMEMBER",
+            "src",
+            "m",
+            "5",
+            "km",
+            "STORE",
+            "a",
+            "STORE",
+            "b"
+        ]),
+        Ok(vec![(1, RO_ACCESS), (8, OW_UPDATE)])
+    );
     assert_eq!(keys(&["SORT_RO", "k"]), at(&[1], RO_ACCESS));
     assert_eq!(keys(&["SORT_RO", "k", "STORE", "x"]), at(&[1], RO_ACCESS));
     assert_eq!(
