@@ -95,7 +95,8 @@ pub async fn proxy_for_shared() -> Proxy {
 
 /// respgate in front of the shared cluster, configured as an operator would: `toml`
 /// (whole sections, e.g. `[compat]\ncross_slot = "compute"`) appended to a minimal file
-/// (this listener, the shared cluster's seeds, `[auth] mode = "none"`), read with the
+/// (this listener, the shared cluster's seeds, `[auth] mode = "none"` unless `toml` has
+/// an `[auth]` section), read with the
 /// file loader's own parser; no guards, as [`test_config`]. Tests that set options by
 /// their TOML names keep compiling whatever the Rust fields behind them are called.
 pub async fn proxy_for_shared_with(toml: &str) -> Proxy {
@@ -103,8 +104,14 @@ pub async fn proxy_for_shared_with(toml: &str) -> Proxy {
         .iter()
         .map(|s| format!("\"{s}\""))
         .collect();
+    // `[auth] mode = "none"` unless `toml` has its own `[auth]`.
+    let auth = if toml.contains("[auth]") {
+        ""
+    } else {
+        "[auth]\nmode = \"none\"\n"
+    };
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[cluster]\nseeds = [{}]\n[auth]\nmode = \"none\"\n{toml}\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[cluster]\nseeds = [{}]\n{auth}{toml}\n",
         seeds.join(", ")
     );
     let mut config = Config::from_toml(&text, std::path::Path::new("test.toml"))
