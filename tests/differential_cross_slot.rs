@@ -1144,3 +1144,48 @@ async fn per_user_cross_slot_and_acl_checks_first() {
     }
     proxy.shutdown().await;
 }
+
+/// `max_cross_slot_bytes`: a command that would copy more is refused with an error
+/// naming the limit, and writes nothing; one under it is computed.
+#[tokio::test]
+async fn a_command_copying_more_than_max_cross_slot_bytes_is_refused() {
+    let (big, small, dst) = two_slots(&format!("xsb-{}:", std::process::id()));
+    let proxy =
+        support::proxy_for_shared_with(&format!("{COMPUTE}max_cross_slot_bytes = 2000\n")).await;
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    let mut sadd = s(&["SADD", &big]);
+    // Not an intset: a DUMP payload of several kilobytes.
+    sadd.extend((0..400).map(|i| format!("member-{i}")));
+    via.command(&sadd).await;
+    via.command(&["SADD", &small, "1", "2"]).await;
+    via.command(&["SET", &dst, "before"]).await;
+    for args in [
+        s(&["SUNIONSTORE", &dst, &big, &small]),
+        s(&["SUNION", &big, &small]),
+        s(&["RENAME", &big, &dst]),
+        s(&["COPY", &big, &dst, "REPLACE"]),
+    ] {
+        let got = String::from_utf8_lossy(&via.command(&args).await).into_owned();
+        assert!(
+            got.starts_with('-') && got.contains("max_cross_slot_bytes"),
+            "`{}` copies more than the limit: {got:?}",
+            args.join(" ")
+        );
+    }
+    assert_eq!(
+        show(&via.command(&["GET", &dst]).await),
+        "$6\\r\\nbefore\\r\\n"
+    );
+    assert_eq!(show(&via.command(&["SCARD", &big]).await), ":400\\r\\n");
+    // Under the limit: computed.
+    assert_eq!(
+        show(&via.command(&["SUNIONSTORE", &dst, &small, &small]).await),
+        ":2\\r\\n"
+    );
+    assert_eq!(
+        show(&via.command(&["SINTERCARD", "2", &small, &dst]).await),
+        ":2\\r\\n"
+    );
+    via.command(&["DEL", &big, &small, &dst]).await;
+    proxy.shutdown().await;
+}
