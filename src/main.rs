@@ -219,6 +219,8 @@ fn dev(
         respgate::config::GuardsConfig::file_default()
     };
     config.cluster.seeds = cluster.seeds().iter().map(|a| a.to_string()).collect();
+    // A development cluster behaves like one Redis: cross-slot commands are computed.
+    config.compat.cross_slot = respgate::config::CrossSlotMode::Compute;
     eprintln!(
         "respgate dev: cluster nodes {}",
         config.cluster.seeds.join(" ")

@@ -2,7 +2,7 @@
 //!
 //! `Proxy::reload` applies `[auth]` (users, rules, lockout), `[guards]`, `[[ttl]]`, the
 //! TLS listener's settings (everything in `[tls]` but `listen`) and
-//! `server.max_clients`. Every other setting is read once at start and baked into the
+//! `server.max_clients` and `[compat]`. Every other setting is read once at start and baked into the
 //! running parts (sessions, cluster links, workers). A reload that changes one of those
 //! used to be accepted in silence; [`needs_restart`] names each one, so the reload can
 //! say that it keeps its running value.
@@ -28,6 +28,7 @@ pub const RELOADABLE: &[&str] = &[
     "tls.handshake_timeout_ms",
     "tls.max_handshakes_in_flight",
     "server.max_clients",
+    "compat",
 ];
 
 /// The settings of `new` that differ from `running` and that a reload does not apply

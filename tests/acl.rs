@@ -19,6 +19,7 @@ const NOPERM_CHANNELS: &str =
 fn user(name: &str, rules: &str) -> UserConfig {
     UserConfig {
         max_dedicated_connections: None,
+        cross_slot: None,
         name: name.into(),
         rules: format!(
             "{rules} #{}",

@@ -66,6 +66,7 @@ async fn before_login_only_small_requests_are_read() {
         mode: Some(AuthMode::Users),
         users: vec![UserConfig {
             max_dedicated_connections: None,
+            cross_slot: None,
             name: "ops".into(),
             rules: format!("on ~* &* +@all #{}", hash_password(b"ops-pw")),
         }],

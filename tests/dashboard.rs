@@ -161,6 +161,7 @@ fn observed_config() -> Config {
         mode: Some(AuthMode::Users),
         users: vec![UserConfig {
             max_dedicated_connections: None,
+            cross_slot: None,
             name: "app".into(),
             rules: format!("on ~dash:* +@all #{}", hash_password(b"app-pw")),
         }],

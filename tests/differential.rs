@@ -1153,6 +1153,7 @@ async fn acl_users_get_the_replies_redis_acls_give() {
             .iter()
             .map(|(name, rules)| UserConfig {
                 max_dedicated_connections: None,
+                cross_slot: None,
                 name: name.to_string(),
                 rules: format!(
                     "{rules} #{}",

@@ -36,6 +36,7 @@ fn guards(rules: Vec<GuardRuleConfig>) -> GuardsConfig {
 fn user(name: &str) -> UserConfig {
     UserConfig {
         max_dedicated_connections: None,
+        cross_slot: None,
         name: name.into(),
         rules: format!(
             "on ~* &* +@all #{}",

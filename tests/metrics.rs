@@ -108,6 +108,7 @@ async fn requests_and_latency_are_recorded_per_command() {
         mode: Some(respgate::config::AuthMode::Users),
         users: vec![respgate::config::UserConfig {
             max_dedicated_connections: None,
+            cross_slot: None,
             name: "svc".into(),
             rules: format!("on #{} ~mine:* +@all", respgate::acl::hash_password(b"pw")),
         }],

@@ -668,6 +668,7 @@ async fn a_client_certificate_authenticates_as_its_user() {
         mode: Some(AuthMode::Users),
         users: vec![UserConfig {
             max_dedicated_connections: None,
+            cross_slot: None,
             name: "inventory-service".into(),
             rules: format!(
                 "on #{} ~lock:product:* +@all -@dangerous",

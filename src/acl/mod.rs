@@ -51,6 +51,9 @@ pub struct User {
     /// Connections of its own its clients may hold (`max_dedicated_connections` in
     /// `[[auth.users]]`); `None`: `server.max_dedicated_per_user`.
     pub max_dedicated: Option<usize>,
+    /// `cross_slot` in `[[auth.users]]`: `Some(true)` computes cross-slot commands,
+    /// `Some(false)` refuses them, `None` follows `compat.cross_slot`.
+    pub cross_slot: Option<bool>,
     /// The command rules resolved for the command table at that address.
     compiled: ArcSwapOption<(usize, CompiledCommands)>,
 }
@@ -64,6 +67,7 @@ impl User {
             acl,
             unrestricted,
             max_dedicated: None,
+            cross_slot: None,
             compiled: ArcSwapOption::empty(),
         }
     }
@@ -136,6 +140,9 @@ impl Users {
                     Acl::parse(&u.rules).map_err(|e| format!("auth.users[{i}].rules: {e}"))?;
                 let mut user = User::new(&u.name, acl);
                 user.max_dedicated = u.max_dedicated_connections;
+                user.cross_slot = u
+                    .cross_slot
+                    .map(|m| m == crate::config::CrossSlotMode::Compute);
                 if users.insert(u.name.clone(), Arc::new(user)).is_some() {
                     return Err(format!(
                         "auth.users[{i}].name: user {:?} is defined twice",

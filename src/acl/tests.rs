@@ -162,6 +162,7 @@ fn lockout_security(max_failures: u32, max_unknown: u32, max_entries: usize) -> 
             .iter()
             .map(|name| crate::config::UserConfig {
                 max_dedicated_connections: None,
+                cross_slot: None,
                 name: name.to_string(),
                 rules: format!(
                     "{} #{} ~* +@all",
@@ -348,6 +349,7 @@ fn a_huge_lockout_neither_panics_nor_disables_logins() {
     };
     cfg.users.push(crate::config::UserConfig {
         max_dedicated_connections: None,
+        cross_slot: None,
         name: "svc".into(),
         rules: format!("on #{} ~* +@all", hash_password(b"good")),
     });

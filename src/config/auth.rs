@@ -74,6 +74,9 @@ pub struct UserConfig {
     /// together; absent: `server.max_dedicated_per_user`.
     #[serde(default)]
     pub max_dedicated_connections: Option<usize>,
+    /// This user's `compat.cross_slot` (absent: the global setting).
+    #[serde(default)]
+    pub cross_slot: Option<super::CrossSlotMode>,
 }
 
 impl AuthConfig {

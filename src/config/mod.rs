@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 mod admin;
 mod auth;
 mod cluster;
+mod compat;
 mod guards;
 mod log;
 mod replica_reads;
@@ -28,6 +29,7 @@ mod ttl;
 pub use admin::{AdminConfig, MAX_CLUSTER_METRICS_INTERVAL_SECS};
 pub use auth::{AuthConfig, AuthMode, UserConfig, MAX_LOCKOUT_SECS};
 pub use cluster::{split_host_port, ClusterConfig, DEFAULT_MAX_REPLY_BYTES, MIN_MAX_REPLY_BYTES};
+pub use compat::{CompatConfig, CrossSlotMode, DEFAULT_MAX_CROSS_SLOT_BYTES};
 pub use guards::{FailMode, GuardAction, GuardRewrite, GuardRuleConfig, GuardScope, GuardsConfig};
 pub use log::{LogConfig, LogFormat, MAX_REPEAT_INTERVAL_SECS};
 pub use replica_reads::{ReadPolicyKind, ReadRuleConfig, ReplicaReadsConfig, MAX_LAG_BOUNDS};
@@ -68,6 +70,9 @@ pub struct Config {
     /// The operators' HTTP listener (`[admin]`): off unless `listen` is set.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Behaving like one Redis beyond what a cluster does (`[compat]`).
+    #[serde(default)]
+    pub compat: CompatConfig,
 }
 
 /// A configuration problem, phrased for the operator who has to fix it.
@@ -137,6 +142,7 @@ impl Config {
         self.auth.check()?;
         self.log.check()?;
         self.scripts.validate()?;
+        self.compat.check()?;
         let tls_listen = self.tls.as_ref().map_or("", |t| t.listen.as_str());
         self.admin.check(&[self.server.listen.as_str(), tls_listen])
     }

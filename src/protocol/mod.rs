@@ -2,6 +2,7 @@
 pub(crate) mod args;
 pub(crate) mod int;
 pub(crate) mod refusal;
+mod refusal_cross_slot;
 pub(crate) mod reply;
 pub mod reply_scan;
 pub mod scan;

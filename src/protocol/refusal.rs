@@ -23,18 +23,8 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-/// Why a `CROSSSLOT` was answered, when respgate adds a reason to Redis's text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrossSlotWhy {
-    /// Redis's text alone.
-    Plain,
-    /// A transaction's keys span slots (one pinned node connection runs it).
-    Transaction,
-    /// WATCHed keys span slots.
-    Watch,
-    /// MSETNX over several slots cannot keep its all-or-nothing guarantee.
-    Msetnx,
-}
+use super::refusal_cross_slot::cross_slot_why;
+pub use super::refusal_cross_slot::CrossSlotWhy;
 
 /// Which of respgate's own lockouts refused a login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,6 +372,19 @@ pub enum Refusal {
     /// have run, so it is not re-sent.
     #[error("ERR respgate: {0}")]
     Backend(String),
+    /// A computed cross-slot command whose copies would exceed the size limit.
+    #[error("ERR respgate: cross-slot {command} would copy {bytes} bytes, over compat.max_cross_slot_bytes ({max})")]
+    CrossSlotTooLarge {
+        command: String,
+        bytes: u64,
+        max: u64,
+    },
+    /// A step of a computed cross-slot command failed (it may have run in part).
+    #[error("ERR respgate: cross-slot {command} failed: {why}")]
+    CrossSlotFailed { command: String, why: String },
+    /// A client's command on a key reserved for respgate's cross-slot copies.
+    #[error("NOPERM respgate: keys containing 'respgate:xslot:' are reserved for respgate's cross-slot copies")]
+    CrossSlotInternalKey,
     /// CONFIG SET could not read the values to restore on a node.
     #[error("ERR respgate: CONFIG SET not applied: cannot read the values on {addr}: {why}")]
     ConfigSetUnread {
@@ -433,17 +436,6 @@ pub enum Refusal {
     Reframe,
 }
 
-fn cross_slot_why(why: CrossSlotWhy) -> &'static str {
-    match why {
-        CrossSlotWhy::Plain => "",
-        CrossSlotWhy::Transaction => " (respgate: every key of a transaction must share one slot)",
-        CrossSlotWhy::Watch => " (respgate: every watched key must share one slot)",
-        CrossSlotWhy::Msetnx => {
-            " (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)"
-        }
-    }
-}
-
 fn locked_whom(scope: LockedOutScope) -> &'static str {
     match scope {
         LockedOutScope::User => " for this user",
@@ -488,7 +480,8 @@ impl Refusal {
             WrongPass | NoDefaultPassword => "wrongpass",
             LockedOut { .. } => "locked_out",
             NoPermCommand(_) | NoPermKey | NoPermChannel | SortOptionDenied(_)
-            | ScriptNotAllowed(_) | FunctionsNotAllowed | RefusedAsUser(_) => "noperm",
+            | ScriptNotAllowed(_) | FunctionsNotAllowed | RefusedAsUser(_)
+            | CrossSlotInternalKey => "noperm",
             CrossSlot(_) => "crossslot",
             ExecAbort
             | ExecAbortBecause(_)
@@ -536,7 +529,8 @@ impl Refusal {
             | RandomKeyNotFound(_)
             | TooManyWalks { .. }
             | DedicatedPerUser { .. }
-            | DedicatedGlobal { .. } => "limit",
+            | DedicatedGlobal { .. }
+            | CrossSlotTooLarge { .. } => "limit",
             GuardDenied { .. }
             | GuardLimited { .. }
             | GuardUncounted { .. }
@@ -545,6 +539,7 @@ impl Refusal {
             TtlNeeded { .. } | TtlMustStay { .. } | TtlOverMax { .. } => "ttl_policy",
             NoScriptIdentity(_)
             | Backend(_)
+            | CrossSlotFailed { .. }
             | ConfigSetUnread { .. }
             | ConfigSetFailed { .. }
             | ScanFailed { .. }

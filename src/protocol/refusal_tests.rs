@@ -63,6 +63,18 @@ pinned_texts! {
         => "CROSSSLOT Keys in request don't hash to the same slot (respgate: every watched key must share one slot)";
     cross_slot_msetnx: CrossSlot(CrossSlotWhy::Msetnx)
         => "CROSSSLOT Keys in request don't hash to the same slot (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)";
+    cross_slot_blocking: CrossSlot(CrossSlotWhy::Blocking)
+        => "CROSSSLOT Keys in request don't hash to the same slot (respgate does not compute blocking commands across slots: it cannot wait on several nodes as one)";
+    cross_slot_script: CrossSlot(CrossSlotWhy::Script)
+        => "CROSSSLOT Keys in request don't hash to the same slot (respgate does not compute scripts across slots: a script runs on one node)";
+    cross_slot_not_computed: CrossSlot(CrossSlotWhy::NotComputed)
+        => "CROSSSLOT Keys in request don't hash to the same slot (respgate does not compute this command across slots)";
+    cross_slot_too_large: CrossSlotTooLarge { command: "SUNION".into(), bytes: 100, max: 10 }
+        => "ERR respgate: cross-slot SUNION would copy 100 bytes, over compat.max_cross_slot_bytes (10)";
+    cross_slot_failed: CrossSlotFailed { command: "SMOVE".into(), why: "link lost".into() }
+        => "ERR respgate: cross-slot SMOVE failed: link lost";
+    cross_slot_internal_key: CrossSlotInternalKey
+        => "NOPERM respgate: keys containing 'respgate:xslot:' are reserved for respgate's cross-slot copies";
     exec_abort: ExecAbort
         => "EXECABORT Transaction discarded because of previous errors.";
     exec_abort_because: ExecAbortBecause(String::from("NOAUTH Authentication required."))
@@ -294,10 +306,13 @@ fn pinned(r: &Refusal) -> usize {
         TaskEnded => 73,
         Reframe => 74,
         ConfigManaged { .. } => 79,
+        CrossSlotTooLarge { .. } => 81,
+        CrossSlotFailed { .. } => 82,
+        CrossSlotInternalKey => 83,
     }
 }
 
-const VARIANTS: usize = 81;
+const VARIANTS: usize = 84;
 
 #[test]
 fn every_variant_has_a_pinned_text() {

@@ -376,11 +376,13 @@ mod tests {
             users: vec![
                 crate::config::UserConfig {
                     max_dedicated_connections: None,
+                    cross_slot: None,
                     name: "a".into(),
                     rules: "on nopass ~a:* +@all".into(),
                 },
                 crate::config::UserConfig {
                     max_dedicated_connections: None,
+                    cross_slot: None,
                     name: "b".into(),
                     rules: rules.into(),
                 },

@@ -50,6 +50,8 @@ pub struct Proxy {
     security: Arc<Security>,
     guards: Arc<crate::guards::Guards>,
     scripts: Arc<crate::scripts::Scripts>,
+    /// `[compat]` as sessions read it (reloadable).
+    cross_slot: Arc<crate::session::CrossSlotSettings>,
     /// The `max_clients` places (the limit is reloadable).
     slots: Arc<ClientSlots>,
     /// The configuration started with: what a reload is compared against for the
@@ -109,6 +111,7 @@ impl Proxy {
             &guards,
             &scripts,
         );
+        let cross_slot = ctx.cross_slot.clone();
         let mut background = background::spawn(&ctx, &scripts, read_policy.clone(), &shutdown);
         if let (Some(listener), Some(metrics)) = (admin, metrics) {
             background.extend(crate::admin::spawn(
@@ -154,6 +157,7 @@ impl Proxy {
             security,
             guards,
             scripts,
+            cross_slot,
             slots,
             running: config,
         })
@@ -197,9 +201,10 @@ impl Proxy {
             current.store(Arc::new(settings));
         }
         self.slots.set_limit(config.server.max_clients);
+        self.cross_slot.apply(&config.compat, &config.auth);
         tracing::info!(
             max_clients = config.server.max_clients,
-            "configuration reloaded: users, ACL rules, lockout, guards, TTL policy, TLS certificates and server.max_clients replaced"
+            "configuration reloaded: users, ACL rules, lockout, guards, TTL policy, TLS certificates, server.max_clients and [compat] replaced"
         );
         let restart = crate::reload::needs_restart(&self.running, config);
         if !restart.is_empty() {
@@ -392,5 +397,9 @@ fn session_context(
         guards: guards.clone(),
         scripts: scripts.clone(),
         pause: Default::default(),
+        cross_slot: Arc::new(crate::session::CrossSlotSettings::new(
+            &config.compat,
+            &config.auth,
+        )),
     })
 }

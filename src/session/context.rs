@@ -35,6 +35,8 @@ pub struct SessionContext {
     pub scripts: Arc<crate::scripts::Scripts>,
     /// CLIENT PAUSE: held sessions wait on it (`io/hold.rs`).
     pub pause: Arc<crate::pause::Pause>,
+    /// `[compat]`: cross-slot commands computed or refused (swapped on reload).
+    pub cross_slot: Arc<super::cross_slot::Settings>,
 }
 
 /// The configured bounds every session applies to its client: plain numbers from

@@ -38,6 +38,7 @@ mod config_get;
 mod config_managed;
 mod config_set;
 mod context;
+mod cross_slot;
 mod dedicated;
 mod head;
 mod hedge;
@@ -63,6 +64,7 @@ mod transaction;
 
 pub use client::{ClientMeta, ClientState, ReplyMode, RywEntry, Transaction};
 pub use context::{Bounds, SessionContext};
+pub use cross_slot::Settings as CrossSlotSettings;
 pub use dedicated::Quota as DedicatedQuota;
 pub use io::run;
 

@@ -310,7 +310,13 @@ fn keyed(
         }
         Err(_) => return Route::Reply(Refusal::KeysUnknown(info.name.clone()).reply()),
     }
+    if let Some(refused) = super::cross_slot::touches_internal(ctx, keys, args) {
+        return refused;
+    }
     let Ok(slot) = common_slot(keys, args) else {
+        if let Some(route) = super::cross_slot::route(ctx, client, (info, row.class), args, keys) {
+            return route;
+        }
         let set = client.guards.set(&ctx.guards, table);
         return split::cross_slot(
             info,

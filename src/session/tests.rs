@@ -58,6 +58,7 @@ fn context(retry_deadline: Duration) -> Arc<SessionContext> {
         read_policy: None,
         guards,
         scripts,
+        cross_slot: Default::default(),
         pause: Default::default(),
     })
 }

@@ -29,6 +29,7 @@ pub const USERS: &[(&str, &str)] = &[
 pub fn user(name: &str, rules: &str) -> UserConfig {
     UserConfig {
         max_dedicated_connections: None,
+        cross_slot: None,
         name: name.into(),
         rules: format!(
             "on #{} {rules}",

@@ -1,0 +1,224 @@
+//! Cross-slot commands computed by respgate (`compat.cross_slot = "compute"`, issue 16).
+//!
+//! A cluster refuses a multi-key command whose keys hash to different slots; with
+//! `compute`, respgate carries out the commands of the README's list itself, with
+//! Redis's own replies and errors: it copies the sources next to the destination and
+//! runs the original command there (`plan.rs` reads which keys are sources off the
+//! command's key specs, `copy.rs` does DUMP / RESTORE / run / DEL), or, where a copy
+//! would change the meaning, takes dedicated steps: RENAME / RENAMENX / COPY
+//! (`rename.rs`), SMOVE / LMOVE / RPOPLPUSH (`moves.rs`, destination first so an
+//! element is never lost), non-blocking XREAD (`xread.rs`, split by slot and merged).
+//!
+//! **Where it runs.** Only where routing would answer CROSSSLOT (`routing.rs` asks
+//! [`route`] before its refusal): with `refuse`, and for every request whose keys share
+//! a slot, nothing here runs. The caller's ACL and the guards were applied to the
+//! original command before routing; the steps run as respgate's node user, as tasks of
+//! their own ([`crate::workers::spawn_answer`]), so the client's later replies wait in
+//! order behind this one.
+//!
+//! **Not atomic.** Between the copy and the command another client may write a source;
+//! the README's "Cross-slot commands" lists what can interleave and what each command
+//! guarantees. Commands that cannot be made safe this way stay refused with CROSSSLOT
+//! and a reason: MSETNX, blocking commands, EVAL/FCALL, transactions and WATCH.
+
+mod copy;
+mod internal;
+mod moves;
+mod plan;
+mod rename;
+mod steps;
+mod xread;
+
+pub use internal::is_internal;
+
+use super::route::Route;
+use super::{ClientState, SessionContext};
+use crate::commands::policy::Class;
+use crate::commands::{CommandInfo, KeyRef};
+use crate::config::{AuthConfig, CompatConfig, CrossSlotMode};
+use crate::protocol::refusal::{CrossSlotWhy, Refusal};
+use crate::protocol::Args;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use steps::Job;
+
+/// The commands computed by copying their sources (`copy.rs`).
+const GENERIC: [&str; 22] = [
+    "sunion",
+    "sinter",
+    "sdiff",
+    "sintercard",
+    "sunionstore",
+    "sinterstore",
+    "sdiffstore",
+    "zunion",
+    "zinter",
+    "zdiff",
+    "zintercard",
+    "zunionstore",
+    "zinterstore",
+    "zdiffstore",
+    "zrangestore",
+    "bitop",
+    "pfcount",
+    "pfmerge",
+    "lcs",
+    "geosearchstore",
+    "georadius",
+    "georadiusbymember",
+];
+
+/// `[compat]` as sessions read it (reloadable: [`Settings::apply`]).
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// `compat.cross_slot = "compute"`.
+    compute: AtomicBool,
+    /// `compat.max_cross_slot_bytes`.
+    max_bytes: AtomicU64,
+    /// Some user (or everyone) may compute: clients' commands on internal key names
+    /// are refused. Off when every user is refused, so `refuse` adds nothing.
+    guarding: AtomicBool,
+}
+
+impl Settings {
+    pub fn new(compat: &CompatConfig, auth: &AuthConfig) -> Settings {
+        let s = Settings::default();
+        s.apply(compat, auth);
+        steps::describe();
+        s
+    }
+
+    /// Takes a (re)loaded configuration's `[compat]` and users' overrides.
+    pub fn apply(&self, compat: &CompatConfig, auth: &AuthConfig) {
+        let compute = compat.cross_slot == CrossSlotMode::Compute;
+        let any_user = auth
+            .users
+            .iter()
+            .any(|u| u.cross_slot == Some(CrossSlotMode::Compute));
+        self.compute.store(compute, Ordering::Relaxed);
+        self.max_bytes
+            .store(compat.max_cross_slot_bytes, Ordering::Relaxed);
+        self.guarding.store(compute || any_user, Ordering::Relaxed);
+    }
+
+    /// Whether clients' commands on internal key names are refused.
+    #[inline]
+    pub fn guarding(&self) -> bool {
+        self.guarding.load(Ordering::Relaxed)
+    }
+
+    /// Whether `user`'s cross-slot commands are computed.
+    fn computes(&self, user: Option<&std::sync::Arc<crate::acl::User>>) -> bool {
+        user.and_then(|u| u.cross_slot)
+            .unwrap_or_else(|| self.compute.load(Ordering::Relaxed))
+    }
+}
+
+/// The refusal for a client's command on an internal key name, when guarding.
+pub(in crate::session) fn touches_internal(
+    ctx: &SessionContext,
+    keys: &[KeyRef],
+    args: Args<'_>,
+) -> Option<Route> {
+    if !ctx.cross_slot.guarding() || !keys.iter().any(|k| is_internal(k.key(args))) {
+        return None;
+    }
+    Some(Route::Reply(Refusal::CrossSlotInternalKey.reply()))
+}
+
+/// A request whose keys span slots, when its user computes them: the task computing
+/// it, or CROSSSLOT with the reason it is not computed. `None`: routing answers as
+/// without this module (split, MSETNX's refusal, or the plain CROSSSLOT).
+pub(in crate::session) fn route(
+    ctx: &SessionContext,
+    client: &ClientState,
+    (info, class): (&CommandInfo, Class),
+    args: Args<'_>,
+    keys: &[KeyRef],
+) -> Option<Route> {
+    if matches!(class, Class::SplitBySlot { .. } | Class::AllOrNothing)
+        || !ctx.cross_slot.computes(client.auth.user())
+    {
+        return None;
+    }
+    let name = info.name.as_str();
+    let job = Job {
+        cluster: ctx.cluster.clone(),
+        client_id: client.meta.id,
+        resp3: client.resp3,
+        command: name.to_uppercase(),
+        max_bytes: ctx.cross_slot.max_bytes.load(Ordering::Relaxed),
+    };
+    let reply = |r: Bytes| Some(Route::Reply(r));
+    let refuse = |why| reply(Refusal::CrossSlot(why).reply());
+    let word = |i: usize| Bytes::copy_from_slice(args.get(i));
+    let start = |fut: futures_task::Task| {
+        steps::count_command(name);
+        Some(Route::Task(crate::workers::spawn_answer(fut)))
+    };
+    match name {
+        "xread" if blocks(class, args) => refuse(CrossSlotWhy::Blocking),
+        "xread" => {
+            let split = xread::split(args, keys)?;
+            start(Box::pin(async move { xread::run(&job, split).await }))
+        }
+        "rename" | "renamenx" | "copy" => {
+            let kind = match name {
+                "rename" => rename::Kind::Rename,
+                "renamenx" => rename::Kind::RenameNx,
+                _ => match rename::copy_options(args) {
+                    Ok(kind) => kind,
+                    Err(e) => return reply(e),
+                },
+            };
+            let (src, dst) = (word(1), word(2));
+            start(Box::pin(
+                async move { rename::run(&job, kind, src, dst).await },
+            ))
+        }
+        "smove" => {
+            let (src, dst, member) = (word(1), word(2), word(3));
+            start(Box::pin(async move {
+                moves::smove(&job, src, dst, member).await
+            }))
+        }
+        "lmove" | "rpoplpush" => {
+            let ends = if name == "lmove" {
+                moves::End::parse(args.get(3))
+                    .and_then(|f| Ok((f, moves::End::parse(args.get(4))?)))
+            } else {
+                Ok((moves::End::Right, moves::End::Left))
+            };
+            let (from, to) = match ends {
+                Ok(e) => e,
+                Err(e) => return reply(e),
+            };
+            let (src, dst) = (word(1), word(2));
+            start(Box::pin(async move {
+                moves::lmove(&job, src, dst, from, to).await
+            }))
+        }
+        _ if name == "sort" || GENERIC.contains(&name) => {
+            let Some(plan) = plan::plan(name, args, keys) else {
+                return refuse(CrossSlotWhy::NotComputed);
+            };
+            start(Box::pin(async move { copy::run(&job, plan).await }))
+        }
+        _ if info.is_blocking() => refuse(CrossSlotWhy::Blocking),
+        _ if info.runs_script() => refuse(CrossSlotWhy::Script),
+        _ => refuse(CrossSlotWhy::NotComputed),
+    }
+}
+
+/// Whether this request blocks (XREAD with BLOCK).
+fn blocks(class: Class, args: Args<'_>) -> bool {
+    match class {
+        Class::Blocking(block) => block.blocks(args),
+        _ => false,
+    }
+}
+
+/// The futures the tasks run (boxed: one `start` for every command).
+mod futures_task {
+    pub type Task = std::pin::Pin<Box<dyn std::future::Future<Output = bytes::Bytes> + Send>>;
+}
