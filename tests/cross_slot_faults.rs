@@ -64,6 +64,9 @@ struct Layout {
     lists: Vec<String>,
     /// `chains[i][j]`: the j-th name of renamed key i.
     chains: Vec<Vec<String>>,
+    /// Two sources and a destination for a client computing unions (through internal
+    /// keys, which a kill may leave behind).
+    unions: Vec<String>,
 }
 
 impl Layout {
@@ -75,10 +78,12 @@ impl Layout {
         let chains = (0..RENAMED)
             .map(|i| distinct_slot_keys(prefix, &names(&format!("r{i}n"), CHAIN), &mut used))
             .collect();
+        let unions = distinct_slot_keys(prefix, &names("union", 3), &mut used);
         Layout {
             sets,
             lists,
             chains,
+            unions,
         }
     }
 }
@@ -284,6 +289,19 @@ fn lmove_client(
     }
 }
 
+/// Loops SUNIONSTORE and ZUNIONSTORE over `keys` (`dst`, `a`, `b`): computed through
+/// internal copies next to `dst`.
+fn union_client(addr: String, keys: Vec<String>, stop: Arc<AtomicBool>, counts: Arc<Counts>) {
+    let mut c = Client::new(&addr);
+    let (dst, a, b) = (&keys[0], &keys[1], &keys[2]);
+    while !stop.load(Ordering::Relaxed) {
+        let r = c.command(&["SUNIONSTORE", dst, a, b]);
+        counts.record(&r);
+        let r = c.command(&["ZUNIONSTORE", dst, "2", a, b, "WEIGHTS", "1", "2"]);
+        counts.record(&r);
+    }
+}
+
 /// Renames each of its keys along its chain of names; after a lost connection (or an
 /// error) it looks for the key's names again through respgate.
 fn rename_client(
@@ -442,7 +460,7 @@ impl Counts {
 }
 
 /// Starts the clients: two SMOVE, two LMOVE, one RPOPLPUSH, two RENAME (three keys
-/// each). `owned`: each mover on a pair of keys of its own; else all on every key.
+/// each), one computing unions. `owned`: each mover on a pair of keys of its own; else all on every key.
 fn spawn_clients(
     addr: &str,
     layout: &Arc<Layout>,
@@ -560,6 +578,15 @@ fn killing_respgate_during_cross_slot_moves_loses_nothing() {
         node(list, &["DEL", list]);
         node(list, &args);
     }
+    for (i, k) in layout.unions.iter().enumerate() {
+        node(k, &["DEL", k]);
+        if i > 0 {
+            let mut args = vec!["SADD".to_string(), k.clone()];
+            args.extend((0..100).map(|m| format!("u{i}-{m}")));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            node(k, &args);
+        }
+    }
     for (i, chain) in layout.chains.iter().enumerate() {
         for name in chain {
             node(name, &["DEL", name]);
@@ -663,6 +690,7 @@ fn killing_respgate_during_cross_slot_moves_loses_nothing() {
         .sets
         .iter()
         .chain(&layout.lists)
+        .chain(&layout.unions)
         .chain(layout.chains.iter().flatten())
     {
         node(k, &["DEL", k]);

@@ -870,17 +870,22 @@ fn computed_commands(a: &str, b: &str, c: &str) -> Vec<Args> {
 /// Redis's own CROSSSLOT error, as respgate answers it today.
 const CROSSSLOT: &str = "-CROSSSLOT Keys in request don't hash to the same slot\r\n";
 
-/// Sends each command and checks its reply; `context` names the configuration.
+/// Sends each command and checks its reply (all of them, then lists every difference);
+/// `context` names the configuration.
 async fn expect_replies(via: &mut RawConn, expected: &[(Args, String)], context: &str) {
+    let mut wrong = Vec::new();
     for (args, want) in expected {
         let got = via.command(args).await;
-        assert_eq!(
-            show(&got),
-            show(want.as_bytes()),
-            "{context}: `{}`",
-            args.join(" ")
-        );
+        if got != want.as_bytes() {
+            wrong.push(format!(
+                "`{}`\n    got:  {}\n    want: {}",
+                args.join(" "),
+                show(&got),
+                show(want.as_bytes())
+            ));
+        }
     }
+    assert!(wrong.is_empty(), "{context}:\n  {}", wrong.join("\n  "));
 }
 
 /// With `refuse` (the default, and said explicitly) each computed command across slots
