@@ -67,6 +67,10 @@ const SETS: &str = "
     SINTERCARD 2 {}:a {}:b LIMIT 1
     SINTERCARD 2 {}:a {}:b LIMIT x
     SUNION {}:a {}:missing
+    SADD {}:a}b{c 7
+    SUNION {}:a {}:a}b{c
+    SUNIONSTORE {}:a}b{c {}:a {}:a}b{c
+    SMEMBERS {}:a}b{c
     SINTER {}:a {}:missing
     SINTER {}:a {}:s
     SUNIONSTORE {}:d {}:a {}:b
@@ -203,6 +207,8 @@ const OTHERS: &str = "
     XREAD STREAMS {}:x1 {}:x2 $ $
     XREAD STREAMS {}:x1 {}:x2 1-1 0
     XREAD STREAMS {}:missing {}:x2 0 0
+    XREAD STREAMS {}:x1 {}:x2 {}:x1 0 0 1-1
+    XREAD STREAMS {}:x2 {}:x1 {}:x2 2-1 0 0
     XREAD STREAMS {}:x1 {}:x2 0
     XREAD STREAMS {}:x1 {}:x2 0 bad
 ";
@@ -551,4 +557,66 @@ async fn the_cost_is_in_the_metrics() {
     assert!(value("respgate_cross_slot_round_trips_total") >= 2.0);
     assert!(value("respgate_cross_slot_bytes_copied_total") > 0.0);
     assert!(value("respgate_cross_slot_internal_keys") >= 0.0);
+}
+
+/// `[compat]` is applied by a reload (SIGHUP): no restart, a live connection's next
+/// command follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_switches_computing_on_and_off() {
+    let proxy = support::proxy_for_shared().await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let p = prefix();
+    let (a, b) = (format!("{p}:a"), format!("{p}:b"));
+    c.command(&["SADD", &a, "1"]).await;
+    let sunion = ["SUNION", a.as_str(), b.as_str()];
+    assert_eq!(show(&c.command(&sunion).await), CROSSSLOT);
+    assert_eq!(
+        proxy.reload(&compute()),
+        Ok(vec![]),
+        "nothing needs a restart"
+    );
+    assert_eq!(show(&c.command(&sunion).await), "*1\r\n$1\r\n1\r\n");
+    let back = support::test_config(&support::shared_cluster_seeds());
+    assert_eq!(proxy.reload(&back), Ok(vec![]));
+    assert_eq!(show(&c.command(&sunion).await), CROSSSLOT);
+}
+
+/// The TTL policy holds for computed writes as for forwarded ones: a destination its
+/// rule covers gets the rule's expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ttl_policy_covers_computed_destinations() {
+    let p = prefix();
+    let mut config = compute();
+    config.ttl = vec![respgate::config::TtlRuleConfig::new(
+        &format!("{p}:t:*"),
+        500,
+    )];
+    let proxy = support::start_proxy(config).await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let k = |n: &str| format!("{p}:{n}");
+    c.command(&["SADD", &k("a"), "1", "2"]).await;
+    c.command(&["SADD", &k("b"), "2", "3"]).await;
+    c.command(&["SET", &k("s"), "v"]).await;
+    c.command(&["RPUSH", &k("l"), "x"]).await;
+    let ttl = |r: Vec<u8>| support::trailing_int(&r);
+    for (cmd, dst) in [
+        (vec!["SUNIONSTORE".into(), k("t:d"), k("a"), k("b")], "t:d"),
+        (vec!["RENAME".into(), k("s"), k("t:r")], "t:r"),
+        (vec!["SMOVE".into(), k("a"), k("t:m"), "1".into()], "t:m"),
+        (
+            vec![
+                "LMOVE".into(),
+                k("l"),
+                k("t:l"),
+                "LEFT".into(),
+                "LEFT".into(),
+            ],
+            "t:l",
+        ),
+    ] {
+        let r = show(&c.command(&cmd).await);
+        assert!(!r.starts_with('-'), "{cmd:?}: {r}");
+        let left = ttl(c.command(&["TTL", &k(dst)]).await);
+        assert!((490..=500).contains(&left), "{cmd:?}: TTL {left}");
+    }
 }

@@ -314,16 +314,13 @@ fn keyed(
         return refused;
     }
     let Ok(slot) = common_slot(keys, args) else {
-        if let Some(route) = super::cross_slot::route(ctx, client, (info, row.class), args, keys) {
+        let set = client.guards.set(&ctx.guards, table).clone();
+        let ttl = (!set.ttl.is_empty()).then_some(&set.ttl);
+        let computed = super::cross_slot::route(ctx, client, (info, row.class), args, keys, ttl);
+        if let Some(route) = computed {
             return route;
         }
-        let set = client.guards.set(&ctx.guards, table);
-        return split::cross_slot(
-            info,
-            row.class,
-            args,
-            (!set.ttl.is_empty()).then_some(&set.ttl),
-        );
+        return split::cross_slot(info, row.class, args, ttl);
     };
     // Blocking commands, and while keys are watched, the commands for their slot, go on
     // the client's own connection.

@@ -16,7 +16,7 @@
 
 use super::internal;
 use super::plan::Plan;
-use super::steps::{bytes_copied, internal_keys, Job};
+use super::steps::{bytes_copied, copies_in_flight, Job};
 use crate::backend::Node;
 use crate::protocol::reply;
 use crate::protocol::value::{bulk_payload, is_null};
@@ -54,14 +54,15 @@ async fn try_run(job: &Job, plan: Plan) -> Result<Bytes, Bytes> {
     }
     let at = cmds.len();
     cmds.push(reply::command(plan.args.iter()));
+    cmds.extend(job.expires.iter().cloned());
     let restored = copies.len() - 1;
     if restored > 0 {
         cmds.push(reply::command(copies));
     }
     let node = job.master(plan.run_slot)?;
-    internal_keys().increment(restored as f64);
+    copies_in_flight(restored as i64);
     let answer = job.exec(&node, &cmds, job.resp3).await;
-    internal_keys().decrement(restored as f64);
+    copies_in_flight(-(restored as i64));
     let items = answer?;
     if let Some(bad) = items[..at].iter().find(|r| r.first() == Some(&b'-')) {
         return Err(job.fail(format!(

@@ -36,6 +36,7 @@ use super::{ClientState, SessionContext};
 use crate::commands::policy::Class;
 use crate::commands::{CommandInfo, KeyRef};
 use crate::config::{AuthConfig, CompatConfig, CrossSlotMode};
+use crate::guards::ttl::{TtlDecision, TtlPolicy};
 use crate::protocol::refusal::{CrossSlotWhy, Refusal};
 use crate::protocol::Args;
 use bytes::Bytes;
@@ -135,6 +136,7 @@ pub(in crate::session) fn route(
     (info, class): (&CommandInfo, Class),
     args: Args<'_>,
     keys: &[KeyRef],
+    ttl: Option<&TtlPolicy>,
 ) -> Option<Route> {
     if matches!(class, Class::SplitBySlot { .. } | Class::AllOrNothing)
         || !ctx.cross_slot.computes(client.auth.user())
@@ -142,7 +144,12 @@ pub(in crate::session) fn route(
         return None;
     }
     let name = info.name.as_str();
+    let expires = match ttl_expires(ttl, info, args, keys) {
+        Ok(e) => e,
+        Err(refused) => return Some(Route::Reply(refused)),
+    };
     let job = Job {
+        expires,
         cluster: ctx.cluster.clone(),
         client_id: client.meta.id,
         resp3: client.resp3,
@@ -208,6 +215,34 @@ pub(in crate::session) fn route(
         _ if info.runs_script() => refuse(CrossSlotWhy::Script),
         _ => refuse(CrossSlotWhy::NotComputed),
     }
+}
+
+/// What the TTL policy asks of this write: its refusal, or the `EXPIRE key N NX` of
+/// each destination key a rule covers (the same verdict as on the forward path, whose
+/// appended EXPIREs go behind the write here).
+fn ttl_expires(
+    ttl: Option<&TtlPolicy>,
+    info: &CommandInfo,
+    args: Args<'_>,
+    keys: &[KeyRef],
+) -> Result<Vec<Bytes>, Bytes> {
+    let Some(ttl) = ttl.filter(|_| info.is_write()) else {
+        return Ok(Vec::new());
+    };
+    match ttl.apply(info, args, keys) {
+        TtlDecision::Refuse(e) => return Err(e),
+        TtlDecision::Pass => return Ok(Vec::new()),
+        TtlDecision::Rewrite { .. } => {}
+    }
+    let moves = ["rename", "renamenx", "copy", "smove", "lmove", "rpoplpush"];
+    let mut out = bytes::BytesMut::new();
+    let n = if moves.contains(&info.name.as_str()) {
+        ttl.expire_covered(&mut out, std::iter::once(args.get(2)))
+    } else {
+        let written = keys.iter().filter(|k| k.flags.is_write());
+        ttl.expire_covered(&mut out, written.map(|k| k.key(args)))
+    };
+    Ok(steps::split(&out.freeze(), n as usize).unwrap_or_default())
 }
 
 /// Whether this request blocks (XREAD with BLOCK).

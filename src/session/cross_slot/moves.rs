@@ -14,6 +14,7 @@
 //! client's pop in between is not undone: the element was then taken twice, which the
 //! README lists among what can interleave).
 
+use super::rename::with_expires;
 use super::steps::{simple_text, Job, WRONGTYPE};
 use crate::cluster::key_slot;
 use crate::protocol::refusal::Refusal;
@@ -55,7 +56,7 @@ async fn try_smove(job: &Job, src: &Bytes, dst: &Bytes, member: &Bytes) -> Resul
     let added = job
         .pipeline(
             &dst_node,
-            &[reply::command([&b"SADD"[..], dst, member])],
+            &with_expires(job, reply::command([&b"SADD"[..], dst, member])),
             false,
         )
         .await?
@@ -153,7 +154,11 @@ async fn try_lmove(
         return Err(job.fail("unreadable LINDEX reply"));
     };
     let pushed = job
-        .pipeline(&dst_node, &[reply::command([to.push(), dst, value])], false)
+        .pipeline(
+            &dst_node,
+            &with_expires(job, reply::command([to.push(), dst, value])),
+            false,
+        )
         .await?
         .remove(0);
     if pushed.first() == Some(&b'-') {

@@ -102,7 +102,11 @@ async fn try_run(job: &Job, kind: Kind, src: Bytes, dst: Bytes) -> Result<Bytes,
         restore.push(b"REPLACE");
     }
     let restored = job
-        .pipeline(&dst_node, &[reply::command(restore)], false)
+        .pipeline(
+            &dst_node,
+            &with_expires(job, reply::command(restore)),
+            false,
+        )
         .await?
         .remove(0);
     if restored.starts_with(b"-BUSYKEY") {
@@ -127,6 +131,14 @@ async fn try_run(job: &Job, kind: Kind, src: Bytes, dst: Bytes) -> Result<Bytes,
         Kind::Rename => Bytes::from_static(reply::OK),
         _ => reply::integer(1),
     })
+}
+
+/// `write` followed by the TTL policy's EXPIREs for the destination (one pipeline).
+pub fn with_expires(job: &Job, write: Bytes) -> Vec<Bytes> {
+    let mut cmds = Vec::with_capacity(1 + job.expires.len());
+    cmds.push(write);
+    cmds.extend(job.expires.iter().cloned());
+    cmds
 }
 
 #[cfg(test)]

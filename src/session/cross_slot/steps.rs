@@ -28,6 +28,10 @@ pub struct Job {
     pub command: String,
     /// `compat.max_cross_slot_bytes`.
     pub max_bytes: u64,
+    /// The TTL policy's `EXPIRE key N NX` for the destination keys it covers, sent
+    /// right behind the write on the destination's master (as the forward path
+    /// appends them).
+    pub expires: Vec<Bytes>,
 }
 
 impl Job {
@@ -175,10 +179,14 @@ pub fn bytes_copied() -> metrics::Counter {
     metrics::counter!("respgate_cross_slot_bytes_copied_total")
 }
 
-/// `respgate_cross_slot_internal_keys`: internal keys sent to a node and not yet
-/// answered for (they exist only inside one MULTI/EXEC there, see `internal.rs`).
-pub fn internal_keys() -> metrics::Gauge {
-    metrics::gauge!("respgate_cross_slot_internal_keys")
+/// Adds `delta` to the internal keys sent to a node and not yet answered for (they
+/// exist only inside one MULTI/EXEC there, see `internal.rs`), and sets
+/// `respgate_cross_slot_internal_keys` to the count (set from one process-wide count,
+/// so it is right whenever the recorder was installed).
+pub fn copies_in_flight(delta: i64) {
+    static ALIVE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = ALIVE.fetch_add(delta, std::sync::atomic::Ordering::Relaxed) + delta;
+    metrics::gauge!("respgate_cross_slot_internal_keys").set(now as f64);
 }
 
 /// Counts one computed command in `respgate_cross_slot_commands_total{command}`.
@@ -205,7 +213,7 @@ pub fn describe() {
         "respgate_cross_slot_internal_keys",
         "Internal cross-slot copies sent to a node and not yet answered for."
     );
-    internal_keys().set(0.0);
+    copies_in_flight(0);
 }
 
 #[cfg(test)]
