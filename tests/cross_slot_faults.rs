@@ -507,6 +507,13 @@ fn spawn_clients(
         );
         clients.push(std::thread::spawn(move || rename_client(a, l, keys, s, c)));
     }
+    let (a, k, s, c) = (
+        addr.to_string(),
+        layout.unions.clone(),
+        stop.clone(),
+        counts.clone(),
+    );
+    clients.push(std::thread::spawn(move || union_client(a, k, s, c)));
     clients
 }
 

@@ -780,8 +780,8 @@ fn seeds(default: std::ops::RangeInclusive<u64>) -> Vec<u64> {
 #[tokio::test]
 async fn cross_slot_commands_computed_get_the_replies_and_data_of_one_redis() {
     let proxy = support::proxy_for_shared_with(COMPUTE).await;
-    for seed in seeds(1..=4) {
-        compare(proxy.local_addr(), seed, 1500).await;
+    for seed in seeds(1..=5) {
+        compare(proxy.local_addr(), seed, 2000).await;
     }
     proxy.shutdown().await;
 }
