@@ -1254,3 +1254,43 @@ async fn a_command_copying_more_than_max_cross_slot_bytes_is_refused() {
     }
     proxy.shutdown().await;
 }
+
+/// XREAD naming a stream twice: Redis answers each stream where it last names it with
+/// entries (the first `$` reads nothing), and respgate must keep that order.
+#[tokio::test]
+async fn xread_naming_a_stream_twice_keeps_redis_order() {
+    let keys = Keys::new(&format!("xsx-{}:", std::process::id()));
+    let streams = keys.of(Fam::Stream);
+    let (x0, x1) = (streams[0].as_str(), streams[1].as_str());
+    let standalone = Standalone::start();
+    let proxy = support::proxy_for_shared_with(COMPUTE).await;
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    let mut direct = RawConn::connect(standalone.addr).await;
+    let mut wrong = Vec::new();
+    for args in [
+        s(&["XADD", x0, "1-0", "f", "a"]),
+        s(&["XADD", x1, "2-0", "f", "b"]),
+        s(&["XADD", x1, "3-0", "f", "c"]),
+        // FAILS on xslot@fc47557: respgate answers x1 first (where it is first named,
+        // with `$`), Redis x0 first.
+        s(&["XREAD", "STREAMS", x1, x0, x1, "$", "0", "0"]),
+        s(&[
+            "XREAD", "COUNT", "1", "STREAMS", x1, x0, x1, "0", "0", "2-0",
+        ]),
+        s(&["XREAD", "STREAMS", x0, x1, x0, "0", "$", "1-0"]),
+    ] {
+        let (a, b) = (via.command(&args).await, direct.command(&args).await);
+        if a != b {
+            wrong.push(format!(
+                "`{}`\n    respgate: {}\n    redis:    {}",
+                args.join(" "),
+                show(&a),
+                show(&b)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    via.command(&["DEL", x0]).await;
+    via.command(&["DEL", x1]).await;
+    proxy.shutdown().await;
+}
