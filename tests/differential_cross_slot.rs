@@ -168,7 +168,7 @@ impl Gen {
         self.rng.random_range(0..14).to_string()
     }
     fn score(&mut self) -> String {
-        self.pick(&["0", "1", "2", "2.5", "-1", "7", "3", "0.25"])
+        self.pick(&["0", "1", "2", "2.5", "-1", "7", "3", "0.25", "inf", "-inf"])
             .into()
     }
     fn element(&mut self) -> String {
@@ -487,7 +487,7 @@ impl Gen {
             if self.chance(0.4) {
                 a.push("WEIGHTS".into());
                 for _ in 0..n {
-                    a.push(self.pick(&["1", "2", "0.5", "-1", "0", "3"]).into());
+                    a.push(self.pick(&["1", "2", "0.5", "-1", "0", "3", "inf"]).into());
                 }
             }
             if self.chance(0.4) {
@@ -616,12 +616,17 @@ impl Gen {
             let (o, c) = (self.pick(&["0", "1"]), self.count());
             a.extend(["LIMIT".into(), o.into(), c]);
         }
+        if self.chance(0.2) {
+            a.extend(s(&["BY", "nosort"]));
+        }
         if self.chance(0.4) {
             a.push(self.pick(&["ASC", "DESC"]).into());
         }
         if self.chance(0.5) {
             a.push("ALPHA".into());
         }
+        // Not GET: a cluster node refuses it ("GET option of SORT denied in Cluster
+        // mode"), one slot or several, a difference of clusters, not of this computation.
         a.extend(s(&["STORE", &dst]));
         a
     }
