@@ -633,6 +633,11 @@ impl Gen {
 
     fn xread(&mut self) -> Args {
         let n = self.rng.random_range(2..4);
+        // A stream may be named twice. FAILS on xslot@fc47557 (seed 1, and seeds 2, 15,
+        // 108 before the generator changed): when the first mention reads nothing (`$`),
+        // Redis answers the streams in the order of the mentions that read entries,
+        // respgate in the order of first mention; see
+        // `xread_naming_a_stream_twice_keeps_redis_order`.
         let keys = self.keys(Fam::Stream, n);
         let mut a = s(&["XREAD"]);
         if self.chance(0.5) {
@@ -987,6 +992,10 @@ async fn with_compute_unsafe_commands_across_slots_stay_refused() {
             s(&["MSETNX", a, "1", b, "2"]),
             "-CROSSSLOT Keys in request don't hash to the same slot (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)\r\n".into(),
         ),
+        // FAILS on xslot@fc47557: every blocking command below answers today's text plus
+        // " (respgate does not compute blocking commands across slots: it cannot wait on
+        // several nodes as one)"; the issue asks for "CROSSSLOT and the reason", this
+        // brief for today's bytes: the lead decides.
         (s(&["BLPOP", a, b, "0"]), plain.clone()),
         (s(&["BLPOP", a, b, "0.1"]), plain.clone()),
         (s(&["BRPOP", a, b, "0"]), plain.clone()),
@@ -1007,6 +1016,9 @@ async fn with_compute_unsafe_commands_across_slots_stay_refused() {
         (s(&["RENAME", a, b]), plain.clone()),
         (s(&["EXEC"]), abort),
         (s(&["WATCH", a, b]), plain.clone()),
+        // FAILS on xslot@fc47557: EVAL, EVAL_RO, FCALL and FCALL_RO below answer today's
+        // text plus " (respgate does not compute scripts across slots: a script runs on
+        // one node)".
         (s(&["EVAL", "return 1", "2", a, b]), plain.clone()),
         (
             s(&["EVAL", "return redis.call('SUNION', KEYS[1], KEYS[2])", "2", a, b]),
