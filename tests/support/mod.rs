@@ -93,6 +93,33 @@ pub async fn proxy_for_shared() -> Proxy {
     start_proxy(test_config(&shared_cluster_seeds())).await
 }
 
+/// respgate in front of the shared cluster, configured as an operator would: `toml`
+/// (whole sections, e.g. `[compat]\ncross_slot = "compute"`) appended to a minimal file
+/// (this listener, the shared cluster's seeds, `[auth] mode = "none"` unless `toml` has
+/// an `[auth]` section), read with the
+/// file loader's own parser; no guards, as [`test_config`]. Tests that set options by
+/// their TOML names keep compiling whatever the Rust fields behind them are called.
+pub async fn proxy_for_shared_with(toml: &str) -> Proxy {
+    let seeds: Vec<String> = shared_cluster_seeds()
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect();
+    // `[auth] mode = "none"` unless `toml` has its own `[auth]`.
+    let auth = if toml.contains("[auth]") {
+        ""
+    } else {
+        "[auth]\nmode = \"none\"\n"
+    };
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[cluster]\nseeds = [{}]\n{auth}{toml}\n",
+        seeds.join(", ")
+    );
+    let mut config = Config::from_toml(&text, std::path::Path::new("test.toml"))
+        .unwrap_or_else(|e| panic!("test config rejected: {e}\n{text}"));
+    config.guards = respgate::config::GuardsConfig::none();
+    start_proxy(config).await
+}
+
 /// An async `redis` crate connection to `addr` (a plain single-node client, as services
 /// use respgate).
 pub async fn client(addr: SocketAddr) -> redis::aio::MultiplexedConnection {
