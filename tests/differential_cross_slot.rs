@@ -985,6 +985,8 @@ async fn with_compute_unsafe_commands_across_slots_stay_refused() {
     let (a, b, c) = two_slots(&format!("xsu-{}:", std::process::id()));
     let (a, b, c) = (a.as_str(), b.as_str(), c.as_str());
     let plain = CROSSSLOT.to_string();
+    let blocking = "-CROSSSLOT Keys in request don't hash to the same slot (respgate does not compute blocking commands across slots: it cannot wait on several nodes as one)\r\n".to_string();
+    let script = "-CROSSSLOT Keys in request don't hash to the same slot (respgate does not compute scripts across slots: a script runs on one node)\r\n".to_string();
     let transaction = "-CROSSSLOT Keys in request don't hash to the same slot (respgate: every key of a transaction must share one slot)\r\n".to_string();
     let abort = "-EXECABORT Transaction discarded because of previous errors.\r\n".to_string();
     let expected: Vec<(Args, String)> = vec![
@@ -992,19 +994,17 @@ async fn with_compute_unsafe_commands_across_slots_stay_refused() {
             s(&["MSETNX", a, "1", b, "2"]),
             "-CROSSSLOT Keys in request don't hash to the same slot (respgate cannot split MSETNX: it would lose its all-or-nothing guarantee)\r\n".into(),
         ),
-        // FAILS on xslot@fc47557: every blocking command below answers today's text plus
-        // " (respgate does not compute blocking commands across slots: it cannot wait on
-        // several nodes as one)"; the issue asks for "CROSSSLOT and the reason", this
-        // brief for today's bytes: the lead decides.
-        (s(&["BLPOP", a, b, "0"]), plain.clone()),
-        (s(&["BLPOP", a, b, "0.1"]), plain.clone()),
-        (s(&["BRPOP", a, b, "0"]), plain.clone()),
-        (s(&["BLMOVE", a, b, "LEFT", "LEFT", "0"]), plain.clone()),
-        (s(&["BRPOPLPUSH", a, b, "0"]), plain.clone()),
-        (s(&["BZPOPMIN", a, b, "0"]), plain.clone()),
-        (s(&["BLMPOP", "0", "2", a, b, "LEFT"]), plain.clone()),
-        (s(&["BZMPOP", "0", "2", a, b, "MIN"]), plain.clone()),
-        (s(&["XREAD", "BLOCK", "100", "STREAMS", a, b, "0", "0"]), plain.clone()),
+        // Blocking commands and scripts say why they stay refused (issue 16: "refused
+        // with CROSSSLOT and the reason"); under `refuse` the text is Redis's alone.
+        (s(&["BLPOP", a, b, "0"]), blocking.clone()),
+        (s(&["BLPOP", a, b, "0.1"]), blocking.clone()),
+        (s(&["BRPOP", a, b, "0"]), blocking.clone()),
+        (s(&["BLMOVE", a, b, "LEFT", "LEFT", "0"]), blocking.clone()),
+        (s(&["BRPOPLPUSH", a, b, "0"]), blocking.clone()),
+        (s(&["BZPOPMIN", a, b, "0"]), blocking.clone()),
+        (s(&["BLMPOP", "0", "2", a, b, "LEFT"]), blocking.clone()),
+        (s(&["BZMPOP", "0", "2", a, b, "MIN"]), blocking.clone()),
+        (s(&["XREAD", "BLOCK", "100", "STREAMS", a, b, "0", "0"]), blocking.clone()),
         (s(&["MULTI"]), "+OK\r\n".into()),
         (s(&["SET", a, "1"]), "+QUEUED\r\n".into()),
         (s(&["SET", b, "1"]), transaction),
@@ -1016,17 +1016,14 @@ async fn with_compute_unsafe_commands_across_slots_stay_refused() {
         (s(&["RENAME", a, b]), plain.clone()),
         (s(&["EXEC"]), abort),
         (s(&["WATCH", a, b]), plain.clone()),
-        // FAILS on xslot@fc47557: EVAL, EVAL_RO, FCALL and FCALL_RO below answer today's
-        // text plus " (respgate does not compute scripts across slots: a script runs on
-        // one node)".
-        (s(&["EVAL", "return 1", "2", a, b]), plain.clone()),
+        (s(&["EVAL", "return 1", "2", a, b]), script.clone()),
         (
             s(&["EVAL", "return redis.call('SUNION', KEYS[1], KEYS[2])", "2", a, b]),
-            plain.clone(),
+            script.clone(),
         ),
-        (s(&["EVAL_RO", "return 1", "2", a, b]), plain.clone()),
-        (s(&["FCALL", "nosuchfn", "2", a, b]), plain.clone()),
-        (s(&["FCALL_RO", "nosuchfn", "2", a, b]), plain),
+        (s(&["EVAL_RO", "return 1", "2", a, b]), script.clone()),
+        (s(&["FCALL", "nosuchfn", "2", a, b]), script.clone()),
+        (s(&["FCALL_RO", "nosuchfn", "2", a, b]), script),
     ];
     let proxy = support::proxy_for_shared_with(COMPUTE).await;
     let mut via = RawConn::connect(proxy.local_addr()).await;
@@ -1310,4 +1307,32 @@ async fn xread_naming_a_stream_twice_keeps_redis_order() {
     via.command(&["DEL", x0]).await;
     via.command(&["DEL", x1]).await;
     proxy.shutdown().await;
+}
+
+/// Internal keys are refused inside MULTI and to WATCH too (a queued SET on one used to
+/// reach the node, leaving a key respgate's copies could collide with).
+#[tokio::test]
+async fn internal_keys_are_refused_in_transactions_and_to_watch() {
+    let refused = "-NOPERM respgate: keys containing 'respgate:xslot:' are reserved for respgate's cross-slot copies\r\n".to_string();
+    let key = "respgate:xslot:{0}:planted";
+    let expected: Vec<(Args, String)> = vec![
+        (s(&["MULTI"]), "+OK\r\n".into()),
+        (s(&["SET", key, "1"]), refused.clone()),
+        (s(&["GET", key]), refused.clone()),
+        (
+            s(&["EXEC"]),
+            "-EXECABORT Transaction discarded because of previous errors.\r\n".into(),
+        ),
+        (s(&["WATCH", key]), refused),
+        (s(&["EXISTS", "respgate:xslot:{0}:x"]), "-NOPERM respgate: keys containing 'respgate:xslot:' are reserved for respgate's cross-slot copies\r\n".into()),
+    ];
+    let proxy = support::proxy_for_shared_with(COMPUTE).await;
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    expect_replies(&mut via, &expected, "compute").await;
+    proxy.shutdown().await;
+    // Nothing reached a node.
+    let plain = support::proxy_for_shared().await;
+    let mut c = RawConn::connect(plain.local_addr()).await;
+    assert_eq!(c.command(&["EXISTS", key]).await, b":0\r\n");
+    plain.shutdown().await;
 }

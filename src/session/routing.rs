@@ -247,6 +247,15 @@ fn in_transaction(
             return route;
         }
     }
+    // Queued commands and WATCH stay off respgate's internal keys too.
+    if ctx.cross_slot.guarding() && info.keys(args, keys).is_ok() {
+        if let Some(refused) = super::cross_slot::touches_internal(ctx, keys, args) {
+            if queueable {
+                client.abort_transaction();
+            }
+            return refused;
+        }
+    }
     // The TTL policy applies to queued commands too (its EXPIREs go before EXEC).
     let set = client.guards.set(&ctx.guards, table).clone();
     let ttl = (!set.ttl.is_empty()).then_some(&set.ttl);

@@ -1,11 +1,12 @@
 //! The internal keys a computed command copies its sources into: their names, and the
 //! test that keeps clients off them.
 //!
-//! **Names.** `respgate:xslot:{<tag>}:<process>:<n>`. The hash tag is taken from a
+//! **Names.** `respgate:xslot:{<tag>}:<process>:<n>:<random>`. The hash tag is taken from a
 //! table built once (for every slot, the first short base-36 string whose CRC16 lands
 //! in it), never from a client's key text: a key like `a}b{c` cannot move a copy out of
 //! the slot it must be in. `<process>` is random per process and `<n>` a counter, so two
-//! respgate instances (or two commands) never share a name.
+//! respgate instances (or two commands) never share a name; `<random>` (64 bits per
+//! name) makes the next name unguessable from one seen in SLOWLOG or MONITOR.
 //!
 //! **Lifetime.** A copy is RESTOREd with a TTL of [`TTL_MS`] and deleted inside the same
 //! MULTI/EXEC that runs the command (`copy.rs`): no other client ever sees it, and if
@@ -35,8 +36,11 @@ pub fn name(slot: u16) -> Bytes {
     static PROCESS: OnceLock<u32> = OnceLock::new();
     let process = PROCESS.get_or_init(rand::random::<u32>);
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    // And 64 random bits per name: a name seen once (SLOWLOG, MONITOR) says nothing
+    // of the next, so none can be planted ahead of a copy.
+    let unique = rand::random::<u64>();
     Bytes::from(format!(
-        "respgate:xslot:{{{}}}:{process:08x}:{n}",
+        "respgate:xslot:{{{}}}:{process:08x}:{n}:{unique:016x}",
         tag(slot)
     ))
 }
