@@ -150,13 +150,12 @@ fn invalid(why: &str) -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::oneshot;
 
     fn job(
         inflight: &mut VecDeque<(Inflight, Instant)>,
         replies: u32,
-    ) -> oneshot::Receiver<super::super::ReplyResult> {
-        let (tx, rx) = oneshot::channel();
+    ) -> super::super::reply::ReplyRx {
+        let (tx, rx) = super::super::reply::channel();
         inflight.push_back((Inflight::Client(tx, replies, None, None), Instant::now()));
         rx
     }

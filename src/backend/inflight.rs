@@ -3,17 +3,15 @@
 //! queues entries as it writes, and the framing, which pops them as replies arrive: a
 //! file of its own so neither imports the other.
 
-use super::ReplyResult;
 use bytes::Bytes;
 use std::sync::Arc;
-use tokio::sync::oneshot;
 
 /// One request written to the node, in the order written.
 pub(super) enum Inflight {
     /// A job's reply sender, how many replies it waits for, whose bytes they are, and
     /// the split request it is a part of.
     Client(
-        oneshot::Sender<ReplyResult>,
+        crate::backend::reply::ReplyTx,
         u32,
         Option<Arc<crate::budget::OutputBytes>>,
         Option<Arc<std::sync::atomic::AtomicUsize>>,
@@ -30,7 +28,7 @@ const OWN_ALLOCATION_MIN: usize = 64 * 1024;
 /// reply is discarded (and uncounted) and FIFO matching stays intact.
 #[inline]
 pub(super) fn hand_over(
-    tx: oneshot::Sender<ReplyResult>,
+    tx: crate::backend::reply::ReplyTx,
     budget: Option<&crate::budget::OutputBytes>,
     part_of: Option<&std::sync::atomic::AtomicUsize>,
     reply: Bytes,

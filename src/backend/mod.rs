@@ -24,6 +24,7 @@ mod inflight;
 pub mod lag;
 mod link;
 pub mod ready;
+pub mod reply;
 
 pub(crate) use connect::connect;
 use link::run_link;
@@ -34,7 +35,7 @@ use bytes::Bytes;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 /// What happened to a request that got no reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +103,7 @@ pub struct Job {
     /// written as one job so no other client's request can come between them). They
     /// are handed back together, as one contiguous slice.
     pub replies: u32,
-    pub reply: oneshot::Sender<ReplyResult>,
+    pub reply: reply::ReplyTx,
     /// The client's reply bytes (`None` for respgate's own requests): the link counts
     /// each reply it hands over, the session takes it back ([`crate::budget`]).
     pub budget: Option<Arc<crate::budget::OutputBytes>>,
@@ -342,12 +343,7 @@ impl Node {
 
     /// Queues one request (one reply) on the link that serves `client_id` (control-plane
     /// tasks speaking for a client); the reply arrives on the receiver ([`answer`]).
-    pub fn request(
-        &self,
-        client_id: u64,
-        resp3: bool,
-        bytes: Bytes,
-    ) -> oneshot::Receiver<ReplyResult> {
+    pub fn request(&self, client_id: u64, resp3: bool, bytes: Bytes) -> reply::ReplyRx {
         self.request_replies(client_id, resp3, bytes, 1)
     }
 
@@ -359,8 +355,8 @@ impl Node {
         resp3: bool,
         bytes: Bytes,
         replies: u32,
-    ) -> oneshot::Receiver<ReplyResult> {
-        let (tx, rx) = oneshot::channel();
+    ) -> reply::ReplyRx {
+        let (tx, rx) = reply::channel();
         self.send(
             client_id,
             Job {
@@ -395,7 +391,7 @@ impl Node {
 }
 
 /// The reply a [`Node::request`] got, or why there is none, in words.
-pub async fn answer(rx: oneshot::Receiver<ReplyResult>) -> Result<Bytes, String> {
+pub async fn answer(rx: reply::ReplyRx) -> Result<Bytes, String> {
     match rx.await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(

@@ -297,7 +297,7 @@ fn ask(
     replies: u32,
     timeout: Duration,
 ) -> impl std::future::Future<Output = Option<Bytes>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tx, rx) = crate::backend::reply::channel();
     node.send_readonly(
         0,
         Job {

@@ -230,7 +230,7 @@ impl Drop for Session {
 /// link takes its count back itself; a receiver simply dropped would keep a reply that
 /// had arrived counted for good.
 pub(super) fn release_reply(
-    rx: &mut tokio::sync::oneshot::Receiver<crate::backend::ReplyResult>,
+    rx: &mut crate::backend::reply::ReplyRx,
     output: &crate::budget::OutputBytes,
 ) {
     rx.close();

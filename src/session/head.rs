@@ -192,8 +192,22 @@ impl Session {
                     latency.record(now.saturating_duration_since(started).as_secs_f64());
                 }
                 self.emit(&bytes);
+                self.recycle(head);
             }
             None => self.pipe.pending.push_front(head),
+        }
+    }
+
+    /// Takes back the reply slots of an answered head for the next requests.
+    fn recycle(&mut self, head: Pending) {
+        match head {
+            Pending::Remote(r) => self.slots.recycle(r.rx),
+            Pending::Split(split) => {
+                for part in split.parts {
+                    self.slots.recycle(part.rx);
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -25,23 +25,23 @@
 
 use super::pending::{HeadEvent, Pending, Remote};
 use super::Session;
+use crate::backend::reply::{RecvError, TryRecvError};
 use crate::backend::{LinkError, ReplyResult};
 use crate::budget::OutputBytes;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::oneshot;
 
 /// The master's receiver of a hedged read, with the client's byte count: whichever
 /// receiver loses is released through it, so a reply already handed over to it is taken
 /// back from the count (a receiver simply dropped would keep it counted for good).
 pub(super) struct Second {
-    rx: oneshot::Receiver<ReplyResult>,
+    rx: crate::backend::reply::ReplyRx,
     output: Arc<OutputBytes>,
 }
 
 impl Second {
     /// Closes `rx` and takes back the reply it may already hold.
-    fn release(&self, rx: &mut oneshot::Receiver<ReplyResult>) {
+    fn release(&self, rx: &mut crate::backend::reply::ReplyRx) {
         super::buffers::release_reply(rx, &self.output);
     }
 }
@@ -196,15 +196,15 @@ fn master_answers(r: &mut Remote) {
     }
 }
 
-fn try_recv(rx: &mut oneshot::Receiver<ReplyResult>) -> Option<ReplyResult> {
+fn try_recv(rx: &mut crate::backend::reply::ReplyRx) -> Option<ReplyResult> {
     match rx.try_recv() {
         Ok(result) => Some(result),
-        Err(oneshot::error::TryRecvError::Empty) => None,
-        Err(oneshot::error::TryRecvError::Closed) => Some(dropped()),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Closed) => Some(dropped()),
     }
 }
 
-fn received(result: Result<ReplyResult, oneshot::error::RecvError>) -> ReplyResult {
+fn received(result: Result<ReplyResult, RecvError>) -> ReplyResult {
     result.unwrap_or_else(|_| dropped())
 }
 

@@ -4,7 +4,7 @@
 //! A session is a single task that owns its socket halves, its read buffer, its output
 //! buffer and its queue of pending replies (`Pending`), so nothing here is
 //! shared or locked. Each request becomes one entry in the queue: a reply respgate
-//! composed itself, or a oneshot receiver for the backend's reply. Replies are written
+//! composed itself, or a reply receiver (`backend::reply`) for the backend's reply. Replies are written
 //! strictly in queue order, whichever backend answers first, so a reply can never reach
 //! the wrong request. Redirections (MOVED, ASK) and retryable failures (TRYAGAIN,
 //! CLUSTERDOWN, a node that could not be reached) are handled when the entry reaches the
@@ -85,6 +85,9 @@ struct Session {
     io: io::ClientIo,
     /// The replies owed and the connections they wait on: the policy.
     pipe: pipeline::Pipeline,
+    /// Reply slots of answered requests, reused by the next ones: a forwarded request
+    /// allocates nothing to get its reply back ([`crate::backend::reply`]).
+    slots: crate::backend::reply::Slots,
 }
 
 impl Session {
@@ -130,6 +133,7 @@ impl Session {
             clock: None,
             io: io::ClientIo::new(limits, login_deadline),
             pipe: pipeline::Pipeline::new(),
+            slots: Default::default(),
         };
         (s, kill)
     }

@@ -8,13 +8,12 @@ use super::dedicated::{DedicatedError, Pin};
 use super::pending::{Pending, Remote, ScriptCall, Split};
 use super::route::{self, Sending};
 use super::{merge, Session};
-use crate::backend::{Job, LinkError, NodeIdentity, ReplyResult};
+use crate::backend::{Job, LinkError, NodeIdentity};
 use crate::protocol::refusal::Refusal;
 use bytes::Bytes;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::oneshot;
 
 /// Requests from this size up, kept for their reply, are counted
 /// ([`Remote::_charge`](super::pending::Remote)).
@@ -208,8 +207,8 @@ impl Session {
         dedicated: Option<Pin>,
         run_as: Option<&Arc<NodeIdentity>>,
         part_of: Option<&Arc<AtomicUsize>>,
-    ) -> oneshot::Receiver<ReplyResult> {
-        let (tx, rx) = oneshot::channel();
+    ) -> crate::backend::reply::ReplyRx {
+        let (tx, rx) = self.slots.channel();
         let job = Job {
             part_of: part_of.cloned(),
             bytes: request.clone(),

@@ -62,7 +62,7 @@ pub(super) struct Split {
 }
 
 pub(super) struct Remote {
-    pub(super) rx: oneshot::Receiver<ReplyResult>,
+    pub(super) rx: crate::backend::reply::ReplyRx,
     /// The request as forwarded (kept for redirections and retries: a cheap `Bytes` clone).
     pub(super) request: Bytes,
     /// The slot the request routes by (`None`: keyless, any master).

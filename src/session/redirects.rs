@@ -13,7 +13,6 @@ use crate::cluster::redirect::{self, Decision, Origin};
 use crate::protocol::refusal::Refusal;
 use bytes::Bytes;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 impl Session {
     /// A script's MOVED was waiting for a newer topology (see [`ScriptCall`]): `true`
@@ -47,7 +46,7 @@ impl Session {
 
     /// Makes `reply` the final reply of `remote` (delivered through its channel).
     pub(super) fn settle(&mut self, remote: &mut Remote, reply: Bytes) -> bool {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = self.slots.channel();
         // Counted again: it is taken again when it reaches the head.
         if !self.output.hand_reply(reply.len()) {
             // Closing for its bytes: the reply will never be written.

@@ -6,7 +6,6 @@
 use super::{RywEntry, Session};
 use crate::backend::{Job, ReplyResult};
 use bytes::Bytes;
-use tokio::sync::oneshot;
 
 impl Session {
     /// An eligible replica of `slot`'s shard for a read under bound `bound`, spreading
@@ -61,12 +60,12 @@ impl Session {
 
     /// Queues `request` on `node`'s READONLY link (a read a replica serves).
     pub(super) fn send_to_replica(
-        &self,
+        &mut self,
         node: &crate::backend::Node,
         request: &Bytes,
         replies: u32,
-    ) -> oneshot::Receiver<ReplyResult> {
-        let (tx, rx) = oneshot::channel();
+    ) -> crate::backend::reply::ReplyRx {
+        let (tx, rx) = self.slots.channel();
         node.send_readonly(
             self.client.meta.id,
             Job {

@@ -1,6 +1,6 @@
 //! The request pipeline driven without a socket: requests pushed into the queue (or
 //! framed from bytes put in the read buffer), replies resolved in any order through
-//! their real oneshot channels, and the output buffer checked. A cluster that has not
+//! their real reply channels, and the output buffer checked. A cluster that has not
 //! been discovered yet stands in for the backends: nothing is sent anywhere, and a
 //! request re-sent to it fails the way a real one would (`no node has answered
 //! discovery yet`).
@@ -9,14 +9,12 @@ use super::dedicated::Pin;
 use super::hedge::Hedge;
 use super::pending::{HeadEvent, Lane, Pending, Remote};
 use super::{Bounds, ClientMeta, Session, SessionContext};
-use crate::backend::ReplyResult;
 use crate::cluster::Cluster;
 use crate::config::{AuthConfig, ClusterConfig, GuardsConfig, ScriptsConfig};
 use crate::protocol::scan::RequestLimits;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 fn context(retry_deadline: Duration) -> Arc<SessionContext> {
     let cluster = Cluster::new(ClusterConfig::default());
@@ -79,8 +77,8 @@ fn session(retry_deadline: Duration) -> Session {
 
 /// A request forwarded for `slot`, whose reply the test sends through the returned
 /// sender.
-fn remote(slot: u16) -> (Remote, oneshot::Sender<ReplyResult>) {
-    let (tx, rx) = oneshot::channel();
+fn remote(slot: u16) -> (Remote, crate::backend::reply::ReplyTx) {
+    let (tx, rx) = crate::backend::reply::channel();
     let r = Remote {
         rx,
         request: Bytes::from_static(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
@@ -105,7 +103,7 @@ fn remote(slot: u16) -> (Remote, oneshot::Sender<ReplyResult>) {
     (r, tx)
 }
 
-fn answer(tx: oneshot::Sender<ReplyResult>, reply: &'static [u8]) {
+fn answer(tx: crate::backend::reply::ReplyTx, reply: &'static [u8]) {
     let _ = tx.send(Ok(Bytes::from_static(reply)));
 }
 
@@ -142,6 +140,8 @@ async fn replies_leave_in_request_order_whichever_answers_first() {
         b"$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n+local\r\n"
     );
     assert!(s.pipe.pending.is_empty());
+    // Their links let go: the answered requests' reply slots serve the next ones.
+    assert_eq!(s.slots.len(), 3);
 }
 
 #[tokio::test]

@@ -279,7 +279,7 @@ fn nodes_of(topo: &Topology) -> impl Iterator<Item = (&Arc<Node>, Role)> {
         .chain(spare)
 }
 
-type Answer = tokio::sync::oneshot::Receiver<crate::backend::ReplyResult>;
+type Answer = crate::backend::reply::ReplyRx;
 
 /// Queues `INFO ALL` and `SLOWLOG LEN` on one of `node`'s links.
 fn ask(node: &Node) -> Answer {

@@ -75,12 +75,7 @@ impl Job {
     }
 
     /// Queues `cmds` to `node` (one pipeline) without waiting: [`Job::replies`] reads them.
-    pub fn send(
-        &self,
-        node: &Node,
-        cmds: &[Bytes],
-        resp3: bool,
-    ) -> tokio::sync::oneshot::Receiver<crate::backend::ReplyResult> {
+    pub fn send(&self, node: &Node, cmds: &[Bytes], resp3: bool) -> crate::backend::reply::ReplyRx {
         round_trips().increment(1);
         let mut bytes = bytes::BytesMut::with_capacity(cmds.iter().map(Bytes::len).sum());
         for c in cmds {
@@ -95,7 +90,7 @@ impl Job {
     pub async fn replies(
         &self,
         node: &Node,
-        rx: tokio::sync::oneshot::Receiver<crate::backend::ReplyResult>,
+        rx: crate::backend::reply::ReplyRx,
         n: usize,
     ) -> Result<Vec<Bytes>, Bytes> {
         let all = crate::backend::answer(rx)
