@@ -684,6 +684,7 @@ async fn concurrent_smove_has_exactly_one_winner() {
     let mut c = RawConn::connect(addr).await;
     let mut one = RawConn::connect(addr).await;
     let mut two = RawConn::connect(addr).await;
+    let mut sources = Vec::new();
     for trial in 0..50 {
         let p = prefix();
         let (src, x, y) = (
@@ -712,13 +713,35 @@ async fn concurrent_smove_has_exactly_one_winner() {
             show(&c.command(&["SMEMBERS", &src]).await),
             "*1\r\n$5\r\nother\r\n"
         );
+        sources.push(src);
     }
+    // Every claim given back: none named after one of these sources is left (other
+    // tests' moves may hold claims of their own meanwhile), and any claim carries a TTL.
     let masters = support::with_shared_cluster(|cl| cl.masters());
-    for m in masters {
-        let left = support::on_node(m, &["KEYS", "*respgate:xslot:*claim*"]);
-        assert!(
-            matches!(&left, devcluster::Reply::Array(v) if v.is_empty()),
-            "claims left on {m}: {left:?}"
-        );
+    for src in &sources {
+        use sha2::Digest as _;
+        let hash: String = sha2::Sha256::digest(src.as_bytes())[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        for m in &masters {
+            let left = support::on_node(*m, &["KEYS", &format!("*respgate:xslot:*:claim:{hash}")]);
+            assert!(
+                matches!(&left, devcluster::Reply::Array(v) if v.is_empty()),
+                "claim of {src} left on {m}: {left:?}"
+            );
+        }
+    }
+    for m in &masters {
+        let devcluster::Reply::Array(claims) =
+            support::on_node(*m, &["KEYS", "*respgate:xslot:*:claim:*"])
+        else {
+            panic!("KEYS on {m}")
+        };
+        for k in claims {
+            let k = String::from_utf8(k.as_bytes().unwrap().to_vec()).unwrap();
+            let ttl = support::on_node(*m, &["PTTL", &k]).as_int().unwrap();
+            assert!(ttl == -2 || (0..=10_000).contains(&ttl), "{k}: PTTL {ttl}");
+        }
     }
 }
