@@ -404,19 +404,20 @@ async fn internal_keys_are_never_seen() {
         })
         .collect();
     let masters = support::with_shared_cluster(|cl| cl.masters());
+    // Copies only (`...:{tag}:<8 hex>:<n>`): a move's claim (`...:{tag}:claim:<hash>`)
+    // is a visible key while a move of other tests runs.
+    let copies =
+        "*respgate:xslot:*:[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]:*";
     let mut looks = 0;
     while !workers.iter().all(|w| w.is_finished()) {
         for m in &masters {
-            let seen = support::on_node(*m, &["KEYS", "*respgate:xslot:*"]);
+            let seen = support::on_node(*m, &["KEYS", copies]);
             assert!(
                 matches!(&seen, devcluster::Reply::Array(v) if v.is_empty()),
                 "on {m}: {seen:?}"
             );
         }
-        assert_eq!(
-            show(&c.command(&["KEYS", "*respgate:xslot:*"]).await),
-            "*0\r\n"
-        );
+        assert_eq!(show(&c.command(&["KEYS", copies]).await), "*0\r\n");
         looks += 1;
     }
     for w in workers {
@@ -618,5 +619,129 @@ async fn the_ttl_policy_covers_computed_destinations() {
         assert!(!r.starts_with('-'), "{cmd:?}: {r}");
         let left = ttl(c.command(&["TTL", &k(dst)]).await);
         assert!((490..=500).contains(&left), "{cmd:?}: TTL {left}");
+    }
+}
+
+/// Review finding 3: four workers looping RPOPLPUSH off one queue (into lists in other
+/// slots) through respgate hand every job out exactly once, as movers one after the
+/// other would; the queue ends empty and the lists hold the 300 jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rpoplpush_hands_each_job_out_once() {
+    let proxy = support::start_proxy(compute()).await;
+    let addr = proxy.local_addr();
+    let p = prefix();
+    let queue = format!("{p}:{{q}}jobs");
+    let outs: Vec<String> = (0..4).map(|n| format!("{p}:{{w{n}}}processing")).collect();
+    for o in &outs {
+        assert_ne!(key_slot(o.as_bytes()), key_slot(queue.as_bytes()));
+    }
+    let mut c = RawConn::connect(addr).await;
+    for chunk in (0..300).collect::<Vec<_>>().chunks(100) {
+        let mut cmd = vec!["RPUSH".to_string(), queue.clone()];
+        cmd.extend(chunk.iter().map(|j| format!("job{j}")));
+        c.command(&cmd).await;
+    }
+    let workers: Vec<_> = outs
+        .iter()
+        .map(|out| {
+            let (queue, out) = (queue.clone(), out.clone());
+            tokio::spawn(async move {
+                let mut c = RawConn::connect(addr).await;
+                let mut got = Vec::new();
+                loop {
+                    let r = c.command(&["RPOPLPUSH", &queue, &out]).await;
+                    if r == b"$-1\r\n" {
+                        return got;
+                    }
+                    assert!(r.starts_with(b"$"), "{}", show(&r));
+                    got.push(show(&r));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let distinct: std::collections::HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 300, "hand-outs for 300 jobs");
+    assert_eq!(distinct.len(), 300);
+    assert_eq!(show(&c.command(&["LLEN", &queue]).await), ":0\r\n");
+    let mut held = 0;
+    for o in &outs {
+        held += support::trailing_int(&c.command(&["LLEN", o]).await);
+    }
+    assert_eq!(held, 300);
+}
+
+/// Review finding 3: two clients SMOVE the same member out of one set into two sets
+/// (in other slots) at once: exactly one answers 1, the other 0 (as Redis), and the
+/// member ends in exactly one of them, in each of 50 trials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_smove_has_exactly_one_winner() {
+    let proxy = support::start_proxy(compute()).await;
+    let addr = proxy.local_addr();
+    let mut c = RawConn::connect(addr).await;
+    let mut one = RawConn::connect(addr).await;
+    let mut two = RawConn::connect(addr).await;
+    let mut sources = Vec::new();
+    for trial in 0..50 {
+        let p = prefix();
+        let (src, x, y) = (
+            format!("{p}:{{src}}s"),
+            format!("{p}:{{1}}x"),
+            format!("{p}:{{2}}y"),
+        );
+        assert_ne!(key_slot(src.as_bytes()), key_slot(x.as_bytes()));
+        assert_ne!(key_slot(src.as_bytes()), key_slot(y.as_bytes()));
+        c.command(&["SADD", &src, "token", "other"]).await;
+        let (to_x, to_y) = (["SMOVE", &src, &x, "token"], ["SMOVE", &src, &y, "token"]);
+        let (a, b) = tokio::join!(one.command(&to_x), two.command(&to_y));
+        let answers = [show(&a), show(&b)];
+        assert!(
+            answers == [":1\r\n", ":0\r\n"] || answers == [":0\r\n", ":1\r\n"],
+            "trial {trial}: {answers:?}"
+        );
+        let inx = show(&c.command(&["SISMEMBER", &x, "token"]).await);
+        let iny = show(&c.command(&["SISMEMBER", &y, "token"]).await);
+        assert_eq!(
+            (inx == ":1\r\n", iny == ":1\r\n"),
+            (answers[0] == ":1\r\n", answers[1] == ":1\r\n"),
+            "trial {trial}"
+        );
+        assert_eq!(
+            show(&c.command(&["SMEMBERS", &src]).await),
+            "*1\r\n$5\r\nother\r\n"
+        );
+        sources.push(src);
+    }
+    // Every claim given back: none named after one of these sources is left (other
+    // tests' moves may hold claims of their own meanwhile), and any claim carries a TTL.
+    let masters = support::with_shared_cluster(|cl| cl.masters());
+    for src in &sources {
+        use sha2::Digest as _;
+        let hash: String = sha2::Sha256::digest(src.as_bytes())[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        for m in &masters {
+            let left = support::on_node(*m, &["KEYS", &format!("*respgate:xslot:*:claim:{hash}")]);
+            assert!(
+                matches!(&left, devcluster::Reply::Array(v) if v.is_empty()),
+                "claim of {src} left on {m}: {left:?}"
+            );
+        }
+    }
+    for m in &masters {
+        let devcluster::Reply::Array(claims) =
+            support::on_node(*m, &["KEYS", "*respgate:xslot:*:claim:*"])
+        else {
+            panic!("KEYS on {m}")
+        };
+        for k in claims {
+            let k = String::from_utf8(k.as_bytes().unwrap().to_vec()).unwrap();
+            let ttl = support::on_node(*m, &["PTTL", &k]).as_int().unwrap();
+            assert!(ttl == -2 || (0..=10_000).contains(&ttl), "{k}: PTTL {ttl}");
+        }
     }
 }
