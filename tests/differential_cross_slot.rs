@@ -1336,3 +1336,36 @@ async fn internal_keys_are_refused_in_transactions_and_to_watch() {
     assert_eq!(c.command(&["EXISTS", key]).await, b":0\r\n");
     plain.shutdown().await;
 }
+
+/// KEYS and SCAN through a computing respgate never list respgate's internal keys (a
+/// move's claim is a real key for a few ms, or 10 s after a kill); with `refuse` the
+/// names are nobody's and listed as before.
+#[tokio::test]
+async fn keys_and_scan_leave_internal_keys_out() {
+    let key = format!("respgate:xslot:{{{}}}:claim:planted", std::process::id());
+    let pattern = "*respgate:xslot:*planted*";
+    let plain = support::proxy_for_shared().await;
+    let mut p = RawConn::connect(plain.local_addr()).await;
+    assert_eq!(p.command(&["SET", &key, "1"]).await, b"+OK\r\n");
+    let listed = show(&p.command(&["KEYS", pattern]).await);
+    assert!(listed.contains("planted"), "{listed}");
+    let compute = support::proxy_for_shared_with(COMPUTE).await;
+    let mut c = RawConn::connect(compute.local_addr()).await;
+    assert_eq!(show(&c.command(&["KEYS", pattern]).await), "*0\\r\\n");
+    // A whole SCAN walk.
+    let mut cursor = "0".to_string();
+    loop {
+        let reply = c
+            .command(&["SCAN", &cursor, "MATCH", pattern, "COUNT", "1000"])
+            .await;
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        assert!(!text.contains("planted"), "{text}");
+        cursor = text.split("\r\n").nth(2).expect("cursor").to_string();
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(p.command(&["DEL", &key]).await, b":1\r\n");
+    compute.shutdown().await;
+    plain.shutdown().await;
+}

@@ -258,7 +258,7 @@ fn keys(
     match walk(ctx, client, table, "KEYS") {
         Ok(hold) => Route::FanOut {
             merge: Merge::Walk {
-                inner: Box::new(readable(client, Merge::Concat)),
+                inner: Box::new(readable(ctx, client, Merge::Concat)),
                 hold,
             },
             latency: info.metrics().latency.clone(),
@@ -324,13 +324,18 @@ pub(super) fn walk(
 
 /// `merge`, filtered to the keys the client's user may read when it is limited to key
 /// patterns: a tenant never learns another tenant's key names.
-fn readable(client: &ClientState, merge: Merge) -> Merge {
-    match client.auth.key_filter() {
-        Some(user) => Merge::Readable {
-            inner: Box::new(merge),
-            filter: merge::ReadFilter(user),
+fn readable(ctx: &SessionContext, client: &ClientState, merge: Merge) -> Merge {
+    let user = client.auth.key_filter();
+    let hide_internal = ctx.cross_slot.guarding();
+    if user.is_none() && !hide_internal {
+        return merge;
+    }
+    Merge::Readable {
+        inner: Box::new(merge),
+        filter: merge::ReadFilter {
+            user,
+            hide_internal,
         },
-        None => merge,
     }
 }
 

@@ -67,17 +67,32 @@ pub enum Merge {
 
 /// The user whose readable keys a reply is filtered to.
 #[derive(Clone)]
-pub struct ReadFilter(pub std::sync::Arc<crate::acl::User>);
+pub struct ReadFilter {
+    /// A user limited to key patterns: only keys it may read are kept.
+    pub user: Option<std::sync::Arc<crate::acl::User>>,
+    /// respgate's internal keys (`cross_slot::internal`, a move's claim) are left out:
+    /// set while any user computes cross-slot commands.
+    pub hide_internal: bool,
+}
 
 impl ReadFilter {
     fn readable(&self, key: &[u8]) -> bool {
-        self.0.acl.key_allowed(key, crate::acl::READ)
+        !(self.hide_internal && super::cross_slot::is_internal(key))
+            && self
+                .user
+                .as_ref()
+                .is_none_or(|u| u.acl.key_allowed(key, crate::acl::READ))
     }
 }
 
 impl PartialEq for ReadFilter {
     fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0)
+        self.hide_internal == other.hide_internal
+            && match (&self.user, &other.user) {
+                (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
     }
 }
 
@@ -85,7 +100,12 @@ impl Eq for ReadFilter {}
 
 impl std::fmt::Debug for ReadFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ReadFilter({})", self.0.name)
+        let user = self.user.as_ref().map(|u| u.name.as_str());
+        write!(
+            f,
+            "ReadFilter({user:?}, hide_internal: {})",
+            self.hide_internal
+        )
     }
 }
 

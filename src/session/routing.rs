@@ -440,7 +440,7 @@ fn safe_keys(
         client.meta.id,
         Bytes::copy_from_slice(args.get(1)),
         max,
-        client.auth.key_filter(),
+        (client.auth.key_filter(), ctx.cross_slot.guarding()),
         hold,
     ))
 }

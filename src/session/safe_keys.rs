@@ -29,11 +29,18 @@ pub fn start(
     client_id: u64,
     pattern: Bytes,
     max: usize,
-    filter: Option<Arc<User>>,
+    (filter, hide_internal): (Option<Arc<User>>, bool),
     hold: WalkHold,
 ) -> oneshot::Receiver<Bytes> {
     crate::workers::spawn_answer(async move {
-        let answer = run(&cluster, client_id, &pattern, max, filter.as_deref()).await;
+        let answer = run(
+            &cluster,
+            client_id,
+            &pattern,
+            max,
+            (filter.as_deref(), hide_internal),
+        )
+        .await;
         drop(hold); // the walk's place, held until it is done
         answer
     })
@@ -44,7 +51,7 @@ async fn run(
     client_id: u64,
     pattern: &[u8],
     max: usize,
-    filter: Option<&User>,
+    (filter, hide_internal): (Option<&User>, bool),
 ) -> Bytes {
     let Some(masters) = keyspace::masters(cluster) else {
         return Refusal::NoNodeKnown.reply();
@@ -60,7 +67,9 @@ async fn run(
                 Err(e) => return e.reply("KEYS", &node),
             };
             for k in batch {
-                if filter.is_some_and(|u| !u.acl.key_allowed(&k, READ)) {
+                if filter.is_some_and(|u| !u.acl.key_allowed(&k, READ))
+                    || (hide_internal && super::cross_slot::is_internal(&k))
+                {
                     continue;
                 }
                 if keys.len() >= max {

@@ -34,7 +34,7 @@ pub(super) fn route(
         } => Route::Split {
             parts,
             merge: Merge::Walk {
-                inner: Box::new(readable(client, merge)),
+                inner: Box::new(readable(ctx, client, merge)),
                 hold,
             },
             latency,
