@@ -77,7 +77,7 @@ pub struct ReadFilter {
 
 impl ReadFilter {
     fn readable(&self, key: &[u8]) -> bool {
-        !(self.hide_internal && super::cross_slot::is_internal(key))
+        !(self.hide_internal && super::cross_slot::internal::is_internal(key))
             && self
                 .user
                 .as_ref()

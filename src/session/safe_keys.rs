@@ -68,7 +68,7 @@ async fn run(
             };
             for k in batch {
                 if filter.is_some_and(|u| !u.acl.key_allowed(&k, READ))
-                    || (hide_internal && super::cross_slot::is_internal(&k))
+                    || (hide_internal && super::cross_slot::internal::is_internal(&k))
                 {
                     continue;
                 }

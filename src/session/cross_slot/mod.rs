@@ -22,7 +22,7 @@
 //! and a reason: MSETNX, blocking commands, EVAL/FCALL, transactions and WATCH.
 
 mod copy;
-mod internal;
+pub(in crate::session) mod internal;
 mod moves;
 mod plan;
 mod rename;
