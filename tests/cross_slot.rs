@@ -732,3 +732,38 @@ async fn read_your_writes_covers_computed_writes() {
         "reads that missed the client's own computed write"
     );
 }
+
+/// XREAD over several slots answers errors as one Redis: the first failing stream's in
+/// request order (a WRONGTYPE before a later bad ID in another slot), a malformed
+/// request's option or unbalanced-list error (not a bare CROSSSLOT); and a stream named
+/// twice, where the first mention reads nothing, keeps Redis's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xread_errors_and_repeated_streams_as_one_redis() {
+    let standalone = Standalone::start();
+    let proxy = support::start_proxy(compute()).await;
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    let mut direct = RawConn::connect(standalone.addr).await;
+    let p = prefix();
+    replay(
+        &mut via,
+        &mut direct,
+        &p,
+        "
+        SET {}:{3}c x
+        XADD {}:{1}a 1-1 f v
+        XADD {}:{2}b 1-1 f v
+        XADD {}:{2}b 2-1 f w
+        XREAD STREAMS {}:{1}a {}:{3}c {}:{1}d 0 0 bad
+        XREAD STREAMS {}:{1}a {}:{2}b {}:{3}c 0 bad 0
+        XREAD STREAMS {}:{1}a {}:{2}b 0 0 0
+        XREAD COUNT STREAMS STREAMS {}:{1}a {}:{2}b 0 0
+        XREAD COUNT x STREAMS {}:{1}a {}:{2}b 0 0
+        XREAD STREAMS {}:{2}b {}:{1}a {}:{2}b $ 0 0
+        XREAD COUNT 1 STREAMS {}:{2}b {}:{1}a {}:{2}b 0 0 2-0
+        XREAD STREAMS {}:{1}a {}:{2}b {}:{1}a 0 $ 1-0
+        XREAD STREAMS {}:{1}a {}:{2}b {}:{1}a {}:{2}b 0 0 0 0
+        ",
+        "",
+    )
+    .await;
+}

@@ -171,10 +171,16 @@ pub(in crate::session) fn route(
     };
     match name {
         "xread" if blocks(class, args) => refuse(CrossSlotWhy::Blocking),
-        "xread" => {
-            let split = xread::split(args, keys)?;
-            start(Box::pin(async move { xread::run(&job, split).await }))
-        }
+        "xread" => match xread::split(args, keys) {
+            Some(split) => start(Box::pin(async move { xread::run(&job, split).await })),
+            None => {
+                let words: Vec<Bytes> = (0..args.len()).map(word).collect();
+                let first = keys.first().map_or(args.len(), |k| k.index as usize);
+                start(Box::pin(async move {
+                    xread::malformed(&job, words, first).await
+                }))
+            }
+        },
         "rename" | "renamenx" | "copy" => {
             let kind = match name {
                 "rename" => rename::Kind::Rename,
