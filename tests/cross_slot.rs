@@ -767,3 +767,28 @@ async fn xread_errors_and_repeated_streams_as_one_redis() {
     )
     .await;
 }
+
+/// COPY across slots checks every option before refusing another DB, and a DB outside
+/// 32 bits gets Redis's range error (as one Redis and a cluster node answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_checks_every_option_as_redis() {
+    let standalone = Standalone::start();
+    let proxy = support::start_proxy(compute()).await;
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    let mut direct = RawConn::connect(standalone.addr).await;
+    replay(
+        &mut via,
+        &mut direct,
+        &prefix(),
+        "
+        SET {}:{4}g v
+        COPY {}:{4}g {}:{2}e DB 1 FOO
+        COPY {}:{4}g {}:{2}e DB 2147483648
+        COPY {}:{4}g {}:{2}e DB -2147483649
+        COPY {}:{4}g {}:{2}e DB 20 FOO
+        COPY {}:{4}g {}:{2}e DB x
+        ",
+        "",
+    )
+    .await;
+}
