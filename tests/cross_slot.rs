@@ -792,3 +792,32 @@ async fn copy_checks_every_option_as_redis() {
     )
     .await;
 }
+
+/// A step's reply over `cluster.max_reply_bytes` (RENAME of a value larger than it)
+/// fails the command with an error naming the limit, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_max_reply_bytes_names_the_limit() {
+    let p = prefix();
+    let mut config = compute();
+    config.cluster.max_reply_bytes = 4 << 20;
+    let proxy = support::start_proxy(config).await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let (src, dst) = (format!("{p}:{{1}}big"), format!("{p}:{{2}}dst"));
+    // Not compressible: DUMP compresses its payload.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: String = (0..5 << 20)
+        .map(|_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            char::from(b'!' + ((seed >> 33) % 90) as u8)
+        })
+        .collect();
+    assert_eq!(c.command(&["SET", &src, &big]).await, b"+OK\r\n");
+    let r = show(&c.command(&["RENAME", &src, &dst]).await);
+    assert!(
+        r.starts_with("-ERR respgate: cross-slot RENAME failed: reply from ")
+            && r.contains("over cluster.max_reply_bytes (4194304 bytes)"),
+        "{r}"
+    );
+    assert_eq!(c.command(&["EXISTS", &src, &dst]).await, b":1\r\n");
+    c.command(&["DEL", &src]).await;
+}
