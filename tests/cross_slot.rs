@@ -745,3 +745,204 @@ async fn concurrent_smove_has_exactly_one_winner() {
         }
     }
 }
+
+/// `commands` (`{}` replaced by `p`) in one pipelined write through respgate and on the
+/// standalone: the same replies, in order.
+async fn same_pipelined(via: &mut RawConn, direct: &mut RawConn, p: &str, commands: &[&str]) {
+    let lines: Vec<String> = commands.iter().map(|c| c.replace("{}", p)).collect();
+    let words: Vec<Vec<&str>> = lines.iter().map(|l| l.split(' ').collect()).collect();
+    let refs: Vec<&[&str]> = words.iter().map(|w| w.as_slice()).collect();
+    let bytes = support::encode_pipeline(&refs);
+    via.send(&bytes).await;
+    direct.send(&bytes).await;
+    let (got, want) = (
+        via.read_replies(refs.len()).await,
+        direct.read_replies(refs.len()).await,
+    );
+    let show_all = |r: &[Vec<u8>]| r.iter().map(|b| show(b)).collect::<Vec<_>>().join(" ");
+    assert_eq!(show_all(&got), show_all(&want), "{lines:?}");
+}
+
+/// A computed command starts only once the client's earlier requests are answered,
+/// even those in flight on another connection than the one its steps use: a script
+/// (on the script identity's connection), a write after WATCH (on the client's own
+/// connection). Pipelined in one write, each runs before the computed command after
+/// it, as on one Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computed_command_waits_for_the_clients_earlier_requests() {
+    let standalone = Standalone::start();
+    let proxy = support::start_proxy(compute()).await;
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    let mut direct = RawConn::connect(standalone.addr).await;
+    let p = prefix();
+    assert_ne!(key_slot(b"{1}"), key_slot(b"{2}"));
+    let script = "EVAL return(redis.call('sadd',KEYS[1],ARGV[1])) 1 {}:{1}s v";
+    for _ in 0..10 {
+        for commands in [
+            vec![
+                "DEL {}:{1}s {}:{2}d",
+                script,
+                "SUNIONSTORE {}:{2}d {}:{1}s",
+                "SMEMBERS {}:{2}d",
+            ],
+            vec![
+                "DEL {}:{1}s {}:{2}d",
+                "WATCH {}:{1}s",
+                "SADD {}:{1}s v",
+                "SUNIONSTORE {}:{2}d {}:{1}s",
+                "SMEMBERS {}:{2}d",
+                "UNWATCH",
+            ],
+            vec![
+                "DEL {}:{1}r {}:{2}r",
+                "WATCH {}:{1}x",
+                "SET {}:{1}r v",
+                "RENAME {}:{1}r {}:{2}r",
+                "GET {}:{2}r",
+                "UNWATCH",
+            ],
+            vec![
+                "DEL {}:{1}l {}:{2}l",
+                "WATCH {}:{1}x",
+                "RPUSH {}:{1}l a b",
+                "UNWATCH",
+                "LMOVE {}:{1}l {}:{2}l LEFT LEFT",
+                "LRANGE {}:{2}l 0 -1",
+            ],
+        ] {
+            same_pipelined(&mut via, &mut direct, &p, &commands).await;
+        }
+    }
+}
+
+/// Read-your-writes covers computed writes as forwarded ones: after a SUNIONSTORE the
+/// client's read of the destination is not served by a replica that has not got the
+/// write yet (its writes paused on purpose).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_covers_computed_writes() {
+    use respgate::config::ReadPolicyKind;
+    let p = prefix();
+    let mut config = compute();
+    config.replica_reads.default_policy = ReadPolicyKind::PreferReplica;
+    config.replica_reads.max_lag_ms = 5000;
+    config.replica_reads.poll_interval_ms = 50;
+    config.replica_reads.hedge_after_ms = 0;
+    config.replica_reads.read_your_writes = vec!["*".into()];
+    let proxy = support::start_proxy(config).await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let src = format!("{p}:{{3}}w");
+    assert_eq!(c.command(&["SADD", &src, "v"]).await, b":1\r\n");
+    let owner = support::shared_owner_of(&format!("{p}:{{2}}d"));
+    let replicas = support::with_shared_cluster(|cl| cl.replicas_of(owner));
+    assert!(!replicas.is_empty(), "no replica of {owner}");
+    let mut missed = 0;
+    for i in 0..10 {
+        // Replicas have the client's earlier writes (heartbeats newer than them).
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        for r in &replicas {
+            support::on_node(*r, &["CLIENT", "PAUSE", "300", "WRITE"]);
+        }
+        let dst = format!("{p}:{{2}}d{i}");
+        assert_eq!(
+            c.command(&["SUNIONSTORE", &dst, &src]).await,
+            b":1\r\n",
+            "SUNIONSTORE"
+        );
+        if c.command(&["SISMEMBER", &dst, "v"]).await != b":1\r\n" {
+            missed += 1;
+        }
+    }
+    assert_eq!(
+        missed, 0,
+        "reads that missed the client's own computed write"
+    );
+}
+
+/// XREAD over several slots answers errors as one Redis: the first failing stream's in
+/// request order (a WRONGTYPE before a later bad ID in another slot), a malformed
+/// request's option or unbalanced-list error (not a bare CROSSSLOT); and a stream named
+/// twice, where the first mention reads nothing, keeps Redis's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xread_errors_and_repeated_streams_as_one_redis() {
+    let standalone = Standalone::start();
+    let proxy = support::start_proxy(compute()).await;
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    let mut direct = RawConn::connect(standalone.addr).await;
+    let p = prefix();
+    replay(
+        &mut via,
+        &mut direct,
+        &p,
+        "
+        SET {}:{3}c x
+        XADD {}:{1}a 1-1 f v
+        XADD {}:{2}b 1-1 f v
+        XADD {}:{2}b 2-1 f w
+        XREAD STREAMS {}:{1}a {}:{3}c {}:{1}d 0 0 bad
+        XREAD STREAMS {}:{1}a {}:{2}b {}:{3}c 0 bad 0
+        XREAD STREAMS {}:{1}a {}:{2}b 0 0 0
+        XREAD COUNT STREAMS STREAMS {}:{1}a {}:{2}b 0 0
+        XREAD COUNT x STREAMS {}:{1}a {}:{2}b 0 0
+        XREAD STREAMS {}:{2}b {}:{1}a {}:{2}b $ 0 0
+        XREAD COUNT 1 STREAMS {}:{2}b {}:{1}a {}:{2}b 0 0 2-0
+        XREAD STREAMS {}:{1}a {}:{2}b {}:{1}a 0 $ 1-0
+        XREAD STREAMS {}:{1}a {}:{2}b {}:{1}a {}:{2}b 0 0 0 0
+        ",
+        "",
+    )
+    .await;
+}
+
+/// COPY across slots checks every option before refusing another DB, and a DB outside
+/// 32 bits gets Redis's range error (as one Redis and a cluster node answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_checks_every_option_as_redis() {
+    let standalone = Standalone::start();
+    let proxy = support::start_proxy(compute()).await;
+    let mut via = RawConn::connect(proxy.local_addr()).await;
+    let mut direct = RawConn::connect(standalone.addr).await;
+    replay(
+        &mut via,
+        &mut direct,
+        &prefix(),
+        "
+        SET {}:{4}g v
+        COPY {}:{4}g {}:{2}e DB 1 FOO
+        COPY {}:{4}g {}:{2}e DB 2147483648
+        COPY {}:{4}g {}:{2}e DB -2147483649
+        COPY {}:{4}g {}:{2}e DB 20 FOO
+        COPY {}:{4}g {}:{2}e DB x
+        ",
+        "",
+    )
+    .await;
+}
+
+/// A step's reply over `cluster.max_reply_bytes` (RENAME of a value larger than it)
+/// fails the command with an error naming the limit, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_max_reply_bytes_names_the_limit() {
+    let p = prefix();
+    let mut config = compute();
+    config.cluster.max_reply_bytes = 4 << 20;
+    let proxy = support::start_proxy(config).await;
+    let mut c = RawConn::connect(proxy.local_addr()).await;
+    let (src, dst) = (format!("{p}:{{1}}big"), format!("{p}:{{2}}dst"));
+    // Not compressible: DUMP compresses its payload.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: String = (0..5 << 20)
+        .map(|_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            char::from(b'!' + ((seed >> 33) % 90) as u8)
+        })
+        .collect();
+    assert_eq!(c.command(&["SET", &src, &big]).await, b"+OK\r\n");
+    let r = show(&c.command(&["RENAME", &src, &dst]).await);
+    assert!(
+        r.starts_with("-ERR respgate: cross-slot RENAME failed: reply from ")
+            && r.contains("over cluster.max_reply_bytes (4194304 bytes)"),
+        "{r}"
+    );
+    assert_eq!(c.command(&["EXISTS", &src, &dst]).await, b":1\r\n");
+    c.command(&["DEL", &src]).await;
+}

@@ -69,7 +69,7 @@ impl Session {
                         Err(oneshot::error::TryRecvError::Closed) => task_reply(None),
                     };
                     self.pipe.pending.pop_front();
-                    self.pipe.task_pending = false;
+                    self.task_done();
                     self.emit(&reply);
                     continue;
                 }
@@ -124,7 +124,7 @@ impl Session {
             HeadEvent::GateDone(verdict) => self.gate_done(verdict),
             HeadEvent::TaskDone(reply) => {
                 if let Some(Pending::Task(_)) = self.pipe.pending.pop_front() {
-                    self.pipe.task_pending = false;
+                    self.task_done();
                     self.emit(&reply);
                 }
             }

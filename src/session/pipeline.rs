@@ -25,6 +25,9 @@ pub(super) struct Pipeline {
     /// A [`Pending::Task`] is queued (always last): no request is read or dispatched
     /// until it is done, so the client's next commands run after it.
     pub(super) task_pending: bool,
+    /// Read-your-writes: the masters the running computed command writes to (ended
+    /// when its task is done, [`Session::task_done`]).
+    pub(super) task_ryw: Vec<usize>,
     /// This client's own backend connections (blocking commands, WATCH), each with its
     /// place in the bounds on them (`dedicated::Quota`).
     pub(super) dedicated: Vec<(DedicatedLink, dedicated::Place)>,
@@ -40,6 +43,7 @@ impl Pipeline {
         Pipeline {
             mute_next: false,
             task_pending: false,
+            task_ryw: Vec::new(),
             dedicated: Vec::new(),
             identity_used: false,
             pending: VecDeque::new(),
@@ -141,6 +145,29 @@ impl Session {
             .is_some_and(|l| l != lane)
     }
 
+    /// Starts a computed command (every earlier request is answered): its task, and
+    /// the read-your-writes tracking of what it writes.
+    fn start_computed(&mut self, computed: route::Computed) {
+        let route::Computed { run, writes } = computed;
+        for slot in writes {
+            if let Some(master) = self.ryw_begin(slot) {
+                self.pipe.task_ryw.push(master);
+            }
+        }
+        let rx = crate::workers::spawn_answer(run);
+        self.pipe.pending.push_back(Pending::Task(rx));
+        self.pipe.task_pending = true;
+    }
+
+    /// The task at the head is done: the client's next requests may go, and the writes
+    /// it made count as answered for read-your-writes.
+    pub(super) fn task_done(&mut self) {
+        self.pipe.task_pending = false;
+        for master in std::mem::take(&mut self.pipe.task_ryw) {
+            self.ryw_end(master);
+        }
+    }
+
     /// Queues what routing decided for `raw`.
     pub(super) fn apply_route(&mut self, decision: route::Route, raw: Bytes, arrived: Instant) {
         let lane = match &decision {
@@ -150,7 +177,15 @@ impl Session {
             route::Route::Split { .. } | route::Route::FanOut { .. } => Some((Lane::Shared, 0)),
             _ => None,
         };
-        if lane.is_some_and(|lane| self.must_hold(lane)) {
+        let hold =
+            match &decision {
+                // Its steps go on connections of their own: every earlier request first.
+                route::Route::Compute(_) => self.pipe.pending.iter().any(|p| {
+                    matches!(p, Pending::Remote(_) | Pending::Split(_) | Pending::Held(_))
+                }),
+                _ => lane.is_some_and(|lane| self.must_hold(lane)),
+            };
+        if hold {
             self.pipe.pending.push_back(Pending::Held(Box::new(Held {
                 decision,
                 raw,
@@ -165,6 +200,7 @@ impl Session {
                 self.pipe.pending.push_back(Pending::Task(rx));
                 self.pipe.task_pending = true;
             }
+            route::Route::Compute(computed) => self.start_computed(*computed),
             route::Route::Gate(rx) => {
                 self.pipe.pending.push_back(Pending::Gate(rx, raw));
                 self.pipe.task_pending = true;

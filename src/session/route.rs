@@ -84,6 +84,10 @@ pub enum Route {
     /// A reply a task of its own computes (CONFIG SET on every node). The client's next
     /// requests wait for it.
     Task(tokio::sync::oneshot::Receiver<Bytes>),
+    /// A cross-slot command respgate computes (`cross_slot`), not started yet: its steps
+    /// go on connections of their own, so it starts only once every earlier request of
+    /// the client is answered (held until then). The client's next requests wait for it.
+    Compute(Box<Computed>),
     /// Count the request against a shared budget first: `None` from the task lets it
     /// route again (past the guard), an error is its reply. The client's next requests
     /// wait for it.
@@ -93,6 +97,14 @@ pub enum Route {
         merge: Merge,
         latency: metrics::Histogram,
     },
+}
+
+/// A computed command waiting to start ([`Route::Compute`]).
+pub struct Computed {
+    pub run: std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send>>,
+    /// The slots it writes, when read-your-writes tracks this client's writes: their
+    /// masters count a write in flight until it is answered, as for a forwarded write.
+    pub writes: Vec<u16>,
 }
 
 /// `Route::Forward::replica` for a write whose master read-your-writes must track.

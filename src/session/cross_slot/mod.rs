@@ -14,7 +14,11 @@
 //! a slot, nothing here runs. The caller's ACL and the guards were applied to the
 //! original command before routing; the steps run as respgate's node user, as tasks of
 //! their own ([`crate::workers::spawn_answer`]), so the client's later replies wait in
-//! order behind this one.
+//! order behind this one. The task starts only once every earlier request of the
+//! client is answered ([`Route::Compute`]): its steps go on other connections than the
+//! client's, which give no order against requests still in flight there (a WATCH or
+//! blocking command's dedicated connection, a script's identity, or another node).
+//! A computed write counts for read-your-writes on the masters of the keys it writes.
 //!
 //! **Not atomic.** Between the copy and the command another client may write a source;
 //! the README's "Cross-slot commands" lists what can interleave and what each command
@@ -31,7 +35,7 @@ mod xread;
 
 pub use internal::is_internal;
 
-use super::route::Route;
+use super::route::{Computed, Route};
 use super::{ClientState, SessionContext};
 use crate::commands::policy::Class;
 use crate::commands::{CommandInfo, KeyRef};
@@ -132,7 +136,7 @@ pub(in crate::session) fn touches_internal(
 /// without this module (split, MSETNX's refusal, or the plain CROSSSLOT).
 pub(in crate::session) fn route(
     ctx: &SessionContext,
-    client: &ClientState,
+    client: &mut ClientState,
     (info, class): (&CommandInfo, Class),
     args: Args<'_>,
     keys: &[KeyRef],
@@ -156,19 +160,27 @@ pub(in crate::session) fn route(
         command: name.to_uppercase(),
         max_bytes: ctx.cross_slot.max_bytes.load(Ordering::Relaxed),
     };
+    let writes = tracked_writes(ctx, client, info, args, keys);
     let reply = |r: Bytes| Some(Route::Reply(r));
     let refuse = |why| reply(Refusal::CrossSlot(why).reply());
     let word = |i: usize| Bytes::copy_from_slice(args.get(i));
-    let start = |fut: futures_task::Task| {
+    // Started by the pipeline once the client's earlier requests are answered.
+    let start = |run: futures_task::Task| {
         steps::count_command(name);
-        Some(Route::Task(crate::workers::spawn_answer(fut)))
+        Some(Route::Compute(Box::new(Computed { run, writes })))
     };
     match name {
         "xread" if blocks(class, args) => refuse(CrossSlotWhy::Blocking),
-        "xread" => {
-            let split = xread::split(args, keys)?;
-            start(Box::pin(async move { xread::run(&job, split).await }))
-        }
+        "xread" => match xread::split(args, keys) {
+            Some(split) => start(Box::pin(async move { xread::run(&job, split).await })),
+            None => {
+                let words: Vec<Bytes> = (0..args.len()).map(word).collect();
+                let first = keys.first().map_or(args.len(), |k| k.index as usize);
+                start(Box::pin(async move {
+                    xread::malformed(&job, words, first).await
+                }))
+            }
+        },
         "rename" | "renamenx" | "copy" => {
             let kind = match name {
                 "rename" => rename::Kind::Rename,
@@ -214,6 +226,26 @@ pub(in crate::session) fn route(
         _ if info.is_blocking() => refuse(CrossSlotWhy::Blocking),
         _ if info.runs_script() => refuse(CrossSlotWhy::Script),
         _ => refuse(CrossSlotWhy::NotComputed),
+    }
+}
+
+/// The slots a computed write writes, when read-your-writes tracks the client's writes
+/// (empty otherwise): its reads then stay on those masters until it is answered and a
+/// replica has caught up, as after a forwarded write.
+fn tracked_writes(
+    ctx: &SessionContext,
+    client: &mut ClientState,
+    info: &CommandInfo,
+    args: Args<'_>,
+    keys: &[KeyRef],
+) -> Vec<u16> {
+    match &ctx.read_policy {
+        Some(policy) if info.is_write() && client.auth.read_your_writes(policy) => keys
+            .iter()
+            .filter(|k| k.flags.is_write())
+            .map(|k| crate::cluster::key_slot(k.key(args)))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -38,29 +38,36 @@ pub enum Kind {
 
 /// COPY's options (`REPLACE`, `DB n`) as Redis parses them; the error it gives.
 pub fn copy_options(args: Args<'_>) -> Result<Kind, Bytes> {
+    // A cluster node checks each option in turn (the DB's number and range as it goes),
+    // and only after all of them that the DB is 0 (`DB 1 FOO` is a syntax error).
     let mut replace = false;
+    let mut other_db = false;
     let mut j = 3;
     while j < args.len() {
         let a = args.get(j);
         if a.eq_ignore_ascii_case(b"replace") {
             replace = true;
         } else if a.eq_ignore_ascii_case(b"db") && j + 1 < args.len() {
-            let db = parse_int(args.get(j + 1))
-                .filter(|n| i32::try_from(*n).is_ok())
-                .ok_or_else(|| Refusal::NotAnInteger.reply())?;
+            let db = parse_int(args.get(j + 1)).ok_or_else(|| Refusal::NotAnInteger.reply())?;
+            if i32::try_from(db).is_err() {
+                return Err(reply::error(
+                    "ERR value is out of range, value must between -2147483648 and 2147483647",
+                ));
+            }
             if !(0..16).contains(&db) {
                 return Err(Refusal::DbIndexOutOfRange.reply());
             }
-            if db != 0 {
-                return Err(reply::error(
-                    "ERR Copying to another database is not allowed in cluster mode",
-                ));
-            }
+            other_db = db != 0;
             j += 1;
         } else {
             return Err(Refusal::Syntax.reply());
         }
         j += 1;
+    }
+    if other_db {
+        return Err(reply::error(
+            "ERR Copying to another database is not allowed in cluster mode",
+        ));
     }
     Ok(Kind::Copy { replace })
 }
@@ -175,6 +182,29 @@ mod tests {
         assert_eq!(
             options(&["COPY", "a", "b", "DB", "1"]),
             err("ERR Copying to another database is not allowed in cluster mode")
+        );
+    }
+
+    /// As a cluster node (7.0.15, checked): every option before the DB is refused for
+    /// not being 0, and a DB outside 32 bits gets getIntFromObject's range error.
+    #[test]
+    fn copy_options_are_all_checked_before_the_db() {
+        let err = |s: &str| Err(format!("-{s}\r\n"));
+        assert_eq!(
+            options(&["COPY", "a", "b", "DB", "1", "FOO"]),
+            err("ERR syntax error")
+        );
+        assert_eq!(
+            options(&["COPY", "a", "b", "DB", "20", "FOO"]),
+            err("ERR DB index is out of range")
+        );
+        assert_eq!(
+            options(&["COPY", "a", "b", "DB", "2147483648"]),
+            err("ERR value is out of range, value must between -2147483648 and 2147483647")
+        );
+        assert_eq!(
+            options(&["COPY", "a", "b", "DB", "99999999999999999999"]),
+            err("ERR value is not an integer or out of range")
         );
     }
 }

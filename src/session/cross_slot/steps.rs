@@ -96,6 +96,14 @@ impl Job {
         let all = crate::backend::answer(rx)
             .await
             .map_err(|why| self.fail(format!("{}: {why}", node.addr())))?;
+        // A reply (or run of replies of one pipeline) over `cluster.max_reply_bytes`
+        // comes back as one error naming the limit, in place of the `n` replies.
+        if let Some(why) = all
+            .strip_prefix(b"-ERR respgate: ")
+            .filter(|t| t.starts_with(b"reply from "))
+        {
+            return Err(self.fail(error_text(why)));
+        }
         let replies = split(&all, n).ok_or_else(|| self.fail("unreadable reply"))?;
         if let Some(e) = replies.iter().find(|r| is_redirect(r)) {
             self.cluster.request_refresh();

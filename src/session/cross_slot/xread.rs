@@ -2,8 +2,11 @@
 //! options, that slot's streams and their IDs), sent at once, the answers merged back
 //! into the request's stream order. COUNT bounds each stream, so the split reads
 //! exactly what one XREAD would; streams without new entries are left out, as Redis
-//! does, and when none has any the reply is the node's null. An error from any part is
-//! the reply (the first, in slot order). XREAD BLOCK over several slots stays refused.
+//! does, and when none has any the reply is the node's null. A stream named twice goes
+//! in two parts, so each mention's answer is known. An error is Redis's: the first
+//! failing stream's in request order (each stream asked alone, on the error path
+//! only), and a malformed request's option or unbalanced-list error is the node's own
+//! ([`malformed`]). XREAD BLOCK over several slots stays refused.
 
 use super::steps::Job;
 use crate::cluster::key_slot;
@@ -19,6 +22,8 @@ pub struct Part {
     slot: u16,
     streams: Vec<usize>,
     request: Bytes,
+    /// Each stream's XREAD alone, by request position (asked only after an error).
+    singles: Vec<(usize, Bytes)>,
 }
 
 /// An XREAD cut by slot: the parts, and every stream's name by request position.
@@ -46,7 +51,74 @@ pub async fn run(job: &Job, split: Split) -> Bytes {
             Err(e) => return e,
         }
     }
+    if let Some(e) = answers.iter().find(|a| a.first() == Some(&b'-')) {
+        if names.len() < 2 {
+            return e.clone();
+        }
+        return first_error(job, &parts, e.clone()).await;
+    }
     merge(job, &parts, &names, answers)
+}
+
+/// The error one Redis gives: it checks each stream's type, then its ID, in request
+/// order, so the error is the first failing stream's, whichever slot it is in. Each
+/// stream alone (sent at once), the first error in request order (`fallback` when none
+/// fails now: a key changed meanwhile). Only on the error path.
+async fn first_error(job: &Job, parts: &[Part], fallback: Bytes) -> Bytes {
+    let mut singles: Vec<(usize, u16, Bytes)> = parts
+        .iter()
+        .flat_map(|p| p.singles.iter().map(move |(i, r)| (*i, p.slot, r.clone())))
+        .collect();
+    singles.sort_by_key(|s| s.0);
+    let mut pending = Vec::with_capacity(singles.len());
+    for (_, slot, request) in &singles {
+        let node = match job.master(*slot) {
+            Ok(n) => n,
+            Err(e) => return e,
+        };
+        let rx = job.send(&node, std::slice::from_ref(request), job.resp3);
+        pending.push((node, rx));
+    }
+    for (node, rx) in pending {
+        match job.replies(&node, rx, 1).await {
+            Ok(r) if r[0].first() == Some(&b'-') => return r[0].clone(),
+            Ok(_) => {}
+            Err(e) => return e,
+        }
+    }
+    fallback
+}
+
+/// A malformed XREAD over several slots (its stream list does not balance): the error
+/// Redis gives, which comes from its options before any key is looked up (an option's
+/// value, or the unbalanced list). The node parses it with every word from the first
+/// key (`first`, by the key specs) on made that key, so the request stays in one slot:
+/// Redis's option loop stops with an error before that point (a `STREAMS` taken as an
+/// option's value is not a number) or at the `STREAMS` before it (then only the count
+/// of words after it matters). A reply that is not an error (never expected) is the
+/// plain CROSSSLOT.
+pub async fn malformed(job: &Job, mut words: Vec<Bytes>, first: usize) -> Bytes {
+    let plain = || {
+        crate::protocol::refusal::Refusal::CrossSlot(crate::protocol::refusal::CrossSlotWhy::Plain)
+            .reply()
+    };
+    let Some(key) = words.get(first).cloned() else {
+        return plain();
+    };
+    for w in &mut words[first..] {
+        *w = key.clone();
+    }
+    let request = reply::command(words.iter().map(|w| &w[..]));
+    let node = match job.master(key_slot(&key)) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    let rx = job.send(&node, std::slice::from_ref(&request), job.resp3);
+    match job.replies(&node, rx, 1).await {
+        Ok(r) if r[0].first() == Some(&b'-') => r[0].clone(),
+        Ok(_) => plain(),
+        Err(e) => e,
+    }
 }
 
 /// The parts of an XREAD: for each slot (in the order slots first appear), its
@@ -58,25 +130,34 @@ pub fn split(args: Args<'_>, keys: &[KeyRef]) -> Option<Split> {
     if args.len() != first + 2 * n {
         return None;
     }
+    // A stream named again goes in another part of its slot: within a part each name
+    // is once, so its answer says which mention read what (Redis answers every mention
+    // that reads something, in request order).
     let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
     for i in 0..n {
         let slot = key_slot(args.get(first + i));
-        match groups.iter_mut().find(|g| g.0 == slot) {
+        let name = args.get(first + i);
+        let free = groups
+            .iter_mut()
+            .find(|g| g.0 == slot && !g.1.iter().any(|&j| args.get(first + j) == name));
+        match free {
             Some(g) => g.1.push(i),
             None => groups.push((slot, vec![i])),
         }
     }
+    let options = |streams: &[usize]| {
+        let mut words: Vec<&[u8]> = (0..first).map(|j| args.get(j)).collect();
+        words.extend(streams.iter().map(|&i| args.get(first + i)));
+        words.extend(streams.iter().map(|&i| args.get(first + n + i)));
+        reply::command(words)
+    };
     let parts = groups
         .into_iter()
-        .map(|(slot, streams)| {
-            let mut words: Vec<&[u8]> = (0..first).map(|j| args.get(j)).collect();
-            words.extend(streams.iter().map(|&i| args.get(first + i)));
-            words.extend(streams.iter().map(|&i| args.get(first + n + i)));
-            Part {
-                slot,
-                streams,
-                request: reply::command(words),
-            }
+        .map(|(slot, streams)| Part {
+            slot,
+            request: options(&streams),
+            singles: streams.iter().map(|&i| (i, options(&[i]))).collect(),
+            streams,
         })
         .collect();
     let names = (0..n)
@@ -87,9 +168,6 @@ pub fn split(args: Args<'_>, keys: &[KeyRef]) -> Option<Split> {
 
 /// The parts' answers as one XREAD reply.
 fn merge(job: &Job, parts: &[Part], names: &[Bytes], answers: Vec<Bytes>) -> Bytes {
-    if let Some(e) = answers.iter().find(|a| a.first() == Some(&b'-')) {
-        return e.clone();
-    }
     // Each stream's entries (raw reply bytes), by request position.
     let mut found: Vec<Option<Bytes>> = vec![None; names.len()];
     for (part, answer) in parts.iter().zip(&answers) {
@@ -97,8 +175,7 @@ fn merge(job: &Job, parts: &[Part], names: &[Bytes], answers: Vec<Bytes>) -> Byt
             return job.fail("unreadable XREAD reply");
         };
         for (name, entries) in pairs {
-            // The first of this part's streams with that name not yet answered (a
-            // stream named twice is answered twice, in order).
+            // This part's stream of that name (named once per part).
             let slot = part
                 .streams
                 .iter()
