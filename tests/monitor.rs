@@ -176,19 +176,26 @@ async fn an_admin_monitors_every_master_in_one_stream() {
     wait_monitors(&quiet, 0).await;
 }
 
+/// A respgate over a quiet cluster with `pubsub_queue_bytes` = 64 KiB and users `app`
+/// and `ops`, `ops` monitoring (one MONITOR per master seen).
+async fn monitoring_with_a_64k_bound() -> (QuietCluster, respgate::server::Proxy, RawConn) {
+    let quiet = quiet_cluster().await;
+    let mut config = with_users(test_config(&quiet.seeds()), &["app", "ops"]);
+    config.server.pubsub_queue_bytes = 64 * 1024;
+    let proxy = start_proxy(config).await;
+    let mut ops = login(proxy.local_addr(), "ops").await;
+    assert_eq!(show(&ops.command(&["MONITOR"]).await), show(b"+OK\r\n"));
+    wait_monitors(&quiet, 1).await;
+    (quiet, proxy, ops)
+}
+
 /// MONITOR is bounded by bytes: a line longer than `pubsub_queue_bytes` (here 64 KiB: a
 /// SET of 100 KiB) is never held whole; the monitoring client is closed, and every node
 /// connection with it, as one that falls behind by more than that many bytes is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monitor_line_over_the_byte_bound_ends_monitoring() {
-    let quiet = quiet_cluster().await;
-    let mut config = with_users(test_config(&quiet.seeds()), &["app", "ops"]);
-    config.server.pubsub_queue_bytes = 64 * 1024;
-    let proxy = start_proxy(config).await;
+    let (quiet, proxy, mut ops) = monitoring_with_a_64k_bound().await;
     let addr = proxy.local_addr();
-    let mut ops = login(addr, "ops").await;
-    assert_eq!(show(&ops.command(&["MONITOR"]).await), show(b"+OK\r\n"));
-    wait_monitors(&quiet, 1).await;
     let mut app = login(addr, "app").await;
     let value = "v".repeat(100 * 1024);
     assert_eq!(
@@ -204,14 +211,8 @@ async fn a_monitor_line_over_the_byte_bound_ends_monitoring() {
 /// pipelined bursts so lines are taken from the queue several at a time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monitor_that_reads_stays_open_past_the_byte_bound() {
-    let quiet = quiet_cluster().await;
-    let mut config = with_users(test_config(&quiet.seeds()), &["app", "ops"]);
-    config.server.pubsub_queue_bytes = 64 * 1024;
-    let proxy = start_proxy(config).await;
+    let (quiet, proxy, mut ops) = monitoring_with_a_64k_bound().await;
     let addr = proxy.local_addr();
-    let mut ops = login(addr, "ops").await;
-    assert_eq!(show(&ops.command(&["MONITOR"]).await), show(b"+OK\r\n"));
-    wait_monitors(&quiet, 1).await;
     let reader = tokio::spawn(async move {
         let mut seen = 0usize;
         while seen < 20 * 64 * 1024 {
