@@ -425,50 +425,50 @@ impl Gen {
         a
     }
 
+    /// `n` keys, each a sorted set with probability `zset_share`, else a set (sets count
+    /// as sorted sets of score 1 in the Z algebra commands).
+    fn zset_keys(&mut self, n: usize, zset_share: f64) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let fam = if self.chance(zset_share) {
+                    Fam::Zset
+                } else {
+                    Fam::Set
+                };
+                self.key(fam)
+            })
+            .collect()
+    }
+
+    /// `a` with `LIMIT <count>` appended 40 % of the time (the *INTERCARD commands).
+    fn maybe_limit(&mut self, mut a: Args) -> Args {
+        if self.chance(0.4) {
+            let c = self.count();
+            a.extend(["LIMIT".into(), c]);
+        }
+        a
+    }
+
     fn sintercard(&mut self) -> Args {
         let n = self.rng.random_range(1..4);
         let keys = self.keys(Fam::Set, n);
         let mut a = s(&["SINTERCARD", &n.to_string()]);
         a.extend(keys);
-        if self.chance(0.4) {
-            let c = self.count();
-            a.extend(["LIMIT".into(), c]);
-        }
-        a
+        self.maybe_limit(a)
     }
 
     fn zintercard(&mut self) -> Args {
         let n = self.rng.random_range(1..4);
-        let mut keys = Vec::new();
-        for _ in 0..n {
-            let fam = if self.chance(0.8) {
-                Fam::Zset
-            } else {
-                Fam::Set
-            };
-            keys.push(self.key(fam));
-        }
+        let keys = self.zset_keys(n, 0.8);
         let mut a = s(&["ZINTERCARD", &n.to_string()]);
         a.extend(keys);
-        if self.chance(0.4) {
-            let c = self.count();
-            a.extend(["LIMIT".into(), c]);
-        }
-        a
+        self.maybe_limit(a)
     }
 
     fn zset_algebra(&mut self) -> Args {
         let n = self.rng.random_range(1..4);
         // Sets count as sorted sets of score 1 in these commands.
-        let mut keys = Vec::new();
-        for _ in 0..n {
-            let fam = if self.chance(0.75) {
-                Fam::Zset
-            } else {
-                Fam::Set
-            };
-            keys.push(self.key(fam));
-        }
+        let keys = self.zset_keys(n, 0.75);
         let op = self.pick(&[
             "ZUNION",
             "ZINTER",
