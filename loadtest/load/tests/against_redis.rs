@@ -110,14 +110,19 @@ fn check_run(r: &Value, target: &str, kinds: usize) {
     assert!(!r["timeline_rps"].as_array().unwrap().is_empty());
 }
 
-#[test]
-fn loads_a_standalone_and_a_cluster_interleaved_and_writes_json() {
-    let cluster = DevCluster::start(DevClusterOptions {
+/// A throw-away cluster of 3 masters, no replicas.
+fn three_masters() -> DevCluster {
+    DevCluster::start(DevClusterOptions {
         masters: 3,
         replicas_per_master: 0,
         ..Default::default()
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn loads_a_standalone_and_a_cluster_interleaved_and_writes_json() {
+    let cluster = three_masters();
     let single = Standalone::start();
     let seed = cluster.seeds()[0];
     let dir = tempfile::tempdir().unwrap();
@@ -252,12 +257,7 @@ fn node_id(c: &DevCluster, node: SocketAddr) -> String {
 /// again and go on against the new owner; nothing fails.
 #[test]
 fn follows_a_slot_that_moves() {
-    let cluster = DevCluster::start(DevClusterOptions {
-        masters: 3,
-        replicas_per_master: 0,
-        ..Default::default()
-    })
-    .unwrap();
+    let cluster = three_masters();
     let dir = tempfile::tempdir().unwrap();
     let wl = dir.path().join("one-key.toml");
     std::fs::write(
