@@ -194,7 +194,7 @@ async fn monitoring_with_a_64k_bound() -> (QuietCluster, respgate::server::Proxy
 /// connection with it, as one that falls behind by more than that many bytes is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monitor_line_over_the_byte_bound_ends_monitoring() {
-    let (quiet, proxy, mut ops) = monitoring_with_a_64k_bound().await;
+    let (quiet, proxy, _ops) = monitoring_with_a_64k_bound().await;
     let addr = proxy.local_addr();
     let mut app = login(addr, "app").await;
     let value = "v".repeat(100 * 1024);
